@@ -3,7 +3,12 @@
 //! See `docs/ARCHITECTURE.md`, section "Consensus (Raft)".
 
 pub mod config;
+pub mod control;
+pub mod node;
+pub mod serve;
 pub mod storage;
+pub mod transport;
 
 pub use config::{ClusterConfig, ConfigError, FsyncPolicy, NodeConfig};
+pub use node::{CommittedEntry, LeaderChange, Node, NodeError, NodeOptions, Role, Status};
 pub use storage::{DiskStorage, StoreError};

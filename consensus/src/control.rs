@@ -1,0 +1,199 @@
+//! The per-node control endpoint: a line-based TCP protocol with one JSON object per reply.
+//!
+//! Always available:
+//! - `status` → the node's [`Status`](crate::Status) plus `"live": true`
+//! - `add-node <id> <raft_addr>` / `remove-node <id>` → proposes a conf change (leader only)
+//!
+//! Only when the server runs in test mode (fault injection and direct proposals):
+//! - `propose <text>` → `{"ok":true,"index":N}` once appended by the leader
+//! - `propose-many <prefix> <count>` → submits `<prefix>-0 .. <prefix>-(count-1)` at once
+//!   (group commit), waits for their indexes, replies with how many were accepted
+//! - `await <index> <timeout_ms>` → waits until applied here
+//! - `isolate on|off` → drop all Raft traffic to and from this node
+//! - `campaign` → start an election here
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use slog::{warn, Logger};
+
+use crate::node::{Node, NodeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot listen on control address {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control request to {addr} failed: {source}")]
+    Request {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control reply from {addr} is not JSON: {reply}")]
+    BadReply { addr: String, reply: String },
+}
+
+/// Starts the control server on `addr` in a background thread.
+pub fn serve(
+    node: Arc<Node>,
+    addr: &str,
+    test_mode: bool,
+    logger: Logger,
+) -> Result<std::net::SocketAddr, ControlError> {
+    let l = TcpListener::bind(addr).map_err(|source| ControlError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let local = l.local_addr().map_err(|source| ControlError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { continue };
+                let (node, logger) = (node.clone(), logger.clone());
+                let _ = std::thread::Builder::new()
+                    .name("control-conn".into())
+                    .spawn(move || {
+                        if let Err(e) = handle_conn(c, &node, test_mode) {
+                            warn!(logger, "control connection error"; "err" => %e);
+                        }
+                    });
+            }
+        })
+        .map_err(|source| ControlError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+    Ok(local)
+}
+
+fn handle_conn(c: TcpStream, node: &Node, test_mode: bool) -> std::io::Result<()> {
+    let mut w = c.try_clone()?;
+    let r = BufReader::new(c);
+    for line in r.lines() {
+        let line = line?;
+        let reply = handle_line(line.trim(), node, test_mode);
+        let mut s = reply.to_string();
+        s.push('\n');
+        w.write_all(s.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn err_json(e: &NodeError) -> Value {
+    let mut v = json!({"ok": false, "error": e.to_string()});
+    if let NodeError::NotLeader { leader } = e {
+        v["leader"] = json!(leader);
+    }
+    v
+}
+
+fn idx_json(r: Result<u64, NodeError>) -> Value {
+    match r {
+        Ok(i) => json!({"ok": true, "index": i}),
+        Err(e) => err_json(&e),
+    }
+}
+
+fn handle_line(line: &str, node: &Node, test_mode: bool) -> Value {
+    let mut words = line.split_whitespace();
+    let cmd = words.next().unwrap_or("");
+    let args: Vec<&str> = words.collect();
+    let num = |i: usize| args.get(i).and_then(|s| s.parse::<u64>().ok());
+    match (cmd, test_mode) {
+        ("status", _) => {
+            let mut v = serde_json::to_value(node.status()).unwrap_or(Value::Null);
+            v["live"] = json!(node.stopped().is_none());
+            v["ok"] = json!(true);
+            v
+        }
+        ("add-node", _) => match (num(0), args.get(1)) {
+            (Some(id), Some(addr)) => idx_json(node.add_node(id, addr)),
+            _ => json!({"ok": false, "error": "usage: add-node <id> <raft_addr>"}),
+        },
+        ("remove-node", _) => match num(0) {
+            Some(id) => idx_json(node.remove_node(id)),
+            None => json!({"ok": false, "error": "usage: remove-node <id>"}),
+        },
+        ("propose", true) => idx_json(node.propose(args.join(" ").into_bytes())),
+        ("propose-many", true) => {
+            let (Some(prefix), Some(n)) = (args.first(), num(1)) else {
+                return json!({"ok": false, "error": "usage: propose-many <prefix> <count>"});
+            };
+            let mut pending = Vec::new();
+            for i in 0..n {
+                match node.submit(format!("{prefix}-{i}").into_bytes()) {
+                    Ok(p) => pending.push(p),
+                    Err(e) => return err_json(&e),
+                }
+            }
+            let (mut accepted, mut last, mut first_err) = (0u64, 0u64, Value::Null);
+            for p in pending {
+                match p.wait() {
+                    Ok(i) => {
+                        accepted += 1;
+                        last = last.max(i);
+                    }
+                    Err(e) => {
+                        if first_err.is_null() {
+                            first_err = json!(e.to_string());
+                        }
+                    }
+                }
+            }
+            json!({"ok": accepted > 0, "accepted": accepted, "last_index": last, "error": first_err})
+        }
+        ("await", true) => match num(0) {
+            Some(i) => {
+                let t = Duration::from_millis(num(1).unwrap_or(10_000));
+                match node.await_commit(i, Some(t)) {
+                    Ok(()) => json!({"ok": true, "index": i}),
+                    Err(e) => err_json(&e),
+                }
+            }
+            None => json!({"ok": false, "error": "usage: await <index> [timeout_ms]"}),
+        },
+        ("isolate", true) => {
+            let on = args.first() == Some(&"on");
+            node.faults().set_isolated(on);
+            json!({"ok": true, "isolated": on})
+        }
+        ("campaign", true) => match node.campaign() {
+            Ok(()) => json!({"ok": true}),
+            Err(e) => err_json(&e),
+        },
+        _ => json!({"ok": false, "error": format!("unknown command `{cmd}`")}),
+    }
+}
+
+/// Sends one request line and reads one JSON reply.
+pub fn request(addr: &str, line: &str, timeout: Duration) -> Result<Value, ControlError> {
+    let rq = |source| ControlError::Request {
+        addr: addr.to_string(),
+        source,
+    };
+    let sa = addr
+        .to_socket_addrs()
+        .map_err(rq)?
+        .next()
+        .ok_or_else(|| rq(std::io::ErrorKind::AddrNotAvailable.into()))?;
+    let mut c = TcpStream::connect_timeout(&sa, timeout.min(Duration::from_secs(2))).map_err(rq)?;
+    c.set_read_timeout(Some(timeout)).map_err(rq)?;
+    c.write_all(format!("{line}\n").as_bytes()).map_err(rq)?;
+    let mut reply = String::new();
+    BufReader::new(c).read_line(&mut reply).map_err(rq)?;
+    serde_json::from_str(&reply).map_err(|_| ControlError::BadReply {
+        addr: addr.to_string(),
+        reply,
+    })
+}

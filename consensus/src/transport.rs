@@ -1,0 +1,376 @@
+//! TCP transport of `eraftpb::Message`s between nodes.
+//!
+//! Frames are `len: u32 LE | protobuf Message`. Each peer has one outgoing connection, owned
+//! by a sender thread fed by a bounded queue: when the queue is full the message is dropped
+//! (Raft retransmits), so a slow or dead peer never blocks the ready loop nor grows memory.
+//! The sender reconnects with exponential backoff (10 ms .. 1 s); while it is disconnected,
+//! queued messages are discarded. Incoming connections get one reader thread each, which
+//! pushes decoded messages into the node's bounded inbox (also dropping when full).
+//!
+//! Fault injection ([`Faults`]) drops traffic to/from chosen peers, for partition tests.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::{Mutex, RwLock};
+use protobuf::Message as _;
+use raft::prelude::Message;
+use slog::{debug, info, warn, Logger};
+
+/// Largest accepted frame.
+pub const MAX_FRAME: usize = 64 << 20;
+/// Messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot listen on raft address {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start transport thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Transport-level fault injection: drop every message to or from the listed peers.
+#[derive(Default)]
+pub struct Faults {
+    isolated: AtomicBool,
+    blocked: RwLock<HashSet<u64>>,
+}
+
+impl Faults {
+    /// Drops all traffic to and from every peer.
+    pub fn set_isolated(&self, on: bool) {
+        self.isolated.store(on, Ordering::SeqCst);
+    }
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::SeqCst)
+    }
+    /// Drops traffic to and from one peer.
+    pub fn block(&self, peer: u64, on: bool) {
+        let mut b = self.blocked.write();
+        if on {
+            b.insert(peer);
+        } else {
+            b.remove(&peer);
+        }
+    }
+    fn drops(&self, peer: u64) -> bool {
+        self.is_isolated() || self.blocked.read().contains(&peer)
+    }
+}
+
+/// Counters, for status output.
+#[derive(Default, Debug)]
+pub struct TransportStats {
+    pub sent: AtomicU64,
+    pub dropped_full: AtomicU64,
+    pub dropped_fault: AtomicU64,
+    pub received: AtomicU64,
+}
+
+struct Peer {
+    addr: String,
+    tx: Sender<Message>,
+}
+
+pub struct Transport {
+    logger: Logger,
+    peers: Mutex<HashMap<u64, Peer>>,
+    faults: Arc<Faults>,
+    stats: Arc<TransportStats>,
+    stop: Arc<AtomicBool>,
+    local_addr: SocketAddr,
+}
+
+fn write_frame(buf: &mut Vec<u8>, m: &Message) {
+    let bytes = m.write_to_bytes().unwrap_or_default();
+    buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&bytes);
+}
+
+impl Transport {
+    /// Listens on `listen` and delivers incoming messages to `inbox`.
+    pub fn start(
+        listen: &str,
+        inbox: Sender<Message>,
+        logger: Logger,
+    ) -> Result<Arc<Transport>, TransportError> {
+        let listener = TcpListener::bind(listen).map_err(|source| TransportError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                addr: listen.to_string(),
+                source,
+            })?;
+        let t = Arc::new(Transport {
+            logger: logger.clone(),
+            peers: Mutex::new(HashMap::new()),
+            faults: Arc::new(Faults::default()),
+            stats: Arc::new(TransportStats::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+            local_addr,
+        });
+        let faults = t.faults.clone();
+        let stats = t.stats.clone();
+        let stop = t.stop.clone();
+        thread::Builder::new()
+            .name("raft-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let (inbox, faults, stats, stop, logger) = (
+                        inbox.clone(),
+                        faults.clone(),
+                        stats.clone(),
+                        stop.clone(),
+                        logger.clone(),
+                    );
+                    let _ = thread::Builder::new()
+                        .name("raft-recv".into())
+                        .spawn(move || read_loop(conn, inbox, faults, stats, stop, logger));
+                }
+            })
+            .map_err(TransportError::Spawn)?;
+        Ok(t)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+    pub fn stats(&self) -> &TransportStats {
+        &self.stats
+    }
+
+    /// Adds (or re-addresses) a peer.
+    pub fn add_peer(&self, id: u64, addr: &str) {
+        let mut peers = self.peers.lock();
+        if peers.get(&id).is_some_and(|p| p.addr == addr) {
+            return;
+        }
+        let (tx, rx) = bounded(PEER_QUEUE);
+        let (a, logger, stop, stats) = (
+            addr.to_string(),
+            self.logger.clone(),
+            self.stop.clone(),
+            self.stats.clone(),
+        );
+        let spawned = thread::Builder::new()
+            .name(format!("raft-send-{id}"))
+            .spawn(move || send_loop(id, a, rx, stop, stats, logger));
+        match spawned {
+            Ok(_) => {
+                info!(self.logger, "raft peer added"; "peer" => id, "addr" => addr);
+                peers.insert(
+                    id,
+                    Peer {
+                        addr: addr.to_string(),
+                        tx,
+                    },
+                );
+            }
+            Err(e) => warn!(self.logger, "cannot spawn sender thread"; "peer" => id, "err" => %e),
+        }
+    }
+
+    pub fn has_peer(&self, id: u64) -> bool {
+        self.peers.lock().contains_key(&id)
+    }
+
+    /// Queues messages; never blocks.
+    pub fn send(&self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let peers = self.peers.lock();
+        for m in msgs {
+            if self.faults.drops(m.to) {
+                self.stats.dropped_fault.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let Some(p) = peers.get(&m.to) else {
+                debug!(self.logger, "message to unknown peer dropped"; "to" => m.to);
+                continue;
+            };
+            match p.tx.try_send(m) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Stops the threads (best effort; connections close when peers notice).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.peers.lock().clear();
+        // Wake the accept loop.
+        let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_millis(100));
+    }
+}
+
+fn read_loop(
+    conn: TcpStream,
+    inbox: Sender<Message>,
+    faults: Arc<Faults>,
+    stats: Arc<TransportStats>,
+    stop: Arc<AtomicBool>,
+    logger: Logger,
+) {
+    let _ = conn.set_nodelay(true);
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut r = BufReader::with_capacity(256 << 10, conn);
+    let mut len = [0u8; 4];
+    let mut body = Vec::new();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match read_full(&mut r, &mut len, &stop) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return,
+        }
+        let n = u32::from_le_bytes(len) as usize;
+        if n > MAX_FRAME {
+            warn!(logger, "oversized raft frame; closing connection"; "len" => n);
+            return;
+        }
+        body.resize(n, 0);
+        match read_full(&mut r, &mut body, &stop) {
+            Ok(true) => {}
+            _ => return,
+        }
+        let m = match Message::parse_from_bytes(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(logger, "undecodable raft frame; closing connection"; "err" => %e);
+                return;
+            }
+        };
+        if faults.drops(m.from) {
+            stats.dropped_fault.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        stats.received.fetch_add(1, Ordering::Relaxed);
+        match inbox.try_send(m) {
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => return,
+        }
+    }
+}
+
+/// Reads exactly `buf.len()` bytes; `Ok(false)` on a clean EOF before the first byte.
+fn read_full(r: &mut impl Read, buf: &mut [u8], stop: &AtomicBool) -> std::io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => {
+                if got == 0 {
+                    return Ok(false);
+                }
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(n) => got += n,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut
+                    || e.kind() == std::io::ErrorKind::Interrupted =>
+            {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn send_loop(
+    peer: u64,
+    addr: String,
+    rx: Receiver<Message>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<TransportStats>,
+    logger: Logger,
+) {
+    let mut conn: Option<TcpStream> = None;
+    let mut backoff = Duration::from_millis(10);
+    let mut buf = Vec::with_capacity(64 << 10);
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        if conn.is_none() {
+            let target: Option<SocketAddr> = addr.parse().ok();
+            let res = match target {
+                Some(sa) => TcpStream::connect_timeout(&sa, Duration::from_millis(500)),
+                None => TcpStream::connect(addr.as_str()),
+            };
+            match res {
+                Ok(c) => {
+                    let _ = c.set_nodelay(true);
+                    let _ = c.set_write_timeout(Some(Duration::from_secs(2)));
+                    debug!(logger, "connected to peer"; "peer" => peer, "addr" => &addr);
+                    backoff = Duration::from_millis(10);
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    debug!(logger, "cannot connect to peer; backing off"; "peer" => peer,
+                        "addr" => &addr, "err" => %e, "backoff_ms" => backoff.as_millis() as u64);
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    // Whatever queued meanwhile is stale; Raft will resend.
+                    while rx.try_recv().is_ok() {}
+                    continue;
+                }
+            }
+        }
+        buf.clear();
+        write_frame(&mut buf, &first);
+        let mut n = 1u64;
+        while buf.len() < (1 << 20) {
+            match rx.try_recv() {
+                Ok(m) => {
+                    write_frame(&mut buf, &m);
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let ok = match conn.as_mut() {
+            Some(c) => c.write_all(&buf).is_ok(),
+            None => false,
+        };
+        if ok {
+            stats.sent.fetch_add(n, Ordering::Relaxed);
+        } else {
+            debug!(logger, "send to peer failed; reconnecting"; "peer" => peer);
+            conn = None;
+        }
+    }
+}
