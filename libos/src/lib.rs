@@ -1,1 +1,19 @@
-//! ft-libos
+//! ft-libos: ftexec's model of the outside world.
+//!
+//! - [`table`]: one declarative entry per x86-64 syscall (class, checked arguments, memory written);
+//! - [`policy`]: the decision at each stop, from the table, the [`fd`] model and path facts;
+//! - [`proto`]: the event and header types (protobuf), and [`log`]: the log file format;
+//! - [`digest`]: content digests of buffers, files and the data directory.
+//!
+//! This crate never touches ptrace, sockets or Raft.
+
+pub mod digest;
+pub mod fd;
+pub mod log;
+pub mod policy;
+pub mod proto;
+pub mod table;
+
+pub use fd::FdTable;
+pub use proto::{event::Kind as EventKind, Disposition, Event, FdKind, Header};
+pub use table::{lookup, Class, Spec};

@@ -1,0 +1,300 @@
+//! The decision the libos makes at each stop: what to do with this syscall, given the table, the
+//! fd model and where its path points. Pure functions: the interposer supplies the facts.
+
+use crate::fd::FdTable;
+use crate::proto::FdKind;
+use crate::table::{Class, Emulation, Exec, NewFd, Refusal, Spec, Special};
+use std::path::{Component, Path, PathBuf};
+
+/// What to do with one syscall stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Let it run untouched and log nothing (a Deterministic syscall that stopped anyway).
+    Pass,
+    /// Answer it in the tracer, the same way in every mode; nothing logged.
+    Emulate(Emulation),
+    /// Refuse it.
+    Refuse(Refusal),
+    /// Run it for real in every mode; log its result and a digest of what it wrote.
+    Execute,
+    /// Record: run it (in the tracer or the tracee) and log result and written bytes. Replay:
+    /// inject them; fds it creates become placeholders.
+    Record { exec: Exec },
+    /// Run it for its effect in every mode, inject the recorded result at replay.
+    ExecuteInject,
+    /// An output to the world. `stdio` is 1 or 2 when it writes ftexec's own stdout/stderr,
+    /// whose bytes replay prints.
+    Output { stdio: Option<i32> },
+    /// mmap of a file that is not replicated state: replay maps anonymous memory with the bytes.
+    AnonMap,
+}
+
+const PR_SET_TSC: u64 = 26;
+
+/// Decides what to do with `spec` called with `args`. `path_local` says whether its path argument
+/// (if the table names one) resolves into the data directory.
+pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> Action {
+    let fd_replicated = spec
+        .fd
+        .is_some_and(|i| fds.is_replicated(args[i as usize] as i32 as i64));
+    match spec.special {
+        Special::Fcntl => {
+            let cmd = args[1] as i32;
+            return match cmd {
+                libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_GETFD | libc::F_SETFD => {
+                    Action::Execute
+                }
+                _ if fd_replicated => Action::Execute,
+                _ => Action::Record { exec: Exec::Tracee },
+            };
+        }
+        Special::Prctl => {
+            return if args[0] == PR_SET_TSC {
+                Action::Emulate(Emulation::Errno(libc::EPERM))
+            } else {
+                Action::Execute
+            };
+        }
+        Special::Mmap => {
+            let flags = args[3] as i32;
+            let prot = args[2] as i32;
+            return if flags & libc::MAP_ANONYMOUS != 0 {
+                Action::Pass
+            } else if fd_replicated {
+                Action::Execute
+            } else if flags & libc::MAP_SHARED != 0 && prot & libc::PROT_WRITE != 0 {
+                Action::Refuse(Refusal::Unsupported(
+                    "a shared writable mapping of a file outside the data directory is an output ftexec cannot order; put the file in --data-dir",
+                ))
+            } else {
+                Action::AnonMap
+            };
+        }
+        Special::None => {}
+    }
+    match spec.class {
+        Class::Deterministic => Action::Pass,
+        Class::Emulated(e) => Action::Emulate(e),
+        Class::Refused(r) => Action::Refuse(r),
+        Class::Local => Action::Execute,
+        Class::Recorded | Class::Output if fd_replicated || path_local => Action::Execute,
+        Class::Recorded if spec.replay_runs => Action::ExecuteInject,
+        Class::Recorded => Action::Record { exec: spec.exec },
+        Class::Output => {
+            let stdio = spec
+                .fd
+                .map(|i| args[i as usize] as i32)
+                .filter(|fd| (*fd == 1 || *fd == 2) && fds.kind(*fd as i64) == FdKind::Stdio);
+            Action::Output { stdio }
+        }
+    }
+}
+
+/// The fds a completed syscall created and the kind of each, given the kinds the caller found for
+/// fresh objects (`fresh`) and the fd model (for duplicates).
+pub fn new_fds(
+    spec: &Spec,
+    args: &[u64; 6],
+    ret: i64,
+    pair: Option<[i32; 2]>,
+    fds: &FdTable,
+    fresh: FdKind,
+) -> Vec<(i32, FdKind)> {
+    if ret < 0 {
+        return Vec::new();
+    }
+    let dup_of = |src: u64| fds.kind(src as i32 as i64);
+    match spec.new_fd {
+        NewFd::None if spec.special == Special::Fcntl => {
+            let cmd = args[1] as i32;
+            if cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
+                vec![(ret as i32, dup_of(args[0]))]
+            } else {
+                Vec::new()
+            }
+        }
+        NewFd::None => Vec::new(),
+        NewFd::Ret => vec![(ret as i32, fresh)],
+        NewFd::Dup(i) => vec![(ret as i32, dup_of(args[i as usize]))],
+        NewFd::Pair(_) => pair
+            .map(|p| vec![(p[0], fresh), (p[1], fresh)])
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether `spec` creates fds at all (so the recorder must look at its result).
+pub fn creates_fds(spec: &Spec, args: &[u64; 6]) -> bool {
+    match spec.new_fd {
+        NewFd::None => {
+            spec.special == Special::Fcntl
+                && matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC)
+        }
+        _ => true,
+    }
+}
+
+/// Lexically normalizes `path` against `base` (no symlinks are followed).
+pub fn normalize(base: &Path, path: &Path) -> PathBuf {
+    let mut out = if path.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        base.to_path_buf()
+    };
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => out = PathBuf::from("/"),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    out
+}
+
+/// Whether `path` (resolved against `base`) lies inside `dir` (itself included).
+pub fn inside(base: &Path, path: &Path, dir: &Path) -> bool {
+    normalize(base, path).starts_with(dir)
+}
+
+/// What a freshly opened file is: Data inside the data directory, Verified for a read-only regular
+/// file that starts with the ELF magic (executables and shared libraries, which replay opens and
+/// maps for real after checking their hash), External otherwise.
+pub fn opened_file_kind(in_data_dir: bool, regular: bool, read_only: bool, elf: bool) -> FdKind {
+    if in_data_dir {
+        FdKind::Data
+    } else if regular && read_only && elf {
+        FdKind::Verified
+    } else {
+        FdKind::External
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::lookup;
+
+    fn spec(nr: u64) -> &'static Spec {
+        lookup(nr).expect("known syscall")
+    }
+
+    #[test]
+    fn decisions() {
+        let mut fds = FdTable::new();
+        let a = |v: &[u64]| {
+            let mut x = [0u64; 6];
+            x[..v.len()].copy_from_slice(v);
+            x
+        };
+        // clock_gettime: one stop, in the tracer.
+        assert_eq!(
+            decide(spec(228), &a(&[0, 0x1000]), &fds, false),
+            Action::Record { exec: Exec::Tracer }
+        );
+        // write to stdout: output with its bytes kept.
+        assert_eq!(
+            decide(spec(1), &a(&[1, 0, 5]), &fds, false),
+            Action::Output { stdio: Some(1) }
+        );
+        // write to a socket: output, no stdio bytes.
+        assert_eq!(
+            decide(spec(1), &a(&[5, 0, 5]), &fds, false),
+            Action::Output { stdio: None }
+        );
+        // read of a data-dir file runs for real.
+        fds.set(6, FdKind::Data);
+        assert_eq!(
+            decide(spec(0), &a(&[6, 0, 5]), &fds, false),
+            Action::Execute
+        );
+        // open inside the data dir runs for real; outside it is recorded.
+        assert_eq!(
+            decide(spec(257), &a(&[0, 0, 0]), &fds, true),
+            Action::Execute
+        );
+        assert_eq!(
+            decide(spec(257), &a(&[0, 0, 0]), &fds, false),
+            Action::Record { exec: Exec::Tracee }
+        );
+        // anonymous mmap passes; a private file mapping is recorded; a data-dir mapping is real.
+        let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
+        assert_eq!(
+            decide(spec(9), &a(&[0, 4096, 3, anon, u64::MAX, 0]), &fds, false),
+            Action::Pass
+        );
+        assert_eq!(
+            decide(spec(9), &a(&[0, 4096, 1, 2, 5, 0]), &fds, false),
+            Action::AnonMap
+        );
+        assert_eq!(
+            decide(spec(9), &a(&[0, 4096, 1, 2, 6, 0]), &fds, false),
+            Action::Execute
+        );
+        assert!(matches!(
+            decide(spec(9), &a(&[0, 4096, 3, 1, 5, 0]), &fds, false),
+            Action::Refuse(_)
+        ));
+        // fcntl(F_DUPFD) always runs; F_SETFL on a socket is recorded.
+        assert_eq!(
+            decide(spec(72), &a(&[5, libc::F_DUPFD as u64]), &fds, false),
+            Action::Execute
+        );
+        assert_eq!(
+            decide(spec(72), &a(&[5, libc::F_SETFL as u64]), &fds, false),
+            Action::Record { exec: Exec::Tracee }
+        );
+        // prctl(PR_SET_TSC) would defeat rdtsc trapping.
+        assert_eq!(
+            decide(spec(157), &a(&[26, 1]), &fds, false),
+            Action::Emulate(Emulation::Errno(libc::EPERM))
+        );
+        // rseq is emulated, io_uring refused, clone unsupported.
+        assert_eq!(
+            decide(spec(334), &a(&[]), &fds, false),
+            Action::Emulate(Emulation::Errno(libc::ENOSYS))
+        );
+        assert!(matches!(
+            decide(spec(425), &a(&[]), &fds, false),
+            Action::Refuse(Refusal::Errno(..))
+        ));
+        assert!(matches!(
+            decide(spec(56), &a(&[]), &fds, false),
+            Action::Refuse(Refusal::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn paths() {
+        let d = Path::new("/srv/data");
+        assert!(inside(Path::new("/"), Path::new("/srv/data/x.db"), d));
+        assert!(inside(Path::new("/srv"), Path::new("data/./x.db"), d));
+        assert!(!inside(Path::new("/srv/data"), Path::new("../other"), d));
+        assert!(!inside(Path::new("/"), Path::new("/srv/database"), d));
+        assert!(inside(Path::new("/tmp"), Path::new("/srv/data"), d));
+    }
+
+    #[test]
+    fn fd_creation() {
+        let mut fds = FdTable::new();
+        fds.set(4, FdKind::Data);
+        let mut a = [0u64; 6];
+        a[0] = 4;
+        assert_eq!(
+            new_fds(spec(32), &a, 7, None, &fds, FdKind::External),
+            vec![(7, FdKind::Data)]
+        );
+        assert_eq!(
+            new_fds(spec(22), &a, 0, Some([3, 5]), &fds, FdKind::External),
+            vec![(3, FdKind::External), (5, FdKind::External)]
+        );
+        assert!(new_fds(spec(41), &a, -24, None, &fds, FdKind::External).is_empty());
+        a[1] = libc::F_DUPFD_CLOEXEC as u64;
+        assert!(creates_fds(spec(72), &a));
+        assert_eq!(
+            new_fds(spec(72), &a, 9, None, &fds, FdKind::External),
+            vec![(9, FdKind::Data)]
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! Event and log-record types, encoded as protobuf (prost). These structs are the schema; field
+//! tags never change meaning, new fields get new tags, so old logs stay readable.
+
+/// The first record of every log: what was run and on what, so replay can refuse a mismatch.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Header {
+    /// Log format version (also in the file preamble).
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(string, tag = "2")]
+    pub ftexec_version: String,
+    /// Absolute path of the executable as exec'd.
+    #[prost(bytes = "vec", tag = "3")]
+    pub exe_path: Vec<u8>,
+    /// blake3 of the executable's bytes.
+    #[prost(bytes = "vec", tag = "4")]
+    pub exe_hash: Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "5")]
+    pub argv: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub env: Vec<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub cwd: Vec<u8>,
+    /// "vendor family model stepping name" of the recording CPU.
+    #[prost(string, tag = "8")]
+    pub cpu_model: String,
+    /// The data directory as the program sees it (empty: none).
+    #[prost(bytes = "vec", tag = "9")]
+    pub data_dir: Vec<u8>,
+    /// Digest of the data directory's content when the program started.
+    #[prost(bytes = "vec", tag = "10")]
+    pub data_dir_digest: Vec<u8>,
+    /// The ELF interpreter (dynamic loader) and its blake3; empty for static executables.
+    #[prost(bytes = "vec", tag = "11")]
+    pub interp_path: Vec<u8>,
+    #[prost(bytes = "vec", tag = "12")]
+    pub interp_hash: Vec<u8>,
+    /// Wall-clock time when recording started (informational).
+    #[prost(uint64, tag = "13")]
+    pub start_unix_ns: u64,
+}
+
+/// One thing that happened to the tracee, in log order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Event {
+    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4, 5")]
+    pub kind: Option<event::Kind>,
+}
+
+pub mod event {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        #[prost(message, tag = "1")]
+        Syscall(super::Syscall),
+        #[prost(message, tag = "2")]
+        Rdtsc(super::Rdtsc),
+        #[prost(message, tag = "3")]
+        Signal(super::Signal),
+        #[prost(message, tag = "4")]
+        Start(super::Start),
+        #[prost(message, tag = "5")]
+        Exit(super::Exit),
+    }
+}
+
+/// How replay must treat a syscall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum Disposition {
+    /// Skip the syscall; inject `ret` and the memory writes.
+    Inject = 0,
+    /// Run it for real; its result and out_digest must match.
+    Execute = 1,
+    /// The syscall created fds that do not exist at replay: create placeholders at the same
+    /// numbers, then inject.
+    Placeholder = 2,
+    /// A private file mapping whose bytes were recorded: map anonymous memory, fill it.
+    AnonMap = 3,
+    /// Run it for its effect on the process, then inject the recorded result.
+    ExecuteInject = 4,
+}
+
+/// What an fd refers to, as far as replay is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum FdKind {
+    /// Outside world: every syscall on it is recorded; a placeholder at replay.
+    External = 0,
+    /// A file inside the data directory: replicated state, syscalls run for real.
+    Data = 1,
+    /// A read-only file outside the data directory whose content hash was checked (executables and
+    /// shared libraries): opened and mapped for real at replay after the same check.
+    Verified = 2,
+    /// Process-private kernel state that replays for itself (memfd).
+    Private = 3,
+    /// The inherited stdin/stdout/stderr.
+    Stdio = 4,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Syscall {
+    #[prost(uint32, tag = "1")]
+    pub nr: u32,
+    /// The six argument registers.
+    #[prost(uint64, repeated, tag = "2")]
+    pub args: Vec<u64>,
+    /// Digest of the input bytes the table names (paths, written data).
+    #[prost(bytes = "vec", tag = "3")]
+    pub input_digest: Vec<u8>,
+    #[prost(int64, tag = "4")]
+    pub ret: i64,
+    #[prost(enumeration = "Disposition", tag = "5")]
+    pub disposition: i32,
+    /// Bytes the kernel wrote into tracee memory (Inject, Placeholder, AnonMap).
+    #[prost(message, repeated, tag = "6")]
+    pub mem: Vec<MemWrite>,
+    /// Digest of the bytes the kernel wrote (Execute).
+    #[prost(bytes = "vec", tag = "7")]
+    pub out_digest: Vec<u8>,
+    /// Bytes written to the inherited stdout (1) or stderr (2), replayed to ftexec's own.
+    #[prost(bytes = "vec", tag = "8")]
+    pub stdio: Vec<u8>,
+    #[prost(int32, tag = "9")]
+    pub stdio_fd: i32,
+    /// The fds the syscall created and what they refer to.
+    #[prost(message, repeated, tag = "10")]
+    pub new_fds: Vec<NewFd>,
+    /// For opens of Verified files: the path and its blake3.
+    #[prost(bytes = "vec", tag = "11")]
+    pub path: Vec<u8>,
+    #[prost(bytes = "vec", tag = "12")]
+    pub file_hash: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MemWrite {
+    #[prost(uint64, tag = "1")]
+    pub addr: u64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NewFd {
+    #[prost(int32, tag = "1")]
+    pub fd: i32,
+    #[prost(enumeration = "FdKind", tag = "2")]
+    pub kind: i32,
+}
+
+/// An rdtsc or rdtscp the tracee executed (trapped with PR_SET_TSC).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Rdtsc {
+    #[prost(uint64, tag = "1")]
+    pub tsc: u64,
+    #[prost(uint32, tag = "2")]
+    pub aux: u32,
+    #[prost(bool, tag = "3")]
+    pub rdtscp: bool,
+    /// Instruction pointer of the instruction (checked at replay).
+    #[prost(uint64, tag = "4")]
+    pub ip: u64,
+}
+
+/// A signal delivered to the tracee.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Signal {
+    #[prost(int32, tag = "1")]
+    pub signo: i32,
+    /// Raised by the tracee's own instruction (a fault), so it recurs at replay by itself.
+    #[prost(bool, tag = "2")]
+    pub synchronous: bool,
+}
+
+/// The program's exec completed: the kernel's random bytes for it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Start {
+    #[prost(bytes = "vec", tag = "1")]
+    pub at_random: Vec<u8>,
+    /// Address of the initial stack pointer (checked at replay).
+    #[prost(uint64, tag = "2")]
+    pub sp: u64,
+}
+
+/// The program ended.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Exit {
+    /// Exit status when it exited.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// Signal number when a signal killed it (0 otherwise).
+    #[prost(int32, tag = "2")]
+    pub signal: i32,
+}
+
+impl Exit {
+    /// The shell's view: the exit code, or 128 + the signal.
+    pub fn status(&self) -> i32 {
+        if self.signal != 0 {
+            128 + self.signal
+        } else {
+            self.code
+        }
+    }
+}
