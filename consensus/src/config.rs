@@ -68,6 +68,14 @@ pub struct NodeConfig {
     pub control_addr: Option<String>,
     /// Directory holding the node's Raft log.
     pub data_dir: PathBuf,
+    /// Whether the node is a voter of the initial cluster (default). A node with
+    /// `initial = false` starts empty and waits until `ftctl add-node` adds it.
+    #[serde(default = "default_true")]
+    pub initial: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_tick_ms() -> u64 {
@@ -152,6 +160,12 @@ impl ClusterConfig {
         }
         if self.nodes.is_empty() {
             return Err(invalid("node", "at least one [[node]] is required"));
+        }
+        if !self.nodes.iter().any(|n| n.initial) {
+            return Err(invalid(
+                "node",
+                "at least one node must have `initial = true`",
+            ));
         }
         let mut ids = HashSet::new();
         let mut addrs = HashSet::new();

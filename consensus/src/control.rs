@@ -197,3 +197,99 @@ pub fn request(addr: &str, line: &str, timeout: Duration) -> Result<Value, Contr
         reply,
     })
 }
+
+/// One node's line in `ftctl status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeReport {
+    pub id: u64,
+    pub control_addr: Option<String>,
+    /// leader / follower / candidate / precandidate / down / unknown (no control_addr)
+    pub role: String,
+    pub live: bool,
+    pub term: Option<u64>,
+    pub leader: Option<u64>,
+    pub commit: Option<u64>,
+    pub applied: Option<u64>,
+    pub last_index: Option<u64>,
+    /// Highest commit index seen among live nodes minus this node's applied index.
+    pub lag: Option<u64>,
+    pub voters: Vec<u64>,
+    pub error: Option<String>,
+}
+
+/// Asks every node of the config for its status.
+pub fn cluster_status(cfg: &crate::ClusterConfig, timeout: Duration) -> Vec<NodeReport> {
+    let mut out: Vec<NodeReport> = cfg
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut r = NodeReport {
+                id: n.id,
+                control_addr: n.control_addr.clone(),
+                role: "unknown".into(),
+                live: false,
+                term: None,
+                leader: None,
+                commit: None,
+                applied: None,
+                last_index: None,
+                lag: None,
+                voters: vec![],
+                error: None,
+            };
+            let Some(ca) = &n.control_addr else {
+                r.error = Some("no control_addr in the config".into());
+                return r;
+            };
+            match request(ca, "status", timeout) {
+                Ok(v) => {
+                    let u = |k: &str| v.get(k).and_then(Value::as_u64);
+                    r.live = v.get("live").and_then(Value::as_bool).unwrap_or(false);
+                    r.role = v
+                        .get("role")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                        .to_string();
+                    r.term = u("term");
+                    r.leader = u("leader");
+                    r.commit = u("commit");
+                    r.applied = u("applied");
+                    r.last_index = u("last_index");
+                    r.voters = v
+                        .get("voters")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                        .unwrap_or_default();
+                }
+                Err(e) => {
+                    r.role = "down".into();
+                    r.error = Some(e.to_string());
+                }
+            }
+            r
+        })
+        .collect();
+    let members: Option<Vec<u64>> = find_leader(&out).map(|l| l.voters.clone());
+    if let Some(m) = members {
+        for r in &mut out {
+            if r.live && !m.contains(&r.id) && r.error.is_none() {
+                r.error = Some("not a voter of the current configuration".into());
+            }
+        }
+    }
+    let top = out.iter().filter_map(|r| r.commit).max();
+    for r in &mut out {
+        if let (Some(t), Some(a)) = (top, r.applied) {
+            r.lag = Some(t.saturating_sub(a));
+        }
+    }
+    out
+}
+
+/// The control address of the node that live nodes agree is leader (highest term wins).
+pub fn find_leader(reports: &[NodeReport]) -> Option<&NodeReport> {
+    reports
+        .iter()
+        .filter(|r| r.live && r.role == "leader")
+        .max_by_key(|r| r.term)
+}

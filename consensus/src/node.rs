@@ -215,8 +215,13 @@ impl Node {
                     source,
                 }
             })?;
-        if store.is_empty() && !opts.join {
-            let voters: Vec<u64> = cfg.nodes.iter().map(|n| n.id).collect();
+        if store.is_empty() && !opts.join && me.initial {
+            let voters: Vec<u64> = cfg
+                .nodes
+                .iter()
+                .filter(|n| n.initial)
+                .map(|n| n.id)
+                .collect();
             store
                 .bootstrap(&voters)
                 .map_err(|source| NodeError::Storage { field, source })?;
@@ -507,6 +512,7 @@ impl Driver {
             let now = Instant::now();
             if now >= next_tick {
                 self.raw.tick();
+                self.hand_over_if_removed();
                 next_tick += self.tick;
                 if next_tick < now {
                     next_tick = now + self.tick;
@@ -517,6 +523,29 @@ impl Driver {
             if stop {
                 return Ok(());
             }
+        }
+    }
+
+    /// A leader that applied its own removal keeps leading in raft-rs but refuses proposals,
+    /// which would stall the cluster: hand leadership to the most up-to-date voter.
+    fn hand_over_if_removed(&mut self) {
+        let r = &self.raw.raft;
+        if r.state != StateRole::Leader || r.lead_transferee.is_some() {
+            return;
+        }
+        let cs = r.prs().conf().to_conf_state();
+        if cs.voters.contains(&r.id) {
+            return;
+        }
+        let best = cs
+            .voters
+            .iter()
+            .filter_map(|v| r.prs().get(*v).map(|p| (p.matched, *v)))
+            .max();
+        if let Some((_, to)) = best {
+            info!(self.logger, "removed from the cluster while leader; transferring leadership";
+                "to" => to);
+            self.raw.transfer_leader(to);
         }
     }
 

@@ -1,1 +1,193 @@
-fn main() {}
+//! ftctl: inspect and change an ftexec Raft cluster.
+//!
+//! - `ftctl status --config FILE [--json]`
+//! - `ftctl add-node --config FILE --id N [--addr IP:PORT]`
+//! - `ftctl remove-node --config FILE --id N`
+//! - `ftctl serve --config FILE --id N [--join]`  (run one node in the foreground)
+//! - `ftctl check-config --config FILE`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ft_consensus::control::{cluster_status, find_leader, request, NodeReport};
+use ft_consensus::ClusterConfig;
+
+#[derive(Parser)]
+#[command(name = "ftctl", about = "Inspect and change an ftexec Raft cluster")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print every node's role, term, commit and applied index, and lag.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Per-node timeout in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
+    /// Add a node as a voter (a conf change proposed to the leader). Start the new node with
+    /// `ftctl serve --join` first; its entry must be in the config file or given with --addr.
+    AddNode {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: u64,
+        /// Raft address of the new node (default: from the config file).
+        #[arg(long)]
+        addr: Option<String>,
+    },
+    /// Remove a node (a conf change proposed to the leader).
+    RemoveNode {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: u64,
+    },
+    /// Run one node in the foreground.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        id: u64,
+        /// Start empty and wait to be added with `ftctl add-node`.
+        #[arg(long)]
+        join: bool,
+        #[arg(long, hide = true)]
+        test_mode: bool,
+    },
+    /// Validate a config file.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |x| x.to_string())
+}
+
+fn print_table(rs: &[NodeReport]) {
+    println!(
+        "{:>4}  {:<12} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<5}  {}",
+        "id", "role", "term", "leader", "commit", "applied", "lag", "live", "note"
+    );
+    for r in rs {
+        println!(
+            "{:>4}  {:<12} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<5}  {}",
+            r.id,
+            r.role,
+            opt(r.term),
+            opt(r.leader),
+            opt(r.commit),
+            opt(r.applied),
+            opt(r.lag),
+            if r.live { "yes" } else { "no" },
+            r.error.clone().unwrap_or_default()
+        );
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Status {
+            config,
+            json,
+            timeout_ms,
+        } => {
+            let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
+            let rs = cluster_status(&cfg, Duration::from_millis(timeout_ms));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rs).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!("cluster {}", cfg.cluster_name);
+                print_table(&rs);
+            }
+            Ok(())
+        }
+        Cmd::AddNode { config, id, addr } => {
+            let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
+            let addr = match addr {
+                Some(a) => a,
+                None => cfg
+                    .node(id)
+                    .map_err(|e| format!("{e}; or pass --addr"))?
+                    .raft_addr
+                    .clone(),
+            };
+            conf_change(&cfg, &format!("add-node {id} {addr}"))
+        }
+        Cmd::RemoveNode { config, id } => {
+            let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
+            conf_change(&cfg, &format!("remove-node {id}"))
+        }
+        Cmd::Serve {
+            config,
+            id,
+            join,
+            test_mode,
+        } => ft_consensus::serve::serve(ft_consensus::serve::ServeOptions {
+            config,
+            id,
+            join,
+            test_mode,
+            log_level: slog::Level::Info,
+        })
+        .map_err(|e| e.to_string()),
+        Cmd::CheckConfig { config } => {
+            let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
+            println!(
+                "{}: ok, cluster `{}`, {} nodes",
+                config.display(),
+                cfg.cluster_name,
+                cfg.nodes.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn conf_change(cfg: &ClusterConfig, line: &str) -> Result<(), String> {
+    let rs = cluster_status(cfg, Duration::from_secs(1));
+    let leader = find_leader(&rs).ok_or("no live leader found (see `ftctl status`)")?;
+    let ca = leader
+        .control_addr
+        .clone()
+        .ok_or("leader has no control_addr")?;
+    let v = request(&ca, line, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    if v.get("ok").and_then(|b| b.as_bool()) == Some(true) {
+        println!(
+            "proposed `{line}` on leader {} at index {}",
+            leader.id,
+            v.get("index").cloned().unwrap_or_default()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "leader {} refused `{line}`: {}",
+            leader.id,
+            v.get("error").cloned().unwrap_or_default()
+        ))
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ftctl: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
