@@ -446,7 +446,9 @@ impl Drop for Node {
 
 fn status_of(raw: &RawNode<DiskStorage>, applied: u64, isolated: bool) -> Status {
     let r = &raw.raft;
-    let cs = r.prs().conf().to_conf_state();
+    let mut cs = r.prs().conf().to_conf_state();
+    cs.voters.sort_unstable();
+    cs.learners.sort_unstable();
     Status {
         id: r.id,
         role: r.state.into(),

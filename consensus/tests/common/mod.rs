@@ -1,0 +1,419 @@
+//! Test harness: real node processes (`ft-consensus-node --test-mode`) on 127.0.0.1 with
+//! random free ports, real sockets and real data directories.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ft_consensus::config::{ClusterConfig, FsyncPolicy, NodeConfig};
+use ft_consensus::control::request;
+use serde_json::Value;
+
+pub const NODE_BIN: &str = env!("CARGO_BIN_EXE_ft-consensus-node");
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// One committed batch as the test node writes it: `index term text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub index: u64,
+    pub term: u64,
+    pub text: String,
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub cfg_path: PathBuf,
+    pub cfg: ClusterConfig,
+    procs: HashMap<u64, Child>,
+    starts: HashMap<u64, u32>,
+}
+
+impl Cluster {
+    /// Writes a config for `n` initial nodes plus `extra` non-initial ones (ids n+1..).
+    pub fn new(name: &str, n: u64, extra: u64, fsync: FsyncPolicy) -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "ftraft-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                % 1_000_000_007
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir test dir");
+        let nodes = (1..=n + extra)
+            .map(|id| NodeConfig {
+                id,
+                raft_addr: format!("127.0.0.1:{}", free_port()),
+                control_addr: Some(format!("127.0.0.1:{}", free_port())),
+                data_dir: PathBuf::from(format!("node{id}")),
+                initial: id <= n,
+            })
+            .collect();
+        let cfg = ClusterConfig {
+            cluster_name: name.into(),
+            tick_ms: 10,
+            election_ticks: 20,
+            heartbeat_ticks: 2,
+            fsync,
+            nodes,
+        };
+        let cfg_path = dir.join("cluster.toml");
+        std::fs::write(&cfg_path, cfg.to_toml()).expect("write config");
+        let cfg = ClusterConfig::load(&cfg_path).expect("load generated config");
+        Cluster {
+            dir,
+            cfg_path,
+            cfg,
+            procs: HashMap::new(),
+            starts: HashMap::new(),
+        }
+    }
+
+    pub fn ids(&self) -> Vec<u64> {
+        self.cfg.nodes.iter().map(|n| n.id).collect()
+    }
+    pub fn initial_ids(&self) -> Vec<u64> {
+        self.cfg
+            .nodes
+            .iter()
+            .filter(|n| n.initial)
+            .map(|n| n.id)
+            .collect()
+    }
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.cfg.node(id).expect("node").data_dir.clone()
+    }
+    pub fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("node{id}.stderr"))
+    }
+    fn ctl(&self, id: u64) -> String {
+        self.cfg
+            .node(id)
+            .expect("node")
+            .control_addr
+            .clone()
+            .expect("control addr")
+    }
+
+    pub fn start(&mut self, id: u64) {
+        assert!(!self.procs.contains_key(&id), "node {id} already running");
+        let n = self.starts.entry(id).or_insert(0);
+        *n += 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("stderr file");
+        let child = Command::new(NODE_BIN)
+            .arg("--config")
+            .arg(&self.cfg_path)
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--test-mode")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn node");
+        self.procs.insert(id, child);
+        // Wait until its control endpoint answers.
+        let t0 = Instant::now();
+        while self.status(id).is_none() {
+            if let Some(c) = self.procs.get_mut(&id) {
+                if let Ok(Some(st)) = c.try_wait() {
+                    panic!("node {id} exited at start with {st}: {}", self.stderr(id));
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "node {id} did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn start_all(&mut self) {
+        for id in self.initial_ids() {
+            self.start(id);
+        }
+    }
+
+    pub fn is_running(&self, id: u64) -> bool {
+        self.procs.contains_key(&id)
+    }
+    pub fn running(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self.procs.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut c) = self.procs.remove(&id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn stderr(&self, id: u64) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
+    pub fn cmd(&self, id: u64, line: &str) -> Option<Value> {
+        request(&self.ctl(id), line, Duration::from_secs(20)).ok()
+    }
+
+    pub fn status(&self, id: u64) -> Option<Value> {
+        request(&self.ctl(id), "status", Duration::from_secs(2)).ok()
+    }
+
+    pub fn role(&self, id: u64) -> Option<String> {
+        self.status(id)
+            .and_then(|v| v.get("role").and_then(Value::as_str).map(String::from))
+    }
+
+    pub fn num(&self, id: u64, key: &str) -> Option<u64> {
+        self.status(id)
+            .and_then(|v| v.get(key).and_then(Value::as_u64))
+    }
+
+    /// A leader that a majority of the running voters agree on (same term, same leader).
+    pub fn leader(&self) -> Option<u64> {
+        let mut votes: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+        let mut leaders = Vec::new();
+        for id in self.running() {
+            let Some(s) = self.status(id) else { continue };
+            if s.get("isolated").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
+            let (Some(l), Some(t)) = (
+                s.get("leader").and_then(Value::as_u64),
+                s.get("term").and_then(Value::as_u64),
+            ) else {
+                continue;
+            };
+            *votes.entry((l, t)).or_default() += 1;
+            if s.get("role").and_then(Value::as_str) == Some("leader") {
+                leaders.push((id, t));
+            }
+        }
+        let majority = self.initial_ids().len() / 2 + 1;
+        leaders
+            .into_iter()
+            .find(|(id, t)| votes.get(&(*id, *t)).copied().unwrap_or(0) >= majority)
+            .map(|(id, _)| id)
+    }
+
+    pub fn wait_leader(&self, timeout: Duration) -> u64 {
+        let t0 = Instant::now();
+        loop {
+            if let Some(l) = self.leader() {
+                return l;
+            }
+            assert!(
+                t0.elapsed() < timeout,
+                "no leader within {timeout:?}; running {:?}",
+                self.running()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Proposes on `id`; Ok(index) once appended there.
+    pub fn propose(&self, id: u64, text: &str) -> Result<u64, String> {
+        let v = self.cmd(id, &format!("propose {text}")).ok_or("no reply")?;
+        match v.get("index").and_then(Value::as_u64) {
+            Some(i) if v["ok"] == true => Ok(i),
+            _ => Err(v.to_string()),
+        }
+    }
+
+    /// Proposes `prefix-0..prefix-(n-1)` on `id` at once; returns (accepted, last index).
+    pub fn propose_many(&self, id: u64, prefix: &str, n: u64) -> (u64, u64) {
+        match self.cmd(id, &format!("propose-many {prefix} {n}")) {
+            Some(v) => (
+                v.get("accepted").and_then(Value::as_u64).unwrap_or(0),
+                v.get("last_index").and_then(Value::as_u64).unwrap_or(0),
+            ),
+            None => (0, 0),
+        }
+    }
+
+    /// Waits on node `id` until `index` is applied; Ok(()) only if it committed as proposed.
+    pub fn await_commit(&self, id: u64, index: u64, timeout_ms: u64) -> Result<(), String> {
+        let v = self
+            .cmd(id, &format!("await {index} {timeout_ms}"))
+            .ok_or("no reply")?;
+        if v["ok"] == true {
+            Ok(())
+        } else {
+            Err(v.to_string())
+        }
+    }
+
+    /// Proposes on whichever node leads, retrying until committed. Returns the index.
+    pub fn propose_committed(&self, text: &str, timeout: Duration) -> u64 {
+        let t0 = Instant::now();
+        loop {
+            assert!(t0.elapsed() < timeout, "could not commit `{text}`");
+            let Some(l) = self.leader() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            if let Ok(i) = self.propose(l, text) {
+                if self.await_commit(l, i, 5000).is_ok() {
+                    return i;
+                }
+            }
+        }
+    }
+
+    pub fn isolate(&self, id: u64, on: bool) {
+        let v = self
+            .cmd(id, &format!("isolate {}", if on { "on" } else { "off" }))
+            .expect("isolate reply");
+        assert_eq!(v["ok"], true, "{v}");
+    }
+
+    /// The committed batches node `id` has written so far (complete lines only).
+    pub fn applied(&self, id: u64) -> Vec<Applied> {
+        let p = self.data_dir(id).join("applied.txt");
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        complete
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.splitn(3, ' ');
+                Some(Applied {
+                    index: it.next()?.parse().ok()?,
+                    term: it.next()?.parse().ok()?,
+                    text: it.next().unwrap_or("").to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Waits until every listed node has applied at least `index`.
+    pub fn wait_applied(&self, ids: &[u64], index: u64, timeout: Duration) {
+        let t0 = Instant::now();
+        for &id in ids {
+            loop {
+                let a = self.num(id, "applied").unwrap_or(0);
+                if a >= index {
+                    break;
+                }
+                assert!(
+                    t0.elapsed() < timeout,
+                    "node {id} applied only {a} < {index} within {timeout:?}\n{}",
+                    tail(&self.stderr(id), 2000)
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Waits until all listed nodes report the same applied index, and that index is at
+    /// least the leader's commit; then waits for their applied files to be flushed.
+    pub fn wait_converged(&self, ids: &[u64], timeout: Duration) -> u64 {
+        let t0 = Instant::now();
+        loop {
+            let applied: Vec<Option<u64>> = ids.iter().map(|&i| self.num(i, "applied")).collect();
+            let commit = self
+                .leader()
+                .and_then(|l| self.num(l, "commit"))
+                .unwrap_or(u64::MAX);
+            if applied.iter().all(|a| a.is_some())
+                && applied.windows(2).all(|w| w[0] == w[1])
+                && applied[0].unwrap_or(0) >= commit
+            {
+                let target = applied[0].unwrap_or(0);
+                // applied.txt lags `applied` by at most one flush.
+                std::thread::sleep(Duration::from_millis(100));
+                return target;
+            }
+            assert!(
+                t0.elapsed() < timeout,
+                "nodes {ids:?} did not converge: applied {applied:?}, leader commit {commit}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Asserts the listed nodes have byte-identical committed logs; returns it.
+    pub fn assert_identical(&self, ids: &[u64]) -> Vec<Applied> {
+        let first = self.applied(ids[0]);
+        for &id in &ids[1..] {
+            let other = self.applied(id);
+            assert_eq!(
+                first.len(),
+                other.len(),
+                "node {} has {} committed batches, node {id} has {}",
+                ids[0],
+                first.len(),
+                other.len()
+            );
+            if let Some(k) = (0..first.len()).find(|&k| first[k] != other[k]) {
+                panic!(
+                    "logs differ at batch {k}: node {} {:?} vs node {id} {:?}",
+                    ids[0], first[k], other[k]
+                );
+            }
+        }
+        first
+    }
+
+    pub fn keep(&mut self) {
+        // Nothing to do: directories are kept when a test panics.
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.procs.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+        if std::thread::panicking() {
+            eprintln!("test cluster kept for inspection: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Asserts that no text appears twice and returns the texts in log order.
+pub fn texts(log: &[Applied]) -> Vec<String> {
+    let v: Vec<String> = log.iter().map(|a| a.text.clone()).collect();
+    let mut seen = std::collections::HashSet::new();
+    for t in &v {
+        assert!(seen.insert(t.clone()), "`{t}` committed twice");
+    }
+    v
+}
+
+pub fn corrupt_last_byte(path: &Path) {
+    let mut b = std::fs::read(path).expect("read log");
+    let n = b.len();
+    b[n - 1] ^= 0x5a;
+    std::fs::write(path, b).expect("write log");
+}
