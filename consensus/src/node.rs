@@ -337,15 +337,11 @@ impl Node {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.inner.shared.lock();
         loop {
-            if let Some(ok) = s.outcomes.get(&index) {
-                return if *ok {
-                    Ok(())
-                } else {
-                    Err(NodeError::Dropped { index })
-                };
-            }
             if s.status.applied >= index {
-                return Ok(());
+                return match s.outcomes.get(&index) {
+                    Some(false) => Err(NodeError::Dropped { index }),
+                    _ => Ok(()),
+                };
             }
             if let Some(why) = &s.stopped {
                 return Err(NodeError::Stopped(why.clone()));

@@ -417,3 +417,132 @@ pub fn corrupt_last_byte(path: &Path) {
     b[n - 1] ^= 0x5a;
     std::fs::write(path, b).expect("write log");
 }
+
+/// A thread-safe client of the control endpoints (for proposers running beside kills).
+#[derive(Clone)]
+pub struct Client {
+    ctl: BTreeMap<u64, String>,
+    initial: Vec<u64>,
+}
+
+impl Cluster {
+    pub fn client(&self) -> Client {
+        Client {
+            ctl: self
+                .cfg
+                .nodes
+                .iter()
+                .filter_map(|n| n.control_addr.clone().map(|a| (n.id, a)))
+                .collect(),
+            initial: self.initial_ids(),
+        }
+    }
+
+    /// Rewrites the config file from `self.cfg` (tests that break it on purpose).
+    pub fn rewrite_config(&self) {
+        std::fs::write(&self.cfg_path, self.cfg.to_toml()).expect("write config");
+    }
+
+    /// Runs the node binary to completion (for nodes expected to fail at start).
+    pub fn run_to_exit(&self, id: u64) -> (bool, String) {
+        let out = Command::new(NODE_BIN)
+            .arg("--config")
+            .arg(&self.cfg_path)
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--test-mode")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run node");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Client {
+    fn cmd(&self, id: u64, line: &str, t: Duration) -> Option<Value> {
+        request(self.ctl.get(&id)?, line, t).ok()
+    }
+
+    /// A node that says it leads and that a majority of the others follow at that term.
+    pub fn leader(&self) -> Option<u64> {
+        let mut votes: BTreeMap<(u64, u64), usize> = BTreeMap::new();
+        let mut leaders = Vec::new();
+        for &id in self.ctl.keys() {
+            let Some(s) = self.cmd(id, "status", Duration::from_millis(500)) else {
+                continue;
+            };
+            if s.get("isolated").and_then(Value::as_bool) == Some(true) {
+                continue;
+            }
+            let (Some(l), Some(t)) = (
+                s.get("leader").and_then(Value::as_u64),
+                s.get("term").and_then(Value::as_u64),
+            ) else {
+                continue;
+            };
+            *votes.entry((l, t)).or_default() += 1;
+            if s.get("role").and_then(Value::as_str) == Some("leader") {
+                leaders.push((id, t));
+            }
+        }
+        let majority = self.initial.len() / 2 + 1;
+        leaders
+            .into_iter()
+            .find(|(id, t)| votes.get(&(*id, *t)).copied().unwrap_or(0) >= majority)
+            .map(|(id, _)| id)
+    }
+
+    /// Proposes `prefix-0..` on the leader and waits for the commit; Some(texts) if all of
+    /// them are known committed.
+    pub fn commit_batch(&self, prefix: &str, n: u64, timeout_ms: u64) -> Option<Vec<String>> {
+        let l = self.leader()?;
+        let t = Duration::from_millis(timeout_ms);
+        let v = self.cmd(l, &format!("propose-many {prefix} {n}"), t)?;
+        if v.get("accepted").and_then(Value::as_u64) != Some(n) {
+            return None;
+        }
+        let idx = v.get("last_index").and_then(Value::as_u64)?;
+        let w = self.cmd(l, &format!("await {idx} {timeout_ms}"), t + t)?;
+        if w["ok"] != true {
+            return None;
+        }
+        Some((0..n).map(|i| format!("{prefix}-{i}")).collect())
+    }
+}
+
+/// Checks that `acked` (committed, acknowledged in this order, one after the other) all appear
+/// in `log` in that order.
+pub fn assert_acked_in_order(log: &[Applied], acked: &[String]) {
+    let order = texts(log);
+    let pos: HashMap<&str, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    let mut prev = None;
+    for a in acked {
+        let p = *pos
+            .get(a.as_str())
+            .unwrap_or_else(|| panic!("acknowledged `{a}` is not in the committed log"));
+        assert!(prev < Some(p), "acknowledged `{a}` is out of order");
+        prev = Some(p);
+    }
+}
+
+/// Asserts that of any two logs, one is a prefix of the other.
+pub fn assert_prefixes_agree(logs: &[(u64, Vec<Applied>)]) {
+    for (a, la) in logs {
+        for (b, lb) in logs {
+            let n = la.len().min(lb.len());
+            if let Some(k) = (0..n).find(|&k| la[k] != lb[k]) {
+                panic!(
+                    "committed logs of nodes {a} and {b} diverge at batch {k}: {:?} vs {:?}",
+                    la[k], lb[k]
+                );
+            }
+        }
+    }
+}
