@@ -1,1 +1,65 @@
-//! ft-interposer
+//! ft-interposer: the mechanics of tracing. It stops the tracee where the libos table says, and
+//! hands typed values (registers, memory, stops) to the caller; it never decides policy.
+//!
+//! - [`filter`]: the seccomp-bpf program, generated from the libos syscall table;
+//! - [`tracee`]: ptrace behind typed states ([`Running`] can only be waited for; only a
+//!   [`Stopped`] tracee has registers and memory), process_vm_readv/writev for memory;
+//! - [`launch`]: the deterministic start of the program (ASLR off, rdtsc trapped, vDSO hidden,
+//!   AT_RANDOM captured or restored, the filter installed before exec).
+
+pub mod filter;
+pub mod launch;
+pub mod regs;
+pub mod tracee;
+
+pub use launch::{launch, LaunchSpec, Launched};
+pub use regs::Regs;
+pub use tracee::{Running, Stop, Stopped, Waited};
+
+use nix::unistd::Pid;
+
+/// Errors of the tracing machinery. Each names the tracee and the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The tracee disappeared (SIGKILL can take it out of any stop: rr #3581).
+    #[error("tracee {pid} vanished during {op}")]
+    Gone { pid: Pid, op: &'static str },
+    #[error("{op} on tracee {pid} failed: {source}")]
+    Ptrace {
+        pid: Pid,
+        op: &'static str,
+        source: nix::Error,
+    },
+    #[error("cannot {op} {len} bytes of tracee {pid} memory at {addr:#x}: {source}")]
+    Memory {
+        pid: Pid,
+        op: &'static str,
+        addr: u64,
+        len: usize,
+        source: nix::Error,
+    },
+    #[error("cannot build the seccomp filter: {0}")]
+    Filter(String),
+    #[error("cannot start {exe}: {why}")]
+    Launch { exe: String, why: String },
+    #[error("tracee {pid}: unexpected {what}")]
+    Unexpected { pid: Pid, what: String },
+}
+
+pub type Result<T> = std::result::Result<T, TraceError>;
+
+impl TraceError {
+    pub(crate) fn ptrace(pid: Pid, op: &'static str, source: nix::Error) -> Self {
+        if source == nix::Error::ESRCH {
+            TraceError::Gone { pid, op }
+        } else {
+            TraceError::Ptrace { pid, op, source }
+        }
+    }
+
+    /// Whether the tracee is simply gone (killed), as opposed to a real failure.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, TraceError::Gone { .. })
+            || matches!(self, TraceError::Memory { source, .. } if *source == nix::Error::ESRCH)
+    }
+}

@@ -1,1 +1,225 @@
-fn main() {}
+//! ftexec: record and replay an unmodified Linux x86-64 program (and, later, run it replicated).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ft_libos::log::LogWriter;
+use ft_replay::{FileSource, RecordOptions, ReplayOptions, SessionError};
+use slog::{o, Drain, Level, Logger};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit statuses of ftexec itself (the program's own status is passed through otherwise).
+const EXIT_DIVERGENCE: u8 = 2;
+const EXIT_FTEXEC_FAILED: u8 = 125;
+const EXIT_NOT_EXECUTABLE: u8 = 126;
+const EXIT_NOT_FOUND: u8 = 127;
+
+#[derive(Parser)]
+#[command(
+    name = "ftexec",
+    version,
+    about = "Record and replay an unmodified program, deterministically, without LD_PRELOAD",
+    long_about = "ftexec runs an unmodified x86-64 Linux program under a seccomp-bpf + ptrace interposer.\n\
+`record` writes every nondeterministic result (time, randomness, input, rdtsc, file metadata) to a log;\n\
+`replay` re-executes the same binary from that log and reproduces its output exactly, without\n\
+touching the outside world.\n\n\
+Exit status: the program's own (128+N if signal N killed it); 2 if replay diverged from the\n\
+recording; 125 if ftexec itself failed; 126 if PROG is not executable; 127 if it was not found.",
+    after_help = "Examples:\n  ftexec record -o date.ftlog -- date\n  ftexec replay date.ftlog\n  \
+cp -a db db.orig && ftexec record --data-dir db -o s.ftlog -- sqlite3 db/x.db 'select random()'\n  \
+ftexec replay s.ftlog --data-dir db.orig"
+)]
+struct Cli {
+    /// More progress output (-v: info, -vv: every syscall).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run PROG and record every nondeterministic event into a log file.
+    Record {
+        /// The log file to write [default: PROG's name + .ftlog].
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replicated state: syscalls on files under DIR run for real at replay, against a copy of
+        /// DIR as it was before recording (its digest is in the log).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The program and its arguments.
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "PROG [ARGS]..."
+        )]
+        command: Vec<OsString>,
+    },
+    /// Re-execute the program of a log, reproducing its output exactly.
+    Replay {
+        /// A log written by `ftexec record`.
+        log: PathBuf,
+        /// Replay into DIR, which must hold what the recorded data directory held before the
+        /// recording (it is bind-mounted at the recorded path, which needs root).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Replay on a CPU model other than the recording's.
+        #[arg(long)]
+        allow_cpu_mismatch: bool,
+    },
+}
+
+fn logger(verbose: u8, quiet: bool) -> Logger {
+    let level = match (quiet, verbose) {
+        (true, _) => Level::Error,
+        (false, 0) => Level::Warning,
+        (false, 1) => Level::Info,
+        _ => Level::Debug,
+    };
+    let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
+    let drain = slog_term::FullFormat::new(decorator)
+        .build()
+        .filter_level(level)
+        .fuse();
+    Logger::root(drain, o!())
+}
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = ft_replay::current_tracee();
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT go to the program, so the session ends with the
+/// program and the log is complete.
+fn forward_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: installing a handler that only calls kill.
+        unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+fn exit_code(status: i32) -> ExitCode {
+    ExitCode::from(status.clamp(0, 255) as u8)
+}
+
+fn session_error(e: &anyhow::Error) -> ExitCode {
+    eprintln!("ftexec: error: {e:#}");
+    match e.downcast_ref::<SessionError>() {
+        Some(SessionError::Divergence { .. }) => ExitCode::from(EXIT_DIVERGENCE),
+        Some(SessionError::ProgramNotFound { .. }) => ExitCode::from(EXIT_NOT_FOUND),
+        Some(SessionError::NotExecutable { .. }) => ExitCode::from(EXIT_NOT_EXECUTABLE),
+        _ => ExitCode::from(EXIT_FTEXEC_FAILED),
+    }
+}
+
+fn record(
+    cli: &Cli,
+    output: &Option<PathBuf>,
+    data_dir: &Option<PathBuf>,
+    command: &[OsString],
+    log: &Logger,
+) -> anyhow::Result<i32> {
+    let prog = command.first().context("no program given")?.clone();
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let data_dir = match data_dir {
+        Some(d) => Some(
+            std::fs::canonicalize(d).with_context(|| format!("data directory {}", d.display()))?,
+        ),
+        None => None,
+    };
+    let opts = RecordOptions {
+        prog: prog.clone(),
+        argv: command.to_vec(),
+        env: std::env::vars_os()
+            .map(|(k, v)| {
+                let mut s = k;
+                s.push("=");
+                s.push(v);
+                s
+            })
+            .collect(),
+        cwd,
+        data_dir: data_dir.clone(),
+    };
+    let (_exe, header) = ft_replay::record::header(&opts)?;
+    let out = output.clone().unwrap_or_else(|| {
+        let base = PathBuf::from(&prog)
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "ftexec".into());
+        let mut n = base;
+        n.push(".ftlog");
+        PathBuf::from(n)
+    });
+    let mut writer = LogWriter::create(&out, &header)?;
+    forward_signals();
+    let result = ft_replay::record(&header, data_dir.as_deref(), &mut writer, log);
+    let (events, bytes) = writer.finish()?;
+    let outcome = result?;
+    if !cli.quiet {
+        eprintln!(
+            "ftexec: recorded {events} events ({} KiB) to {}; program exit status {}",
+            bytes.div_ceil(1024),
+            out.display(),
+            outcome.status
+        );
+    }
+    Ok(outcome.status)
+}
+
+fn replay(
+    cli: &Cli,
+    path: &PathBuf,
+    data_dir: &Option<PathBuf>,
+    allow_cpu_mismatch: bool,
+    log: &Logger,
+) -> anyhow::Result<i32> {
+    let mut source = FileSource::open(path)?;
+    let header = source.header().clone();
+    let opts = ReplayOptions {
+        data_dir: data_dir.clone(),
+        allow_cpu_mismatch,
+        print_stdio: true,
+    };
+    forward_signals();
+    let outcome = ft_replay::replay(&header, &mut source, &opts, log)?;
+    if !cli.quiet && cli.verbose > 0 {
+        eprintln!(
+            "ftexec: replayed {} events from {}; program exit status {}",
+            outcome.events,
+            path.display(),
+            outcome.status
+        );
+    }
+    Ok(outcome.status)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = logger(cli.verbose, cli.quiet);
+    let r = match &cli.cmd {
+        Cmd::Record {
+            output,
+            data_dir,
+            command,
+        } => record(&cli, output, data_dir, command, &log),
+        Cmd::Replay {
+            log: path,
+            data_dir,
+            allow_cpu_mismatch,
+        } => replay(&cli, path, data_dir, *allow_cpu_mismatch, &log),
+    };
+    match r {
+        Ok(status) => exit_code(status),
+        Err(e) => session_error(&e),
+    }
+}

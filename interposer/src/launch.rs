@@ -1,0 +1,332 @@
+//! The deterministic start of a tracee.
+//!
+//! In the child, before exec: an optional private mount namespace with the data directory bound
+//! at the recorded path, ASLR off (personality), the recorded cwd, PTRACE_TRACEME and a SIGSTOP so
+//! the tracer attaches before the filter exists (a RET_TRACE filter without a tracer makes
+//! syscalls fail with ENOSYS), rdtsc trapping (PR_SET_TSC survives exec), no_new_privs and the
+//! seccomp filter, then execve. At the exec stop the tracer hides the vDSO (AT_SYSINFO_EHDR →
+//! AT_IGNORE) so time queries become syscalls, and reads or restores the 16 AT_RANDOM bytes.
+
+use crate::tracee::{reap, Running, Stop, Stopped, Waited};
+use crate::{Result, TraceError};
+use nix::sys::ptrace::Options;
+use nix::unistd::{fork, ForkResult, Pid};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// What to start and how.
+pub struct LaunchSpec {
+    pub exe: CString,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    pub cwd: Option<CString>,
+    /// (source, target): bind-mount source at target in a private mount namespace.
+    pub bind: Option<(CString, CString)>,
+    /// AT_RANDOM bytes to restore (replay); None keeps the kernel's (record).
+    pub at_random: Option<[u8; 16]>,
+}
+
+/// A tracee stopped right after its exec.
+pub struct Launched {
+    pub tracee: Stopped,
+    pub at_random: [u8; 16],
+    /// Initial stack pointer.
+    pub sp: u64,
+}
+
+// Steps reported by the child through the error pipe.
+const STEPS: [&str; 10] = [
+    "unshare(CLONE_NEWNS)",
+    "make / private",
+    "bind-mount the data directory",
+    "personality(ADDR_NO_RANDOMIZE)",
+    "chdir to the recorded working directory",
+    "PTRACE_TRACEME",
+    "prctl(PR_SET_TSC)",
+    "prctl(PR_SET_NO_NEW_PRIVS)",
+    "install the seccomp filter",
+    "execve",
+];
+
+const AT_NULL: u64 = 0;
+const AT_IGNORE: u64 = 1;
+const AT_RANDOM: u64 = 25;
+const AT_SYSINFO_EHDR: u64 = 33;
+
+/// Starts the program under the tracer and returns it stopped after exec.
+pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<Launched> {
+    let exe_name = spec.exe.to_string_lossy().into_owned();
+    let fail = |why: String| TraceError::Launch {
+        exe: exe_name.clone(),
+        why,
+    };
+
+    // Everything the child touches is prepared here: after fork only async-signal-safe calls.
+    let argv: Vec<*const libc::c_char> = spec
+        .argv
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = spec
+        .env
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // seccompiler's sock_filter has the kernel's layout (u16 code, u8 jt, u8 jf, u32 k).
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    let root = c"/";
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| fail(format!("pipe2: {e}")))?;
+
+    // SAFETY: the child only makes raw syscalls on memory prepared above, then execs or _exits.
+    match unsafe { fork() }.map_err(|e| fail(format!("fork: {e}")))? {
+        ForkResult::Child => {
+            drop(rd);
+            // SAFETY: all pointers point into `spec`, `argv`, `envp` and `prog`, alive in this
+            // copy of the address space; `child` never returns.
+            unsafe { child(spec, &argv, &envp, &prog, root.as_ptr(), wr) }
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            parent(child, spec, rd).map_err(|e| match e {
+                TraceError::Launch { why, .. } => fail(why),
+                other => other,
+            })
+        }
+    }
+}
+
+/// # Safety
+/// Must run in a freshly forked child; all pointers must be valid.
+unsafe fn child(
+    spec: &LaunchSpec,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    prog: &libc::sock_fprog,
+    root: *const libc::c_char,
+    errfd: OwnedFd,
+) -> ! {
+    let errfd = errfd.as_raw_fd();
+    let die = |step: u8| -> ! {
+        // SAFETY: errno location and write/_exit are async-signal-safe.
+        unsafe {
+            let e = *libc::__errno_location();
+            let mut msg = [0u8; 5];
+            msg[0] = step;
+            msg[1..].copy_from_slice(&e.to_le_bytes());
+            libc::write(errfd, msg.as_ptr().cast(), msg.len());
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
+        // Signal state must be the program's, not ftexec's: default dispositions, empty mask.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        if let Some((src, dst)) = &spec.bind {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                die(0);
+            }
+            if libc::mount(
+                std::ptr::null(),
+                root,
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                die(1);
+            }
+            if libc::mount(
+                src.as_ptr(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            ) != 0
+            {
+                die(2);
+            }
+        }
+        let persona = libc::personality(0xffff_ffff);
+        if persona == -1
+            || libc::personality((persona | libc::ADDR_NO_RANDOMIZE) as libc::c_ulong) == -1
+        {
+            die(3);
+        }
+        if let Some(cwd) = &spec.cwd {
+            if libc::chdir(cwd.as_ptr()) != 0 {
+                die(4);
+            }
+        }
+        if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+            die(5);
+        }
+        libc::raise(libc::SIGSTOP);
+        if libc::prctl(libc::PR_SET_TSC, libc::PR_TSC_SIGSEGV, 0, 0, 0) != 0 {
+            die(6);
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            die(7);
+        }
+        if libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            prog as *const libc::sock_fprog,
+        ) != 0
+        {
+            die(8);
+        }
+        libc::execve(spec.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        die(9)
+    }
+}
+
+fn child_failure(pid: Pid, errfd: &OwnedFd, status: String) -> TraceError {
+    let mut msg = [0u8; 5];
+    // SAFETY: reading into a local buffer from a pipe we own.
+    let n = unsafe { libc::read(errfd.as_raw_fd(), msg.as_mut_ptr().cast(), msg.len()) };
+    let why = if n == 5 {
+        let step = STEPS.get(msg[0] as usize).copied().unwrap_or("setup");
+        let errno = nix::Error::from_raw(i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]));
+        let hint = match (msg[0], errno) {
+            (0..=2, nix::Error::EPERM) => {
+                " (a bind mount needs root; or replay with the recorded data directory path)"
+            }
+            (6, _) => " (this kernel or CPU cannot trap rdtsc)",
+            (8, _) => " (this kernel lacks seccomp filters)",
+            _ => "",
+        };
+        format!("{step} failed in the child: {errno}{hint}")
+    } else {
+        format!("the program ended before it started ({status})")
+    };
+    let _ = pid;
+    TraceError::Launch {
+        exe: String::new(),
+        why,
+    }
+}
+
+fn parent(pid: Pid, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
+    // 1. The child stops itself after PTRACE_TRACEME.
+    let stopped = match Running::adopt(pid).wait()? {
+        Waited::Stopped(s) => s,
+        Waited::Exited(c) => return Err(child_failure(pid, &errfd, format!("exit status {c}"))),
+        Waited::Killed(s) => return Err(child_failure(pid, &errfd, format!("killed by {s}"))),
+    };
+    let opts = Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_TRACESECCOMP
+        | Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_EXITKILL
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK;
+    stopped.set_options(opts)?;
+    // 2. Run to the exec: the only traced syscall on the way is execve itself.
+    let mut running = stopped.cont(None)?;
+    let mut stopped = loop {
+        match running.wait()? {
+            Waited::Stopped(s) => match s.stop {
+                Stop::Exec => break s,
+                Stop::Seccomp => running = s.cont(None)?,
+                Stop::Signal(sig) => running = s.cont(Some(sig))?,
+                other => {
+                    let _ = reap_killed(s);
+                    return Err(TraceError::Unexpected {
+                        pid,
+                        what: format!("{other:?} before exec"),
+                    });
+                }
+            },
+            Waited::Exited(c) => {
+                return Err(child_failure(pid, &errfd, format!("exit status {c}")))
+            }
+            Waited::Killed(s) => return Err(child_failure(pid, &errfd, format!("killed by {s}"))),
+        }
+    };
+    stopped.open_mem()?;
+    // 3. Fix up the auxiliary vector.
+    let regs = stopped.regs()?;
+    let sp = regs.sp();
+    let (at_random_addr, ehdr_slot) = match scan_auxv(&stopped, sp) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = reap_killed(stopped);
+            return Err(e);
+        }
+    };
+    if let Some(slot) = ehdr_slot {
+        stopped.write(slot, &AT_IGNORE.to_le_bytes())?;
+    }
+    let mut at_random = [0u8; 16];
+    if let Some(addr) = at_random_addr {
+        match spec.at_random {
+            Some(bytes) => {
+                stopped.write(addr, &bytes)?;
+                at_random = bytes;
+            }
+            None => {
+                let got = stopped.read(addr, 16)?;
+                at_random.copy_from_slice(&got);
+            }
+        }
+    }
+    Ok(Launched {
+        tracee: stopped,
+        at_random,
+        sp,
+    })
+}
+
+fn reap_killed(s: Stopped) -> Option<Waited> {
+    let pid = s.pid();
+    drop(s.kill());
+    reap(pid)
+}
+
+/// Walks argc, argv, envp to the auxiliary vector; returns the AT_RANDOM address and the address
+/// of the AT_SYSINFO_EHDR entry's type word.
+fn scan_auxv(t: &Stopped, sp: u64) -> Result<(Option<u64>, Option<u64>)> {
+    let word = |addr: u64| -> Result<u64> {
+        let b = t.read(addr, 8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b);
+        Ok(u64::from_le_bytes(a))
+    };
+    let argc = word(sp)?;
+    let mut at = sp + 8 + (argc + 1) * 8;
+    // Skip envp.
+    let mut guard = 0;
+    while word(at)? != 0 {
+        at += 8;
+        guard += 1;
+        if guard > 1 << 20 {
+            return Err(TraceError::Unexpected {
+                pid: t.pid(),
+                what: "unterminated environment on the new stack".into(),
+            });
+        }
+    }
+    at += 8;
+    let (mut random, mut ehdr) = (None, None);
+    for _ in 0..512 {
+        let (ty, val) = (word(at)?, word(at + 8)?);
+        match ty {
+            AT_NULL => break,
+            AT_RANDOM => random = Some(val),
+            AT_SYSINFO_EHDR => ehdr = Some(at),
+            _ => {}
+        }
+        at += 16;
+    }
+    Ok((random, ehdr))
+}

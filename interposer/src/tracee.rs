@@ -1,0 +1,311 @@
+//! ptrace behind typed states. A [`Running`] tracee can only be waited for; waiting yields a
+//! [`Stopped`] one (with the reason, [`Stop`]) or its end ([`Waited::Exited`]). Registers and
+//! memory are reachable only through [`Stopped`], and resuming consumes it.
+
+use crate::regs::Regs;
+use crate::{Result, TraceError};
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::unix::fs::FileExt;
+
+/// Why a tracee stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// PTRACE_EVENT_SECCOMP: before a syscall the filter traced.
+    Seccomp,
+    /// Syscall-exit stop (after resuming from a seccomp stop with PTRACE_SYSCALL).
+    SyscallExit,
+    /// A signal is about to be delivered.
+    Signal(Signal),
+    /// PTRACE_EVENT_EXEC: the exec completed.
+    Exec,
+    /// PTRACE_EVENT_CLONE / FORK / VFORK: a new task was created (its pid).
+    NewTask(Pid),
+    /// Any other ptrace event (number).
+    Event(i32),
+}
+
+/// The outcome of waiting for a running tracee.
+pub enum Waited {
+    Stopped(Stopped),
+    /// It exited with this status.
+    Exited(i32),
+    /// A signal killed it.
+    Killed(Signal),
+}
+
+/// A tracee that is running (or about to): only [`Running::wait`] is possible.
+pub struct Running {
+    pid: Pid,
+    mem: Option<File>,
+}
+
+/// A tracee in a ptrace stop.
+pub struct Stopped {
+    pid: Pid,
+    mem: Option<File>,
+    pub stop: Stop,
+}
+
+impl Running {
+    /// Adopts a child that is (or will be) in a ptrace stop.
+    pub fn adopt(pid: Pid) -> Running {
+        Running { pid, mem: None }
+    }
+
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Waits for the next stop or the end of the tracee.
+    pub fn wait(self) -> Result<Waited> {
+        let pid = self.pid;
+        loop {
+            let status = match waitpid(pid, Some(WaitPidFlag::__WALL)) {
+                Ok(s) => s,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(TraceError::ptrace(pid, "waitpid", e)),
+            };
+            let stop = match status {
+                WaitStatus::Exited(_, code) => return Ok(Waited::Exited(code)),
+                WaitStatus::Signaled(_, sig, _) => return Ok(Waited::Killed(sig)),
+                WaitStatus::PtraceSyscall(_) => Stop::SyscallExit,
+                WaitStatus::PtraceEvent(_, _, ev) => match ev {
+                    libc::PTRACE_EVENT_SECCOMP => Stop::Seccomp,
+                    libc::PTRACE_EVENT_EXEC => Stop::Exec,
+                    libc::PTRACE_EVENT_CLONE
+                    | libc::PTRACE_EVENT_FORK
+                    | libc::PTRACE_EVENT_VFORK => {
+                        let child = ptrace::getevent(pid)
+                            .map_err(|e| TraceError::ptrace(pid, "PTRACE_GETEVENTMSG", e))?;
+                        Stop::NewTask(Pid::from_raw(child as i32))
+                    }
+                    other => Stop::Event(other),
+                },
+                WaitStatus::Stopped(_, sig) => Stop::Signal(sig),
+                WaitStatus::Continued(_) | WaitStatus::StillAlive => continue,
+            };
+            return Ok(Waited::Stopped(Stopped {
+                pid,
+                mem: self.mem,
+                stop,
+            }));
+        }
+    }
+}
+
+impl Stopped {
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    fn err(&self, op: &'static str) -> impl Fn(nix::Error) -> TraceError {
+        let pid = self.pid;
+        move |e| TraceError::ptrace(pid, op, e)
+    }
+
+    pub fn regs(&self) -> Result<Regs> {
+        ptrace::getregs(self.pid)
+            .map(Regs)
+            .map_err(self.err("PTRACE_GETREGS"))
+    }
+
+    pub fn set_regs(&self, regs: &Regs) -> Result<()> {
+        ptrace::setregs(self.pid, regs.0).map_err(self.err("PTRACE_SETREGS"))
+    }
+
+    pub fn siginfo(&self) -> Result<libc::siginfo_t> {
+        ptrace::getsiginfo(self.pid).map_err(self.err("PTRACE_GETSIGINFO"))
+    }
+
+    pub fn set_options(&self, opts: ptrace::Options) -> Result<()> {
+        ptrace::setoptions(self.pid, opts).map_err(self.err("PTRACE_SETOPTIONS"))
+    }
+
+    /// Opens /proc/PID/mem for forced access (needed after every exec: it names one mm).
+    pub fn open_mem(&mut self) -> Result<()> {
+        let path = format!("/proc/{}/mem", self.pid);
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| TraceError::Memory {
+                pid: self.pid,
+                op: "open",
+                addr: 0,
+                len: 0,
+                source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+        self.mem = Some(f);
+        Ok(())
+    }
+
+    /// Resumes to the next stop; the seccomp stop stays the only syscall-entry stop.
+    pub fn cont(self, sig: Option<Signal>) -> Result<Running> {
+        ptrace::cont(self.pid, sig).map_err(self.err("PTRACE_CONT"))?;
+        Ok(Running {
+            pid: self.pid,
+            mem: self.mem,
+        })
+    }
+
+    /// Resumes so that the current syscall's exit stops too.
+    pub fn cont_to_exit(self) -> Result<Running> {
+        ptrace::syscall(self.pid, None).map_err(self.err("PTRACE_SYSCALL"))?;
+        Ok(Running {
+            pid: self.pid,
+            mem: self.mem,
+        })
+    }
+
+    /// Kills the tracee and returns a handle to reap it.
+    pub fn kill(self) -> Running {
+        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        Running {
+            pid: self.pid,
+            mem: self.mem,
+        }
+    }
+
+    fn mem_err(
+        &self,
+        op: &'static str,
+        addr: u64,
+        len: usize,
+    ) -> impl Fn(nix::Error) -> TraceError {
+        let pid = self.pid;
+        move |source| TraceError::Memory {
+            pid,
+            op,
+            addr,
+            len,
+            source,
+        }
+    }
+
+    /// Reads up to `buf.len()` bytes at `addr`; returns how many could be read (a read crossing
+    /// into an unmapped page stops there).
+    pub fn read_some(&self, addr: u64, buf: &mut [u8]) -> Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let len = buf.len();
+        let remote = [RemoteIoVec {
+            base: addr as usize,
+            len,
+        }];
+        process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &remote)
+            .map_err(self.mem_err("read", addr, len))
+    }
+
+    /// Reads exactly `len` bytes at `addr`.
+    pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let n = self.read_some(addr, &mut buf)?;
+        if n < len {
+            return Err(self.mem_err("read", addr, len)(nix::Error::EFAULT));
+        }
+        Ok(buf)
+    }
+
+    /// Reads a NUL-terminated string (without the NUL), at most `max` bytes.
+    pub fn read_cstr(&self, addr: u64, max: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 256];
+        let mut at = addr;
+        while out.len() < max {
+            // Stay within the page so a string ending just before an unmapped page still reads.
+            let to_page_end = 4096 - (at as usize % 4096);
+            let want = chunk.len().min(to_page_end);
+            let n = self.read_some(at, &mut chunk[..want])?;
+            if n == 0 {
+                return Err(self.mem_err("read string", addr, out.len())(
+                    nix::Error::EFAULT,
+                ));
+            }
+            if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..z]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk[..n]);
+            at += n as u64;
+        }
+        Ok(out)
+    }
+
+    /// Writes `data` at `addr` (respects page protections, like the kernel's own copy_to_user).
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let remote = [RemoteIoVec {
+            base: addr as usize,
+            len: data.len(),
+        }];
+        let n = process_vm_writev(self.pid, &[IoSlice::new(data)], &remote)
+            .map_err(self.mem_err("write", addr, data.len()))?;
+        if n < data.len() {
+            return Err(self.mem_err("write", addr, data.len())(nix::Error::EFAULT));
+        }
+        Ok(())
+    }
+
+    fn mem_file(&self, op: &'static str, addr: u64, len: usize) -> Result<&File> {
+        self.mem
+            .as_ref()
+            .ok_or_else(|| self.mem_err(op, addr, len)(nix::Error::EBADF))
+    }
+
+    /// Reads through /proc/PID/mem, which also reaches pages the tracee cannot read itself.
+    pub fn read_forced(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        let f = self.mem_file("read", addr, len)?;
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            match f.read_at(&mut buf[done..], addr + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => {
+                    return Err(self.mem_err("read", addr, len)(nix::Error::from_raw(
+                        e.raw_os_error().unwrap_or(libc::EIO),
+                    )))
+                }
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// Writes through /proc/PID/mem (FOLL_FORCE: works on read-only private mappings).
+    pub fn write_forced(&self, addr: u64, data: &[u8]) -> Result<()> {
+        let f = self.mem_file("write", addr, data.len())?;
+        f.write_all_at(data, addr).map_err(|e| {
+            self.mem_err("write", addr, data.len())(nix::Error::from_raw(
+                e.raw_os_error().unwrap_or(libc::EIO),
+            ))
+        })
+    }
+}
+
+/// Reaps a tracee that is known to be dying (after SIGKILL or a Gone error).
+pub fn reap(pid: Pid) -> Option<Waited> {
+    let mut r = Running::adopt(pid);
+    loop {
+        match r.wait() {
+            Ok(Waited::Stopped(s)) => {
+                // Still in a stop (SIGKILL not yet processed): resume so it can die.
+                r = match s.cont(None) {
+                    Ok(r) => r,
+                    Err(_) => Running::adopt(pid),
+                };
+            }
+            Ok(w) => return Some(w),
+            Err(_) => return None,
+        }
+    }
+}

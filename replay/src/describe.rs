@@ -1,0 +1,67 @@
+//! Human-readable forms of calls and events, for divergence messages and logs.
+
+use ft_libos::proto::{event::Kind, Event};
+use ft_libos::table::Spec;
+use ft_libos::{lookup, table};
+
+fn arg(v: u64) -> String {
+    let s = v as i64;
+    if (-4096..=65535).contains(&s) {
+        s.to_string()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+/// `name(arg0, arg1, …)` with the arguments replay checks (others shown as `_`).
+pub fn call(spec: &Spec, args: &[u64]) -> String {
+    let last = (0..6)
+        .rev()
+        .find(|&i| spec.checks_arg(i))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let shown: Vec<String> = (0..last)
+        .map(|i| {
+            if spec.checks_arg(i) {
+                args.get(i).map(|&v| arg(v)).unwrap_or_default()
+            } else {
+                "_".into()
+            }
+        })
+        .collect();
+    format!("{}({})", spec.name, shown.join(", "))
+}
+
+/// One event, in the style of strace.
+pub fn event(ev: &Event) -> String {
+    match &ev.kind {
+        Some(Kind::Syscall(s)) => {
+            let call = match lookup(u64::from(s.nr)) {
+                Some(spec) => call(spec, &s.args),
+                None => table::name(u64::from(s.nr)),
+            };
+            let ret = if (-4095..0).contains(&s.ret) {
+                format!("-1 {}", nix::Error::from_raw(-s.ret as i32))
+            } else {
+                arg(s.ret as u64)
+            };
+            format!("{call} = {ret}")
+        }
+        Some(Kind::Rdtsc(r)) => format!(
+            "{} at {:#x}",
+            if r.rdtscp { "rdtscp" } else { "rdtsc" },
+            r.ip
+        ),
+        Some(Kind::Signal(s)) => format!("delivery of {}", signal_name(s.signo)),
+        Some(Kind::Start(_)) => "the program's start".into(),
+        Some(Kind::Exit(e)) if e.signal != 0 => format!("death by {}", signal_name(e.signal)),
+        Some(Kind::Exit(e)) => format!("exit with status {}", e.code),
+        None => "an empty event".into(),
+    }
+}
+
+pub fn signal_name(signo: i32) -> String {
+    nix::sys::signal::Signal::try_from(signo)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signo}"))
+}

@@ -1,0 +1,662 @@
+//! The record session: run the program under the interposer and send every nondeterministic
+//! result to an [`EventSink`] (a log file now, the Raft log later).
+
+use crate::capture;
+use crate::error::{Result, SessionError};
+use crate::program;
+use crate::{describe, Outcome};
+use ft_interposer::tracee::reap;
+use ft_interposer::{filter, launch, LaunchSpec, Regs, Running, Stop, Stopped, Waited};
+use ft_libos::digest;
+use ft_libos::policy::{self, Action};
+use ft_libos::proto::{
+    event::Kind, Disposition, Event, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Signal, Start,
+    Syscall,
+};
+use ft_libos::table::{Emulation, Exec, Len, Refusal, Spec};
+use ft_libos::{lookup, FdTable};
+use nix::sys::signal::Signal as Sig;
+use slog::{debug, info, warn, Logger};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Where recorded events go.
+pub trait EventSink {
+    fn append(&mut self, ev: &Event) -> Result<()>;
+    /// Called before an Output syscall runs: every event so far must be durable (committed)
+    /// before the world may see its effect. A file needs nothing here.
+    fn before_output(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl EventSink for ft_libos::log::LogWriter {
+    fn append(&mut self, ev: &Event) -> Result<()> {
+        Ok(ft_libos::log::LogWriter::append(self, ev)?)
+    }
+}
+
+/// What to record.
+pub struct RecordOptions {
+    /// PROG as given (resolved through PATH).
+    pub prog: OsString,
+    /// argv[0..]; argv[0] is PROG as given.
+    pub argv: Vec<OsString>,
+    pub env: Vec<OsString>,
+    pub cwd: PathBuf,
+    /// Replicated state: syscalls on files in here run for real at replay.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The header for a recording: identity of the program and of its inputs.
+pub fn header(opts: &RecordOptions) -> Result<(PathBuf, Header)> {
+    let exe = program::resolve(&opts.prog)?;
+    let exe_hash = program::hash_file(&exe)?;
+    let (interp_path, interp_hash) = match program::elf_interp(&exe) {
+        Some(p) => {
+            let h = program::hash_file(&p)?;
+            (p.into_os_string().into_vec(), h)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let (data_dir, data_dir_digest) = match &opts.data_dir {
+        Some(d) => {
+            let digest = digest::dir(d).map_err(|e| SessionError::Io {
+                what: format!("data directory {}", d.display()),
+                source: e.source,
+            })?;
+            (d.as_os_str().as_bytes().to_vec(), digest)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let start_unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let h = Header {
+        version: ft_libos::log::VERSION,
+        ftexec_version: env!("CARGO_PKG_VERSION").into(),
+        exe_path: exe.as_os_str().as_bytes().to_vec(),
+        exe_hash,
+        argv: opts.argv.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        env: opts.env.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        cwd: opts.cwd.as_os_str().as_bytes().to_vec(),
+        cpu_model: program::cpu_model(),
+        data_dir,
+        data_dir_digest,
+        interp_path,
+        interp_hash,
+        start_unix_ns,
+    };
+    Ok((exe, h))
+}
+
+pub(crate) fn cstrings(items: &[Vec<u8>], what: &str) -> Result<Vec<CString>> {
+    items
+        .iter()
+        .map(|b| CString::new(b.clone()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| SessionError::Mismatch {
+            what: what.into(),
+            detail: "contains a NUL byte".into(),
+        })
+}
+
+pub(crate) fn launch_spec(
+    h: &Header,
+    at_random: Option<[u8; 16]>,
+    bind: Option<(CString, CString)>,
+) -> Result<LaunchSpec> {
+    let exe = CString::new(h.exe_path.clone()).map_err(|_| SessionError::Mismatch {
+        what: "program path".into(),
+        detail: "contains a NUL byte".into(),
+    })?;
+    let cwd = CString::new(h.cwd.clone()).ok();
+    Ok(LaunchSpec {
+        exe,
+        argv: cstrings(&h.argv, "argv")?,
+        env: cstrings(&h.env, "environment")?,
+        cwd,
+        bind,
+        at_random,
+    })
+}
+
+/// Records the program described by `header` into `sink`.
+pub fn record(
+    header: &Header,
+    data_dir: Option<&Path>,
+    sink: &mut dyn EventSink,
+    log: &Logger,
+) -> Result<Outcome> {
+    let filter = filter::build()?;
+    let launched = launch(&launch_spec(header, None, None)?, &filter)?;
+    info!(log, "recording"; "pid" => launched.tracee.pid().as_raw(), "exe" => String::from_utf8_lossy(&header.exe_path).into_owned());
+    sink.append(&Event {
+        kind: Some(Kind::Start(Start {
+            at_random: launched.at_random.to_vec(),
+            sp: launched.sp,
+        })),
+    })?;
+    let mut rec = Recorder {
+        sink,
+        log: log.clone(),
+        fds: FdTable::new(),
+        data_dir: data_dir.map(Path::to_path_buf),
+        warned: HashSet::new(),
+        events: 1,
+        hashes: HashMap::new(),
+    };
+    let pid = launched.tracee.pid();
+    crate::set_current_tracee(pid.as_raw());
+    match rec.run(launched.tracee) {
+        Ok(o) => Ok(o),
+        Err(e) => {
+            // Never leave a tracee behind.
+            let _ = nix::sys::signal::kill(pid, Sig::SIGKILL);
+            let _ = reap(pid);
+            Err(e)
+        }
+    }
+}
+
+struct Recorder<'a> {
+    sink: &'a mut dyn EventSink,
+    log: Logger,
+    fds: FdTable,
+    data_dir: Option<PathBuf>,
+    warned: HashSet<u64>,
+    events: u64,
+    /// blake3 of verified files by (dev, ino, size, mtime).
+    hashes: HashMap<(u64, u64, u64, i64), Vec<u8>>,
+}
+
+const MAX_TRACER_BUF: u64 = 1 << 20;
+
+/// After handling a stop: the tracee runs on, or it ended inside the syscall.
+pub(crate) enum Flow {
+    Go(Running),
+    Ended(Exit),
+}
+
+impl Recorder<'_> {
+    fn emit(&mut self, kind: Kind) -> Result<()> {
+        self.events += 1;
+        self.sink.append(&Event { kind: Some(kind) })
+    }
+
+    fn run(&mut self, first: Stopped) -> Result<Outcome> {
+        let mut running = first.cont(None)?;
+        loop {
+            let stopped = match running.wait()? {
+                Waited::Exited(code) => return self.finish(Exit { code, signal: 0 }),
+                Waited::Killed(sig) => {
+                    return self.finish(Exit {
+                        code: 0,
+                        signal: sig as i32,
+                    })
+                }
+                Waited::Stopped(s) => s,
+            };
+            running = match stopped.stop {
+                Stop::Seccomp => match self.on_syscall(stopped)? {
+                    Flow::Go(r) => r,
+                    Flow::Ended(exit) => return self.finish(exit),
+                },
+                Stop::Signal(sig) => self.on_signal(stopped, sig)?,
+                Stop::NewTask(child) => {
+                    return Err(SessionError::Unsupported {
+                        what: format!("the program created a new task ({child})"),
+                        why: "threads and child processes are not supported yet (issue #3)".into(),
+                    })
+                }
+                Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None)?,
+            };
+        }
+    }
+
+    fn finish(&mut self, exit: Exit) -> Result<Outcome> {
+        let status = exit.status();
+        self.emit(Kind::Exit(exit))?;
+        Ok(Outcome {
+            status,
+            events: self.events,
+        })
+    }
+
+    fn warn_once(&mut self, nr: u64, msg: String) {
+        if self.warned.insert(nr) {
+            warn!(self.log, "{}", msg);
+        }
+    }
+
+    /// Whether the path argument of `spec` resolves into the data directory.
+    fn path_local(&self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<bool> {
+        let (Some(dir), Some((dirfd, arg))) = (&self.data_dir, spec.path) else {
+            return Ok(false);
+        };
+        let raw = match t.read_cstr(args[arg as usize], 4096) {
+            Ok(p) => p,
+            Err(e) if e.is_gone() => return Err(e.into()),
+            Err(_) => return Ok(false),
+        };
+        let path = Path::new(std::ffi::OsStr::from_bytes(&raw));
+        let pid = t.pid();
+        let base = match dirfd.map(|i| args[i as usize] as i32) {
+            Some(fd) if fd != libc::AT_FDCWD && !path.is_absolute() => {
+                std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+            }
+            _ if path.is_absolute() => Ok(PathBuf::from("/")),
+            _ => std::fs::read_link(format!("/proc/{pid}/cwd")),
+        };
+        Ok(base.map(|b| policy::inside(&b, path, dir)).unwrap_or(false))
+    }
+
+    fn on_syscall(&mut self, t: Stopped) -> Result<Flow> {
+        let mut regs = t.regs()?;
+        let nr = regs.nr();
+        let Some(spec) = lookup(nr) else {
+            self.warn_once(
+                nr,
+                format!("unknown syscall {} refused with ENOSYS", nr as i64),
+            );
+            regs.skip_with(-i64::from(libc::ENOSYS));
+            t.set_regs(&regs)?;
+            return Ok(Flow::Go(t.cont(None)?));
+        };
+        let args = regs.args();
+        let path_local = self.path_local(&t, spec, &args)?;
+        let action = policy::decide(spec, &args, &self.fds, path_local);
+        debug!(self.log, "syscall"; "call" => describe::call(spec, &args), "action" => format!("{action:?}"));
+        match action {
+            Action::Pass => Ok(Flow::Go(t.cont(None)?)),
+            Action::Emulate(e) => {
+                emulate(&t, &mut regs, e)?;
+                Ok(Flow::Go(t.cont(None)?))
+            }
+            Action::Refuse(Refusal::Errno(errno, why)) => {
+                self.warn_once(
+                    nr,
+                    format!(
+                        "{} refused with {}: {why}",
+                        spec.name,
+                        nix::Error::from_raw(errno)
+                    ),
+                );
+                regs.skip_with(-i64::from(errno));
+                t.set_regs(&regs)?;
+                Ok(Flow::Go(t.cont(None)?))
+            }
+            Action::Refuse(Refusal::Unsupported(why)) => Err(SessionError::Unsupported {
+                what: format!("the program called {}", describe::call(spec, &args)),
+                why: why.into(),
+            }),
+            Action::Record { exec: Exec::Tracer } if tracer_can_run(spec, &args) => {
+                self.in_tracer(t, regs, spec, args).map(Flow::Go)
+            }
+            _ => self.in_tracee(t, spec, args, action),
+        }
+    }
+
+    /// Runs a pure syscall in the tracer with its own buffers, copies the results into the
+    /// tracee and skips the tracee's syscall: one stop.
+    fn in_tracer(
+        &mut self,
+        t: Stopped,
+        mut regs: Regs,
+        spec: &Spec,
+        args: [u64; 6],
+    ) -> Result<Running> {
+        let mut a = args;
+        let mut bufs: Vec<(usize, Vec<u8>, bool)> = Vec::new();
+        for w in spec.writes {
+            let p = w.ptr as usize;
+            if args[p] == 0 {
+                continue;
+            }
+            let (cap, by_ret) = match w.len {
+                Len::Fixed(n) => (u64::from(n), false),
+                Len::Ret => (args[1], true),
+                Len::Arg(i) => (args[i as usize], false),
+                _ => unreachable_len(),
+            };
+            bufs.push((p, vec![0u8; cap as usize], by_ret));
+        }
+        for (p, buf, _) in bufs.iter_mut() {
+            a[*p] = buf.as_mut_ptr() as u64;
+        }
+        // SAFETY: the table marks only pure syscalls (time, random, uname, ids) as Tracer; every
+        // pointer argument now points to a buffer of the size the table declares.
+        let r =
+            unsafe { libc::syscall(spec.nr as libc::c_long, a[0], a[1], a[2], a[3], a[4], a[5]) };
+        let mut ret = if r == -1 {
+            -i64::from(nix::errno::Errno::last_raw())
+        } else {
+            r as i64
+        };
+        let mut mem = Vec::with_capacity(bufs.len());
+        for (p, mut buf, by_ret) in bufs {
+            if by_ret {
+                buf.truncate(ret.max(0) as usize);
+            }
+            match t.write(args[p], &buf) {
+                Ok(()) => mem.push(MemWrite {
+                    addr: args[p],
+                    data: buf,
+                }),
+                Err(e) if e.is_gone() => return Err(e.into()),
+                Err(_) => ret = -i64::from(libc::EFAULT),
+            }
+        }
+        regs.skip_with(ret);
+        t.set_regs(&regs)?;
+        self.emit(Kind::Syscall(Syscall {
+            nr: spec.nr,
+            args: args.to_vec(),
+            ret,
+            disposition: Disposition::Inject as i32,
+            mem,
+            ..Default::default()
+        }))?;
+        Ok(t.cont(None)?)
+    }
+
+    /// Runs the syscall in the tracee to its exit stop and logs what the action calls for.
+    fn in_tracee(
+        &mut self,
+        t: Stopped,
+        spec: &Spec,
+        args: [u64; 6],
+        action: Action,
+    ) -> Result<Flow> {
+        let input = capture::input(&t, spec.input, &args)?;
+        if matches!(action, Action::Output { .. }) {
+            self.sink.before_output()?;
+        }
+        let t = match t.cont_to_exit()?.wait()? {
+            Waited::Stopped(s) if s.stop == Stop::SyscallExit => s,
+            Waited::Stopped(s) => {
+                return Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
+                    pid: s.pid(),
+                    what: format!("{:?} instead of the exit of {}", s.stop, spec.name),
+                }))
+            }
+            Waited::Exited(code) => return Ok(Flow::Ended(Exit { code, signal: 0 })),
+            Waited::Killed(sig) => {
+                return Ok(Flow::Ended(Exit {
+                    code: 0,
+                    signal: sig as i32,
+                }))
+            }
+        };
+        let ret = t.regs()?.ret();
+        let mut ev = Syscall {
+            nr: spec.nr,
+            args: args.to_vec(),
+            input_digest: if input.is_empty() {
+                Vec::new()
+            } else {
+                digest::short(&input)
+            },
+            ret,
+            ..Default::default()
+        };
+        let regions = capture::regions(&t, spec.writes, &args, ret)?;
+        let extra = fcntl_writes(spec, &args);
+        let regions = if extra.is_empty() {
+            regions
+        } else {
+            [regions, capture::regions(&t, extra, &args, ret)?].concat()
+        };
+        let mut fresh = FdKind::External;
+        let mut disposition = match action {
+            Action::Execute => {
+                ev.out_digest = capture::digest_writes(&capture::read_regions(&t, &regions)?);
+                if spec.path.is_some() || spec.new_fd != ft_libos::table::NewFd::None {
+                    fresh = if spec.nr == libc::SYS_memfd_create as u32 {
+                        FdKind::Private
+                    } else {
+                        FdKind::Data
+                    };
+                }
+                Disposition::Execute
+            }
+            Action::ExecuteInject => Disposition::ExecuteInject,
+            Action::AnonMap if ret >= 0 => {
+                ev.mem = self.capture_mapping(&t, &args, ret)?;
+                Disposition::AnonMap
+            }
+            Action::Output { stdio } => {
+                if let Some(fd) = stdio {
+                    ev.stdio_fd = fd;
+                    ev.stdio = input[..(ret.max(0) as usize).min(input.len())].to_vec();
+                }
+                Disposition::Inject
+            }
+            _ => {
+                ev.mem = capture::read_regions(&t, &regions)?;
+                Disposition::Inject
+            }
+        };
+        if policy::creates_fds(spec, &args) && ret >= 0 {
+            let pair = match spec.new_fd {
+                ft_libos::table::NewFd::Pair(p) => {
+                    let b = t.read(args[p as usize], 8)?;
+                    Some([
+                        i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                        i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+                    ])
+                }
+                _ => None,
+            };
+            if disposition == Disposition::Inject && spec.path.is_some() {
+                // An opened file outside the data directory: executables and libraries are
+                // verified by hash and opened for real at replay; anything else is recorded.
+                if let Some((path, hash)) = self.verified_file(&t, ret as i32, &args, spec)? {
+                    fresh = FdKind::Verified;
+                    ev.path = path;
+                    ev.file_hash = hash;
+                    disposition = Disposition::Execute;
+                }
+            }
+            let created = policy::new_fds(spec, &args, ret, pair, &self.fds, fresh);
+            if disposition == Disposition::Inject
+                && created.iter().any(|(_, k)| *k == FdKind::External)
+            {
+                disposition = Disposition::Placeholder;
+            }
+            for (fd, kind) in created {
+                self.fds.set(fd, kind);
+                ev.new_fds.push(NewFd {
+                    fd,
+                    kind: kind as i32,
+                });
+            }
+        }
+        ev.disposition = disposition as i32;
+        self.emit(Kind::Syscall(ev))?;
+        Ok(Flow::Go(t.cont(None)?))
+    }
+
+    /// If fd `fd` (just opened) is a read-only regular ELF file, its path and blake3.
+    fn verified_file(
+        &mut self,
+        t: &Stopped,
+        fd: i32,
+        args: &[u64; 6],
+        spec: &Spec,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let flags = match spec.nr as i64 {
+            libc::SYS_open => args[1],
+            libc::SYS_openat => args[2],
+            _ => return Ok(None),
+        } as i32;
+        let proc_path = format!("/proc/{}/fd/{fd}", t.pid());
+        let Ok(md) = std::fs::metadata(&proc_path) else {
+            return Ok(None);
+        };
+        let mut magic = [0u8; 4];
+        let elf = std::fs::File::open(&proc_path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .map(|()| &magic == b"\x7fELF")
+            .unwrap_or(false);
+        let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
+        if policy::opened_file_kind(false, md.is_file(), read_only, elf) != FdKind::Verified {
+            return Ok(None);
+        }
+        let key = (
+            md.dev(),
+            md.ino(),
+            md.size(),
+            md.mtime_nsec() + md.mtime() * 1_000_000_000,
+        );
+        let hash = match self.hashes.get(&key) {
+            Some(h) => h.clone(),
+            None => {
+                let h = program::hash_file(Path::new(&proc_path))?;
+                self.hashes.insert(key, h.clone());
+                h
+            }
+        };
+        let path = std::fs::read_link(&proc_path)
+            .map(|p| p.into_os_string().into_vec())
+            .unwrap_or_default();
+        Ok(Some((path, hash)))
+    }
+
+    /// The bytes of a private file mapping just made at `addr` (up to the end of the file).
+    fn capture_mapping(&self, t: &Stopped, args: &[u64; 6], addr: i64) -> Result<Vec<MemWrite>> {
+        let fd = args[4] as i32;
+        let size = std::fs::metadata(format!("/proc/{}/fd/{fd}", t.pid()))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let len = args[1].min(size.saturating_sub(args[5]));
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let data = t.read_forced(addr as u64, len as usize)?;
+        Ok(vec![MemWrite {
+            addr: addr as u64,
+            data,
+        }])
+    }
+
+    fn on_signal(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
+        if sig == Sig::SIGSEGV {
+            let mut regs = t.regs()?;
+            if let Some(len) = tsc_instruction(&t, regs.ip())? {
+                let rdtscp = len == 3;
+                let mut aux = 0u32;
+                // SAFETY: rdtsc/rdtscp only read the time-stamp counter.
+                let tsc = unsafe {
+                    if rdtscp {
+                        core::arch::x86_64::__rdtscp(&mut aux)
+                    } else {
+                        core::arch::x86_64::_rdtsc()
+                    }
+                };
+                apply_tsc(&mut regs, tsc, aux, rdtscp, len);
+                t.set_regs(&regs)?;
+                self.emit(Kind::Rdtsc(Rdtsc {
+                    tsc,
+                    aux,
+                    rdtscp,
+                    ip: regs.ip() - len,
+                }))?;
+                return Ok(t.cont(None)?);
+            }
+        }
+        let synchronous = is_synchronous(&t, sig);
+        if !synchronous {
+            warn!(self.log, "asynchronous signal recorded; replay delivers it at the same event, not the same instruction (exact placement: issue #3)"; "signal" => sig.as_str());
+        }
+        self.emit(Kind::Signal(Signal {
+            signo: sig as i32,
+            synchronous,
+        }))?;
+        Ok(t.cont(Some(sig))?)
+    }
+}
+
+fn unreachable_len() -> (u64, bool) {
+    (0, false)
+}
+
+/// Whether a Tracer syscall can really run in the tracer (its buffers are of a sane size).
+fn tracer_can_run(spec: &Spec, args: &[u64; 6]) -> bool {
+    spec.writes.iter().all(|w| match w.len {
+        Len::Fixed(_) => true,
+        Len::Ret => args[1] <= MAX_TRACER_BUF,
+        Len::Arg(i) => args[i as usize] <= MAX_TRACER_BUF,
+        _ => false,
+    })
+}
+
+/// fcntl(F_GETLK) writes a struct flock the table cannot express per command.
+pub(crate) fn fcntl_writes(spec: &Spec, args: &[u64; 6]) -> &'static [ft_libos::table::Write] {
+    const FLOCK: &[ft_libos::table::Write] = &[ft_libos::table::Write {
+        ptr: 2,
+        len: Len::Fixed(32),
+    }];
+    if spec.special == ft_libos::table::Special::Fcntl
+        && matches!(args[1] as i32, libc::F_GETLK | libc::F_OFD_GETLK)
+    {
+        FLOCK
+    } else {
+        &[]
+    }
+}
+
+/// Answers an emulated syscall in the tracer.
+pub(crate) fn emulate(t: &Stopped, regs: &mut Regs, e: Emulation) -> Result<()> {
+    let args = regs.args();
+    let ret = match e {
+        Emulation::Errno(errno) => -i64::from(errno),
+        Emulation::GetCpu => {
+            for a in [args[0], args[1]] {
+                if a != 0 {
+                    t.write(a, &0u32.to_le_bytes())?;
+                }
+            }
+            0
+        }
+    };
+    regs.skip_with(ret);
+    t.set_regs(regs)?;
+    Ok(())
+}
+
+/// If the faulting instruction is rdtsc (0f 31) or rdtscp (0f 01 f9), its length.
+pub(crate) fn tsc_instruction(t: &Stopped, ip: u64) -> Result<Option<u64>> {
+    let mut b = [0u8; 3];
+    let n = match t.read_some(ip, &mut b) {
+        Ok(n) => n,
+        Err(e) if e.is_gone() => return Err(e.into()),
+        Err(_) => 0,
+    };
+    Ok(match &b[..n] {
+        [0x0f, 0x31, ..] => Some(2),
+        [0x0f, 0x01, 0xf9] => Some(3),
+        _ => None,
+    })
+}
+
+pub(crate) fn apply_tsc(regs: &mut Regs, tsc: u64, aux: u32, rdtscp: bool, len: u64) {
+    regs.0.rax = tsc & 0xffff_ffff;
+    regs.0.rdx = tsc >> 32;
+    if rdtscp {
+        regs.0.rcx = u64::from(aux);
+    }
+    regs.0.rip += len;
+}
+
+/// A fault raised by the tracee's own instruction (it recurs by itself at replay).
+pub(crate) fn is_synchronous(t: &Stopped, sig: Sig) -> bool {
+    matches!(
+        sig,
+        Sig::SIGSEGV | Sig::SIGBUS | Sig::SIGFPE | Sig::SIGILL | Sig::SIGTRAP | Sig::SIGSYS
+    ) && t.siginfo().map(|si| si.si_code > 0).unwrap_or(false)
+}
