@@ -7,8 +7,7 @@
 use crate::{Result, TraceError};
 use ft_libos::table::{Class, Special, TABLE};
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
@@ -21,13 +20,8 @@ pub fn build() -> Result<BpfProgram> {
         match spec.special {
             Special::Mmap => {
                 let anon = libc::MAP_ANONYMOUS as u64;
-                let cond = SeccompCondition::new(
-                    3,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::MaskedEq(anon),
-                    anon,
-                )
-                .map_err(err)?;
+                let cond = SeccompCondition::new(3, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(anon), anon)
+                    .map_err(err)?;
                 rules.insert(nr, vec![SeccompRule::new(vec![cond]).map_err(err)?]);
             }
             _ => {
@@ -35,24 +29,14 @@ pub fn build() -> Result<BpfProgram> {
             }
         }
     }
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Trace(0),
-        SeccompAction::Allow,
-        TargetArch::x86_64,
-    )
-    .map_err(err)?;
-    filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| TraceError::Filter(e.to_string()))
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Trace(0), SeccompAction::Allow, TargetArch::x86_64).map_err(err)?;
+    filter.try_into().map_err(|e: seccompiler::BackendError| TraceError::Filter(e.to_string()))
 }
 
 /// How many syscall numbers the filter lets through without a stop.
 pub fn allowed_count() -> usize {
-    TABLE
-        .iter()
-        .filter(|s| s.class == Class::Deterministic)
-        .count()
+    TABLE.iter().filter(|s| s.class == Class::Deterministic).count()
 }
 
 #[cfg(test)]

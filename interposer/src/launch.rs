@@ -56,32 +56,17 @@ const AT_SYSINFO_EHDR: u64 = 33;
 /// Starts the program under the tracer and returns it stopped after exec.
 pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<Launched> {
     let exe_name = spec.exe.to_string_lossy().into_owned();
-    let fail = |why: String| TraceError::Launch {
-        exe: exe_name.clone(),
-        why,
-    };
+    let fail = |why: String| TraceError::Launch { exe: exe_name.clone(), why };
 
     // Everything the child touches is prepared here: after fork only async-signal-safe calls.
-    let argv: Vec<*const libc::c_char> = spec
-        .argv
-        .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const libc::c_char> = spec
-        .env
-        .iter()
-        .map(|s| s.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
+    let argv: Vec<*const libc::c_char> =
+        spec.argv.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let envp: Vec<*const libc::c_char> =
+        spec.env.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
     // seccompiler's sock_filter has the kernel's layout (u16 code, u8 jt, u8 jf, u32 k).
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
     let root = c"/";
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| fail(format!("pipe2: {e}")))?;
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(format!("pipe2: {e}")))?;
 
     // SAFETY: the child only makes raw syscalls on memory prepared above, then execs or _exits.
     match unsafe { fork() }.map_err(|e| fail(format!("fork: {e}")))? {
@@ -134,31 +119,19 @@ unsafe fn child(
             if libc::unshare(libc::CLONE_NEWNS) != 0 {
                 die(0);
             }
-            if libc::mount(
-                std::ptr::null(),
-                root,
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
+            if libc::mount(std::ptr::null(), root, std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
+                != 0
             {
                 die(1);
             }
-            if libc::mount(
-                src.as_ptr(),
-                dst.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND | libc::MS_REC,
-                std::ptr::null(),
-            ) != 0
+            if libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
+                != 0
             {
                 die(2);
             }
         }
         let persona = libc::personality(0xffff_ffff);
-        if persona == -1
-            || libc::personality((persona | libc::ADDR_NO_RANDOMIZE) as libc::c_ulong) == -1
-        {
+        if persona == -1 || libc::personality((persona | libc::ADDR_NO_RANDOMIZE) as libc::c_ulong) == -1 {
             die(3);
         }
         if let Some(cwd) = &spec.cwd {
@@ -176,13 +149,7 @@ unsafe fn child(
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             die(7);
         }
-        if libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            0,
-            prog as *const libc::sock_fprog,
-        ) != 0
-        {
+        if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, prog as *const libc::sock_fprog) != 0 {
             die(8);
         }
         libc::execve(spec.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
@@ -198,9 +165,7 @@ fn child_failure(pid: Pid, errfd: &OwnedFd, status: String) -> TraceError {
         let step = STEPS.get(msg[0] as usize).copied().unwrap_or("setup");
         let errno = nix::Error::from_raw(i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]));
         let hint = match (msg[0], errno) {
-            (0..=2, nix::Error::EPERM) => {
-                " (a bind mount needs root; or replay with the recorded data directory path)"
-            }
+            (0..=2, nix::Error::EPERM) => " (a bind mount needs root; or replay with the recorded data directory path)",
             (6, _) => " (this kernel or CPU cannot trap rdtsc)",
             (8, _) => " (this kernel lacks seccomp filters)",
             _ => "",
@@ -210,10 +175,7 @@ fn child_failure(pid: Pid, errfd: &OwnedFd, status: String) -> TraceError {
         format!("the program ended before it started ({status})")
     };
     let _ = pid;
-    TraceError::Launch {
-        exe: String::new(),
-        why,
-    }
+    TraceError::Launch { exe: String::new(), why }
 }
 
 fn parent(pid: Pid, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
@@ -241,15 +203,10 @@ fn parent(pid: Pid, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
                 Stop::Signal(sig) => running = s.cont(Some(sig))?,
                 other => {
                     let _ = reap_killed(s);
-                    return Err(TraceError::Unexpected {
-                        pid,
-                        what: format!("{other:?} before exec"),
-                    });
+                    return Err(TraceError::Unexpected { pid, what: format!("{other:?} before exec") });
                 }
             },
-            Waited::Exited(c) => {
-                return Err(child_failure(pid, &errfd, format!("exit status {c}")))
-            }
+            Waited::Exited(c) => return Err(child_failure(pid, &errfd, format!("exit status {c}"))),
             Waited::Killed(s) => return Err(child_failure(pid, &errfd, format!("killed by {s}"))),
         }
     };
@@ -280,11 +237,7 @@ fn parent(pid: Pid, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
             }
         }
     }
-    Ok(Launched {
-        tracee: stopped,
-        at_random,
-        sp,
-    })
+    Ok(Launched { tracee: stopped, at_random, sp })
 }
 
 fn reap_killed(s: Stopped) -> Option<Waited> {

@@ -25,19 +25,9 @@ pub enum TraceError {
     #[error("tracee {pid} vanished during {op}")]
     Gone { pid: Pid, op: &'static str },
     #[error("{op} on tracee {pid} failed: {source}")]
-    Ptrace {
-        pid: Pid,
-        op: &'static str,
-        source: nix::Error,
-    },
+    Ptrace { pid: Pid, op: &'static str, source: nix::Error },
     #[error("cannot {op} {len} bytes of tracee {pid} memory at {addr:#x}: {source}")]
-    Memory {
-        pid: Pid,
-        op: &'static str,
-        addr: u64,
-        len: usize,
-        source: nix::Error,
-    },
+    Memory { pid: Pid, op: &'static str, addr: u64, len: usize, source: nix::Error },
     #[error("cannot build the seccomp filter: {0}")]
     Filter(String),
     #[error("cannot start {exe}: {why}")]

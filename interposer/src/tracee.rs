@@ -78,11 +78,9 @@ impl Running {
                 WaitStatus::PtraceEvent(_, _, ev) => match ev {
                     libc::PTRACE_EVENT_SECCOMP => Stop::Seccomp,
                     libc::PTRACE_EVENT_EXEC => Stop::Exec,
-                    libc::PTRACE_EVENT_CLONE
-                    | libc::PTRACE_EVENT_FORK
-                    | libc::PTRACE_EVENT_VFORK => {
-                        let child = ptrace::getevent(pid)
-                            .map_err(|e| TraceError::ptrace(pid, "PTRACE_GETEVENTMSG", e))?;
+                    libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
+                        let child =
+                            ptrace::getevent(pid).map_err(|e| TraceError::ptrace(pid, "PTRACE_GETEVENTMSG", e))?;
                         Stop::NewTask(Pid::from_raw(child as i32))
                     }
                     other => Stop::Event(other),
@@ -90,11 +88,7 @@ impl Running {
                 WaitStatus::Stopped(_, sig) => Stop::Signal(sig),
                 WaitStatus::Continued(_) | WaitStatus::StillAlive => continue,
             };
-            return Ok(Waited::Stopped(Stopped {
-                pid,
-                mem: self.mem,
-                stop,
-            }));
+            return Ok(Waited::Stopped(Stopped { pid, mem: self.mem, stop }));
         }
     }
 }
@@ -110,9 +104,7 @@ impl Stopped {
     }
 
     pub fn regs(&self) -> Result<Regs> {
-        ptrace::getregs(self.pid)
-            .map(Regs)
-            .map_err(self.err("PTRACE_GETREGS"))
+        ptrace::getregs(self.pid).map(Regs).map_err(self.err("PTRACE_GETREGS"))
     }
 
     pub fn set_regs(&self, regs: &Regs) -> Result<()> {
@@ -130,17 +122,13 @@ impl Stopped {
     /// Opens /proc/PID/mem for forced access (needed after every exec: it names one mm).
     pub fn open_mem(&mut self) -> Result<()> {
         let path = format!("/proc/{}/mem", self.pid);
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| TraceError::Memory {
-                pid: self.pid,
-                op: "open",
-                addr: 0,
-                len: 0,
-                source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            })?;
+        let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(|e| TraceError::Memory {
+            pid: self.pid,
+            op: "open",
+            addr: 0,
+            len: 0,
+            source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
         self.mem = Some(f);
         Ok(())
     }
@@ -148,44 +136,24 @@ impl Stopped {
     /// Resumes to the next stop; the seccomp stop stays the only syscall-entry stop.
     pub fn cont(self, sig: Option<Signal>) -> Result<Running> {
         ptrace::cont(self.pid, sig).map_err(self.err("PTRACE_CONT"))?;
-        Ok(Running {
-            pid: self.pid,
-            mem: self.mem,
-        })
+        Ok(Running { pid: self.pid, mem: self.mem })
     }
 
     /// Resumes so that the current syscall's exit stops too.
     pub fn cont_to_exit(self) -> Result<Running> {
         ptrace::syscall(self.pid, None).map_err(self.err("PTRACE_SYSCALL"))?;
-        Ok(Running {
-            pid: self.pid,
-            mem: self.mem,
-        })
+        Ok(Running { pid: self.pid, mem: self.mem })
     }
 
     /// Kills the tracee and returns a handle to reap it.
     pub fn kill(self) -> Running {
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
-        Running {
-            pid: self.pid,
-            mem: self.mem,
-        }
+        Running { pid: self.pid, mem: self.mem }
     }
 
-    fn mem_err(
-        &self,
-        op: &'static str,
-        addr: u64,
-        len: usize,
-    ) -> impl Fn(nix::Error) -> TraceError {
+    fn mem_err(&self, op: &'static str, addr: u64, len: usize) -> impl Fn(nix::Error) -> TraceError {
         let pid = self.pid;
-        move |source| TraceError::Memory {
-            pid,
-            op,
-            addr,
-            len,
-            source,
-        }
+        move |source| TraceError::Memory { pid, op, addr, len, source }
     }
 
     /// Reads up to `buf.len()` bytes at `addr`; returns how many could be read (a read crossing
@@ -195,12 +163,8 @@ impl Stopped {
             return Ok(0);
         }
         let len = buf.len();
-        let remote = [RemoteIoVec {
-            base: addr as usize,
-            len,
-        }];
-        process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &remote)
-            .map_err(self.mem_err("read", addr, len))
+        let remote = [RemoteIoVec { base: addr as usize, len }];
+        process_vm_readv(self.pid, &mut [IoSliceMut::new(buf)], &remote).map_err(self.mem_err("read", addr, len))
     }
 
     /// Reads exactly `len` bytes at `addr`.
@@ -224,9 +188,7 @@ impl Stopped {
             let want = chunk.len().min(to_page_end);
             let n = self.read_some(at, &mut chunk[..want])?;
             if n == 0 {
-                return Err(self.mem_err("read string", addr, out.len())(
-                    nix::Error::EFAULT,
-                ));
+                return Err(self.mem_err("read string", addr, out.len())(nix::Error::EFAULT));
             }
             if let Some(z) = chunk[..n].iter().position(|&b| b == 0) {
                 out.extend_from_slice(&chunk[..z]);
@@ -243,12 +205,12 @@ impl Stopped {
         if data.is_empty() {
             return Ok(());
         }
-        let remote = [RemoteIoVec {
-            base: addr as usize,
-            len: data.len(),
-        }];
-        let n = process_vm_writev(self.pid, &[IoSlice::new(data)], &remote)
-            .map_err(self.mem_err("write", addr, data.len()))?;
+        let remote = [RemoteIoVec { base: addr as usize, len: data.len() }];
+        let n = process_vm_writev(self.pid, &[IoSlice::new(data)], &remote).map_err(self.mem_err(
+            "write",
+            addr,
+            data.len(),
+        ))?;
         if n < data.len() {
             return Err(self.mem_err("write", addr, data.len())(nix::Error::EFAULT));
         }
@@ -256,9 +218,7 @@ impl Stopped {
     }
 
     fn mem_file(&self, op: &'static str, addr: u64, len: usize) -> Result<&File> {
-        self.mem
-            .as_ref()
-            .ok_or_else(|| self.mem_err(op, addr, len)(nix::Error::EBADF))
+        self.mem.as_ref().ok_or_else(|| self.mem_err(op, addr, len)(nix::Error::EBADF))
     }
 
     /// Reads through /proc/PID/mem, which also reaches pages the tracee cannot read itself.
@@ -285,9 +245,7 @@ impl Stopped {
     pub fn write_forced(&self, addr: u64, data: &[u8]) -> Result<()> {
         let f = self.mem_file("write", addr, data.len())?;
         f.write_all_at(data, addr).map_err(|e| {
-            self.mem_err("write", addr, data.len())(nix::Error::from_raw(
-                e.raw_os_error().unwrap_or(libc::EIO),
-            ))
+            self.mem_err("write", addr, data.len())(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
         })
     }
 }

@@ -25,10 +25,7 @@ impl FdTable {
     /// What `fd` refers to. Unknown fds (closed, or never seen) count as External: treating an
     /// fd as the outside world is always safe, since its syscalls are then recorded.
     pub fn kind(&self, fd: i64) -> FdKind {
-        i32::try_from(fd)
-            .ok()
-            .and_then(|fd| self.kinds.get(&fd).copied())
-            .unwrap_or(FdKind::External)
+        i32::try_from(fd).ok().and_then(|fd| self.kinds.get(&fd).copied()).unwrap_or(FdKind::External)
     }
 
     pub fn set(&mut self, fd: i32, kind: FdKind) {
@@ -37,10 +34,7 @@ impl FdTable {
 
     /// Whether syscalls on `fd` act on replicated state and so run for real at replay.
     pub fn is_replicated(&self, fd: i64) -> bool {
-        matches!(
-            self.kind(fd),
-            FdKind::Data | FdKind::Verified | FdKind::Private
-        )
+        matches!(self.kind(fd), FdKind::Data | FdKind::Verified | FdKind::Private)
     }
 }
 

@@ -25,25 +25,14 @@ pub enum LogError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read log {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
-    #[error(
-        "{path} is not an ftexec log (bad magic); record one with `ftexec record -o FILE -- PROG`"
-    )]
+    #[error("{path} is not an ftexec log (bad magic); record one with `ftexec record -o FILE -- PROG`")]
     BadMagic { path: PathBuf },
     #[error("{path} is log format version {found}, this ftexec reads version {VERSION}; replay it with the ftexec that recorded it")]
     BadVersion { path: PathBuf, found: u32 },
     #[error("{path} is truncated in record {index} (at byte {offset}): the recording was cut short (disk full, or ftexec killed); the log cannot be replayed past this point")]
-    Truncated {
-        path: PathBuf,
-        index: u64,
-        offset: u64,
-    },
+    Truncated { path: PathBuf, index: u64, offset: u64 },
     #[error("{path} is corrupt at record {index} (byte {offset}): {what}; the file was damaged after recording")]
-    Corrupt {
-        path: PathBuf,
-        index: u64,
-        offset: u64,
-        what: String,
-    },
+    Corrupt { path: PathBuf, index: u64, offset: u64, what: String },
     #[error("{path} has no header record")]
     NoHeader { path: PathBuf },
 }
@@ -73,10 +62,7 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn create(path: &Path, header: &Header) -> Result<Self, LogError> {
-        let file = File::create(path).map_err(|source| LogError::Open {
-            path: path.into(),
-            source,
-        })?;
+        let file = File::create(path).map_err(|source| LogError::Open { path: path.into(), source })?;
         let mut w = LogWriter {
             path: path.into(),
             out: BufWriter::with_capacity(1 << 16, file),
@@ -97,10 +83,7 @@ impl LogWriter {
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), LogError> {
         self.bytes += bytes.len() as u64;
-        self.out.write_all(bytes).map_err(|source| LogError::Write {
-            path: self.path.clone(),
-            source,
-        })
+        self.out.write_all(bytes).map_err(|source| LogError::Write { path: self.path.clone(), source })
     }
 
     pub fn append(&mut self, ev: &Event) -> Result<(), LogError> {
@@ -116,10 +99,7 @@ impl LogWriter {
     /// Flushes and fsyncs the file.
     pub fn finish(mut self) -> Result<(u64, u64), LogError> {
         let path = self.path.clone();
-        let werr = |source| LogError::Write {
-            path: path.clone(),
-            source,
-        };
+        let werr = |source| LogError::Write { path: path.clone(), source };
         self.out.flush().map_err(werr)?;
         self.out.get_ref().sync_all().map_err(werr)?;
         Ok((self.events, self.bytes))
@@ -142,45 +122,25 @@ pub struct LogReader {
 
 impl LogReader {
     pub fn open(path: &Path) -> Result<Self, LogError> {
-        let file = File::open(path).map_err(|source| LogError::Open {
-            path: path.into(),
-            source,
-        })?;
+        let file = File::open(path).map_err(|source| LogError::Open { path: path.into(), source })?;
         let mut input = BufReader::with_capacity(1 << 16, file);
         let mut pre = [0u8; 12];
         match input.read_exact(&mut pre) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(LogError::BadMagic { path: path.into() })
-            }
-            Err(source) => {
-                return Err(LogError::Read {
-                    path: path.into(),
-                    source,
-                })
-            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(LogError::BadMagic { path: path.into() }),
+            Err(source) => return Err(LogError::Read { path: path.into(), source }),
         }
         if &pre[..8] != MAGIC {
             return Err(LogError::BadMagic { path: path.into() });
         }
         let found = u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]);
         if found != VERSION {
-            return Err(LogError::BadVersion {
-                path: path.into(),
-                found,
-            });
+            return Err(LogError::BadVersion { path: path.into(), found });
         }
-        let mut r = LogReader {
-            path: path.into(),
-            input,
-            header: Header::default(),
-            index: 0,
-            offset: 12,
-            buf: Vec::new(),
-        };
+        let mut r =
+            LogReader { path: path.into(), input, header: Header::default(), index: 0, offset: 12, buf: Vec::new() };
         let header = match r.next_payload()? {
-            Some(()) => Header::decode(&r.buf[..])
-                .map_err(|e| r.corrupt(format!("undecodable header: {e}")))?,
+            Some(()) => Header::decode(&r.buf[..]).map_err(|e| r.corrupt(format!("undecodable header: {e}")))?,
             None => return Err(LogError::NoHeader { path: path.into() }),
         };
         r.header = header;
@@ -201,12 +161,7 @@ impl LogReader {
     }
 
     fn corrupt(&self, what: String) -> LogError {
-        LogError::Corrupt {
-            path: self.path.clone(),
-            index: self.index,
-            offset: self.offset,
-            what,
-        }
+        LogError::Corrupt { path: self.path.clone(), index: self.index, offset: self.offset, what }
     }
 
     /// Reads the next record's payload into self.buf; None at a clean end of file.
@@ -218,22 +173,13 @@ impl LogReader {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(LogError::Read {
-                        path: self.path.clone(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(LogError::Read { path: self.path.clone(), source }),
             }
         }
         if got == 0 {
             return Ok(None);
         }
-        let truncated = LogError::Truncated {
-            path: self.path.clone(),
-            index: self.index,
-            offset: self.offset,
-        };
+        let truncated = LogError::Truncated { path: self.path.clone(), index: self.index, offset: self.offset };
         if got < head.len() {
             return Err(truncated);
         }
@@ -246,12 +192,7 @@ impl LogReader {
         match self.input.read_exact(&mut self.buf) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(truncated),
-            Err(source) => {
-                return Err(LogError::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
+            Err(source) => return Err(LogError::Read { path: self.path.clone(), source }),
         }
         if crc32c::crc32c(&self.buf) != crc {
             return Err(self.corrupt("checksum mismatch".into()));
@@ -265,9 +206,9 @@ impl LogReader {
     pub fn next_event(&mut self) -> Result<Option<Event>, LogError> {
         match self.next_payload()? {
             None => Ok(None),
-            Some(()) => Event::decode(&self.buf[..])
-                .map(Some)
-                .map_err(|e| self.corrupt(format!("undecodable event: {e}"))),
+            Some(()) => {
+                Event::decode(&self.buf[..]).map(Some).map_err(|e| self.corrupt(format!("undecodable event: {e}")))
+            }
         }
     }
 }
@@ -279,26 +220,13 @@ mod tests {
 
     fn sample(dir: &Path) -> PathBuf {
         let path = dir.join("t.ftlog");
-        let header = Header {
-            version: VERSION,
-            exe_path: b"/bin/true".to_vec(),
-            ..Default::default()
-        };
+        let header = Header { version: VERSION, exe_path: b"/bin/true".to_vec(), ..Default::default() };
         let mut w = LogWriter::create(&path, &header).expect("create");
         for i in 0..10 {
-            let ev = Event {
-                kind: Some(Kind::Syscall(Syscall {
-                    nr: 228,
-                    ret: i,
-                    ..Default::default()
-                })),
-            };
+            let ev = Event { kind: Some(Kind::Syscall(Syscall { nr: 228, ret: i, ..Default::default() })) };
             w.append(&ev).expect("append");
         }
-        w.append(&Event {
-            kind: Some(Kind::Exit(Exit { code: 3, signal: 0 })),
-        })
-        .expect("append");
+        w.append(&Event { kind: Some(Kind::Exit(Exit { code: 3, signal: 0 })) }).expect("append");
         w.finish().expect("finish");
         path
     }
@@ -325,10 +253,7 @@ mod tests {
         assert_eq!(r.header().exe_path, b"/bin/true");
         let evs = read_all(&p).expect("read");
         assert_eq!(evs.len(), 11);
-        assert!(matches!(
-            evs[10].kind,
-            Some(Kind::Exit(Exit { code: 3, .. }))
-        ));
+        assert!(matches!(evs[10].kind, Some(Kind::Exit(Exit { code: 3, .. }))));
     }
 
     #[test]
@@ -337,10 +262,7 @@ mod tests {
         let bytes = std::fs::read(&p).expect("read");
         // Cut in the middle of the last record.
         std::fs::write(&p, &bytes[..bytes.len() - 3]).expect("write");
-        assert!(matches!(
-            read_all(&p),
-            Err(LogError::Truncated { index: 11, .. })
-        ));
+        assert!(matches!(read_all(&p), Err(LogError::Truncated { index: 11, .. })));
         // Flip a payload byte of the third record.
         let mut b = bytes.clone();
         let n = b.len();
@@ -356,21 +278,12 @@ mod tests {
         assert!(matches!(read_all(&p), Err(LogError::Corrupt { .. })));
         // Not a log at all; an empty file.
         std::fs::write(&p, b"hello world, not a log").expect("write");
-        assert!(matches!(
-            LogReader::open(&p),
-            Err(LogError::BadMagic { .. })
-        ));
+        assert!(matches!(LogReader::open(&p), Err(LogError::BadMagic { .. })));
         std::fs::write(&p, b"").expect("write");
-        assert!(matches!(
-            LogReader::open(&p),
-            Err(LogError::BadMagic { .. })
-        ));
+        assert!(matches!(LogReader::open(&p), Err(LogError::BadMagic { .. })));
         let mut b = bytes;
         b[8] = 99;
         std::fs::write(&p, &b).expect("write");
-        assert!(matches!(
-            LogReader::open(&p),
-            Err(LogError::BadVersion { found: 99, .. })
-        ));
+        assert!(matches!(LogReader::open(&p), Err(LogError::BadVersion { found: 99, .. })));
     }
 }

@@ -34,16 +34,12 @@ const PR_SET_TSC: u64 = 26;
 /// Decides what to do with `spec` called with `args`. `path_local` says whether its path argument
 /// (if the table names one) resolves into the data directory.
 pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> Action {
-    let fd_replicated = spec
-        .fd
-        .is_some_and(|i| fds.is_replicated(args[i as usize] as i32 as i64));
+    let fd_replicated = spec.fd.is_some_and(|i| fds.is_replicated(args[i as usize] as i32 as i64));
     match spec.special {
         Special::Fcntl => {
             let cmd = args[1] as i32;
             return match cmd {
-                libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_GETFD | libc::F_SETFD => {
-                    Action::Execute
-                }
+                libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_GETFD | libc::F_SETFD => Action::Execute,
                 _ if fd_replicated => Action::Execute,
                 _ => Action::Record { exec: Exec::Tracee },
             };
@@ -116,9 +112,7 @@ pub fn new_fds(
         NewFd::None => Vec::new(),
         NewFd::Ret => vec![(ret as i32, fresh)],
         NewFd::Dup(i) => vec![(ret as i32, dup_of(args[i as usize]))],
-        NewFd::Pair(_) => pair
-            .map(|p| vec![(p[0], fresh), (p[1], fresh)])
-            .unwrap_or_default(),
+        NewFd::Pair(_) => pair.map(|p| vec![(p[0], fresh), (p[1], fresh)]).unwrap_or_default(),
     }
 }
 
@@ -126,8 +120,7 @@ pub fn new_fds(
 pub fn creates_fds(spec: &Spec, args: &[u64; 6]) -> bool {
     match spec.new_fd {
         NewFd::None => {
-            spec.special == Special::Fcntl
-                && matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC)
+            spec.special == Special::Fcntl && matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC)
         }
         _ => true,
     }
@@ -135,11 +128,7 @@ pub fn creates_fds(spec: &Spec, args: &[u64; 6]) -> bool {
 
 /// Lexically normalizes `path` against `base` (no symlinks are followed).
 pub fn normalize(base: &Path, path: &Path) -> PathBuf {
-    let mut out = if path.is_absolute() {
-        PathBuf::from("/")
-    } else {
-        base.to_path_buf()
-    };
+    let mut out = if path.is_absolute() { PathBuf::from("/") } else { base.to_path_buf() };
     for c in path.components() {
         match c {
             Component::RootDir | Component::Prefix(_) => out = PathBuf::from("/"),
@@ -189,80 +178,35 @@ mod tests {
             x
         };
         // clock_gettime: one stop, in the tracer.
-        assert_eq!(
-            decide(spec(228), &a(&[0, 0x1000]), &fds, false),
-            Action::Record { exec: Exec::Tracer }
-        );
+        assert_eq!(decide(spec(228), &a(&[0, 0x1000]), &fds, false), Action::Record { exec: Exec::Tracer });
         // write to stdout: output with its bytes kept.
-        assert_eq!(
-            decide(spec(1), &a(&[1, 0, 5]), &fds, false),
-            Action::Output { stdio: Some(1) }
-        );
+        assert_eq!(decide(spec(1), &a(&[1, 0, 5]), &fds, false), Action::Output { stdio: Some(1) });
         // write to a socket: output, no stdio bytes.
-        assert_eq!(
-            decide(spec(1), &a(&[5, 0, 5]), &fds, false),
-            Action::Output { stdio: None }
-        );
+        assert_eq!(decide(spec(1), &a(&[5, 0, 5]), &fds, false), Action::Output { stdio: None });
         // read of a data-dir file runs for real.
         fds.set(6, FdKind::Data);
-        assert_eq!(
-            decide(spec(0), &a(&[6, 0, 5]), &fds, false),
-            Action::Execute
-        );
+        assert_eq!(decide(spec(0), &a(&[6, 0, 5]), &fds, false), Action::Execute);
         // open inside the data dir runs for real; outside it is recorded.
-        assert_eq!(
-            decide(spec(257), &a(&[0, 0, 0]), &fds, true),
-            Action::Execute
-        );
-        assert_eq!(
-            decide(spec(257), &a(&[0, 0, 0]), &fds, false),
-            Action::Record { exec: Exec::Tracee }
-        );
+        assert_eq!(decide(spec(257), &a(&[0, 0, 0]), &fds, true), Action::Execute);
+        assert_eq!(decide(spec(257), &a(&[0, 0, 0]), &fds, false), Action::Record { exec: Exec::Tracee });
         // anonymous mmap passes; a private file mapping is recorded; a data-dir mapping is real.
         let anon = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64;
-        assert_eq!(
-            decide(spec(9), &a(&[0, 4096, 3, anon, u64::MAX, 0]), &fds, false),
-            Action::Pass
-        );
-        assert_eq!(
-            decide(spec(9), &a(&[0, 4096, 1, 2, 5, 0]), &fds, false),
-            Action::AnonMap
-        );
-        assert_eq!(
-            decide(spec(9), &a(&[0, 4096, 1, 2, 6, 0]), &fds, false),
-            Action::Execute
-        );
-        assert!(matches!(
-            decide(spec(9), &a(&[0, 4096, 3, 1, 5, 0]), &fds, false),
-            Action::Refuse(_)
-        ));
+        assert_eq!(decide(spec(9), &a(&[0, 4096, 3, anon, u64::MAX, 0]), &fds, false), Action::Pass);
+        assert_eq!(decide(spec(9), &a(&[0, 4096, 1, 2, 5, 0]), &fds, false), Action::AnonMap);
+        assert_eq!(decide(spec(9), &a(&[0, 4096, 1, 2, 6, 0]), &fds, false), Action::Execute);
+        assert!(matches!(decide(spec(9), &a(&[0, 4096, 3, 1, 5, 0]), &fds, false), Action::Refuse(_)));
         // fcntl(F_DUPFD) always runs; F_SETFL on a socket is recorded.
-        assert_eq!(
-            decide(spec(72), &a(&[5, libc::F_DUPFD as u64]), &fds, false),
-            Action::Execute
-        );
+        assert_eq!(decide(spec(72), &a(&[5, libc::F_DUPFD as u64]), &fds, false), Action::Execute);
         assert_eq!(
             decide(spec(72), &a(&[5, libc::F_SETFL as u64]), &fds, false),
             Action::Record { exec: Exec::Tracee }
         );
         // prctl(PR_SET_TSC) would defeat rdtsc trapping.
-        assert_eq!(
-            decide(spec(157), &a(&[26, 1]), &fds, false),
-            Action::Emulate(Emulation::Errno(libc::EPERM))
-        );
+        assert_eq!(decide(spec(157), &a(&[26, 1]), &fds, false), Action::Emulate(Emulation::Errno(libc::EPERM)));
         // rseq is emulated, io_uring refused, clone unsupported.
-        assert_eq!(
-            decide(spec(334), &a(&[]), &fds, false),
-            Action::Emulate(Emulation::Errno(libc::ENOSYS))
-        );
-        assert!(matches!(
-            decide(spec(425), &a(&[]), &fds, false),
-            Action::Refuse(Refusal::Errno(..))
-        ));
-        assert!(matches!(
-            decide(spec(56), &a(&[]), &fds, false),
-            Action::Refuse(Refusal::Unsupported(_))
-        ));
+        assert_eq!(decide(spec(334), &a(&[]), &fds, false), Action::Emulate(Emulation::Errno(libc::ENOSYS)));
+        assert!(matches!(decide(spec(425), &a(&[]), &fds, false), Action::Refuse(Refusal::Errno(..))));
+        assert!(matches!(decide(spec(56), &a(&[]), &fds, false), Action::Refuse(Refusal::Unsupported(_))));
     }
 
     #[test]
@@ -281,10 +225,7 @@ mod tests {
         fds.set(4, FdKind::Data);
         let mut a = [0u64; 6];
         a[0] = 4;
-        assert_eq!(
-            new_fds(spec(32), &a, 7, None, &fds, FdKind::External),
-            vec![(7, FdKind::Data)]
-        );
+        assert_eq!(new_fds(spec(32), &a, 7, None, &fds, FdKind::External), vec![(7, FdKind::Data)]);
         assert_eq!(
             new_fds(spec(22), &a, 0, Some([3, 5]), &fds, FdKind::External),
             vec![(3, FdKind::External), (5, FdKind::External)]
@@ -292,9 +233,6 @@ mod tests {
         assert!(new_fds(spec(41), &a, -24, None, &fds, FdKind::External).is_empty());
         a[1] = libc::F_DUPFD_CLOEXEC as u64;
         assert!(creates_fds(spec(72), &a));
-        assert_eq!(
-            new_fds(spec(72), &a, 9, None, &fds, FdKind::External),
-            vec![(9, FdKind::Data)]
-        );
+        assert_eq!(new_fds(spec(72), &a, 9, None, &fds, FdKind::External), vec![(9, FdKind::Data)]);
     }
 }

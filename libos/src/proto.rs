@@ -146,6 +146,9 @@ pub struct NewFd {
     pub fd: i32,
     #[prost(enumeration = "FdKind", tag = "2")]
     pub kind: i32,
+    /// FD_CLOEXEC was set (placeholders must carry it: fcntl(F_GETFD) runs for real).
+    #[prost(bool, tag = "3")]
+    pub cloexec: bool,
 }
 
 /// An rdtsc or rdtscp the tracee executed (trapped with PR_SET_TSC).

@@ -286,8 +286,7 @@ const SIZEOF_TMS: u32 = 32;
 const SYSV: &str = "System V IPC is shared with processes ftexec does not trace";
 const ADMIN: &str = "administrative syscall that a replicated service must not make";
 const AIO: &str = "asynchronous I/O completes outside any syscall stop, so it cannot be ordered";
-const URING: &str =
-    "io_uring bypasses syscall interposition (rr #2613); programs fall back to plain syscalls";
+const URING: &str = "io_uring bypasses syscall interposition (rr #2613); programs fall back to plain syscalls";
 const OBSOLETE: &str = "obsolete or unimplemented on x86-64";
 const NEWFS: &str = "mount API; a replicated service must not change mounts";
 const THREADS: &str = "threads and child processes are not supported yet (issue #3)";
@@ -946,10 +945,7 @@ pub const MAX_NR: u32 = 469;
 /// The entry for a syscall number, or None for a number no x86-64 kernel assigns.
 pub fn lookup(nr: u64) -> Option<&'static Spec> {
     let nr = u32::try_from(nr).ok()?;
-    TABLE
-        .binary_search_by_key(&nr, |s| s.nr)
-        .ok()
-        .map(|i| &TABLE[i])
+    TABLE.binary_search_by_key(&nr, |s| s.nr).ok().map(|i| &TABLE[i])
 }
 
 /// The name of a syscall number, for messages.
@@ -973,15 +969,11 @@ mod tests {
         }
         let expected: Vec<u32> = (0..=336).chain(424..=MAX_NR).collect();
         let have: Vec<u32> = TABLE.iter().map(|s| s.nr).collect();
-        assert_eq!(
-            have, expected,
-            "the table must have one entry per assigned number"
-        );
+        assert_eq!(have, expected, "the table must have one entry per assigned number");
 
         let header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
-        let text = std::fs::read_to_string(header).expect(
-            "linux-libc-dev headers are needed for this test (apt-get install linux-libc-dev)",
-        );
+        let text = std::fs::read_to_string(header)
+            .expect("linux-libc-dev headers are needed for this test (apt-get install linux-libc-dev)");
         let mut seen = 0;
         for line in text.lines() {
             let mut it = line.split_whitespace();
@@ -1012,44 +1004,20 @@ mod tests {
                 assert!(fd < 6, "{}", s.name);
             }
             if s.exec == Exec::Tracer {
-                assert_eq!(
-                    s.class,
-                    Class::Recorded,
-                    "{}: only Recorded syscalls run in the tracer",
-                    s.name
-                );
-                assert_eq!(
-                    s.new_fd,
-                    NewFd::None,
-                    "{}: fd-creating syscalls must run in the tracee",
-                    s.name
-                );
+                assert_eq!(s.class, Class::Recorded, "{}: only Recorded syscalls run in the tracer", s.name);
+                assert_eq!(s.new_fd, NewFd::None, "{}: fd-creating syscalls must run in the tracee", s.name);
             }
             if matches!(s.new_fd, NewFd::Ret | NewFd::Pair(_)) {
-                assert!(
-                    matches!(s.class, Class::Recorded | Class::Local),
-                    "{}",
-                    s.name
-                );
+                assert!(matches!(s.class, Class::Recorded | Class::Local), "{}", s.name);
             }
         }
         // The classes the design names, each with real members.
-        for (nr, class) in [
-            (228, Class::Recorded),
-            (12, Class::Deterministic),
-            (1, Class::Output),
-            (32, Class::Local),
-        ] {
+        for (nr, class) in [(228, Class::Recorded), (12, Class::Deterministic), (1, Class::Output), (32, Class::Local)]
+        {
             assert_eq!(lookup(nr).map(|s| s.class), Some(class));
         }
-        assert!(matches!(
-            lookup(425).map(|s| s.class),
-            Some(Class::Refused(_))
-        ));
-        assert!(matches!(
-            lookup(334).map(|s| s.class),
-            Some(Class::Emulated(_))
-        ));
+        assert!(matches!(lookup(425).map(|s| s.class), Some(Class::Refused(_))));
+        assert!(matches!(lookup(334).map(|s| s.class), Some(Class::Emulated(_))));
         assert!(lookup(400).is_none());
         assert!(lookup(u64::MAX).is_none());
     }

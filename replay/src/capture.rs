@@ -63,12 +63,7 @@ fn msghdr(t: &Stopped, msg: u64, ret: u64, out: &mut Vec<(u64, u64)>) -> Result<
 }
 
 /// The regions the kernel wrote for `writes`, given the arguments and the return value.
-pub fn regions(
-    t: &Stopped,
-    writes: &[Write],
-    args: &[u64; 6],
-    ret: i64,
-) -> Result<Vec<(u64, u64)>> {
+pub fn regions(t: &Stopped, writes: &[Write], args: &[u64; 6], ret: i64) -> Result<Vec<(u64, u64)>> {
     let mut out = Vec::new();
     let nonneg = ret.max(0) as u64;
     for w in writes {

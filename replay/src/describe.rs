@@ -15,19 +15,9 @@ fn arg(v: u64) -> String {
 
 /// `name(arg0, arg1, …)` with the arguments replay checks (others shown as `_`).
 pub fn call(spec: &Spec, args: &[u64]) -> String {
-    let last = (0..6)
-        .rev()
-        .find(|&i| spec.checks_arg(i))
-        .map(|i| i + 1)
-        .unwrap_or(0);
+    let last = (0..6).rev().find(|&i| spec.checks_arg(i)).map(|i| i + 1).unwrap_or(0);
     let shown: Vec<String> = (0..last)
-        .map(|i| {
-            if spec.checks_arg(i) {
-                args.get(i).map(|&v| arg(v)).unwrap_or_default()
-            } else {
-                "_".into()
-            }
-        })
+        .map(|i| if spec.checks_arg(i) { args.get(i).map(|&v| arg(v)).unwrap_or_default() } else { "_".into() })
         .collect();
     format!("{}({})", spec.name, shown.join(", "))
 }
@@ -47,11 +37,7 @@ pub fn event(ev: &Event) -> String {
             };
             format!("{call} = {ret}")
         }
-        Some(Kind::Rdtsc(r)) => format!(
-            "{} at {:#x}",
-            if r.rdtscp { "rdtscp" } else { "rdtsc" },
-            r.ip
-        ),
+        Some(Kind::Rdtsc(r)) => format!("{} at {:#x}", if r.rdtscp { "rdtscp" } else { "rdtsc" }, r.ip),
         Some(Kind::Signal(s)) => format!("delivery of {}", signal_name(s.signo)),
         Some(Kind::Start(_)) => "the program's start".into(),
         Some(Kind::Exit(e)) if e.signal != 0 => format!("death by {}", signal_name(e.signal)),

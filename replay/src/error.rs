@@ -11,14 +11,8 @@ pub enum SessionError {
     #[error(transparent)]
     Log(#[from] LogError),
     /// Replay departed from the recording: where, what the log has, what the program did.
-    #[error(
-        "divergence at event {index}: the recording has {expected}, but the program now does {got}"
-    )]
-    Divergence {
-        index: u64,
-        expected: String,
-        got: String,
-    },
+    #[error("divergence at event {index}: the recording has {expected}, but the program now does {got}")]
+    Divergence { index: u64, expected: String, got: String },
     /// The program needs something ftexec cannot replay yet.
     #[error("{what}: {why}; it is not supported by ftexec yet")]
     Unsupported { what: String, why: String },
@@ -29,13 +23,12 @@ pub enum SessionError {
     /// An input of replay differs from the recording's (binary, library, CPU, data dir).
     #[error("{what} differs from the recording: {detail}")]
     Mismatch { what: String, detail: String },
-    #[error("the log ends at event {index} without the program's exit: the recording was interrupted; replay stopped there")]
+    #[error(
+        "the log ends at event {index} without the program's exit: the recording was interrupted; replay stopped there"
+    )]
     LogEnded { index: u64 },
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
 }
 
 impl SessionError {

@@ -16,11 +16,7 @@ pub fn resolve(prog: &OsStr) -> Result<PathBuf> {
         let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
         let found = std::env::split_paths(&path)
             .map(|d| d.join(prog))
-            .find(|p| {
-                fs::metadata(p)
-                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                    .unwrap_or(false)
-            });
+            .find(|p| fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false));
         match found {
             Some(p) => p,
             None => {
@@ -31,24 +27,15 @@ pub fn resolve(prog: &OsStr) -> Result<PathBuf> {
             }
         }
     };
-    let md = fs::metadata(&candidate).map_err(|_| SessionError::ProgramNotFound {
-        path: candidate.clone(),
-        hint: String::new(),
-    })?;
+    let md = fs::metadata(&candidate)
+        .map_err(|_| SessionError::ProgramNotFound { path: candidate.clone(), hint: String::new() })?;
     if !md.is_file() {
-        return Err(SessionError::NotExecutable {
-            path: candidate,
-            why: "not a regular file".into(),
-        });
+        return Err(SessionError::NotExecutable { path: candidate, why: "not a regular file".into() });
     }
     if md.permissions().mode() & 0o111 == 0 {
-        return Err(SessionError::NotExecutable {
-            path: candidate,
-            why: "no execute permission (chmod +x)".into(),
-        });
+        return Err(SessionError::NotExecutable { path: candidate, why: "no execute permission (chmod +x)".into() });
     }
-    let abs = fs::canonicalize(&candidate)
-        .map_err(SessionError::io(format!("resolve {}", candidate.display())))?;
+    let abs = fs::canonicalize(&candidate).map_err(SessionError::io(format!("resolve {}", candidate.display())))?;
     Ok(abs)
 }
 

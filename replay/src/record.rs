@@ -10,8 +10,7 @@ use ft_interposer::{filter, launch, LaunchSpec, Regs, Running, Stop, Stopped, Wa
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{
-    event::Kind, Disposition, Event, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Signal, Start,
-    Syscall,
+    event::Kind, Disposition, Event, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Signal, Start, Syscall,
 };
 use ft_libos::table::{Emulation, Exec, Len, Refusal, Spec};
 use ft_libos::{lookup, FdTable};
@@ -64,18 +63,14 @@ pub fn header(opts: &RecordOptions) -> Result<(PathBuf, Header)> {
     };
     let (data_dir, data_dir_digest) = match &opts.data_dir {
         Some(d) => {
-            let digest = digest::dir(d).map_err(|e| SessionError::Io {
-                what: format!("data directory {}", d.display()),
-                source: e.source,
-            })?;
+            let digest = digest::dir(d)
+                .map_err(|e| SessionError::Io { what: format!("data directory {}", d.display()), source: e.source })?;
             (d.as_os_str().as_bytes().to_vec(), digest)
         }
         None => (Vec::new(), Vec::new()),
     };
-    let start_unix_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let start_unix_ns =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     let h = Header {
         version: ft_libos::log::VERSION,
         ftexec_version: env!("CARGO_PKG_VERSION").into(),
@@ -99,10 +94,7 @@ pub(crate) fn cstrings(items: &[Vec<u8>], what: &str) -> Result<Vec<CString>> {
         .iter()
         .map(|b| CString::new(b.clone()))
         .collect::<std::result::Result<_, _>>()
-        .map_err(|_| SessionError::Mismatch {
-            what: what.into(),
-            detail: "contains a NUL byte".into(),
-        })
+        .map_err(|_| SessionError::Mismatch { what: what.into(), detail: "contains a NUL byte".into() })
 }
 
 pub(crate) fn launch_spec(
@@ -110,10 +102,8 @@ pub(crate) fn launch_spec(
     at_random: Option<[u8; 16]>,
     bind: Option<(CString, CString)>,
 ) -> Result<LaunchSpec> {
-    let exe = CString::new(h.exe_path.clone()).map_err(|_| SessionError::Mismatch {
-        what: "program path".into(),
-        detail: "contains a NUL byte".into(),
-    })?;
+    let exe = CString::new(h.exe_path.clone())
+        .map_err(|_| SessionError::Mismatch { what: "program path".into(), detail: "contains a NUL byte".into() })?;
     let cwd = CString::new(h.cwd.clone()).ok();
     Ok(LaunchSpec {
         exe,
@@ -126,21 +116,11 @@ pub(crate) fn launch_spec(
 }
 
 /// Records the program described by `header` into `sink`.
-pub fn record(
-    header: &Header,
-    data_dir: Option<&Path>,
-    sink: &mut dyn EventSink,
-    log: &Logger,
-) -> Result<Outcome> {
+pub fn record(header: &Header, data_dir: Option<&Path>, sink: &mut dyn EventSink, log: &Logger) -> Result<Outcome> {
     let filter = filter::build()?;
     let launched = launch(&launch_spec(header, None, None)?, &filter)?;
     info!(log, "recording"; "pid" => launched.tracee.pid().as_raw(), "exe" => String::from_utf8_lossy(&header.exe_path).into_owned());
-    sink.append(&Event {
-        kind: Some(Kind::Start(Start {
-            at_random: launched.at_random.to_vec(),
-            sp: launched.sp,
-        })),
-    })?;
+    sink.append(&Event { kind: Some(Kind::Start(Start { at_random: launched.at_random.to_vec(), sp: launched.sp })) })?;
     let mut rec = Recorder {
         sink,
         log: log.clone(),
@@ -193,12 +173,7 @@ impl Recorder<'_> {
         loop {
             let stopped = match running.wait()? {
                 Waited::Exited(code) => return self.finish(Exit { code, signal: 0 }),
-                Waited::Killed(sig) => {
-                    return self.finish(Exit {
-                        code: 0,
-                        signal: sig as i32,
-                    })
-                }
+                Waited::Killed(sig) => return self.finish(Exit { code: 0, signal: sig as i32 }),
                 Waited::Stopped(s) => s,
             };
             running = match stopped.stop {
@@ -221,10 +196,7 @@ impl Recorder<'_> {
     fn finish(&mut self, exit: Exit) -> Result<Outcome> {
         let status = exit.status();
         self.emit(Kind::Exit(exit))?;
-        Ok(Outcome {
-            status,
-            events: self.events,
-        })
+        Ok(Outcome { status, events: self.events })
     }
 
     fn warn_once(&mut self, nr: u64, msg: String) {
@@ -259,10 +231,7 @@ impl Recorder<'_> {
         let mut regs = t.regs()?;
         let nr = regs.nr();
         let Some(spec) = lookup(nr) else {
-            self.warn_once(
-                nr,
-                format!("unknown syscall {} refused with ENOSYS", nr as i64),
-            );
+            self.warn_once(nr, format!("unknown syscall {} refused with ENOSYS", nr as i64));
             regs.skip_with(-i64::from(libc::ENOSYS));
             t.set_regs(&regs)?;
             return Ok(Flow::Go(t.cont(None)?));
@@ -278,14 +247,7 @@ impl Recorder<'_> {
                 Ok(Flow::Go(t.cont(None)?))
             }
             Action::Refuse(Refusal::Errno(errno, why)) => {
-                self.warn_once(
-                    nr,
-                    format!(
-                        "{} refused with {}: {why}",
-                        spec.name,
-                        nix::Error::from_raw(errno)
-                    ),
-                );
+                self.warn_once(nr, format!("{} refused with {}: {why}", spec.name, nix::Error::from_raw(errno)));
                 regs.skip_with(-i64::from(errno));
                 t.set_regs(&regs)?;
                 Ok(Flow::Go(t.cont(None)?))
@@ -303,13 +265,7 @@ impl Recorder<'_> {
 
     /// Runs a pure syscall in the tracer with its own buffers, copies the results into the
     /// tracee and skips the tracee's syscall: one stop.
-    fn in_tracer(
-        &mut self,
-        t: Stopped,
-        mut regs: Regs,
-        spec: &Spec,
-        args: [u64; 6],
-    ) -> Result<Running> {
+    fn in_tracer(&mut self, t: Stopped, mut regs: Regs, spec: &Spec, args: [u64; 6]) -> Result<Running> {
         let mut a = args;
         let mut bufs: Vec<(usize, Vec<u8>, bool)> = Vec::new();
         for w in spec.writes {
@@ -330,23 +286,15 @@ impl Recorder<'_> {
         }
         // SAFETY: the table marks only pure syscalls (time, random, uname, ids) as Tracer; every
         // pointer argument now points to a buffer of the size the table declares.
-        let r =
-            unsafe { libc::syscall(spec.nr as libc::c_long, a[0], a[1], a[2], a[3], a[4], a[5]) };
-        let mut ret = if r == -1 {
-            -i64::from(nix::errno::Errno::last_raw())
-        } else {
-            r as i64
-        };
+        let r = unsafe { libc::syscall(spec.nr as libc::c_long, a[0], a[1], a[2], a[3], a[4], a[5]) };
+        let mut ret = if r == -1 { -i64::from(nix::errno::Errno::last_raw()) } else { r as i64 };
         let mut mem = Vec::with_capacity(bufs.len());
         for (p, mut buf, by_ret) in bufs {
             if by_ret {
                 buf.truncate(ret.max(0) as usize);
             }
             match t.write(args[p], &buf) {
-                Ok(()) => mem.push(MemWrite {
-                    addr: args[p],
-                    data: buf,
-                }),
+                Ok(()) => mem.push(MemWrite { addr: args[p], data: buf }),
                 Err(e) if e.is_gone() => return Err(e.into()),
                 Err(_) => ret = -i64::from(libc::EFAULT),
             }
@@ -365,13 +313,7 @@ impl Recorder<'_> {
     }
 
     /// Runs the syscall in the tracee to its exit stop and logs what the action calls for.
-    fn in_tracee(
-        &mut self,
-        t: Stopped,
-        spec: &Spec,
-        args: [u64; 6],
-        action: Action,
-    ) -> Result<Flow> {
+    fn in_tracee(&mut self, t: Stopped, spec: &Spec, args: [u64; 6], action: Action) -> Result<Flow> {
         let input = capture::input(&t, spec.input, &args)?;
         if matches!(action, Action::Output { .. }) {
             self.sink.before_output()?;
@@ -385,42 +327,26 @@ impl Recorder<'_> {
                 }))
             }
             Waited::Exited(code) => return Ok(Flow::Ended(Exit { code, signal: 0 })),
-            Waited::Killed(sig) => {
-                return Ok(Flow::Ended(Exit {
-                    code: 0,
-                    signal: sig as i32,
-                }))
-            }
+            Waited::Killed(sig) => return Ok(Flow::Ended(Exit { code: 0, signal: sig as i32 })),
         };
         let ret = t.regs()?.ret();
         let mut ev = Syscall {
             nr: spec.nr,
             args: args.to_vec(),
-            input_digest: if input.is_empty() {
-                Vec::new()
-            } else {
-                digest::short(&input)
-            },
+            input_digest: if input.is_empty() { Vec::new() } else { digest::short(&input) },
             ret,
             ..Default::default()
         };
         let regions = capture::regions(&t, spec.writes, &args, ret)?;
         let extra = fcntl_writes(spec, &args);
-        let regions = if extra.is_empty() {
-            regions
-        } else {
-            [regions, capture::regions(&t, extra, &args, ret)?].concat()
-        };
+        let regions =
+            if extra.is_empty() { regions } else { [regions, capture::regions(&t, extra, &args, ret)?].concat() };
         let mut fresh = FdKind::External;
         let mut disposition = match action {
             Action::Execute => {
                 ev.out_digest = capture::digest_writes(&capture::read_regions(&t, &regions)?);
                 if spec.path.is_some() || spec.new_fd != ft_libos::table::NewFd::None {
-                    fresh = if spec.nr == libc::SYS_memfd_create as u32 {
-                        FdKind::Private
-                    } else {
-                        FdKind::Data
-                    };
+                    fresh = if spec.nr == libc::SYS_memfd_create as u32 { FdKind::Private } else { FdKind::Data };
                 }
                 Disposition::Execute
             }
@@ -445,10 +371,7 @@ impl Recorder<'_> {
             let pair = match spec.new_fd {
                 ft_libos::table::NewFd::Pair(p) => {
                     let b = t.read(args[p as usize], 8)?;
-                    Some([
-                        i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                        i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-                    ])
+                    Some([i32::from_le_bytes([b[0], b[1], b[2], b[3]]), i32::from_le_bytes([b[4], b[5], b[6], b[7]])])
                 }
                 _ => None,
             };
@@ -463,17 +386,13 @@ impl Recorder<'_> {
                 }
             }
             let created = policy::new_fds(spec, &args, ret, pair, &self.fds, fresh);
-            if disposition == Disposition::Inject
-                && created.iter().any(|(_, k)| *k == FdKind::External)
-            {
+            if disposition == Disposition::Inject && created.iter().any(|(_, k)| *k == FdKind::External) {
                 disposition = Disposition::Placeholder;
             }
             for (fd, kind) in created {
                 self.fds.set(fd, kind);
-                ev.new_fds.push(NewFd {
-                    fd,
-                    kind: kind as i32,
-                });
+                let cloexec = cloexec(t.pid(), fd);
+                ev.new_fds.push(NewFd { fd, kind: kind as i32, cloexec });
             }
         }
         ev.disposition = disposition as i32;
@@ -507,12 +426,7 @@ impl Recorder<'_> {
         if policy::opened_file_kind(false, md.is_file(), read_only, elf) != FdKind::Verified {
             return Ok(None);
         }
-        let key = (
-            md.dev(),
-            md.ino(),
-            md.size(),
-            md.mtime_nsec() + md.mtime() * 1_000_000_000,
-        );
+        let key = (md.dev(), md.ino(), md.size(), md.mtime_nsec() + md.mtime() * 1_000_000_000);
         let hash = match self.hashes.get(&key) {
             Some(h) => h.clone(),
             None => {
@@ -521,27 +435,20 @@ impl Recorder<'_> {
                 h
             }
         };
-        let path = std::fs::read_link(&proc_path)
-            .map(|p| p.into_os_string().into_vec())
-            .unwrap_or_default();
+        let path = std::fs::read_link(&proc_path).map(|p| p.into_os_string().into_vec()).unwrap_or_default();
         Ok(Some((path, hash)))
     }
 
     /// The bytes of a private file mapping just made at `addr` (up to the end of the file).
     fn capture_mapping(&self, t: &Stopped, args: &[u64; 6], addr: i64) -> Result<Vec<MemWrite>> {
         let fd = args[4] as i32;
-        let size = std::fs::metadata(format!("/proc/{}/fd/{fd}", t.pid()))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let size = std::fs::metadata(format!("/proc/{}/fd/{fd}", t.pid())).map(|m| m.len()).unwrap_or(0);
         let len = args[1].min(size.saturating_sub(args[5]));
         if len == 0 {
             return Ok(Vec::new());
         }
         let data = t.read_forced(addr as u64, len as usize)?;
-        Ok(vec![MemWrite {
-            addr: addr as u64,
-            data,
-        }])
+        Ok(vec![MemWrite { addr: addr as u64, data }])
     }
 
     fn on_signal(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
@@ -560,12 +467,7 @@ impl Recorder<'_> {
                 };
                 apply_tsc(&mut regs, tsc, aux, rdtscp, len);
                 t.set_regs(&regs)?;
-                self.emit(Kind::Rdtsc(Rdtsc {
-                    tsc,
-                    aux,
-                    rdtscp,
-                    ip: regs.ip() - len,
-                }))?;
+                self.emit(Kind::Rdtsc(Rdtsc { tsc, aux, rdtscp, ip: regs.ip() - len }))?;
                 return Ok(t.cont(None)?);
             }
         }
@@ -573,12 +475,20 @@ impl Recorder<'_> {
         if !synchronous {
             warn!(self.log, "asynchronous signal recorded; replay delivers it at the same event, not the same instruction (exact placement: issue #3)"; "signal" => sig.as_str());
         }
-        self.emit(Kind::Signal(Signal {
-            signo: sig as i32,
-            synchronous,
-        }))?;
+        self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous }))?;
         Ok(t.cont(Some(sig))?)
     }
+}
+
+/// Whether fd `fd` of `pid` has FD_CLOEXEC (the "flags:" line of /proc/PID/fdinfo/FD, in octal).
+fn cloexec(pid: nix::unistd::Pid, fd: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("flags:"))?;
+            u32::from_str_radix(line["flags:".len()..].trim(), 8).ok()
+        })
+        .is_some_and(|flags| flags & libc::O_CLOEXEC as u32 != 0)
 }
 
 fn unreachable_len() -> (u64, bool) {
@@ -597,13 +507,8 @@ fn tracer_can_run(spec: &Spec, args: &[u64; 6]) -> bool {
 
 /// fcntl(F_GETLK) writes a struct flock the table cannot express per command.
 pub(crate) fn fcntl_writes(spec: &Spec, args: &[u64; 6]) -> &'static [ft_libos::table::Write] {
-    const FLOCK: &[ft_libos::table::Write] = &[ft_libos::table::Write {
-        ptr: 2,
-        len: Len::Fixed(32),
-    }];
-    if spec.special == ft_libos::table::Special::Fcntl
-        && matches!(args[1] as i32, libc::F_GETLK | libc::F_OFD_GETLK)
-    {
+    const FLOCK: &[ft_libos::table::Write] = &[ft_libos::table::Write { ptr: 2, len: Len::Fixed(32) }];
+    if spec.special == ft_libos::table::Special::Fcntl && matches!(args[1] as i32, libc::F_GETLK | libc::F_OFD_GETLK) {
         FLOCK
     } else {
         &[]
@@ -655,8 +560,6 @@ pub(crate) fn apply_tsc(regs: &mut Regs, tsc: u64, aux: u32, rdtscp: bool, len: 
 
 /// A fault raised by the tracee's own instruction (it recurs by itself at replay).
 pub(crate) fn is_synchronous(t: &Stopped, sig: Sig) -> bool {
-    matches!(
-        sig,
-        Sig::SIGSEGV | Sig::SIGBUS | Sig::SIGFPE | Sig::SIGILL | Sig::SIGTRAP | Sig::SIGSYS
-    ) && t.siginfo().map(|si| si.si_code > 0).unwrap_or(false)
+    matches!(sig, Sig::SIGSEGV | Sig::SIGBUS | Sig::SIGFPE | Sig::SIGILL | Sig::SIGTRAP | Sig::SIGSYS)
+        && t.siginfo().map(|si| si.si_code > 0).unwrap_or(false)
 }

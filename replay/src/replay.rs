@@ -5,9 +5,7 @@ use crate::capture;
 use crate::describe;
 use crate::error::{Result, SessionError};
 use crate::program;
-use crate::record::{
-    apply_tsc, emulate, fcntl_writes, is_synchronous, launch_spec, tsc_instruction,
-};
+use crate::record::{apply_tsc, emulate, fcntl_writes, is_synchronous, launch_spec, tsc_instruction};
 use crate::Outcome;
 use ft_interposer::tracee::reap;
 use ft_interposer::{filter, launch, Running, Stop, Stopped, Waited};
@@ -44,11 +42,7 @@ pub struct FileSource {
 
 impl FileSource {
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(FileSource {
-            reader: LogReader::open(path)?,
-            peeked: None,
-            pos: 0,
-        })
+        Ok(FileSource { reader: LogReader::open(path)?, peeked: None, pos: 0 })
     }
     pub fn header(&self) -> &Header {
         self.reader.header()
@@ -109,9 +103,7 @@ pub fn check_inputs(h: &Header, opts: &ReplayOptions) -> Result<Option<(CString,
     }
     if !h.interp_path.is_empty() {
         let interp = Path::new(OsStr::from_bytes(&h.interp_path));
-        let ok = program::hash_file(interp)
-            .map(|x| x == h.interp_hash)
-            .unwrap_or(false);
+        let ok = program::hash_file(interp).map(|x| x == h.interp_hash).unwrap_or(false);
         if !ok {
             return Err(SessionError::Mismatch {
                 what: format!("the dynamic loader {}", interp.display()),
@@ -133,24 +125,16 @@ pub fn check_inputs(h: &Header, opts: &ReplayOptions) -> Result<Option<(CString,
         if let Some(d) = &opts.data_dir {
             return Err(SessionError::Mismatch {
                 what: "the data directory".into(),
-                detail: format!(
-                    "{} was given, but the recording was made without --data-dir",
-                    d.display()
-                ),
+                detail: format!("{} was given, but the recording was made without --data-dir", d.display()),
             });
         }
         return Ok(None);
     }
     let recorded = PathBuf::from(OsStr::from_bytes(&h.data_dir));
     let dir = opts.data_dir.clone().unwrap_or_else(|| recorded.clone());
-    let dir = std::fs::canonicalize(&dir).map_err(SessionError::io(format!(
-        "data directory {}",
-        dir.display()
-    )))?;
-    let got = digest::dir(&dir).map_err(|e| SessionError::Io {
-        what: format!("data directory {}", dir.display()),
-        source: e.source,
-    })?;
+    let dir = std::fs::canonicalize(&dir).map_err(SessionError::io(format!("data directory {}", dir.display())))?;
+    let got = digest::dir(&dir)
+        .map_err(|e| SessionError::Io { what: format!("data directory {}", dir.display()), source: e.source })?;
     if got != h.data_dir_digest {
         return Err(SessionError::Mismatch {
             what: format!("the data directory {}", dir.display()),
@@ -179,17 +163,10 @@ pub fn check_inputs(h: &Header, opts: &ReplayOptions) -> Result<Option<(CString,
 }
 
 /// Replays the log in `source` (whose header is `h`).
-pub fn replay(
-    h: &Header,
-    source: &mut dyn EventSource,
-    opts: &ReplayOptions,
-    log: &Logger,
-) -> Result<Outcome> {
+pub fn replay(h: &Header, source: &mut dyn EventSource, opts: &ReplayOptions, log: &Logger) -> Result<Outcome> {
     let bind = check_inputs(h, opts)?;
     let start = match source.next_event()? {
-        Some(Event {
-            kind: Some(Kind::Start(s)),
-        }) => s,
+        Some(Event { kind: Some(Kind::Start(s)) }) => s,
         Some(other) => {
             return Err(SessionError::Divergence {
                 index: 0,
@@ -199,27 +176,16 @@ pub fn replay(
         }
         None => return Err(SessionError::LogEnded { index: 0 }),
     };
-    let at_random: [u8; 16] =
-        start
-            .at_random
-            .as_slice()
-            .try_into()
-            .map_err(|_| SessionError::Mismatch {
-                what: "the log".into(),
-                detail: "its start event has no AT_RANDOM bytes".into(),
-            })?;
+    let at_random: [u8; 16] = start.at_random.as_slice().try_into().map_err(|_| SessionError::Mismatch {
+        what: "the log".into(),
+        detail: "its start event has no AT_RANDOM bytes".into(),
+    })?;
     let filter = filter::build()?;
     let launched = launch(&launch_spec(h, Some(at_random), bind)?, &filter)?;
     let pid = launched.tracee.pid();
     crate::set_current_tracee(pid.as_raw());
     info!(log, "replaying"; "pid" => pid.as_raw());
-    let mut r = Replayer {
-        source,
-        fds: FdTable::new(),
-        print: opts.print_stdio,
-        pending: Vec::new(),
-        pid,
-    };
+    let mut r = Replayer { source, fds: FdTable::new(), print: opts.print_stdio, pending: Vec::new(), pid };
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
             what: "the program's initial stack".into(),
@@ -255,11 +221,7 @@ struct Replayer<'a> {
 
 impl Replayer<'_> {
     fn diverge(&self, index: u64, expected: String, got: String) -> SessionError {
-        SessionError::Divergence {
-            index,
-            expected,
-            got,
-        }
+        SessionError::Divergence { index, expected, got }
     }
 
     /// The next event; the end of the log here means the recording was cut short.
@@ -273,10 +235,7 @@ impl Replayer<'_> {
 
     /// If the recording delivered an asynchronous signal here, send it now.
     fn inject_async(&mut self) -> Result<()> {
-        while let Some(Event {
-            kind: Some(Kind::Signal(s)),
-        }) = self.source.peek_event()?
-        {
+        while let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
             if s.synchronous {
                 break;
             }
@@ -296,12 +255,7 @@ impl Replayer<'_> {
         loop {
             let stopped = match running.wait()? {
                 Waited::Exited(code) => return self.finish(Exit { code, signal: 0 }),
-                Waited::Killed(sig) => {
-                    return self.finish(Exit {
-                        code: 0,
-                        signal: sig as i32,
-                    })
-                }
+                Waited::Killed(sig) => return self.finish(Exit { code: 0, signal: sig as i32 }),
                 Waited::Stopped(s) => s,
             };
             running = match stopped.stop {
@@ -312,11 +266,7 @@ impl Replayer<'_> {
                 Stop::Signal(sig) => self.on_signal(stopped, sig)?,
                 Stop::NewTask(child) => {
                     let index = self.source.position();
-                    return Err(self.diverge(
-                        index,
-                        "no new task".into(),
-                        format!("creation of task {child}"),
-                    ));
+                    return Err(self.diverge(index, "no new task".into(), format!("creation of task {child}")));
                 }
                 Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None)?,
             };
@@ -325,9 +275,7 @@ impl Replayer<'_> {
     }
 
     fn finish(&mut self, exit: Exit) -> Result<Outcome> {
-        let got = describe::event(&Event {
-            kind: Some(Kind::Exit(exit.clone())),
-        });
+        let got = describe::event(&Event { kind: Some(Kind::Exit(exit.clone())) });
         let (index, ev) = match self.next() {
             Ok(x) => x,
             Err(SessionError::LogEnded { index }) => {
@@ -336,10 +284,9 @@ impl Replayer<'_> {
             Err(e) => return Err(e),
         };
         match &ev.kind {
-            Some(Kind::Exit(e)) if e.status() == exit.status() => Ok(Outcome {
-                status: exit.status(),
-                events: index + 1,
-            }),
+            Some(Kind::Exit(e)) if e.status() == exit.status() => {
+                Ok(Outcome { status: exit.status(), events: index + 1 })
+            }
             _ => Err(self.diverge(index, describe::event(&ev), got)),
         }
     }
@@ -382,28 +329,17 @@ impl Replayer<'_> {
             _ => return Err(self.diverge(index, describe::event(&ev), got)),
         };
         if let Some(i) = (0..6).find(|&i| spec.checks_arg(i) && s.args.get(i) != Some(&args[i])) {
-            let expected = describe::event(&Event {
-                kind: Some(Kind::Syscall(s.clone())),
-            });
+            let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
             return Err(self.diverge(index, expected, format!("{got} (argument {i} differs)")));
         }
         if spec.input != ft_libos::table::Input::None {
             let input = capture::input(&t, spec.input, &args)?;
-            let d = if input.is_empty() {
-                Vec::new()
-            } else {
-                digest::short(&input)
-            };
+            let d = if input.is_empty() { Vec::new() } else { digest::short(&input) };
             if d != s.input_digest {
-                let expected = describe::event(&Event {
-                    kind: Some(Kind::Syscall(s.clone())),
-                });
+                let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
                 let what = match spec.input {
                     ft_libos::table::Input::Path(_) | ft_libos::table::Input::Paths(..) => {
-                        format!(
-                            "{got} on path \"{}\" (a different path)",
-                            String::from_utf8_lossy(&input)
-                        )
+                        format!("{got} on path \"{}\" (a different path)", String::from_utf8_lossy(&input))
                     }
                     _ => format!("{got} with different data"),
                 };
@@ -413,14 +349,7 @@ impl Replayer<'_> {
         self.apply(t, spec, &args, index, s)
     }
 
-    fn apply(
-        &mut self,
-        t: Stopped,
-        spec: &Spec,
-        args: &[u64; 6],
-        index: u64,
-        s: Syscall,
-    ) -> Result<Step<Running>> {
+    fn apply(&mut self, t: Stopped, spec: &Spec, args: &[u64; 6], index: u64, s: Syscall) -> Result<Step<Running>> {
         let mut regs = t.regs()?;
         let t = match s.disposition() {
             Disposition::Inject => {
@@ -434,12 +363,17 @@ impl Replayer<'_> {
             }
             Disposition::Placeholder => {
                 let mut a = [0u64; 6];
+                let cloexec = s.new_fds.first().is_some_and(|f| f.cloexec);
                 let nr = match spec.new_fd {
                     NewFd::Pair(p) => {
                         a[0] = args[p as usize];
+                        a[1] = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
                         libc::SYS_pipe2
                     }
-                    _ => libc::SYS_eventfd2,
+                    _ => {
+                        a[1] = if cloexec { libc::EFD_CLOEXEC as u64 } else { 0 };
+                        libc::SYS_eventfd2
+                    }
                 };
                 regs.rewrite(nr as u64, &a);
                 t.set_regs(&regs)?;
@@ -453,8 +387,7 @@ impl Replayer<'_> {
                         made == 0
                             && s.mem.iter().any(|m| {
                                 m.addr == args[p as usize]
-                                    && t.read(m.addr, 8).ok().as_deref()
-                                        == Some(&m.data[..8.min(m.data.len())])
+                                    && t.read(m.addr, 8).ok().as_deref() == Some(&m.data[..8.min(m.data.len())])
                             })
                     }
                     _ => made == s.ret,
@@ -462,10 +395,7 @@ impl Replayer<'_> {
                 if !ok {
                     return Err(self.diverge(
                         index,
-                        format!(
-                            "new fd(s) {:?}",
-                            s.new_fds.iter().map(|f| f.fd).collect::<Vec<_>>()
-                        ),
+                        format!("new fd(s) {:?}", s.new_fds.iter().map(|f| f.fd).collect::<Vec<_>>()),
                         format!("a placeholder at {made}: the fd table differs"),
                     ));
                 }
@@ -485,23 +415,15 @@ impl Replayer<'_> {
                     self.verify_file(&t, ret, &s)?;
                 }
                 if ret != s.ret {
-                    let expected = describe::event(&Event {
-                        kind: Some(Kind::Syscall(s.clone())),
-                    });
-                    return Err(self.diverge(
-                        index,
-                        expected,
-                        format!("{} = {ret}", describe::call(spec, args)),
-                    ));
+                    let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
+                    return Err(self.diverge(index, expected, format!("{} = {ret}", describe::call(spec, args))));
                 }
                 if !s.out_digest.is_empty() {
                     let mut regions = capture::regions(&t, spec.writes, args, ret)?;
                     regions.extend(capture::regions(&t, fcntl_writes(spec, args), args, ret)?);
                     let got = capture::digest_writes(&capture::read_regions(&t, &regions)?);
                     if got != s.out_digest {
-                        let expected = describe::event(&Event {
-                            kind: Some(Kind::Syscall(s.clone())),
-                        });
+                        let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
                         return Err(self.diverge(
                             index,
                             expected,
@@ -537,14 +459,8 @@ impl Replayer<'_> {
                 };
                 let ret = t.regs()?.ret();
                 if ret != s.ret {
-                    let expected = describe::event(&Event {
-                        kind: Some(Kind::Syscall(s.clone())),
-                    });
-                    return Err(self.diverge(
-                        index,
-                        expected,
-                        format!("an anonymous mapping at {ret:#x}"),
-                    ));
+                    let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
+                    return Err(self.diverge(index, expected, format!("an anonymous mapping at {ret:#x}")));
                 }
                 self.put_mem(&t, &s, true)?;
                 t
@@ -565,22 +481,13 @@ impl Replayer<'_> {
                 what: format!("{:?} instead of a syscall exit", s.stop),
             })),
             Waited::Exited(code) => self.finish(Exit { code, signal: 0 }).map(Step::Done),
-            Waited::Killed(sig) => self
-                .finish(Exit {
-                    code: 0,
-                    signal: sig as i32,
-                })
-                .map(Step::Done),
+            Waited::Killed(sig) => self.finish(Exit { code: 0, signal: sig as i32 }).map(Step::Done),
         }
     }
 
     fn put_mem(&self, t: &Stopped, s: &Syscall, forced: bool) -> Result<()> {
         for m in &s.mem {
-            let r = if forced {
-                t.write_forced(m.addr, &m.data)
-            } else {
-                t.write(m.addr, &m.data)
-            };
+            let r = if forced { t.write_forced(m.addr, &m.data) } else { t.write(m.addr, &m.data) };
             match r {
                 Ok(()) => {}
                 Err(e) if e.is_gone() => return Err(e.into()),
@@ -594,11 +501,8 @@ impl Replayer<'_> {
 
     fn verify_file(&self, t: &Stopped, fd: i64, s: &Syscall) -> Result<()> {
         let path = String::from_utf8_lossy(&s.path).into_owned();
-        let hash = if fd >= 0 {
-            program::hash_file(Path::new(&format!("/proc/{}/fd/{fd}", t.pid()))).ok()
-        } else {
-            None
-        };
+        let hash =
+            if fd >= 0 { program::hash_file(Path::new(&format!("/proc/{}/fd/{fd}", t.pid()))).ok() } else { None };
         if hash.as_deref() != Some(&s.file_hash[..]) {
             return Err(SessionError::Mismatch {
                 what: format!("the file {path}"),
@@ -613,11 +517,7 @@ impl Replayer<'_> {
             let mut regs = t.regs()?;
             if let Some(len) = tsc_instruction(&t, regs.ip())? {
                 let (index, ev) = self.next()?;
-                let got = format!(
-                    "{} at {:#x}",
-                    if len == 3 { "rdtscp" } else { "rdtsc" },
-                    regs.ip()
-                );
+                let got = format!("{} at {:#x}", if len == 3 { "rdtscp" } else { "rdtsc" }, regs.ip());
                 return match ev.kind {
                     Some(Kind::Rdtsc(r)) if r.ip == regs.ip() && r.rdtscp == (len == 3) => {
                         apply_tsc(&mut regs, r.tsc, r.aux, r.rdtscp, len);
@@ -636,11 +536,7 @@ impl Replayer<'_> {
             let (index, ev) = self.next()?;
             return match ev.kind {
                 Some(Kind::Signal(s)) if s.signo == sig as i32 => Ok(t.cont(Some(sig))?),
-                _ => Err(self.diverge(
-                    index,
-                    describe::event(&ev),
-                    format!("a fault ({})", sig.as_str()),
-                )),
+                _ => Err(self.diverge(index, describe::event(&ev), format!("a fault ({})", sig.as_str()))),
             };
         }
         // A signal from outside the replay (Ctrl-C at the terminal): the user's, deliver it.
@@ -659,9 +555,6 @@ fn write_stdio(fd: i32, bytes: &[u8]) -> Result<()> {
         Ok(()) => Ok(()),
         // The reader went away (replay | head): the program's output is simply not wanted.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(SessionError::Io {
-            what: "write the replayed output".into(),
-            source: e,
-        }),
+        Err(e) => Err(SessionError::Io { what: "write the replayed output".into(), source: e }),
     }
 }

@@ -98,18 +98,11 @@ fn print_table(rs: &[NodeReport]) {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
-        Cmd::Status {
-            config,
-            json,
-            timeout_ms,
-        } => {
+        Cmd::Status { config, json, timeout_ms } => {
             let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
             let rs = cluster_status(&cfg, Duration::from_millis(timeout_ms));
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rs).map_err(|e| e.to_string())?
-                );
+                println!("{}", serde_json::to_string_pretty(&rs).map_err(|e| e.to_string())?);
             } else {
                 println!("cluster {}", cfg.cluster_name);
                 print_table(&rs);
@@ -120,11 +113,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
             let addr = match addr {
                 Some(a) => a,
-                None => cfg
-                    .node(id)
-                    .map_err(|e| format!("{e}; or pass --addr"))?
-                    .raft_addr
-                    .clone(),
+                None => cfg.node(id).map_err(|e| format!("{e}; or pass --addr"))?.raft_addr.clone(),
             };
             conf_change(&cfg, &format!("add-node {id} {addr}"))
         }
@@ -132,12 +121,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
             conf_change(&cfg, &format!("remove-node {id}"))
         }
-        Cmd::Serve {
-            config,
-            id,
-            join,
-            test_mode,
-        } => ft_consensus::serve::serve(ft_consensus::serve::ServeOptions {
+        Cmd::Serve { config, id, join, test_mode } => ft_consensus::serve::serve(ft_consensus::serve::ServeOptions {
             config,
             id,
             join,
@@ -147,12 +131,7 @@ fn run(cli: Cli) -> Result<(), String> {
         .map_err(|e| e.to_string()),
         Cmd::CheckConfig { config } => {
             let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
-            println!(
-                "{}: ok, cluster `{}`, {} nodes",
-                config.display(),
-                cfg.cluster_name,
-                cfg.nodes.len()
-            );
+            println!("{}: ok, cluster `{}`, {} nodes", config.display(), cfg.cluster_name, cfg.nodes.len());
             Ok(())
         }
     }
@@ -161,24 +140,13 @@ fn run(cli: Cli) -> Result<(), String> {
 fn conf_change(cfg: &ClusterConfig, line: &str) -> Result<(), String> {
     let rs = cluster_status(cfg, Duration::from_secs(1));
     let leader = find_leader(&rs).ok_or("no live leader found (see `ftctl status`)")?;
-    let ca = leader
-        .control_addr
-        .clone()
-        .ok_or("leader has no control_addr")?;
+    let ca = leader.control_addr.clone().ok_or("leader has no control_addr")?;
     let v = request(&ca, line, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     if v.get("ok").and_then(|b| b.as_bool()) == Some(true) {
-        println!(
-            "proposed `{line}` on leader {} at index {}",
-            leader.id,
-            v.get("index").cloned().unwrap_or_default()
-        );
+        println!("proposed `{line}` on leader {} at index {}", leader.id, v.get("index").cloned().unwrap_or_default());
         Ok(())
     } else {
-        Err(format!(
-            "leader {} refused `{line}`: {}",
-            leader.id,
-            v.get("error").cloned().unwrap_or_default()
-        ))
+        Err(format!("leader {} refused `{line}`: {}", leader.id, v.get("error").cloned().unwrap_or_default()))
     }
 }
 

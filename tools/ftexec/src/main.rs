@@ -53,12 +53,7 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         /// The program and its arguments.
-        #[arg(
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true,
-            value_name = "PROG [ARGS]..."
-        )]
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
         command: Vec<OsString>,
     },
     /// Re-execute the program of a log, reproducing its output exactly.
@@ -83,10 +78,7 @@ fn logger(verbose: u8, quiet: bool) -> Logger {
         _ => Level::Debug,
     };
     let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
-    let drain = slog_term::FullFormat::new(decorator)
-        .build()
-        .filter_level(level)
-        .fuse();
+    let drain = slog_term::FullFormat::new(decorator).build().filter_level(level).fuse();
     Logger::root(drain, o!())
 }
 
@@ -131,9 +123,7 @@ fn record(
     let prog = command.first().context("no program given")?.clone();
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let data_dir = match data_dir {
-        Some(d) => Some(
-            std::fs::canonicalize(d).with_context(|| format!("data directory {}", d.display()))?,
-        ),
+        Some(d) => Some(std::fs::canonicalize(d).with_context(|| format!("data directory {}", d.display()))?),
         None => None,
     };
     let opts = RecordOptions {
@@ -152,10 +142,7 @@ fn record(
     };
     let (_exe, header) = ft_replay::record::header(&opts)?;
     let out = output.clone().unwrap_or_else(|| {
-        let base = PathBuf::from(&prog)
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_else(|| "ftexec".into());
+        let base = PathBuf::from(&prog).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "ftexec".into());
         let mut n = base;
         n.push(".ftlog");
         PathBuf::from(n)
@@ -185,11 +172,7 @@ fn replay(
 ) -> anyhow::Result<i32> {
     let mut source = FileSource::open(path)?;
     let header = source.header().clone();
-    let opts = ReplayOptions {
-        data_dir: data_dir.clone(),
-        allow_cpu_mismatch,
-        print_stdio: true,
-    };
+    let opts = ReplayOptions { data_dir: data_dir.clone(), allow_cpu_mismatch, print_stdio: true };
     forward_signals();
     let outcome = ft_replay::replay(&header, &mut source, &opts, log)?;
     if !cli.quiet && cli.verbose > 0 {
@@ -207,16 +190,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = logger(cli.verbose, cli.quiet);
     let r = match &cli.cmd {
-        Cmd::Record {
-            output,
-            data_dir,
-            command,
-        } => record(&cli, output, data_dir, command, &log),
-        Cmd::Replay {
-            log: path,
-            data_dir,
-            allow_cpu_mismatch,
-        } => replay(&cli, path, data_dir, *allow_cpu_mismatch, &log),
+        Cmd::Record { output, data_dir, command } => record(&cli, output, data_dir, command, &log),
+        Cmd::Replay { log: path, data_dir, allow_cpu_mismatch } => {
+            replay(&cli, path, data_dir, *allow_cpu_mismatch, &log)
+        }
     };
     match r {
         Ok(status) => exit_code(status),
