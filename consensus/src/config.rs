@@ -38,10 +38,7 @@ pub enum ConfigError {
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field: field.into(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { field: field.into(), message: message.into() }
 }
 
 /// When the log is fsynced.
@@ -108,15 +105,10 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let mut cfg = Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_path_buf(),
-                message,
-            },
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_path_buf(), message },
             other => other,
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
@@ -130,10 +122,8 @@ impl ClusterConfig {
 
     /// Parses and validates config text (relative data dirs are left as they are).
     pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
-        let cfg: ClusterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::from("<text>"),
-            message: e.to_string(),
-        })?;
+        let cfg: ClusterConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::from("<text>"), message: e.to_string() })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -152,20 +142,14 @@ impl ClusterConfig {
         if self.election_ticks <= self.heartbeat_ticks {
             return Err(invalid(
                 "election_ticks",
-                format!(
-                    "must be greater than heartbeat_ticks ({}), got {}",
-                    self.heartbeat_ticks, self.election_ticks
-                ),
+                format!("must be greater than heartbeat_ticks ({}), got {}", self.heartbeat_ticks, self.election_ticks),
             ));
         }
         if self.nodes.is_empty() {
             return Err(invalid("node", "at least one [[node]] is required"));
         }
         if !self.nodes.iter().any(|n| n.initial) {
-            return Err(invalid(
-                "node",
-                "at least one node must have `initial = true`",
-            ));
+            return Err(invalid("node", "at least one node must have `initial = true`"));
         }
         let mut ids = HashSet::new();
         let mut addrs = HashSet::new();
@@ -177,30 +161,19 @@ impl ClusterConfig {
             if !ids.insert(n.id) {
                 return Err(invalid(f("id"), format!("duplicate node id {}", n.id)));
             }
-            let ra: SocketAddr = n.raft_addr.parse().map_err(|e| {
-                invalid(
-                    f("raft_addr"),
-                    format!("`{}` is not an IP:port address ({e})", n.raft_addr),
-                )
-            })?;
+            let ra: SocketAddr = n
+                .raft_addr
+                .parse()
+                .map_err(|e| invalid(f("raft_addr"), format!("`{}` is not an IP:port address ({e})", n.raft_addr)))?;
             if !addrs.insert(ra) {
-                return Err(invalid(
-                    f("raft_addr"),
-                    format!("address {ra} is used twice"),
-                ));
+                return Err(invalid(f("raft_addr"), format!("address {ra} is used twice")));
             }
             if let Some(ca) = &n.control_addr {
-                let ca: SocketAddr = ca.parse().map_err(|e| {
-                    invalid(
-                        f("control_addr"),
-                        format!("`{ca}` is not an IP:port address ({e})"),
-                    )
-                })?;
+                let ca: SocketAddr = ca
+                    .parse()
+                    .map_err(|e| invalid(f("control_addr"), format!("`{ca}` is not an IP:port address ({e})")))?;
                 if !addrs.insert(ca) {
-                    return Err(invalid(
-                        f("control_addr"),
-                        format!("address {ca} is used twice"),
-                    ));
+                    return Err(invalid(f("control_addr"), format!("address {ca} is used twice")));
                 }
             }
             if n.data_dir.as_os_str().is_empty() {
@@ -214,13 +187,7 @@ impl ClusterConfig {
     pub fn node(&self, id: u64) -> Result<&NodeConfig, ConfigError> {
         self.nodes.iter().find(|n| n.id == id).ok_or_else(|| {
             let known: Vec<String> = self.nodes.iter().map(|n| n.id.to_string()).collect();
-            invalid(
-                "node.id",
-                format!(
-                    "no node with id {id} in the config (known: {})",
-                    known.join(", ")
-                ),
-            )
+            invalid("node.id", format!("no node with id {id} in the config (known: {})", known.join(", ")))
         })
     }
 
@@ -274,10 +241,7 @@ data_dir = "x2"
         assert_eq!(c.nodes.len(), 2);
         assert_eq!(c.tick_ms, 100);
         assert_eq!(c.fsync, FsyncPolicy::Always);
-        assert_eq!(
-            c.node(2).expect("node 2").control_addr.as_deref(),
-            Some("127.0.0.1:7102")
-        );
+        assert_eq!(c.node(2).expect("node 2").control_addr.as_deref(), Some("127.0.0.1:7102"));
         assert!(c.node(9).is_err());
     }
 
@@ -304,10 +268,7 @@ data_dir = "x2"
     #[test]
     fn unknown_field_is_parse_error() {
         let t = format!("{GOOD}bogus = 3\n");
-        assert!(matches!(
-            ClusterConfig::parse(&t),
-            Err(ConfigError::Parse { .. })
-        ));
+        assert!(matches!(ClusterConfig::parse(&t), Err(ConfigError::Parse { .. })));
     }
 
     #[test]

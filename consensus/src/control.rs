@@ -47,33 +47,22 @@ pub fn serve(
     test_mode: bool,
     logger: Logger,
 ) -> Result<std::net::SocketAddr, ControlError> {
-    let l = TcpListener::bind(addr).map_err(|source| ControlError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
-    let local = l.local_addr().map_err(|source| ControlError::Bind {
-        addr: addr.to_string(),
-        source,
-    })?;
+    let l = TcpListener::bind(addr).map_err(|source| ControlError::Bind { addr: addr.to_string(), source })?;
+    let local = l.local_addr().map_err(|source| ControlError::Bind { addr: addr.to_string(), source })?;
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             for c in l.incoming() {
                 let Ok(c) = c else { continue };
                 let (node, logger) = (node.clone(), logger.clone());
-                let _ = std::thread::Builder::new()
-                    .name("control-conn".into())
-                    .spawn(move || {
-                        if let Err(e) = handle_conn(c, &node, test_mode) {
-                            warn!(logger, "control connection error"; "err" => %e);
-                        }
-                    });
+                let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
+                    if let Err(e) = handle_conn(c, &node, test_mode) {
+                        warn!(logger, "control connection error"; "err" => %e);
+                    }
+                });
             }
         })
-        .map_err(|source| ControlError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+        .map_err(|source| ControlError::Bind { addr: addr.to_string(), source })?;
     Ok(local)
 }
 
@@ -178,24 +167,15 @@ fn handle_line(line: &str, node: &Node, test_mode: bool) -> Value {
 
 /// Sends one request line and reads one JSON reply.
 pub fn request(addr: &str, line: &str, timeout: Duration) -> Result<Value, ControlError> {
-    let rq = |source| ControlError::Request {
-        addr: addr.to_string(),
-        source,
-    };
-    let sa = addr
-        .to_socket_addrs()
-        .map_err(rq)?
-        .next()
-        .ok_or_else(|| rq(std::io::ErrorKind::AddrNotAvailable.into()))?;
+    let rq = |source| ControlError::Request { addr: addr.to_string(), source };
+    let sa =
+        addr.to_socket_addrs().map_err(rq)?.next().ok_or_else(|| rq(std::io::ErrorKind::AddrNotAvailable.into()))?;
     let mut c = TcpStream::connect_timeout(&sa, timeout.min(Duration::from_secs(2))).map_err(rq)?;
     c.set_read_timeout(Some(timeout)).map_err(rq)?;
     c.write_all(format!("{line}\n").as_bytes()).map_err(rq)?;
     let mut reply = String::new();
     BufReader::new(c).read_line(&mut reply).map_err(rq)?;
-    serde_json::from_str(&reply).map_err(|_| ControlError::BadReply {
-        addr: addr.to_string(),
-        reply,
-    })
+    serde_json::from_str(&reply).map_err(|_| ControlError::BadReply { addr: addr.to_string(), reply })
 }
 
 /// One node's line in `ftctl status`.
@@ -245,11 +225,7 @@ pub fn cluster_status(cfg: &crate::ClusterConfig, timeout: Duration) -> Vec<Node
                 Ok(v) => {
                     let u = |k: &str| v.get(k).and_then(Value::as_u64);
                     r.live = v.get("live").and_then(Value::as_bool).unwrap_or(false);
-                    r.role = v
-                        .get("role")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown")
-                        .to_string();
+                    r.role = v.get("role").and_then(Value::as_str).unwrap_or("unknown").to_string();
                     r.term = u("term");
                     r.leader = u("leader");
                     r.commit = u("commit");
@@ -288,8 +264,5 @@ pub fn cluster_status(cfg: &crate::ClusterConfig, timeout: Duration) -> Vec<Node
 
 /// The control address of the node that live nodes agree is leader (highest term wins).
 pub fn find_leader(reports: &[NodeReport]) -> Option<&NodeReport> {
-    reports
-        .iter()
-        .filter(|r| r.live && r.role == "leader")
-        .max_by_key(|r| r.term)
+    reports.iter().filter(|r| r.live && r.role == "leader").max_by_key(|r| r.term)
 }

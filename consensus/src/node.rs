@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
@@ -46,9 +46,7 @@ pub enum NodeError {
     Raft(#[from] raft::Error),
     #[error("this node is not the leader (leader: {})", .leader.map_or("unknown".to_string(), |l| l.to_string()))]
     NotLeader { leader: Option<u64> },
-    #[error(
-        "the proposal at index {index} was superseded by another leader's entry; propose again"
-    )]
+    #[error("the proposal at index {index} was superseded by another leader's entry; propose again")]
     Dropped { index: u64 },
     #[error("timed out waiting for index {index} to commit")]
     Timeout { index: u64 },
@@ -126,11 +124,7 @@ pub struct NodeOptions {
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        NodeOptions {
-            join: false,
-            max_entry_bytes: 1 << 20,
-            logger: Logger::root(slog::Discard, o!()),
-        }
+        NodeOptions { join: false, max_entry_bytes: 1 << 20, logger: Logger::root(slog::Discard, o!()) }
     }
 }
 
@@ -141,8 +135,17 @@ enum Cmd {
     Stop,
 }
 
+fn outcome(s: &Shared, index: u64) -> Result<()> {
+    match s.outcomes.get(&index) {
+        Some(false) => Err(NodeError::Dropped { index }),
+        _ => Ok(()),
+    }
+}
+
 struct Shared {
     status: Status,
+    /// Threads in `await_commit`, by index.
+    waiters: BTreeMap<u64, Vec<Sender<bool>>>,
     /// index -> whether the entry committed there is the one this node proposed.
     outcomes: BTreeMap<u64, bool>,
     stopped: Option<String>,
@@ -150,7 +153,6 @@ struct Shared {
 
 struct Inner {
     shared: Mutex<Shared>,
-    cond: Condvar,
     subscribers: Mutex<Vec<Sender<LeaderChange>>>,
 }
 
@@ -169,9 +171,7 @@ pub struct PendingProposal(Receiver<Result<u64>>);
 
 impl PendingProposal {
     pub fn wait(self) -> Result<u64> {
-        self.0
-            .recv()
-            .unwrap_or_else(|_| Err(NodeError::Stopped("driver exited".into())))
+        self.0.recv().unwrap_or_else(|_| Err(NodeError::Stopped("driver exited".into())))
     }
 }
 
@@ -208,23 +208,11 @@ impl Node {
         let me = cfg.node(id)?.clone();
         let logger = opts.logger.new(o!("node" => id));
         let field = cfg.node_field(id, "data_dir");
-        let (store, _rec) =
-            DiskStorage::open(&me.data_dir, cfg.fsync, &logger).map_err(|source| {
-                NodeError::Storage {
-                    field: field.clone(),
-                    source,
-                }
-            })?;
+        let (store, _rec) = DiskStorage::open(&me.data_dir, cfg.fsync, &logger)
+            .map_err(|source| NodeError::Storage { field: field.clone(), source })?;
         if store.is_empty() && !opts.join && me.initial {
-            let voters: Vec<u64> = cfg
-                .nodes
-                .iter()
-                .filter(|n| n.initial)
-                .map(|n| n.id)
-                .collect();
-            store
-                .bootstrap(&voters)
-                .map_err(|source| NodeError::Storage { field, source })?;
+            let voters: Vec<u64> = cfg.nodes.iter().filter(|n| n.initial).map(|n| n.id).collect();
+            store.bootstrap(&voters).map_err(|source| NodeError::Storage { field, source })?;
         }
         let rc = raft::Config {
             id,
@@ -234,6 +222,8 @@ impl Node {
             max_inflight_msgs: 256,
             check_quorum: true,
             pre_vote: true,
+            // Merge consecutive appends to the same follower into one message.
+            batch_append: true,
             ..Default::default()
         };
         rc.validate()?;
@@ -248,12 +238,7 @@ impl Node {
         }
         let status = status_of(&raw, 0, false);
         let inner = Arc::new(Inner {
-            shared: Mutex::new(Shared {
-                status,
-                outcomes: BTreeMap::new(),
-                stopped: None,
-            }),
-            cond: Condvar::new(),
+            shared: Mutex::new(Shared { status, waiters: BTreeMap::new(), outcomes: BTreeMap::new(), stopped: None }),
             subscribers: Mutex::new(Vec::new()),
         });
         let (cmd_tx, cmd_rx) = unbounded();
@@ -284,8 +269,12 @@ impl Node {
                         e.to_string()
                     }
                 };
-                driver.inner.shared.lock().stopped = Some(why);
-                driver.inner.cond.notify_all();
+                {
+                    let mut s = driver.inner.shared.lock();
+                    s.stopped = Some(why);
+                    // Dropping the senders wakes every waiter with "stopped".
+                    s.waiters.clear();
+                }
                 driver.transport.shutdown();
             })
             .map_err(NodeError::Spawn)?;
@@ -304,18 +293,11 @@ impl Node {
     }
 
     fn send(&self, c: Cmd) -> Result<()> {
-        self.cmd_tx
-            .send(c)
-            .map_err(|_| NodeError::Stopped(self.stopped_reason()))
+        self.cmd_tx.send(c).map_err(|_| NodeError::Stopped(self.stopped_reason()))
     }
 
     fn stopped_reason(&self) -> String {
-        self.inner
-            .shared
-            .lock()
-            .stopped
-            .clone()
-            .unwrap_or_else(|| "driver exited".into())
+        self.inner.shared.lock().stopped.clone().unwrap_or_else(|| "driver exited".into())
     }
 
     /// Hands a batch to the driver without waiting for anything.
@@ -334,26 +316,28 @@ impl Node {
     /// Waits until the entry at `index` is committed and applied on this node. Fails with
     /// `Dropped` if this node proposed at `index` but another leader's entry won there.
     pub fn await_commit(&self, index: u64, timeout: Option<Duration>) -> Result<()> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut s = self.inner.shared.lock();
-        loop {
+        let rx = {
+            let mut s = self.inner.shared.lock();
             if s.status.applied >= index {
-                return match s.outcomes.get(&index) {
-                    Some(false) => Err(NodeError::Dropped { index }),
-                    _ => Ok(()),
-                };
+                return outcome(&s, index);
             }
             if let Some(why) = &s.stopped {
                 return Err(NodeError::Stopped(why.clone()));
             }
-            match deadline {
-                Some(d) => {
-                    if self.inner.cond.wait_until(&mut s, d).timed_out() {
-                        return Err(NodeError::Timeout { index });
-                    }
-                }
-                None => self.inner.cond.wait(&mut s),
-            }
+            let (tx, rx) = bounded(1);
+            s.waiters.entry(index).or_default().push(tx);
+            rx
+        };
+        // Only this waiter is woken, when `index` is applied (no thundering herd).
+        let got = match timeout {
+            Some(t) => rx.recv_timeout(t).map_err(|e| e.is_timeout()),
+            None => rx.recv().map_err(|_| false),
+        };
+        match got {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(NodeError::Dropped { index }),
+            Err(true) => Err(NodeError::Timeout { index }),
+            Err(false) => Err(NodeError::Stopped(self.stopped_reason())),
         }
     }
 
@@ -535,11 +519,7 @@ impl Driver {
         if cs.voters.contains(&r.id) {
             return;
         }
-        let best = cs
-            .voters
-            .iter()
-            .filter_map(|v| r.prs().get(*v).map(|p| (p.matched, *v)))
-            .max();
+        let best = cs.voters.iter().filter_map(|v| r.prs().get(*v).map(|p| (p.matched, *v))).max();
         if let Some((_, to)) = best {
             info!(self.logger, "removed from the cluster while leader; transferring leadership";
                 "to" => to);
@@ -583,9 +563,7 @@ impl Driver {
 
     fn not_leader(&self) -> NodeError {
         let l = self.raw.raft.leader_id;
-        NodeError::NotLeader {
-            leader: (l != raft::INVALID_ID).then_some(l),
-        }
+        NodeError::NotLeader { leader: (l != raft::INVALID_ID).then_some(l) }
     }
 
     fn flush_proposals(&mut self, props: &mut Vec<(Vec<u8>, Sender<Result<u64>>)>) {
@@ -624,9 +602,7 @@ impl Driver {
             for tx in waiters {
                 let _ = tx.send(match &r {
                     Ok(i) => Ok(*i),
-                    Err(NodeError::NotLeader { leader }) => {
-                        Err(NodeError::NotLeader { leader: *leader })
-                    }
+                    Err(NodeError::NotLeader { leader }) => Err(NodeError::NotLeader { leader: *leader }),
                     Err(e) => Err(NodeError::Stopped(e.to_string())),
                 });
             }
@@ -677,10 +653,7 @@ impl Driver {
     }
 
     fn store_err(&self, source: StoreError) -> NodeError {
-        NodeError::Storage {
-            field: "data_dir".into(),
-            source,
-        }
+        NodeError::Storage { field: "data_dir".into(), source }
     }
 
     fn apply(&mut self, ents: Vec<Entry>) -> Result<()> {
@@ -699,17 +672,12 @@ impl Driver {
                             warn!(self.logger, "entry without batch framing"; "index" => e.index);
                             vec![e.data.to_vec()]
                         });
-                        let _ = self.committed_tx.send(CommittedEntry {
-                            index: e.index,
-                            term: e.term,
-                            batches,
-                        });
+                        let _ = self.committed_tx.send(CommittedEntry { index: e.index, term: e.term, batches });
                     }
                 }
                 EntryType::EntryConfChange => {
-                    let cc = ConfChange::parse_from_bytes(&e.data).map_err(|err| {
-                        NodeError::Stopped(format!("undecodable conf change at {}: {err}", e.index))
-                    })?;
+                    let cc = ConfChange::parse_from_bytes(&e.data)
+                        .map_err(|err| NodeError::Stopped(format!("undecodable conf change at {}: {err}", e.index)))?;
                     self.apply_conf_change(e.index, &cc)?;
                 }
                 EntryType::EntryConfChangeV2 => {
@@ -758,29 +726,28 @@ impl Driver {
     }
 
     fn publish(&mut self) {
-        let st = status_of(
-            &self.raw,
-            self.applied,
-            self.transport.faults().is_isolated(),
-        );
+        let st = status_of(&self.raw, self.applied, self.transport.faults().is_isolated());
         let key = (st.leader, st.term);
         {
             let mut s = self.inner.shared.lock();
+            let applied = st.applied;
             s.status = st;
+            if s.waiters.first_key_value().is_some_and(|(&k, _)| k <= applied) {
+                let later = s.waiters.split_off(&(applied + 1));
+                let done = std::mem::replace(&mut s.waiters, later);
+                for (idx, txs) in done {
+                    let ok = outcome(&s, idx).is_ok();
+                    for tx in txs {
+                        let _ = tx.send(ok);
+                    }
+                }
+            }
         }
-        self.inner.cond.notify_all();
         if key != self.last_leader {
             self.last_leader = key;
-            let ch = LeaderChange {
-                leader: key.0,
-                term: key.1,
-                is_self: key.0 == Some(self.raw.raft.id),
-            };
+            let ch = LeaderChange { leader: key.0, term: key.1, is_self: key.0 == Some(self.raw.raft.id) };
             info!(self.logger, "leadership"; "leader" => ?ch.leader, "term" => ch.term);
-            self.inner
-                .subscribers
-                .lock()
-                .retain(|tx| tx.send(ch.clone()).is_ok());
+            self.inner.subscribers.lock().retain(|tx| tx.send(ch.clone()).is_ok());
         }
     }
 }

@@ -54,11 +54,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let node = Arc::new(Node::start(
         &cfg,
         opts.id,
-        NodeOptions {
-            join: opts.join,
-            logger: logger.clone(),
-            ..Default::default()
-        },
+        NodeOptions { join: opts.join, logger: logger.clone(), ..Default::default() },
     )?);
     if let Some(ca) = &me.control_addr {
         let a = control::serve(node.clone(), ca, opts.test_mode, logger.clone())?;
@@ -67,10 +63,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), ServeError> {
     let rx = node.take_committed();
     if opts.test_mode {
         let path = me.data_dir.join("applied.txt");
-        let ioe = |source| ServeError::Applied {
-            path: path.clone(),
-            source,
-        };
+        let ioe = |source| ServeError::Applied { path: path.clone(), source };
         let f = std::fs::File::create(&path).map_err(ioe)?;
         let mut w = std::io::BufWriter::new(f);
         if let Some(rx) = rx {

@@ -51,21 +51,13 @@ pub enum StoreError {
     #[error("{path} is not a ftexec Raft log (bad header); refusing to touch it")]
     BadHeader { path: PathBuf },
     #[error("{path}: {reason} at byte {offset}")]
-    Corrupt {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corrupt { path: PathBuf, offset: u64, reason: String },
     #[error("{path} is locked by another process (is a node with this data_dir already running?)")]
     Locked { path: PathBuf },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StoreError::Io { op, path: path.to_path_buf(), source }
 }
 
 impl From<StoreError> for raft::Error {
@@ -232,11 +224,7 @@ fn apply_record(core: &mut Core, kind: u8, p: &[u8]) -> Result<(), String> {
 
 impl DiskStorage {
     /// Opens (creating if needed) the log in `dir`, replays it and truncates a torn tail.
-    pub fn open(
-        dir: &Path,
-        fsync: FsyncPolicy,
-        logger: &Logger,
-    ) -> Result<(DiskStorage, Recovery), StoreError> {
+    pub fn open(dir: &Path, fsync: FsyncPolicy, logger: &Logger) -> Result<(DiskStorage, Recovery), StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err("create data directory", dir))?;
         let path = dir.join(LOG_FILE);
         let mut file = OpenOptions::new()
@@ -263,10 +251,8 @@ impl DiskStorage {
             }
             // Empty or torn header: (re)write it.
             file.set_len(0).map_err(io_err("truncate", &path))?;
-            file.seek(SeekFrom::Start(0))
-                .map_err(io_err("seek", &path))?;
-            file.write_all(MAGIC)
-                .map_err(io_err("write header", &path))?;
+            file.seek(SeekFrom::Start(0)).map_err(io_err("seek", &path))?;
+            file.write_all(MAGIC).map_err(io_err("write header", &path))?;
             file.sync_all().map_err(io_err("fsync", &path))?;
             sync_dir(dir)?;
             off = MAGIC.len();
@@ -312,16 +298,14 @@ impl DiskStorage {
                         "path" => %path.display(), "offset" => off,
                         "dropped_bytes" => rec.truncated_bytes, "reason" => &reason);
                     rec.truncate_reason = Some(reason);
-                    file.set_len(off as u64)
-                        .map_err(io_err("truncate", &path))?;
+                    file.set_len(off as u64).map_err(io_err("truncate", &path))?;
                     file.sync_all().map_err(io_err("fsync", &path))?;
                     break;
                 }
             }
         }
         rec.valid_bytes = off as u64;
-        file.seek(SeekFrom::Start(off as u64))
-            .map_err(io_err("seek", &path))?;
+        file.seek(SeekFrom::Start(off as u64)).map_err(io_err("seek", &path))?;
         info!(logger, "opened raft log"; "path" => %path.display(), "records" => rec.records,
             "first_index" => core.first_index(), "last_index" => core.last_index(),
             "term" => core.hard_state.term, "commit" => core.hard_state.commit);
@@ -367,11 +351,7 @@ impl DiskStorage {
             None => None,
         };
         if let Some(hs) = &hs {
-            put_record(
-                &mut b.buf,
-                KIND_HARD_STATE,
-                &hs.write_to_bytes().unwrap_or_default(),
-            );
+            put_record(&mut b.buf, KIND_HARD_STATE, &hs.write_to_bytes().unwrap_or_default());
         }
         if b.buf.is_empty() {
             return Ok(());
@@ -389,11 +369,7 @@ impl DiskStorage {
         }
         for e in b.entries.drain(..) {
             if let Err(reason) = core.put_entry(e) {
-                return Err(StoreError::Corrupt {
-                    path: self.writer.lock().path.clone(),
-                    offset: 0,
-                    reason,
-                });
+                return Err(StoreError::Corrupt { path: self.writer.lock().path.clone(), offset: 0, reason });
             }
         }
         if let Some((cs, idx)) = b.conf.take() {
@@ -433,9 +409,7 @@ impl DiskStorage {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", dir))
 }
 
 impl raft::Storage for DiskStorage {
@@ -493,9 +467,7 @@ impl raft::Storage for DiskStorage {
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let c = self.core.read();
         if c.snap.index == 0 {
-            return Err(raft::Error::Store(
-                RaftStorageError::SnapshotTemporarilyUnavailable,
-            ));
+            return Err(raft::Error::Store(RaftStorageError::SnapshotTemporarilyUnavailable));
         }
         let mut s = Snapshot::default();
         let mut m = c.snap.clone();
@@ -556,9 +528,7 @@ mod tests {
         assert_eq!(s.last_index().expect("li"), 5);
         assert_eq!(s.term(4).expect("t"), 3);
         assert_eq!(s.term(1).expect("t"), 1);
-        let es = s
-            .entries(2, 6, None, GetEntriesContext::empty(false))
-            .expect("ents");
+        let es = s.entries(2, 6, None, GetEntriesContext::empty(false)).expect("ents");
         let data: Vec<&[u8]> = es.iter().map(|e| &e.data[..]).collect();
         assert_eq!(data, vec![&b"a"[..], b"b", b"c2", b"d"]);
         let st = s.initial_state().expect("state");
@@ -580,15 +550,8 @@ mod tests {
         drop(f);
         let (s, rec) = DiskStorage::open(&d, FsyncPolicy::Always, &logger()).expect("reopen");
         assert!(rec.truncated_bytes > 0, "{rec:?}");
-        assert_eq!(
-            rec.truncate_reason.as_deref(),
-            Some("torn record (shorter than its length)")
-        );
-        assert_eq!(
-            s.last_index().expect("li"),
-            4,
-            "the torn record was entry 5"
-        );
+        assert_eq!(rec.truncate_reason.as_deref(), Some("torn record (shorter than its length)"));
+        assert_eq!(s.last_index().expect("li"), 4, "the torn record was entry 5");
         assert_eq!(s.term(4).expect("t"), 3);
         assert_eq!(std::fs::metadata(&p).expect("meta").len(), rec.valid_bytes);
         // And it can be appended to again.

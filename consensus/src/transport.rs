@@ -100,21 +100,11 @@ fn write_frame(buf: &mut Vec<u8>, m: &Message) {
 
 impl Transport {
     /// Listens on `listen` and delivers incoming messages to `inbox`.
-    pub fn start(
-        listen: &str,
-        inbox: Sender<Message>,
-        logger: Logger,
-    ) -> Result<Arc<Transport>, TransportError> {
-        let listener = TcpListener::bind(listen).map_err(|source| TransportError::Bind {
-            addr: listen.to_string(),
-            source,
-        })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| TransportError::Bind {
-                addr: listen.to_string(),
-                source,
-            })?;
+    pub fn start(listen: &str, inbox: Sender<Message>, logger: Logger) -> Result<Arc<Transport>, TransportError> {
+        let listener =
+            TcpListener::bind(listen).map_err(|source| TransportError::Bind { addr: listen.to_string(), source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| TransportError::Bind { addr: listen.to_string(), source })?;
         let t = Arc::new(Transport {
             logger: logger.clone(),
             peers: Mutex::new(HashMap::new()),
@@ -134,13 +124,8 @@ impl Transport {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (inbox, faults, stats, stop, logger) = (
-                        inbox.clone(),
-                        faults.clone(),
-                        stats.clone(),
-                        stop.clone(),
-                        logger.clone(),
-                    );
+                    let (inbox, faults, stats, stop, logger) =
+                        (inbox.clone(), faults.clone(), stats.clone(), stop.clone(), logger.clone());
                     let _ = thread::Builder::new()
                         .name("raft-recv".into())
                         .spawn(move || read_loop(conn, inbox, faults, stats, stop, logger));
@@ -167,25 +152,14 @@ impl Transport {
             return;
         }
         let (tx, rx) = bounded(PEER_QUEUE);
-        let (a, logger, stop, stats) = (
-            addr.to_string(),
-            self.logger.clone(),
-            self.stop.clone(),
-            self.stats.clone(),
-        );
+        let (a, logger, stop, stats) = (addr.to_string(), self.logger.clone(), self.stop.clone(), self.stats.clone());
         let spawned = thread::Builder::new()
             .name(format!("raft-send-{id}"))
             .spawn(move || send_loop(id, a, rx, stop, stats, logger));
         match spawned {
             Ok(_) => {
                 info!(self.logger, "raft peer added"; "peer" => id, "addr" => addr);
-                peers.insert(
-                    id,
-                    Peer {
-                        addr: addr.to_string(),
-                        tx,
-                    },
-                );
+                peers.insert(id, Peer { addr: addr.to_string(), tx });
             }
             Err(e) => warn!(self.logger, "cannot spawn sender thread"; "peer" => id, "err" => %e),
         }

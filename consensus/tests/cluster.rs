@@ -20,11 +20,7 @@ fn elects_a_leader_with_3_and_5_nodes() {
         c.start_all();
         let l = c.wait_leader(T);
         assert!(c.initial_ids().contains(&l));
-        let followers = c
-            .initial_ids()
-            .into_iter()
-            .filter(|&i| c.role(i).as_deref() == Some("follower"))
-            .count();
+        let followers = c.initial_ids().into_iter().filter(|&i| c.role(i).as_deref() == Some("follower")).count();
         assert_eq!(followers as u64, n - 1, "exactly one leader among {n}");
         let i = c.propose_committed("hello", T);
         c.wait_applied(&c.initial_ids(), i, T);
@@ -60,10 +56,7 @@ fn ten_thousand_proposals_same_order_everywhere() {
     c.wait_converged(&ids, T);
     let log = c.assert_identical(&ids);
     let wanted: std::collections::HashSet<&String> = expect.iter().collect();
-    let got: Vec<String> = texts(&log)
-        .into_iter()
-        .filter(|t| wanted.contains(t))
-        .collect();
+    let got: Vec<String> = texts(&log).into_iter().filter(|t| wanted.contains(t)).collect();
     assert_eq!(got.len(), 10_000);
     assert_eq!(got, expect, "committed in proposal order");
     // Group commit: far fewer Raft entries than proposals.
@@ -134,8 +127,7 @@ fn killed_follower_restarts_from_disk_and_catches_up() {
         let l = c.wait_leader(T);
         let (acc, idx) = c.propose_many(l, &format!("while-down{k}"), 200);
         assert_eq!(acc, 200);
-        c.await_commit(l, idx, 5000)
-            .expect("majority still commits");
+        c.await_commit(l, idx, 5000).expect("majority still commits");
         last = idx;
     }
     c.start(f);
@@ -193,11 +185,7 @@ fn partitioned_leader_cannot_commit_and_rejoins() {
     for k in 0..20 {
         c.propose_committed(&format!("majority{k}"), T);
     }
-    assert_eq!(
-        c.num(old, "commit").unwrap(),
-        commit_at_cut,
-        "the cut-off leader committed something"
-    );
+    assert_eq!(c.num(old, "commit").unwrap(), commit_at_cut, "the cut-off leader committed something");
     // It steps down by itself (check-quorum) after an election timeout without a quorum.
     let t0 = std::time::Instant::now();
     while c.role(old).as_deref() == Some("leader") {
@@ -210,10 +198,7 @@ fn partitioned_leader_cannot_commit_and_rejoins() {
     c.wait_converged(&all, T);
     let log = c.assert_identical(&all);
     let t = texts(&log);
-    assert!(
-        t.iter().all(|x| !x.starts_with("stale")),
-        "stale entries discarded: {t:?}"
-    );
+    assert!(t.iter().all(|x| !x.starts_with("stale")), "stale entries discarded: {t:?}");
     assert_eq!(t.iter().filter(|x| x.starts_with("majority")).count(), 20);
     eprintln!("old leader had {} uncommitted proposals", stale.len());
 }
@@ -252,8 +237,7 @@ fn add_and_remove_a_node() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let i = c.propose(new, "after-remove").expect("propose");
-    c.await_commit(new, i, 5000)
-        .expect("commit without the removed node");
+    c.await_commit(new, i, 5000).expect("commit without the removed node");
     let rest: Vec<u64> = all.iter().copied().filter(|&x| x != l).collect();
     let voters = c.status(new).unwrap()["voters"].clone();
     assert_eq!(voters, serde_json::json!(rest));

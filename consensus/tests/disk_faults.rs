@@ -34,24 +34,13 @@ fn corrupt_and_truncated_tails_are_cut_and_the_node_catches_up() {
     corrupt_last_byte(&c.data_dir(1).join("raft.log"));
     let p2 = c.data_dir(2).join("raft.log");
     let len = std::fs::metadata(&p2).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p2)
-        .unwrap()
-        .set_len(len - 5)
-        .unwrap();
+    std::fs::OpenOptions::new().write(true).open(&p2).unwrap().set_len(len - 5).unwrap();
     c.start_all();
     c.wait_leader(T);
     let e1 = c.stderr(1);
-    assert!(
-        e1.contains("torn or corrupt tail") && e1.contains("checksum mismatch"),
-        "{e1}"
-    );
+    assert!(e1.contains("torn or corrupt tail") && e1.contains("checksum mismatch"), "{e1}");
     let e2 = c.stderr(2);
-    assert!(
-        e2.contains("torn or corrupt tail") && e2.contains("torn record"),
-        "{e2}"
-    );
+    assert!(e2.contains("torn or corrupt tail") && e2.contains("torn record"), "{e2}");
     c.propose_committed("after-repair", T);
     c.wait_converged(&all, T);
     let log = c.assert_identical(&all);
@@ -90,10 +79,7 @@ fn bad_config_is_a_clear_error() {
     std::fs::write(&c.cfg_path, broken).unwrap();
     let (ok, err) = c.run_to_exit(1);
     assert!(!ok);
-    assert!(
-        err.contains("node[1].id") && err.contains("duplicate"),
-        "{err}"
-    );
+    assert!(err.contains("node[1].id") && err.contains("duplicate"), "{err}");
     // Unknown node.
     std::fs::write(&c.cfg_path, &text).unwrap();
     let (ok, err) = c.run_to_exit(9);

@@ -34,20 +34,10 @@ impl Rng {
 
 #[test]
 fn random_kills_restarts_partitions() {
-    let seed: u64 = std::env::var("FT_RAFT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                | 1
-        });
-    let ops: u64 = std::env::var("FT_RAFT_OPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
+    let seed: u64 = std::env::var("FT_RAFT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1
+    });
+    let ops: u64 = std::env::var("FT_RAFT_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
     eprintln!("randomized raft test: seed {seed} ({ops} ops); rerun with FT_RAFT_SEED={seed}");
     let mut rng = Rng(seed);
     let mut c = Cluster::new("random", 5, 0, FsyncPolicy::Always);
@@ -60,11 +50,7 @@ fn random_kills_restarts_partitions() {
     let mut acked: Vec<String> = Vec::new();
     let (mut kills, mut restarts, mut cuts, mut heals, mut commits) = (0, 0, 0, 0, 0);
     for op in 0..ops {
-        let up: Vec<u64> = all
-            .iter()
-            .copied()
-            .filter(|i| !down.contains(i) && !isolated.contains(i))
-            .collect();
+        let up: Vec<u64> = all.iter().copied().filter(|i| !down.contains(i) && !isolated.contains(i)).collect();
         let budget_left = down.len() + isolated.len() < 2;
         let r = rng.below(100);
         if r < 60 {

@@ -2,8 +2,9 @@
 //!
 //! Three nodes run in this process, each with its own real TCP transport on 127.0.0.1 and its
 //! own data directory on disk. For every case (fsync always/never × 64 B/4 KiB × 1/64 in
-//! flight), `inflight` client threads loop `propose` + `await_commit` on the leader for
-//! `--seconds`; latency is measured from `propose` to the return of `await_commit`.
+//! flight), one client keeps `inflight` proposals outstanding on the leader (`submit`, then
+//! `await_commit` in order) for `--seconds`; latency is measured from `submit` to the return
+//! of `await_commit`.
 //! The last line is `raft: commit_p50_us=N commit_p99_us=N entries_per_s=N` for
 //! fsync never, 64 B, 64 in flight.
 //!
@@ -80,30 +81,27 @@ fn run_case(
     let warmup = Duration::from_millis(300);
     let start = Instant::now() + warmup;
     let end = start + dur;
-    let mut workers = Vec::new();
-    for _ in 0..inflight {
-        let (node, payload) = (leader.clone(), payload.clone());
-        workers.push(std::thread::spawn(move || {
-            let mut lat = Vec::with_capacity(1 << 16);
-            loop {
-                let now = Instant::now();
-                if now >= end {
-                    break;
-                }
-                let ok = node
-                    .propose(payload.clone())
-                    .and_then(|i| node.await_commit(i, Some(Duration::from_secs(5))))
-                    .is_ok();
-                if ok && now >= start {
-                    lat.push(now.elapsed().as_micros() as u64);
-                }
+    // One pipelined client keeps `inflight` proposals outstanding (the way a recorder uses
+    // the log: propose without waiting, await commits in order).
+    let mut lat: Vec<u64> = Vec::with_capacity(1 << 20);
+    let mut queue = std::collections::VecDeque::with_capacity(inflight);
+    loop {
+        let now = Instant::now();
+        if now >= end && queue.is_empty() {
+            break;
+        }
+        if now < end && queue.len() < inflight {
+            match leader.submit(payload.clone()) {
+                Ok(p) => queue.push_back((now, p)),
+                Err(e) => return Err(format!("submit: {e}")),
             }
-            lat
-        }));
-    }
-    let mut lat: Vec<u64> = Vec::new();
-    for w in workers {
-        lat.extend(w.join().map_err(|_| "worker panicked".to_string())?);
+            continue;
+        }
+        let Some((t, p)) = queue.pop_front() else { continue };
+        let ok = p.wait().and_then(|i| leader.await_commit(i, Some(Duration::from_secs(5)))).is_ok();
+        if ok && t >= start && t < end {
+            lat.push(t.elapsed().as_micros() as u64);
+        }
     }
     let raft_entries = leader.status().last_index.saturating_sub(first_index);
     for n in &running {
@@ -141,9 +139,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let base = dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("ft-raft-bench-{}", std::process::id()))
-    });
+    let base = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("ft-raft-bench-{}", std::process::id())));
     let dur = Duration::from_secs_f64(secs);
     let mut cases = Vec::new();
     if !quick {
@@ -157,10 +153,7 @@ fn main() -> ExitCode {
     }
     cases.retain(|c| *c != (FsyncPolicy::Never, 64, 64));
     cases.push((FsyncPolicy::Never, 64, 64));
-    println!(
-        "3 nodes on 127.0.0.1, {secs} s per case, data under {}",
-        base.display()
-    );
+    println!("3 nodes on 127.0.0.1, {secs} s per case, data under {}", base.display());
     println!(
         "{:<7} {:>6} {:>9} {:>11} {:>13} {:>9} {:>9} {:>13}",
         "fsync", "bytes", "inflight", "committed", "entries/s", "p50_us", "p99_us", "raft_entries"

@@ -7,13 +7,8 @@ use std::process::ExitCode;
 use ft_consensus::serve::{serve, ServeOptions};
 
 fn main() -> ExitCode {
-    let mut opts = ServeOptions {
-        config: PathBuf::new(),
-        id: 0,
-        join: false,
-        test_mode: false,
-        log_level: slog::Level::Info,
-    };
+    let mut opts =
+        ServeOptions { config: PathBuf::new(), id: 0, join: false, test_mode: false, log_level: slog::Level::Info };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {

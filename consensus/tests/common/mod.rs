@@ -41,10 +41,7 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!(
             "ftraft-{name}-{}-{}",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
                 % 1_000_000_007
         ));
         let _ = std::fs::remove_dir_all(&dir);
@@ -69,25 +66,14 @@ impl Cluster {
         let cfg_path = dir.join("cluster.toml");
         std::fs::write(&cfg_path, cfg.to_toml()).expect("write config");
         let cfg = ClusterConfig::load(&cfg_path).expect("load generated config");
-        Cluster {
-            dir,
-            cfg_path,
-            cfg,
-            procs: HashMap::new(),
-            starts: HashMap::new(),
-        }
+        Cluster { dir, cfg_path, cfg, procs: HashMap::new(), starts: HashMap::new() }
     }
 
     pub fn ids(&self) -> Vec<u64> {
         self.cfg.nodes.iter().map(|n| n.id).collect()
     }
     pub fn initial_ids(&self) -> Vec<u64> {
-        self.cfg
-            .nodes
-            .iter()
-            .filter(|n| n.initial)
-            .map(|n| n.id)
-            .collect()
+        self.cfg.nodes.iter().filter(|n| n.initial).map(|n| n.id).collect()
     }
     pub fn data_dir(&self, id: u64) -> PathBuf {
         self.cfg.node(id).expect("node").data_dir.clone()
@@ -96,23 +82,14 @@ impl Cluster {
         self.dir.join(format!("node{id}.stderr"))
     }
     fn ctl(&self, id: u64) -> String {
-        self.cfg
-            .node(id)
-            .expect("node")
-            .control_addr
-            .clone()
-            .expect("control addr")
+        self.cfg.node(id).expect("node").control_addr.clone().expect("control addr")
     }
 
     pub fn start(&mut self, id: u64) {
         assert!(!self.procs.contains_key(&id), "node {id} already running");
         let n = self.starts.entry(id).or_insert(0);
         *n += 1;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(id))
-            .expect("stderr file");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(id)).expect("stderr file");
         let child = Command::new(NODE_BIN)
             .arg("--config")
             .arg(&self.cfg_path)
@@ -133,10 +110,7 @@ impl Cluster {
                     panic!("node {id} exited at start with {st}: {}", self.stderr(id));
                 }
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "node {id} did not come up"
-            );
+            assert!(t0.elapsed() < Duration::from_secs(10), "node {id} did not come up");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -177,13 +151,11 @@ impl Cluster {
     }
 
     pub fn role(&self, id: u64) -> Option<String> {
-        self.status(id)
-            .and_then(|v| v.get("role").and_then(Value::as_str).map(String::from))
+        self.status(id).and_then(|v| v.get("role").and_then(Value::as_str).map(String::from))
     }
 
     pub fn num(&self, id: u64, key: &str) -> Option<u64> {
-        self.status(id)
-            .and_then(|v| v.get(key).and_then(Value::as_u64))
+        self.status(id).and_then(|v| v.get(key).and_then(Value::as_u64))
     }
 
     /// A leader that a majority of the running voters agree on (same term, same leader).
@@ -195,10 +167,8 @@ impl Cluster {
             if s.get("isolated").and_then(Value::as_bool) == Some(true) {
                 continue;
             }
-            let (Some(l), Some(t)) = (
-                s.get("leader").and_then(Value::as_u64),
-                s.get("term").and_then(Value::as_u64),
-            ) else {
+            let (Some(l), Some(t)) = (s.get("leader").and_then(Value::as_u64), s.get("term").and_then(Value::as_u64))
+            else {
                 continue;
             };
             *votes.entry((l, t)).or_default() += 1;
@@ -207,10 +177,7 @@ impl Cluster {
             }
         }
         let majority = self.initial_ids().len() / 2 + 1;
-        leaders
-            .into_iter()
-            .find(|(id, t)| votes.get(&(*id, *t)).copied().unwrap_or(0) >= majority)
-            .map(|(id, _)| id)
+        leaders.into_iter().find(|(id, t)| votes.get(&(*id, *t)).copied().unwrap_or(0) >= majority).map(|(id, _)| id)
     }
 
     pub fn wait_leader(&self, timeout: Duration) -> u64 {
@@ -219,11 +186,7 @@ impl Cluster {
             if let Some(l) = self.leader() {
                 return l;
             }
-            assert!(
-                t0.elapsed() < timeout,
-                "no leader within {timeout:?}; running {:?}",
-                self.running()
-            );
+            assert!(t0.elapsed() < timeout, "no leader within {timeout:?}; running {:?}", self.running());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -250,9 +213,7 @@ impl Cluster {
 
     /// Waits on node `id` until `index` is applied; Ok(()) only if it committed as proposed.
     pub fn await_commit(&self, id: u64, index: u64, timeout_ms: u64) -> Result<(), String> {
-        let v = self
-            .cmd(id, &format!("await {index} {timeout_ms}"))
-            .ok_or("no reply")?;
+        let v = self.cmd(id, &format!("await {index} {timeout_ms}")).ok_or("no reply")?;
         if v["ok"] == true {
             Ok(())
         } else {
@@ -278,9 +239,7 @@ impl Cluster {
     }
 
     pub fn isolate(&self, id: u64, on: bool) {
-        let v = self
-            .cmd(id, &format!("isolate {}", if on { "on" } else { "off" }))
-            .expect("isolate reply");
+        let v = self.cmd(id, &format!("isolate {}", if on { "on" } else { "off" })).expect("isolate reply");
         assert_eq!(v["ok"], true, "{v}");
     }
 
@@ -330,10 +289,7 @@ impl Cluster {
         let t0 = Instant::now();
         loop {
             let applied: Vec<Option<u64>> = ids.iter().map(|&i| self.num(i, "applied")).collect();
-            let commit = self
-                .leader()
-                .and_then(|l| self.num(l, "commit"))
-                .unwrap_or(u64::MAX);
+            let commit = self.leader().and_then(|l| self.num(l, "commit")).unwrap_or(u64::MAX);
             if applied.iter().all(|a| a.is_some())
                 && applied.windows(2).all(|w| w[0] == w[1])
                 && applied[0].unwrap_or(0) >= commit
@@ -365,10 +321,7 @@ impl Cluster {
                 other.len()
             );
             if let Some(k) = (0..first.len()).find(|&k| first[k] != other[k]) {
-                panic!(
-                    "logs differ at batch {k}: node {} {:?} vs node {id} {:?}",
-                    ids[0], first[k], other[k]
-                );
+                panic!("logs differ at batch {k}: node {} {:?} vs node {id} {:?}", ids[0], first[k], other[k]);
             }
         }
         first
@@ -428,12 +381,7 @@ pub struct Client {
 impl Cluster {
     pub fn client(&self) -> Client {
         Client {
-            ctl: self
-                .cfg
-                .nodes
-                .iter()
-                .filter_map(|n| n.control_addr.clone().map(|a| (n.id, a)))
-                .collect(),
+            ctl: self.cfg.nodes.iter().filter_map(|n| n.control_addr.clone().map(|a| (n.id, a))).collect(),
             initial: self.initial_ids(),
         }
     }
@@ -454,10 +402,7 @@ impl Cluster {
             .stdin(Stdio::null())
             .output()
             .expect("run node");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 
@@ -477,10 +422,8 @@ impl Client {
             if s.get("isolated").and_then(Value::as_bool) == Some(true) {
                 continue;
             }
-            let (Some(l), Some(t)) = (
-                s.get("leader").and_then(Value::as_u64),
-                s.get("term").and_then(Value::as_u64),
-            ) else {
+            let (Some(l), Some(t)) = (s.get("leader").and_then(Value::as_u64), s.get("term").and_then(Value::as_u64))
+            else {
                 continue;
             };
             *votes.entry((l, t)).or_default() += 1;
@@ -489,10 +432,7 @@ impl Client {
             }
         }
         let majority = self.initial.len() / 2 + 1;
-        leaders
-            .into_iter()
-            .find(|(id, t)| votes.get(&(*id, *t)).copied().unwrap_or(0) >= majority)
-            .map(|(id, _)| id)
+        leaders.into_iter().find(|(id, t)| votes.get(&(*id, *t)).copied().unwrap_or(0) >= majority).map(|(id, _)| id)
     }
 
     /// Proposes `prefix-0..` on the leader and waits for the commit; Some(texts) if all of
@@ -517,16 +457,10 @@ impl Client {
 /// in `log` in that order.
 pub fn assert_acked_in_order(log: &[Applied], acked: &[String]) {
     let order = texts(log);
-    let pos: HashMap<&str, usize> = order
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.as_str(), i))
-        .collect();
+    let pos: HashMap<&str, usize> = order.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
     let mut prev = None;
     for a in acked {
-        let p = *pos
-            .get(a.as_str())
-            .unwrap_or_else(|| panic!("acknowledged `{a}` is not in the committed log"));
+        let p = *pos.get(a.as_str()).unwrap_or_else(|| panic!("acknowledged `{a}` is not in the committed log"));
         assert!(prev < Some(p), "acknowledged `{a}` is out of order");
         prev = Some(p);
     }
@@ -538,10 +472,7 @@ pub fn assert_prefixes_agree(logs: &[(u64, Vec<Applied>)]) {
         for (b, lb) in logs {
             let n = la.len().min(lb.len());
             if let Some(k) = (0..n).find(|&k| la[k] != lb[k]) {
-                panic!(
-                    "committed logs of nodes {a} and {b} diverge at batch {k}: {:?} vs {:?}",
-                    la[k], lb[k]
-                );
+                panic!("committed logs of nodes {a} and {b} diverge at batch {k}: {:?} vs {:?}", la[k], lb[k]);
             }
         }
     }
