@@ -28,12 +28,9 @@ fn main() {
         if src.extension() != Some(OsStr::new("c")) {
             continue;
         }
-        let name = src
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_else(|| panic!("non-UTF-8 file name {}", src.display()));
-        let text = fs::read_to_string(src)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", src.display()));
+        let name =
+            src.file_stem().and_then(|s| s.to_str()).unwrap_or_else(|| panic!("non-UTF-8 file name {}", src.display()));
+        let text = fs::read_to_string(src).unwrap_or_else(|e| panic!("cannot read {}: {e}", src.display()));
 
         let mut cmd = Command::new("gcc");
         cmd.args(["-O1", "-g", "-Wall", "-Wextra", "-Werror"]);
@@ -45,9 +42,7 @@ fn main() {
         }
         cmd.arg("-o").arg(out_dir.join(name)).arg(src);
 
-        let output = cmd
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run gcc (is it installed?): {e}"));
+        let output = cmd.output().unwrap_or_else(|e| panic!("cannot run gcc (is it installed?): {e}"));
         if !output.status.success() {
             failures.push(format!(
                 "{cmd:?} failed with {}:\n{}{}",
@@ -58,9 +53,6 @@ fn main() {
         }
     }
     if !failures.is_empty() {
-        panic!(
-            "compiling the C test programs failed:\n{}",
-            failures.join("\n")
-        );
+        panic!("compiling the C test programs failed:\n{}", failures.join("\n"));
     }
 }

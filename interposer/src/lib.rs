@@ -11,6 +11,7 @@ pub mod filter;
 pub mod launch;
 pub mod regs;
 pub mod tracee;
+pub mod tsc;
 
 pub use launch::{launch, LaunchSpec, Launched};
 pub use regs::Regs;

@@ -289,8 +289,8 @@ const AIO: &str = "asynchronous I/O completes outside any syscall stop, so it ca
 const URING: &str = "io_uring bypasses syscall interposition (rr #2613); programs fall back to plain syscalls";
 const OBSOLETE: &str = "obsolete or unimplemented on x86-64";
 const NEWFS: &str = "mount API; a replicated service must not change mounts";
-const THREADS: &str = "threads and child processes are not supported yet (issue #3)";
-const EXEC: &str = "execve after the start of the program is not supported yet (issue #3)";
+const THREADS: &str = "ftexec records one thread of one process so far (threads and child processes: issue #3)";
+const EXEC: &str = "ftexec records one program image so far (execve after the start: issue #3)";
 const FOREIGN: &str = "access to the memory or fds of another process cannot be replayed";
 const NEWER: &str = "not supported yet by ftexec; ENOSYS lets programs fall back";
 

@@ -14,7 +14,7 @@ pub enum SessionError {
     #[error("divergence at event {index}: the recording has {expected}, but the program now does {got}")]
     Divergence { index: u64, expected: String, got: String },
     /// The program needs something ftexec cannot replay yet.
-    #[error("{what}: {why}; it is not supported by ftexec yet")]
+    #[error("{what}, which is not supported yet: {why}")]
     Unsupported { what: String, why: String },
     #[error("{path}: program not found{hint}")]
     ProgramNotFound { path: PathBuf, hint: String },

@@ -6,7 +6,7 @@ use crate::error::{Result, SessionError};
 use crate::program;
 use crate::{describe, Outcome};
 use ft_interposer::tracee::reap;
-use ft_interposer::{filter, launch, LaunchSpec, Regs, Running, Stop, Stopped, Waited};
+use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{
@@ -176,20 +176,20 @@ impl Recorder<'_> {
                 Waited::Killed(sig) => return self.finish(Exit { code: 0, signal: sig as i32 }),
                 Waited::Stopped(s) => s,
             };
-            running = match stopped.stop {
-                Stop::Seccomp => match self.on_syscall(stopped)? {
-                    Flow::Go(r) => r,
-                    Flow::Ended(exit) => return self.finish(exit),
-                },
-                Stop::Signal(sig) => self.on_signal(stopped, sig)?,
-                Stop::NewTask(child) => {
-                    return Err(SessionError::Unsupported {
+            running =
+                match stopped.stop {
+                    Stop::Seccomp => match self.on_syscall(stopped)? {
+                        Flow::Go(r) => r,
+                        Flow::Ended(exit) => return self.finish(exit),
+                    },
+                    Stop::Signal(sig) => self.on_signal(stopped, sig)?,
+                    Stop::NewTask(child) => return Err(SessionError::Unsupported {
                         what: format!("the program created a new task ({child})"),
-                        why: "threads and child processes are not supported yet (issue #3)".into(),
-                    })
-                }
-                Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None)?,
-            };
+                        why: "ftexec records one thread of one process so far (threads and child processes: issue #3)"
+                            .into(),
+                    }),
+                    Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None)?,
+                };
         }
     }
 
@@ -239,7 +239,8 @@ impl Recorder<'_> {
         let args = regs.args();
         let path_local = self.path_local(&t, spec, &args)?;
         let action = policy::decide(spec, &args, &self.fds, path_local);
-        debug!(self.log, "syscall"; "call" => describe::call(spec, &args), "action" => format!("{action:?}"));
+        // Lazy: slog builds key-values before filtering, and this runs at every stop.
+        debug!(self.log, "syscall"; "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
         match action {
             Action::Pass => Ok(Flow::Go(t.cont(None)?)),
             Action::Emulate(e) => {
@@ -454,20 +455,12 @@ impl Recorder<'_> {
     fn on_signal(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
         if sig == Sig::SIGSEGV {
             let mut regs = t.regs()?;
-            if let Some(len) = tsc_instruction(&t, regs.ip())? {
-                let rdtscp = len == 3;
-                let mut aux = 0u32;
-                // SAFETY: rdtsc/rdtscp only read the time-stamp counter.
-                let tsc = unsafe {
-                    if rdtscp {
-                        core::arch::x86_64::__rdtscp(&mut aux)
-                    } else {
-                        core::arch::x86_64::_rdtsc()
-                    }
-                };
-                apply_tsc(&mut regs, tsc, aux, rdtscp, len);
+            let ip = regs.ip();
+            if let Some(insn) = tsc::decode(&t, ip)? {
+                let (tsc, aux) = tsc::now(insn);
+                tsc::complete(&mut regs, insn, tsc, aux);
                 t.set_regs(&regs)?;
-                self.emit(Kind::Rdtsc(Rdtsc { tsc, aux, rdtscp, ip: regs.ip() - len }))?;
+                self.emit(Kind::Rdtsc(Rdtsc { tsc, aux, rdtscp: insn == tsc::TscInsn::Rdtscp, ip }))?;
                 return Ok(t.cont(None)?);
             }
         }
@@ -532,30 +525,6 @@ pub(crate) fn emulate(t: &Stopped, regs: &mut Regs, e: Emulation) -> Result<()> 
     regs.skip_with(ret);
     t.set_regs(regs)?;
     Ok(())
-}
-
-/// If the faulting instruction is rdtsc (0f 31) or rdtscp (0f 01 f9), its length.
-pub(crate) fn tsc_instruction(t: &Stopped, ip: u64) -> Result<Option<u64>> {
-    let mut b = [0u8; 3];
-    let n = match t.read_some(ip, &mut b) {
-        Ok(n) => n,
-        Err(e) if e.is_gone() => return Err(e.into()),
-        Err(_) => 0,
-    };
-    Ok(match &b[..n] {
-        [0x0f, 0x31, ..] => Some(2),
-        [0x0f, 0x01, 0xf9] => Some(3),
-        _ => None,
-    })
-}
-
-pub(crate) fn apply_tsc(regs: &mut Regs, tsc: u64, aux: u32, rdtscp: bool, len: u64) {
-    regs.0.rax = tsc & 0xffff_ffff;
-    regs.0.rdx = tsc >> 32;
-    if rdtscp {
-        regs.0.rcx = u64::from(aux);
-    }
-    regs.0.rip += len;
 }
 
 /// A fault raised by the tracee's own instruction (it recurs by itself at replay).

@@ -5,10 +5,10 @@ use crate::capture;
 use crate::describe;
 use crate::error::{Result, SessionError};
 use crate::program;
-use crate::record::{apply_tsc, emulate, fcntl_writes, is_synchronous, launch_spec, tsc_instruction};
+use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec};
 use crate::Outcome;
 use ft_interposer::tracee::reap;
-use ft_interposer::{filter, launch, Running, Stop, Stopped, Waited};
+use ft_interposer::{filter, launch, tsc, Running, Stop, Stopped, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
@@ -41,7 +41,11 @@ pub struct FileSource {
 }
 
 impl FileSource {
+    /// Opens a log after checking every record's checksum, so a damaged log is refused before
+    /// the program prints anything.
     pub fn open(path: &Path) -> Result<Self> {
+        let mut check = LogReader::open(path)?;
+        while check.next_event()?.is_some() {}
         Ok(FileSource { reader: LogReader::open(path)?, peeked: None, pos: 0 })
     }
     pub fn header(&self) -> &Header {
@@ -322,15 +326,15 @@ impl Replayer<'_> {
             }
             _ => {}
         }
-        let got = describe::call(spec, &args);
         let (index, ev) = self.next()?;
         let s = match ev.kind {
             Some(Kind::Syscall(s)) if s.nr == spec.nr => s,
-            _ => return Err(self.diverge(index, describe::event(&ev), got)),
+            _ => return Err(self.diverge(index, describe::event(&ev), describe::call(spec, &args))),
         };
+        let got = || describe::call(spec, &args);
         if let Some(i) = (0..6).find(|&i| spec.checks_arg(i) && s.args.get(i) != Some(&args[i])) {
             let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
-            return Err(self.diverge(index, expected, format!("{got} (argument {i} differs)")));
+            return Err(self.diverge(index, expected, format!("{} (argument {i} differs)", got())));
         }
         if spec.input != ft_libos::table::Input::None {
             let input = capture::input(&t, spec.input, &args)?;
@@ -339,18 +343,25 @@ impl Replayer<'_> {
                 let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
                 let what = match spec.input {
                     ft_libos::table::Input::Path(_) | ft_libos::table::Input::Paths(..) => {
-                        format!("{got} on path \"{}\" (a different path)", String::from_utf8_lossy(&input))
+                        format!("{} on path \"{}\" (a different path)", got(), String::from_utf8_lossy(&input))
                     }
-                    _ => format!("{got} with different data"),
+                    _ => format!("{} with different data", got()),
                 };
                 return Err(self.diverge(index, expected, what));
             }
         }
-        self.apply(t, spec, &args, index, s)
+        self.apply(t, regs, spec, &args, index, s)
     }
 
-    fn apply(&mut self, t: Stopped, spec: &Spec, args: &[u64; 6], index: u64, s: Syscall) -> Result<Step<Running>> {
-        let mut regs = t.regs()?;
+    fn apply(
+        &mut self,
+        t: Stopped,
+        mut regs: ft_interposer::Regs,
+        spec: &Spec,
+        args: &[u64; 6],
+        index: u64,
+        s: Syscall,
+    ) -> Result<Step<Running>> {
         let t = match s.disposition() {
             Disposition::Inject => {
                 regs.skip_with(s.ret);
@@ -515,12 +526,13 @@ impl Replayer<'_> {
     fn on_signal(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
         if sig == Sig::SIGSEGV {
             let mut regs = t.regs()?;
-            if let Some(len) = tsc_instruction(&t, regs.ip())? {
+            if let Some(insn) = tsc::decode(&t, regs.ip())? {
                 let (index, ev) = self.next()?;
-                let got = format!("{} at {:#x}", if len == 3 { "rdtscp" } else { "rdtsc" }, regs.ip());
+                let rdtscp = insn == tsc::TscInsn::Rdtscp;
+                let got = format!("{} at {:#x}", if rdtscp { "rdtscp" } else { "rdtsc" }, regs.ip());
                 return match ev.kind {
-                    Some(Kind::Rdtsc(r)) if r.ip == regs.ip() && r.rdtscp == (len == 3) => {
-                        apply_tsc(&mut regs, r.tsc, r.aux, r.rdtscp, len);
+                    Some(Kind::Rdtsc(r)) if r.ip == regs.ip() && r.rdtscp == rdtscp => {
+                        tsc::complete(&mut regs, insn, r.tsc, r.aux);
                         t.set_regs(&regs)?;
                         Ok(t.cont(None)?)
                     }

@@ -33,11 +33,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// Panics if `build.rs` did not produce it.
 pub fn c_program(name: &str) -> PathBuf {
     let path = Path::new(env!("FT_TESTSUITE_BIN_DIR")).join(name);
-    assert!(
-        path.is_file(),
-        "C test program {name} not found at {}: is there a testsuite/c/{name}.c?",
-        path.display()
-    );
+    assert!(path.is_file(), "C test program {name} not found at {}: is there a testsuite/c/{name}.c?", path.display());
     path
 }
 
@@ -157,12 +153,8 @@ pub struct Running {
 /// Starts `cmd` in its own process group with stdout and stderr captured.
 pub fn spawn(mut cmd: Command) -> Running {
     let what = format!("{cmd:?}");
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     let (tx, eof) = mpsc::channel();
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -170,14 +162,7 @@ pub fn spawn(mut cmd: Command) -> Running {
     let err_pipe = child.stderr.take().expect("stderr is piped");
     collect(out_pipe, Arc::clone(&stdout), tx.clone());
     collect(err_pipe, Arc::clone(&stderr), tx);
-    Running {
-        what,
-        child: Some(child),
-        started: Instant::now(),
-        stdout,
-        stderr,
-        eof,
-    }
+    Running { what, child: Some(child), started: Instant::now(), stdout, stderr, eof }
 }
 
 /// Copies `pipe` into `buf` on a thread, then signals `done`.
@@ -226,11 +211,7 @@ impl Running {
         }
         let stdout = std::mem::take(&mut *lock(&self.stdout));
         let stderr = std::mem::take(&mut *lock(&self.stderr));
-        Run {
-            stdout,
-            stderr,
-            status: exit_code(status),
-        }
+        Run { stdout, stderr, status: exit_code(status) }
     }
 
     fn timed_out(&self, what_not_done: &str) -> ! {
@@ -318,23 +299,11 @@ pub fn assert_same_output(recorded: &Run, replayed: &Run, what: &str) {
 /// non-empty log, and the program printed something.
 pub fn assert_recorded_ok(log: &Path, recorded: &Run, what: &str) {
     assert_eq!(recorded.status, 0, "{what}: recording failed\n{recorded}");
-    assert!(
-        !recorded.stdout.is_empty(),
-        "{what}: recording printed nothing\n{recorded}"
-    );
+    assert!(!recorded.stdout.is_empty(), "{what}: recording printed nothing\n{recorded}");
     let len = fs::metadata(log)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{what}: no log at {} after recording: {e}\n{recorded}",
-                log.display()
-            )
-        })
+        .unwrap_or_else(|e| panic!("{what}: no log at {} after recording: {e}\n{recorded}", log.display()))
         .len();
-    assert!(
-        len > 0,
-        "{what}: log {} is empty\n{recorded}",
-        log.display()
-    );
+    assert!(len > 0, "{what}: log {} is empty\n{recorded}", log.display());
 }
 
 /// Replays `log` twice and asserts that each replay reproduces `recorded`
@@ -375,9 +344,7 @@ pub fn shape(stdout: &[u8]) -> String {
             line.split_whitespace()
                 .map(|word| {
                     let numeric = word.chars().any(|c| c.is_ascii_digit())
-                        && word
-                            .chars()
-                            .all(|c| c.is_ascii_hexdigit() || ".:x+-".contains(c));
+                        && word.chars().all(|c| c.is_ascii_hexdigit() || ".:x+-".contains(c));
                     if numeric {
                         "#"
                     } else {
@@ -394,10 +361,7 @@ pub fn shape(stdout: &[u8]) -> String {
 /// Asserts that the recorded run printed the same kind of output as a native
 /// run: same status and same [`shape`].
 pub fn assert_like_native(recorded: &Run, native_run: &Run, what: &str) {
-    assert_eq!(
-        native_run.status, 0,
-        "{what}: the native run failed\n{native_run}"
-    );
+    assert_eq!(native_run.status, 0, "{what}: the native run failed\n{native_run}");
     assert_eq!(
         recorded.status, native_run.status,
         "{what}: recorded status differs from native\n===== recorded =====\n{recorded}\n===== native =====\n{native_run}"
@@ -432,12 +396,8 @@ pub fn assert_native_pair_differs(first: &Run, second: &Run, what: &str) {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .expect("cannot bind 127.0.0.1:0 to find a free port");
-    listener
-        .local_addr()
-        .expect("local_addr of a bound listener")
-        .port()
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot bind 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("local_addr of a bound listener").port()
 }
 
 /// Connects to 127.0.0.1:`port`, retrying until a server listens there;
@@ -447,9 +407,7 @@ pub fn connect_retry(port: u16, timeout: Duration) -> TcpStream {
     loop {
         match TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
             Ok(stream) => {
-                stream
-                    .set_read_timeout(Some(TIMEOUT))
-                    .expect("set_read_timeout");
+                stream.set_read_timeout(Some(TIMEOUT)).expect("set_read_timeout");
                 return stream;
             }
             Err(e) if Instant::now() >= deadline => {
@@ -464,37 +422,29 @@ pub fn connect_retry(port: u16, timeout: Duration) -> TcpStream {
 /// script or a shim such as pyenv's, which would fork), if any.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_elf(candidate))
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| is_elf(candidate))
 }
 
 fn is_elf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
-    fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok()
-        && magic == *b"\x7fELF"
+    fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
 }
 
 /// `path` as `&str`; the harness only makes UTF-8 paths.
 pub fn path_str(path: &Path) -> &str {
-    path.to_str()
-        .unwrap_or_else(|| panic!("path {} is not UTF-8", path.display()))
+    path.to_str().unwrap_or_else(|| panic!("path {} is not UTF-8", path.display()))
 }
 
 /// Every file under `dir` (relative path → content), for comparing data dirs.
 pub fn dir_contents(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
-        let entries =
-            fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
         for entry in entries {
             let path = entry.expect("read_dir entry").path();
             if path.is_dir() {
                 walk(root, &path, out);
             } else {
-                let content = fs::read(&path)
-                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+                let content = fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
                 let rel = path.strip_prefix(root).expect("under root").to_path_buf();
                 out.insert(rel, content);
             }

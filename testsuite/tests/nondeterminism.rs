@@ -19,11 +19,7 @@ use ft_testsuite::*;
 /// have the shape of the native run.
 fn check(name: &str, native_differs: bool) -> Run {
     let prog = c_program(name);
-    let native_run = if native_differs {
-        assert_native_differs(&prog, &[])
-    } else {
-        native(&prog, &[])
-    };
+    let native_run = if native_differs { assert_native_differs(&prog, &[]) } else { native(&prog, &[]) };
     let recorded = assert_replays(name, &[]);
     assert_like_native(&recorded, &native_run, name);
     recorded
@@ -135,9 +131,7 @@ fn stat_fstat_lstat() {
     assert_recorded_ok(&log, &recorded, "stat");
     assert_like_native(&recorded, &second, "stat");
     assert!(
-        recorded
-            .stdout_text()
-            .contains("st_size 15 st_mtime 1100000000."),
+        recorded.stdout_text().contains("st_size 15 st_mtime 1100000000."),
         "recording did not stat the file as it was\n{recorded}"
     );
 
@@ -153,20 +147,12 @@ fn getdents64_order() {
     let listed = dir.path().join("listed");
     fs::create_dir(&listed).expect("mkdir");
     for i in 0..40 {
-        fs::write(
-            listed.join(format!("entry_{i:02}_{}", i * 7919 % 1000)),
-            b"x",
-        )
-        .expect("write");
+        fs::write(listed.join(format!("entry_{i:02}_{}", i * 7919 % 1000)), b"x").expect("write");
     }
     let arg = [path_str(&listed)];
     let native_run = native(&prog, &arg);
     assert_eq!(native_run.status, 0, "{native_run}");
-    assert_eq!(
-        native_run.stdout_text().matches("entry entry_").count(),
-        40,
-        "{native_run}"
-    );
+    assert_eq!(native_run.stdout_text().matches("entry entry_").count(), 40, "{native_run}");
 
     let log = dir.path().join("run.ftlog");
     let recorded = record(&log, None, &prog, &arg);
@@ -202,20 +188,14 @@ fn environment() {
     let prog = c_program("environ");
     let dir = temp_dir("environ");
     let log = dir.path().join("run.ftlog");
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos();
     let marker = format!("{}-{nanos}", std::process::id());
     let mut cmd = record_command(&log, None, &prog, &[]);
     cmd.env("FT_TEST_MARKER", &marker);
     let recorded = run(cmd);
     assert_recorded_ok(&log, &recorded, "environ");
     assert!(
-        recorded
-            .stdout_text()
-            .lines()
-            .any(|l| l == format!("env FT_TEST_MARKER={marker}")),
+        recorded.stdout_text().lines().any(|l| l == format!("env FT_TEST_MARKER={marker}")),
         "the recorded environment lacks FT_TEST_MARKER\n{recorded}"
     );
     // The replay runs without FT_TEST_MARKER: it must print the recorded one.
@@ -226,13 +206,7 @@ fn environment() {
 fn pipe() {
     let native_run = native(&c_program("pipe"), &[]);
     let recorded = assert_replays("pipe", &[]);
-    assert_eq!(
-        recorded,
-        Run {
-            stderr: recorded.stderr.clone(),
-            ..native_run
-        }
-    );
+    assert_eq!(recorded, Run { stderr: recorded.stderr.clone(), ..native_run });
 }
 
 #[test]
@@ -251,16 +225,10 @@ fn tcp_client_server_gone_at_replay() {
             }
         };
         stream.set_nonblocking(false).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .map_err(|e| e.to_string())?;
+        stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
         let mut line = String::new();
-        BufReader::new(&stream)
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        (&stream)
-            .write_all(format!("reply: {line}").as_bytes())
-            .map_err(|e| e.to_string())?;
+        BufReader::new(&stream).read_line(&mut line).map_err(|e| e.to_string())?;
+        (&stream).write_all(format!("reply: {line}").as_bytes()).map_err(|e| e.to_string())?;
         Ok(line)
     });
 
@@ -271,10 +239,7 @@ fn tcp_client_server_gone_at_replay() {
     assert_eq!(got, Ok("hello from tcp_client\n".to_string()), "{recorded}");
     assert_recorded_ok(&log, &recorded, "tcp_client");
     let text = recorded.stdout_text();
-    assert!(
-        text.contains("reply: hello from tcp_client") && text.ends_with("server closed\n"),
-        "{recorded}"
-    );
+    assert!(text.contains("reply: hello from tcp_client") && text.ends_with("server closed\n"), "{recorded}");
     // The listener was dropped with the server thread: replay must not need it.
     assert_replays_log(&log, None, &recorded, "tcp_client");
 }
@@ -285,12 +250,9 @@ const CLIENTS: usize = 3;
 /// send a line and checks the echoes, then returns the server's run.
 fn serve_clients(cmd: Command, port: u16) -> Run {
     let server = spawn(cmd);
-    let mut clients: Vec<TcpStream> = (0..CLIENTS)
-        .map(|_| connect_retry(port, Duration::from_secs(30)))
-        .collect();
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect_retry(port, Duration::from_secs(30))).collect();
     for (i, c) in clients.iter_mut().enumerate() {
-        c.write_all(format!("hello from client {i}\n").as_bytes())
-            .expect("client send");
+        c.write_all(format!("hello from client {i}\n").as_bytes()).expect("client send");
     }
     for (i, c) in clients.iter_mut().enumerate() {
         let mut reply = String::new();
@@ -307,10 +269,7 @@ fn check_server_output(run: &Run, what: &str) {
         let line = format!("client {} says: hello from client {i}\n", i + 1);
         assert!(text.contains(&line), "{what}: no line {line:?}\n{run}");
     }
-    assert!(
-        text.contains(&format!("served {CLIENTS} clients")),
-        "{what}\n{run}"
-    );
+    assert!(text.contains(&format!("served {CLIENTS} clients")), "{what}\n{run}");
 }
 
 fn tcp_server(kind: &str) {
@@ -362,13 +321,7 @@ fn timerfd() {
 fn eventfd() {
     let native_run = native(&c_program("eventfd"), &[]);
     let recorded = assert_replays("eventfd", &[]);
-    assert_eq!(
-        recorded,
-        Run {
-            stderr: recorded.stderr.clone(),
-            ..native_run
-        }
-    );
+    assert_eq!(recorded, Run { stderr: recorded.stderr.clone(), ..native_run });
 }
 
 #[test]
@@ -391,11 +344,7 @@ fn read_file_then(what: &str, change: impl FnOnce(&Path)) {
     let log = dir.path().join("run.ftlog");
     let recorded = record(&log, None, &prog, &[path_str(&file)]);
     assert_recorded_ok(&log, &recorded, what);
-    assert_eq!(
-        recorded.stdout_text(),
-        format!("size {}\n{content}end of file\n", content.len()),
-        "{recorded}"
-    );
+    assert_eq!(recorded.stdout_text(), format!("size {}\n{content}end of file\n", content.len()), "{recorded}");
     change(&file);
     assert_replays_log(&log, None, &recorded, what);
 }

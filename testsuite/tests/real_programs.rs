@@ -35,8 +35,7 @@ fn python3_time_random_uuid_urandom_pid() {
     assert_like_native(&recorded, &native_run, "python3");
 }
 
-const SQLITE_SCRIPT: &str =
-    "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, r INTEGER, at TEXT, blob TEXT);
+const SQLITE_SCRIPT: &str = "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, r INTEGER, at TEXT, blob TEXT);
 INSERT INTO t(r, at, blob) VALUES (random(), datetime('now'), hex(randomblob(8)));
 INSERT INTO t(r, at, blob) VALUES (random(), datetime('now'), hex(randomblob(8)));
 SELECT id, r, at, blob FROM t;
@@ -63,10 +62,7 @@ fn sqlite3_with_data_dir() {
     let recorded = record(&log, Some(&a), &sqlite3, &args);
     assert_recorded_ok(&log, &recorded, "sqlite3");
     let text = recorded.stdout_text();
-    assert!(
-        text.ends_with("\n2\n"),
-        "unexpected sqlite3 output\n{recorded}"
-    );
+    assert!(text.ends_with("\n2\n"), "unexpected sqlite3 output\n{recorded}");
     let recorded_files = dir_contents(&a);
     assert!(
         recorded_files.contains_key(&PathBuf::from("test.db")),
@@ -92,10 +88,7 @@ fn sqlite3_with_data_dir() {
             recorded_files.keys().collect::<Vec<_>>()
         );
     }
-    assert!(
-        dir_contents(&a) == recorded_files,
-        "replay touched the recording's data dir A"
-    );
+    assert!(dir_contents(&a) == recorded_files, "replay touched the recording's data dir A");
 }
 
 #[test]

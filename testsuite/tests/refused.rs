@@ -7,19 +7,13 @@ use ft_testsuite::*;
 fn check_refused(name: &str, native_stdout: &str) {
     let prog = c_program(name);
     let native_run = native(&prog, &[]);
-    assert_eq!(
-        native_run.status, 0,
-        "{name} must work natively\n{native_run}"
-    );
+    assert_eq!(native_run.status, 0, "{name} must work natively\n{native_run}");
     assert_eq!(native_run.stdout_text(), native_stdout, "{native_run}");
 
     let dir = temp_dir(name);
     let log = dir.path().join("run.ftlog");
     let recorded = record(&log, None, &prog, &[]);
-    assert_ne!(
-        recorded.status, 0,
-        "ftexec record accepted {name}\n{recorded}"
-    );
+    assert_ne!(recorded.status, 0, "ftexec record accepted {name}\n{recorded}");
     assert!(
         recorded.stderr_text().contains("not supported"),
         "ftexec record refused {name} without saying \"not supported\"\n{recorded}"

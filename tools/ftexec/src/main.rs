@@ -103,8 +103,23 @@ fn exit_code(status: i32) -> ExitCode {
     ExitCode::from(status.clamp(0, 255) as u8)
 }
 
+/// The error and its causes, skipping a cause whose text the message already contains.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&c);
+        }
+    }
+    text
+}
+
 fn session_error(e: &anyhow::Error) -> ExitCode {
-    eprintln!("ftexec: error: {e:#}");
+    eprintln!("ftexec: error: {}", error_text(e));
     match e.downcast_ref::<SessionError>() {
         Some(SessionError::Divergence { .. }) => ExitCode::from(EXIT_DIVERGENCE),
         Some(SessionError::ProgramNotFound { .. }) => ExitCode::from(EXIT_NOT_FOUND),

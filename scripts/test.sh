@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace (unit, integration, end-to-end). The README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+if [ "$(id -u)" != 0 ]; then
+  echo "test: not root: tests that need root (bind mounts, network namespaces) will say SKIP" >&2
+fi
+cargo build --workspace --bins
+cargo test --workspace --no-fail-fast

@@ -1,0 +1,147 @@
+//! Bad input gets a clear error, never a panic, a hang or a silently wrong replay: divergence,
+//! corrupt and truncated logs, missing or changed binaries, a data directory that does not match.
+
+use ft_libos::log::{LogReader, LogWriter};
+use ft_libos::proto::event::Kind;
+use ft_testsuite::*;
+use std::fs;
+use std::path::Path;
+
+fn stderr(run: &Run) -> String {
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
+/// Records `prog` into DIR/run.ftlog and checks the recording worked.
+fn recorded(dir: &Path, prog: &Path, args: &[&str]) -> (std::path::PathBuf, Run) {
+    let log = dir.join("run.ftlog");
+    let run = record(&log, None, prog, args);
+    assert_eq!(run.status, 0, "recording failed:\n{run}");
+    (log, run)
+}
+
+/// Rewrites a log, applying `edit` to every event (checksums stay valid: this is a log that
+/// says something else, not a damaged one).
+fn rewrite(log: &Path, out: &Path, mut edit: impl FnMut(&mut ft_libos::Event)) {
+    let mut r = LogReader::open(log).expect("open log");
+    let mut w = LogWriter::create(out, &r.header().clone()).expect("create log");
+    while let Some(mut ev) = r.next_event().expect("read event") {
+        edit(&mut ev);
+        w.append(&ev).expect("append");
+    }
+    w.finish().expect("finish");
+}
+
+#[test]
+fn divergence_is_reported_with_event_and_exit_code_2() {
+    let dir = temp_dir("divergence");
+    let (log, rec) = recorded(dir.path(), &c_program("branchy"), &[]);
+    let tampered = dir.path().join("tampered.ftlog");
+    let mut flipped = false;
+    rewrite(&log, &tampered, |ev| {
+        if let Some(Kind::Syscall(s)) = &mut ev.kind {
+            if s.nr == libc::SYS_getrandom as u32 {
+                s.mem[0].data[0] ^= 1;
+                flipped = true;
+            }
+        }
+    });
+    assert!(flipped, "the recording has no getrandom event");
+    // The untouched log replays; the tampered one takes the other branch and is caught.
+    assert_same_output(&rec, &replay(&log, None), "branchy");
+    let out = replay(&tampered, None);
+    assert_eq!(out.status, 2, "divergence must exit with 2:\n{out}");
+    let msg = stderr(&out);
+    assert!(msg.contains("divergence at event"), "{msg}");
+    assert!(msg.contains("write(1"), "the message names the syscalls involved: {msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+}
+
+#[test]
+fn corrupt_and_truncated_logs_are_refused() {
+    let dir = temp_dir("corrupt");
+    let (log, _) = recorded(dir.path(), &c_program("clock_raw"), &[]);
+    let bytes = fs::read(&log).expect("read log");
+
+    let truncated = dir.path().join("truncated.ftlog");
+    fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).expect("write");
+    let out = replay(&truncated, None);
+    assert_eq!(out.status, 125, "{out}");
+    assert!(stderr(&out).contains("truncated"), "{out}");
+
+    let corrupt = dir.path().join("corrupt.ftlog");
+    let mut b = bytes.clone();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x5a;
+    fs::write(&corrupt, &b).expect("write");
+    let out = replay(&corrupt, None);
+    assert_eq!(out.status, 125, "{out}");
+    let msg = stderr(&out);
+    assert!(msg.contains("corrupt") || msg.contains("truncated"), "{msg}");
+
+    let junk = dir.path().join("junk.ftlog");
+    fs::write(&junk, b"#!/bin/sh\necho not a log\n").expect("write");
+    let out = replay(&junk, None);
+    assert_eq!(out.status, 125, "{out}");
+    assert!(stderr(&out).contains("not an ftexec log"), "{out}");
+
+    let out = replay(&dir.path().join("missing.ftlog"), None);
+    assert_eq!(out.status, 125, "{out}");
+    assert!(stderr(&out).contains("cannot open log"), "{out}");
+    for out in [&out] {
+        assert!(!stderr(out).contains("panicked"));
+    }
+}
+
+#[test]
+fn missing_and_changed_binaries_are_refused() {
+    let dir = temp_dir("binary");
+    let prog = dir.path().join("prog");
+    fs::copy(c_program("clock_raw"), &prog).expect("copy program");
+    let (log, _) = recorded(dir.path(), &prog, &[]);
+
+    let mut bytes = fs::read(&prog).expect("read");
+    bytes.push(0);
+    fs::write(&prog, &bytes).expect("write");
+    let out = replay(&log, None);
+    assert_eq!(out.status, 125, "{out}");
+    assert!(stderr(&out).contains("differs from the recording"), "{out}");
+
+    fs::remove_file(&prog).expect("rm");
+    let out = replay(&log, None);
+    assert_eq!(out.status, 127, "{out}");
+    assert!(stderr(&out).contains("not found"), "{out}");
+
+    let out = record(&dir.path().join("x.ftlog"), None, &dir.path().join("no-such-program"), &[]);
+    assert_eq!(out.status, 127, "{out}");
+    assert!(stderr(&out).contains("program not found"), "{out}");
+}
+
+#[test]
+fn data_dir_must_match_the_recorded_start() {
+    let Some(sqlite3) = find_program("sqlite3") else {
+        eprintln!("SKIP: sqlite3 not installed");
+        return;
+    };
+    let dir = temp_dir("datadir");
+    let a = dir.path().join("a");
+    fs::create_dir(&a).expect("mkdir");
+    let db = a.join("t.db");
+    let log = dir.path().join("run.ftlog");
+    let rec = record(
+        &log,
+        Some(&a),
+        &sqlite3,
+        &[path_str(&db), "create table t(x); insert into t values (random()); select count(*) from t;"],
+    );
+    assert_eq!(rec.status, 0, "{rec}");
+    // `a` now holds the database: it no longer matches the recorded start.
+    let out = replay(&log, None);
+    assert_eq!(out.status, 125, "{out}");
+    assert!(stderr(&out).contains("data directory"), "{out}");
+    assert!(stderr(&out).contains("as it was before recording"), "{out}");
+    // A recording without a data directory refuses one at replay.
+    let (plain, _) = recorded(dir.path(), &c_program("clock_raw"), &[]);
+    let out = replay(&plain, Some(&a));
+    assert_eq!(out.status, 125, "{out}");
+    assert!(stderr(&out).contains("without --data-dir"), "{out}");
+}
