@@ -282,3 +282,15 @@ data_dir = "x2"
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn shipped_example_is_valid() {
+        let c = ClusterConfig::parse(include_str!("../../examples/cluster.toml")).expect("valid");
+        assert_eq!(c.nodes.len(), 3);
+        assert!(c.nodes.iter().all(|n| n.control_addr.is_some()));
+    }
+}

@@ -327,18 +327,11 @@ impl DiskStorage {
     /// Initializes a new cluster member: a bootstrap snapshot at index 1, term 1 whose conf
     /// state has `voters`. Every initial member does the same, so their logs agree.
     pub fn bootstrap(&self, voters: &[u64]) -> Result<(), StoreError> {
-        let mut meta = SnapshotMetadata::default();
-        meta.index = 1;
-        meta.term = 1;
-        let mut cs = ConfState::default();
-        cs.voters = voters.to_vec();
-        meta.set_conf_state(cs);
+        let mut meta = SnapshotMetadata { index: 1, term: 1, ..Default::default() };
+        meta.set_conf_state(ConfState { voters: voters.to_vec(), ..Default::default() });
         let mut b = WriteBatch::default();
         b.apply_snapshot(&meta, 1);
-        let mut hs = HardState::default();
-        hs.term = 1;
-        hs.commit = 1;
-        b.set_hard_state(&hs);
+        b.set_hard_state(&HardState { term: 1, commit: 1, ..Default::default() });
         self.write(b)
     }
 
@@ -494,11 +487,7 @@ mod tests {
     }
 
     fn ent(index: u64, term: u64, data: &str) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = data.as_bytes().to_vec().into();
-        e
+        Entry { index, term, data: data.as_bytes().to_vec().into(), ..Default::default() }
     }
 
     fn fill(dir: &Path) {
@@ -506,11 +495,7 @@ mod tests {
         s.bootstrap(&[1, 2, 3]).expect("bootstrap");
         let mut b = WriteBatch::default();
         b.append(&[ent(2, 2, "a"), ent(3, 2, "b"), ent(4, 2, "c")]);
-        let mut hs = HardState::default();
-        hs.term = 2;
-        hs.vote = 1;
-        hs.commit = 3;
-        b.set_hard_state(&hs);
+        b.set_hard_state(&HardState { term: 2, vote: 1, commit: 3, ..Default::default() });
         s.write(b).expect("write");
         // Conflicting suffix from a new term replaces index 4.
         let mut b = WriteBatch::default();

@@ -77,8 +77,8 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 
 fn print_table(rs: &[NodeReport]) {
     println!(
-        "{:>4}  {:<12} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<5}  {}",
-        "id", "role", "term", "leader", "commit", "applied", "lag", "live", "note"
+        "{:>4}  {:<12} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<5}  note",
+        "id", "role", "term", "leader", "commit", "applied", "lag", "live"
     );
     for r in rs {
         println!(

@@ -1,0 +1,154 @@
+//! The library API used by replay/, on an in-process 3-node cluster (real TCP on loopback,
+//! real disks): propose without waiting, await_commit, the committed stream, leader/term,
+//! leadership notifications, NotLeader, group commit.
+#![allow(clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ft_consensus::config::{ClusterConfig, FsyncPolicy, NodeConfig};
+use ft_consensus::{CommittedEntry, Node, NodeError, NodeOptions};
+
+const T: Duration = Duration::from_secs(20);
+
+fn cluster(name: &str) -> (ClusterConfig, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("ftapi-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nodes = (1..=3)
+        .map(|id| NodeConfig {
+            id,
+            raft_addr: format!("127.0.0.1:{}", port()),
+            control_addr: None,
+            data_dir: dir.join(format!("n{id}")),
+            initial: true,
+        })
+        .collect();
+    let cfg = ClusterConfig {
+        cluster_name: name.into(),
+        tick_ms: 10,
+        election_ticks: 20,
+        heartbeat_ticks: 2,
+        fsync: FsyncPolicy::Always,
+        nodes,
+    };
+    (cfg, dir)
+}
+
+fn wait_leader(nodes: &[Arc<Node>]) -> Arc<Node> {
+    let t0 = Instant::now();
+    loop {
+        if let Some(l) = nodes.iter().find(|n| n.is_leader()) {
+            // Every node knows it.
+            if nodes.iter().all(|n| n.leader() == Some(l.id())) {
+                return l.clone();
+            }
+        }
+        assert!(t0.elapsed() < T, "no leader");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn collect(rx: &crossbeam_channel::Receiver<CommittedEntry>, batches: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while out.len() < batches {
+        let e = rx.recv_timeout(T).expect("committed entry");
+        out.extend(e.batches);
+    }
+    out
+}
+
+#[test]
+fn propose_await_stream_and_leadership() {
+    let (cfg, dir) = cluster("api");
+    let nodes: Vec<Arc<Node>> =
+        (1..=3).map(|id| Arc::new(Node::start(&cfg, id, NodeOptions::default()).unwrap())).collect();
+    let streams: Vec<_> = nodes.iter().map(|n| n.take_committed().unwrap()).collect();
+    assert!(nodes[0].take_committed().is_none(), "stream can be taken once");
+    let subs: Vec<_> = nodes.iter().map(|n| n.subscribe_leadership()).collect();
+    let leader = wait_leader(&nodes);
+    let term = leader.term();
+    assert!(term >= 2);
+
+    // A follower refuses and names the leader.
+    let f = nodes.iter().find(|n| n.id() != leader.id()).unwrap();
+    match f.propose(b"nope".to_vec()) {
+        Err(NodeError::NotLeader { leader: Some(l) }) => assert_eq!(l, leader.id()),
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+
+    // Many proposals submitted together: group commit into few entries, order kept.
+    let pending: Vec<_> = (0..500).map(|i| leader.submit(format!("b{i}").into_bytes()).unwrap()).collect();
+    let idx: Vec<u64> = pending.into_iter().map(|p| p.wait().unwrap()).collect();
+    assert!(idx.windows(2).all(|w| w[0] <= w[1]), "indexes are monotonic");
+    let last = *idx.last().unwrap();
+    leader.await_commit(last, Some(T)).unwrap();
+    let mut distinct = idx.clone();
+    distinct.dedup();
+    assert!(distinct.len() < 500, "500 proposals became {} entries", distinct.len());
+    let expect: Vec<Vec<u8>> = (0..500).map(|i| format!("b{i}").into_bytes()).collect();
+    for s in &streams {
+        assert_eq!(collect(s, 500), expect);
+    }
+
+    // Leadership notifications: stop the leader, the others announce a new one.
+    let old = leader.id();
+    for s in &subs {
+        while s.try_recv().is_ok() {}
+    }
+    leader.shutdown();
+    let t0 = Instant::now();
+    let mut seen = None;
+    'outer: while t0.elapsed() < T {
+        for (i, s) in subs.iter().enumerate() {
+            if nodes[i].id() == old {
+                continue;
+            }
+            if let Ok(ch) = s.recv_timeout(Duration::from_millis(10)) {
+                if let Some(l) = ch.leader.filter(|&l| l != old) {
+                    assert!(ch.term > term);
+                    seen = Some(l);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let new = seen.expect("a leadership change to a new leader");
+    let new_node = nodes.iter().find(|n| n.id() == new).unwrap();
+    let t0 = Instant::now();
+    while !new_node.is_leader() {
+        assert!(t0.elapsed() < T);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let i = new_node.propose(b"after".to_vec()).unwrap();
+    new_node.await_commit(i, Some(T)).unwrap();
+    // The stopped node's API reports it.
+    assert!(matches!(leader.propose(b"x".to_vec()), Err(NodeError::Stopped(_))));
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn restarted_node_redelivers_the_log_from_the_start() {
+    let (cfg, dir) = cluster("redeliver");
+    let mut nodes: Vec<Arc<Node>> =
+        (1..=3).map(|id| Arc::new(Node::start(&cfg, id, NodeOptions::default()).unwrap())).collect();
+    let leader = wait_leader(&nodes);
+    let mut last = 0;
+    for i in 0..20 {
+        last = leader.propose(format!("e{i}").into_bytes()).unwrap();
+    }
+    leader.await_commit(last, Some(T)).unwrap();
+    let victim = nodes.iter().position(|n| n.id() != leader.id()).unwrap();
+    let vid = nodes[victim].id();
+    nodes[victim].await_commit(last, Some(T)).unwrap();
+    nodes[victim].shutdown();
+    nodes[victim] = Arc::new(Node::start(&cfg, vid, NodeOptions::default()).unwrap());
+    let rx = nodes[victim].take_committed().unwrap();
+    let got = collect(&rx, 20);
+    let expect: Vec<Vec<u8>> = (0..20).map(|i| format!("e{i}").into_bytes()).collect();
+    assert_eq!(got, expect);
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(dir);
+}
