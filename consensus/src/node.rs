@@ -224,6 +224,9 @@ impl Node {
             pre_vote: true,
             // Merge consecutive appends to the same follower into one message.
             batch_append: true,
+            // A restarted node re-applies its log from the start: in bounded slices.
+            max_committed_size_per_ready: 16 << 20,
+            max_uncommitted_size: 256 << 20,
             ..Default::default()
         };
         rc.validate()?;
@@ -261,12 +264,23 @@ impl Node {
         let handle = std::thread::Builder::new()
             .name(format!("raft-driver-{id}"))
             .spawn(move || {
-                let res = driver.run(cmd_rx, msg_rx);
+                // raft-rs panics on broken invariants (e.g. unreadable storage); turn that
+                // into a stopped node instead of hanging its API.
+                let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run(cmd_rx, msg_rx)));
                 let why = match res {
-                    Ok(()) => "stopped".to_string(),
-                    Err(e) => {
+                    Ok(Ok(())) => "stopped".to_string(),
+                    Ok(Err(e)) => {
                         error!(driver.logger, "raft driver failed"; "err" => %e);
                         e.to_string()
+                    }
+                    Err(p) => {
+                        let msg = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "panic".into());
+                        error!(driver.logger, "raft driver panicked"; "panic" => &msg);
+                        format!("raft driver panicked: {msg}")
                     }
                 };
                 {

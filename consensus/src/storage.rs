@@ -15,8 +15,9 @@
 //! are written in one `write` per batch and `fdatasync`ed (policy `always`) before `commit`
 //! returns, which is before any message depending on them is sent.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -76,9 +77,27 @@ pub struct Recovery {
     pub truncate_reason: Option<String>,
 }
 
+/// Where entry `i` lives in the file.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    term: u64,
+    /// Offset of the record (its length field).
+    off: u64,
+    /// Whole record size, header included.
+    len: u32,
+}
+
+/// Entries kept decoded in memory (the newest ones); older ones are read back from the file.
+const CACHE_BYTES: usize = 32 << 20;
+
 #[derive(Default)]
 struct Core {
-    entries: Vec<Entry>,
+    /// One location per entry, `locs[i - first_index]`.
+    locs: Vec<Loc>,
+    /// The newest entries, decoded: indices `last_index - cache.len() + 1 ..= last_index`.
+    cache: VecDeque<Entry>,
+    cache_bytes: usize,
+    cache_limit: usize,
     snap: SnapshotMetadata,
     /// Index of the log entry that produced `snap.conf_state`... kept for restore.
     snap_conf_index: u64,
@@ -94,9 +113,12 @@ impl Core {
         self.snap.index + 1
     }
     fn last_index(&self) -> u64 {
-        self.entries.last().map_or(self.snap.index, |e| e.index)
+        self.snap.index + self.locs.len() as u64
     }
-    fn put_entry(&mut self, e: Entry) -> Result<(), String> {
+    fn cache_first(&self) -> u64 {
+        self.last_index() + 1 - self.cache.len() as u64
+    }
+    fn put_entry(&mut self, e: Entry, loc: Loc) -> Result<(), String> {
         if e.index <= self.snap.index {
             return Ok(());
         }
@@ -104,13 +126,28 @@ impl Core {
         if e.index > last + 1 {
             return Err(format!("entry {} leaves a gap after {}", e.index, last));
         }
+        // A conflicting entry replaces everything from its index on.
         let keep = (e.index - self.first_index()) as usize;
-        self.entries.truncate(keep);
-        self.entries.push(e);
+        self.locs.truncate(keep);
+        while self.cache.back().is_some_and(|c| c.index >= e.index) {
+            if let Some(c) = self.cache.pop_back() {
+                self.cache_bytes -= c.data.len() + c.context.len();
+            }
+        }
+        self.locs.push(loc);
+        self.cache_bytes += e.data.len() + e.context.len();
+        self.cache.push_back(e);
+        while self.cache_bytes > self.cache_limit && self.cache.len() > 1 {
+            if let Some(c) = self.cache.pop_front() {
+                self.cache_bytes -= c.data.len() + c.context.len();
+            }
+        }
         Ok(())
     }
     fn put_snapshot(&mut self, meta: SnapshotMetadata, conf_index: u64) {
-        self.entries.clear();
+        self.locs.clear();
+        self.cache.clear();
+        self.cache_bytes = 0;
         self.conf_state = meta.get_conf_state().clone();
         self.conf_index = conf_index;
         self.snap_conf_index = conf_index;
@@ -128,19 +165,24 @@ struct Writer {
     file: File,
     path: PathBuf,
     fsync: FsyncPolicy,
+    /// File length = where the next batch goes.
+    end: u64,
 }
 
 /// A batch of records written with one `write` (and one fsync).
 #[derive(Default)]
 pub struct WriteBatch {
     buf: Vec<u8>,
-    entries: Vec<Entry>,
+    /// Entries with their record's offset in `buf` and size.
+    entries: Vec<(Entry, u64, u32)>,
     hard_state: Option<HardState>,
     conf: Option<(ConfState, u64)>,
     snapshot: Option<(SnapshotMetadata, u64)>,
 }
 
-fn put_record(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) {
+/// Appends one record to `buf`; returns its offset in `buf` and its size.
+fn put_record(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) -> (u64, u32) {
+    let start = buf.len() as u64;
     let len = payload.len() as u32 + 1;
     let mut crc = crc32c::crc32c(&[kind]);
     crc = crc32c::crc32c_append(crc, payload);
@@ -148,6 +190,7 @@ fn put_record(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) {
     buf.extend_from_slice(&crc.to_le_bytes());
     buf.push(kind);
     buf.extend_from_slice(payload);
+    (start, len + 8)
 }
 
 impl WriteBatch {
@@ -157,8 +200,8 @@ impl WriteBatch {
     pub fn append(&mut self, ents: &[Entry]) {
         for e in ents {
             let bytes = e.write_to_bytes().unwrap_or_default();
-            put_record(&mut self.buf, KIND_ENTRY, &bytes);
-            self.entries.push(e.clone());
+            let (off, len) = put_record(&mut self.buf, KIND_ENTRY, &bytes);
+            self.entries.push((e.clone(), off, len));
         }
     }
     pub fn set_hard_state(&mut self, hs: &HardState) {
@@ -184,6 +227,8 @@ impl WriteBatch {
 #[derive(Clone)]
 pub struct DiskStorage {
     core: Arc<RwLock<Core>>,
+    /// Separate read handle for entries no longer cached (positional reads).
+    reader: Arc<File>,
     writer: Arc<parking_lot::Mutex<Writer>>,
 }
 
@@ -200,9 +245,13 @@ fn u64_prefix(p: &[u8]) -> Result<(u64, &[u8]), String> {
     Ok((u64::from_le_bytes(a), &p[8..]))
 }
 
-fn apply_record(core: &mut Core, kind: u8, p: &[u8]) -> Result<(), String> {
+fn apply_record(core: &mut Core, kind: u8, p: &[u8], off: u64, len: u32) -> Result<(), String> {
     match kind {
-        KIND_ENTRY => core.put_entry(decode::<Entry>(p)?),
+        KIND_ENTRY => {
+            let e = decode::<Entry>(p)?;
+            let loc = Loc { term: e.term, off, len };
+            core.put_entry(e, loc)
+        }
         KIND_HARD_STATE => {
             core.hard_state = decode::<HardState>(p)?;
             Ok(())
@@ -239,14 +288,14 @@ impl DiskStorage {
         if rc != 0 {
             return Err(StoreError::Locked { path });
         }
-        let mut data = Vec::new();
-        file.read_to_end(&mut data).map_err(io_err("read", &path))?;
-
-        let mut core = Core::default();
+        let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
+        let mut core = Core { cache_limit: CACHE_BYTES, ..Default::default() };
         let mut rec = Recovery::default();
-        let mut off: usize;
-        if data.len() < MAGIC.len() {
-            if !MAGIC.starts_with(&data) {
+        let mut off: u64;
+        if file_len < MAGIC.len() as u64 {
+            let mut head = Vec::new();
+            file.read_to_end(&mut head).map_err(io_err("read", &path))?;
+            if !MAGIC.starts_with(&head) {
                 return Err(StoreError::BadHeader { path });
             }
             // Empty or torn header: (re)write it.
@@ -255,35 +304,41 @@ impl DiskStorage {
             file.write_all(MAGIC).map_err(io_err("write header", &path))?;
             file.sync_all().map_err(io_err("fsync", &path))?;
             sync_dir(dir)?;
-            off = MAGIC.len();
+            off = MAGIC.len() as u64;
         } else {
-            if &data[..MAGIC.len()] != MAGIC {
+            let mut r = BufReader::with_capacity(1 << 20, &mut file);
+            let mut head = [0u8; 8];
+            r.read_exact(&mut head).map_err(io_err("read", &path))?;
+            if &head != MAGIC {
                 return Err(StoreError::BadHeader { path });
             }
-            off = MAGIC.len();
+            off = MAGIC.len() as u64;
+            let mut body = Vec::new();
             loop {
-                let rest = &data[off..];
-                if rest.is_empty() {
+                let rest = file_len - off;
+                if rest == 0 {
                     break;
                 }
-                let bad = |r: &str| Some(r.to_string());
-                let problem = if rest.len() < 9 {
-                    bad("torn record header")
+                let problem = if rest < 9 {
+                    Some("torn record header".to_string())
                 } else {
-                    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-                    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+                    let mut h = [0u8; 8];
+                    r.read_exact(&mut h).map_err(io_err("read", &path))?;
+                    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+                    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
                     if len == 0 || len > MAX_RECORD {
-                        bad("impossible record length")
-                    } else if rest.len() < 8 + len as usize {
-                        bad("torn record (shorter than its length)")
+                        Some("impossible record length".to_string())
+                    } else if rest < 8 + len as u64 {
+                        Some("torn record (shorter than its length)".to_string())
                     } else {
-                        let body = &rest[8..8 + len as usize];
-                        if crc32c::crc32c(body) != crc {
-                            bad("checksum mismatch")
+                        body.resize(len as usize, 0);
+                        r.read_exact(&mut body).map_err(io_err("read", &path))?;
+                        if crc32c::crc32c(&body) != crc {
+                            Some("checksum mismatch".to_string())
                         } else {
-                            match apply_record(&mut core, body[0], &body[1..]) {
+                            match apply_record(&mut core, body[0], &body[1..], off, len + 8) {
                                 Ok(()) => {
-                                    off += 8 + len as usize;
+                                    off += 8 + len as u64;
                                     rec.records += 1;
                                     None
                                 }
@@ -293,26 +348,29 @@ impl DiskStorage {
                     }
                 };
                 if let Some(reason) = problem {
-                    rec.truncated_bytes = (data.len() - off) as u64;
+                    rec.truncated_bytes = file_len - off;
                     warn!(logger, "raft log has a torn or corrupt tail; truncating it";
                         "path" => %path.display(), "offset" => off,
                         "dropped_bytes" => rec.truncated_bytes, "reason" => &reason);
                     rec.truncate_reason = Some(reason);
-                    file.set_len(off as u64).map_err(io_err("truncate", &path))?;
+                    drop(r);
+                    file.set_len(off).map_err(io_err("truncate", &path))?;
                     file.sync_all().map_err(io_err("fsync", &path))?;
                     break;
                 }
             }
         }
-        rec.valid_bytes = off as u64;
-        file.seek(SeekFrom::Start(off as u64)).map_err(io_err("seek", &path))?;
+        rec.valid_bytes = off;
+        file.seek(SeekFrom::Start(off)).map_err(io_err("seek", &path))?;
+        let reader = File::open(&path).map_err(io_err("open", &path))?;
         info!(logger, "opened raft log"; "path" => %path.display(), "records" => rec.records,
             "first_index" => core.first_index(), "last_index" => core.last_index(),
             "term" => core.hard_state.term, "commit" => core.hard_state.commit);
         Ok((
             DiskStorage {
                 core: Arc::new(RwLock::new(core)),
-                writer: Arc::new(parking_lot::Mutex::new(Writer { file, path, fsync })),
+                reader: Arc::new(reader),
+                writer: Arc::new(parking_lot::Mutex::new(Writer { file, path, fsync, end: off })),
             },
             rec,
         ))
@@ -321,7 +379,7 @@ impl DiskStorage {
     /// True when nothing was ever written (a brand new node).
     pub fn is_empty(&self) -> bool {
         let c = self.core.read();
-        c.snap.index == 0 && c.entries.is_empty() && c.hard_state == HardState::default()
+        c.snap.index == 0 && c.locs.is_empty() && c.hard_state == HardState::default()
     }
 
     /// Initializes a new cluster member: a bootstrap snapshot at index 1, term 1 whose conf
@@ -349,20 +407,33 @@ impl DiskStorage {
         if b.buf.is_empty() {
             return Ok(());
         }
-        {
+        let base = {
             let mut w = self.writer.lock();
-            let Writer { file, path, fsync } = &mut *w;
-            file.write_all(&b.buf).map_err(io_err("append to", path))?;
-            if *fsync == FsyncPolicy::Always {
-                file.sync_data().map_err(io_err("fdatasync", path))?;
+            let Writer { file, path, fsync, end } = &mut *w;
+            let base = *end;
+            let res = file.write_all(&b.buf).map_err(io_err("append to", path)).and_then(|()| {
+                if *fsync == FsyncPolicy::Always {
+                    file.sync_data().map_err(io_err("fdatasync", path))
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = res {
+                // Roll back a partial write so offsets stay right; the caller stops the node.
+                let _ = file.set_len(base);
+                let _ = file.seek(SeekFrom::Start(base));
+                return Err(e);
             }
-        }
+            *end += b.buf.len() as u64;
+            base
+        };
         if let Some((meta, ci)) = b.snapshot.take() {
             core.put_snapshot(meta, ci);
         }
-        for e in b.entries.drain(..) {
-            if let Err(reason) = core.put_entry(e) {
-                return Err(StoreError::Corrupt { path: self.writer.lock().path.clone(), offset: 0, reason });
+        for (e, off, len) in b.entries.drain(..) {
+            let loc = Loc { term: e.term, off: base + off, len };
+            if let Err(reason) = core.put_entry(e, loc) {
+                return Err(StoreError::Corrupt { path: self.writer.lock().path.clone(), offset: base + off, reason });
             }
         }
         if let Some((cs, idx)) = b.conf.take() {
@@ -374,6 +445,42 @@ impl DiskStorage {
         }
         core.hs_dirty = false;
         Ok(())
+    }
+
+    /// Reads one entry back from the file, checking its checksum again.
+    fn read_entry(&self, idx: u64, loc: Loc) -> Result<Entry, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let path = || self.writer.lock().path.clone();
+        let mut buf = vec![0u8; loc.len as usize];
+        self.reader.read_exact_at(&mut buf, loc.off).map_err(|source| StoreError::Io {
+            op: "read entry from",
+            path: path(),
+            source,
+        })?;
+        let bad = |reason: String| StoreError::Corrupt { path: path(), offset: loc.off, reason };
+        if buf.len() < 9 {
+            return Err(bad(format!("entry {idx} has an impossible size")));
+        }
+        let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        if crc32c::crc32c(&buf[8..]) != crc || buf[8] != KIND_ENTRY {
+            return Err(bad(format!("entry {idx} fails its checksum on read")));
+        }
+        let e: Entry = decode(&buf[9..]).map_err(bad)?;
+        if e.index != idx {
+            return Err(bad(format!("expected entry {idx}, found {}", e.index)));
+        }
+        Ok(e)
+    }
+
+    /// Changes how many bytes of recent entries stay decoded in memory (default 32 MiB).
+    pub fn set_cache_limit(&self, bytes: usize) {
+        let mut c = self.core.write();
+        c.cache_limit = bytes;
+        while c.cache_bytes > c.cache_limit && c.cache.len() > 1 {
+            if let Some(e) = c.cache.pop_front() {
+                c.cache_bytes -= e.data.len() + e.context.len();
+            }
+        }
     }
 
     /// Records a new commit index (persisted with the next write).
@@ -425,9 +532,23 @@ impl raft::Storage for DiskStorage {
         if high > c.last_index() + 1 || low > high {
             return Err(raft::Error::Store(RaftStorageError::Unavailable));
         }
-        let off = c.first_index();
-        let mut ents = c.entries[(low - off) as usize..(high - off) as usize].to_vec();
-        raft::util::limit_size(&mut ents, max_size.into());
+        let max = max_size.into().unwrap_or(u64::MAX);
+        let cache_first = c.cache_first();
+        let mut ents = Vec::with_capacity((high - low).min(1024) as usize);
+        let mut size = 0u64;
+        for idx in low..high {
+            let e = if idx >= cache_first {
+                c.cache[(idx - cache_first) as usize].clone()
+            } else {
+                let loc = c.locs[(idx - c.first_index()) as usize];
+                self.read_entry(idx, loc)?
+            };
+            size += protobuf::Message::compute_size(&e) as u64;
+            if !ents.is_empty() && size > max {
+                break;
+            }
+            ents.push(e);
+        }
         Ok(ents)
     }
 
@@ -442,7 +563,7 @@ impl raft::Storage for DiskStorage {
         if idx > c.last_index() {
             return Err(raft::Error::Store(RaftStorageError::Unavailable));
         }
-        Ok(c.entries[(idx - c.first_index()) as usize].term)
+        Ok(c.locs[(idx - c.first_index()) as usize].term)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
@@ -520,6 +641,45 @@ mod tests {
         assert_eq!(st.hard_state.commit, 3);
         assert_eq!(st.hard_state.vote, 1);
         assert_eq!(st.conf_state.voters, vec![1, 2, 3]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn old_entries_are_read_back_from_disk() {
+        let d = tmp("evict");
+        let (s, _) = DiskStorage::open(&d, FsyncPolicy::Never, &logger()).expect("open");
+        s.set_cache_limit(1000);
+        s.bootstrap(&[1]).expect("bootstrap");
+        let big = "x".repeat(300);
+        for i in 2..52u64 {
+            let mut b = WriteBatch::default();
+            b.append(&[ent(i, 2, &format!("{i}{big}"))]);
+            s.write(b).expect("write");
+        }
+        // Overwrite a suffix, as a new leader would.
+        let mut b = WriteBatch::default();
+        b.append(&[ent(40, 3, "new40"), ent(41, 3, "new41")]);
+        s.write(b).expect("write");
+        let check = |s: &DiskStorage| {
+            assert_eq!(s.last_index().expect("li"), 41);
+            let es = s.entries(2, 42, None, GetEntriesContext::empty(false)).expect("ents");
+            assert_eq!(es.len(), 40);
+            for e in &es[..38] {
+                assert_eq!(e.data.to_vec(), format!("{}{big}", e.index).into_bytes());
+            }
+            assert_eq!(&es[38].data[..], b"new40");
+            assert_eq!(s.term(39).expect("t"), 2);
+            assert_eq!(s.term(41).expect("t"), 3);
+            // max_size limits the batch but always returns at least one entry.
+            let few = s.entries(2, 42, Some(700), GetEntriesContext::empty(false)).expect("ents");
+            assert!(!few.is_empty() && few.len() < 5, "{}", few.len());
+        };
+        check(&s);
+        assert!(s.core.read().cache.len() < 10, "cache bounded");
+        drop(s);
+        let (s, _) = DiskStorage::open(&d, FsyncPolicy::Never, &logger()).expect("reopen");
+        s.set_cache_limit(1000);
+        check(&s);
         let _ = std::fs::remove_dir_all(&d);
     }
 
