@@ -169,6 +169,7 @@ impl Recorder<'_> {
     }
 
     fn run(&mut self, first: Stopped) -> Result<Outcome> {
+        let pid = first.pid();
         let mut running = first.cont(None)?;
         loop {
             let stopped = match running.wait()? {
@@ -176,24 +177,30 @@ impl Recorder<'_> {
                 Waited::Killed(sig) => return self.finish(Exit { code: 0, signal: sig as i32 }),
                 Waited::Stopped(s) => s,
             };
-            running =
-                match stopped.stop {
-                    Stop::Seccomp => match self.on_syscall(stopped)? {
-                        Flow::Go(r) => r,
-                        Flow::Ended(exit) => return self.finish(exit),
-                    },
-                    Stop::Signal(sig) => self.on_signal(stopped, sig)?,
-                    Stop::NewTask(child) => return Err(SessionError::Unsupported {
-                        what: format!("the program created a new task ({child})"),
-                        why: "ftexec records one thread of one process so far (threads and child processes: issue #3)"
-                            .into(),
-                    }),
-                    Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None)?,
-                };
+            let handled = match stopped.stop {
+                Stop::Seccomp => self.on_syscall(stopped),
+                Stop::Signal(sig) => self.on_signal(stopped, sig).map(Flow::Go),
+                Stop::NewTask(child) => Err(SessionError::Unsupported {
+                    what: format!("the program created a new task ({child})"),
+                    why: "ftexec records one thread of one process so far (threads and child processes: issue #3)"
+                        .into(),
+                }),
+                Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None).map(Flow::Go).map_err(Into::into),
+            };
+            running = match handled {
+                Ok(Flow::Go(r)) => r,
+                Ok(Flow::Ended(exit)) => return self.finish(exit),
+                // Killed (kill -9) while we handled its stop: record the death it died.
+                Err(SessionError::Trace(e)) if e.is_gone() => Running::adopt(pid),
+                Err(e) => return Err(e),
+            };
         }
     }
 
     fn finish(&mut self, exit: Exit) -> Result<Outcome> {
+        if exit.signal == libc::SIGSYS {
+            warn!(self.log, "the program was killed by SIGSYS: it made a syscall of another architecture (32-bit int 0x80 or x32), which the filter refuses");
+        }
         let status = exit.status();
         self.emit(Kind::Exit(exit))?;
         Ok(Outcome { status, events: self.events })

@@ -262,17 +262,22 @@ impl Replayer<'_> {
                 Waited::Killed(sig) => return self.finish(Exit { code: 0, signal: sig as i32 }),
                 Waited::Stopped(s) => s,
             };
-            running = match stopped.stop {
-                Stop::Seccomp => match self.on_syscall(stopped)? {
-                    Step::Go(r) => r,
-                    Step::Done(o) => return Ok(o),
-                },
-                Stop::Signal(sig) => self.on_signal(stopped, sig)?,
+            let handled = match stopped.stop {
+                Stop::Seccomp => self.on_syscall(stopped),
+                Stop::Signal(sig) => self.on_signal(stopped, sig).map(Step::Go),
                 Stop::NewTask(child) => {
                     let index = self.source.position();
-                    return Err(self.diverge(index, "no new task".into(), format!("creation of task {child}")));
+                    Err(self.diverge(index, "no new task".into(), format!("creation of task {child}")))
                 }
-                Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None)?,
+                Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None).map(Step::Go).map_err(Into::into),
+            };
+            running = match handled {
+                Ok(Step::Go(r)) => r,
+                Ok(Step::Done(o)) => return Ok(o),
+                // Killed while we handled its stop (by us, reproducing a recorded kill -9, or from
+                // outside): the log's end says whether that death was expected.
+                Err(SessionError::Trace(e)) if e.is_gone() => Running::adopt(self.pid),
+                Err(e) => return Err(e),
             };
             self.inject_async()?;
         }
@@ -325,6 +330,16 @@ impl Replayer<'_> {
                 ));
             }
             _ => {}
+        }
+        // The recorded run was killed here (kill -9 takes a tracee out of any stop, rr #3581):
+        // skip the syscall and die the same death.
+        if let Some(Event { kind: Some(Kind::Exit(e)) }) = self.source.peek_event()? {
+            if let (true, Ok(sig)) = (e.signal != 0, Sig::try_from(e.signal)) {
+                regs.skip_with(-i64::from(libc::EINTR));
+                t.set_regs(&regs)?;
+                let _ = nix::sys::signal::kill(t.pid(), sig);
+                return Ok(Step::Go(t.cont(None)?));
+            }
         }
         let (index, ev) = self.next()?;
         let s = match ev.kind {

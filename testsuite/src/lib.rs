@@ -184,6 +184,16 @@ fn lock(buf: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
 }
 
 impl Running {
+    /// The stdout collected so far.
+    pub fn stdout_so_far(&self) -> Vec<u8> {
+        lock(&self.stdout).clone()
+    }
+
+    /// The process id (None once waited for).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Waits for the process to exit and its output pipes to close. Panics
     /// (after killing its process group) if that takes longer than
     /// [`TIMEOUT`] from the start.
