@@ -1,4 +1,4 @@
-//! Test harness: real node processes (`ft-consensus-node --test-mode`) on 127.0.0.1 with
+//! Test harness: real node processes (`ft-consensus-node --test-mode`) on 127.0.0.<id> with
 //! random free ports, real sockets and real data directories.
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -14,9 +14,19 @@ use serde_json::Value;
 
 pub const NODE_BIN: &str = env!("CARGO_BIN_EXE_ft-consensus-node");
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+/// A free port on `ip` (the kernel picks it; released before the node binds it).
+fn free_port_on(ip: &str) -> u16 {
+    let l = TcpListener::bind(format!("{ip}:0")).expect("bind a free port");
     l.local_addr().expect("local addr").port()
+}
+
+fn free_port() -> u16 {
+    free_port_on("127.0.0.1")
+}
+
+/// Node `id` lives on 127.0.0.<id> (all of 127/8 is loopback on Linux).
+fn node_ip(id: u64) -> String {
+    format!("127.0.0.{}", id.clamp(1, 254))
 }
 
 /// One committed batch as the test node writes it: `index term text`.
@@ -49,8 +59,8 @@ impl Cluster {
         let nodes = (1..=n + extra)
             .map(|id| NodeConfig {
                 id,
-                raft_addr: format!("127.0.0.1:{}", free_port()),
-                control_addr: Some(format!("127.0.0.1:{}", free_port())),
+                raft_addr: format!("{}:{}", node_ip(id), free_port_on(&node_ip(id))),
+                control_addr: Some(format!("{}:{}", node_ip(id), free_port_on(&node_ip(id)))),
                 data_dir: PathBuf::from(format!("node{id}")),
                 initial: id <= n,
             })
