@@ -66,8 +66,17 @@ fn ten_thousand_proposals_same_order_everywhere() {
 }
 
 #[test]
-fn kill_leader_during_proposals_loses_nothing_committed() {
-    let mut c = Cluster::new("killleader", 3, 0, FsyncPolicy::Always);
+fn kill_leader_during_proposals_loses_nothing_committed_3_nodes() {
+    kill_leader_during_proposals(3);
+}
+
+#[test]
+fn kill_leader_during_proposals_loses_nothing_committed_5_nodes() {
+    kill_leader_during_proposals(5);
+}
+
+fn kill_leader_during_proposals(n: u64) {
+    let mut c = Cluster::new(&format!("killleader{n}"), n, 0, FsyncPolicy::Always);
     c.start_all();
     let old = c.wait_leader(T);
     // A proposer thread keeps committing batches while the leader is killed under it.
@@ -96,9 +105,12 @@ fn kill_leader_during_proposals_loses_nothing_committed() {
     };
     wait_batches(20);
     c.kill(old);
+    let killed_at = std::time::Instant::now();
     let at_kill = count.load(Ordering::SeqCst);
     let new = c.wait_leader(T);
     assert_ne!(new, old, "a new leader took over");
+    // Informational only (election timeout here: 200-400 ms).
+    eprintln!("{n} nodes: new leader {new} {:?} after kill -9 of {old}", killed_at.elapsed());
     wait_batches(at_kill + 20);
     stop.store(true, Ordering::SeqCst);
     let acked = proposer.join().expect("proposer thread");
