@@ -90,6 +90,7 @@ pub struct Transport {
     stats: Arc<TransportStats>,
     stop: Arc<AtomicBool>,
     local_addr: SocketAddr,
+    accept: Mutex<Option<thread::JoinHandle<()>>>,
 }
 
 fn write_frame(buf: &mut Vec<u8>, m: &Message) {
@@ -112,18 +113,29 @@ impl Transport {
             stats: Arc::new(TransportStats::default()),
             stop: Arc::new(AtomicBool::new(false)),
             local_addr,
+            accept: Mutex::new(None),
         });
         let faults = t.faults.clone();
         let stats = t.stats.clone();
         let stop = t.stop.clone();
-        thread::Builder::new()
+        listener.set_nonblocking(true).map_err(|source| TransportError::Bind { addr: listen.to_string(), source })?;
+        let handle = thread::Builder::new()
             .name("raft-accept".into())
             .spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
+                // Polls so that `shutdown` can stop it and release the port promptly.
+                while !stop.load(Ordering::SeqCst) {
+                    let conn = match listener.accept() {
+                        Ok((c, _)) => c,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                        Err(_) => {
+                            thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                    };
+                    let _ = conn.set_nonblocking(false);
                     let (inbox, faults, stats, stop, logger) =
                         (inbox.clone(), faults.clone(), stats.clone(), stop.clone(), logger.clone());
                     let _ = thread::Builder::new()
@@ -132,6 +144,7 @@ impl Transport {
                 }
             })
             .map_err(TransportError::Spawn)?;
+        *t.accept.lock() = Some(handle);
         Ok(t)
     }
 
@@ -193,12 +206,14 @@ impl Transport {
         }
     }
 
-    /// Stops the threads (best effort; connections close when peers notice).
+    /// Stops the threads and closes the listening socket before returning (readers and
+    /// senders notice within ~0.5 s; their connections then close).
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.peers.lock().clear();
-        // Wake the accept loop.
-        let _ = TcpStream::connect_timeout(&self.local_addr, Duration::from_millis(100));
+        if let Some(h) = self.accept.lock().take() {
+            let _ = h.join();
+        }
     }
 }
 
