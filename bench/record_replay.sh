@@ -14,13 +14,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 gcc -O2 -o "$work/loop" bench/c/loop.c
 
-# median wall time in ms of a command, over $RUNS runs
+# Median CPU time in microseconds (user + system, of the command and its children: for ftexec
+# that is tracer + tracee) over $RUNS runs. CPU time, not wall time, so that another process
+# competing for the 2 cores does not show up as ptrace cost.
 ms() {
   local t=()
   for _ in $(seq "$RUNS"); do
-    local s e
-    s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "bench: failed: $*" >&2; exit 1; }; e=$(date +%s%N)
-    t+=($(( (e - s) / 1000 )))
+    if [ -n "${PREP:-}" ]; then $PREP; fi
+    local out
+    out=$( { TIMEFORMAT='%3U %3S'; time "$@" >/dev/null 2>&1; } 2>&1 ) || { echo "bench: failed: $*" >&2; exit 1; }
+    t+=($(awk -v u="${out% *}" -v s="${out#* }" 'BEGIN { printf "%d", (u + s) * 1000000 }'))
   done
   printf '%s\n' "${t[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
 }
@@ -35,21 +38,25 @@ SQL
 }
 sqlite_script > "$work/script.sql"
 mkdir -p "$work/db0"
-run_sqlite_native() { rm -rf "$work/dbn"; cp -a "$work/db0" "$work/dbn"; sqlite3 "$work/dbn/x.db" < "$work/script.sql"; }
-run_sqlite_record() { rm -rf "$work/dbr"; cp -a "$work/db0" "$work/dbr"; "$FT" record -q --data-dir "$work/dbr" -o "$work/sql.ftlog" -- sqlite3 "$work/dbr/x.db" ".read $work/script.sql"; }
-run_sqlite_replay() { rm -rf "$work/dbp"; cp -a "$work/db0" "$work/dbp"; "$FT" replay -q --data-dir "$work/dbp" "$work/sql.ftlog"; }
+fresh() { rm -rf "$work/db"; cp -a "$work/db0" "$work/db"; }
 
 printf '%-34s %12s %12s %12s %12s\n' "workload" "native" "bare stop" "record" "replay"
+# Per-syscall cost = (time for 2N calls - time for N calls) / N: start-up costs cancel out.
 for kind in clock allowed; do
-  nat=$(ms "$work/loop" "$kind" "$N")
-  bare=$(ms "$BARE" "$work/loop" "$kind" "$N")
-  rec=$(ms "$FT" record -q -o "$work/$kind.ftlog" -- "$work/loop" "$kind" "$N")
-  rep=$(ms "$FT" replay -q "$work/$kind.ftlog")
-  per() { awk -v t="$1" -v n="$N" 'BEGIN { printf "%.2f us", t / n }'; }
-  printf '%-34s %12s %12s %12s %12s\n' "$N x $kind (per syscall)" "$(per "$nat")" "$(per "$bare")" "$(per "$rec")" "$(per "$rep")"
+  N2=$((2 * N))
+  nat=$(( $(ms "$work/loop" "$kind" "$N2") - $(ms "$work/loop" "$kind" "$N") ))
+  bare=$(( $(ms "$BARE" "$work/loop" "$kind" "$N2") - $(ms "$BARE" "$work/loop" "$kind" "$N") ))
+  rec2=$(ms "$FT" record -q -o "$work/$kind.2.ftlog" -- "$work/loop" "$kind" "$N2")
+  rec1=$(ms "$FT" record -q -o "$work/$kind.ftlog" -- "$work/loop" "$kind" "$N")
+  rep=$(( $(ms "$FT" replay -q "$work/$kind.2.ftlog") - $(ms "$FT" replay -q "$work/$kind.ftlog") ))
+  rec=$((rec2 - rec1))
+  per() { awk -v t="$1" -v n="$N" 'BEGIN { printf "%.3f us", t / n }'; }
+  printf '%-34s %12s %12s %12s %12s\n' "$kind syscall (per call)" "$(per "$nat")" "$(per "$bare")" "$(per "$rec")" "$(per "$rep")"
+  ratios="${ratios:-}$kind: record/bare $(awk -v a="$rec" -v b="$bare" 'BEGIN { printf "%.2f", a / b }'), record/native $(awk -v a="$rec" -v b="$nat" 'BEGIN { printf "%.2f", a / b }'), replay/record $(awk -v a="$rep" -v b="$rec" 'BEGIN { printf "%.2f", a / b }'); "
 done
-nat=$(ms run_sqlite_native)
-rec=$(ms run_sqlite_record)
-rep=$(ms run_sqlite_replay)
+nat=$(PREP=fresh ms sqlite3 "$work/db/x.db" ".read $work/script.sql")
+rec=$(PREP=fresh ms "$FT" record -q --data-dir "$work/db" -o "$work/sql.ftlog" -- sqlite3 "$work/db/x.db" ".read $work/script.sql")
+rep=$(PREP=fresh ms "$FT" replay -q --data-dir "$work/db" "$work/sql.ftlog")
 printf '%-34s %12s %12s %12s %12s\n' "sqlite3 20k-row script (total)" "$((nat / 1000)) ms" "-" "$((rec / 1000)) ms" "$((rep / 1000)) ms"
+echo "ratios: $ratios"
 echo "log sizes: clock $(( $(stat -c %s "$work/clock.ftlog") / 1024 )) KiB, allowed $(( $(stat -c %s "$work/allowed.ftlog") / 1024 )) KiB, sqlite $(( $(stat -c %s "$work/sql.ftlog") / 1024 )) KiB"

@@ -202,6 +202,16 @@ impl LogReader {
         Ok(Some(()))
     }
 
+    /// Checks every remaining record's length and checksum without decoding; returns how many
+    /// records there were.
+    pub fn verify_rest(&mut self) -> Result<u64, LogError> {
+        let mut n = 0;
+        while self.next_payload()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// The next event, or None at the end of the log.
     pub fn next_event(&mut self) -> Result<Option<Event>, LogError> {
         match self.next_payload()? {

@@ -44,8 +44,7 @@ impl FileSource {
     /// Opens a log after checking every record's checksum, so a damaged log is refused before
     /// the program prints anything.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut check = LogReader::open(path)?;
-        while check.next_event()?.is_some() {}
+        LogReader::open(path)?.verify_rest()?;
         Ok(FileSource { reader: LogReader::open(path)?, peeked: None, pos: 0 })
     }
     pub fn header(&self) -> &Header {
