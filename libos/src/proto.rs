@@ -130,6 +130,12 @@ pub struct Syscall {
     pub path: Vec<u8>,
     #[prost(bytes = "vec", tag = "12")]
     pub file_hash: Vec<u8>,
+    /// The path argument(s) of path syscalls (two joined by a NUL), for humans and debuggers.
+    #[prost(bytes = "vec", tag = "13")]
+    pub path_arg: Vec<u8>,
+    /// The task (thread) that made the syscall: 0 for the first one, then in creation order.
+    #[prost(uint32, tag = "14")]
+    pub task: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -343,6 +343,10 @@ impl Recorder<'_> {
             args: args.to_vec(),
             input_digest: if input.is_empty() { Vec::new() } else { digest::short(&input) },
             ret,
+            path_arg: match spec.input {
+                ft_libos::table::Input::Path(_) | ft_libos::table::Input::Paths(..) => input.clone(),
+                _ => Vec::new(),
+            },
             ..Default::default()
         };
         let regions = capture::regions(&t, spec.writes, &args, ret)?;
