@@ -52,11 +52,17 @@ pub enum NodeError {
     Timeout { index: u64 },
     #[error("the node has stopped: {0}")]
     Stopped(String),
+    #[error("proposal of {size} bytes is larger than the maximum of {max} bytes")]
+    TooLarge { size: usize, max: usize },
     #[error("cannot start node thread: {0}")]
     Spawn(#[source] std::io::Error),
 }
 
 pub type Result<T, E = NodeError> = std::result::Result<T, E>;
+
+/// Largest single proposal: well under the transport's 64 MiB frame limit, so an entry always
+/// fits in one message.
+pub const MAX_PROPOSAL: usize = 16 << 20;
 
 /// A node's Raft role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -316,6 +322,9 @@ impl Node {
 
     /// Hands a batch to the driver without waiting for anything.
     pub fn submit(&self, batch: Vec<u8>) -> Result<PendingProposal> {
+        if batch.len() > MAX_PROPOSAL {
+            return Err(NodeError::TooLarge { size: batch.len(), max: MAX_PROPOSAL });
+        }
         let (tx, rx) = bounded(1);
         self.send(Cmd::Propose(batch, tx))?;
         Ok(PendingProposal(rx))
@@ -652,6 +661,7 @@ impl Driver {
         if let Some(hs) = rd.hs() {
             b.set_hard_state(hs);
         }
+        b.set_must_sync(rd.must_sync());
         self.store.write(b).map_err(|e| self.store_err(e))?;
         // 5. Messages that must wait for persistence.
         self.transport.send(rd.take_persisted_messages());

@@ -178,6 +178,9 @@ pub struct WriteBatch {
     hard_state: Option<HardState>,
     conf: Option<(ConfState, u64)>,
     snapshot: Option<(SnapshotMetadata, u64)>,
+    /// Skip the fsync (policy `always`) for this batch: only allowed when raft says the
+    /// batch need not be durable before acting on it (`Ready::must_sync() == false`).
+    no_sync: bool,
 }
 
 /// Appends one record to `buf`; returns its offset in `buf` and its size.
@@ -196,6 +199,10 @@ fn put_record(buf: &mut Vec<u8>, kind: u8, payload: &[u8]) -> (u64, u32) {
 impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
+    }
+    /// See `Ready::must_sync`: a batch holding only a new commit index need not be fsynced.
+    pub fn set_must_sync(&mut self, must: bool) {
+        self.no_sync = !must;
     }
     pub fn append(&mut self, ents: &[Entry]) {
         for e in ents {
@@ -412,7 +419,7 @@ impl DiskStorage {
             let Writer { file, path, fsync, end } = &mut *w;
             let base = *end;
             let res = file.write_all(&b.buf).map_err(io_err("append to", path)).and_then(|()| {
-                if *fsync == FsyncPolicy::Always {
+                if *fsync == FsyncPolicy::Always && !b.no_sync {
                     file.sync_data().map_err(io_err("fdatasync", path))
                 } else {
                     Ok(())

@@ -152,3 +152,15 @@ fn restarted_node_redelivers_the_log_from_the_start() {
     drop(nodes);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn oversized_proposal_is_refused() {
+    let (cfg, dir) = cluster("big");
+    let n = Node::start(&cfg, 1, NodeOptions::default()).unwrap();
+    match n.propose(vec![0u8; ft_consensus::node::MAX_PROPOSAL + 1]) {
+        Err(NodeError::TooLarge { size, max }) => assert!(size > max),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    drop(n);
+    let _ = std::fs::remove_dir_all(dir);
+}
