@@ -10,6 +10,7 @@
 //!   (group commit), waits for their indexes, replies with how many were accepted
 //! - `await <index> <timeout_ms>` → waits until applied here
 //! - `isolate on|off` → drop all Raft traffic to and from this node
+//! - `fail-disk on|off` → make every later log write fail (the node then stops)
 //! - `campaign` → start an election here
 
 use std::io::{BufRead, BufReader, Write};
@@ -156,6 +157,11 @@ fn handle_line(line: &str, node: &Node, test_mode: bool) -> Value {
             let on = args.first() == Some(&"on");
             node.faults().set_isolated(on);
             json!({"ok": true, "isolated": on})
+        }
+        ("fail-disk", true) => {
+            let on = args.first() == Some(&"on");
+            node.inject_disk_failure(on);
+            json!({"ok": true, "fail_disk": on})
         }
         ("campaign", true) => match node.campaign() {
             Ok(()) => json!({"ok": true}),

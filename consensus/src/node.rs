@@ -168,6 +168,9 @@ pub struct Node {
     cmd_tx: Sender<Cmd>,
     inner: Arc<Inner>,
     transport: Arc<Transport>,
+    /// Fault injection: makes the storage's writes fail (the store itself stays with the driver,
+    /// so its file lock is released when the driver stops).
+    disk_fault: Arc<std::sync::atomic::AtomicBool>,
     committed_rx: Mutex<Option<Receiver<CommittedEntry>>>,
     driver: Mutex<Option<JoinHandle<()>>>,
 }
@@ -253,9 +256,11 @@ impl Node {
         let (cmd_tx, cmd_rx) = unbounded();
         let (committed_tx, committed_rx) = unbounded();
         let conf_applied = store.conf_state().1;
+        let disk_fault = store.write_fault_switch();
         let mut driver = Driver {
             raw,
             store,
+            data_dir_field: cfg.node_field(id, "data_dir"),
             transport: transport.clone(),
             inner: inner.clone(),
             logger: logger.clone(),
@@ -303,6 +308,7 @@ impl Node {
             cmd_tx,
             inner,
             transport,
+            disk_fault,
             committed_rx: Mutex::new(Some(committed_rx)),
             driver: Mutex::new(Some(handle)),
         })
@@ -422,6 +428,12 @@ impl Node {
         self.send(Cmd::Campaign)
     }
 
+    /// Disk fault injection: every later log write fails (as on a dead disk), which stops the
+    /// node with a storage error.
+    pub fn inject_disk_failure(&self, on: bool) {
+        self.disk_fault.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Transport fault injection.
     pub fn faults(&self) -> &Arc<Faults> {
         self.transport.faults()
@@ -472,6 +484,7 @@ struct Driver {
     transport: Arc<Transport>,
     inner: Arc<Inner>,
     logger: Logger,
+    data_dir_field: String,
     committed_tx: Sender<CommittedEntry>,
     /// index -> term of entries this node proposed, until they are applied.
     proposed: HashMap<u64, u64>,
@@ -677,7 +690,7 @@ impl Driver {
     }
 
     fn store_err(&self, source: StoreError) -> NodeError {
-        NodeError::Storage { field: "data_dir".into(), source }
+        NodeError::Storage { field: self.data_dir_field.clone(), source }
     }
 
     fn apply(&mut self, ents: Vec<Entry>) -> Result<()> {

@@ -20,6 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -236,6 +237,8 @@ pub struct DiskStorage {
     core: Arc<RwLock<Core>>,
     /// Separate read handle for entries no longer cached (positional reads).
     reader: Arc<File>,
+    /// Fault injection: when set, writes fail with an I/O error.
+    fail_writes: Arc<AtomicBool>,
     writer: Arc<parking_lot::Mutex<Writer>>,
 }
 
@@ -377,6 +380,7 @@ impl DiskStorage {
             DiskStorage {
                 core: Arc::new(RwLock::new(core)),
                 reader: Arc::new(reader),
+                fail_writes: Arc::new(AtomicBool::new(false)),
                 writer: Arc::new(parking_lot::Mutex::new(Writer { file, path, fsync, end: off })),
             },
             rec,
@@ -413,6 +417,13 @@ impl DiskStorage {
         }
         if b.buf.is_empty() {
             return Ok(());
+        }
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Io {
+                op: "append to",
+                path: self.writer.lock().path.clone(),
+                source: std::io::Error::other("injected disk failure"),
+            });
         }
         let base = {
             let mut w = self.writer.lock();
@@ -477,6 +488,11 @@ impl DiskStorage {
             return Err(bad(format!("expected entry {idx}, found {}", e.index)));
         }
         Ok(e)
+    }
+
+    /// The switch that makes writes fail (fault injection for tests).
+    pub fn write_fault_switch(&self) -> Arc<AtomicBool> {
+        self.fail_writes.clone()
     }
 
     /// Changes how many bytes of recent entries stay decoded in memory (default 32 MiB).

@@ -87,3 +87,30 @@ fn bad_config_is_a_clear_error() {
     assert!(err.contains("no node with id 9"), "{err}");
     let _ = PathBuf::new();
 }
+
+#[test]
+fn leader_whose_disk_fails_stops_with_a_clear_error_and_the_rest_continues() {
+    let mut c = Cluster::new("diskfail", 3, 0, FsyncPolicy::Always);
+    c.start_all();
+    let l = c.wait_leader(T);
+    c.propose_committed("before", T);
+    let v = c.cmd(l, "fail-disk on").unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    // The next write on the leader fails; the process exits with the error.
+    let _ = c.propose(l, "doomed");
+    let status = c.wait_exit(l, T);
+    assert!(!status.success(), "exited with {status}");
+    let err = c.stderr(l);
+    eprintln!("{}", common::tail(&err, 400));
+    assert!(err.contains("injected disk failure"), "{err}");
+    assert!(err.contains(&format!("node[{}].data_dir", l - 1)), "{err}");
+    // The other two elect a leader and commit.
+    let new = c.wait_leader(T);
+    assert_ne!(new, l);
+    c.propose_committed("after", T);
+    let rest: Vec<u64> = c.running();
+    c.wait_converged(&rest, T);
+    let log = c.assert_identical(&rest);
+    let texts = common::texts(&log);
+    assert!(texts.contains(&"before".to_string()) && texts.contains(&"after".to_string()));
+}

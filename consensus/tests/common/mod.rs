@@ -148,6 +148,20 @@ impl Cluster {
         }
     }
 
+    /// Waits for node `id` to exit by itself; returns its exit status.
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> std::process::ExitStatus {
+        let t0 = Instant::now();
+        loop {
+            let c = self.procs.get_mut(&id).expect("node not running");
+            if let Ok(Some(st)) = c.try_wait() {
+                self.procs.remove(&id);
+                return st;
+            }
+            assert!(t0.elapsed() < timeout, "node {id} did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stderr(&self, id: u64) -> String {
         std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
     }
