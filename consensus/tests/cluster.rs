@@ -253,4 +253,23 @@ fn add_and_remove_a_node() {
     let rest: Vec<u64> = all.iter().copied().filter(|&x| x != l).collect();
     let voters = c.status(new).unwrap()["voters"].clone();
     assert_eq!(voters, serde_json::json!(rest));
+    // Membership survives a restart of everyone (conf state from disk, conf changes in the log
+    // not re-applied out of order).
+    c.wait_converged(&rest, T);
+    let before = c.assert_identical(&rest);
+    for id in c.running() {
+        c.kill(id);
+    }
+    for &id in &rest {
+        c.start(id);
+    }
+    let leader = c.wait_leader(T);
+    assert!(rest.contains(&leader));
+    for &id in &rest {
+        assert_eq!(c.status(id).unwrap()["voters"], serde_json::json!(rest), "node {id}");
+    }
+    c.propose_committed("after-restart", T);
+    c.wait_converged(&rest, T);
+    let after = c.assert_identical(&rest);
+    assert_eq!(&after[..before.len()], &before[..]);
 }
