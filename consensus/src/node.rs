@@ -134,26 +134,35 @@ impl Default for NodeOptions {
     }
 }
 
+/// The exact identity of a proposed entry: its index and the term it was proposed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct EntryId {
+    pub index: u64,
+    pub term: u64,
+}
+
 enum Cmd {
-    Propose(Vec<u8>, Sender<Result<u64>>),
-    ConfChange(ConfChange, Sender<Result<u64>>),
+    Propose(Vec<u8>, Sender<Result<EntryId>>),
+    ConfChange(ConfChange, Sender<Result<EntryId>>),
     Campaign,
     Stop,
 }
 
-fn outcome(s: &Shared, index: u64) -> Result<()> {
-    match s.outcomes.get(&index) {
-        Some(false) => Err(NodeError::Dropped { index }),
-        _ => Ok(()),
-    }
+/// What was applied at an index.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    /// Term of the entry committed at this index.
+    term: u64,
+    /// Term in which this node last proposed at this index, if it did.
+    mine: Option<u64>,
 }
 
 struct Shared {
     status: Status,
-    /// Threads in `await_commit`, by index.
-    waiters: BTreeMap<u64, Vec<Sender<bool>>>,
-    /// index -> whether the entry committed there is the one this node proposed.
-    outcomes: BTreeMap<u64, bool>,
+    /// Threads waiting for an index to be applied.
+    waiters: BTreeMap<u64, Vec<Sender<Option<Outcome>>>>,
+    /// The last 65,536 applied indexes.
+    outcomes: BTreeMap<u64, Outcome>,
     stopped: Option<String>,
 }
 
@@ -176,10 +185,15 @@ pub struct Node {
 }
 
 /// A proposal handed to the driver; `wait` returns its log index (not its commit).
-pub struct PendingProposal(Receiver<Result<u64>>);
+pub struct PendingProposal(Receiver<Result<EntryId>>);
 
 impl PendingProposal {
+    /// The index of the entry carrying the proposal.
     pub fn wait(self) -> Result<u64> {
+        self.wait_entry().map(|e| e.index)
+    }
+    /// Index and term of the entry carrying the proposal (for [`Node::await_entry`]).
+    pub fn wait_entry(self) -> Result<EntryId> {
         self.0.recv().unwrap_or_else(|_| Err(NodeError::Stopped("driver exited".into())))
     }
 }
@@ -342,13 +356,37 @@ impl Node {
         self.submit(batch)?.wait()
     }
 
+    /// Like [`Node::propose`], returning index and term, for the exact [`Node::await_entry`].
+    pub fn propose_entry(&self, batch: Vec<u8>) -> Result<EntryId> {
+        self.submit(batch)?.wait_entry()
+    }
+
     /// Waits until the entry at `index` is committed and applied on this node. Fails with
-    /// `Dropped` if this node proposed at `index` but another leader's entry won there.
+    /// `Dropped` if this node proposed at `index` but another leader's entry won there. (If this
+    /// node proposed at `index` twice, in two terms, the latest proposal is the one checked;
+    /// [`Node::await_entry`] is exact.)
     pub fn await_commit(&self, index: u64, timeout: Option<Duration>) -> Result<()> {
+        match self.wait_applied(index, timeout)? {
+            Some(Outcome { term, mine: Some(m) }) if m != term => Err(NodeError::Dropped { index }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until the entry `id` is committed and applied here; `Dropped` if a different entry
+    /// (another term) committed at its index. Indexes more than 65,536 entries behind the
+    /// applied index are no longer checked and return Ok.
+    pub fn await_entry(&self, id: EntryId, timeout: Option<Duration>) -> Result<()> {
+        match self.wait_applied(id.index, timeout)? {
+            Some(o) if o.term != id.term => Err(NodeError::Dropped { index: id.index }),
+            _ => Ok(()),
+        }
+    }
+
+    fn wait_applied(&self, index: u64, timeout: Option<Duration>) -> Result<Option<Outcome>> {
         let rx = {
             let mut s = self.inner.shared.lock();
             if s.status.applied >= index {
-                return outcome(&s, index);
+                return Ok(s.outcomes.get(&index).copied());
             }
             if let Some(why) = &s.stopped {
                 return Err(NodeError::Stopped(why.clone()));
@@ -358,15 +396,15 @@ impl Node {
             rx
         };
         // Only this waiter is woken, when `index` is applied (no thundering herd).
-        let got = match timeout {
-            Some(t) => rx.recv_timeout(t).map_err(|e| e.is_timeout()),
-            None => rx.recv().map_err(|_| false),
-        };
-        match got {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(NodeError::Dropped { index }),
-            Err(true) => Err(NodeError::Timeout { index }),
-            Err(false) => Err(NodeError::Stopped(self.stopped_reason())),
+        match timeout {
+            Some(t) => rx.recv_timeout(t).map_err(|e| {
+                if e.is_timeout() {
+                    NodeError::Timeout { index }
+                } else {
+                    NodeError::Stopped(self.stopped_reason())
+                }
+            }),
+            None => rx.recv().map_err(|_| NodeError::Stopped(self.stopped_reason())),
         }
     }
 
@@ -499,7 +537,7 @@ struct Driver {
 impl Driver {
     fn run(&mut self, cmd_rx: Receiver<Cmd>, msg_rx: Receiver<Message>) -> Result<()> {
         let mut next_tick = Instant::now() + self.tick;
-        let mut props: Vec<(Vec<u8>, Sender<Result<u64>>)> = Vec::new();
+        let mut props: Vec<(Vec<u8>, Sender<Result<EntryId>>)> = Vec::new();
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             let mut stop = false;
@@ -569,7 +607,7 @@ impl Driver {
         }
     }
 
-    fn on_cmd(&mut self, c: Cmd, props: &mut Vec<(Vec<u8>, Sender<Result<u64>>)>) -> bool {
+    fn on_cmd(&mut self, c: Cmd, props: &mut Vec<(Vec<u8>, Sender<Result<EntryId>>)>) -> bool {
         match c {
             Cmd::Propose(b, tx) => props.push((b, tx)),
             Cmd::ConfChange(cc, tx) => {
@@ -577,11 +615,7 @@ impl Driver {
                     Err(self.not_leader())
                 } else {
                     match self.raw.propose_conf_change(vec![], cc) {
-                        Ok(()) => {
-                            let idx = self.raw.raft.raft_log.last_index();
-                            self.proposed.insert(idx, self.raw.raft.term);
-                            Ok(idx)
-                        }
+                        Ok(()) => Ok(self.proposed_now()),
                         Err(e) => Err(NodeError::Raft(e)),
                     }
                 };
@@ -597,12 +631,19 @@ impl Driver {
         false
     }
 
+    /// Records that the entry just appended to our log is our proposal.
+    fn proposed_now(&mut self) -> EntryId {
+        let id = EntryId { index: self.raw.raft.raft_log.last_index(), term: self.raw.raft.term };
+        self.proposed.insert(id.index, id.term);
+        id
+    }
+
     fn not_leader(&self) -> NodeError {
         let l = self.raw.raft.leader_id;
         NodeError::NotLeader { leader: (l != raft::INVALID_ID).then_some(l) }
     }
 
-    fn flush_proposals(&mut self, props: &mut Vec<(Vec<u8>, Sender<Result<u64>>)>) {
+    fn flush_proposals(&mut self, props: &mut Vec<(Vec<u8>, Sender<Result<EntryId>>)>) {
         if props.is_empty() {
             return;
         }
@@ -627,11 +668,7 @@ impl Driver {
                 waiters.push(tx);
             }
             let r = match self.raw.propose(vec![], encode_batches(&batches)) {
-                Ok(()) => {
-                    let idx = self.raw.raft.raft_log.last_index();
-                    self.proposed.insert(idx, self.raw.raft.term);
-                    Ok(idx)
-                }
+                Ok(()) => Ok(self.proposed_now()),
                 Err(raft::Error::ProposalDropped) => Err(self.not_leader()),
                 Err(e) => Err(NodeError::Raft(e)),
             };
@@ -697,11 +734,9 @@ impl Driver {
         if ents.is_empty() {
             return Ok(());
         }
-        let mut outcomes = Vec::new();
+        let mut outcomes = Vec::with_capacity(ents.len());
         for e in ents {
-            if let Some(t) = self.proposed.remove(&e.index) {
-                outcomes.push((e.index, t == e.term));
-            }
+            outcomes.push((e.index, Outcome { term: e.term, mine: self.proposed.remove(&e.index) }));
             match e.get_entry_type() {
                 EntryType::EntryNormal => {
                     if !e.data.is_empty() {
@@ -726,8 +761,8 @@ impl Driver {
         }
         // Keep the outcome table bounded.
         let mut s = self.inner.shared.lock();
-        for (i, ok) in outcomes {
-            s.outcomes.insert(i, ok);
+        for (i, o) in outcomes {
+            s.outcomes.insert(i, o);
         }
         let floor = self.applied.saturating_sub(1 << 16);
         while let Some((&k, _)) = s.outcomes.first_key_value() {
@@ -773,9 +808,9 @@ impl Driver {
                 let later = s.waiters.split_off(&(applied + 1));
                 let done = std::mem::replace(&mut s.waiters, later);
                 for (idx, txs) in done {
-                    let ok = outcome(&s, idx).is_ok();
+                    let o = s.outcomes.get(&idx).copied();
                     for tx in txs {
-                        let _ = tx.send(ok);
+                        let _ = tx.send(o);
                     }
                 }
             }

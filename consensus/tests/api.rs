@@ -164,3 +164,39 @@ fn oversized_proposal_is_refused() {
     drop(n);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn proposal_of_a_cut_off_leader_is_reported_dropped() {
+    let (cfg, dir) = cluster("dropped");
+    let nodes: Vec<Arc<Node>> =
+        (1..=3).map(|id| Arc::new(Node::start(&cfg, id, NodeOptions::default()).unwrap())).collect();
+    let old = wait_leader(&nodes);
+    let i = old.propose(b"ok".to_vec()).unwrap();
+    old.await_commit(i, Some(T)).unwrap();
+    // Cut the leader off, then propose on it: appended locally, never committed.
+    old.faults().set_isolated(true);
+    let lost = old.propose_entry(b"lost".to_vec()).unwrap();
+    assert!(matches!(old.await_entry(lost, Some(Duration::from_millis(50))), Err(NodeError::Timeout { .. })));
+    // The others elect a leader and commit past that index.
+    let others: Vec<Arc<Node>> = nodes.iter().filter(|n| n.id() != old.id()).cloned().collect();
+    let new = wait_leader(&others);
+    let mut last = 0;
+    for k in 0..5 {
+        last = new.propose(format!("new{k}").into_bytes()).unwrap();
+    }
+    new.await_commit(last, Some(T)).unwrap();
+    assert!(last >= lost.index);
+    old.faults().set_isolated(false);
+    // The old leader learns the new entries; its own at `lost.index` was overwritten.
+    match old.await_entry(lost, Some(T)) {
+        Err(NodeError::Dropped { index }) => assert_eq!(index, lost.index),
+        other => panic!("expected Dropped, got {other:?}"),
+    }
+    assert!(matches!(old.await_commit(lost.index, Some(T)), Err(NodeError::Dropped { .. })));
+    // Entries that did commit are reported as such everywhere.
+    for n in &nodes {
+        n.await_commit(last, Some(T)).unwrap();
+    }
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(dir);
+}
