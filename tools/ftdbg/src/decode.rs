@@ -1,0 +1,949 @@
+//! Decoding of log events into strace-like text and JSON.
+//!
+//! The syscall table (`ft_libos::table`) says what ftexec does with a syscall; it does not know the
+//! types of the arguments. The small signature list in [`signature`] does, for the syscalls that
+//! ordinary programs make; any other syscall is shown with the arguments replay checks
+//! (`ft_replay::describe::call`).
+
+use ft_libos::proto::{event::Kind, Disposition, Event, FdKind, Syscall};
+use ft_libos::table::{self, Class, Input};
+use serde_json::{json, Value};
+
+/// How long a decoded byte string may get before it is cut (strace's default is 32).
+pub const STRING_LIMIT: usize = 40;
+/// How many random bytes are shown as hex before "...".
+const HEX_LIMIT: usize = 32;
+
+/// The type of one syscall argument, as far as decoding goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum T {
+    /// A file descriptor (decimal).
+    Fd,
+    /// A dirfd: AT_FDCWD or an fd.
+    DirFd,
+    /// A signed integer.
+    Int,
+    /// An unsigned integer or a size.
+    Uint,
+    /// A flags word or address shown in hex.
+    Hex,
+    /// A pointer whose target is not decoded (NULL or hex).
+    Ptr,
+    /// A path: the recorded `path_arg` (first or second part).
+    Path,
+    /// A buffer the program wrote out: stdout/stderr bytes when recorded.
+    InBuf,
+    /// A buffer the kernel filled: the recorded memory write at that address.
+    OutBuf,
+    /// Like OutBuf, a NUL-terminated string (getcwd).
+    OutStr,
+    OpenFlags,
+    Mode,
+    Prot,
+    MapFlags,
+    ClockId,
+    Whence,
+    AtFlags,
+    AccessMode,
+    FcntlCmd,
+    Signal,
+    /// struct timespec the kernel wrote.
+    Timespec,
+    /// struct timeval the kernel wrote.
+    Timeval,
+    /// time_t * the kernel wrote (time()).
+    TimePtr,
+    /// Bytes from the kernel's random pool, as hex.
+    Random,
+    /// struct stat.
+    Stat,
+    /// int[2] (pipe, pipe2, socketpair).
+    FdPair,
+    /// struct rlimit.
+    Rlimit,
+    Resource,
+    Utsname,
+    SockDomain,
+    SockType,
+}
+
+use T::*;
+
+/// The argument types of the syscalls this tool decodes; None for the others.
+fn signature(name: &str) -> Option<&'static [T]> {
+    Some(match name {
+        "read" => &[Fd, OutBuf, Uint],
+        "write" => &[Fd, InBuf, Uint],
+        "open" => &[Path, OpenFlags, Mode],
+        "close" | "fsync" | "fdatasync" | "fchdir" | "dup" => &[Fd],
+        "stat" | "lstat" => &[Path, Stat],
+        "fstat" => &[Fd, Stat],
+        "poll" => &[Ptr, Uint, Int],
+        "lseek" => &[Fd, Int, Whence],
+        "mmap" => &[Hex, Uint, Prot, MapFlags, Fd, Hex],
+        "mprotect" => &[Hex, Uint, Prot],
+        "munmap" => &[Hex, Uint],
+        "brk" => &[Hex],
+        "ioctl" => &[Fd, Hex, Hex],
+        "pread64" => &[Fd, OutBuf, Uint, Int],
+        "pwrite64" => &[Fd, InBuf, Uint, Int],
+        "readv" => &[Fd, Ptr, Int],
+        "writev" => &[Fd, InBuf, Int],
+        "access" => &[Path, AccessMode],
+        "pipe" => &[FdPair],
+        "pipe2" => &[FdPair, OpenFlags],
+        "dup2" => &[Fd, Fd],
+        "dup3" => &[Fd, Fd, OpenFlags],
+        "nanosleep" => &[Ptr, Ptr],
+        "getpid" | "getppid" | "getuid" | "geteuid" | "getgid" | "getegid" | "gettid" | "getpgrp" | "setsid"
+        | "sync" | "sched_yield" | "pause" | "inotify_init" => &[],
+        "socket" => &[SockDomain, SockType, Int],
+        "connect" | "bind" => &[Fd, Ptr, Uint],
+        "accept" => &[Fd, Ptr, Ptr],
+        "accept4" => &[Fd, Ptr, Ptr, Hex],
+        "sendto" => &[Fd, InBuf, Uint, Hex, Ptr, Uint],
+        "recvfrom" => &[Fd, OutBuf, Uint, Hex, Ptr, Ptr],
+        "sendmsg" | "recvmsg" => &[Fd, Ptr, Hex],
+        "shutdown" | "listen" => &[Fd, Int],
+        "socketpair" => &[SockDomain, SockType, Int, FdPair],
+        "wait4" => &[Int, Ptr, Hex, Ptr],
+        "kill" => &[Int, Signal],
+        "tgkill" => &[Int, Int, Signal],
+        "uname" => &[Utsname],
+        "fcntl" => &[Fd, FcntlCmd, Hex],
+        "flock" => &[Fd, Int],
+        "truncate" => &[Path, Int],
+        "ftruncate" => &[Fd, Int],
+        "getdents" | "getdents64" => &[Fd, Ptr, Uint],
+        "getcwd" => &[OutStr, Uint],
+        "chdir" | "rmdir" | "unlink" => &[Path],
+        "rename" | "link" | "symlink" => &[Path, Path],
+        "mkdir" | "creat" | "chmod" => &[Path, Mode],
+        "fchmod" => &[Fd, Mode],
+        "readlink" => &[Path, OutBuf, Uint],
+        "umask" => &[Mode],
+        "gettimeofday" => &[Timeval, Ptr],
+        "getrlimit" => &[Resource, Rlimit],
+        "setrlimit" => &[Resource, Ptr],
+        "getrusage" => &[Int, Ptr],
+        "sysinfo" | "times" | "set_tid_address" => &[Ptr],
+        "arch_prctl" => &[Hex, Hex],
+        "prctl" => &[Int, Hex, Hex, Hex, Hex],
+        "time" => &[TimePtr],
+        "futex" => &[Ptr, Int, Int, Ptr, Ptr, Int],
+        "sched_getaffinity" => &[Int, Uint, Ptr],
+        "clock_gettime" | "clock_getres" => &[ClockId, Timespec],
+        "clock_nanosleep" => &[ClockId, Hex, Ptr, Ptr],
+        "exit" | "exit_group" => &[Int],
+        "epoll_wait" => &[Fd, Ptr, Int, Int],
+        "epoll_ctl" => &[Fd, Int, Fd, Ptr],
+        "epoll_create1" | "inotify_init1" => &[Hex],
+        "openat" => &[DirFd, Path, OpenFlags, Mode],
+        "openat2" => &[DirFd, Path, Ptr, Uint],
+        "mkdirat" => &[DirFd, Path, Mode],
+        "newfstatat" => &[DirFd, Path, Stat, AtFlags],
+        "unlinkat" => &[DirFd, Path, AtFlags],
+        "renameat" => &[DirFd, Path, DirFd, Path],
+        "renameat2" => &[DirFd, Path, DirFd, Path, Hex],
+        "readlinkat" => &[DirFd, Path, OutBuf, Uint],
+        "faccessat" | "faccessat2" => &[DirFd, Path, AccessMode, AtFlags],
+        "fchmodat" => &[DirFd, Path, Mode, AtFlags],
+        "statx" => &[DirFd, Path, AtFlags, Hex, Ptr],
+        "ppoll" => &[Ptr, Uint, Ptr, Ptr, Uint],
+        "pselect6" => &[Int, Ptr, Ptr, Ptr, Ptr, Ptr],
+        "set_robust_list" => &[Ptr, Uint],
+        "eventfd2" => &[Uint, Hex],
+        "prlimit64" => &[Int, Resource, Ptr, Rlimit],
+        "getrandom" => &[Random, Uint, Hex],
+        "memfd_create" => &[Ptr, Hex],
+        "rseq" => &[Ptr, Uint, Hex, Hex],
+        "close_range" => &[Uint, Uint, Hex],
+        "rt_sigaction" => &[Signal, Ptr, Ptr, Uint],
+        "rt_sigprocmask" => &[Int, Ptr, Ptr, Uint],
+        "madvise" => &[Hex, Uint, Int],
+        "execve" => &[Path, Ptr, Ptr],
+        "clone" => &[Hex, Ptr, Ptr, Ptr, Hex],
+        "fork" | "vfork" => &[],
+        "sigaltstack" => &[Ptr, Ptr],
+        _ => return None,
+    })
+}
+
+/// A byte string as a C-style quoted literal, cut after `limit` bytes with "...".
+pub fn escape(bytes: &[u8], limit: usize) -> String {
+    let mut s = String::from("\"");
+    for &b in bytes.iter().take(limit) {
+        match b {
+            b'\n' => s.push_str("\\n"),
+            b'\t' => s.push_str("\\t"),
+            b'\r' => s.push_str("\\r"),
+            b'\\' => s.push_str("\\\\"),
+            b'"' => s.push_str("\\\""),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    s.push('"');
+    if bytes.len() > limit {
+        s.push_str("...");
+    }
+    s
+}
+
+fn hex_bytes(bytes: &[u8], limit: usize) -> String {
+    let mut s: String = bytes.iter().take(limit).map(|b| format!("{b:02x}")).collect();
+    if bytes.len() > limit {
+        s.push_str("...");
+    }
+    s
+}
+
+/// Symbolic names for the set bits of `v`; leftover bits in hex.
+fn flags(v: u64, names: &[(u64, &str)]) -> String {
+    let mut parts = Vec::new();
+    let mut rest = v;
+    for &(bit, name) in names {
+        if bit != 0 && v & bit == bit {
+            parts.push(name.to_string());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 || parts.is_empty() {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join("|")
+}
+
+fn open_flags(v: u64) -> String {
+    let acc = match v & 3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    };
+    // O_TMPFILE includes O_DIRECTORY; check it first.
+    const NAMES: &[(u64, &str)] = &[
+        (libc::O_TMPFILE as u64, "O_TMPFILE"),
+        (libc::O_CREAT as u64, "O_CREAT"),
+        (libc::O_EXCL as u64, "O_EXCL"),
+        (libc::O_NOCTTY as u64, "O_NOCTTY"),
+        (libc::O_TRUNC as u64, "O_TRUNC"),
+        (libc::O_APPEND as u64, "O_APPEND"),
+        (libc::O_NONBLOCK as u64, "O_NONBLOCK"),
+        (libc::O_DSYNC as u64, "O_DSYNC"),
+        (libc::O_DIRECT as u64, "O_DIRECT"),
+        (libc::O_LARGEFILE as u64, "O_LARGEFILE"),
+        (libc::O_DIRECTORY as u64, "O_DIRECTORY"),
+        (libc::O_NOFOLLOW as u64, "O_NOFOLLOW"),
+        (libc::O_NOATIME as u64, "O_NOATIME"),
+        (libc::O_CLOEXEC as u64, "O_CLOEXEC"),
+        (libc::O_PATH as u64, "O_PATH"),
+        (libc::O_SYNC as u64, "O_SYNC"),
+    ];
+    let rest = v & !3;
+    if rest == 0 {
+        acc.to_string()
+    } else {
+        format!("{acc}|{}", flags(rest, NAMES))
+    }
+}
+
+fn prot(v: u64) -> String {
+    if v == 0 {
+        return "PROT_NONE".into();
+    }
+    flags(
+        v,
+        &[
+            (libc::PROT_READ as u64, "PROT_READ"),
+            (libc::PROT_WRITE as u64, "PROT_WRITE"),
+            (libc::PROT_EXEC as u64, "PROT_EXEC"),
+        ],
+    )
+}
+
+fn map_flags(v: u64) -> String {
+    let kind = match v & 3 {
+        1 => "MAP_SHARED",
+        2 => "MAP_PRIVATE",
+        3 => "MAP_SHARED_VALIDATE",
+        _ => "0",
+    };
+    let rest = v & !3;
+    if rest == 0 {
+        return kind.to_string();
+    }
+    let names: &[(u64, &str)] = &[
+        (libc::MAP_FIXED as u64, "MAP_FIXED"),
+        (libc::MAP_ANONYMOUS as u64, "MAP_ANONYMOUS"),
+        (libc::MAP_GROWSDOWN as u64, "MAP_GROWSDOWN"),
+        (libc::MAP_DENYWRITE as u64, "MAP_DENYWRITE"),
+        (libc::MAP_EXECUTABLE as u64, "MAP_EXECUTABLE"),
+        (libc::MAP_LOCKED as u64, "MAP_LOCKED"),
+        (libc::MAP_NORESERVE as u64, "MAP_NORESERVE"),
+        (libc::MAP_POPULATE as u64, "MAP_POPULATE"),
+        (libc::MAP_NONBLOCK as u64, "MAP_NONBLOCK"),
+        (libc::MAP_STACK as u64, "MAP_STACK"),
+        (libc::MAP_HUGETLB as u64, "MAP_HUGETLB"),
+        (libc::MAP_FIXED_NOREPLACE as u64, "MAP_FIXED_NOREPLACE"),
+    ];
+    format!("{kind}|{}", flags(rest, names))
+}
+
+fn at_flags(v: u64) -> String {
+    if v == 0 {
+        return "0".into();
+    }
+    flags(
+        v,
+        &[
+            (libc::AT_SYMLINK_NOFOLLOW as u64, "AT_SYMLINK_NOFOLLOW"),
+            (libc::AT_REMOVEDIR as u64, "AT_REMOVEDIR"),
+            (libc::AT_SYMLINK_FOLLOW as u64, "AT_SYMLINK_FOLLOW"),
+            (libc::AT_NO_AUTOMOUNT as u64, "AT_NO_AUTOMOUNT"),
+            (libc::AT_EMPTY_PATH as u64, "AT_EMPTY_PATH"),
+            (libc::AT_EACCESS as u64, "AT_EACCESS"),
+        ],
+    )
+}
+
+fn access_mode(v: u64) -> String {
+    if v == 0 {
+        return "F_OK".into();
+    }
+    flags(v, &[(libc::R_OK as u64, "R_OK"), (libc::W_OK as u64, "W_OK"), (libc::X_OK as u64, "X_OK")])
+}
+
+fn clock_id(v: u64) -> String {
+    let name = match v as i32 {
+        libc::CLOCK_REALTIME => "CLOCK_REALTIME",
+        libc::CLOCK_MONOTONIC => "CLOCK_MONOTONIC",
+        libc::CLOCK_PROCESS_CPUTIME_ID => "CLOCK_PROCESS_CPUTIME_ID",
+        libc::CLOCK_THREAD_CPUTIME_ID => "CLOCK_THREAD_CPUTIME_ID",
+        libc::CLOCK_MONOTONIC_RAW => "CLOCK_MONOTONIC_RAW",
+        libc::CLOCK_REALTIME_COARSE => "CLOCK_REALTIME_COARSE",
+        libc::CLOCK_MONOTONIC_COARSE => "CLOCK_MONOTONIC_COARSE",
+        libc::CLOCK_BOOTTIME => "CLOCK_BOOTTIME",
+        libc::CLOCK_REALTIME_ALARM => "CLOCK_REALTIME_ALARM",
+        libc::CLOCK_BOOTTIME_ALARM => "CLOCK_BOOTTIME_ALARM",
+        libc::CLOCK_TAI => "CLOCK_TAI",
+        _ => return int(v),
+    };
+    name.into()
+}
+
+fn whence(v: u64) -> String {
+    match v as i32 {
+        libc::SEEK_SET => "SEEK_SET".into(),
+        libc::SEEK_CUR => "SEEK_CUR".into(),
+        libc::SEEK_END => "SEEK_END".into(),
+        libc::SEEK_DATA => "SEEK_DATA".into(),
+        libc::SEEK_HOLE => "SEEK_HOLE".into(),
+        _ => int(v),
+    }
+}
+
+fn fcntl_cmd(v: u64) -> String {
+    match v as i32 {
+        libc::F_DUPFD => "F_DUPFD".into(),
+        libc::F_GETFD => "F_GETFD".into(),
+        libc::F_SETFD => "F_SETFD".into(),
+        libc::F_GETFL => "F_GETFL".into(),
+        libc::F_SETFL => "F_SETFL".into(),
+        libc::F_GETLK => "F_GETLK".into(),
+        libc::F_SETLK => "F_SETLK".into(),
+        libc::F_SETLKW => "F_SETLKW".into(),
+        libc::F_DUPFD_CLOEXEC => "F_DUPFD_CLOEXEC".into(),
+        libc::F_OFD_GETLK => "F_OFD_GETLK".into(),
+        libc::F_OFD_SETLK => "F_OFD_SETLK".into(),
+        libc::F_OFD_SETLKW => "F_OFD_SETLKW".into(),
+        _ => int(v),
+    }
+}
+
+fn resource(v: u64) -> String {
+    let name = match v as u32 {
+        0 => "RLIMIT_CPU",
+        1 => "RLIMIT_FSIZE",
+        2 => "RLIMIT_DATA",
+        3 => "RLIMIT_STACK",
+        4 => "RLIMIT_CORE",
+        5 => "RLIMIT_RSS",
+        6 => "RLIMIT_NPROC",
+        7 => "RLIMIT_NOFILE",
+        8 => "RLIMIT_MEMLOCK",
+        9 => "RLIMIT_AS",
+        _ => return int(v),
+    };
+    name.into()
+}
+
+fn sock_domain(v: u64) -> String {
+    match v as i32 {
+        libc::AF_UNIX => "AF_UNIX".into(),
+        libc::AF_INET => "AF_INET".into(),
+        libc::AF_INET6 => "AF_INET6".into(),
+        libc::AF_NETLINK => "AF_NETLINK".into(),
+        _ => int(v),
+    }
+}
+
+fn sock_type(v: u64) -> String {
+    let base = match (v & 0xf) as i32 {
+        libc::SOCK_STREAM => "SOCK_STREAM".to_string(),
+        libc::SOCK_DGRAM => "SOCK_DGRAM".to_string(),
+        libc::SOCK_RAW => "SOCK_RAW".to_string(),
+        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".to_string(),
+        _ => format!("{}", v & 0xf),
+    };
+    let rest = v & !0xf;
+    if rest == 0 {
+        base
+    } else {
+        let names = &[(libc::SOCK_NONBLOCK as u64, "SOCK_NONBLOCK"), (libc::SOCK_CLOEXEC as u64, "SOCK_CLOEXEC")];
+        format!("{base}|{}", flags(rest, names))
+    }
+}
+
+/// The name of a signal number (SIGINT), or the number.
+pub fn signal_name(signo: i32) -> String {
+    nix::sys::signal::Signal::try_from(signo).map(|s| s.as_str().to_string()).unwrap_or_else(|_| signo.to_string())
+}
+
+/// The symbolic name of an errno value (ENOENT), if it has one.
+pub fn errno_name(e: i32) -> Option<String> {
+    let err = nix::errno::Errno::from_raw(e);
+    if err == nix::errno::Errno::UnknownErrno {
+        None
+    } else {
+        Some(format!("{err:?}"))
+    }
+}
+
+fn int(v: u64) -> String {
+    (v as i64).to_string()
+}
+
+fn ptr(v: u64) -> String {
+    if v == 0 {
+        "NULL".into()
+    } else {
+        format!("{v:#x}")
+    }
+}
+
+fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    b.get(at..at + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes)
+}
+
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map(u32::from_le_bytes)
+}
+
+fn cstr(b: &[u8]) -> &[u8] {
+    match b.iter().position(|&c| c == 0) {
+        Some(n) => &b[..n],
+        None => b,
+    }
+}
+
+/// The bytes the kernel wrote at `addr` during this syscall, when the log holds them.
+fn mem_at(s: &Syscall, addr: u64) -> Option<&[u8]> {
+    if addr == 0 {
+        return None;
+    }
+    s.mem.iter().find(|m| m.addr == addr).map(|m| &m.data[..])
+}
+
+fn timespec(b: &[u8], sub: &str) -> Option<String> {
+    Some(format!("{{tv_sec={}, {sub}={}}}", le_u64(b, 0)? as i64, le_u64(b, 8)? as i64))
+}
+
+fn file_mode(m: u32) -> String {
+    let kind = match m & libc::S_IFMT {
+        libc::S_IFREG => "S_IFREG",
+        libc::S_IFDIR => "S_IFDIR",
+        libc::S_IFLNK => "S_IFLNK",
+        libc::S_IFCHR => "S_IFCHR",
+        libc::S_IFBLK => "S_IFBLK",
+        libc::S_IFIFO => "S_IFIFO",
+        libc::S_IFSOCK => "S_IFSOCK",
+        _ => "0",
+    };
+    format!("{kind}|{:04o}", m & 0o7777)
+}
+
+fn stat(b: &[u8]) -> Option<String> {
+    // struct stat on x86-64: st_dev 0, st_ino 8, st_nlink 16, st_mode 24, st_uid 28, st_gid 32,
+    // st_rdev 40, st_size 48, st_blksize 56, st_blocks 64, st_mtime 88.
+    Some(format!(
+        "{{st_mode={}, st_size={}, st_ino={}, st_mtime={}}}",
+        file_mode(le_u32(b, 24)?),
+        le_u64(b, 48)? as i64,
+        le_u64(b, 8)?,
+        le_u64(b, 88)? as i64
+    ))
+}
+
+fn rlim(v: u64) -> String {
+    if v == u64::MAX {
+        "RLIM_INFINITY".into()
+    } else {
+        v.to_string()
+    }
+}
+
+fn utsname(b: &[u8]) -> Option<String> {
+    let field = |i: usize| b.get(i * 65..(i + 1) * 65).map(|f| escape(cstr(f), STRING_LIMIT));
+    Some(format!("{{sysname={}, nodename={}, release={}, machine={}}}", field(0)?, field(1)?, field(2)?, field(4)?))
+}
+
+/// One argument, decoded.
+fn decode_arg(s: &Syscall, t: T, v: u64, path: Option<&[u8]>) -> String {
+    let out = |f: &dyn Fn(&[u8]) -> Option<String>| mem_at(s, v).and_then(f).unwrap_or_else(|| ptr(v));
+    match t {
+        Fd | Int => int(v as i32 as u64),
+        DirFd if v as i32 == libc::AT_FDCWD => "AT_FDCWD".into(),
+        DirFd => int(v as i32 as u64),
+        Uint => v.to_string(),
+        Hex => format!("{v:#x}"),
+        Ptr => ptr(v),
+        Path => match path {
+            Some(p) => escape(p, 4096),
+            // The recorder logs the path of every syscall whose table entry names one; none
+            // logged means it was empty (fstatat(fd, "", AT_EMPTY_PATH)).
+            None if v != 0 && names_path(s) => "\"\"".into(),
+            None => ptr(v),
+        },
+        InBuf if s.stdio_fd != 0 && !s.stdio.is_empty() => escape(&s.stdio, STRING_LIMIT),
+        InBuf => ptr(v),
+        OutBuf => out(&|b| Some(escape(b, STRING_LIMIT))),
+        OutStr => out(&|b| Some(escape(cstr(b), STRING_LIMIT))),
+        OpenFlags => open_flags(v),
+        Mode if v & 0o7777 == 0 => "0".into(),
+        Mode => format!("0{:03o}", v & 0o7777),
+        Prot => prot(v),
+        MapFlags => map_flags(v),
+        ClockId => clock_id(v),
+        Whence => whence(v),
+        AtFlags => at_flags(v),
+        AccessMode => access_mode(v),
+        FcntlCmd => fcntl_cmd(v),
+        Signal => signal_name(v as i32),
+        Timespec => out(&|b| timespec(b, "tv_nsec")),
+        Timeval => out(&|b| timespec(b, "tv_usec")),
+        TimePtr => out(&|b| le_u64(b, 0).map(|t| format!("[{}]", t as i64))),
+        Random => out(&|b| Some(hex_bytes(b, HEX_LIMIT))),
+        Stat => out(&stat),
+        FdPair => out(&|b| Some(format!("[{}, {}]", le_u32(b, 0)? as i32, le_u32(b, 4)? as i32))),
+        Rlimit => out(&|b| Some(format!("{{rlim_cur={}, rlim_max={}}}", rlim(le_u64(b, 0)?), rlim(le_u64(b, 8)?)))),
+        Resource => resource(v),
+        Utsname => out(&utsname),
+        SockDomain => sock_domain(v),
+        SockType => sock_type(v),
+    }
+}
+
+/// Whether the table says the syscall's path argument(s) are logged.
+fn names_path(s: &Syscall) -> bool {
+    table::lookup(u64::from(s.nr)).is_some_and(|sp| matches!(sp.input, Input::Path(_) | Input::Paths(..)))
+}
+
+/// The path arguments recorded in `path_arg` (up to two, joined by a NUL).
+pub fn paths(s: &Syscall) -> Vec<&[u8]> {
+    if s.path_arg.is_empty() {
+        // Logs from before path_arg existed still name the files of verified opens.
+        if s.path.is_empty() {
+            Vec::new()
+        } else {
+            vec![&s.path[..]]
+        }
+    } else {
+        s.path_arg.split(|&b| b == 0).collect()
+    }
+}
+
+/// The decoded arguments of a syscall, one string each.
+pub fn args(s: &Syscall) -> Vec<String> {
+    let name = table::name(u64::from(s.nr));
+    let reg = |i: usize| s.args.get(i).copied().unwrap_or(0);
+    match signature(&name) {
+        Some(sig) => {
+            let paths = paths(s);
+            let mut next_path = 0;
+            sig.iter()
+                .enumerate()
+                .map(|(i, &t)| {
+                    let p = if t == Path {
+                        next_path += 1;
+                        paths.get(next_path - 1).copied()
+                    } else {
+                        None
+                    };
+                    decode_arg(s, t, reg(i), p)
+                })
+                .collect()
+        }
+        None => match table::lookup(u64::from(s.nr)) {
+            // Without a signature, the arguments replay checks (the others as `_`).
+            Some(spec) => {
+                let last = (0..6).rev().find(|&i| spec.checks_arg(i)).map(|i| i + 1).unwrap_or(0);
+                (0..last).map(|i| if spec.checks_arg(i) { int(reg(i)) } else { "_".into() }).collect()
+            }
+            None => (0..6).map(|i| format!("{:#x}", reg(i))).collect(),
+        },
+    }
+}
+
+/// The result: `-1 ENOENT (No such file or directory)` for errors, hex for addresses.
+pub fn result(s: &Syscall) -> String {
+    if (-4095..0).contains(&s.ret) {
+        let e = -s.ret as i32;
+        return match errno_name(e) {
+            Some(n) => format!("-1 {n} ({})", nix::errno::Errno::from_raw(e).desc()),
+            None => format!("-1 errno {e}"),
+        };
+    }
+    match table::name(u64::from(s.nr)).as_str() {
+        "mmap" | "brk" | "mremap" => format!("{:#x}", s.ret),
+        _ => s.ret.to_string(),
+    }
+}
+
+pub fn disposition_name(d: i32) -> String {
+    match Disposition::try_from(d) {
+        Ok(Disposition::Inject) => "inject".into(),
+        Ok(Disposition::Execute) => "execute".into(),
+        Ok(Disposition::Placeholder) => "placeholder".into(),
+        Ok(Disposition::AnonMap) => "anonmap".into(),
+        Ok(Disposition::ExecuteInject) => "execute-inject".into(),
+        Err(_) => format!("disposition {d}"),
+    }
+}
+
+pub fn fd_kind_name(k: i32) -> String {
+    match FdKind::try_from(k) {
+        Ok(FdKind::External) => "external".into(),
+        Ok(FdKind::Data) => "data".into(),
+        Ok(FdKind::Verified) => "verified".into(),
+        Ok(FdKind::Private) => "private".into(),
+        Ok(FdKind::Stdio) => "stdio".into(),
+        Err(_) => format!("kind {k}"),
+    }
+}
+
+pub fn class_name(c: Class) -> &'static str {
+    match c {
+        Class::Deterministic => "Deterministic",
+        Class::Local => "Local",
+        Class::Recorded => "Recorded",
+        Class::Output => "Output",
+        Class::Emulated(_) => "Emulated",
+        Class::Refused(_) => "Refused",
+    }
+}
+
+/// The kind of an event as a word: syscall, rdtsc, signal, start, exit, empty, or for a kind
+/// this ftdbg does not decode, its protobuf name in lower case.
+#[allow(unreachable_patterns)] // The catch-all is for kinds newer than this code.
+pub fn kind_name(ev: &Event) -> String {
+    match &ev.kind {
+        Some(Kind::Syscall(_)) => "syscall".into(),
+        Some(Kind::Rdtsc(_)) => "rdtsc".into(),
+        Some(Kind::Signal(_)) => "signal".into(),
+        Some(Kind::Start(_)) => "start".into(),
+        Some(Kind::Exit(_)) => "exit".into(),
+        Some(other) => format!("{other:?}").split('(').next().unwrap_or("unknown").to_lowercase(),
+        None => "empty".into(),
+    }
+}
+
+/// A message's `task` field read by its protobuf tag, so that ftdbg reads it in logs whose
+/// schema has it (multi-task recordings) and finds task 0 in older ones (one task only).
+#[derive(Clone, PartialEq, prost::Message)]
+struct TaskAt3 {
+    #[prost(uint32, tag = "3")]
+    task: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TaskAt5 {
+    #[prost(uint32, tag = "5")]
+    task: u32,
+}
+
+/// The task (thread) of an event: syscalls, rdtsc, signals and exits record one; the start is
+/// task 0's. None for kinds this ftdbg does not decode.
+#[allow(unreachable_patterns)]
+pub fn task(ev: &Event) -> Option<u32> {
+    use prost::Message;
+    match &ev.kind {
+        Some(Kind::Syscall(s)) => Some(s.task),
+        Some(Kind::Rdtsc(r)) => TaskAt5::decode(&r.encode_to_vec()[..]).ok().map(|t| t.task),
+        Some(Kind::Signal(g)) => TaskAt3::decode(&g.encode_to_vec()[..]).ok().map(|t| t.task),
+        Some(Kind::Exit(e)) => TaskAt3::decode(&e.encode_to_vec()[..]).ok().map(|t| t.task),
+        Some(Kind::Start(_)) => Some(0),
+        _ => None,
+    }
+}
+
+/// `write(1, "hello\n", 6) = 6 <inject>` and the like, without index and task. Kinds this ftdbg
+/// does not decode are shown in their debug form.
+#[allow(unreachable_patterns)]
+pub fn text(ev: &Event) -> String {
+    match &ev.kind {
+        Some(Kind::Syscall(s)) => {
+            let name = table::name(u64::from(s.nr));
+            let mut line =
+                format!("{name}({}) = {} <{}>", args(s).join(", "), result(s), disposition_name(s.disposition));
+            if !s.new_fds.is_empty() {
+                let fds: Vec<String> = s
+                    .new_fds
+                    .iter()
+                    .map(|f| format!("{}: {}{}", f.fd, fd_kind_name(f.kind), if f.cloexec { ", cloexec" } else { "" }))
+                    .collect();
+                line.push_str(&format!(" [fd {}]", fds.join("; fd ")));
+            }
+            if !s.path.is_empty() {
+                if paths(s).first() == Some(&&s.path[..]) {
+                    line.push_str(" [verified file]");
+                } else {
+                    line.push_str(&format!(" [verified file {}]", escape(&s.path, 4096)));
+                }
+            }
+            line
+        }
+        Some(Kind::Rdtsc(r)) if r.rdtscp => format!("rdtscp at {:#x} = {} aux={}", r.ip, r.tsc, r.aux),
+        Some(Kind::Rdtsc(r)) => format!("rdtsc at {:#x} = {}", r.ip, r.tsc),
+        Some(Kind::Signal(g)) => format!(
+            "--- {} ({}) ---",
+            signal_name(g.signo),
+            if g.synchronous { "synchronous fault" } else { "asynchronous" }
+        ),
+        Some(Kind::Start(st)) => format!("start: sp={:#x} at_random={}", st.sp, hex_bytes(&st.at_random, 16)),
+        Some(Kind::Exit(e)) if e.signal != 0 => format!("+++ killed by {} +++", signal_name(e.signal)),
+        Some(Kind::Exit(e)) => format!("+++ exited with {} +++", e.code),
+        Some(other) => format!("{other:?}"),
+        None => "(empty event)".into(),
+    }
+}
+
+/// One output line: log index, task (`-` when the event records none), the decoded event.
+pub fn line(index: u64, ev: &Event) -> String {
+    let task = task(ev).map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+    format!("{index:>6} [{task}] {}", text(ev))
+}
+
+fn lossy(b: &[u8]) -> Value {
+    Value::String(String::from_utf8_lossy(b).into_owned())
+}
+
+#[allow(unreachable_patterns)]
+/// The event as a JSON object. Field names are stable: index, task, kind, text, and per kind
+/// syscall/nr/class/args/decoded_args/ret/errno/disposition/path/path2/stdio/stdio_fd/new_fds/mem/
+/// verified_file; tsc/aux/rdtscp/ip; signo/signal/synchronous; sp/at_random; code/signal/status.
+pub fn json(index: u64, ev: &Event) -> Value {
+    let mut v = json!({
+        "index": index,
+        "task": task(ev),
+        "kind": kind_name(ev),
+        "text": text(ev),
+    });
+    let extra = match &ev.kind {
+        Some(Kind::Syscall(s)) => {
+            let spec = table::lookup(u64::from(s.nr));
+            let paths = paths(s);
+            let errno = if (-4095..0).contains(&s.ret) { errno_name(-s.ret as i32) } else { None };
+            json!({
+                "syscall": table::name(u64::from(s.nr)),
+                "nr": s.nr,
+                "class": spec.map(|sp| class_name(sp.class)),
+                "args": s.args,
+                "decoded_args": args(s),
+                "ret": s.ret,
+                "errno": errno,
+                "disposition": disposition_name(s.disposition),
+                "path": paths.first().map(|p| lossy(p)),
+                "path2": paths.get(1).map(|p| lossy(p)),
+                "stdio": if s.stdio_fd != 0 { Some(lossy(&s.stdio)) } else { None },
+                "stdio_fd": if s.stdio_fd != 0 { Some(s.stdio_fd) } else { None },
+                "new_fds": s.new_fds.iter().map(|f| json!({
+                    "fd": f.fd, "kind": fd_kind_name(f.kind), "cloexec": f.cloexec,
+                })).collect::<Vec<_>>(),
+                "mem": s.mem.iter().map(|m| json!({"addr": m.addr, "len": m.data.len()})).collect::<Vec<_>>(),
+                "verified_file": if s.path.is_empty() { None } else { Some(lossy(&s.path)) },
+            })
+        }
+        Some(Kind::Rdtsc(r)) => json!({"tsc": r.tsc, "aux": r.aux, "rdtscp": r.rdtscp, "ip": r.ip}),
+        Some(Kind::Signal(g)) => {
+            json!({"signo": g.signo, "signal": signal_name(g.signo), "synchronous": g.synchronous})
+        }
+        Some(Kind::Start(st)) => json!({"sp": st.sp, "at_random": hex_bytes(&st.at_random, usize::MAX)}),
+        Some(Kind::Exit(e)) => json!({
+            "code": e.code,
+            "signal": if e.signal != 0 { Some(signal_name(e.signal)) } else { None },
+            "status": e.status(),
+        }),
+        _ => json!({}),
+    };
+    if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    v
+}
+
+/// A time reading found in a syscall's result: (clock name, nanoseconds).
+pub fn time_reading(s: &Syscall) -> Option<(String, i128)> {
+    if s.ret < 0 {
+        return None;
+    }
+    let reg = |i: usize| s.args.get(i).copied().unwrap_or(0);
+    match table::name(u64::from(s.nr)).as_str() {
+        "clock_gettime" => {
+            let b = mem_at(s, reg(1))?;
+            let ns = i128::from(le_u64(b, 0)? as i64) * 1_000_000_000 + i128::from(le_u64(b, 8)? as i64);
+            Some((clock_id(reg(0)), ns))
+        }
+        "gettimeofday" => {
+            let b = mem_at(s, reg(0))?;
+            let ns = i128::from(le_u64(b, 0)? as i64) * 1_000_000_000 + i128::from(le_u64(b, 8)? as i64) * 1000;
+            Some(("CLOCK_REALTIME".into(), ns))
+        }
+        "time" => Some(("CLOCK_REALTIME".into(), i128::from(s.ret) * 1_000_000_000)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ft_libos::proto::{Exit, MemWrite, NewFd, Rdtsc, Signal};
+
+    fn sys(s: Syscall) -> Event {
+        Event { kind: Some(Kind::Syscall(s)) }
+    }
+
+    #[test]
+    fn write_to_stdout_shows_the_bytes() {
+        let ev = sys(Syscall {
+            nr: 1,
+            args: vec![1, 0x5000, 6, 0, 0, 0],
+            ret: 6,
+            stdio: b"hello\n".to_vec(),
+            stdio_fd: 1,
+            ..Default::default()
+        });
+        assert_eq!(line(7, &ev), "     7 [0] write(1, \"hello\\n\", 6) = 6 <inject>");
+        let j = json(7, &ev);
+        assert_eq!(j["syscall"], "write");
+        assert_eq!(j["stdio"], "hello\n");
+        assert_eq!(j["ret"], 6);
+        assert_eq!(j["disposition"], "inject");
+    }
+
+    #[test]
+    fn openat_error_and_flags() {
+        let ev = sys(Syscall {
+            nr: 257,
+            args: vec![(-100i64) as u64, 0x1000, (libc::O_RDONLY | libc::O_CLOEXEC) as u64, 0, 0, 0],
+            ret: -2,
+            path_arg: b"/etc/nope".to_vec(),
+            task: 3,
+            ..Default::default()
+        });
+        assert_eq!(
+            line(0, &ev),
+            "     0 [3] openat(AT_FDCWD, \"/etc/nope\", O_RDONLY|O_CLOEXEC, 0) = -1 ENOENT (No such file or directory) <inject>"
+        );
+        assert_eq!(json(0, &ev)["errno"], "ENOENT");
+        assert_eq!(json(0, &ev)["path"], "/etc/nope");
+    }
+
+    #[test]
+    fn structs_from_memory() {
+        let mut ts = 1_700_000_000u64.to_le_bytes().to_vec();
+        ts.extend_from_slice(&123_456_789u64.to_le_bytes());
+        let ev = sys(Syscall {
+            nr: 228,
+            args: vec![1, 0x7ff0, 0, 0, 0, 0],
+            mem: vec![MemWrite { addr: 0x7ff0, data: ts }],
+            ..Default::default()
+        });
+        assert_eq!(text(&ev), "clock_gettime(CLOCK_MONOTONIC, {tv_sec=1700000000, tv_nsec=123456789}) = 0 <inject>");
+        let Some(Kind::Syscall(s)) = &ev.kind else { unreachable!() };
+        assert_eq!(time_reading(s), Some(("CLOCK_MONOTONIC".into(), 1_700_000_000_123_456_789)));
+
+        let ev = sys(Syscall {
+            nr: 318,
+            args: vec![0x1000, 4, 0, 0, 0, 0],
+            ret: 4,
+            mem: vec![MemWrite { addr: 0x1000, data: vec![0xde, 0xad, 0xbe, 0xef] }],
+            ..Default::default()
+        });
+        assert_eq!(text(&ev), "getrandom(deadbeef, 4, 0x0) = 4 <inject>");
+
+        // A memory write that is too short decodes as the pointer, not a panic.
+        let ev = sys(Syscall {
+            nr: 228,
+            args: vec![0, 0x7ff0],
+            mem: vec![MemWrite { addr: 0x7ff0, data: vec![1, 2, 3] }],
+            ..Default::default()
+        });
+        assert_eq!(text(&ev), "clock_gettime(CLOCK_REALTIME, 0x7ff0) = 0 <inject>");
+    }
+
+    #[test]
+    fn mmap_and_new_fds() {
+        let ev = sys(Syscall {
+            nr: 9,
+            args: vec![0, 4096, 5, 0x802, 3, 0],
+            ret: 0x7f00_0000_0000,
+            disposition: Disposition::AnonMap as i32,
+            ..Default::default()
+        });
+        assert_eq!(
+            text(&ev),
+            "mmap(0x0, 4096, PROT_READ|PROT_EXEC, MAP_PRIVATE|MAP_DENYWRITE, 3, 0x0) = 0x7f0000000000 <anonmap>"
+        );
+        let ev = sys(Syscall {
+            nr: 293,
+            args: vec![0x2000, libc::O_CLOEXEC as u64],
+            mem: vec![MemWrite { addr: 0x2000, data: vec![3, 0, 0, 0, 4, 0, 0, 0] }],
+            disposition: Disposition::Placeholder as i32,
+            new_fds: vec![
+                NewFd { fd: 3, kind: FdKind::External as i32, cloexec: true },
+                NewFd { fd: 4, kind: FdKind::External as i32, cloexec: true },
+            ],
+            ..Default::default()
+        });
+        assert_eq!(
+            text(&ev),
+            "pipe2([3, 4], O_RDONLY|O_CLOEXEC) = 0 <placeholder> [fd 3: external, cloexec; fd 4: external, cloexec]"
+        );
+    }
+
+    #[test]
+    fn other_events() {
+        let ev = Event {
+            kind: Some(Kind::Rdtsc(Rdtsc { tsc: 99, aux: 0, rdtscp: false, ip: 0x401000, ..Default::default() })),
+        };
+        assert_eq!(line(4, &ev), "     4 [0] rdtsc at 0x401000 = 99");
+        let ev = Event { kind: Some(Kind::Signal(Signal { signo: 2, synchronous: false, ..Default::default() })) };
+        assert_eq!(text(&ev), "--- SIGINT (asynchronous) ---");
+        let ev = Event { kind: Some(Kind::Exit(Exit { code: 0, signal: 9, ..Default::default() })) };
+        assert_eq!(text(&ev), "+++ killed by SIGKILL +++");
+        assert_eq!(json(1, &ev)["status"], 137);
+        // An unknown syscall number shows raw registers.
+        let ev = sys(Syscall { nr: 1000, args: vec![1, 2, 3, 4, 5, 6], ret: -38, ..Default::default() });
+        assert_eq!(
+            text(&ev),
+            "syscall #1000(0x1, 0x2, 0x3, 0x4, 0x5, 0x6) = -1 ENOSYS (Function not implemented) <inject>"
+        );
+    }
+
+    #[test]
+    fn escaping_cuts_long_strings() {
+        assert_eq!(escape(b"a\"b\\\x01", 40), "\"a\\\"b\\\\\\x01\"");
+        assert_eq!(escape(&[b'x'; 50], 40), format!("\"{}\"...", "x".repeat(40)));
+    }
+}

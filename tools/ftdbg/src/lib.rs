@@ -1,0 +1,114 @@
+//! ftdbg: look inside an ftexec log offline. [`decode`] turns events into strace-like text and
+//! JSON, [`events`] lists them with filters, [`stats`] summarizes a log, [`diff`] finds the first
+//! event where two logs differ.
+//!
+//! Every function reads the log as a stream, so a truncated or corrupt log shows everything up to
+//! the damage and then a [`Error::Log`] naming the file, the record and the byte offset.
+
+pub mod decode;
+pub mod diff;
+pub mod stats;
+
+use ft_libos::log::{LogError, LogReader};
+use ft_libos::proto::{event::Kind, Event};
+use ft_libos::table;
+use std::io::{self, Write};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The log cannot be read: missing, not a log, another version, truncated, corrupt.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// Writing the output failed (a closed pipe, a full disk).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+    #[error("no syscall is named {0:?}; use the kernel's names (openat, clock_gettime, write) or numbers")]
+    UnknownSyscall(String),
+    #[error("--from {from} is after --to {to}: no event can match")]
+    EmptyRange { from: u64, to: u64 },
+}
+
+/// The number of a syscall name (or a number given as digits).
+pub fn syscall_nr(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return table::lookup(u64::from(n)).map(|s| s.nr);
+    }
+    (0..=table::MAX_NR).find(|&n| table::lookup(u64::from(n)).is_some_and(|s| s.name == name))
+}
+
+/// Which events `ftdbg events` shows.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// First log index shown.
+    pub from: Option<u64>,
+    /// Last log index shown (inclusive).
+    pub to: Option<u64>,
+    /// Only the events of this task (see [`decode::task`]).
+    pub task: Option<u32>,
+    /// Only syscall events with one of these numbers.
+    pub syscalls: Option<Vec<u32>>,
+}
+
+impl Filter {
+    /// A filter from command-line values; `syscalls` is a comma-separated list of names.
+    pub fn new(from: Option<u64>, to: Option<u64>, task: Option<u32>, syscalls: Option<&str>) -> Result<Self, Error> {
+        if let (Some(from), Some(to)) = (from, to) {
+            if from > to {
+                return Err(Error::EmptyRange { from, to });
+            }
+        }
+        let syscalls = match syscalls {
+            None => None,
+            Some(list) => Some(
+                list.split(',')
+                    .map(|n| syscall_nr(n.trim()).ok_or_else(|| Error::UnknownSyscall(n.trim().to_string())))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        Ok(Filter { from, to, task, syscalls })
+    }
+
+    pub fn accepts(&self, index: u64, ev: &Event) -> bool {
+        if self.from.is_some_and(|f| index < f) || self.to.is_some_and(|t| index > t) {
+            return false;
+        }
+        if let Some(t) = self.task {
+            if decode::task(ev) != Some(t) {
+                return false;
+            }
+        }
+        if let Some(nrs) = &self.syscalls {
+            match &ev.kind {
+                Some(Kind::Syscall(s)) if nrs.contains(&s.nr) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Writes the events of the log at `path` that pass `filter`, one a line (text or JSON); returns
+/// how many were written. Events before a damaged record are written before the error returns.
+pub fn events(path: &Path, filter: &Filter, json: bool, out: &mut dyn Write) -> Result<u64, Error> {
+    let mut reader = LogReader::open(path)?;
+    let mut shown = 0;
+    loop {
+        let index = reader.position();
+        if filter.to.is_some_and(|t| index > t) {
+            break;
+        }
+        let Some(ev) = reader.next_event()? else { break };
+        if !filter.accepts(index, &ev) {
+            continue;
+        }
+        if json {
+            writeln!(out, "{}", decode::json(index, &ev))?;
+        } else {
+            writeln!(out, "{}", decode::line(index, &ev))?;
+        }
+        shown += 1;
+    }
+    out.flush()?;
+    Ok(shown)
+}
