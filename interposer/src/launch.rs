@@ -195,7 +195,7 @@ fn parent(pid: Pid, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
     stopped.set_options(opts)?;
     // 2. Run to the exec: the only traced syscall on the way is execve itself.
     let mut running = stopped.cont(None)?;
-    let mut stopped = loop {
+    let stopped = loop {
         match running.wait()? {
             Waited::Stopped(s) => match s.stop {
                 Stop::Exec => break s,
@@ -210,34 +210,35 @@ fn parent(pid: Pid, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
             Waited::Killed(s) => return Err(child_failure(pid, &errfd, format!("killed by {s}"))),
         }
     };
-    stopped.open_mem()?;
     // 3. Fix up the auxiliary vector.
-    let regs = stopped.regs()?;
-    let sp = regs.sp();
-    let (at_random_addr, ehdr_slot) = match scan_auxv(&stopped, sp) {
-        Ok(v) => v,
+    match after_exec(&stopped, spec.at_random) {
+        Ok((at_random, sp)) => Ok(Launched { tracee: stopped, at_random, sp }),
         Err(e) => {
             let _ = reap_killed(stopped);
-            return Err(e);
+            Err(e)
         }
-    };
+    }
+}
+
+/// At a PTRACE_EVENT_EXEC stop: hides the vDSO (AT_SYSINFO_EHDR → AT_IGNORE) and reads, or with
+/// `at_random` restores, the 16 AT_RANDOM bytes. Returns them and the initial stack pointer.
+pub fn after_exec(stopped: &Stopped, at_random: Option<[u8; 16]>) -> Result<([u8; 16], u64)> {
+    let sp = stopped.regs()?.sp();
+    let (at_random_addr, ehdr_slot) = scan_auxv(stopped, sp)?;
     if let Some(slot) = ehdr_slot {
         stopped.write(slot, &AT_IGNORE.to_le_bytes())?;
     }
-    let mut at_random = [0u8; 16];
+    let mut bytes = [0u8; 16];
     if let Some(addr) = at_random_addr {
-        match spec.at_random {
-            Some(bytes) => {
-                stopped.write(addr, &bytes)?;
-                at_random = bytes;
+        match at_random {
+            Some(b) => {
+                stopped.write(addr, &b)?;
+                bytes = b;
             }
-            None => {
-                let got = stopped.read(addr, 16)?;
-                at_random.copy_from_slice(&got);
-            }
+            None => bytes.copy_from_slice(&stopped.read(addr, 16)?),
         }
     }
-    Ok(Launched { tracee: stopped, at_random, sp })
+    Ok((bytes, sp))
 }
 
 fn reap_killed(s: Stopped) -> Option<Waited> {

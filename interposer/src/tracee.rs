@@ -42,20 +42,18 @@ pub enum Waited {
 /// A tracee that is running (or about to): only [`Running::wait`] is possible.
 pub struct Running {
     pid: Pid,
-    mem: Option<File>,
 }
 
 /// A tracee in a ptrace stop.
 pub struct Stopped {
     pid: Pid,
-    mem: Option<File>,
     pub stop: Stop,
 }
 
 impl Running {
     /// Adopts a child that is (or will be) in a ptrace stop.
     pub fn adopt(pid: Pid) -> Running {
-        Running { pid, mem: None }
+        Running { pid }
     }
 
     pub fn pid(&self) -> Pid {
@@ -64,32 +62,37 @@ impl Running {
 
     /// Waits for the next stop or the end of the tracee.
     pub fn wait(self) -> Result<Waited> {
-        let pid = self.pid;
-        loop {
-            let status = match waitpid(pid, Some(WaitPidFlag::__WALL)) {
-                Ok(s) => s,
-                Err(nix::Error::EINTR) => continue,
-                Err(e) => return Err(TraceError::ptrace(pid, "waitpid", e)),
-            };
-            let stop = match status {
-                WaitStatus::Exited(_, code) => return Ok(Waited::Exited(code)),
-                WaitStatus::Signaled(_, sig, _) => return Ok(Waited::Killed(sig)),
-                WaitStatus::PtraceSyscall(_) => Stop::SyscallExit,
-                WaitStatus::PtraceEvent(_, _, ev) => match ev {
-                    libc::PTRACE_EVENT_SECCOMP => Stop::Seccomp,
-                    libc::PTRACE_EVENT_EXEC => Stop::Exec,
-                    libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
-                        let child =
-                            ptrace::getevent(pid).map_err(|e| TraceError::ptrace(pid, "PTRACE_GETEVENTMSG", e))?;
-                        Stop::NewTask(Pid::from_raw(child as i32))
-                    }
-                    other => Stop::Event(other),
-                },
-                WaitStatus::Stopped(_, sig) => Stop::Signal(sig),
-                WaitStatus::Continued(_) | WaitStatus::StillAlive => continue,
-            };
-            return Ok(Waited::Stopped(Stopped { pid, mem: self.mem, stop }));
-        }
+        wait_for(Some(self.pid)).map(|(_, w)| w)
+    }
+}
+
+/// Waits for the next stop or end of `pid`, or of any tracee when None (waitpid with __WALL).
+pub fn wait_for(pid: Option<Pid>) -> Result<(Pid, Waited)> {
+    let target = pid.unwrap_or(Pid::from_raw(-1));
+    loop {
+        let status = match waitpid(target, Some(WaitPidFlag::__WALL)) {
+            Ok(s) => s,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(TraceError::ptrace(target, "waitpid", e)),
+        };
+        let Some(who) = status.pid() else { continue };
+        let stop = match status {
+            WaitStatus::Exited(_, code) => return Ok((who, Waited::Exited(code))),
+            WaitStatus::Signaled(_, sig, _) => return Ok((who, Waited::Killed(sig))),
+            WaitStatus::PtraceSyscall(_) => Stop::SyscallExit,
+            WaitStatus::PtraceEvent(_, _, ev) => match ev {
+                libc::PTRACE_EVENT_SECCOMP => Stop::Seccomp,
+                libc::PTRACE_EVENT_EXEC => Stop::Exec,
+                libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
+                    let child = ptrace::getevent(who).map_err(|e| TraceError::ptrace(who, "PTRACE_GETEVENTMSG", e))?;
+                    Stop::NewTask(Pid::from_raw(child as i32))
+                }
+                other => Stop::Event(other),
+            },
+            WaitStatus::Stopped(_, sig) => Stop::Signal(sig),
+            WaitStatus::Continued(_) | WaitStatus::StillAlive => continue,
+        };
+        return Ok((who, Waited::Stopped(Stopped { pid: who, stop })));
     }
 }
 
@@ -119,36 +122,22 @@ impl Stopped {
         ptrace::setoptions(self.pid, opts).map_err(self.err("PTRACE_SETOPTIONS"))
     }
 
-    /// Opens /proc/PID/mem for forced access (needed after every exec: it names one mm).
-    pub fn open_mem(&mut self) -> Result<()> {
-        let path = format!("/proc/{}/mem", self.pid);
-        let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(|e| TraceError::Memory {
-            pid: self.pid,
-            op: "open",
-            addr: 0,
-            len: 0,
-            source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-        })?;
-        self.mem = Some(f);
-        Ok(())
-    }
-
     /// Resumes to the next stop; the seccomp stop stays the only syscall-entry stop.
     pub fn cont(self, sig: Option<Signal>) -> Result<Running> {
         ptrace::cont(self.pid, sig).map_err(self.err("PTRACE_CONT"))?;
-        Ok(Running { pid: self.pid, mem: self.mem })
+        Ok(Running { pid: self.pid })
     }
 
     /// Resumes so that the current syscall's exit stops too.
     pub fn cont_to_exit(self) -> Result<Running> {
         ptrace::syscall(self.pid, None).map_err(self.err("PTRACE_SYSCALL"))?;
-        Ok(Running { pid: self.pid, mem: self.mem })
+        Ok(Running { pid: self.pid })
     }
 
     /// Kills the tracee and returns a handle to reap it.
     pub fn kill(self) -> Running {
         let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
-        Running { pid: self.pid, mem: self.mem }
+        Running { pid: self.pid }
     }
 
     fn mem_err(&self, op: &'static str, addr: u64, len: usize) -> impl Fn(nix::Error) -> TraceError {
@@ -217,8 +206,13 @@ impl Stopped {
         Ok(())
     }
 
-    fn mem_file(&self, op: &'static str, addr: u64, len: usize) -> Result<&File> {
-        self.mem.as_ref().ok_or_else(|| self.mem_err(op, addr, len)(nix::Error::EBADF))
+    /// /proc/PID/mem, opened per use: it names one address space, which exec replaces.
+    fn mem_file(&self, op: &'static str, addr: u64, len: usize) -> Result<File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{}/mem", self.pid))
+            .map_err(|e| self.mem_err(op, addr, len)(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))
     }
 
     /// Reads through /proc/PID/mem, which also reaches pages the tracee cannot read itself.

@@ -236,7 +236,7 @@ mod tests {
             let ev = Event { kind: Some(Kind::Syscall(Syscall { nr: 228, ret: i, ..Default::default() })) };
             w.append(&ev).expect("append");
         }
-        w.append(&Event { kind: Some(Kind::Exit(Exit { code: 3, signal: 0 })) }).expect("append");
+        w.append(&Event { kind: Some(Kind::Exit(Exit { code: 3, signal: 0, task: 0 })) }).expect("append");
         w.finish().expect("finish");
         path
     }

@@ -27,6 +27,10 @@ pub enum Action {
     Output { stdio: Option<i32> },
     /// mmap of a file that is not replicated state: replay maps anonymous memory with the bytes.
     AnonMap,
+    /// Creates a task: runs for real everywhere; the new task is logged (Spawn).
+    Clone,
+    /// Replaces the program image: runs for real everywhere after checking the image.
+    Exec,
 }
 
 const PR_SET_TSC: u64 = 26;
@@ -66,6 +70,8 @@ pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> 
                 Action::AnonMap
             };
         }
+        Special::Clone => return Action::Clone,
+        Special::Exec => return Action::Exec,
         Special::None => {}
     }
     match spec.class {
@@ -206,7 +212,9 @@ mod tests {
         // rseq is emulated, io_uring refused, clone unsupported.
         assert_eq!(decide(spec(334), &a(&[]), &fds, false), Action::Emulate(Emulation::Errno(libc::ENOSYS)));
         assert!(matches!(decide(spec(425), &a(&[]), &fds, false), Action::Refuse(Refusal::Errno(..))));
-        assert!(matches!(decide(spec(56), &a(&[]), &fds, false), Action::Refuse(Refusal::Unsupported(_))));
+        assert_eq!(decide(spec(56), &a(&[]), &fds, false), Action::Clone);
+        assert_eq!(decide(spec(435), &a(&[]), &fds, false), Action::Clone);
+        assert_eq!(decide(spec(59), &a(&[]), &fds, false), Action::Exec);
     }
 
     #[test]

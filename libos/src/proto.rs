@@ -43,7 +43,7 @@ pub struct Header {
 /// One thing that happened to the tracee, in log order.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Event {
-    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub kind: Option<event::Kind>,
 }
 
@@ -60,6 +60,12 @@ pub mod event {
         Start(super::Start),
         #[prost(message, tag = "5")]
         Exit(super::Exit),
+        #[prost(message, tag = "6")]
+        Run(super::Run),
+        #[prost(message, tag = "7")]
+        Spawn(super::Spawn),
+        #[prost(message, tag = "8")]
+        Exec(super::Exec),
     }
 }
 
@@ -169,6 +175,8 @@ pub struct Rdtsc {
     /// Instruction pointer of the instruction (checked at replay).
     #[prost(uint64, tag = "4")]
     pub ip: u64,
+    #[prost(uint32, tag = "5")]
+    pub task: u32,
 }
 
 /// A signal delivered to the tracee.
@@ -179,6 +187,8 @@ pub struct Signal {
     /// Raised by the tracee's own instruction (a fault), so it recurs at replay by itself.
     #[prost(bool, tag = "2")]
     pub synchronous: bool,
+    #[prost(uint32, tag = "3")]
+    pub task: u32,
 }
 
 /// The program's exec completed: the kernel's random bytes for it.
@@ -200,6 +210,43 @@ pub struct Exit {
     /// Signal number when a signal killed it (0 otherwise).
     #[prost(int32, tag = "2")]
     pub signal: i32,
+    /// The task that ended (task 0's end is the program's end).
+    #[prost(uint32, tag = "3")]
+    pub task: u32,
+}
+
+/// The schedule: from here on, `task` runs (the only task executing user code).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Run {
+    #[prost(uint32, tag = "1")]
+    pub task: u32,
+}
+
+/// `parent` created `child` (clone, fork, vfork, clone3): tasks are numbered in creation order.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Spawn {
+    #[prost(uint32, tag = "1")]
+    pub parent: u32,
+    #[prost(uint32, tag = "2")]
+    pub child: u32,
+    /// Same thread group (a thread) rather than a new process.
+    #[prost(bool, tag = "3")]
+    pub thread: bool,
+}
+
+/// `task` replaced its program image (execve).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Exec {
+    #[prost(uint32, tag = "1")]
+    pub task: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub exe_path: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub exe_hash: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub at_random: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    pub sp: u64,
 }
 
 impl Exit {

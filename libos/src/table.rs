@@ -134,6 +134,11 @@ pub enum Special {
     Mmap,
     /// prctl: runs in both modes, except PR_SET_TSC which would defeat rdtsc trapping.
     Prctl,
+    /// clone, fork, vfork, clone3: run for real in both modes (the new task must exist); the
+    /// parent's result (the child's tid) is the recorded one.
+    Clone,
+    /// execve, execveat: run for real in both modes after checking the new image's hash.
+    Exec,
 }
 
 /// Argument bit masks for [`Spec::check`].
@@ -204,9 +209,6 @@ const fn emu(nr: u32, name: &'static str, e: Emulation) -> Spec {
 }
 const fn no(nr: u32, name: &'static str, errno: i32, why: &'static str) -> Spec {
     base(nr, name, Class::Refused(Refusal::Errno(errno, why)))
-}
-const fn unsupported(nr: u32, name: &'static str, why: &'static str) -> Spec {
-    base(nr, name, Class::Refused(Refusal::Unsupported(why)))
 }
 
 const fn w(ptr: u8, len: Len) -> Write {
@@ -289,8 +291,6 @@ const AIO: &str = "asynchronous I/O completes outside any syscall stop, so it ca
 const URING: &str = "io_uring bypasses syscall interposition (rr #2613); programs fall back to plain syscalls";
 const OBSOLETE: &str = "obsolete or unimplemented on x86-64";
 const NEWFS: &str = "mount API; a replicated service must not change mounts";
-const THREADS: &str = "ftexec records one thread of one process so far (threads and child processes: issue #3)";
-const EXEC: &str = "ftexec records one program image so far (execve after the start: issue #3)";
 const FOREIGN: &str = "access to the memory or fds of another process cannot be replayed";
 const NEWER: &str = "not supported yet by ftexec; ENOSYS lets programs fall back";
 
@@ -407,10 +407,14 @@ pub static TABLE: &[Spec] = &[
     rec(54, "setsockopt").check(A0 | A1 | A2 | A4).input(Input::Buf(3, 4)),
     // int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     rec(55, "getsockopt").check(A0 | A1 | A2).w(&[w(3, DerefU32(4)), w(4, Fixed(4))]),
-    unsupported(56, "clone", THREADS),
-    unsupported(57, "fork", THREADS),
-    unsupported(58, "vfork", THREADS),
-    unsupported(59, "execve", EXEC),
+    // long clone(unsigned long flags, void *stack, int *ptid, int *ctid, unsigned long tls)
+    loc(56, "clone").check(A0).special(Special::Clone),
+    // pid_t fork(void)
+    loc(57, "fork").special(Special::Clone),
+    // pid_t vfork(void)
+    loc(58, "vfork").special(Special::Clone),
+    // int execve(const char *path, char *const argv[], char *const envp[])
+    loc(59, "execve").input(Input::Path(0)).special(Special::Exec),
     // void exit(int status)
     det(60, "exit"),
     // pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
@@ -649,8 +653,8 @@ pub static TABLE: &[Spec] = &[
     // time_t time(time_t *t)
     rec(201, "time").tracer().w(&[w(0, Fixed(8))]),
     // long futex(u32 *uaddr, int op, u32 val, const struct timespec *t, u32 *uaddr2, u32 val3)
-    // One thread: nothing to order. Threads: issue #3.
-    det(202, "futex"),
+    // Waits and wakes are ordered by the log: which waiter wakes is up to the kernel (dettrace #52).
+    rec(202, "futex").check(A1),
     // int sched_setaffinity(pid_t pid, size_t sz, const cpu_set_t *mask)
     rec(203, "sched_setaffinity"),
     // int sched_getaffinity(pid_t pid, size_t sz, cpu_set_t *mask)
@@ -852,7 +856,8 @@ pub static TABLE: &[Spec] = &[
     loc(319, "memfd_create").check(A1).new_fd(NewFd::Ret),
     no(320, "kexec_file_load", EPERM, ADMIN),
     no(321, "bpf", EPERM, ADMIN),
-    unsupported(322, "execveat", EXEC),
+    // int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
+    loc(322, "execveat").input(Input::Path(1)).special(Special::Exec),
     no(323, "userfaultfd", ENOSYS, "page faults served by another thread cannot be ordered yet"),
     // int membarrier(int cmd, unsigned flags, int cpu)
     det(324, "membarrier"),
@@ -890,7 +895,8 @@ pub static TABLE: &[Spec] = &[
     no(433, "fspick", EPERM, NEWFS),
     // int pidfd_open(pid_t pid, unsigned flags)
     rec(434, "pidfd_open").new_fd(NewFd::Ret),
-    unsupported(435, "clone3", THREADS),
+    // long clone3(struct clone_args *args, size_t size)
+    loc(435, "clone3").special(Special::Clone),
     // int close_range(unsigned first, unsigned last, unsigned flags)
     det(436, "close_range"),
     // int openat2(int dirfd, const char *path, struct open_how *how, size_t sz)
@@ -910,7 +916,7 @@ pub static TABLE: &[Spec] = &[
     no(447, "memfd_secret", ENOSYS, NEWER),
     no(448, "process_mrelease", EPERM, FOREIGN),
     // long futex_waitv(struct futex_waitv *w, unsigned n, unsigned flags, struct timespec *t, clockid_t clk)
-    det(449, "futex_waitv"),
+    rec(449, "futex_waitv"),
     // long set_mempolicy_home_node(unsigned long start, unsigned long len, unsigned long node, unsigned long flags)
     rec(450, "set_mempolicy_home_node"),
     no(451, "cachestat", ENOSYS, NEWER),
@@ -918,11 +924,11 @@ pub static TABLE: &[Spec] = &[
     out(452, "fchmodat2").path_at(0, 1).check(A2 | A3),
     no(453, "map_shadow_stack", ENOSYS, NEWER),
     // long futex_wake(void *uaddr, unsigned long mask, int nr, unsigned flags)
-    det(454, "futex_wake"),
+    rec(454, "futex_wake"),
     // long futex_wait(void *uaddr, unsigned long val, unsigned long mask, unsigned flags, struct timespec *t, clockid_t clk)
-    det(455, "futex_wait"),
+    rec(455, "futex_wait"),
     // long futex_requeue(struct futex_waitv *w, unsigned flags, int nr_wake, int nr_requeue)
-    det(456, "futex_requeue"),
+    rec(456, "futex_requeue"),
     no(457, "statmount", ENOSYS, NEWER),
     no(458, "listmount", ENOSYS, NEWER),
     no(459, "lsm_get_self_attr", ENOSYS, NEWER),

@@ -35,13 +35,18 @@ pub fn event(ev: &Event) -> String {
             } else {
                 arg(s.ret as u64)
             };
-            format!("{call} = {ret}")
+            format!("{call} = {ret} in task {}", s.task)
         }
         Some(Kind::Rdtsc(r)) => format!("{} at {:#x}", if r.rdtscp { "rdtscp" } else { "rdtsc" }, r.ip),
         Some(Kind::Signal(s)) => format!("delivery of {}", signal_name(s.signo)),
         Some(Kind::Start(_)) => "the program's start".into(),
-        Some(Kind::Exit(e)) if e.signal != 0 => format!("death by {}", signal_name(e.signal)),
-        Some(Kind::Exit(e)) => format!("exit with status {}", e.code),
+        Some(Kind::Exit(e)) if e.signal != 0 => format!("task {}'s death by {}", e.task, signal_name(e.signal)),
+        Some(Kind::Exit(e)) => format!("task {}'s exit with status {}", e.task, e.code),
+        Some(Kind::Run(r)) => format!("a switch to task {}", r.task),
+        Some(Kind::Spawn(s)) => {
+            format!("task {} creating {} {}", s.parent, if s.thread { "thread" } else { "process" }, s.child)
+        }
+        Some(Kind::Exec(e)) => format!("task {} executing {}", e.task, String::from_utf8_lossy(&e.exe_path)),
         None => "an empty event".into(),
     }
 }

@@ -6,16 +6,20 @@ use crate::error::{Result, SessionError};
 use crate::program;
 use crate::{describe, Outcome};
 use ft_interposer::tracee::reap;
+use ft_interposer::tracee::wait_for;
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{
-    event::Kind, Disposition, Event, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Signal, Start, Syscall,
+    event::Kind, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Run, Signal,
+    Spawn, Start, Syscall,
 };
 use ft_libos::table::{Emulation, Exec, Len, Refusal, Spec};
 use ft_libos::{lookup, FdTable};
 use nix::sys::signal::Signal as Sig;
+use nix::unistd::Pid;
 use slog::{debug, info, warn, Logger};
+use std::collections::VecDeque;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -121,46 +125,87 @@ pub fn record(header: &Header, data_dir: Option<&Path>, sink: &mut dyn EventSink
     let launched = launch(&launch_spec(header, None, None)?, &filter)?;
     info!(log, "recording"; "pid" => launched.tracee.pid().as_raw(), "exe" => String::from_utf8_lossy(&header.exe_path).into_owned());
     sink.append(&Event { kind: Some(Kind::Start(Start { at_random: launched.at_random.to_vec(), sp: launched.sp })) })?;
+    let pid = launched.tracee.pid();
+    crate::set_current_tracee(pid.as_raw());
     let mut rec = Recorder {
         sink,
         log: log.clone(),
-        fds: FdTable::new(),
+        fds: HashMap::from([(0, FdTable::new())]),
         data_dir: data_dir.map(Path::to_path_buf),
         warned: HashSet::new(),
         events: 1,
         hashes: HashMap::new(),
+        tasks: HashMap::new(),
+        early: HashMap::new(),
+        ready: VecDeque::new(),
+        holder: None,
+        last_run: 0,
+        next_vtid: 1,
+        status0: None,
     };
-    let pid = launched.tracee.pid();
-    crate::set_current_tracee(pid.as_raw());
     match rec.run(launched.tracee) {
         Ok(o) => Ok(o),
         Err(e) => {
             // Never leave a tracee behind.
-            let _ = nix::sys::signal::kill(pid, Sig::SIGKILL);
+            for tid in rec.tasks.keys().copied().chain([pid]) {
+                let _ = nix::sys::signal::kill(tid, Sig::SIGKILL);
+            }
             let _ = reap(pid);
             Err(e)
         }
     }
 }
 
+/// What a task is doing, from the tracer's point of view.
+enum TState {
+    /// Created (its parent's clone event was seen); its first stop has not arrived.
+    Starting,
+    /// In a ptrace stop, waiting for the token.
+    Ready(Stopped),
+    /// Holds the token: the one task executing user code.
+    Holding,
+    /// Inside a syscall that runs in the kernel (and may block): the token is free meanwhile.
+    InKernel(Pending),
+}
+
+/// A syscall a task is executing in the kernel, to be logged when it completes.
+struct Pending {
+    spec: &'static Spec,
+    args: [u64; 6],
+    input: Vec<u8>,
+    action: Action,
+}
+
+struct Task {
+    vtid: u32,
+    /// The vtid of its thread group leader (its process).
+    proc: u32,
+    state: TState,
+}
+
 struct Recorder<'a> {
     sink: &'a mut dyn EventSink,
     log: Logger,
-    fds: FdTable,
+    /// The fd model of each process (by the vtid of its leader).
+    fds: HashMap<u32, FdTable>,
     data_dir: Option<PathBuf>,
     warned: HashSet<u64>,
     events: u64,
     /// blake3 of verified files by (dev, ino, size, mtime).
     hashes: HashMap<(u64, u64, u64, i64), Vec<u8>>,
+    tasks: HashMap<Pid, Task>,
+    /// First stops of new tasks that arrived before their parent's clone event.
+    early: HashMap<Pid, Stopped>,
+    /// Tasks waiting for the token, in arrival order.
+    ready: VecDeque<Pid>,
+    holder: Option<Pid>,
+    last_run: u32,
+    next_vtid: u32,
+    /// Exit status of task 0, the program's status.
+    status0: Option<i32>,
 }
 
 const MAX_TRACER_BUF: u64 = 1 << 20;
-
-/// After handling a stop: the tracee runs on, or it ended inside the syscall.
-pub(crate) enum Flow {
-    Go(Running),
-    Ended(Exit),
-}
 
 impl Recorder<'_> {
     fn emit(&mut self, kind: Kind) -> Result<()> {
@@ -170,40 +215,180 @@ impl Recorder<'_> {
 
     fn run(&mut self, first: Stopped) -> Result<Outcome> {
         let pid = first.pid();
-        let mut running = first.cont(None)?;
+        self.tasks.insert(pid, Task { vtid: 0, proc: 0, state: TState::Ready(first) });
+        self.ready.push_back(pid);
         loop {
-            let stopped = match running.wait()? {
-                Waited::Exited(code) => return self.finish(Exit { code, signal: 0 }),
-                Waited::Killed(sig) => return self.finish(Exit { code: 0, signal: sig as i32 }),
-                Waited::Stopped(s) => s,
+            if self.holder.is_none() {
+                self.schedule()?;
+            }
+            if self.tasks.is_empty() {
+                break;
+            }
+            let (pid, waited) = match wait_for(None) {
+                Ok(w) => w,
+                Err(ft_interposer::TraceError::Ptrace { source: nix::Error::ECHILD, .. }) => break,
+                Err(e) => return Err(e.into()),
             };
-            let handled = match stopped.stop {
-                Stop::Seccomp => self.on_syscall(stopped),
-                Stop::Signal(sig) => self.on_signal(stopped, sig).map(Flow::Go),
-                Stop::NewTask(child) => Err(SessionError::Unsupported {
-                    what: format!("the program created a new task ({child})"),
-                    why: "ftexec records one thread of one process so far (threads and child processes: issue #3)"
-                        .into(),
-                }),
-                Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None).map(Flow::Go).map_err(Into::into),
-            };
-            running = match handled {
-                Ok(Flow::Go(r)) => r,
-                Ok(Flow::Ended(exit)) => return self.finish(exit),
-                // Killed (kill -9) while we handled its stop: record the death it died.
-                Err(SessionError::Trace(e)) if e.is_gone() => Running::adopt(pid),
+            match self.on_wait(pid, waited) {
+                Ok(()) => {}
+                // Killed (kill -9) while we handled its stop: its death is reported next.
+                Err(SessionError::Trace(e)) if e.is_gone() => {
+                    if let Some(t) = self.tasks.get_mut(&pid) {
+                        t.state = TState::Holding;
+                    }
+                }
                 Err(e) => return Err(e),
-            };
+            }
+        }
+        Ok(Outcome { status: self.status0.unwrap_or(0), events: self.events })
+    }
+
+    /// Gives the token to the first ready task; logs the switch.
+    fn schedule(&mut self) -> Result<()> {
+        while let Some(pid) = self.ready.pop_front() {
+            let Some(task) = self.tasks.get_mut(&pid) else { continue };
+            let TState::Ready(stopped) = std::mem::replace(&mut task.state, TState::Holding) else { continue };
+            let vtid = task.vtid;
+            self.holder = Some(pid);
+            if vtid != self.last_run {
+                self.last_run = vtid;
+                self.emit(Kind::Run(Run { task: vtid }))?;
+            }
+            match stopped.cont(None) {
+                Ok(_) => {}
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e.into()),
+            }
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    fn vtid(&self, pid: Pid) -> u32 {
+        self.tasks.get(&pid).map(|t| t.vtid).unwrap_or(u32::MAX)
+    }
+
+    fn fds_of(&mut self, pid: Pid) -> &mut FdTable {
+        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
+        self.fds.entry(proc).or_default()
+    }
+
+    fn set_state(&mut self, pid: Pid, state: TState) {
+        if let Some(t) = self.tasks.get_mut(&pid) {
+            t.state = state;
         }
     }
 
-    fn finish(&mut self, exit: Exit) -> Result<Outcome> {
+    /// Puts a stopped task in the ready queue.
+    fn make_ready(&mut self, s: Stopped) {
+        let pid = s.pid();
+        if self.holder == Some(pid) {
+            self.holder = None;
+        }
+        self.set_state(pid, TState::Ready(s));
+        self.ready.push_back(pid);
+    }
+
+    fn on_wait(&mut self, pid: Pid, waited: Waited) -> Result<()> {
+        let s = match waited {
+            Waited::Exited(code) => return self.on_death(pid, Exit { code, signal: 0, task: 0 }),
+            Waited::Killed(sig) => return self.on_death(pid, Exit { code: 0, signal: sig as i32, task: 0 }),
+            Waited::Stopped(s) => s,
+        };
+        let Some(task) = self.tasks.get_mut(&pid) else {
+            self.early.insert(pid, s);
+            return Ok(());
+        };
+        match std::mem::replace(&mut task.state, TState::Holding) {
+            TState::Starting | TState::Ready(_) => {
+                self.make_ready(s);
+                Ok(())
+            }
+            TState::Holding => self.on_holder_stop(s),
+            TState::InKernel(p) => self.on_kernel_stop(s, p),
+        }
+    }
+
+    fn on_death(&mut self, pid: Pid, mut exit: Exit) -> Result<()> {
+        let Some(task) = self.tasks.remove(&pid) else { return Ok(()) };
+        if self.holder == Some(pid) {
+            self.holder = None;
+        }
+        self.ready.retain(|p| *p != pid);
         if exit.signal == libc::SIGSYS {
             warn!(self.log, "the program was killed by SIGSYS: it made a syscall of another architecture (32-bit int 0x80 or x32), which the filter refuses");
         }
-        let status = exit.status();
-        self.emit(Kind::Exit(exit))?;
-        Ok(Outcome { status, events: self.events })
+        exit.task = task.vtid;
+        if task.vtid == 0 {
+            self.status0 = Some(exit.status());
+        }
+        self.emit(Kind::Exit(exit))
+    }
+
+    fn on_holder_stop(&mut self, s: Stopped) -> Result<()> {
+        match s.stop {
+            Stop::Seccomp => self.on_syscall(s),
+            Stop::Signal(sig) => self.on_signal(s, sig).map(drop),
+            Stop::SyscallExit | Stop::Exec | Stop::NewTask(_) | Stop::Event(_) => {
+                s.cont(None)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// A stop of a task inside a syscall: its exit, or an event the syscall raised.
+    fn on_kernel_stop(&mut self, s: Stopped, p: Pending) -> Result<()> {
+        let pid = s.pid();
+        match s.stop {
+            Stop::SyscallExit => {
+                self.complete(&s, &p)?;
+                self.make_ready(s);
+            }
+            Stop::NewTask(child) => {
+                let (vtid, proc) = (self.vtid(pid), self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0));
+                let thread = is_thread_clone(&s, p.spec, &p.args);
+                let child_vtid = self.next_vtid;
+                self.next_vtid += 1;
+                let child_proc = if thread { proc } else { child_vtid };
+                if !thread {
+                    let table = self.fds.get(&proc).cloned().unwrap_or_default();
+                    self.fds.insert(child_vtid, table);
+                }
+                self.emit(Kind::Spawn(Spawn { parent: vtid, child: child_vtid, thread }))?;
+                self.tasks.insert(child, Task { vtid: child_vtid, proc: child_proc, state: TState::Starting });
+                if let Some(first) = self.early.remove(&child) {
+                    self.make_ready(first);
+                }
+                s.cont_to_exit()?;
+                self.set_state(pid, TState::InKernel(p));
+            }
+            Stop::Exec => {
+                let (at_random, sp) = ft_interposer::launch::after_exec(&s, None)?;
+                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+                let exe_hash = program::hash_file(&exe)?;
+                let task = self.vtid(pid);
+                self.emit(Kind::Exec(ExecEvent {
+                    task,
+                    exe_path: exe.into_os_string().into_vec(),
+                    exe_hash,
+                    at_random: at_random.to_vec(),
+                    sp,
+                }))?;
+                s.cont_to_exit()?;
+                self.set_state(pid, TState::InKernel(p));
+            }
+            Stop::Signal(sig) => {
+                let task = self.vtid(pid);
+                self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous: false, task }))?;
+                s.cont(Some(sig))?;
+                self.set_state(pid, TState::InKernel(p));
+            }
+            Stop::Seccomp | Stop::Event(_) => {
+                s.cont_to_exit()?;
+                self.set_state(pid, TState::InKernel(p));
+            }
+        }
+        Ok(())
     }
 
     fn warn_once(&mut self, nr: u64, msg: String) {
@@ -234,41 +419,80 @@ impl Recorder<'_> {
         Ok(base.map(|b| policy::inside(&b, path, dir)).unwrap_or(false))
     }
 
-    fn on_syscall(&mut self, t: Stopped) -> Result<Flow> {
+    fn on_syscall(&mut self, t: Stopped) -> Result<()> {
+        let pid = t.pid();
         let mut regs = t.regs()?;
         let nr = regs.nr();
         let Some(spec) = lookup(nr) else {
             self.warn_once(nr, format!("unknown syscall {} refused with ENOSYS", nr as i64));
             regs.skip_with(-i64::from(libc::ENOSYS));
             t.set_regs(&regs)?;
-            return Ok(Flow::Go(t.cont(None)?));
+            t.cont(None)?;
+            return Ok(());
         };
         let args = regs.args();
         let path_local = self.path_local(&t, spec, &args)?;
-        let action = policy::decide(spec, &args, &self.fds, path_local);
+        let action = policy::decide(spec, &args, self.fds_of(pid), path_local);
         // Lazy: slog builds key-values before filtering, and this runs at every stop.
-        debug!(self.log, "syscall"; "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
+        debug!(self.log, "syscall"; "task" => self.vtid(pid), "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
         match action {
-            Action::Pass => Ok(Flow::Go(t.cont(None)?)),
-            Action::Emulate(e) => {
-                emulate(&t, &mut regs, e)?;
-                Ok(Flow::Go(t.cont(None)?))
-            }
+            Action::Pass => {}
+            Action::Emulate(e) => emulate(&t, &mut regs, e)?,
             Action::Refuse(Refusal::Errno(errno, why)) => {
                 self.warn_once(nr, format!("{} refused with {}: {why}", spec.name, nix::Error::from_raw(errno)));
                 regs.skip_with(-i64::from(errno));
                 t.set_regs(&regs)?;
-                Ok(Flow::Go(t.cont(None)?))
             }
-            Action::Refuse(Refusal::Unsupported(why)) => Err(SessionError::Unsupported {
-                what: format!("the program called {}", describe::call(spec, &args)),
-                why: why.into(),
-            }),
+            Action::Refuse(Refusal::Unsupported(why)) => {
+                return Err(SessionError::Unsupported {
+                    what: format!("the program called {}", describe::call(spec, &args)),
+                    why: why.into(),
+                })
+            }
             Action::Record { exec: Exec::Tracer } if tracer_can_run(spec, &args) => {
-                self.in_tracer(t, regs, spec, args).map(Flow::Go)
+                return self.in_tracer(t, regs, spec, args).map(drop)
             }
-            _ => self.in_tracee(t, spec, args, action),
+            Action::Execute => {
+                // Replicated state, never blocking on another task: done while holding the token.
+                let p = Pending { spec, args, input: capture::input(&t, spec.input, &args)?, action };
+                t.cont_to_exit()?;
+                return match wait_for(Some(pid))? {
+                    (_, Waited::Stopped(s)) if s.stop == Stop::SyscallExit => {
+                        self.complete(&s, &p)?;
+                        s.cont(None)?;
+                        Ok(())
+                    }
+                    (_, Waited::Stopped(s)) => Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
+                        pid,
+                        what: format!("{:?} instead of the exit of {}", s.stop, spec.name),
+                    })),
+                    (_, Waited::Exited(code)) => self.on_death(pid, Exit { code, signal: 0, task: 0 }),
+                    (_, Waited::Killed(sig)) => self.on_death(pid, Exit { code: 0, signal: sig as i32, task: 0 }),
+                };
+            }
+            _ => {
+                if action == Action::Exec {
+                    let proc = self.tasks.get(&pid).map(|t| t.proc);
+                    if self.tasks.values().filter(|t| Some(t.proc) == proc).count() > 1 {
+                        return Err(SessionError::Unsupported {
+                            what: "the program called execve while it had several threads".into(),
+                            why: "the other threads would vanish mid-schedule (reverie #15)".into(),
+                        });
+                    }
+                }
+                // Runs in the kernel, may block on another task: the token is free meanwhile.
+                let input = capture::input(&t, spec.input, &args)?;
+                if matches!(action, Action::Output { .. }) {
+                    self.sink.before_output()?;
+                }
+                t.cont_to_exit()?;
+                self.set_state(pid, TState::InKernel(Pending { spec, args, input, action }));
+                self.holder = None;
+                return Ok(());
+            }
         }
+        t.cont(None)?;
+        Ok(())
     }
 
     /// Runs a pure syscall in the tracer with its own buffers, copies the results into the
@@ -309,34 +533,24 @@ impl Recorder<'_> {
         }
         regs.skip_with(ret);
         t.set_regs(&regs)?;
+        let task = self.vtid(t.pid());
         self.emit(Kind::Syscall(Syscall {
             nr: spec.nr,
             args: args.to_vec(),
             ret,
             disposition: Disposition::Inject as i32,
             mem,
+            task,
             ..Default::default()
         }))?;
         Ok(t.cont(None)?)
     }
 
     /// Runs the syscall in the tracee to its exit stop and logs what the action calls for.
-    fn in_tracee(&mut self, t: Stopped, spec: &Spec, args: [u64; 6], action: Action) -> Result<Flow> {
-        let input = capture::input(&t, spec.input, &args)?;
-        if matches!(action, Action::Output { .. }) {
-            self.sink.before_output()?;
-        }
-        let t = match t.cont_to_exit()?.wait()? {
-            Waited::Stopped(s) if s.stop == Stop::SyscallExit => s,
-            Waited::Stopped(s) => {
-                return Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
-                    pid: s.pid(),
-                    what: format!("{:?} instead of the exit of {}", s.stop, spec.name),
-                }))
-            }
-            Waited::Exited(code) => return Ok(Flow::Ended(Exit { code, signal: 0 })),
-            Waited::Killed(sig) => return Ok(Flow::Ended(Exit { code: 0, signal: sig as i32 })),
-        };
+    /// Logs a syscall that ran in the tracee, at its exit stop.
+    fn complete(&mut self, t: &Stopped, p: &Pending) -> Result<()> {
+        let (spec, args, action, input) = (p.spec, p.args, p.action, &p.input);
+        let task = self.vtid(t.pid());
         let ret = t.regs()?.ret();
         let mut ev = Syscall {
             nr: spec.nr,
@@ -347,24 +561,27 @@ impl Recorder<'_> {
                 ft_libos::table::Input::Path(_) | ft_libos::table::Input::Paths(..) => input.clone(),
                 _ => Vec::new(),
             },
+            task,
             ..Default::default()
         };
-        let regions = capture::regions(&t, spec.writes, &args, ret)?;
+        let regions = capture::regions(t, spec.writes, &args, ret)?;
         let extra = fcntl_writes(spec, &args);
         let regions =
-            if extra.is_empty() { regions } else { [regions, capture::regions(&t, extra, &args, ret)?].concat() };
+            if extra.is_empty() { regions } else { [regions, capture::regions(t, extra, &args, ret)?].concat() };
         let mut fresh = FdKind::External;
         let mut disposition = match action {
             Action::Execute => {
-                ev.out_digest = capture::digest_writes(&capture::read_regions(&t, &regions)?);
+                ev.out_digest = capture::digest_writes(&capture::read_regions(t, &regions)?);
                 if spec.path.is_some() || spec.new_fd != ft_libos::table::NewFd::None {
                     fresh = if spec.nr == libc::SYS_memfd_create as u32 { FdKind::Private } else { FdKind::Data };
                 }
                 Disposition::Execute
             }
             Action::ExecuteInject => Disposition::ExecuteInject,
+            Action::Clone if ret >= 0 => Disposition::ExecuteInject,
+            Action::Exec if ret >= 0 => Disposition::Execute,
             Action::AnonMap if ret >= 0 => {
-                ev.mem = self.capture_mapping(&t, &args, ret)?;
+                ev.mem = self.capture_mapping(t, &args, ret)?;
                 Disposition::AnonMap
             }
             Action::Output { stdio } => {
@@ -375,10 +592,11 @@ impl Recorder<'_> {
                 Disposition::Inject
             }
             _ => {
-                ev.mem = capture::read_regions(&t, &regions)?;
+                ev.mem = capture::read_regions(t, &regions)?;
                 Disposition::Inject
             }
         };
+        let pid = t.pid();
         if policy::creates_fds(spec, &args) && ret >= 0 {
             let pair = match spec.new_fd {
                 ft_libos::table::NewFd::Pair(p) => {
@@ -390,26 +608,25 @@ impl Recorder<'_> {
             if disposition == Disposition::Inject && spec.path.is_some() {
                 // An opened file outside the data directory: executables and libraries are
                 // verified by hash and opened for real at replay; anything else is recorded.
-                if let Some((path, hash)) = self.verified_file(&t, ret as i32, &args, spec)? {
+                if let Some((path, hash)) = self.verified_file(t, ret as i32, &args, spec)? {
                     fresh = FdKind::Verified;
                     ev.path = path;
                     ev.file_hash = hash;
                     disposition = Disposition::Execute;
                 }
             }
-            let created = policy::new_fds(spec, &args, ret, pair, &self.fds, fresh);
+            let created = policy::new_fds(spec, &args, ret, pair, self.fds_of(pid), fresh);
             if disposition == Disposition::Inject && created.iter().any(|(_, k)| *k == FdKind::External) {
                 disposition = Disposition::Placeholder;
             }
             for (fd, kind) in created {
-                self.fds.set(fd, kind);
-                let cloexec = cloexec(t.pid(), fd);
+                self.fds_of(pid).set(fd, kind);
+                let cloexec = cloexec(pid, fd);
                 ev.new_fds.push(NewFd { fd, kind: kind as i32, cloexec });
             }
         }
         ev.disposition = disposition as i32;
-        self.emit(Kind::Syscall(ev))?;
-        Ok(Flow::Go(t.cont(None)?))
+        self.emit(Kind::Syscall(ev))
     }
 
     /// If fd `fd` (just opened) is a read-only regular ELF file, its path and blake3.
@@ -464,6 +681,7 @@ impl Recorder<'_> {
     }
 
     fn on_signal(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
+        let task = self.vtid(t.pid());
         if sig == Sig::SIGSEGV {
             let mut regs = t.regs()?;
             let ip = regs.ip();
@@ -471,17 +689,30 @@ impl Recorder<'_> {
                 let (tsc, aux) = tsc::now(insn);
                 tsc::complete(&mut regs, insn, tsc, aux);
                 t.set_regs(&regs)?;
-                self.emit(Kind::Rdtsc(Rdtsc { tsc, aux, rdtscp: insn == tsc::TscInsn::Rdtscp, ip }))?;
+                self.emit(Kind::Rdtsc(Rdtsc { tsc, aux, rdtscp: insn == tsc::TscInsn::Rdtscp, ip, task }))?;
                 return Ok(t.cont(None)?);
             }
         }
         let synchronous = is_synchronous(&t, sig);
-        if !synchronous {
+        if !synchronous && self.warned.insert(u64::MAX - sig as u64) {
             warn!(self.log, "asynchronous signal recorded; replay delivers it at the same event, not the same instruction (exact placement: issue #3)"; "signal" => sig.as_str());
         }
-        self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous }))?;
+        self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous, task }))?;
         Ok(t.cont(Some(sig))?)
     }
+}
+
+/// Whether a clone creates a thread (CLONE_THREAD) rather than a process. clone3 keeps its
+/// flags in struct clone_args, whose first field they are.
+fn is_thread_clone(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
+    let flags = match spec.nr as i64 {
+        libc::SYS_clone => args[0],
+        libc::SYS_clone3 => {
+            t.read(args[0], 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    flags & libc::CLONE_THREAD as u64 != 0
 }
 
 /// Whether fd `fd` of `pid` has FD_CLOEXEC (the "flags:" line of /proc/PID/fdinfo/FD, in octal).
@@ -500,7 +731,7 @@ fn unreachable_len() -> (u64, bool) {
 }
 
 /// Whether a Tracer syscall can really run in the tracer (its buffers are of a sane size).
-fn tracer_can_run(spec: &Spec, args: &[u64; 6]) -> bool {
+pub(crate) fn tracer_can_run(spec: &Spec, args: &[u64; 6]) -> bool {
     spec.writes.iter().all(|w| match w.len {
         Len::Fixed(_) => true,
         Len::Ret => args[1] <= MAX_TRACER_BUF,

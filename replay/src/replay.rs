@@ -5,19 +5,20 @@ use crate::capture;
 use crate::describe;
 use crate::error::{Result, SessionError};
 use crate::program;
-use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec};
+use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run};
 use crate::Outcome;
-use ft_interposer::tracee::reap;
-use ft_interposer::{filter, launch, tsc, Running, Stop, Stopped, Waited};
+use ft_interposer::tracee::{reap, wait_for};
+use ft_interposer::{filter, launch, tsc, Stop, Stopped, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
-use ft_libos::proto::{event::Kind, Disposition, Event, Exit, Header, Syscall};
-use ft_libos::table::{NewFd, Refusal, Spec};
+use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Spawn, Syscall};
+use ft_libos::table::{Exec, NewFd, Refusal, Spec};
 use ft_libos::{lookup, FdTable};
 use nix::sys::signal::Signal as Sig;
 use nix::unistd::Pid;
 use slog::{info, Logger};
+use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -188,7 +189,15 @@ pub fn replay(h: &Header, source: &mut dyn EventSource, opts: &ReplayOptions, lo
     let pid = launched.tracee.pid();
     crate::set_current_tracee(pid.as_raw());
     info!(log, "replaying"; "pid" => pid.as_raw());
-    let mut r = Replayer { source, fds: FdTable::new(), print: opts.print_stdio, pending: Vec::new(), pid };
+    let mut r = Replayer {
+        source,
+        fds: HashMap::from([(0, FdTable::new())]),
+        print: opts.print_stdio,
+        tasks: HashMap::new(),
+        holder: None,
+        last_run: 0,
+        status0: None,
+    };
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
             what: "the program's initial stack".into(),
@@ -198,28 +207,57 @@ pub fn replay(h: &Header, source: &mut dyn EventSource, opts: &ReplayOptions, lo
             ),
         })
     } else {
-        r.run(launched.tracee)
+        r.tasks.insert(0, RTask { tid: pid, proc: 0, state: RState::Idle(launched.tracee), pending: Vec::new() });
+        r.run()
     };
     if result.is_err() {
+        for t in r.tasks.values() {
+            let _ = nix::sys::signal::kill(t.tid, Sig::SIGKILL);
+        }
         let _ = nix::sys::signal::kill(pid, Sig::SIGKILL);
         let _ = reap(pid);
     }
     result
 }
 
-/// After a stop: go on with the tracee, or the program ended (and matched the log's end).
-enum Step<T> {
-    Go(T),
-    Done(Outcome),
+/// What a task is doing at replay. Exactly one task runs at a time: the one the log names.
+enum RState {
+    /// Created; its first stop (SIGSTOP) has not been collected.
+    Starting,
+    /// In a ptrace stop with nothing pending; resumes when it gets the token.
+    Idle(Stopped),
+    /// At the seccomp stop of a syscall that released the token at record: its completion (or
+    /// Spawn/Exec) event is still ahead in the log.
+    Parked(Parked),
+    /// Holds the token and runs.
+    Running,
+    /// Executing a clone or an exec for real (resumed to its exit); its completion is ahead.
+    Executing,
+}
+
+struct Parked {
+    t: Stopped,
+    regs: ft_interposer::Regs,
+    spec: &'static Spec,
+    args: [u64; 6],
+}
+
+struct RTask {
+    tid: Pid,
+    proc: u32,
+    state: RState,
+    /// Asynchronous signals sent to reproduce the recording, not yet delivered.
+    pending: Vec<Sig>,
 }
 
 struct Replayer<'a> {
     source: &'a mut dyn EventSource,
-    fds: FdTable,
+    fds: HashMap<u32, FdTable>,
     print: bool,
-    /// Asynchronous signals sent to reproduce the recording, not yet delivered.
-    pending: Vec<Sig>,
-    pid: Pid,
+    tasks: HashMap<u32, RTask>,
+    holder: Option<u32>,
+    last_run: u32,
+    status0: Option<i32>,
 }
 
 impl Replayer<'_> {
@@ -227,98 +265,261 @@ impl Replayer<'_> {
         SessionError::Divergence { index, expected, got }
     }
 
-    /// The next event; the end of the log here means the recording was cut short.
-    fn next(&mut self) -> Result<(u64, Event)> {
+    fn task(&mut self, vtid: u32, index: u64) -> Result<&mut RTask> {
+        if self.tasks.contains_key(&vtid) {
+            return self.tasks.get_mut(&vtid).ok_or(SessionError::LogEnded { index });
+        }
+        Err(SessionError::Divergence {
+            index,
+            expected: format!("an event of task {vtid}"),
+            got: format!("no task {vtid} exists"),
+        })
+    }
+
+    fn take_state(&mut self, vtid: u32) -> RState {
+        self.tasks.get_mut(&vtid).map(|t| std::mem::replace(&mut t.state, RState::Running)).unwrap_or(RState::Running)
+    }
+
+    fn set_state(&mut self, vtid: u32, state: RState) {
+        if let Some(t) = self.tasks.get_mut(&vtid) {
+            t.state = state;
+        }
+    }
+
+    fn fds_of(&mut self, vtid: u32) -> &mut FdTable {
+        let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+        self.fds.entry(proc).or_default()
+    }
+
+    /// The task an event concerns.
+    fn owner(ev: &Event) -> Option<u32> {
+        match &ev.kind {
+            Some(Kind::Syscall(s)) => Some(s.task),
+            Some(Kind::Rdtsc(r)) => Some(r.task),
+            Some(Kind::Signal(s)) => Some(s.task),
+            Some(Kind::Exit(e)) => Some(e.task),
+            Some(Kind::Exec(e)) => Some(e.task),
+            Some(Kind::Spawn(s)) => Some(s.parent),
+            Some(Kind::Run(r)) => Some(r.task),
+            Some(Kind::Start(_)) | None => None,
+        }
+    }
+
+    fn run(&mut self) -> Result<Outcome> {
+        loop {
+            let index = self.source.position();
+            // At record a free token goes at once to the only ready task, without a Run event when
+            // it is the task that had it last: do the same here, before reading on.
+            if self.holder.is_none()
+                && matches!(self.tasks.get(&self.last_run).map(|t| &t.state), Some(RState::Idle(_)))
+            {
+                self.give_token(self.last_run, index)?;
+                continue;
+            }
+            let Some(ev) = self.source.peek_event()?.cloned() else {
+                if self.tasks.is_empty() {
+                    return Ok(Outcome { status: self.status0.unwrap_or(0), events: index });
+                }
+                return Err(SessionError::LogEnded { index });
+            };
+            let owner = Self::owner(&ev);
+            // The running task first reaches the point where the recording logged this event.
+            if let Some(h) = self.holder {
+                let is_completion = owner.is_some_and(|o| {
+                    matches!(self.tasks.get(&o).map(|t| &t.state), Some(RState::Parked(_) | RState::Executing))
+                });
+                let async_signal = matches!(&ev.kind, Some(Kind::Signal(s)) if !s.synchronous);
+                if !is_completion && !async_signal {
+                    self.advance(h)?;
+                    continue;
+                }
+            }
+            match ev.kind.clone() {
+                Some(Kind::Run(r)) => {
+                    self.source.next_event()?;
+                    self.give_token(r.task, index)?;
+                }
+                Some(Kind::Signal(s)) if !s.synchronous => {
+                    self.source.next_event()?;
+                    let task = self.task(s.task, index)?;
+                    if let Ok(sig) = Sig::try_from(s.signo) {
+                        let _ = nix::sys::signal::kill(task.tid, sig);
+                        task.pending.push(sig);
+                    }
+                }
+                Some(Kind::Spawn(sp)) => self.spawn(sp, index)?,
+                Some(Kind::Exec(ex)) => self.exec(ex, index)?,
+                Some(Kind::Exit(e)) => self.death_of_idle(e, index)?,
+                Some(Kind::Start(_)) | None => {
+                    return Err(self.diverge(index, describe::event(&ev), "a running program".into()))
+                }
+                Some(Kind::Syscall(s)) => {
+                    let task = s.task;
+                    match self.take_state(task) {
+                        RState::Parked(p) => {
+                            self.source.next_event()?;
+                            let t = self.complete(p, index, s)?;
+                            self.set_state(task, RState::Idle(t));
+                        }
+                        RState::Executing => {
+                            self.source.next_event()?;
+                            let t = self.finish_executing(s, index)?;
+                            self.set_state(task, RState::Idle(t));
+                        }
+                        other => {
+                            self.set_state(s.task, other);
+                            self.implicit_token(s.task, index, &ev)?;
+                        }
+                    }
+                }
+                Some(Kind::Rdtsc(_)) | Some(Kind::Signal(_)) => {
+                    let task = owner.unwrap_or(u32::MAX);
+                    self.implicit_token(task, index, &ev)?;
+                }
+            }
+        }
+    }
+
+    /// An event of a task that does not run: it runs on after its last switch (no Run logged
+    /// when the token goes back to the task that had it last).
+    fn implicit_token(&mut self, task: u32, index: u64, ev: &Event) -> Result<()> {
+        if self.holder.is_none() && task == self.last_run && self.tasks.contains_key(&task) {
+            return self.give_token(task, index);
+        }
+        Err(self.diverge(index, describe::event(ev), format!("task {task} not scheduled to run here")))
+    }
+
+    fn give_token(&mut self, vtid: u32, index: u64) -> Result<()> {
+        let tid = self.task(vtid, index)?.tid;
+        let t = match self.take_state(vtid) {
+            RState::Idle(t) => t,
+            RState::Starting => match wait_for(Some(tid))? {
+                (_, Waited::Stopped(s)) => s,
+                (_, w) => return self.on_death(vtid, w, index),
+            },
+            other => {
+                self.set_state(vtid, other);
+                return Err(self.diverge(
+                    index,
+                    format!("a switch to task {vtid}"),
+                    format!("task {vtid} is not waiting"),
+                ));
+            }
+        };
+        self.holder = Some(vtid);
+        self.last_run = vtid;
+        self.set_state(vtid, RState::Running);
+        match t.cont(None) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_gone() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lets the running task reach its next stop and handles it.
+    fn advance(&mut self, vtid: u32) -> Result<()> {
+        let index = self.source.position();
+        let tid = self.task(vtid, index)?.tid;
+        match wait_for(Some(tid))? {
+            (_, Waited::Stopped(s)) => match self.on_stop(vtid, s) {
+                Err(SessionError::Trace(e)) if e.is_gone() => Ok(()),
+                other => other,
+            },
+            (_, w) => self.on_death(vtid, w, index),
+        }
+    }
+
+    /// A task died; the log's next event must say so.
+    fn on_death(&mut self, vtid: u32, w: Waited, index: u64) -> Result<()> {
+        let exit = match w {
+            Waited::Exited(code) => Exit { code, signal: 0, task: vtid },
+            Waited::Killed(sig) => Exit { code: 0, signal: sig as i32, task: vtid },
+            Waited::Stopped(_) => return Ok(()),
+        };
+        let got = describe::event(&Event { kind: Some(Kind::Exit(exit.clone())) });
+        match self.source.next_event()? {
+            Some(Event { kind: Some(Kind::Exit(e)) }) if e.task == vtid && e.status() == exit.status() => {
+                self.tasks.remove(&vtid);
+                if self.holder == Some(vtid) {
+                    self.holder = None;
+                }
+                if vtid == 0 {
+                    self.status0 = Some(exit.status());
+                }
+                Ok(())
+            }
+            Some(other) => Err(self.diverge(index, describe::event(&other), got)),
+            None => Err(self.diverge(index, "the end of the recording".into(), got)),
+        }
+    }
+
+    /// The log says a task that is not running died: killed from outside (kill -9 at record), or
+    /// by another thread's exit_group (then it is dying already).
+    fn death_of_idle(&mut self, e: Exit, index: u64) -> Result<()> {
+        let tid = self.task(e.task, index)?.tid;
+        if e.signal != 0 {
+            if let Ok(sig) = Sig::try_from(e.signal) {
+                let _ = nix::sys::signal::kill(tid, sig);
+            }
+        }
+        if let RState::Parked(p) = self.take_state(e.task) {
+            // Keep a killed task from running its syscall.
+            let mut regs = p.regs;
+            regs.skip_with(-i64::from(libc::EINTR));
+            let _ = p.t.set_regs(&regs);
+            let _ = p.t.cont(None);
+        }
+        loop {
+            match wait_for(Some(tid))? {
+                (_, Waited::Stopped(s)) => {
+                    let sig = match s.stop {
+                        Stop::Signal(sig) => Some(sig),
+                        _ => None,
+                    };
+                    let _ = s.cont(sig);
+                }
+                (_, w) => return self.on_death(e.task, w, index),
+            }
+        }
+    }
+
+    fn on_stop(&mut self, vtid: u32, t: Stopped) -> Result<()> {
+        match t.stop {
+            Stop::Seccomp => self.on_syscall(vtid, t),
+            Stop::Signal(sig) => self.on_signal(vtid, t, sig),
+            Stop::SyscallExit | Stop::Exec | Stop::NewTask(_) | Stop::Event(_) => {
+                t.cont(None)?;
+                Ok(())
+            }
+        }
+    }
+
+    fn next_for(&mut self, vtid: u32) -> Result<(u64, Event)> {
         let index = self.source.position();
         match self.source.next_event()? {
-            Some(ev) => Ok((index, ev)),
+            Some(ev) if Self::owner(&ev) == Some(vtid) => Ok((index, ev)),
+            Some(ev) => Err(self.diverge(index, describe::event(&ev), format!("an event of task {vtid}"))),
             None => Err(SessionError::LogEnded { index }),
         }
     }
 
-    /// If the recording delivered an asynchronous signal here, send it now.
-    fn inject_async(&mut self) -> Result<()> {
-        while let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
-            if s.synchronous {
-                break;
-            }
-            let signo = s.signo;
-            self.source.next_event()?;
-            if let Ok(sig) = Sig::try_from(signo) {
-                let _ = nix::sys::signal::kill(self.pid, sig);
-                self.pending.push(sig);
-            }
-        }
-        Ok(())
-    }
-
-    fn run(&mut self, first: Stopped) -> Result<Outcome> {
-        self.inject_async()?;
-        let mut running = first.cont(None)?;
-        loop {
-            let stopped = match running.wait()? {
-                Waited::Exited(code) => return self.finish(Exit { code, signal: 0 }),
-                Waited::Killed(sig) => return self.finish(Exit { code: 0, signal: sig as i32 }),
-                Waited::Stopped(s) => s,
-            };
-            let handled = match stopped.stop {
-                Stop::Seccomp => self.on_syscall(stopped),
-                Stop::Signal(sig) => self.on_signal(stopped, sig).map(Step::Go),
-                Stop::NewTask(child) => {
-                    let index = self.source.position();
-                    Err(self.diverge(index, "no new task".into(), format!("creation of task {child}")))
-                }
-                Stop::SyscallExit | Stop::Exec | Stop::Event(_) => stopped.cont(None).map(Step::Go).map_err(Into::into),
-            };
-            running = match handled {
-                Ok(Step::Go(r)) => r,
-                Ok(Step::Done(o)) => return Ok(o),
-                // Killed while we handled its stop (by us, reproducing a recorded kill -9, or from
-                // outside): the log's end says whether that death was expected.
-                Err(SessionError::Trace(e)) if e.is_gone() => Running::adopt(self.pid),
-                Err(e) => return Err(e),
-            };
-            self.inject_async()?;
-        }
-    }
-
-    fn finish(&mut self, exit: Exit) -> Result<Outcome> {
-        let got = describe::event(&Event { kind: Some(Kind::Exit(exit.clone())) });
-        let (index, ev) = match self.next() {
-            Ok(x) => x,
-            Err(SessionError::LogEnded { index }) => {
-                return Err(self.diverge(index, "the end of the recording".into(), got))
-            }
-            Err(e) => return Err(e),
-        };
-        match &ev.kind {
-            Some(Kind::Exit(e)) if e.status() == exit.status() => {
-                Ok(Outcome { status: exit.status(), events: index + 1 })
-            }
-            _ => Err(self.diverge(index, describe::event(&ev), got)),
-        }
-    }
-
-    /// Handles a seccomp stop.
-    fn on_syscall(&mut self, t: Stopped) -> Result<Step<Running>> {
+    fn on_syscall(&mut self, vtid: u32, t: Stopped) -> Result<()> {
         let mut regs = t.regs()?;
         let nr = regs.nr();
         let Some(spec) = lookup(nr) else {
             regs.skip_with(-i64::from(libc::ENOSYS));
             t.set_regs(&regs)?;
-            return Ok(Step::Go(t.cont(None)?));
+            t.cont(None)?;
+            return Ok(());
         };
         let args = regs.args();
-        match policy::decide(spec, &args, &self.fds, false) {
-            Action::Pass => return Ok(Step::Go(t.cont(None)?)),
-            Action::Emulate(e) => {
-                emulate(&t, &mut regs, e)?;
-                return Ok(Step::Go(t.cont(None)?));
-            }
+        let action = policy::decide(spec, &args, self.fds_of(vtid), false);
+        match action {
+            Action::Pass => {}
+            Action::Emulate(e) => emulate(&t, &mut regs, e)?,
             Action::Refuse(Refusal::Errno(errno, _)) => {
                 regs.skip_with(-i64::from(errno));
                 t.set_regs(&regs)?;
-                return Ok(Step::Go(t.cont(None)?));
             }
             Action::Refuse(Refusal::Unsupported(why)) => {
                 let index = self.source.position();
@@ -328,30 +529,44 @@ impl Replayer<'_> {
                     format!("{} ({why})", describe::call(spec, &args)),
                 ));
             }
-            _ => {}
-        }
-        // The recorded run was killed here (kill -9 takes a tracee out of any stop, rr #3581):
-        // skip the syscall and die the same death.
-        if let Some(Event { kind: Some(Kind::Exit(e)) }) = self.source.peek_event()? {
-            if let (true, Ok(sig)) = (e.signal != 0, Sig::try_from(e.signal)) {
-                regs.skip_with(-i64::from(libc::EINTR));
-                t.set_regs(&regs)?;
-                let _ = nix::sys::signal::kill(t.pid(), sig);
-                return Ok(Step::Go(t.cont(None)?));
+            Action::Record { exec: Exec::Tracer } if tracer_can_run(spec, &args) => {
+                let (index, ev) = self.next_for(vtid)?;
+                let s = self.check_syscall(&t, spec, &args, index, ev)?;
+                let t = self.apply(Parked { t, regs, spec, args }, index, s)?;
+                t.cont(None)?;
+                return Ok(());
+            }
+            Action::Execute => {
+                let (index, ev) = self.next_for(vtid)?;
+                let s = self.check_syscall(&t, spec, &args, index, ev)?;
+                let t = self.apply(Parked { t, regs, spec, args }, index, s)?;
+                t.cont(None)?;
+                return Ok(());
+            }
+            _ => {
+                // Released the token at record: wait here for the log to complete it.
+                self.set_state(vtid, RState::Parked(Parked { t, regs, spec, args }));
+                self.holder = None;
+                return Ok(());
             }
         }
-        let (index, ev) = self.next()?;
+        t.cont(None)?;
+        Ok(())
+    }
+
+    /// Checks a syscall event against what the task does; returns the event's syscall.
+    fn check_syscall(&self, t: &Stopped, spec: &Spec, args: &[u64; 6], index: u64, ev: Event) -> Result<Syscall> {
         let s = match ev.kind {
             Some(Kind::Syscall(s)) if s.nr == spec.nr => s,
-            _ => return Err(self.diverge(index, describe::event(&ev), describe::call(spec, &args))),
+            _ => return Err(self.diverge(index, describe::event(&ev), describe::call(spec, args))),
         };
-        let got = || describe::call(spec, &args);
+        let got = || describe::call(spec, args);
         if let Some(i) = (0..6).find(|&i| spec.checks_arg(i) && s.args.get(i) != Some(&args[i])) {
             let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
             return Err(self.diverge(index, expected, format!("{} (argument {i} differs)", got())));
         }
         if spec.input != ft_libos::table::Input::None {
-            let input = capture::input(&t, spec.input, &args)?;
+            let input = capture::input(t, spec.input, args)?;
             let d = if input.is_empty() { Vec::new() } else { digest::short(&input) };
             if d != s.input_digest {
                 let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
@@ -364,18 +579,138 @@ impl Replayer<'_> {
                 return Err(self.diverge(index, expected, what));
             }
         }
-        self.apply(t, regs, spec, &args, index, s)
+        Ok(s)
     }
 
-    fn apply(
-        &mut self,
-        t: Stopped,
-        mut regs: ft_interposer::Regs,
-        spec: &Spec,
-        args: &[u64; 6],
-        index: u64,
-        s: Syscall,
-    ) -> Result<Step<Running>> {
+    /// The completion event of a parked task's syscall.
+    fn complete(&mut self, p: Parked, index: u64, s: Syscall) -> Result<Stopped> {
+        let s = self.check_syscall(&p.t, p.spec, &p.args, index, Event { kind: Some(Kind::Syscall(s)) })?;
+        self.apply(p, index, s)
+    }
+
+    /// A clone or exec that ran for real completes: the parent gets the recorded result.
+    fn finish_executing(&mut self, s: Syscall, index: u64) -> Result<Stopped> {
+        let tid = self.task(s.task, index)?.tid;
+        let t = match wait_for(Some(tid))? {
+            (_, Waited::Stopped(t)) if t.stop == Stop::SyscallExit => t,
+            (_, Waited::Stopped(t)) => {
+                return Err(self.diverge(
+                    index,
+                    describe::event(&Event { kind: Some(Kind::Syscall(s)) }),
+                    format!("{:?}", t.stop),
+                ))
+            }
+            (_, w) => {
+                let expected = describe::event(&Event { kind: Some(Kind::Syscall(s)) });
+                let got = match w {
+                    Waited::Killed(sig) => format!("death by {}", sig.as_str()),
+                    _ => "an exit".into(),
+                };
+                return Err(self.diverge(index, expected, got));
+            }
+        };
+        let mut regs = t.regs()?;
+        if s.disposition() == Disposition::Execute && regs.ret() != s.ret {
+            let expected = describe::event(&Event { kind: Some(Kind::Syscall(s)) });
+            return Err(self.diverge(index, expected, format!("a result of {}", regs.ret())));
+        }
+        regs.set_ret(s.ret);
+        t.set_regs(&regs)?;
+        Ok(t)
+    }
+
+    /// Spawn: the parent's clone runs for real now; the child gets its number.
+    fn spawn(&mut self, sp: Spawn, index: u64) -> Result<()> {
+        let parent_tid = self.task(sp.parent, index)?.tid;
+        let p = match self.take_state(sp.parent) {
+            RState::Parked(p) if p.spec.special == ft_libos::table::Special::Clone => p,
+            other => {
+                self.set_state(sp.parent, other);
+                return Err(self.diverge(
+                    index,
+                    format!("task {} creating task {}", sp.parent, sp.child),
+                    "no clone".into(),
+                ));
+            }
+        };
+        self.source.next_event()?;
+        p.t.cont_to_exit()?;
+        let child = match wait_for(Some(parent_tid))? {
+            (_, Waited::Stopped(s)) => match s.stop {
+                Stop::NewTask(child) => {
+                    s.cont_to_exit()?;
+                    child
+                }
+                other => {
+                    return Err(self.diverge(
+                        index,
+                        format!("task {} creating a task", sp.parent),
+                        format!("{other:?}"),
+                    ))
+                }
+            },
+            (_, w) => return self.on_death(sp.parent, w, index),
+        };
+        self.set_state(sp.parent, RState::Executing);
+        let proc = if sp.thread { self.tasks.get(&sp.parent).map(|t| t.proc).unwrap_or(0) } else { sp.child };
+        if !sp.thread {
+            let parent_proc = self.tasks.get(&sp.parent).map(|t| t.proc).unwrap_or(0);
+            let table = self.fds.get(&parent_proc).cloned().unwrap_or_default();
+            self.fds.insert(sp.child, table);
+        }
+        self.tasks.insert(sp.child, RTask { tid: child, proc, state: RState::Starting, pending: Vec::new() });
+        Ok(())
+    }
+
+    /// Exec: the task's execve runs for real, after the new image is checked.
+    fn exec(&mut self, ex: ExecEvent, index: u64) -> Result<()> {
+        let tid = self.task(ex.task, index)?.tid;
+        let p = match self.take_state(ex.task) {
+            RState::Parked(p) if p.spec.special == ft_libos::table::Special::Exec => p,
+            other => {
+                self.set_state(ex.task, other);
+                return Err(self.diverge(
+                    index,
+                    describe::event(&Event { kind: Some(Kind::Exec(ex)) }),
+                    "no execve".into(),
+                ));
+            }
+        };
+        self.source.next_event()?;
+        let path = Path::new(OsStr::from_bytes(&ex.exe_path));
+        if program::hash_file(path).ok().as_deref() != Some(&ex.exe_hash[..]) {
+            return Err(SessionError::Mismatch {
+                what: format!("the program {} that the recording executed", path.display()),
+                detail: "it is missing or changed here; replay needs the same binary".into(),
+            });
+        }
+        let at_random: Option<[u8; 16]> = ex.at_random.as_slice().try_into().ok();
+        p.t.cont_to_exit()?;
+        match wait_for(Some(tid))? {
+            (_, Waited::Stopped(s)) if s.stop == Stop::Exec => {
+                let (_, sp) = ft_interposer::launch::after_exec(&s, at_random)?;
+                if sp != ex.sp {
+                    return Err(self.diverge(index, format!("a stack at {:#x} after exec", ex.sp), format!("{sp:#x}")));
+                }
+                s.cont_to_exit()?;
+            }
+            (_, Waited::Stopped(s)) => {
+                return Err(self.diverge(
+                    index,
+                    describe::event(&Event { kind: Some(Kind::Exec(ex)) }),
+                    format!("{:?}", s.stop),
+                ))
+            }
+            (_, w) => return self.on_death(ex.task, w, index),
+        }
+        self.set_state(ex.task, RState::Executing);
+        Ok(())
+    }
+    /// Applies a syscall event to a task at its seccomp stop; returns it stopped (not resumed).
+    fn apply(&mut self, p: Parked, index: u64, s: Syscall) -> Result<Stopped> {
+        let Parked { t, mut regs, spec, args } = p;
+        let args = &args;
+        let vtid = s.task;
         let t = match s.disposition() {
             Disposition::Inject => {
                 regs.skip_with(s.ret);
@@ -402,10 +737,7 @@ impl Replayer<'_> {
                 };
                 regs.rewrite(nr as u64, &a);
                 t.set_regs(&regs)?;
-                let t = match self.to_exit(t)? {
-                    Step::Go(t) => t,
-                    Step::Done(o) => return Ok(Step::Done(o)),
-                };
+                let t = self.to_exit(t, index)?;
                 let made = t.regs()?.ret();
                 let ok = match spec.new_fd {
                     NewFd::Pair(p) => {
@@ -431,10 +763,7 @@ impl Replayer<'_> {
                 t
             }
             Disposition::Execute => {
-                let t = match self.to_exit(t)? {
-                    Step::Go(t) => t,
-                    Step::Done(o) => return Ok(Step::Done(o)),
-                };
+                let t = self.to_exit(t, index)?;
                 let ret = t.regs()?.ret();
                 if !s.file_hash.is_empty() {
                     self.verify_file(&t, ret, &s)?;
@@ -462,10 +791,7 @@ impl Replayer<'_> {
                 t
             }
             Disposition::ExecuteInject => {
-                let t = match self.to_exit(t)? {
-                    Step::Go(t) => t,
-                    Step::Done(o) => return Ok(Step::Done(o)),
-                };
+                let t = self.to_exit(t, index)?;
                 let mut regs = t.regs()?;
                 regs.set_ret(s.ret);
                 t.set_regs(&regs)?;
@@ -478,10 +804,7 @@ impl Replayer<'_> {
                 a[5] = 0;
                 regs.rewrite(u64::from(spec.nr), &a);
                 t.set_regs(&regs)?;
-                let t = match self.to_exit(t)? {
-                    Step::Go(t) => t,
-                    Step::Done(o) => return Ok(Step::Done(o)),
-                };
+                let t = self.to_exit(t, index)?;
                 let ret = t.regs()?.ret();
                 if ret != s.ret {
                     let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
@@ -492,21 +815,26 @@ impl Replayer<'_> {
             }
         };
         for nf in &s.new_fds {
-            self.fds.set(nf.fd, nf.kind());
+            self.fds_of(vtid).set(nf.fd, nf.kind());
         }
-        Ok(Step::Go(t.cont(None)?))
+        Ok(t)
     }
 
     /// Runs the syscall to its exit stop.
-    fn to_exit(&mut self, t: Stopped) -> Result<Step<Stopped>> {
+    fn to_exit(&mut self, t: Stopped, index: u64) -> Result<Stopped> {
+        let pid = t.pid();
         match t.cont_to_exit()?.wait()? {
-            Waited::Stopped(s) if s.stop == Stop::SyscallExit => Ok(Step::Go(s)),
+            Waited::Stopped(s) if s.stop == Stop::SyscallExit => Ok(s),
             Waited::Stopped(s) => Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
-                pid: s.pid(),
+                pid,
                 what: format!("{:?} instead of a syscall exit", s.stop),
             })),
-            Waited::Exited(code) => self.finish(Exit { code, signal: 0 }).map(Step::Done),
-            Waited::Killed(sig) => self.finish(Exit { code: 0, signal: sig as i32 }).map(Step::Done),
+            Waited::Exited(code) => {
+                Err(self.diverge(index, "a syscall result".into(), format!("an exit with status {code}")))
+            }
+            Waited::Killed(sig) => {
+                Err(self.diverge(index, "a syscall result".into(), format!("death by {}", sig.as_str())))
+            }
         }
     }
 
@@ -537,36 +865,46 @@ impl Replayer<'_> {
         Ok(())
     }
 
-    fn on_signal(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
+    fn on_signal(&mut self, vtid: u32, t: Stopped, sig: Sig) -> Result<()> {
         if sig == Sig::SIGSEGV {
             let mut regs = t.regs()?;
             if let Some(insn) = tsc::decode(&t, regs.ip())? {
-                let (index, ev) = self.next()?;
+                let (index, ev) = self.next_for(vtid)?;
                 let rdtscp = insn == tsc::TscInsn::Rdtscp;
                 let got = format!("{} at {:#x}", if rdtscp { "rdtscp" } else { "rdtsc" }, regs.ip());
                 return match ev.kind {
                     Some(Kind::Rdtsc(r)) if r.ip == regs.ip() && r.rdtscp == rdtscp => {
                         tsc::complete(&mut regs, insn, r.tsc, r.aux);
                         t.set_regs(&regs)?;
-                        Ok(t.cont(None)?)
+                        t.cont(None)?;
+                        Ok(())
                     }
                     _ => Err(self.diverge(index, describe::event(&ev), got)),
                 };
             }
         }
-        if let Some(i) = self.pending.iter().position(|&p| p == sig) {
-            self.pending.remove(i);
-            return Ok(t.cont(Some(sig))?);
+        let pending = self.tasks.get_mut(&vtid).and_then(|task| {
+            let i = task.pending.iter().position(|&p| p == sig)?;
+            Some(task.pending.remove(i))
+        });
+        if pending.is_some() {
+            t.cont(Some(sig))?;
+            return Ok(());
         }
         if is_synchronous(&t, sig) {
-            let (index, ev) = self.next()?;
+            let (index, ev) = self.next_for(vtid)?;
             return match ev.kind {
-                Some(Kind::Signal(s)) if s.signo == sig as i32 => Ok(t.cont(Some(sig))?),
+                Some(Kind::Signal(s)) if s.signo == sig as i32 => {
+                    t.cont(Some(sig))?;
+                    Ok(())
+                }
                 _ => Err(self.diverge(index, describe::event(&ev), format!("a fault ({})", sig.as_str()))),
             };
         }
-        // A signal from outside the replay (Ctrl-C at the terminal): the user's, deliver it.
-        Ok(t.cont(Some(sig))?)
+        // Not in the recording (SIGCHLD of a child that exits for real at replay, SIGSTOP of a
+        // new task): the log decides which signals the program sees.
+        t.cont(None)?;
+        Ok(())
     }
 }
 
