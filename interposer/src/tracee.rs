@@ -68,17 +68,32 @@ impl Running {
 
 /// Waits for the next stop or end of `pid`, or of any tracee when None (waitpid with __WALL).
 pub fn wait_for(pid: Option<Pid>) -> Result<(Pid, Waited)> {
-    let target = pid.unwrap_or(Pid::from_raw(-1));
     loop {
-        let status = match waitpid(target, Some(WaitPidFlag::__WALL)) {
+        if let Some(w) = wait_opt(pid, false)? {
+            return Ok(w);
+        }
+    }
+}
+
+/// Like [`wait_for`], but returns None at once when nothing is to report (WNOHANG).
+pub fn try_wait_for(pid: Option<Pid>) -> Result<Option<(Pid, Waited)>> {
+    wait_opt(pid, true)
+}
+
+fn wait_opt(pid: Option<Pid>, nohang: bool) -> Result<Option<(Pid, Waited)>> {
+    let target = pid.unwrap_or(Pid::from_raw(-1));
+    let flags = if nohang { WaitPidFlag::__WALL | WaitPidFlag::WNOHANG } else { WaitPidFlag::__WALL };
+    loop {
+        let status = match waitpid(target, Some(flags)) {
+            Ok(WaitStatus::StillAlive) if nohang => return Ok(None),
             Ok(s) => s,
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(TraceError::ptrace(target, "waitpid", e)),
         };
         let Some(who) = status.pid() else { continue };
         let stop = match status {
-            WaitStatus::Exited(_, code) => return Ok((who, Waited::Exited(code))),
-            WaitStatus::Signaled(_, sig, _) => return Ok((who, Waited::Killed(sig))),
+            WaitStatus::Exited(_, code) => return Ok(Some((who, Waited::Exited(code)))),
+            WaitStatus::Signaled(_, sig, _) => return Ok(Some((who, Waited::Killed(sig)))),
             WaitStatus::PtraceSyscall(_) => Stop::SyscallExit,
             WaitStatus::PtraceEvent(_, _, ev) => match ev {
                 libc::PTRACE_EVENT_SECCOMP => Stop::Seccomp,
@@ -92,7 +107,7 @@ pub fn wait_for(pid: Option<Pid>) -> Result<(Pid, Waited)> {
             WaitStatus::Stopped(_, sig) => Stop::Signal(sig),
             WaitStatus::Continued(_) | WaitStatus::StillAlive => continue,
         };
-        return Ok((who, Waited::Stopped(Stopped { pid: who, stop })));
+        return Ok(Some((who, Waited::Stopped(Stopped { pid: who, stop }))));
     }
 }
 

@@ -189,6 +189,10 @@ pub struct Signal {
     pub synchronous: bool,
     #[prost(uint32, tag = "3")]
     pub task: u32,
+    /// A caught asynchronous signal, delivered just before the task's next syscall (which is
+    /// then re-executed): a point replay finds again exactly.
+    #[prost(bool, tag = "4")]
+    pub at_syscall: bool,
 }
 
 /// The program's exec completed: the kernel's random bytes for it.

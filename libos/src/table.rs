@@ -678,8 +678,8 @@ pub static TABLE: &[Spec] = &[
     rec(217, "getdents64").check(A0 | A2).w(&[w(1, Ret)]),
     // pid_t set_tid_address(int *tidptr)
     rec(218, "set_tid_address").replay_runs(),
-    // long restart_syscall(void)
-    det(219, "restart_syscall"),
+    // long restart_syscall(void): continues an interrupted sleep, so it blocks like one
+    rec(219, "restart_syscall"),
     no(220, "semtimedop", ENOSYS, SYSV),
     // int fadvise64(int fd, off_t off, off_t len, int advice)
     rec(221, "fadvise64").check(A0 | A3),

@@ -142,6 +142,10 @@ pub fn record(header: &Header, data_dir: Option<&Path>, sink: &mut dyn EventSink
         last_run: 0,
         next_vtid: 1,
         status0: None,
+        progress: std::time::Instant::now(),
+        spinning: None,
+        held: HashMap::new(),
+        bouncing: HashMap::new(),
     };
     match rec.run(launched.tracee) {
         Ok(o) => Ok(o),
@@ -203,7 +207,18 @@ struct Recorder<'a> {
     next_vtid: u32,
     /// Exit status of task 0, the program's status.
     status0: Option<i32>,
+    /// When a task last stopped (the watchdog measures spinning from here).
+    progress: std::time::Instant,
+    /// Set by the watchdog: (task, tasks waiting).
+    spinning: Option<(u32, usize)>,
+    /// Caught signals held back until the task's next syscall.
+    held: HashMap<Pid, Vec<Sig>>,
+    /// Signals re-sent at a syscall boundary, to deliver at the next signal stop.
+    bouncing: HashMap<Pid, Sig>,
 }
+
+/// How long the token holder may run without a stop while others wait (see wait_watchdog).
+const SPIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const MAX_TRACER_BUF: u64 = 1 << 20;
 
@@ -224,11 +239,25 @@ impl Recorder<'_> {
             if self.tasks.is_empty() {
                 break;
             }
-            let (pid, waited) = match wait_for(None) {
+            let waited =
+                if self.holder.is_some() && !self.ready.is_empty() { self.wait_watchdog() } else { wait_for(None) };
+            let (pid, waited) = match waited {
                 Ok(w) => w,
                 Err(ft_interposer::TraceError::Ptrace { source: nix::Error::ECHILD, .. }) => break,
+                Err(_) if self.spinning.is_some() => {
+                    let (task, waiting) = self.spinning.unwrap_or_default();
+                    return Err(SessionError::Unsupported {
+                        what: format!(
+                            "task {task} ran for {} s without a syscall while {waiting} other task(s) waited to run",
+                            SPIN_LIMIT.as_secs()
+                        ),
+                        why: "preempting a thread that spins without syscalls needs PMU-based preemption (issue #3)"
+                            .into(),
+                    });
+                }
                 Err(e) => return Err(e.into()),
             };
+            self.progress = std::time::Instant::now();
             match self.on_wait(pid, waited) {
                 Ok(()) => {}
                 // Killed (kill -9) while we handled its stop: its death is reported next.
@@ -241,6 +270,28 @@ impl Recorder<'_> {
             }
         }
         Ok(Outcome { status: self.status0.unwrap_or(0), events: self.events })
+    }
+
+    /// Waits while other tasks wait for the token: a holder that runs for SPIN_LIMIT without a
+    /// single stop is spinning on something only another task can change, and without PMU
+    /// preemption that would hang forever (hermit #33). Fail with a clear error instead.
+    fn wait_watchdog(&mut self) -> ft_interposer::Result<(Pid, Waited)> {
+        let mut nap = std::time::Duration::from_micros(50);
+        loop {
+            if let Some(w) = ft_interposer::tracee::try_wait_for(None)? {
+                return Ok(w);
+            }
+            if self.progress.elapsed() > SPIN_LIMIT {
+                let task = self.holder.map(|h| self.vtid(h)).unwrap_or(u32::MAX);
+                self.spinning = Some((task, self.ready.len()));
+                return Err(ft_interposer::TraceError::Unexpected {
+                    pid: self.holder.unwrap_or(Pid::from_raw(0)),
+                    what: "spinning".into(),
+                });
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(std::time::Duration::from_millis(2));
+        }
     }
 
     /// Gives the token to the first ready task; logs the switch.
@@ -379,8 +430,22 @@ impl Recorder<'_> {
             }
             Stop::Signal(sig) => {
                 let task = self.vtid(pid);
-                self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous: false, task }))?;
-                s.cont(Some(sig))?;
+                match disposition(pid, sig) {
+                    Disposition_::NoEffect => s.cont(None)?,
+                    Disposition_::Caught => {
+                        self.held.entry(pid).or_default().push(sig);
+                        s.cont(None)?
+                    }
+                    Disposition_::Default => {
+                        self.emit(Kind::Signal(Signal {
+                            signo: sig as i32,
+                            synchronous: false,
+                            task,
+                            at_syscall: false,
+                        }))?;
+                        s.cont(Some(sig))?
+                    }
+                };
                 self.set_state(pid, TState::InKernel(p));
             }
             Stop::Seccomp | Stop::Event(_) => {
@@ -423,6 +488,16 @@ impl Recorder<'_> {
         let pid = t.pid();
         let mut regs = t.regs()?;
         let nr = regs.nr();
+        if let Some(sig) = self.held.get_mut(&pid).and_then(|v| (!v.is_empty()).then(|| v.remove(0))) {
+            // Deliver a held signal here: skip the syscall, rewind to it, let the signal in; the
+            // syscall runs again after the handler.
+            let task = self.vtid(pid);
+            self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous: false, task, at_syscall: true }))?;
+            bounce(&t, &mut regs, sig)?;
+            self.bouncing.insert(pid, sig);
+            t.cont(None)?;
+            return Ok(());
+        }
         let Some(spec) = lookup(nr) else {
             self.warn_once(nr, format!("unknown syscall {} refused with ENOSYS", nr as i64));
             regs.skip_with(-i64::from(libc::ENOSYS));
@@ -452,8 +527,12 @@ impl Recorder<'_> {
             Action::Record { exec: Exec::Tracer } if tracer_can_run(spec, &args) => {
                 return self.in_tracer(t, regs, spec, args).map(drop)
             }
-            Action::Execute => {
-                // Replicated state, never blocking on another task: done while holding the token.
+            Action::Execute | Action::Output { stdio: Some(_) } => {
+                // Replicated state, or ftexec's own stdout/stderr (whose byte order must be the
+                // log's): done while holding the token.
+                if matches!(action, Action::Output { .. }) {
+                    self.sink.before_output()?;
+                }
                 let p = Pending { spec, args, input: capture::input(&t, spec.input, &args)?, action };
                 t.cont_to_exit()?;
                 return match wait_for(Some(pid))? {
@@ -693,13 +772,69 @@ impl Recorder<'_> {
                 return Ok(t.cont(None)?);
             }
         }
-        let synchronous = is_synchronous(&t, sig);
-        if !synchronous && self.warned.insert(u64::MAX - sig as u64) {
-            warn!(self.log, "asynchronous signal recorded; replay delivers it at the same event, not the same instruction (exact placement: issue #3)"; "signal" => sig.as_str());
+        let pid = t.pid();
+        if self.bouncing.get(&pid) == Some(&sig) {
+            self.bouncing.remove(&pid);
+            return Ok(t.cont(Some(sig))?);
         }
-        self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous, task }))?;
-        Ok(t.cont(Some(sig))?)
+        let synchronous = is_synchronous(&t, sig);
+        if synchronous {
+            self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous, task, at_syscall: false }))?;
+            return Ok(t.cont(Some(sig))?);
+        }
+        match disposition(pid, sig) {
+            Disposition_::NoEffect => Ok(t.cont(None)?),
+            Disposition_::Caught => {
+                self.held.entry(pid).or_default().push(sig);
+                Ok(t.cont(None)?)
+            }
+            Disposition_::Default => {
+                self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous, task, at_syscall: false }))?;
+                Ok(t.cont(Some(sig))?)
+            }
+        }
     }
+}
+
+/// What delivering an asynchronous signal would do.
+enum Disposition_ {
+    /// Ignored, or ignored by default (SIGCHLD, SIGWINCH, SIGURG, SIGCONT): nothing.
+    NoEffect,
+    /// A handler runs: its position matters, so it is delivered at a syscall boundary.
+    Caught,
+    /// The default action (terminate, core dump, stop): delivered at once.
+    Default,
+}
+
+/// Reads the signal's disposition from /proc/TID/status (SigIgn, SigCgt).
+fn disposition(pid: Pid, sig: Sig) -> Disposition_ {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    let bit = 1u64 << (sig as i32 - 1);
+    if mask("SigCgt:") & bit != 0 {
+        Disposition_::Caught
+    } else if mask("SigIgn:") & bit != 0 || matches!(sig, Sig::SIGCHLD | Sig::SIGWINCH | Sig::SIGURG | Sig::SIGCONT) {
+        Disposition_::NoEffect
+    } else {
+        Disposition_::Default
+    }
+}
+
+/// Delivers `sig` at a syscall-entry stop: the syscall is skipped and the task rewound to it,
+/// so it runs again once the signal is handled.
+pub(crate) fn bounce(t: &Stopped, regs: &mut Regs, sig: Sig) -> Result<()> {
+    let nr = regs.nr();
+    regs.skip_with(nr as i64);
+    regs.0.rip -= 2;
+    t.set_regs(regs)?;
+    let _ = nix::sys::signal::kill(t.pid(), sig);
+    Ok(())
 }
 
 /// Whether a clone creates a thread (CLONE_THREAD) rather than a process. clone3 keeps its

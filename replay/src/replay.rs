@@ -328,7 +328,7 @@ impl Replayer<'_> {
                 let is_completion = owner.is_some_and(|o| {
                     matches!(self.tasks.get(&o).map(|t| &t.state), Some(RState::Parked(_) | RState::Executing))
                 });
-                let async_signal = matches!(&ev.kind, Some(Kind::Signal(s)) if !s.synchronous);
+                let async_signal = matches!(&ev.kind, Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall);
                 if !is_completion && !async_signal {
                     self.advance(h)?;
                     continue;
@@ -339,7 +339,7 @@ impl Replayer<'_> {
                     self.source.next_event()?;
                     self.give_token(r.task, index)?;
                 }
-                Some(Kind::Signal(s)) if !s.synchronous => {
+                Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall => {
                     self.source.next_event()?;
                     let task = self.task(s.task, index)?;
                     if let Ok(sig) = Sig::try_from(s.signo) {
@@ -506,6 +506,21 @@ impl Replayer<'_> {
     fn on_syscall(&mut self, vtid: u32, t: Stopped) -> Result<()> {
         let mut regs = t.regs()?;
         let nr = regs.nr();
+        // A caught signal the recording delivered just before this syscall.
+        if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
+            if s.at_syscall && s.task == vtid {
+                let signo = s.signo;
+                self.source.next_event()?;
+                if let Ok(sig) = Sig::try_from(signo) {
+                    crate::record::bounce(&t, &mut regs, sig)?;
+                    if let Some(task) = self.tasks.get_mut(&vtid) {
+                        task.pending.push(sig);
+                    }
+                }
+                t.cont(None)?;
+                return Ok(());
+            }
+        }
         let Some(spec) = lookup(nr) else {
             regs.skip_with(-i64::from(libc::ENOSYS));
             t.set_regs(&regs)?;
@@ -536,7 +551,7 @@ impl Replayer<'_> {
                 t.cont(None)?;
                 return Ok(());
             }
-            Action::Execute => {
+            Action::Execute | Action::Output { stdio: Some(_) } => {
                 let (index, ev) = self.next_for(vtid)?;
                 let s = self.check_syscall(&t, spec, &args, index, ev)?;
                 let t = self.apply(Parked { t, regs, spec, args }, index, s)?;
@@ -634,6 +649,10 @@ impl Replayer<'_> {
             }
         };
         self.source.next_event()?;
+        // Children of the replay must not signal their parent when they exit: SIGCHLD of the
+        // recording comes from the log, and a real one could interrupt a later fork here where
+        // it did not at record (-ERESTARTNOINTR).
+        quiet_clone(&p)?;
         p.t.cont_to_exit()?;
         let child = match wait_for(Some(parent_tid))? {
             (_, Waited::Stopped(s)) => match s.stop {
@@ -712,6 +731,15 @@ impl Replayer<'_> {
         let args = &args;
         let vtid = s.task;
         let t = match s.disposition() {
+            Disposition::Inject if is_restart(s.ret) => {
+                // At record the kernel restarted this syscall after a signal (the program never
+                // saw the code): rewind to the syscall instruction; the next event is the restart.
+                let nr = if s.ret == -516 { libc::SYS_restart_syscall as u64 } else { u64::from(spec.nr) };
+                regs.skip_with(nr as i64);
+                regs.0.rip -= 2;
+                t.set_regs(&regs)?;
+                t
+            }
             Disposition::Inject => {
                 regs.skip_with(s.ret);
                 t.set_regs(&regs)?;
@@ -906,6 +934,38 @@ impl Replayer<'_> {
         t.cont(None)?;
         Ok(())
     }
+}
+
+/// -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK: never seen by the
+/// program, the kernel restarts the syscall after the signal.
+fn is_restart(ret: i64) -> bool {
+    matches!(ret, -512 | -513 | -514 | -516)
+}
+
+/// Rewrites a parked clone so that the child's exit signal is 0.
+fn quiet_clone(p: &Parked) -> Result<()> {
+    let mut regs = p.regs;
+    let mut a = p.args;
+    match i64::from(p.spec.nr) {
+        libc::SYS_clone => a[0] &= !0xff,
+        libc::SYS_fork => {
+            regs.rewrite(libc::SYS_clone as u64, &[0, 0, 0, 0, 0, 0]);
+            return Ok(p.t.set_regs(&regs)?);
+        }
+        libc::SYS_vfork => {
+            let flags = (libc::CLONE_VFORK | libc::CLONE_VM) as u64;
+            regs.rewrite(libc::SYS_clone as u64, &[flags, 0, 0, 0, 0, 0]);
+            return Ok(p.t.set_regs(&regs)?);
+        }
+        libc::SYS_clone3 => {
+            // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, ...
+            p.t.write(a[0] + 32, &0u64.to_le_bytes())?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    regs.rewrite(u64::from(p.spec.nr), &a);
+    Ok(p.t.set_regs(&regs)?)
 }
 
 fn write_stdio(fd: i32, bytes: &[u8]) -> Result<()> {
