@@ -276,3 +276,20 @@ pub fn reap(pid: Pid) -> Option<Waited> {
         }
     }
 }
+
+/// Kills and reaps every remaining tracee (after an error). A thread group leader is reported
+/// only once its other threads are reaped, so waiting for it alone would hang.
+pub fn kill_and_reap_all(tids: impl IntoIterator<Item = Pid>) {
+    for tid in tids {
+        let _ = nix::sys::signal::kill(tid, Signal::SIGKILL);
+    }
+    loop {
+        match wait_for(None) {
+            Ok((_, Waited::Stopped(s))) => {
+                let _ = s.cont(None);
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}

@@ -5,7 +5,6 @@ use crate::capture;
 use crate::error::{Result, SessionError};
 use crate::program;
 use crate::{describe, Outcome};
-use ft_interposer::tracee::reap;
 use ft_interposer::tracee::wait_for;
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Waited};
 use ft_libos::digest;
@@ -151,10 +150,7 @@ pub fn record(header: &Header, data_dir: Option<&Path>, sink: &mut dyn EventSink
         Ok(o) => Ok(o),
         Err(e) => {
             // Never leave a tracee behind.
-            for tid in rec.tasks.keys().copied().chain([pid]) {
-                let _ = nix::sys::signal::kill(tid, Sig::SIGKILL);
-            }
-            let _ = reap(pid);
+            ft_interposer::tracee::kill_and_reap_all(rec.tasks.keys().copied().chain([pid]));
             Err(e)
         }
     }

@@ -7,7 +7,7 @@ use crate::error::{Result, SessionError};
 use crate::program;
 use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run};
 use crate::Outcome;
-use ft_interposer::tracee::{reap, wait_for};
+use ft_interposer::tracee::wait_for;
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
@@ -197,6 +197,7 @@ pub fn replay(h: &Header, source: &mut dyn EventSource, opts: &ReplayOptions, lo
         holder: None,
         last_run: 0,
         status0: None,
+        arrived: HashMap::new(),
     };
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
@@ -211,11 +212,7 @@ pub fn replay(h: &Header, source: &mut dyn EventSource, opts: &ReplayOptions, lo
         r.run()
     };
     if result.is_err() {
-        for t in r.tasks.values() {
-            let _ = nix::sys::signal::kill(t.tid, Sig::SIGKILL);
-        }
-        let _ = nix::sys::signal::kill(pid, Sig::SIGKILL);
-        let _ = reap(pid);
+        ft_interposer::tracee::kill_and_reap_all(r.tasks.values().map(|t| t.tid).chain([pid]));
     }
     result
 }
@@ -258,6 +255,8 @@ struct Replayer<'a> {
     holder: Option<u32>,
     last_run: u32,
     status0: Option<i32>,
+    /// Stops collected while waiting for another task, not yet handled.
+    arrived: HashMap<Pid, Waited>,
 }
 
 impl Replayer<'_> {
@@ -393,9 +392,9 @@ impl Replayer<'_> {
         let tid = self.task(vtid, index)?.tid;
         let t = match self.take_state(vtid) {
             RState::Idle(t) => t,
-            RState::Starting => match wait_for(Some(tid))? {
-                (_, Waited::Stopped(s)) => s,
-                (_, w) => return self.on_death(vtid, w, index),
+            RState::Starting => match self.wait_tid(tid)? {
+                Waited::Stopped(s) => s,
+                w => return self.on_death(vtid, w, index),
             },
             other => {
                 self.set_state(vtid, other);
@@ -416,16 +415,70 @@ impl Replayer<'_> {
         }
     }
 
+    /// Waits for `tid`'s next stop. Meanwhile the running task may stop too (a vfork child
+    /// reaching execve, which the vfork parent waits for): its stops that need no event are
+    /// handled at once, as at record; others wait in `arrived` for their turn in the log.
+    fn wait_tid(&mut self, tid: Pid) -> Result<Waited> {
+        loop {
+            if let Some(w) = self.arrived.remove(&tid) {
+                return Ok(w);
+            }
+            let (pid, w) = wait_for(None)?;
+            if pid == tid {
+                return Ok(w);
+            }
+            let holder = self.holder.and_then(|h| self.tasks.get(&h).map(|t| (h, t.tid)));
+            match (holder, w) {
+                (Some((h, htid)), Waited::Stopped(st)) if htid == pid && self.needs_no_event(h, &st)? => {
+                    match self.on_stop(h, st) {
+                        Err(SessionError::Trace(e)) if e.is_gone() => {}
+                        other => other?,
+                    }
+                }
+                (_, w) => {
+                    self.arrived.insert(pid, w);
+                }
+            }
+        }
+    }
+
+    /// Whether handling this stop of the running task consumes no log event.
+    fn needs_no_event(&mut self, vtid: u32, st: &Stopped) -> Result<bool> {
+        match st.stop {
+            Stop::Seccomp => {
+                if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
+                    if s.at_syscall && s.task == vtid {
+                        return Ok(false);
+                    }
+                }
+                let regs = st.regs()?;
+                let Some(spec) = lookup(regs.nr()) else { return Ok(true) };
+                let args = regs.args();
+                Ok(match policy::decide(spec, &args, self.fds_of(vtid), false) {
+                    Action::Record { exec: Exec::Tracer } => !tracer_can_run(spec, &args),
+                    Action::Execute | Action::Output { stdio: Some(_) } => false,
+                    Action::Refuse(Refusal::Unsupported(_)) => false,
+                    _ => true,
+                })
+            }
+            Stop::Signal(sig) => {
+                let pending = self.tasks.get(&vtid).is_some_and(|t| t.pending.contains(&sig));
+                Ok(pending || (sig != Sig::SIGSEGV && !is_synchronous(st, sig)))
+            }
+            _ => Ok(true),
+        }
+    }
+
     /// Lets the running task reach its next stop and handles it.
     fn advance(&mut self, vtid: u32) -> Result<()> {
         let index = self.source.position();
         let tid = self.task(vtid, index)?.tid;
-        match wait_for(Some(tid))? {
-            (_, Waited::Stopped(s)) => match self.on_stop(vtid, s) {
+        match self.wait_tid(tid)? {
+            Waited::Stopped(s) => match self.on_stop(vtid, s) {
                 Err(SessionError::Trace(e)) if e.is_gone() => Ok(()),
                 other => other,
             },
-            (_, w) => self.on_death(vtid, w, index),
+            w => self.on_death(vtid, w, index),
         }
     }
 
@@ -470,15 +523,15 @@ impl Replayer<'_> {
             let _ = p.t.cont(None);
         }
         loop {
-            match wait_for(Some(tid))? {
-                (_, Waited::Stopped(s)) => {
+            match self.wait_tid(tid)? {
+                Waited::Stopped(s) => {
                     let sig = match s.stop {
                         Stop::Signal(sig) => Some(sig),
                         _ => None,
                     };
                     let _ = s.cont(sig);
                 }
-                (_, w) => return self.on_death(e.task, w, index),
+                w => return self.on_death(e.task, w, index),
             }
         }
     }
@@ -558,6 +611,18 @@ impl Replayer<'_> {
                 t.cont(None)?;
                 return Ok(());
             }
+            Action::Clone | Action::Exec => {
+                // Runs for real, from now on as at record (a vfork parent waits on the child's
+                // exec in the kernel); Spawn, Exec and the completion events meet its stops.
+                let p = Parked { t, regs, spec, args };
+                if action == Action::Clone {
+                    quiet_clone(&p)?;
+                }
+                p.t.cont_to_exit()?;
+                self.set_state(vtid, RState::Executing);
+                self.holder = None;
+                return Ok(());
+            }
             _ => {
                 // Released the token at record: wait here for the log to complete it.
                 self.set_state(vtid, RState::Parked(Parked { t, regs, spec, args }));
@@ -606,16 +671,16 @@ impl Replayer<'_> {
     /// A clone or exec that ran for real completes: the parent gets the recorded result.
     fn finish_executing(&mut self, s: Syscall, index: u64) -> Result<Stopped> {
         let tid = self.task(s.task, index)?.tid;
-        let t = match wait_for(Some(tid))? {
-            (_, Waited::Stopped(t)) if t.stop == Stop::SyscallExit => t,
-            (_, Waited::Stopped(t)) => {
+        let t = match self.wait_tid(tid)? {
+            Waited::Stopped(t) if t.stop == Stop::SyscallExit => t,
+            Waited::Stopped(t) => {
                 return Err(self.diverge(
                     index,
                     describe::event(&Event { kind: Some(Kind::Syscall(s)) }),
                     format!("{:?}", t.stop),
                 ))
             }
-            (_, w) => {
+            w => {
                 let expected = describe::event(&Event { kind: Some(Kind::Syscall(s)) });
                 let got = match w {
                     Waited::Killed(sig) => format!("death by {}", sig.as_str()),
@@ -634,28 +699,19 @@ impl Replayer<'_> {
         Ok(t)
     }
 
-    /// Spawn: the parent's clone runs for real now; the child gets its number.
+    /// Spawn: the parent's running clone created the child, which gets its number.
     fn spawn(&mut self, sp: Spawn, index: u64) -> Result<()> {
         let parent_tid = self.task(sp.parent, index)?.tid;
-        let p = match self.take_state(sp.parent) {
-            RState::Parked(p) if p.spec.special == ft_libos::table::Special::Clone => p,
-            other => {
-                self.set_state(sp.parent, other);
-                return Err(self.diverge(
-                    index,
-                    format!("task {} creating task {}", sp.parent, sp.child),
-                    "no clone".into(),
-                ));
-            }
-        };
+        if !matches!(self.tasks.get(&sp.parent).map(|t| &t.state), Some(RState::Executing)) {
+            return Err(self.diverge(
+                index,
+                format!("task {} creating task {}", sp.parent, sp.child),
+                "no clone".into(),
+            ));
+        }
         self.source.next_event()?;
-        // Children of the replay must not signal their parent when they exit: SIGCHLD of the
-        // recording comes from the log, and a real one could interrupt a later fork here where
-        // it did not at record (-ERESTARTNOINTR).
-        quiet_clone(&p)?;
-        p.t.cont_to_exit()?;
-        let child = match wait_for(Some(parent_tid))? {
-            (_, Waited::Stopped(s)) => match s.stop {
+        let child = match self.wait_tid(parent_tid)? {
+            Waited::Stopped(s) => match s.stop {
                 Stop::NewTask(child) => {
                     s.cont_to_exit()?;
                     child
@@ -668,12 +724,11 @@ impl Replayer<'_> {
                     ))
                 }
             },
-            (_, w) => return self.on_death(sp.parent, w, index),
+            w => return self.on_death(sp.parent, w, index),
         };
-        self.set_state(sp.parent, RState::Executing);
-        let proc = if sp.thread { self.tasks.get(&sp.parent).map(|t| t.proc).unwrap_or(0) } else { sp.child };
+        let parent_proc = self.tasks.get(&sp.parent).map(|t| t.proc).unwrap_or(0);
+        let proc = if sp.thread { parent_proc } else { sp.child };
         if !sp.thread {
-            let parent_proc = self.tasks.get(&sp.parent).map(|t| t.proc).unwrap_or(0);
             let table = self.fds.get(&parent_proc).cloned().unwrap_or_default();
             self.fds.insert(sp.child, table);
         }
@@ -681,50 +736,48 @@ impl Replayer<'_> {
         Ok(())
     }
 
-    /// Exec: the task's execve runs for real, after the new image is checked.
+    /// Exec: the task's running execve replaced its image; check the image, restore AT_RANDOM.
     fn exec(&mut self, ex: ExecEvent, index: u64) -> Result<()> {
         let tid = self.task(ex.task, index)?.tid;
-        let p = match self.take_state(ex.task) {
-            RState::Parked(p) if p.spec.special == ft_libos::table::Special::Exec => p,
-            other => {
-                self.set_state(ex.task, other);
-                return Err(self.diverge(
-                    index,
-                    describe::event(&Event { kind: Some(Kind::Exec(ex)) }),
-                    "no execve".into(),
-                ));
-            }
-        };
-        self.source.next_event()?;
-        let path = Path::new(OsStr::from_bytes(&ex.exe_path));
-        if program::hash_file(path).ok().as_deref() != Some(&ex.exe_hash[..]) {
-            return Err(SessionError::Mismatch {
-                what: format!("the program {} that the recording executed", path.display()),
-                detail: "it is missing or changed here; replay needs the same binary".into(),
-            });
+        if !matches!(self.tasks.get(&ex.task).map(|t| &t.state), Some(RState::Executing)) {
+            return Err(self.diverge(
+                index,
+                describe::event(&Event { kind: Some(Kind::Exec(ex)) }),
+                "no execve".into(),
+            ));
         }
+        self.source.next_event()?;
         let at_random: Option<[u8; 16]> = ex.at_random.as_slice().try_into().ok();
-        p.t.cont_to_exit()?;
-        match wait_for(Some(tid))? {
-            (_, Waited::Stopped(s)) if s.stop == Stop::Exec => {
+        match self.wait_tid(tid)? {
+            Waited::Stopped(s) if s.stop == Stop::Exec => {
+                let exe = std::fs::read_link(format!("/proc/{tid}/exe")).unwrap_or_default();
+                if program::hash_file(&exe).ok().as_deref() != Some(&ex.exe_hash[..]) {
+                    return Err(SessionError::Mismatch {
+                        what: format!(
+                            "the program {} that the recording executed",
+                            String::from_utf8_lossy(&ex.exe_path)
+                        ),
+                        detail: format!("{} here is missing or different; replay needs the same binary", exe.display()),
+                    });
+                }
                 let (_, sp) = ft_interposer::launch::after_exec(&s, at_random)?;
                 if sp != ex.sp {
                     return Err(self.diverge(index, format!("a stack at {:#x} after exec", ex.sp), format!("{sp:#x}")));
                 }
                 s.cont_to_exit()?;
             }
-            (_, Waited::Stopped(s)) => {
+            Waited::Stopped(s) => {
                 return Err(self.diverge(
                     index,
                     describe::event(&Event { kind: Some(Kind::Exec(ex)) }),
                     format!("{:?}", s.stop),
                 ))
             }
-            (_, w) => return self.on_death(ex.task, w, index),
+            w => return self.on_death(ex.task, w, index),
         }
-        self.set_state(ex.task, RState::Executing);
         Ok(())
     }
+
     /// Applies a syscall event to a task at its seccomp stop; returns it stopped (not resumed).
     fn apply(&mut self, p: Parked, index: u64, s: Syscall) -> Result<Stopped> {
         let Parked { t, mut regs, spec, args } = p;
@@ -851,7 +904,8 @@ impl Replayer<'_> {
     /// Runs the syscall to its exit stop.
     fn to_exit(&mut self, t: Stopped, index: u64) -> Result<Stopped> {
         let pid = t.pid();
-        match t.cont_to_exit()?.wait()? {
+        t.cont_to_exit()?;
+        match self.wait_tid(pid)? {
             Waited::Stopped(s) if s.stop == Stop::SyscallExit => Ok(s),
             Waited::Stopped(s) => Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
                 pid,
