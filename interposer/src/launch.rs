@@ -67,6 +67,7 @@ pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<
     let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut libc::sock_filter };
     let root = c"/";
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(format!("pipe2: {e}")))?;
+    pin_to_current_cpu();
 
     // SAFETY: the child only makes raw syscalls on memory prepared above, then execs or _exits.
     match unsafe { fork() }.map_err(|e| fail(format!("fork: {e}")))? {
@@ -154,6 +155,23 @@ unsafe fn child(
         }
         libc::execve(spec.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
         die(9)
+    }
+}
+
+/// Pins the tracer (and so, by inheritance, every tracee) to the CPU it runs on. Only one task
+/// runs at a time anyway, and a ptrace stop that hands control between two CPUs costs about three
+/// times one that stays on a CPU (measured here: 67 vs 21 µs per stop on an idle 2-vCPU VM). The
+/// program sees that one CPU in sched_getaffinity, in every run alike (rr does the same).
+fn pin_to_current_cpu() {
+    // SAFETY: sched_getcpu and sched_setaffinity on a zeroed, then filled, local cpu_set_t.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 {
+            return;
+        }
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
 
