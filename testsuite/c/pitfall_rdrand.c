@@ -13,6 +13,6 @@ int main(void) {
     unsigned char ok = 0;
     for (int i = 0; i < 10 && !ok; i++)
         __asm__ volatile("rdrand %0; setc %1" : "=r"(v), "=qm"(ok));
-    printf("rdrand %llx\n", v);
+    printf("rdrand %016llx\n", v);
     return 0;
 }
