@@ -16,16 +16,26 @@ for id in 1 2 3; do
   pids+=($!)
 done
 echo "== Raft cluster of $CFG: 3 nodes started"
+# The id of the node whose role is leader, or nothing.
+leader() {
+  "$FTCTL" status --config "$CFG" --json 2>/dev/null | python3 -c '
+import json, sys
+nodes = json.load(sys.stdin)
+nodes = nodes["nodes"] if isinstance(nodes, dict) else nodes
+print(next((str(n["id"]) for n in nodes if n.get("role") == "leader"), ""))' 2>/dev/null || true
+}
 for _ in $(seq 50); do
-  "$FTCTL" status --config "$CFG" 2>/dev/null | grep -q leader && break
+  [ -n "$(leader)" ] && break
   sleep 0.2
 done
 "$FTCTL" status --config "$CFG"
-leader=$("$FTCTL" status --config "$CFG" --json | python3 -c 'import json,sys; print([n["id"] for n in json.load(sys.stdin)["nodes"] if n["role"]=="leader"][0])')
+leader=$(leader)
+[ -n "$leader" ] || { echo "no leader elected" >&2; exit 1; }
 echo "== kill -9 of the leader (node $leader)"
 kill -9 "${pids[$((leader - 1))]}"
 for _ in $(seq 50); do
   sleep 0.2
-  "$FTCTL" status --config "$CFG" 2>/dev/null | grep -q leader && break
+  new=$(leader)
+  [ -n "$new" ] && [ "$new" != "$leader" ] && break
 done
 "$FTCTL" status --config "$CFG"

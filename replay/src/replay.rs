@@ -315,24 +315,27 @@ impl Replayer<'_> {
                 self.give_token(self.last_run, index)?;
                 continue;
             }
-            let Some(ev) = self.source.peek_event()?.cloned() else {
-                if self.tasks.is_empty() {
-                    return Ok(Outcome { status: self.status0.unwrap_or(0), events: index });
+            // Look without copying: on the hot path the running task consumes the event itself.
+            let (owner, async_signal) = match self.source.peek_event()? {
+                Some(ev) => {
+                    (Self::owner(ev), matches!(&ev.kind, Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall))
                 }
-                return Err(SessionError::LogEnded { index });
+                None if self.tasks.is_empty() => {
+                    return Ok(Outcome { status: self.status0.unwrap_or(0), events: index })
+                }
+                None => return Err(SessionError::LogEnded { index }),
             };
-            let owner = Self::owner(&ev);
             // The running task first reaches the point where the recording logged this event.
             if let Some(h) = self.holder {
                 let is_completion = owner.is_some_and(|o| {
                     matches!(self.tasks.get(&o).map(|t| &t.state), Some(RState::Parked(_) | RState::Executing))
                 });
-                let async_signal = matches!(&ev.kind, Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall);
                 if !is_completion && !async_signal {
                     self.advance(h)?;
                     continue;
                 }
             }
+            let Some(ev) = self.source.peek_event()?.cloned() else { return Err(SessionError::LogEnded { index }) };
             match ev.kind.clone() {
                 Some(Kind::Run(r)) => {
                     self.source.next_event()?;
