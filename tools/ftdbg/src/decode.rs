@@ -653,35 +653,26 @@ pub fn kind_name(ev: &Event) -> String {
         Some(Kind::Signal(_)) => "signal".into(),
         Some(Kind::Start(_)) => "start".into(),
         Some(Kind::Exit(_)) => "exit".into(),
+        Some(Kind::Run(_)) => "run".into(),
+        Some(Kind::Spawn(_)) => "spawn".into(),
+        Some(Kind::Exec(_)) => "exec".into(),
         Some(other) => format!("{other:?}").split('(').next().unwrap_or("unknown").to_lowercase(),
         None => "empty".into(),
     }
 }
 
-/// A message's `task` field read by its protobuf tag, so that ftdbg reads it in logs whose
-/// schema has it (multi-task recordings) and finds task 0 in older ones (one task only).
-#[derive(Clone, PartialEq, prost::Message)]
-struct TaskAt3 {
-    #[prost(uint32, tag = "3")]
-    task: u32,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct TaskAt5 {
-    #[prost(uint32, tag = "5")]
-    task: u32,
-}
-
-/// The task (thread) of an event: syscalls, rdtsc, signals and exits record one; the start is
-/// task 0's. None for kinds this ftdbg does not decode.
+/// The task (thread) of an event: the task it happened to (the parent for a spawn, the task
+/// that gets the token for a run); the start is task 0's.
 #[allow(unreachable_patterns)]
 pub fn task(ev: &Event) -> Option<u32> {
-    use prost::Message;
     match &ev.kind {
         Some(Kind::Syscall(s)) => Some(s.task),
-        Some(Kind::Rdtsc(r)) => TaskAt5::decode(&r.encode_to_vec()[..]).ok().map(|t| t.task),
-        Some(Kind::Signal(g)) => TaskAt3::decode(&g.encode_to_vec()[..]).ok().map(|t| t.task),
-        Some(Kind::Exit(e)) => TaskAt3::decode(&e.encode_to_vec()[..]).ok().map(|t| t.task),
+        Some(Kind::Rdtsc(r)) => Some(r.task),
+        Some(Kind::Signal(g)) => Some(g.task),
+        Some(Kind::Exit(e)) => Some(e.task),
+        Some(Kind::Run(r)) => Some(r.task),
+        Some(Kind::Spawn(sp)) => Some(sp.parent),
+        Some(Kind::Exec(ex)) => Some(ex.task),
         Some(Kind::Start(_)) => Some(0),
         _ => None,
     }
@@ -718,7 +709,22 @@ pub fn text(ev: &Event) -> String {
         Some(Kind::Signal(g)) => format!(
             "--- {} ({}) ---",
             signal_name(g.signo),
-            if g.synchronous { "synchronous fault" } else { "asynchronous" }
+            if g.synchronous {
+                "synchronous fault"
+            } else if g.at_syscall {
+                "asynchronous, caught, delivered before the next syscall"
+            } else {
+                "asynchronous"
+            }
+        ),
+        Some(Kind::Run(_)) => "--- runs (switch) ---".into(),
+        Some(Kind::Spawn(sp)) => {
+            format!("+++ creates {} {} +++", if sp.thread { "thread" } else { "process" }, sp.child)
+        }
+        Some(Kind::Exec(ex)) => format!(
+            "+++ executes {} (blake3 {}) +++",
+            String::from_utf8_lossy(&ex.exe_path),
+            hex_bytes(&ex.exe_hash, 8)
         ),
         Some(Kind::Start(st)) => format!("start: sp={:#x} at_random={}", st.sp, hex_bytes(&st.at_random, 16)),
         Some(Kind::Exit(e)) if e.signal != 0 => format!("+++ killed by {} +++", signal_name(e.signal)),
@@ -775,9 +781,19 @@ pub fn json(index: u64, ev: &Event) -> Value {
             })
         }
         Some(Kind::Rdtsc(r)) => json!({"tsc": r.tsc, "aux": r.aux, "rdtscp": r.rdtscp, "ip": r.ip}),
-        Some(Kind::Signal(g)) => {
-            json!({"signo": g.signo, "signal": signal_name(g.signo), "synchronous": g.synchronous})
-        }
+        Some(Kind::Signal(g)) => json!({
+            "signo": g.signo,
+            "signal": signal_name(g.signo),
+            "synchronous": g.synchronous,
+            "at_syscall": g.at_syscall,
+        }),
+        Some(Kind::Run(_)) => json!({}),
+        Some(Kind::Spawn(sp)) => json!({"child": sp.child, "thread": sp.thread}),
+        Some(Kind::Exec(ex)) => json!({
+            "exe_path": String::from_utf8_lossy(&ex.exe_path),
+            "exe_hash": hex_bytes(&ex.exe_hash, usize::MAX),
+            "sp": ex.sp,
+        }),
         Some(Kind::Start(st)) => json!({"sp": st.sp, "at_random": hex_bytes(&st.at_random, usize::MAX)}),
         Some(Kind::Exit(e)) => json!({
             "code": e.code,
