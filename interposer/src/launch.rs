@@ -261,7 +261,7 @@ pub fn after_exec(stopped: &Stopped, at_random: Option<[u8; 16]>) -> Result<([u8
 
 fn reap_killed(s: Stopped) -> Option<Waited> {
     let pid = s.pid();
-    drop(s.kill());
+    let _ = s.kill();
     reap(pid)
 }
 

@@ -580,12 +580,7 @@ impl Recorder<'_> {
             if args[p] == 0 {
                 continue;
             }
-            let (cap, by_ret) = match w.len {
-                Len::Fixed(n) => (u64::from(n), false),
-                Len::Ret => (args[1], true),
-                Len::Arg(i) => (args[i as usize], false),
-                _ => unreachable_len(),
-            };
+            let Some((cap, by_ret)) = tracer_buffer(w.len, &args) else { continue };
             bufs.push((p, vec![0u8; cap as usize], by_ret));
         }
         for (p, buf, _) in bufs.iter_mut() {
@@ -630,7 +625,7 @@ impl Recorder<'_> {
         let mut ev = Syscall {
             nr: spec.nr,
             args: args.to_vec(),
-            input_digest: if input.is_empty() { Vec::new() } else { digest::short(&input) },
+            input_digest: if input.is_empty() { Vec::new() } else { digest::short(input) },
             ret,
             path_arg: match spec.input {
                 ft_libos::table::Input::Path(_) | ft_libos::table::Input::Paths(..) => input.clone(),
@@ -857,18 +852,21 @@ fn cloexec(pid: nix::unistd::Pid, fd: i32) -> bool {
         .is_some_and(|flags| flags & libc::O_CLOEXEC as u32 != 0)
 }
 
-fn unreachable_len() -> (u64, bool) {
-    (0, false)
-}
-
 /// Whether a Tracer syscall can really run in the tracer (its buffers are of a sane size).
 pub(crate) fn tracer_can_run(spec: &Spec, args: &[u64; 6]) -> bool {
-    spec.writes.iter().all(|w| match w.len {
-        Len::Fixed(_) => true,
-        Len::Ret => args[1] <= MAX_TRACER_BUF,
-        Len::Arg(i) => args[i as usize] <= MAX_TRACER_BUF,
-        _ => false,
-    })
+    spec.writes.iter().all(|w| tracer_buffer(w.len, args).is_some_and(|(cap, _)| cap <= MAX_TRACER_BUF))
+}
+
+/// The buffer the tracer uses for one write of a Tracer syscall: its capacity and whether the
+/// return value says how much of it the kernel filled (getrandom: capacity from argument 1).
+/// None for lengths a tracer buffer cannot express (the syscall then runs in the tracee).
+fn tracer_buffer(len: Len, args: &[u64; 6]) -> Option<(u64, bool)> {
+    match len {
+        Len::Fixed(n) => Some((u64::from(n), false)),
+        Len::Ret => Some((args[1], true)),
+        Len::Arg(i) => Some((args[i as usize], false)),
+        _ => None,
+    }
 }
 
 /// fcntl(F_GETLK) writes a struct flock the table cannot express per command.
