@@ -198,6 +198,7 @@ pub fn replay(h: &Header, source: &mut dyn EventSource, opts: &ReplayOptions, lo
         last_run: 0,
         status0: None,
         arrived: HashMap::new(),
+        early_deaths: HashMap::new(),
     };
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
@@ -257,6 +258,9 @@ struct Replayer<'a> {
     status0: Option<i32>,
     /// Stops collected while waiting for another task, not yet handled.
     arrived: HashMap<Pid, Waited>,
+    /// Deaths seen before the log reached them: the threads of an exit_group die in an order the
+    /// kernel chooses, so a death may come while the log names a sibling's first.
+    early_deaths: HashMap<u32, Exit>,
 }
 
 impl Replayer<'_> {
@@ -493,15 +497,19 @@ impl Replayer<'_> {
             Waited::Stopped(_) => return Ok(()),
         };
         let got = describe::event(&Event { kind: Some(Kind::Exit(exit.clone())) });
-        match self.source.next_event()? {
-            Some(Event { kind: Some(Kind::Exit(e)) }) if e.task == vtid && e.status() == exit.status() => {
-                self.tasks.remove(&vtid);
+        if let Some(Event { kind: Some(Kind::Exit(e)) }) = self.source.peek_event()? {
+            if e.task != vtid && self.tasks.contains_key(&e.task) {
+                // A sibling's death is logged first; this one must follow among the exits.
                 if self.holder == Some(vtid) {
                     self.holder = None;
                 }
-                if vtid == 0 {
-                    self.status0 = Some(exit.status());
-                }
+                self.early_deaths.insert(vtid, exit);
+                return Ok(());
+            }
+        }
+        match self.source.next_event()? {
+            Some(Event { kind: Some(Kind::Exit(e)) }) if e.task == vtid && e.status() == exit.status() => {
+                self.buried(vtid, exit.status());
                 Ok(())
             }
             Some(other) => Err(self.diverge(index, describe::event(&other), got)),
@@ -509,9 +517,28 @@ impl Replayer<'_> {
         }
     }
 
+    fn buried(&mut self, vtid: u32, status: i32) {
+        self.tasks.remove(&vtid);
+        if self.holder == Some(vtid) {
+            self.holder = None;
+        }
+        if vtid == 0 {
+            self.status0 = Some(status);
+        }
+    }
+
     /// The log says a task that is not running died: killed from outside (kill -9 at record), or
     /// by another thread's exit_group (then it is dying already).
     fn death_of_idle(&mut self, e: Exit, index: u64) -> Result<()> {
+        if let Some(seen) = self.early_deaths.remove(&e.task) {
+            self.source.next_event()?;
+            if seen.status() != e.status() {
+                let got = describe::event(&Event { kind: Some(Kind::Exit(seen)) });
+                return Err(self.diverge(index, describe::event(&Event { kind: Some(Kind::Exit(e)) }), got));
+            }
+            self.buried(e.task, seen.status());
+            return Ok(());
+        }
         let tid = self.task(e.task, index)?.tid;
         if e.signal != 0 {
             if let Ok(sig) = Sig::try_from(e.signal) {
