@@ -65,10 +65,34 @@ pub struct NodeConfig {
     pub control_addr: Option<String>,
     /// Directory holding the node's Raft log.
     pub data_dir: PathBuf,
+    /// This replica's copy of the service's data directory [default: `data_dir`/service].
+    #[serde(default)]
+    pub service_dir: Option<PathBuf>,
     /// Whether the node is a voter of the initial cluster (default). A node with
     /// `initial = false` starts empty and waits until `ftctl add-node` adds it.
     #[serde(default = "default_true")]
     pub initial: bool,
+}
+
+/// The program every replica runs, identically.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// PROG and its arguments.
+    pub command: Vec<String>,
+    /// Working directory of the program [default: data_dir, or /].
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Replicated state, as the program sees it (an absolute path). Each replica has its own copy
+    /// (the node's `service_dir`), bind-mounted here in a private mount namespace.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// What every replica's copy starts from (copied at each start) [default: empty].
+    #[serde(default)]
+    pub initial_data: Option<PathBuf>,
+    /// The program's environment, NAME=VALUE [default: PATH=/usr/local/bin:/usr/bin:/bin].
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -100,6 +124,9 @@ pub struct ClusterConfig {
     pub fsync: FsyncPolicy,
     #[serde(rename = "node", default)]
     pub nodes: Vec<NodeConfig>,
+    /// The replicated program (`ftexec run`); absent for a bare Raft cluster.
+    #[serde(default)]
+    pub service: Option<ServiceConfig>,
 }
 
 impl ClusterConfig {
@@ -116,6 +143,12 @@ impl ClusterConfig {
             if n.data_dir.is_relative() {
                 n.data_dir = base.join(&n.data_dir);
             }
+            if let Some(d) = n.service_dir.as_mut().filter(|d| d.is_relative()) {
+                *d = base.join(&*d);
+            }
+        }
+        if let Some(d) = cfg.service.as_mut().and_then(|s| s.initial_data.as_mut()).filter(|d| d.is_relative()) {
+            *d = base.join(&*d);
         }
         Ok(cfg)
     }
@@ -147,6 +180,19 @@ impl ClusterConfig {
         }
         if self.nodes.is_empty() {
             return Err(invalid("node", "at least one [[node]] is required"));
+        }
+        if let Some(svc) = &self.service {
+            if svc.command.is_empty() || svc.command[0].is_empty() {
+                return Err(invalid("service.command", "must name the program, e.g. [\"redis-server\", \"--port\", \"7777\"]"));
+            }
+            for (name, p) in [("service.data_dir", &svc.data_dir), ("service.cwd", &svc.cwd)] {
+                if p.as_ref().is_some_and(|p| !p.is_absolute()) {
+                    return Err(invalid(name, "must be an absolute path (the program sees it on every replica)"));
+                }
+            }
+            if let Some(e) = svc.env.iter().find(|e| !e.contains('=')) {
+                return Err(invalid("service.env", format!("`{e}` is not NAME=VALUE")));
+            }
         }
         if !self.nodes.iter().any(|n| n.initial) {
             return Err(invalid("node", "at least one node must have `initial = true`"));

@@ -41,11 +41,25 @@ pub enum ControlError {
     BadReply { addr: String, reply: String },
 }
 
+/// Extra fields merged into every `status` reply (the replica's replay position, its pid...).
+pub type StatusHook = Arc<dyn Fn() -> Value + Send + Sync>;
+
 /// Starts the control server on `addr` in a background thread.
 pub fn serve(
     node: Arc<Node>,
     addr: &str,
     test_mode: bool,
+    logger: Logger,
+) -> Result<std::net::SocketAddr, ControlError> {
+    serve_with(node, addr, test_mode, None, logger)
+}
+
+/// [`serve`], with fields of the embedding program added to `status`.
+pub fn serve_with(
+    node: Arc<Node>,
+    addr: &str,
+    test_mode: bool,
+    hook: Option<StatusHook>,
     logger: Logger,
 ) -> Result<std::net::SocketAddr, ControlError> {
     let l = TcpListener::bind(addr).map_err(|source| ControlError::Bind { addr: addr.to_string(), source })?;
@@ -55,9 +69,9 @@ pub fn serve(
         .spawn(move || {
             for c in l.incoming() {
                 let Ok(c) = c else { continue };
-                let (node, logger) = (node.clone(), logger.clone());
+                let (node, logger, hook) = (node.clone(), logger.clone(), hook.clone());
                 let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
-                    if let Err(e) = handle_conn(c, &node, test_mode) {
+                    if let Err(e) = handle_conn(c, &node, test_mode, hook.as_ref()) {
                         warn!(logger, "control connection error"; "err" => %e);
                     }
                 });
@@ -67,12 +81,17 @@ pub fn serve(
     Ok(local)
 }
 
-fn handle_conn(c: TcpStream, node: &Node, test_mode: bool) -> std::io::Result<()> {
+fn handle_conn(c: TcpStream, node: &Node, test_mode: bool, hook: Option<&StatusHook>) -> std::io::Result<()> {
     let mut w = c.try_clone()?;
     let r = BufReader::new(c);
     for line in r.lines() {
         let line = line?;
-        let reply = handle_line(line.trim(), node, test_mode);
+        let mut reply = handle_line(line.trim(), node, test_mode);
+        if let (Some(h), Some("status"), Value::Object(m)) = (hook, line.split_whitespace().next(), &mut reply) {
+            if let Value::Object(extra) = h() {
+                m.extend(extra);
+            }
+        }
         let mut s = reply.to_string();
         s.push('\n');
         w.write_all(s.as_bytes())?;
@@ -201,6 +220,14 @@ pub struct NodeReport {
     pub lag: Option<u64>,
     pub voters: Vec<u64>,
     pub error: Option<String>,
+    /// Set by `ftexec run`: its pid, what its program is doing (recording / replaying /
+    /// starting), the events it has replayed or recorded, how many it is behind the leader, and
+    /// for how long it has been behind.
+    pub pid: Option<u64>,
+    pub mode: Option<String>,
+    pub events: Option<u64>,
+    pub event_lag: Option<u64>,
+    pub lag_ms: Option<u64>,
 }
 
 /// Asks every node of the config for its status.
@@ -222,6 +249,11 @@ pub fn cluster_status(cfg: &crate::ClusterConfig, timeout: Duration) -> Vec<Node
                 lag: None,
                 voters: vec![],
                 error: None,
+                pid: None,
+                mode: None,
+                events: None,
+                event_lag: None,
+                lag_ms: None,
             };
             let Some(ca) = &n.control_addr else {
                 r.error = Some("no control_addr in the config".into());
@@ -231,12 +263,19 @@ pub fn cluster_status(cfg: &crate::ClusterConfig, timeout: Duration) -> Vec<Node
                 Ok(v) => {
                     let u = |k: &str| v.get(k).and_then(Value::as_u64);
                     r.live = v.get("live").and_then(Value::as_bool).unwrap_or(false);
-                    r.role = v.get("role").and_then(Value::as_str).unwrap_or("unknown").to_string();
+                    r.role = match v.get("role").and_then(Value::as_str).unwrap_or("unknown") {
+                        "precandidate" => "candidate".to_string(),
+                        other => other.to_string(),
+                    };
                     r.term = u("term");
                     r.leader = u("leader");
                     r.commit = u("commit");
                     r.applied = u("applied");
                     r.last_index = u("last_index");
+                    r.pid = u("pid");
+                    r.mode = v.get("mode").and_then(Value::as_str).map(str::to_owned);
+                    r.events = u("events");
+                    r.lag_ms = u("lag_ms");
                     r.voters = v
                         .get("voters")
                         .and_then(Value::as_array)
@@ -260,9 +299,13 @@ pub fn cluster_status(cfg: &crate::ClusterConfig, timeout: Duration) -> Vec<Node
         }
     }
     let top = out.iter().filter_map(|r| r.commit).max();
+    let top_events = out.iter().filter_map(|r| r.events).max();
     for r in &mut out {
         if let (Some(t), Some(a)) = (top, r.applied) {
             r.lag = Some(t.saturating_sub(a));
+        }
+        if let (Some(t), Some(e)) = (top_events, r.events) {
+            r.event_lag = Some(t.saturating_sub(e));
         }
     }
     out

@@ -9,6 +9,6 @@ pub mod serve;
 pub mod storage;
 pub mod transport;
 
-pub use config::{ClusterConfig, ConfigError, FsyncPolicy, NodeConfig};
+pub use config::{ClusterConfig, ConfigError, FsyncPolicy, NodeConfig, ServiceConfig};
 pub use node::{CommittedEntry, EntryId, LeaderChange, Node, NodeError, NodeOptions, Role, Status};
 pub use storage::{DiskStorage, StoreError};

@@ -45,6 +45,8 @@ pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> 
             return match cmd {
                 libc::F_DUPFD | libc::F_DUPFD_CLOEXEC | libc::F_GETFD | libc::F_SETFD => Action::Execute,
                 _ if fd_replicated => Action::Execute,
+                // The stand-in carries the status flags (O_NONBLOCK) to the real fd of go-live.
+                libc::F_GETFL | libc::F_SETFL => Action::ExecuteInject,
                 _ => Action::Record { exec: Exec::Tracee },
             };
         }
@@ -203,8 +205,9 @@ mod tests {
         assert!(matches!(decide(spec(9), &a(&[0, 4096, 3, 1, 5, 0]), &fds, false), Action::Refuse(_)));
         // fcntl(F_DUPFD) always runs; F_SETFL on a socket is recorded.
         assert_eq!(decide(spec(72), &a(&[5, libc::F_DUPFD as u64]), &fds, false), Action::Execute);
+        assert_eq!(decide(spec(72), &a(&[5, libc::F_SETFL as u64]), &fds, false), Action::ExecuteInject);
         assert_eq!(
-            decide(spec(72), &a(&[5, libc::F_SETFL as u64]), &fds, false),
+            decide(spec(72), &a(&[5, libc::F_GETLK as u64]), &fds, false),
             Action::Record { exec: Exec::Tracee }
         );
         // prctl(PR_SET_TSC) would defeat rdtsc trapping.

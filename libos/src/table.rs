@@ -173,6 +173,30 @@ pub struct Spec {
     /// Replay executes it for its effect on the process (set_tid_address) but injects the
     /// recorded result.
     pub replay_runs: bool,
+    /// What a replica that goes live (failover) needs to know of it.
+    pub live: Live,
+}
+
+/// Going live turns a follower's stand-ins for outside-world fds into real kernel objects: these
+/// syscalls tell which, and how to rebuild them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Live {
+    None,
+    /// Creates an epoll instance: replay stands in a real (empty) one, so that epoll_ctl runs at
+    /// replay and the registrations are in place when the replica goes live.
+    Epoll,
+    /// socket(domain, type, protocol): rebuilt at go-live as a listening socket if it was bound
+    /// and listening, otherwise as a socket whose peer has closed.
+    Socket,
+    /// Creates a connection (accept; accept4 with its flags in argument i): at go-live a socket
+    /// whose peer has closed (the client's connection died with the old leader).
+    Accepted(Option<u8>),
+    /// setsockopt(fd, level, name, value, len): replayed on the rebuilt socket.
+    SockOpt,
+    /// bind(fd, addr, len): the address the rebuilt socket binds.
+    Bind,
+    /// listen(fd, backlog).
+    Listen,
 }
 
 const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
@@ -189,6 +213,7 @@ const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
         exec: Exec::Tracee,
         special: Special::None,
         replay_runs: false,
+        live: Live::None,
     }
 }
 
@@ -260,6 +285,19 @@ impl Spec {
     const fn replay_runs(mut self) -> Self {
         self.replay_runs = true;
         self
+    }
+    const fn live(mut self, l: Live) -> Self {
+        self.live = l;
+        self
+    }
+
+    /// The argument whose SOCK_NONBLOCK bit makes the new fd non-blocking (socket, accept4).
+    pub fn nonblock_arg(&self) -> Option<usize> {
+        match self.live {
+            Live::Socket => Some(1),
+            Live::Accepted(i) => i.map(usize::from),
+            _ => None,
+        }
     }
 
     /// Whether argument `i` is compared at replay.
@@ -378,11 +416,11 @@ pub static TABLE: &[Spec] = &[
     // ssize_t sendfile(int out, int in, off_t *off, size_t count)
     no(40, "sendfile", ENOSYS, "copies between two fds in the kernel; programs fall back to read/write"),
     // int socket(int domain, int type, int protocol)
-    rec(41, "socket").check(A0 | A1 | A2).new_fd(NewFd::Ret),
+    rec(41, "socket").check(A0 | A1 | A2).new_fd(NewFd::Ret).live(Live::Socket),
     // int connect(int fd, const struct sockaddr *addr, socklen_t len)
     rec(42, "connect").check(A0 | A2).input(Input::Buf(1, 2)),
     // int accept(int fd, struct sockaddr *addr, socklen_t *len)
-    rec(43, "accept").check(A0).new_fd(NewFd::Ret).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
+    rec(43, "accept").check(A0).new_fd(NewFd::Ret).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]).live(Live::Accepted(None)),
     // ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
     out(44, "sendto").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)),
     // ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
@@ -394,9 +432,9 @@ pub static TABLE: &[Spec] = &[
     // int shutdown(int fd, int how)
     out(48, "shutdown").check(A0 | A1),
     // int bind(int fd, const struct sockaddr *addr, socklen_t len)
-    rec(49, "bind").check(A0 | A2).input(Input::Buf(1, 2)),
+    rec(49, "bind").check(A0 | A2).input(Input::Buf(1, 2)).live(Live::Bind),
     // int listen(int fd, int backlog)
-    rec(50, "listen").check(A0 | A1),
+    rec(50, "listen").check(A0 | A1).live(Live::Listen),
     // int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
     rec(51, "getsockname").check(A0).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
     // int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
@@ -404,7 +442,7 @@ pub static TABLE: &[Spec] = &[
     // int socketpair(int domain, int type, int protocol, int sv[2])
     rec(53, "socketpair").check(A0 | A1 | A2).new_fd(NewFd::Pair(3)).w(&[w(3, Fixed(8))]),
     // int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
-    rec(54, "setsockopt").check(A0 | A1 | A2 | A4).input(Input::Buf(3, 4)),
+    rec(54, "setsockopt").check(A0 | A1 | A2 | A4).input(Input::Buf(3, 4)).live(Live::SockOpt),
     // int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     rec(55, "getsockopt").check(A0 | A1 | A2).w(&[w(3, DerefU32(4)), w(4, Fixed(4))]),
     // long clone(unsigned long flags, void *stack, int *ptid, int *ctid, unsigned long tls)
@@ -670,7 +708,7 @@ pub static TABLE: &[Spec] = &[
     det(211, "get_thread_area"),
     no(212, "lookup_dcookie", ENOSYS, OBSOLETE),
     // int epoll_create(int size)
-    rec(213, "epoll_create").new_fd(NewFd::Ret),
+    rec(213, "epoll_create").new_fd(NewFd::Ret).live(Live::Epoll),
     no(214, "epoll_ctl_old", ENOSYS, OBSOLETE),
     no(215, "epoll_wait_old", ENOSYS, OBSOLETE),
     no(216, "remap_file_pages", ENOSYS, OBSOLETE),
@@ -705,7 +743,7 @@ pub static TABLE: &[Spec] = &[
     // int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
     rec(232, "epoll_wait").check(A0 | A2).w(&[w(1, RetTimes(12))]),
     // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
-    rec(233, "epoll_ctl").check(A0 | A1 | A2),
+    rec(233, "epoll_ctl").check(A0 | A1 | A2).replay_runs(),
     // int tgkill(pid_t tgid, pid_t tid, int sig)
     rec(234, "tgkill").check(A2),
     // int utimes(const char *path, const struct timeval times[2])
@@ -800,13 +838,13 @@ pub static TABLE: &[Spec] = &[
     // int timerfd_gettime(int fd, struct itimerspec *cur)
     rec(287, "timerfd_gettime").check(A0).w(&[w(1, Fixed(SIZEOF_ITIMERSPEC))]),
     // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
-    rec(288, "accept4").check(A0 | A3).new_fd(NewFd::Ret).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
+    rec(288, "accept4").check(A0 | A3).new_fd(NewFd::Ret).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]).live(Live::Accepted(Some(3))),
     // int signalfd4(int fd, const sigset_t *mask, size_t sz, int flags)
     rec(289, "signalfd4").new_fd(NewFd::Ret),
     // int eventfd2(unsigned initval, int flags)
     rec(290, "eventfd2").check(A0 | A1).new_fd(NewFd::Ret),
     // int epoll_create1(int flags)
-    rec(291, "epoll_create1").check(A0).new_fd(NewFd::Ret),
+    rec(291, "epoll_create1").check(A0).new_fd(NewFd::Ret).live(Live::Epoll),
     // int dup3(int old, int new, int flags)
     loc(292, "dup3").check(A0 | A1 | A2).new_fd(NewFd::Dup(0)),
     // int pipe2(int fds[2], int flags)

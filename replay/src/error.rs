@@ -29,6 +29,9 @@ pub enum SessionError {
     LogEnded { index: u64 },
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    /// The replicated log failed: this replica lost leadership, or its Raft node stopped.
+    #[error("replication: {0}")]
+    Replication(String),
 }
 
 impl SessionError {

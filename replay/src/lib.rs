@@ -5,13 +5,14 @@
 pub mod capture;
 pub mod describe;
 pub mod error;
+mod live;
 pub mod program;
 pub mod record;
 pub mod replay;
 
 pub use error::{Result, SessionError};
 pub use record::{record, EventSink, RecordOptions};
-pub use replay::{replay, EventSource, FileSource, ReplayOptions};
+pub use replay::{replay, replay_then_live, EventSource, FileSource, GoLive, ReplayOptions};
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,6 +33,12 @@ pub trait EventSink {
     fn before_output(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Appends the event of an Output syscall. Later outputs need not wait for it: no input
+    /// depends on it, and a replica that goes live without it runs the output itself (to a
+    /// client connection that is dead by then).
+    fn append_output(&mut self, ev: &Event) -> Result<()> {
+        self.append(ev)
+    }
 }
 
 impl EventSink for ft_libos::log::LogWriter {
@@ -119,41 +125,98 @@ pub(crate) fn launch_spec(
 }
 
 /// Records the program described by `header` into `sink`.
-pub fn record(header: &Header, data_dir: Option<&Path>, sink: &mut dyn EventSink, log: &Logger) -> Result<Outcome> {
+///
+/// `data_dir` is the replicated data directory as the program sees it; `bind` (source, target)
+/// mounts a replica's own copy there in a private mount namespace.
+pub fn record(
+    header: &Header,
+    data_dir: Option<&Path>,
+    bind: Option<(CString, CString)>,
+    sink: &mut dyn EventSink,
+    log: &Logger,
+) -> Result<Outcome> {
     let filter = filter::build()?;
-    let launched = launch(&launch_spec(header, None, None)?, &filter)?;
+    let launched = launch(&launch_spec(header, None, bind)?, &filter)?;
     info!(log, "recording"; "pid" => launched.tracee.pid().as_raw(), "exe" => String::from_utf8_lossy(&header.exe_path).into_owned());
     sink.append(&Event { kind: Some(Kind::Start(Start { at_random: launched.at_random.to_vec(), sp: launched.sp })) })?;
     let pid = launched.tracee.pid();
     crate::set_current_tracee(pid.as_raw());
-    let mut rec = Recorder {
-        sink,
-        log: log.clone(),
-        fds: HashMap::from([(0, FdTable::new())]),
-        data_dir: data_dir.map(Path::to_path_buf),
-        warned: HashSet::new(),
-        events: 1,
-        hashes: HashMap::new(),
-        tasks: HashMap::new(),
-        early: HashMap::new(),
-        ready: VecDeque::new(),
-        holder: None,
-        last_run: 0,
-        next_vtid: 1,
-        status0: None,
-        progress: std::time::Instant::now(),
-        spinning: None,
-        held: HashMap::new(),
-        bouncing: HashMap::new(),
-    };
-    match rec.run(launched.tracee) {
-        Ok(o) => Ok(o),
-        Err(e) => {
-            // Never leave a tracee behind.
-            ft_interposer::tracee::kill_and_reap_all(rec.tasks.keys().copied().chain([pid]));
-            Err(e)
+    let mut rec = Recorder::new(sink, log, data_dir, 1);
+    rec.tasks.insert(pid, Task { vtid: 0, proc: 0, state: TState::Ready(launched.tracee) });
+    rec.ready.push_back(pid);
+    rec.finish(pid)
+}
+
+/// A task handed over by a replay that goes live.
+pub(crate) struct Adopted {
+    pub tid: Pid,
+    pub vtid: u32,
+    pub proc: u32,
+    pub state: AdoptedState,
+}
+
+pub(crate) enum AdoptedState {
+    /// Its first stop has not been collected yet.
+    Starting,
+    /// Stopped with nothing to handle.
+    Idle(Stopped),
+    /// A stop not handled yet (a syscall the log has no result for): handled when it runs.
+    Fresh(Stopped),
+    /// Running user code with the token.
+    Holding,
+}
+
+/// What a replay that goes live hands over to the recorder.
+pub(crate) struct Handover {
+    pub tasks: Vec<Adopted>,
+    pub fds: HashMap<u32, FdTable>,
+    pub holder: Option<u32>,
+    pub last_run: u32,
+    pub next_vtid: u32,
+    pub events: u64,
+    /// Stops collected but not handled, and deaths not logged yet.
+    pub waited: Vec<(Pid, Waited)>,
+    pub status0: Option<i32>,
+}
+
+/// Goes on recording the tasks of a replay that reached the end of the committed log.
+pub(crate) fn continue_live(
+    h: Handover,
+    data_dir: Option<&Path>,
+    sink: &mut dyn EventSink,
+    log: &Logger,
+) -> Result<Outcome> {
+    let mut rec = Recorder::new(sink, log, data_dir, h.events);
+    rec.fds = h.fds;
+    rec.last_run = h.last_run;
+    rec.next_vtid = h.next_vtid;
+    rec.status0 = h.status0;
+    let first = h.tasks.iter().find(|t| t.vtid == 0).map(|t| t.tid).unwrap_or(Pid::from_raw(0));
+    let mut tasks = h.tasks;
+    tasks.sort_by_key(|t| t.vtid);
+    for t in tasks {
+        let state = match t.state {
+            AdoptedState::Starting => TState::Starting,
+            AdoptedState::Idle(s) => {
+                rec.ready.push_back(t.tid);
+                TState::Ready(s)
+            }
+            AdoptedState::Fresh(s) => {
+                rec.ready.push_back(t.tid);
+                rec.fresh.insert(t.tid);
+                TState::Ready(s)
+            }
+            AdoptedState::Holding => TState::Holding,
+        };
+        if Some(t.vtid) == h.holder {
+            rec.holder = Some(t.tid);
         }
+        rec.tasks.insert(t.tid, Task { vtid: t.vtid, proc: t.proc, state });
     }
+    for (pid, w) in h.waited {
+        rec.on_wait(pid, w)?;
+    }
+    rec.finish(first)
 }
 
 /// What a task is doing, from the tracer's point of view.
@@ -211,6 +274,8 @@ struct Recorder<'a> {
     held: HashMap<Pid, Vec<Sig>>,
     /// Signals re-sent at a syscall boundary, to deliver at the next signal stop.
     bouncing: HashMap<Pid, Sig>,
+    /// Ready tasks whose stop has not been handled (handed over by a replay going live).
+    fresh: HashSet<Pid>,
 }
 
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
@@ -218,16 +283,50 @@ const SPIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const MAX_TRACER_BUF: u64 = 1 << 20;
 
+impl<'a> Recorder<'a> {
+    fn new(sink: &'a mut dyn EventSink, log: &Logger, data_dir: Option<&Path>, events: u64) -> Self {
+        Recorder {
+            sink,
+            log: log.clone(),
+            fds: HashMap::from([(0, FdTable::new())]),
+            data_dir: data_dir.map(Path::to_path_buf),
+            warned: HashSet::new(),
+            events,
+            hashes: HashMap::new(),
+            tasks: HashMap::new(),
+            early: HashMap::new(),
+            ready: VecDeque::new(),
+            holder: None,
+            last_run: 0,
+            next_vtid: 1,
+            status0: None,
+            progress: std::time::Instant::now(),
+            spinning: None,
+            held: HashMap::new(),
+            bouncing: HashMap::new(),
+            fresh: HashSet::new(),
+        }
+    }
+
+    /// Runs to the end; never leaves a tracee behind on failure.
+    fn finish(&mut self, first: Pid) -> Result<Outcome> {
+        match self.run() {
+            Ok(o) => Ok(o),
+            Err(e) => {
+                ft_interposer::tracee::kill_and_reap_all(self.tasks.keys().copied().chain([first]));
+                Err(e)
+            }
+        }
+    }
+}
+
 impl Recorder<'_> {
     fn emit(&mut self, kind: Kind) -> Result<()> {
         self.events += 1;
         self.sink.append(&Event { kind: Some(kind) })
     }
 
-    fn run(&mut self, first: Stopped) -> Result<Outcome> {
-        let pid = first.pid();
-        self.tasks.insert(pid, Task { vtid: 0, proc: 0, state: TState::Ready(first) });
-        self.ready.push_back(pid);
+    fn run(&mut self) -> Result<Outcome> {
         loop {
             if self.holder.is_none() {
                 self.schedule()?;
@@ -300,6 +399,12 @@ impl Recorder<'_> {
             if vtid != self.last_run {
                 self.last_run = vtid;
                 self.emit(Kind::Run(Run { task: vtid }))?;
+            }
+            if self.fresh.remove(&pid) {
+                return match self.on_holder_stop(stopped) {
+                    Err(SessionError::Trace(e)) if e.is_gone() => Ok(()),
+                    other => other,
+                };
             }
             match stopped.cont(None) {
                 Ok(_) => {}
@@ -696,6 +801,10 @@ impl Recorder<'_> {
             }
         }
         ev.disposition = disposition as i32;
+        if matches!(action, Action::Output { .. }) {
+            self.events += 1;
+            return self.sink.append_output(&Event { kind: Some(Kind::Syscall(ev)) });
+        }
         self.emit(Kind::Syscall(ev))
     }
 

@@ -13,7 +13,8 @@ use ft_libos::digest;
 use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Spawn, Syscall};
-use ft_libos::table::{Exec, NewFd, Refusal, Spec};
+use ft_libos::table::{Exec, Live, NewFd, Refusal, Spec};
+use crate::live::SockShadow;
 use ft_libos::{lookup, FdTable};
 use nix::sys::signal::Signal as Sig;
 use nix::unistd::Pid;
@@ -32,6 +33,11 @@ pub trait EventSource {
     fn peek_event(&mut self) -> Result<Option<&Event>>;
     /// Index of the next event.
     fn position(&self) -> u64;
+    /// After `peek_event` returned None: whether this replica must now go live (it leads, and
+    /// every committed event has been replayed) rather than stop.
+    fn live(&self) -> bool {
+        false
+    }
 }
 
 /// Events from a log file.
@@ -83,6 +89,15 @@ pub struct ReplayOptions {
     pub allow_cpu_mismatch: bool,
     /// Write the recorded stdout/stderr bytes to ftexec's own.
     pub print_stdio: bool,
+}
+
+/// Where a replica that goes live records from then on.
+pub struct GoLive<'a> {
+    pub sink: &'a mut dyn crate::record::EventSink,
+    /// The data directory as the program sees it.
+    pub data_dir: Option<PathBuf>,
+    /// Called once the replica is live, before it records its first event.
+    pub on_live: Box<dyn FnOnce() + 'a>,
 }
 
 /// Checks that this machine can replay the log; returns the bind mount the data directory needs.
@@ -168,6 +183,17 @@ pub fn check_inputs(h: &Header, opts: &ReplayOptions) -> Result<Option<(CString,
 
 /// Replays the log in `source` (whose header is `h`).
 pub fn replay(h: &Header, source: &mut dyn EventSource, opts: &ReplayOptions, log: &Logger) -> Result<Outcome> {
+    replay_then_live(h, source, opts, None, log)
+}
+
+/// Replays; if the source says so at its end, goes live and records into `live`'s sink.
+pub fn replay_then_live(
+    h: &Header,
+    source: &mut dyn EventSource,
+    opts: &ReplayOptions,
+    live: Option<GoLive<'_>>,
+    log: &Logger,
+) -> Result<Outcome> {
     let bind = check_inputs(h, opts)?;
     let start = match source.next_event()? {
         Some(Event { kind: Some(Kind::Start(s)) }) => s,
@@ -199,6 +225,9 @@ pub fn replay(h: &Header, source: &mut dyn EventSource, opts: &ReplayOptions, lo
         status0: None,
         arrived: HashMap::new(),
         early_deaths: HashMap::new(),
+        sockets: HashMap::new(),
+        max_vtid: 0,
+        log: log.clone(),
     };
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
@@ -210,7 +239,20 @@ pub fn replay(h: &Header, source: &mut dyn EventSource, opts: &ReplayOptions, lo
         })
     } else {
         r.tasks.insert(0, RTask { tid: pid, proc: 0, state: RState::Idle(launched.tracee), pending: Vec::new() });
-        r.run()
+        match r.run() {
+            Ok(Ended::Done(o)) => Ok(o),
+            Ok(Ended::Live) => match live {
+                Some(l) => {
+                    let handover = r.go_live()?;
+                    info!(log, "live: recording from event {}", handover.events);
+                    r.tasks.clear();
+                    (l.on_live)();
+                    crate::record::continue_live(handover, l.data_dir.as_deref(), l.sink, log)
+                }
+                None => Err(SessionError::LogEnded { index: r.source.position() }),
+            },
+            Err(e) => Err(e),
+        }
     };
     if result.is_err() {
         ft_interposer::tracee::kill_and_reap_all(r.tasks.values().map(|t| t.tid).chain([pid]));
@@ -231,6 +273,14 @@ enum RState {
     Running,
     /// Executing a clone or an exec for real (resumed to its exit); its completion is ahead.
     Executing,
+    /// A stop collected after the last committed event (going live): the recorder handles it.
+    Fresh(Stopped),
+}
+
+enum Ended {
+    Done(Outcome),
+    /// The committed log is replayed and this replica leads: go live.
+    Live,
 }
 
 struct Parked {
@@ -261,6 +311,10 @@ struct Replayer<'a> {
     /// Deaths seen before the log reached them: the threads of an exit_group die in an order the
     /// kernel chooses, so a death may come while the log names a sibling's first.
     early_deaths: HashMap<u32, Exit>,
+    /// Sockets of each process (by the vtid of its leader), for going live.
+    sockets: HashMap<u32, HashMap<i32, SockShadow>>,
+    max_vtid: u32,
+    log: Logger,
 }
 
 impl Replayer<'_> {
@@ -308,7 +362,7 @@ impl Replayer<'_> {
         }
     }
 
-    fn run(&mut self) -> Result<Outcome> {
+    fn run(&mut self) -> Result<Ended> {
         loop {
             let index = self.source.position();
             // At record a free token goes at once to the only ready task, without a Run event when
@@ -320,12 +374,21 @@ impl Replayer<'_> {
                 continue;
             }
             // Look without copying: on the hot path the running task consumes the event itself.
+            let ended = self.source.peek_event()?.is_none();
+            if ended && !self.tasks.is_empty() && self.source.live() {
+                // Let the running task reach its next stop first (kept as Fresh).
+                if let Some(h) = self.holder {
+                    self.advance(h)?;
+                    continue;
+                }
+                return Ok(Ended::Live);
+            }
             let (owner, async_signal) = match self.source.peek_event()? {
                 Some(ev) => {
                     (Self::owner(ev), matches!(&ev.kind, Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall))
                 }
                 None if self.tasks.is_empty() => {
-                    return Ok(Outcome { status: self.status0.unwrap_or(0), events: index })
+                    return Ok(Ended::Done(Outcome { status: self.status0.unwrap_or(0), events: index }))
                 }
                 None => return Err(SessionError::LogEnded { index }),
             };
@@ -481,6 +544,11 @@ impl Replayer<'_> {
         let index = self.source.position();
         let tid = self.task(vtid, index)?.tid;
         match self.wait_tid(tid)? {
+            Waited::Stopped(s) if self.source.peek_event()?.is_none() && self.source.live() => {
+                self.set_state(vtid, RState::Fresh(s));
+                self.holder = None;
+                Ok(())
+            }
             Waited::Stopped(s) => match self.on_stop(vtid, s) {
                 Err(SessionError::Trace(e)) if e.is_gone() => Ok(()),
                 other => other,
@@ -761,7 +829,10 @@ impl Replayer<'_> {
         if !sp.thread {
             let table = self.fds.get(&parent_proc).cloned().unwrap_or_default();
             self.fds.insert(sp.child, table);
+            let socks = self.sockets.get(&parent_proc).cloned().unwrap_or_default();
+            self.sockets.insert(sp.child, socks);
         }
+        self.max_vtid = self.max_vtid.max(sp.child);
         self.tasks.insert(sp.child, RTask { tid: child, proc, state: RState::Starting, pending: Vec::new() });
         Ok(())
     }
@@ -841,8 +912,16 @@ impl Replayer<'_> {
                         a[1] = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
                         libc::SYS_pipe2
                     }
+                    _ if spec.live == Live::Epoll => {
+                        a[0] = if cloexec { libc::EPOLL_CLOEXEC as u64 } else { 0 };
+                        libc::SYS_epoll_create1
+                    }
                     _ => {
-                        a[1] = if cloexec { libc::EFD_CLOEXEC as u64 } else { 0 };
+                        // A stand-in carries the status flags of what it stands for: a replica
+                        // that goes live gives them to the real socket.
+                        let nonblock = spec.nonblock_arg().is_some_and(|i| args[i] & libc::SOCK_NONBLOCK as u64 != 0);
+                        a[1] = if cloexec { libc::EFD_CLOEXEC as u64 } else { 0 }
+                            | if nonblock { libc::EFD_NONBLOCK as u64 } else { 0 };
                         libc::SYS_eventfd2
                     }
                 };
@@ -928,7 +1007,129 @@ impl Replayer<'_> {
         for nf in &s.new_fds {
             self.fds_of(vtid).set(nf.fd, nf.kind());
         }
+        self.follow_sockets(&t, vtid, spec, args, &s)?;
         Ok(t)
+    }
+
+    /// Learns how the program made and configured its sockets, to rebuild them if it goes live.
+    fn follow_sockets(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], s: &Syscall) -> Result<()> {
+        let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+        let socks = self.sockets.entry(proc).or_default();
+        for nf in &s.new_fds {
+            socks.remove(&nf.fd);
+        }
+        if s.ret < 0 {
+            return Ok(());
+        }
+        let fd = args[0] as i32;
+        let read = |ptr: u64, len: u64, max: u64| t.read(ptr, len.min(max) as usize);
+        match spec.live {
+            Live::None | Live::Epoll => {}
+            Live::Socket => {
+                let made = Some((args[0] as i32, args[1] as i32, args[2] as i32));
+                socks.insert(s.ret as i32, SockShadow { made, ..Default::default() });
+            }
+            Live::Accepted(_) => {
+                socks.insert(s.ret as i32, SockShadow::default());
+            }
+            Live::Bind => {
+                if let Some(sh) = socks.get_mut(&fd) {
+                    sh.addr = read(args[1], args[2], 128)?;
+                }
+            }
+            Live::Listen => {
+                if let Some(sh) = socks.get_mut(&fd) {
+                    sh.backlog = Some(args[1] as i32);
+                }
+            }
+            Live::SockOpt => {
+                if let Some(sh) = socks.get_mut(&fd) {
+                    sh.opts.push((args[1] as i32, args[2] as i32, read(args[3], args[4], 256)?));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The committed log is replayed: make the stand-ins real and hand the tasks to a recorder.
+    fn go_live(&mut self) -> Result<crate::record::Handover> {
+        use crate::record::{Adopted, AdoptedState};
+        // One task per process at a seccomp stop injects the syscalls that make its fds real.
+        let mut procs: Vec<u32> = self.tasks.values().map(|t| t.proc).collect();
+        procs.sort_unstable();
+        procs.dedup();
+        for proc in procs {
+            let Some(socks) = self.sockets.get(&proc).cloned() else { continue };
+            if socks.is_empty() {
+                continue;
+            }
+            let candidate = self.tasks.iter().find_map(|(v, t)| {
+                let at_seccomp = match &t.state {
+                    RState::Parked(_) => true,
+                    RState::Fresh(s) => s.stop == Stop::Seccomp,
+                    _ => false,
+                };
+                (t.proc == proc && at_seccomp).then_some(*v)
+            });
+            let Some(v) = candidate else {
+                slog::warn!(self.log, "going live: no task of process {proc} is at a syscall; its sockets stay stand-ins");
+                continue;
+            };
+            match self.take_state(v) {
+                RState::Parked(p) => {
+                    let t = crate::live::make_real(p.t, &socks, &self.log)?;
+                    self.set_state(v, RState::Parked(Parked { t, ..p }));
+                }
+                RState::Fresh(s) => {
+                    let t = crate::live::make_real(s, &socks, &self.log)?;
+                    self.set_state(v, RState::Fresh(t));
+                }
+                other => self.set_state(v, other),
+            }
+        }
+        let mut tasks = Vec::new();
+        let vtids: Vec<u32> = self.tasks.keys().copied().collect();
+        for v in vtids {
+            let Some(t) = self.tasks.remove(&v) else { continue };
+            let state = match t.state {
+                RState::Starting => AdoptedState::Starting,
+                RState::Idle(s) => AdoptedState::Idle(s),
+                RState::Parked(p) => AdoptedState::Fresh(p.t),
+                RState::Fresh(s) => AdoptedState::Fresh(s),
+                RState::Running => AdoptedState::Holding,
+                RState::Executing => {
+                    // A clone or execve whose completion was not committed: the recorder meets
+                    // its stops and logs Spawn/Exec and the result.
+                    return Err(SessionError::Unsupported {
+                        what: format!("going live while task {v} is inside a clone or execve"),
+                        why: "the handover of a task in the middle of creating a task is not implemented".into(),
+                    });
+                }
+            };
+            tasks.push(Adopted { tid: t.tid, vtid: v, proc: t.proc, state });
+        }
+        let mut waited: Vec<(Pid, Waited)> = self.arrived.drain().collect();
+        for (v, e) in self.early_deaths.drain() {
+            if let Some(a) = tasks.iter().find(|a| a.vtid == v) {
+                let w = if e.signal != 0 {
+                    Waited::Killed(Sig::try_from(e.signal).unwrap_or(Sig::SIGKILL))
+                } else {
+                    Waited::Exited(e.code)
+                };
+                waited.push((a.tid, w));
+            }
+        }
+        let max_task = tasks.iter().map(|t| t.vtid).max().unwrap_or(0);
+        Ok(crate::record::Handover {
+            tasks,
+            fds: std::mem::take(&mut self.fds),
+            holder: None,
+            last_run: self.last_run,
+            next_vtid: self.max_vtid.max(max_task) + 1,
+            events: self.source.position(),
+            waited,
+            status0: self.status0,
+        })
     }
 
     /// Runs the syscall to its exit stop.

@@ -77,19 +77,24 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 
 fn print_table(rs: &[NodeReport]) {
     println!(
-        "{:>4}  {:<12} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<5}  note",
-        "id", "role", "term", "leader", "commit", "applied", "lag", "live"
+        "{:>4}  {:<12} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<10} {:>10} {:>9} {:>8}  {:<5}  note",
+        "id", "role", "pid", "term", "leader", "commit", "applied", "lag", "program", "events", "behind", "lag_ms", "live"
     );
     for r in rs {
         println!(
-            "{:>4}  {:<12} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<5}  {}",
+            "{:>4}  {:<12} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<10} {:>10} {:>9} {:>8}  {:<5}  {}",
             r.id,
             r.role,
+            opt(r.pid),
             opt(r.term),
             opt(r.leader),
             opt(r.commit),
             opt(r.applied),
             opt(r.lag),
+            r.mode.clone().unwrap_or_else(|| "-".into()),
+            opt(r.events),
+            opt(r.event_lag),
+            opt(r.lag_ms),
             if r.live { "yes" } else { "no" },
             r.error.clone().unwrap_or_default()
         );
@@ -102,7 +107,8 @@ fn run(cli: Cli) -> Result<(), String> {
             let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
             let rs = cluster_status(&cfg, Duration::from_millis(timeout_ms));
             if json {
-                println!("{}", serde_json::to_string_pretty(&rs).map_err(|e| e.to_string())?);
+                let doc = serde_json::json!({"cluster": cfg.cluster_name, "nodes": rs});
+                println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
             } else {
                 println!("cluster {}", cfg.cluster_name);
                 print_table(&rs);

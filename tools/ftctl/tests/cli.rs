@@ -36,7 +36,8 @@ fn start(cfg: &ClusterConfig, id: u64) -> Arc<Node> {
 fn status_json(cfg_path: &str) -> Vec<Value> {
     let (ok, out, err) = ftctl(&["status", "--config", cfg_path, "--json"]);
     assert!(ok, "{err}");
-    serde_json::from_str::<Vec<Value>>(&out).unwrap()
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    doc["nodes"].as_array().cloned().unwrap_or_else(|| panic!("no `nodes` array in {out}"))
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

@@ -9,9 +9,12 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod replica;
+mod up;
+
 /// Exit statuses of ftexec itself (the program's own status is passed through otherwise).
 const EXIT_DIVERGENCE: u8 = 2;
-const EXIT_FTEXEC_FAILED: u8 = 125;
+pub(crate) const EXIT_FTEXEC_FAILED: u8 = 125;
 const EXIT_NOT_EXECUTABLE: u8 = 126;
 const EXIT_NOT_FOUND: u8 = 127;
 
@@ -67,6 +70,38 @@ enum Cmd {
         /// Replay on a CPU model other than the recording's.
         #[arg(long)]
         allow_cpu_mismatch: bool,
+    },
+    /// Run one replica of a replicated program (see the cluster file's [service] section).
+    Run {
+        /// The cluster file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// This replica's node id in the cluster file.
+        #[arg(long, value_name = "ID")]
+        node: u64,
+        /// The program and its arguments, if the config has no [service] command (identical on
+        /// every replica).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
+        command: Vec<OsString>,
+    },
+    /// Run PROG replicated on this machine: a cluster of replicas that survives the leader's death.
+    Up {
+        /// Number of replicas.
+        #[arg(long, default_value_t = 3)]
+        replicas: u64,
+        /// Where the config, the Raft logs and the replicas' data live.
+        #[arg(long, value_name = "DIR", default_value = "ftexec-cluster")]
+        dir: PathBuf,
+        /// Delete DIR's previous cluster (its log and data) first.
+        #[arg(long)]
+        fresh: bool,
+        /// When the Raft log is fsynced: always (survives machine crashes) or never (only
+        /// process crashes; for benchmarks).
+        #[arg(long, default_value = "always", value_parser = ["always", "never"])]
+        fsync: String,
+        /// The program and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
+        command: Vec<OsString>,
     },
 }
 
@@ -164,7 +199,7 @@ fn record(
     });
     let mut writer = LogWriter::create(&out, &header)?;
     forward_signals();
-    let result = ft_replay::record(&header, data_dir.as_deref(), &mut writer, log);
+    let result = ft_replay::record(&header, data_dir.as_deref(), None, &mut writer, log);
     let (events, bytes) = writer.finish()?;
     let outcome = result?;
     if !cli.quiet {
@@ -209,6 +244,15 @@ fn main() -> ExitCode {
         Cmd::Replay { log: path, data_dir, allow_cpu_mismatch } => {
             replay(&cli, path, data_dir, *allow_cpu_mismatch, &log)
         }
+        Cmd::Run { config, node, command } => replica::run(config, *node, command, &log),
+        Cmd::Up { replicas, dir, fresh, fsync, command } => up::up(up::UpOptions {
+            replicas: *replicas,
+            dir: dir.clone(),
+            fresh: *fresh,
+            fsync: fsync.clone(),
+            command: command.clone(),
+            verbose: cli.verbose,
+        }),
     };
     match r {
         Ok(status) => exit_code(status),

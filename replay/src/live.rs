@@ -1,0 +1,258 @@
+//! Going live: a follower that has replayed every committed event becomes the leader. Its
+//! stand-ins for outside-world fds (eventfds at the numbers of sockets) become real kernel
+//! objects, made by syscalls injected into a task parked at a syscall stop:
+//! - a socket that was bound and listening is rebuilt (same options, address, backlog, status
+//!   flags), so clients reconnect to the same address;
+//! - any other socket (a client connection, an outgoing connection) becomes a socket whose peer
+//!   has closed: the program reads EOF and closes it, as if the client had gone away;
+//! - epoll registrations of the replaced fds are re-added (the epoll instances are real at
+//!   replay, see `Live::Epoll`), with the events and data the program registered.
+//!
+//! Everything injected is undone in the address space (the scratch page is unmapped), so the
+//! new leader's memory layout stays the followers'.
+
+use crate::error::{Result, SessionError};
+use ft_interposer::tracee::wait_for;
+use ft_interposer::{Regs, Stop, Stopped, Waited};
+use slog::{info, warn, Logger};
+use std::collections::HashMap;
+
+/// What replay learned of a socket from the syscalls that made and configured it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SockShadow {
+    /// socket() arguments; None for an accepted connection.
+    pub made: Option<(i32, i32, i32)>,
+    pub addr: Vec<u8>,
+    pub backlog: Option<i32>,
+    /// setsockopt (level, name, value), in order.
+    pub opts: Vec<(i32, i32, Vec<u8>)>,
+}
+
+impl SockShadow {
+    fn listening(&self) -> bool {
+        self.made.is_some() && !self.addr.is_empty() && self.backlog.is_some()
+    }
+}
+
+/// Syscalls injected into a task stopped at the seccomp stop of one of its own syscalls; after
+/// each, the task is brought back to that same stop.
+struct Remote {
+    t: Option<Stopped>,
+    orig: Regs,
+}
+
+fn unexpected(pid: nix::unistd::Pid, what: String) -> SessionError {
+    SessionError::Trace(ft_interposer::TraceError::Unexpected { pid, what })
+}
+
+impl Remote {
+    fn new(t: Stopped) -> Result<Remote> {
+        let orig = t.regs()?;
+        Ok(Remote { t: Some(t), orig })
+    }
+
+    fn call(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
+        let t = self.t.take().ok_or_else(|| unexpected(nix::unistd::Pid::from_raw(0), "no stopped task".into()))?;
+        let pid = t.pid();
+        let mut r = self.orig.clone();
+        r.rewrite(nr as u64, &args);
+        t.set_regs(&r)?;
+        t.cont_to_exit()?;
+        let s = match wait_for(Some(pid))?.1 {
+            Waited::Stopped(s) if s.stop == Stop::SyscallExit => s,
+            Waited::Stopped(s) => return Err(unexpected(pid, format!("{:?} during an injected syscall", s.stop))),
+            _ => return Err(unexpected(pid, "death during an injected syscall".into())),
+        };
+        let ret = s.regs()?.ret();
+        // Back to the seccomp stop of the task's own syscall: rewind to its instruction.
+        let mut back = self.orig.clone();
+        back.skip_with(self.orig.nr() as i64);
+        back.0.rip -= 2;
+        s.set_regs(&back)?;
+        s.cont(None)?;
+        match wait_for(Some(pid))?.1 {
+            Waited::Stopped(s) if s.stop == Stop::Seccomp => {
+                s.set_regs(&self.orig)?;
+                self.t = Some(s);
+            }
+            Waited::Stopped(s) => {
+                return Err(unexpected(pid, format!("{:?} instead of the syscall it was parked at", s.stop)))
+            }
+            _ => return Err(unexpected(pid, "death instead of the syscall it was parked at".into())),
+        }
+        Ok(ret)
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) -> Result<()> {
+        match &self.t {
+            Some(t) => Ok(t.write(addr, data)?),
+            None => Ok(()),
+        }
+    }
+
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        match &self.t {
+            Some(t) => Ok(t.read(addr, len)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn into_stopped(mut self) -> Option<Stopped> {
+        self.t.take()
+    }
+}
+
+/// (epoll fd, target fd, events, data) of every registration in the process.
+fn epoll_registrations(pid: i32) -> Vec<(i32, i32, u32, u64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return out };
+    for e in dir.flatten() {
+        let Some(epfd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if std::fs::read_link(e.path()).ok().and_then(|l| l.to_str().map(str::to_owned)).as_deref()
+            != Some("anon_inode:[eventpoll]")
+        {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{epfd}")) else { continue };
+        for line in info.lines().filter(|l| l.starts_with("tfd:")) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            // tfd: N events: HEX data: HEX pos:...
+            let tfd = w.get(1).and_then(|v| v.parse::<i32>().ok());
+            let events = w.get(3).and_then(|v| u32::from_str_radix(v, 16).ok());
+            let data = w.get(5).and_then(|v| u64::from_str_radix(v, 16).ok());
+            if let (Some(tfd), Some(events), Some(data)) = (tfd, events, data) {
+                out.push((epfd, tfd, events, data));
+            }
+        }
+    }
+    out
+}
+
+/// The fd's status flags (O_NONBLOCK, O_CLOEXEC...) from fdinfo.
+fn fd_flags(pid: i32, fd: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("flags:").and_then(|v| i32::from_str_radix(v.trim(), 8).ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn is_stand_in(pid: i32, fd: i32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok().and_then(|l| l.to_str().map(str::to_owned)).as_deref()
+        == Some("anon_inode:[eventfd]")
+}
+
+/// How long to retry binding an address the old leader's socket may still hold.
+const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Makes the stand-ins of one process real. `t` is one of its tasks, at a seccomp stop; it is
+/// returned at the same stop.
+pub(crate) fn make_real(t: Stopped, sockets: &HashMap<i32, SockShadow>, log: &Logger) -> Result<Stopped> {
+    let pid = t.pid().as_raw();
+    let tgid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse::<i32>().ok())))
+        .unwrap_or(pid);
+    let mut todo: Vec<(i32, &SockShadow)> =
+        sockets.iter().filter(|(fd, _)| is_stand_in(tgid, **fd)).map(|(fd, s)| (*fd, s)).collect();
+    if todo.is_empty() {
+        return Ok(t);
+    }
+    todo.sort_by_key(|(fd, _)| *fd);
+    let regs = epoll_registrations(tgid);
+    let mut r = Remote::new(t)?;
+    let page = r.call(
+        libc::SYS_mmap,
+        [0, 4096, (libc::PROT_READ | libc::PROT_WRITE) as u64, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0],
+    )?;
+    if page < 0 {
+        return Err(unexpected(t_pid(tgid), format!("scratch mmap failed with {page}")));
+    }
+    let scratch = page as u64;
+    let result = rebuild_all(&mut r, scratch, tgid, &todo, &regs, log);
+    let unmapped = r.call(libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
+    result?;
+    unmapped?;
+    r.into_stopped().ok_or_else(|| unexpected(t_pid(tgid), "lost the task".into()))
+}
+
+fn t_pid(p: i32) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(p)
+}
+
+fn rebuild_all(
+    r: &mut Remote,
+    scratch: u64,
+    tgid: i32,
+    todo: &[(i32, &SockShadow)],
+    regs: &[(i32, i32, u32, u64)],
+    log: &Logger,
+) -> Result<()> {
+    let fail = |what: String| unexpected(t_pid(tgid), what);
+    for (fd, sh) in todo {
+        let fd = *fd;
+        let flags = fd_flags(tgid, fd);
+        let new = if sh.listening() {
+            let (domain, ty, proto) = sh.made.unwrap_or_default();
+            let ty = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+            let s = r.call(libc::SYS_socket, [domain as u64, ty as u64, proto as u64, 0, 0, 0])?;
+            if s < 0 {
+                return Err(fail(format!("socket({domain}, {ty}, {proto}) for fd {fd} failed with {s}")));
+            }
+            for (level, name, val) in &sh.opts {
+                r.write(scratch, val)?;
+                r.call(libc::SYS_setsockopt, [s as u64, *level as u64, *name as u64, scratch, val.len() as u64, 0])?;
+            }
+            r.write(scratch, &1i32.to_ne_bytes())?;
+            r.call(libc::SYS_setsockopt, [s as u64, libc::SOL_SOCKET as u64, libc::SO_REUSEADDR as u64, scratch, 4, 0])?;
+            r.write(scratch, &sh.addr)?;
+            let started = std::time::Instant::now();
+            loop {
+                let b = r.call(libc::SYS_bind, [s as u64, scratch, sh.addr.len() as u64, 0, 0, 0])?;
+                if b == 0 {
+                    break;
+                }
+                if b != -i64::from(libc::EADDRINUSE) || started.elapsed() > BIND_PATIENCE {
+                    return Err(SessionError::Unsupported {
+                        what: format!("going live: binding the program's listening socket (fd {fd}) failed with errno {}", -b),
+                        why: "the address is still in use (is the old leader's process still alive on this machine?)"
+                            .into(),
+                    });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let l = r.call(libc::SYS_listen, [s as u64, sh.backlog.unwrap_or(128) as u64, 0, 0, 0, 0])?;
+            if l < 0 {
+                return Err(fail(format!("listen on the rebuilt fd {fd} failed with {l}")));
+            }
+            info!(log, "going live: listening socket rebuilt"; "fd" => fd);
+            s
+        } else {
+            let p = r.call(libc::SYS_socketpair, [libc::AF_UNIX as u64, libc::SOCK_STREAM as u64, 0, scratch, 0, 0])?;
+            if p < 0 {
+                return Err(fail(format!("socketpair for fd {fd} failed with {p}")));
+            }
+            let b = r.read(scratch, 8)?;
+            let (a, peer) = (i32::from_ne_bytes([b[0], b[1], b[2], b[3]]), i32::from_ne_bytes([b[4], b[5], b[6], b[7]]));
+            r.call(libc::SYS_close, [peer as u64, 0, 0, 0, 0, 0])?;
+            i64::from(a)
+        };
+        r.call(libc::SYS_fcntl, [new as u64, libc::F_SETFL as u64, (flags & libc::O_NONBLOCK) as u64, 0, 0, 0])?;
+        let d = r.call(libc::SYS_dup3, [new as u64, fd as u64, (flags & libc::O_CLOEXEC) as u64, 0, 0, 0])?;
+        r.call(libc::SYS_close, [new as u64, 0, 0, 0, 0, 0])?;
+        if d != i64::from(fd) {
+            return Err(fail(format!("dup3 onto fd {fd} failed with {d}")));
+        }
+        for (epfd, _, events, data) in regs.iter().filter(|(_, t, _, _)| *t == fd) {
+            let mut ev = events.to_ne_bytes().to_vec();
+            ev.extend_from_slice(&data.to_ne_bytes());
+            r.write(scratch, &ev)?;
+            let e = r.call(libc::SYS_epoll_ctl, [*epfd as u64, libc::EPOLL_CTL_ADD as u64, fd as u64, scratch, 0, 0])?;
+            if e < 0 {
+                warn!(log, "going live: re-registering an fd in epoll failed"; "epfd" => epfd, "fd" => fd, "ret" => e);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,464 @@
+//! `ftexec run`: one replica of a replicated program. The leader records into the Raft log
+//! (group commit, output commit); followers replay the committed log in lockstep; a follower that
+//! wins an election replays what is committed, then goes live.
+//!
+//! Raft entries carry batches; the first byte of a batch says what it holds:
+//! header (the recording's identity), events (length-prefixed protobuf `Event`s), or a barrier
+//! (node id, term) that a new leader proposes to learn where the committed log ends.
+
+use anyhow::{bail, Context};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use ft_consensus::{ClusterConfig, CommittedEntry, EntryId, Node, NodeOptions};
+use ft_libos::proto::{Event, Header};
+use ft_replay::{EventSink, EventSource, GoLive, RecordOptions, ReplayOptions, SessionError};
+use prost::Message;
+use slog::{info, warn, Logger};
+use std::collections::VecDeque;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TAG_HEADER: u8 = 1;
+const TAG_EVENTS: u8 = 2;
+const TAG_BARRIER: u8 = 3;
+
+/// Group commit: a batch is proposed when it is this big, or this old, or an output waits.
+const BATCH_BYTES: usize = 64 << 10;
+const BATCH_AGE: Duration = Duration::from_millis(2);
+/// How long an output may wait for its commit before the leader gives up (lost quorum).
+const COMMIT_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The program's environment when the config names none: the same on every replica.
+pub const DEFAULT_ENV: &[&str] = &["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"];
+
+/// What the replica is doing, for `ftctl status`.
+#[derive(Default)]
+pub struct Progress {
+    mode: AtomicU8,
+    events: AtomicU64,
+    caught_up_ms: AtomicU64,
+}
+
+const MODE_REPLAYING: u8 = 1;
+const MODE_RECORDING: u8 = 2;
+const MODE_ENDED: u8 = 3;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Progress {
+    fn json(&self) -> serde_json::Value {
+        let mode = match self.mode.load(Ordering::Relaxed) {
+            MODE_REPLAYING => "replaying",
+            MODE_RECORDING => "recording",
+            MODE_ENDED => "ended",
+            _ => "starting",
+        };
+        let lag_ms = match self.mode.load(Ordering::Relaxed) {
+            MODE_REPLAYING => now_ms().saturating_sub(self.caught_up_ms.load(Ordering::Relaxed)),
+            _ => 0,
+        };
+        serde_json::json!({
+            "pid": std::process::id(),
+            "mode": mode,
+            "events": self.events.load(Ordering::Relaxed),
+            "lag_ms": lag_ms,
+        })
+    }
+}
+
+fn repl_err(e: impl std::fmt::Display) -> SessionError {
+    SessionError::Replication(e.to_string())
+}
+
+fn encode_event(ev: &Event, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(ev.encoded_len() as u32).to_le_bytes());
+    // Encoding into a Vec cannot run out of space.
+    let _ = ev.encode(out);
+}
+
+/// Events from the committed Raft log, in order; blocks for more while this replica follows.
+pub struct RaftSource {
+    node: Arc<Node>,
+    rx: Receiver<CommittedEntry>,
+    queue: VecDeque<Event>,
+    pos: u64,
+    header: Option<Header>,
+    header_seen: bool,
+    /// Set when our own barrier came back: the committed log ends at this position.
+    live_at: Option<u64>,
+    barrier_term: Option<u64>,
+    progress: Arc<Progress>,
+}
+
+impl RaftSource {
+    fn new(node: Arc<Node>, rx: Receiver<CommittedEntry>, progress: Arc<Progress>) -> Self {
+        RaftSource {
+            node,
+            rx,
+            queue: VecDeque::new(),
+            pos: 0,
+            header: None,
+            header_seen: false,
+            live_at: None,
+            barrier_term: None,
+            progress,
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        self.queue.is_empty() && self.live_at == Some(self.pos)
+    }
+
+    /// Waits for one committed entry (or a timeout) and takes it in.
+    fn step(&mut self) -> ft_replay::Result<()> {
+        if self.node.is_leader() && self.live_at.is_none() {
+            let term = self.node.term();
+            if self.barrier_term != Some(term) {
+                let mut b = vec![TAG_BARRIER];
+                b.extend_from_slice(&self.node.id().to_le_bytes());
+                b.extend_from_slice(&term.to_le_bytes());
+                match self.node.submit(b) {
+                    Ok(_) => self.barrier_term = Some(term),
+                    Err(e) => return Err(repl_err(e)),
+                }
+            }
+        }
+        if self.queue.is_empty() {
+            self.progress.caught_up_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        let entry = match self.rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(e) => e,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(why) = self.node.stopped() {
+                    return Err(repl_err(format!("the Raft node stopped: {why}")));
+                }
+                return Ok(());
+            }
+            Err(RecvTimeoutError::Disconnected) => return Err(repl_err("the Raft node stopped")),
+        };
+        for b in entry.batches {
+            match b.first() {
+                Some(&TAG_HEADER) => {
+                    if self.header_seen {
+                        return Err(repl_err(format!("a second header in the log at entry {}", entry.index)));
+                    }
+                    let h = Header::decode(&b[1..])
+                        .map_err(|e| repl_err(format!("undecodable header at entry {}: {e}", entry.index)))?;
+                    self.header = Some(h);
+                    self.header_seen = true;
+                }
+                Some(&TAG_EVENTS) => {
+                    let mut d = &b[1..];
+                    while d.len() >= 4 {
+                        let n = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as usize;
+                        let body = d.get(4..4 + n).ok_or_else(|| {
+                            repl_err(format!("a truncated event batch at entry {}", entry.index))
+                        })?;
+                        let ev = Event::decode(body)
+                            .map_err(|e| repl_err(format!("undecodable event at entry {}: {e}", entry.index)))?;
+                        self.queue.push_back(ev);
+                        d = &d[4 + n..];
+                    }
+                }
+                Some(&TAG_BARRIER) if b.len() == 17 => {
+                    let id = u64::from_le_bytes(b[1..9].try_into().unwrap_or_default());
+                    let term = u64::from_le_bytes(b[9..17].try_into().unwrap_or_default());
+                    if id == self.node.id() && term == self.node.term() && self.node.is_leader() {
+                        self.live_at = Some(self.pos + self.queue.len() as u64);
+                    }
+                }
+                _ => return Err(repl_err(format!("an unknown batch in the log at entry {}", entry.index))),
+            }
+        }
+        Ok(())
+    }
+
+    /// The recording's header, or None if this replica leads and the log has none: it starts
+    /// the program.
+    fn wait_header(&mut self) -> ft_replay::Result<Option<Header>> {
+        loop {
+            if let Some(h) = self.header.take() {
+                return Ok(Some(h));
+            }
+            if self.live_at.is_some() && !self.header_seen {
+                return Ok(None);
+            }
+            self.step()?;
+        }
+    }
+}
+
+impl EventSource for RaftSource {
+    fn next_event(&mut self) -> ft_replay::Result<Option<Event>> {
+        self.peek_event()?;
+        let ev = self.queue.pop_front();
+        if ev.is_some() {
+            self.pos += 1;
+            self.progress.events.store(self.pos, Ordering::Relaxed);
+        }
+        Ok(ev)
+    }
+    fn peek_event(&mut self) -> ft_replay::Result<Option<&Event>> {
+        while self.queue.is_empty() && !self.at_end() {
+            self.step()?;
+        }
+        Ok(self.queue.front())
+    }
+    fn position(&self) -> u64 {
+        self.pos
+    }
+    fn live(&self) -> bool {
+        self.at_end()
+    }
+}
+
+/// The leader's side: events go into Raft batches; an output waits for their commit.
+pub struct RaftSink {
+    node: Arc<Node>,
+    buf: Vec<u8>,
+    last: Option<EntryId>,
+    /// Events other than outputs appended since the last commit wait.
+    inputs: bool,
+    since: Instant,
+    appended: u64,
+    progress: Arc<Progress>,
+}
+
+impl RaftSink {
+    fn new(node: Arc<Node>, progress: Arc<Progress>) -> Self {
+        RaftSink { node, buf: Vec::new(), last: None, inputs: false, since: Instant::now(), appended: 0, progress }
+    }
+
+    fn push(&mut self, ev: &Event) -> ft_replay::Result<()> {
+        if self.buf.is_empty() {
+            self.buf.push(TAG_EVENTS);
+            self.since = Instant::now();
+        }
+        encode_event(ev, &mut self.buf);
+        self.appended += 1;
+        self.progress.events.fetch_add(1, Ordering::Relaxed);
+        if self.appended % 256 == 0 && !self.node.is_leader() {
+            return Err(repl_err("this replica is no longer the leader; its program must not go on"));
+        }
+        if self.buf.len() >= BATCH_BYTES || self.since.elapsed() >= BATCH_AGE {
+            self.submit()?;
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self) -> ft_replay::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.buf);
+        let id = self.node.submit(batch).and_then(|p| p.wait_entry()).map_err(repl_err)?;
+        self.last = Some(id);
+        Ok(())
+    }
+
+    fn commit(&mut self) -> ft_replay::Result<()> {
+        self.submit()?;
+        if let Some(id) = self.last {
+            self.node.await_entry(id, Some(COMMIT_PATIENCE)).map_err(|e| {
+                repl_err(format!("entry {} was not committed ({e}); outputs that depend on it are withheld", id.index))
+            })?;
+        }
+        self.inputs = false;
+        Ok(())
+    }
+
+    fn propose_header(&mut self, h: &Header) -> ft_replay::Result<()> {
+        let mut b = vec![TAG_HEADER];
+        b.extend_from_slice(&h.encode_to_vec());
+        self.buf = b;
+        self.commit()
+    }
+}
+
+impl EventSink for RaftSink {
+    fn append(&mut self, ev: &Event) -> ft_replay::Result<()> {
+        self.inputs = true;
+        self.push(ev)
+    }
+    fn append_output(&mut self, ev: &Event) -> ft_replay::Result<()> {
+        self.push(ev)
+    }
+    fn before_output(&mut self) -> ft_replay::Result<()> {
+        if self.inputs {
+            self.commit()?;
+        }
+        Ok(())
+    }
+}
+
+static RECORDING: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    let pid = ft_replay::current_tracee();
+    if RECORDING.load(Ordering::Relaxed) && pid > 0 {
+        // The leader stops the program; its exit is logged and every replica ends with it.
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    } else {
+        // A follower just leaves (its tracee dies with it: PTRACE_O_EXITKILL).
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + sig) };
+    }
+}
+
+/// The program a replica runs: from the config, or from the command line (after `--`).
+fn service_command(cfg: &ClusterConfig, command: &[OsString]) -> anyhow::Result<Vec<OsString>> {
+    if !command.is_empty() {
+        return Ok(command.to_vec());
+    }
+    match &cfg.service {
+        Some(s) => Ok(s.command.iter().map(OsString::from).collect()),
+        None => bail!("no program to run: add a [service] section with `command = [...]` to the config, or give PROG ARGS after `--`"),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .context("running cp")?;
+    if !st.success() {
+        bail!("copying {} to {} failed", from.display(), to.display());
+    }
+    Ok(())
+}
+
+/// Runs replica `id` of the cluster in `config`; returns the program's status.
+pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow::Result<i32> {
+    let cfg = ClusterConfig::load(config)?;
+    let me = cfg.node(id)?.clone();
+    let argv = service_command(&cfg, command)?;
+    let svc = cfg.service.clone();
+    let data_dir = svc.as_ref().and_then(|s| s.data_dir.clone());
+    let service_dir = me.service_dir.clone().unwrap_or_else(|| me.data_dir.join("service"));
+    // Every run replays from the start, so the replica's copy starts from the initial state.
+    if data_dir.is_some() {
+        if service_dir.exists() {
+            std::fs::remove_dir_all(&service_dir)
+                .with_context(|| format!("clearing the replica's data copy {}", service_dir.display()))?;
+        }
+        std::fs::create_dir_all(&service_dir)
+            .with_context(|| format!("creating the replica's data copy {}", service_dir.display()))?;
+        if let Some(init) = svc.as_ref().and_then(|s| s.initial_data.as_ref()) {
+            copy_dir(init, &service_dir)?;
+        }
+    }
+    if let Some(d) = &data_dir {
+        std::fs::create_dir_all(d).with_context(|| format!("creating the mount point {}", d.display()))?;
+    }
+    let cwd = svc
+        .as_ref()
+        .and_then(|s| s.cwd.clone())
+        .or_else(|| data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let env: Vec<OsString> = match svc.as_ref().map(|s| s.env.clone()).filter(|e| !e.is_empty()) {
+        Some(e) => e.into_iter().map(OsString::from).collect(),
+        None => DEFAULT_ENV.iter().map(OsString::from).collect(),
+    };
+    let opts = RecordOptions { prog: argv[0].clone(), argv: argv.clone(), env, cwd, data_dir: data_dir.clone() };
+    let (_exe, mut header) = ft_replay::record::header(&opts)?;
+    if data_dir.is_some() {
+        header.data_dir_digest = ft_libos::digest::dir(&service_dir)
+            .map_err(|e| anyhow::anyhow!("reading {}: {}", service_dir.display(), e))?;
+    }
+
+    let progress = Arc::new(Progress::default());
+    let node = Arc::new(Node::start(&cfg, id, NodeOptions { logger: log.clone(), ..Default::default() })?);
+    if let Some(addr) = &me.control_addr {
+        let p = progress.clone();
+        let hook: ft_consensus::control::StatusHook = Arc::new(move || p.json());
+        ft_consensus::control::serve_with(node.clone(), addr, false, Some(hook), log.clone())?;
+    }
+    let rx = node.take_committed().context("the committed stream was taken twice")?;
+    // A deposed leader stops its program at once: it is ahead of the committed log.
+    let watch = node.subscribe_leadership();
+    let wlog = log.clone();
+    std::thread::spawn(move || {
+        for change in watch.iter() {
+            if !change.is_self && RECORDING.load(Ordering::Relaxed) {
+                let pid = ft_replay::current_tracee();
+                warn!(wlog, "lost leadership: killing the program"; "term" => change.term, "pid" => pid);
+                if pid > 0 {
+                    // SAFETY: plain kill of our tracee.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    });
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        unsafe { libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t) };
+    }
+    let mut source = RaftSource::new(node.clone(), rx, progress.clone());
+    let bind = match &data_dir {
+        Some(d) => {
+            let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).ok();
+            c(&std::fs::canonicalize(&service_dir)?).zip(c(d))
+        }
+        None => None,
+    };
+    let result = match source.wait_header()? {
+        None => {
+            info!(log, "leading a new cluster: starting the program"; "node" => id);
+            let mut sink = RaftSink::new(node.clone(), progress.clone());
+            sink.propose_header(&header)?;
+            progress.mode.store(MODE_RECORDING, Ordering::Relaxed);
+            RECORDING.store(true, Ordering::Relaxed);
+            let r = ft_replay::record(&header, data_dir.as_deref(), bind, &mut sink, log);
+            let r = r.and_then(|o| sink.commit().map(|_| o));
+            RECORDING.store(false, Ordering::Relaxed);
+            r
+        }
+        Some(h) => {
+            if h.argv != header.argv || h.exe_hash != header.exe_hash {
+                let show = |a: &[Vec<u8>]| {
+                    a.iter().map(|x| String::from_utf8_lossy(x).into_owned()).collect::<Vec<_>>().join(" ")
+                };
+                bail!(
+                    "this node refuses to join: the cluster runs `{}` ({}), but this node was started with `{}` ({}); start it with the same command and binary",
+                    show(&h.argv),
+                    String::from_utf8_lossy(&h.exe_path),
+                    show(&header.argv),
+                    String::from_utf8_lossy(&header.exe_path)
+                );
+            }
+            info!(log, "following: replaying the committed log"; "node" => id);
+            progress.mode.store(MODE_REPLAYING, Ordering::Relaxed);
+            let ropts =
+                ReplayOptions { data_dir: data_dir.as_ref().map(|_| service_dir.clone()), allow_cpu_mismatch: false, print_stdio: false };
+            let mut sink = RaftSink::new(node.clone(), progress.clone());
+            let p2 = progress.clone();
+            let live = GoLive {
+                sink: &mut sink,
+                data_dir: data_dir.clone(),
+                on_live: Box::new(move || {
+                    p2.mode.store(MODE_RECORDING, Ordering::Relaxed);
+                    RECORDING.store(true, Ordering::Relaxed);
+                }),
+            };
+            let r = ft_replay::replay_then_live(&h, &mut source, &ropts, Some(live), log);
+            let r = r.and_then(|o| if RECORDING.load(Ordering::Relaxed) { sink.commit().map(|_| o) } else { Ok(o) });
+            RECORDING.store(false, Ordering::Relaxed);
+            r
+        }
+    };
+    progress.mode.store(MODE_ENDED, Ordering::Relaxed);
+    let outcome = result?;
+    info!(log, "the program ended"; "status" => outcome.status, "events" => outcome.events);
+    // Let the followers see the last commit before this node's transport goes away.
+    std::thread::sleep(Duration::from_millis(300));
+    node.shutdown();
+    Ok(outcome.status)
+}
