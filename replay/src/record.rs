@@ -162,6 +162,9 @@ pub(crate) enum AdoptedState {
     Idle(Stopped),
     /// A stop not handled yet (a syscall the log has no result for): handled when it runs.
     Fresh(Stopped),
+    /// At the seccomp stop of a syscall that released the token (it blocks in the kernel): the
+    /// followers wait for its completion event, so it runs now, without the token.
+    Parked(Stopped),
     /// Running user code with the token.
     Holding,
 }
@@ -194,6 +197,7 @@ pub(crate) fn continue_live(
     let first = h.tasks.iter().find(|t| t.vtid == 0).map(|t| t.tid).unwrap_or(Pid::from_raw(0));
     let mut tasks = h.tasks;
     tasks.sort_by_key(|t| t.vtid);
+    let mut parked = Vec::new();
     for t in tasks {
         let state = match t.state {
             AdoptedState::Starting => TState::Starting,
@@ -202,16 +206,35 @@ pub(crate) fn continue_live(
                 TState::Ready(s)
             }
             AdoptedState::Fresh(s) => {
-                rec.ready.push_back(t.tid);
+                // The task that held the token goes on first, without a switch, as at the
+                // followers, where it is still running.
+                if Some(t.vtid) == h.holder {
+                    rec.ready.push_front(t.tid);
+                } else {
+                    rec.ready.push_back(t.tid);
+                }
                 rec.fresh.insert(t.tid);
                 TState::Ready(s)
             }
+            AdoptedState::Parked(s) => {
+                parked.push(s);
+                TState::Holding
+            }
             AdoptedState::Holding => TState::Holding,
         };
-        if Some(t.vtid) == h.holder {
-            rec.holder = Some(t.tid);
-        }
         rec.tasks.insert(t.tid, Task { vtid: t.vtid, proc: t.proc, state });
+    }
+    if h.holder.is_none() {
+        // As at the followers: a free token goes first to the task that ran last, if it waits.
+        if let Some(pid) = rec.tasks.iter().find(|(_, t)| t.vtid == h.last_run).map(|(p, _)| *p) {
+            if let Some(i) = rec.ready.iter().position(|p| *p == pid) {
+                rec.ready.remove(i);
+                rec.ready.push_front(pid);
+            }
+        }
+    }
+    for s in parked {
+        rec.into_kernel(s)?;
     }
     for (pid, w) in h.waited {
         rec.on_wait(pid, w)?;
@@ -321,6 +344,28 @@ impl<'a> Recorder<'a> {
 }
 
 impl Recorder<'_> {
+    /// Runs a handed-over task's syscall in the kernel, without the token (see Parked).
+    fn into_kernel(&mut self, t: Stopped) -> Result<()> {
+        let pid = t.pid();
+        let regs = t.regs()?;
+        let Some(spec) = lookup(regs.nr()) else {
+            return Err(SessionError::Unsupported {
+                what: format!("going live with a task parked at unknown syscall {}", regs.nr() as i64),
+                why: "it cannot have released the token".into(),
+            });
+        };
+        let args = regs.args();
+        let path_local = self.path_local(&t, spec, &args)?;
+        let action = policy::decide(spec, &args, self.fds_of(pid), path_local);
+        let input = capture::input(&t, spec.input, &args)?;
+        if matches!(action, Action::Output { .. }) {
+            self.sink.before_output()?;
+        }
+        t.cont_to_exit()?;
+        self.set_state(pid, TState::InKernel(Pending { spec, args, input, action }));
+        Ok(())
+    }
+
     fn emit(&mut self, kind: Kind) -> Result<()> {
         self.events += 1;
         self.sink.append(&Event { kind: Some(kind) })
@@ -328,7 +373,9 @@ impl Recorder<'_> {
 
     fn run(&mut self) -> Result<Outcome> {
         loop {
-            if self.holder.is_none() {
+            // A handed-over task's fresh stop may release the token at once (a blocking
+            // syscall): schedule until someone holds it or nobody is ready.
+            while self.holder.is_none() && !self.ready.is_empty() {
                 self.schedule()?;
             }
             if self.tasks.is_empty() {

@@ -228,6 +228,7 @@ pub fn replay_then_live(
         sockets: HashMap::new(),
         max_vtid: 0,
         log: log.clone(),
+        fresh_holder: None,
     };
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
@@ -315,6 +316,8 @@ struct Replayer<'a> {
     sockets: HashMap<u32, HashMap<i32, SockShadow>>,
     max_vtid: u32,
     log: Logger,
+    /// The task that held the token when the committed log ended.
+    fresh_holder: Option<u32>,
 }
 
 impl Replayer<'_> {
@@ -547,6 +550,7 @@ impl Replayer<'_> {
             Waited::Stopped(s) if self.source.peek_event()?.is_none() && self.source.live() => {
                 self.set_state(vtid, RState::Fresh(s));
                 self.holder = None;
+                self.fresh_holder = Some(vtid);
                 Ok(())
             }
             Waited::Stopped(s) => match self.on_stop(vtid, s) {
@@ -1094,7 +1098,7 @@ impl Replayer<'_> {
             let state = match t.state {
                 RState::Starting => AdoptedState::Starting,
                 RState::Idle(s) => AdoptedState::Idle(s),
-                RState::Parked(p) => AdoptedState::Fresh(p.t),
+                RState::Parked(p) => AdoptedState::Parked(p.t),
                 RState::Fresh(s) => AdoptedState::Fresh(s),
                 RState::Running => AdoptedState::Holding,
                 RState::Executing => {
@@ -1123,7 +1127,7 @@ impl Replayer<'_> {
         Ok(crate::record::Handover {
             tasks,
             fds: std::mem::take(&mut self.fds),
-            holder: None,
+            holder: self.fresh_holder,
             last_run: self.last_run,
             next_vtid: self.max_vtid.max(max_task) + 1,
             events: self.source.position(),

@@ -256,6 +256,12 @@ fn main() -> ExitCode {
     };
     match r {
         Ok(status) => exit_code(status),
+        // A replica that fails for any reason (divergence included) ends with 125, so `up`
+        // can tell its failure from the program's own status and restart it.
+        Err(e) if matches!(cli.cmd, Cmd::Run { .. }) => {
+            session_error(&e);
+            ExitCode::from(EXIT_FTEXEC_FAILED)
+        }
         Err(e) => session_error(&e),
     }
 }
