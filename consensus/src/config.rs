@@ -183,7 +183,10 @@ impl ClusterConfig {
         }
         if let Some(svc) = &self.service {
             if svc.command.is_empty() || svc.command[0].is_empty() {
-                return Err(invalid("service.command", "must name the program, e.g. [\"redis-server\", \"--port\", \"7777\"]"));
+                return Err(invalid(
+                    "service.command",
+                    "must name the program, e.g. [\"redis-server\", \"--port\", \"7777\"]",
+                ));
             }
             for (name, p) in [("service.data_dir", &svc.data_dir), ("service.cwd", &svc.cwd)] {
                 if p.as_ref().is_some_and(|p| !p.is_absolute()) {

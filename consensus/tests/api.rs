@@ -23,9 +23,11 @@ fn cluster(name: &str) -> (ClusterConfig, std::path::PathBuf) {
             control_addr: None,
             data_dir: dir.join(format!("n{id}")),
             initial: true,
+            service_dir: None,
         })
         .collect();
     let cfg = ClusterConfig {
+        service: None,
         cluster_name: name.into(),
         tick_ms: 10,
         election_ticks: 20,

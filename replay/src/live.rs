@@ -164,7 +164,14 @@ pub(crate) fn make_real(t: Stopped, sockets: &HashMap<i32, SockShadow>, log: &Lo
     let mut r = Remote::new(t)?;
     let page = r.call(
         libc::SYS_mmap,
-        [0, 4096, (libc::PROT_READ | libc::PROT_WRITE) as u64, (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64, u64::MAX, 0],
+        [
+            0,
+            4096,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
     )?;
     if page < 0 {
         return Err(unexpected(t_pid(tgid), format!("scratch mmap failed with {page}")));
@@ -205,7 +212,10 @@ fn rebuild_all(
                 r.call(libc::SYS_setsockopt, [s as u64, *level as u64, *name as u64, scratch, val.len() as u64, 0])?;
             }
             r.write(scratch, &1i32.to_ne_bytes())?;
-            r.call(libc::SYS_setsockopt, [s as u64, libc::SOL_SOCKET as u64, libc::SO_REUSEADDR as u64, scratch, 4, 0])?;
+            r.call(
+                libc::SYS_setsockopt,
+                [s as u64, libc::SOL_SOCKET as u64, libc::SO_REUSEADDR as u64, scratch, 4, 0],
+            )?;
             r.write(scratch, &sh.addr)?;
             let started = std::time::Instant::now();
             loop {
@@ -215,7 +225,10 @@ fn rebuild_all(
                 }
                 if b != -i64::from(libc::EADDRINUSE) || started.elapsed() > BIND_PATIENCE {
                     return Err(SessionError::Unsupported {
-                        what: format!("going live: binding the program's listening socket (fd {fd}) failed with errno {}", -b),
+                        what: format!(
+                            "going live: binding the program's listening socket (fd {fd}) failed with errno {}",
+                            -b
+                        ),
                         why: "the address is still in use (is the old leader's process still alive on this machine?)"
                             .into(),
                     });
@@ -234,7 +247,8 @@ fn rebuild_all(
                 return Err(fail(format!("socketpair for fd {fd} failed with {p}")));
             }
             let b = r.read(scratch, 8)?;
-            let (a, peer) = (i32::from_ne_bytes([b[0], b[1], b[2], b[3]]), i32::from_ne_bytes([b[4], b[5], b[6], b[7]]));
+            let (a, peer) =
+                (i32::from_ne_bytes([b[0], b[1], b[2], b[3]]), i32::from_ne_bytes([b[4], b[5], b[6], b[7]]));
             r.call(libc::SYS_close, [peer as u64, 0, 0, 0, 0, 0])?;
             i64::from(a)
         };
@@ -248,7 +262,8 @@ fn rebuild_all(
             let mut ev = events.to_ne_bytes().to_vec();
             ev.extend_from_slice(&data.to_ne_bytes());
             r.write(scratch, &ev)?;
-            let e = r.call(libc::SYS_epoll_ctl, [*epfd as u64, libc::EPOLL_CTL_ADD as u64, fd as u64, scratch, 0, 0])?;
+            let e =
+                r.call(libc::SYS_epoll_ctl, [*epfd as u64, libc::EPOLL_CTL_ADD as u64, fd as u64, scratch, 0, 0])?;
             if e < 0 {
                 warn!(log, "going live: re-registering an fd in epoll failed"; "epfd" => epfd, "fd" => fd, "ret" => e);
             }

@@ -4,6 +4,7 @@
 use crate::capture;
 use crate::describe;
 use crate::error::{Result, SessionError};
+use crate::live::SockShadow;
 use crate::program;
 use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run};
 use crate::Outcome;
@@ -14,7 +15,6 @@ use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Spawn, Syscall};
 use ft_libos::table::{Exec, Live, NewFd, Refusal, Spec};
-use crate::live::SockShadow;
 use ft_libos::{lookup, FdTable};
 use nix::sys::signal::Signal as Sig;
 use nix::unistd::Pid;
@@ -1076,7 +1076,10 @@ impl Replayer<'_> {
                 (t.proc == proc && at_seccomp).then_some(*v)
             });
             let Some(v) = candidate else {
-                slog::warn!(self.log, "going live: no task of process {proc} is at a syscall; its sockets stay stand-ins");
+                slog::warn!(
+                    self.log,
+                    "going live: no task of process {proc} is at a syscall; its sockets stay stand-ins"
+                );
                 continue;
             };
             match self.take_state(v) {

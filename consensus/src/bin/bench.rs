@@ -49,9 +49,11 @@ fn run_case(
             control_addr: None,
             data_dir: dir.join(format!("node{id}")),
             initial: true,
+            service_dir: None,
         });
     }
     let cfg = ClusterConfig {
+        service: None,
         cluster_name: "bench".into(),
         tick_ms: 10,
         election_ticks: 20,

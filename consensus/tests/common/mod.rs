@@ -63,9 +63,11 @@ impl Cluster {
                 control_addr: Some(format!("{}:{}", node_ip(id), free_port_on(&node_ip(id)))),
                 data_dir: PathBuf::from(format!("node{id}")),
                 initial: id <= n,
+                service_dir: None,
             })
             .collect();
         let cfg = ClusterConfig {
+            service: None,
             cluster_name: name.into(),
             tick_ms: 10,
             election_ticks: 20,

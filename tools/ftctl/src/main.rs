@@ -78,7 +78,19 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 fn print_table(rs: &[NodeReport]) {
     println!(
         "{:>4}  {:<12} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<10} {:>10} {:>9} {:>8}  {:<5}  note",
-        "id", "role", "pid", "term", "leader", "commit", "applied", "lag", "program", "events", "behind", "lag_ms", "live"
+        "id",
+        "role",
+        "pid",
+        "term",
+        "leader",
+        "commit",
+        "applied",
+        "lag",
+        "program",
+        "events",
+        "behind",
+        "lag_ms",
+        "live"
     );
     for r in rs {
         println!(

@@ -54,6 +54,7 @@ fn status_add_remove_and_check_config() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = ClusterConfig {
+        service: None,
         cluster_name: "cli".into(),
         tick_ms: 10,
         election_ticks: 20,
@@ -66,6 +67,7 @@ fn status_add_remove_and_check_config() {
                 control_addr: Some(format!("127.0.0.1:{}", port())),
                 data_dir: dir.join(format!("n{id}")),
                 initial: id <= 3,
+                service_dir: None,
             })
             .collect(),
     };

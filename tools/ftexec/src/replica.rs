@@ -156,9 +156,9 @@ impl RaftSource {
                     let mut d = &b[1..];
                     while d.len() >= 4 {
                         let n = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as usize;
-                        let body = d.get(4..4 + n).ok_or_else(|| {
-                            repl_err(format!("a truncated event batch at entry {}", entry.index))
-                        })?;
+                        let body = d
+                            .get(4..4 + n)
+                            .ok_or_else(|| repl_err(format!("a truncated event batch at entry {}", entry.index)))?;
                         let ev = Event::decode(body)
                             .map_err(|e| repl_err(format!("undecodable event at entry {}: {e}", entry.index)))?;
                         self.queue.push_back(ev);
@@ -358,11 +358,8 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
     if let Some(d) = &data_dir {
         std::fs::create_dir_all(d).with_context(|| format!("creating the mount point {}", d.display()))?;
     }
-    let cwd = svc
-        .as_ref()
-        .and_then(|s| s.cwd.clone())
-        .or_else(|| data_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("/"));
+    let cwd =
+        svc.as_ref().and_then(|s| s.cwd.clone()).or_else(|| data_dir.clone()).unwrap_or_else(|| PathBuf::from("/"));
     let env: Vec<OsString> = match svc.as_ref().map(|s| s.env.clone()).filter(|e| !e.is_empty()) {
         Some(e) => e.into_iter().map(OsString::from).collect(),
         None => DEFAULT_ENV.iter().map(OsString::from).collect(),
@@ -436,8 +433,11 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
             }
             info!(log, "following: replaying the committed log"; "node" => id);
             progress.mode.store(MODE_REPLAYING, Ordering::Relaxed);
-            let ropts =
-                ReplayOptions { data_dir: data_dir.as_ref().map(|_| service_dir.clone()), allow_cpu_mismatch: false, print_stdio: false };
+            let ropts = ReplayOptions {
+                data_dir: data_dir.as_ref().map(|_| service_dir.clone()),
+                allow_cpu_mismatch: false,
+                print_stdio: false,
+            };
             let mut sink = RaftSink::new(node.clone(), progress.clone());
             let p2 = progress.clone();
             let live = GoLive {

@@ -42,7 +42,11 @@ fn generate(dir: &Path, replicas: u64, fsync: &str, command: &[OsString]) -> any
     t.push_str("[service]\ncommand = [");
     let words: Vec<String> = command.iter().map(|w| toml_str(&w.to_string_lossy())).collect();
     t.push_str(&words.join(", "));
-    t.push_str(&format!("]\ndata_dir = {}\ncwd = {}\n", toml_str(&data.to_string_lossy()), toml_str(&data.to_string_lossy())));
+    t.push_str(&format!(
+        "]\ndata_dir = {}\ncwd = {}\n",
+        toml_str(&data.to_string_lossy()),
+        toml_str(&data.to_string_lossy())
+    ));
     for i in 1..=replicas {
         let nd = dir.join(format!("n{i}"));
         std::fs::create_dir_all(&nd)?;
@@ -141,7 +145,10 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
                     // Killed, or ftexec itself failed: restart. Otherwise the program ended
                     // (on every replica alike) with this status.
                     if st.code().is_none_or(|c| c == i32::from(crate::EXIT_FTEXEC_FAILED)) {
-                        eprintln!("ftexec up: replica {id} died ({st}); restarting it in {} s", RESTART_DELAY.as_secs());
+                        eprintln!(
+                            "ftexec up: replica {id} died ({st}); restarting it in {} s",
+                            RESTART_DELAY.as_secs()
+                        );
                         *died = Some(Instant::now());
                     } else {
                         eprintln!("ftexec up: replica {id}: the program ended with status {}", st.code().unwrap_or(0));
