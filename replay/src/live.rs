@@ -54,7 +54,7 @@ impl Remote {
     fn call(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
         let t = self.t.take().ok_or_else(|| unexpected(nix::unistd::Pid::from_raw(0), "no stopped task".into()))?;
         let pid = t.pid();
-        let mut r = self.orig.clone();
+        let mut r = self.orig;
         r.rewrite(nr as u64, &args);
         t.set_regs(&r)?;
         t.cont_to_exit()?;
@@ -65,7 +65,7 @@ impl Remote {
         };
         let ret = s.regs()?.ret();
         // Back to the seccomp stop of the task's own syscall: rewind to its instruction.
-        let mut back = self.orig.clone();
+        let mut back = self.orig;
         back.skip_with(self.orig.nr() as i64);
         back.0.rip -= 2;
         s.set_regs(&back)?;

@@ -234,7 +234,7 @@ pub(crate) fn continue_live(
         }
     }
     for s in parked {
-        rec.into_kernel(s)?;
+        rec.resume_in_kernel(s)?;
     }
     for (pid, w) in h.waited {
         rec.on_wait(pid, w)?;
@@ -345,7 +345,7 @@ impl<'a> Recorder<'a> {
 
 impl Recorder<'_> {
     /// Runs a handed-over task's syscall in the kernel, without the token (see Parked).
-    fn into_kernel(&mut self, t: Stopped) -> Result<()> {
+    fn resume_in_kernel(&mut self, t: Stopped) -> Result<()> {
         let pid = t.pid();
         let regs = t.regs()?;
         let Some(spec) = lookup(regs.nr()) else {

@@ -242,7 +242,7 @@ impl RaftSink {
         encode_event(ev, &mut self.buf);
         self.appended += 1;
         self.progress.events.fetch_add(1, Ordering::Relaxed);
-        if self.appended % 256 == 0 && !self.node.is_leader() {
+        if self.appended.is_multiple_of(256) && !self.node.is_leader() {
             return Err(repl_err("this replica is no longer the leader; its program must not go on"));
         }
         if self.buf.len() >= BATCH_BYTES || self.since.elapsed() >= BATCH_AGE {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# redis-benchmark against redis-server: native, under `ftexec record` (no Raft), and under
+# `ftexec up --replicas 3` (Raft, output commit). Prints requests/s and p50/p99 latency (ms).
+# N=requests (default 20000), C=clients (50). FSYNC=never|always for the replicated run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p ftexec -p ftctl
+FT=$PWD/target/release/ftexec
+N=${N:-20000}; C=${C:-50}; FSYNC=${FSYNC:-never}
+work=$(mktemp -d /tmp/ftexec-bench.XXXXXX)
+wait_port() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+bench() { # port pipeline -> "rps p50 p99" for set and get
+  redis-benchmark -p "$1" -t set,get -n "$N" -c "$C" -P "$2" --csv 2>/dev/null |
+    python3 -c '
+import csv,sys
+rows=list(csv.reader(sys.stdin))
+for r in rows[1:]:
+    print(r[0].strip("\""), r[1], r[4], r[6])'
+}
+printf "%-10s %-3s %-4s %12s %9s %9s\n" mode P test "req/s" "p50_ms" "p99_ms"
+run_mode() { # mode port
+  for P in 1 16; do
+    bench "$2" "$P" | while read -r t rps p50 p99; do printf "%-10s %-3s %-4s %12s %9s %9s\n" "$1" "$P" "$t" "$rps" "$p50" "$p99"; done
+  done
+}
+p=$((7400 + RANDOM % 500))
+redis-server --port $p --save '' >/dev/null & pid=$!
+wait_port $p; run_mode native $p; kill $pid; wait $pid 2>/dev/null || true
+p=$((p + 1))
+"$FT" -q record -o "$work/r.ftlog" -- redis-server --port $p --save '' >/dev/null 2>&1 & pid=$!
+wait_port $p; run_mode record $p; redis-cli -p $p shutdown nosave >/dev/null 2>&1 || true; wait $pid 2>/dev/null || true
+p=$((p + 1))
+"$FT" up --replicas 3 --fsync "$FSYNC" --dir "$work/up" -- redis-server --port $p --save '' >/dev/null 2>&1 & pid=$!
+wait_port $p; run_mode "up-$FSYNC" $p; kill -INT $pid; wait $pid 2>/dev/null || true
+rm -rf "$work"
