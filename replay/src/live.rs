@@ -83,18 +83,17 @@ impl Remote {
         Ok(ret)
     }
 
+    /// The task, unless an injected syscall failed and lost it (then nothing may go on).
+    fn task(&self) -> Result<&Stopped> {
+        self.t.as_ref().ok_or_else(|| unexpected(nix::unistd::Pid::from_raw(0), "no stopped task".into()))
+    }
+
     fn write(&self, addr: u64, data: &[u8]) -> Result<()> {
-        match &self.t {
-            Some(t) => Ok(t.write(addr, data)?),
-            None => Ok(()),
-        }
+        Ok(self.task()?.write(addr, data)?)
     }
 
     fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        match &self.t {
-            Some(t) => Ok(t.read(addr, len)?),
-            None => Ok(Vec::new()),
-        }
+        Ok(self.task()?.read(addr, len)?)
     }
 
     fn into_stopped(mut self) -> Option<Stopped> {

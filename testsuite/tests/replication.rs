@@ -280,7 +280,7 @@ fn follower_kill_does_not_stop_the_service_and_it_catches_up() {
     // SAFETY: kill -9 of a follower's ftexec process.
     unsafe { libc::kill(follower as i32, libc::SIGKILL) };
     for i in 0..200 {
-        assert_eq!(c.cmd(&format!("INCR n")), Some((i + 1).to_string()), "the service stopped answering");
+        assert_eq!(c.cmd("INCR n"), Some((i + 1).to_string()), "the service stopped answering");
     }
     // `up` restarts it; it replays from the start and reaches the leader.
     assert_lockstep(&cl);
