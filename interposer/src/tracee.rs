@@ -44,6 +44,19 @@ pub struct Running {
     pid: Pid,
 }
 
+thread_local! {
+    /// The task whose next [`Stopped::cont`] is a single step (0: none). The tracer is one
+    /// thread per session, so a thread-local is the session's.
+    static STEP_NEXT: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes the next resume of `pid` through [`Stopped::cont`] a single step (PTRACE_SINGLESTEP):
+/// whatever the replay does at the current stop, the task then stops after one instruction
+/// (after a syscall instruction: at its return) with a SIGTRAP.
+pub fn step_next(pid: Pid) {
+    STEP_NEXT.with(|s| s.set(pid.as_raw()));
+}
+
 /// A tracee in a ptrace stop.
 pub struct Stopped {
     pid: Pid,
@@ -137,10 +150,40 @@ impl Stopped {
         ptrace::setoptions(self.pid, opts).map_err(self.err("PTRACE_SETOPTIONS"))
     }
 
-    /// Resumes to the next stop; the seccomp stop stays the only syscall-entry stop.
+    /// Resumes to the next stop; the seccomp stop stays the only syscall-entry stop. After
+    /// [`step_next`] for this task, resumes for one instruction instead (a debugger's stepi).
     pub fn cont(self, sig: Option<Signal>) -> Result<Running> {
-        ptrace::cont(self.pid, sig).map_err(self.err("PTRACE_CONT"))?;
+        if STEP_NEXT.with(|s| s.get()) == self.pid.as_raw() {
+            STEP_NEXT.with(|s| s.set(0));
+            ptrace::step(self.pid, sig).map_err(self.err("PTRACE_SINGLESTEP"))?;
+        } else {
+            ptrace::cont(self.pid, sig).map_err(self.err("PTRACE_CONT"))?;
+        }
         Ok(Running { pid: self.pid })
+    }
+
+    /// The x87/SSE registers (PTRACE_GETFPREGS).
+    pub fn fpregs(&self) -> Result<libc::user_fpregs_struct> {
+        let mut fp = std::mem::MaybeUninit::<libc::user_fpregs_struct>::zeroed();
+        // SAFETY: PTRACE_GETFPREGS writes one user_fpregs_struct at the given address.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETFPREGS,
+                self.pid.as_raw(),
+                std::ptr::null_mut::<libc::c_void>(),
+                fp.as_mut_ptr(),
+            )
+        };
+        if r < 0 {
+            return Err(self.err("PTRACE_GETFPREGS")(nix::Error::last()));
+        }
+        // SAFETY: zero-initialized plain data, filled by the kernel.
+        Ok(unsafe { fp.assume_init() })
+    }
+
+    /// A view of a task known to be in a ptrace stop (a debugger reading another thread).
+    pub fn assume_stopped(pid: Pid) -> Stopped {
+        Stopped { pid, stop: Stop::Event(0) }
     }
 
     /// Resumes so that the current syscall's exit stops too.

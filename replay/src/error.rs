@@ -32,6 +32,9 @@ pub enum SessionError {
     /// The replicated log failed: this replica lost leadership, or its Raft node stopped.
     #[error("replication: {0}")]
     Replication(String),
+    /// A debugger ended the replay (to replay again from the start, or to quit).
+    #[error("the debugger ended this replay")]
+    Restart,
 }
 
 impl SessionError {

@@ -3,6 +3,7 @@
 //! file and the Raft log are interchangeable.
 
 pub mod capture;
+pub mod debug;
 pub mod describe;
 pub mod error;
 mod live;
@@ -12,7 +13,7 @@ pub mod replay;
 
 pub use error::{Result, SessionError};
 pub use record::{record, EventSink, RecordOptions};
-pub use replay::{replay, replay_then_live, EventSource, FileSource, GoLive, ReplayOptions};
+pub use replay::{replay, replay_debug, replay_then_live, EventSource, FileSource, GoLive, ReplayOptions};
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

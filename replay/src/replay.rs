@@ -2,6 +2,7 @@
 //! instead of the world, checking that the program does what the recording says it did.
 
 use crate::capture;
+use crate::debug::{self, Debugger, Resume, StopReason};
 use crate::describe;
 use crate::error::{Result, SessionError};
 use crate::live::SockShadow;
@@ -194,6 +195,29 @@ pub fn replay_then_live(
     live: Option<GoLive<'_>>,
     log: &Logger,
 ) -> Result<Outcome> {
+    session(h, source, opts, live, None, log)
+}
+
+/// Replays under a debugger (see [`crate::debug`]); ends with [`SessionError::Restart`] when the
+/// debugger asks for it.
+pub fn replay_debug<'a>(
+    h: &Header,
+    source: &'a mut dyn EventSource,
+    opts: &ReplayOptions,
+    debugger: &'a mut dyn Debugger,
+    log: &Logger,
+) -> Result<Outcome> {
+    session(h, source, opts, None, Some(debugger), log)
+}
+
+fn session<'a>(
+    h: &Header,
+    source: &'a mut dyn EventSource,
+    opts: &ReplayOptions,
+    live: Option<GoLive<'_>>,
+    debug: Option<&'a mut dyn Debugger>,
+    log: &Logger,
+) -> Result<Outcome> {
     let bind = check_inputs(h, opts)?;
     let start = match source.next_event()? {
         Some(Event { kind: Some(Kind::Start(s)) }) => s,
@@ -229,6 +253,8 @@ pub fn replay_then_live(
         max_vtid: 0,
         log: log.clone(),
         fresh_holder: None,
+        debug,
+        stepping: None,
     };
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
@@ -318,6 +344,9 @@ struct Replayer<'a> {
     log: Logger,
     /// The task that held the token when the committed log ended.
     fresh_holder: Option<u32>,
+    debug: Option<&'a mut dyn Debugger>,
+    /// The task a debugger single-steps.
+    stepping: Option<Pid>,
 }
 
 impl Replayer<'_> {
@@ -553,12 +582,80 @@ impl Replayer<'_> {
                 self.fresh_holder = Some(vtid);
                 Ok(())
             }
-            Waited::Stopped(s) => match self.on_stop(vtid, s) {
-                Err(SessionError::Trace(e)) if e.is_gone() => Ok(()),
-                other => other,
-            },
+            Waited::Stopped(s) => {
+                let Some(s) = self.debug_stop(vtid, s)? else { return Ok(()) };
+                match self.on_stop(vtid, s) {
+                    Err(SessionError::Trace(e)) if e.is_gone() => Ok(()),
+                    other => other,
+                }
+            }
             w => self.on_death(vtid, w, index),
         }
+    }
+
+    /// With a debugger: serves it if this stop of the running task is one of its stops. Returns
+    /// the stop if the replay still has to handle it (None: a breakpoint trap or a finished step,
+    /// which the recording never saw, handled and resumed here).
+    fn debug_stop(&mut self, vtid: u32, s: Stopped) -> Result<Option<Stopped>> {
+        let Some(dbg) = self.debug.take() else { return Ok(Some(s)) };
+        let r = self.serve_debugger(&mut *dbg, vtid, s);
+        self.debug = Some(dbg);
+        r
+    }
+
+    fn serve_debugger(&mut self, dbg: &mut dyn Debugger, vtid: u32, s: Stopped) -> Result<Option<Stopped>> {
+        let position = self.source.position();
+        let tid = s.pid();
+        let trap = match s.stop {
+            Stop::Signal(Sig::SIGTRAP) if self.stepping == Some(tid) => Some(StopReason::Step),
+            Stop::Signal(Sig::SIGTRAP) => {
+                let mut regs = s.regs()?;
+                let at = regs.ip().wrapping_sub(1);
+                if dbg.is_breakpoint(at) {
+                    regs.0.rip = at;
+                    s.set_regs(&regs)?;
+                    Some(StopReason::Breakpoint)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        if trap.is_some() {
+            self.stepping = None;
+        }
+        let Some(why) = trap.or_else(|| dbg.target().filter(|&t| position >= t).map(|_| StopReason::Event)) else {
+            return Ok(Some(s));
+        };
+        fn stopped(t: &RTask) -> Option<&Stopped> {
+            match &t.state {
+                RState::Idle(st) | RState::Fresh(st) => Some(st),
+                RState::Parked(p) => Some(&p.t),
+                _ => None,
+            }
+        }
+        let mut others: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|(&v, _)| v != vtid)
+            .map(|(&v, t)| debug::Task { vtid: v, tid: t.tid.as_raw(), stopped: stopped(t) })
+            .collect();
+        others.sort_by_key(|t| t.vtid);
+        let view =
+            debug::View { position, current: debug::Task { vtid, tid: tid.as_raw(), stopped: Some(&s) }, others };
+        match dbg.stopped(why, &view) {
+            Resume::Restart => return Err(SessionError::Restart),
+            Resume::Step => {
+                ft_interposer::tracee::step_next(tid);
+                self.stepping = Some(tid);
+            }
+            Resume::Continue => {}
+        }
+        if trap.is_some() {
+            s.cont(None)?;
+            return Ok(None);
+        }
+        Ok(Some(s))
     }
 
     /// A task died; the log's next event must say so.

@@ -7,6 +7,7 @@
 
 pub mod decode;
 pub mod diff;
+pub mod gdb;
 pub mod stats;
 
 use ft_libos::log::{LogError, LogReader};
@@ -27,6 +28,15 @@ pub enum Error {
     UnknownSyscall(String),
     #[error("--from {from} is after --to {to}: no event can match")]
     EmptyRange { from: u64, to: u64 },
+    #[error("there is no event {index}: the log has {events} events (0..{})", events.saturating_sub(1))]
+    NoSuchEvent { index: u64, events: u64 },
+    #[error("cannot listen on 127.0.0.1:{port}: {source}; choose another port with --port (0: any free port)")]
+    Listen { port: u16, source: io::Error },
+    #[error("waiting for gdb to connect failed: {0}")]
+    Connection(io::Error),
+    /// The replay under the debugger cannot start or failed.
+    #[error(transparent)]
+    Replay(Box<ft_replay::SessionError>),
 }
 
 /// The number of a syscall name (or a number given as digits).

@@ -57,6 +57,27 @@ enum Cmd {
     /// Show the first event where two logs differ, both sides decoded. Exit status 0: identical,
     /// 1: different (or one is a prefix of the other), 2: error.
     Diff { log1: PathBuf, log2: PathBuf },
+    /// Replay the log and serve the GDB remote protocol on 127.0.0.1:PORT for
+    /// `gdb PROG -ex 'target remote :PORT'`: registers, memory, breakpoints, continue, stepi,
+    /// `monitor event`, `monitor goto N` (backwards: re-executes from the start).
+    Gdb {
+        log: PathBuf,
+        /// Stop first when the events before N have been replayed (0: at the first stop).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        at: u64,
+        /// TCP port on 127.0.0.1 (0: any free port, printed).
+        #[arg(long, value_name = "P", default_value_t = 2345)]
+        port: u16,
+        /// Replay into this data directory instead of the recorded path (as `ftexec replay`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Replay even if this CPU differs from the recording's.
+        #[arg(long)]
+        allow_cpu_mismatch: bool,
+        /// Log the replay's progress on stderr.
+        #[arg(short, long)]
+        verbose: bool,
+    },
 }
 
 fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
@@ -77,7 +98,26 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
             Ok(0)
         }
         Cmd::Diff { log1, log2 } => Ok(if diff::diff(log1, log2, out)?.identical() { 0 } else { 1 }),
+        Cmd::Gdb { log, at, port, data_dir, allow_cpu_mismatch, verbose } => {
+            let opts = ftdbg::gdb::Options {
+                log: log.clone(),
+                at: *at,
+                port: *port,
+                data_dir: data_dir.clone(),
+                allow_cpu_mismatch: *allow_cpu_mismatch,
+            };
+            ftdbg::gdb::serve(&opts, &mut io::stderr(), &logger(*verbose))?;
+            Ok(0)
+        }
     }
+}
+
+fn logger(verbose: bool) -> slog::Logger {
+    use slog::Drain;
+    let level = if verbose { slog::Level::Info } else { slog::Level::Warning };
+    let decorator = slog_term::PlainSyncDecorator::new(io::stderr());
+    let drain = slog_term::FullFormat::new(decorator).build().filter_level(level).fuse();
+    slog::Logger::root(drain, slog::o!())
 }
 
 fn main() -> ExitCode {
