@@ -281,6 +281,85 @@ fn apply_record(core: &mut Core, kind: u8, p: &[u8], off: u64, len: u32) -> Resu
     }
 }
 
+/// Applies the records of a raft.log (after its header, at `*off`) to `core` up to the end or
+/// the first torn or corrupt record; returns what is wrong there (None: the whole file is good).
+fn scan(
+    r: &mut impl Read,
+    path: &Path,
+    file_len: u64,
+    off: &mut u64,
+    core: &mut Core,
+    rec: &mut Recovery,
+) -> Result<Option<String>, StoreError> {
+    let mut body = Vec::new();
+    loop {
+        let rest = file_len - *off;
+        if rest == 0 {
+            return Ok(None);
+        }
+        if rest < 9 {
+            return Ok(Some("torn record header".to_string()));
+        }
+        let mut h = [0u8; 8];
+        r.read_exact(&mut h).map_err(io_err("read", path))?;
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        if len == 0 || len > MAX_RECORD {
+            return Ok(Some("impossible record length".to_string()));
+        }
+        if rest < 8 + len as u64 {
+            return Ok(Some("torn record (shorter than its length)".to_string()));
+        }
+        body.resize(len as usize, 0);
+        r.read_exact(&mut body).map_err(io_err("read", path))?;
+        if crc32c::crc32c(&body) != crc {
+            return Ok(Some("checksum mismatch".to_string()));
+        }
+        if let Err(e) = apply_record(core, body[0], &body[1..], *off, len + 8) {
+            return Ok(Some(e));
+        }
+        *off += 8 + len as u64;
+        rec.records += 1;
+    }
+}
+
+/// The committed entries of a node's log, read without changing the file.
+#[derive(Debug, Clone, Default)]
+pub struct CommittedLog {
+    /// Entries `first_index..=commit`, in order.
+    pub entries: Vec<Entry>,
+    /// The first index the log still has (entries before it went into a snapshot).
+    pub first_index: u64,
+    pub commit: u64,
+    pub term: u64,
+    /// A torn or corrupt tail (the node truncates it when it starts): where and why.
+    pub damaged: Option<(u64, String)>,
+}
+
+/// Reads the committed entries of the log in `dir` (a node's data directory, or its raft.log),
+/// read-only, while no node uses it (a running node holds its lock: [`StoreError::Locked`]).
+pub fn read_committed(dir: &Path) -> Result<CommittedLog, StoreError> {
+    let path = if dir.is_dir() { dir.join(LOG_FILE) } else { dir.to_path_buf() };
+    let file = File::open(&path).map_err(io_err("open", &path))?;
+    // SAFETY: flock on a valid, owned file descriptor; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
+        return Err(StoreError::Locked { path });
+    }
+    let file_len = file.metadata().map_err(io_err("stat", &path))?.len();
+    let mut r = BufReader::with_capacity(1 << 20, &file);
+    let mut head = [0u8; 8];
+    if file_len < MAGIC.len() as u64 || r.read_exact(&mut head).is_err() || &head != MAGIC {
+        return Err(StoreError::BadHeader { path });
+    }
+    let mut core = Core { cache_limit: usize::MAX, ..Default::default() };
+    let mut off = MAGIC.len() as u64;
+    let problem = scan(&mut r, &path, file_len, &mut off, &mut core, &mut Recovery::default())?;
+    let commit = core.hard_state.commit.min(core.last_index());
+    let first_index = core.first_index();
+    let entries = core.cache.into_iter().take_while(|e| e.index <= commit).collect();
+    Ok(CommittedLog { entries, first_index, commit, term: core.hard_state.term, damaged: problem.map(|p| (off, p)) })
+}
+
 impl DiskStorage {
     /// Opens (creating if needed) the log in `dir`, replays it and truncates a torn tail.
     pub fn open(dir: &Path, fsync: FsyncPolicy, logger: &Logger) -> Result<(DiskStorage, Recovery), StoreError> {
@@ -323,51 +402,16 @@ impl DiskStorage {
                 return Err(StoreError::BadHeader { path });
             }
             off = MAGIC.len() as u64;
-            let mut body = Vec::new();
-            loop {
-                let rest = file_len - off;
-                if rest == 0 {
-                    break;
-                }
-                let problem = if rest < 9 {
-                    Some("torn record header".to_string())
-                } else {
-                    let mut h = [0u8; 8];
-                    r.read_exact(&mut h).map_err(io_err("read", &path))?;
-                    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-                    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-                    if len == 0 || len > MAX_RECORD {
-                        Some("impossible record length".to_string())
-                    } else if rest < 8 + len as u64 {
-                        Some("torn record (shorter than its length)".to_string())
-                    } else {
-                        body.resize(len as usize, 0);
-                        r.read_exact(&mut body).map_err(io_err("read", &path))?;
-                        if crc32c::crc32c(&body) != crc {
-                            Some("checksum mismatch".to_string())
-                        } else {
-                            match apply_record(&mut core, body[0], &body[1..], off, len + 8) {
-                                Ok(()) => {
-                                    off += 8 + len as u64;
-                                    rec.records += 1;
-                                    None
-                                }
-                                Err(e) => Some(e),
-                            }
-                        }
-                    }
-                };
-                if let Some(reason) = problem {
-                    rec.truncated_bytes = file_len - off;
-                    warn!(logger, "raft log has a torn or corrupt tail; truncating it";
-                        "path" => %path.display(), "offset" => off,
-                        "dropped_bytes" => rec.truncated_bytes, "reason" => &reason);
-                    rec.truncate_reason = Some(reason);
-                    drop(r);
-                    file.set_len(off).map_err(io_err("truncate", &path))?;
-                    file.sync_all().map_err(io_err("fsync", &path))?;
-                    break;
-                }
+            let problem = scan(&mut r, &path, file_len, &mut off, &mut core, &mut rec)?;
+            if let Some(reason) = problem {
+                rec.truncated_bytes = file_len - off;
+                warn!(logger, "raft log has a torn or corrupt tail; truncating it";
+                    "path" => %path.display(), "offset" => off,
+                    "dropped_bytes" => rec.truncated_bytes, "reason" => &reason);
+                rec.truncate_reason = Some(reason);
+                drop(r);
+                file.set_len(off).map_err(io_err("truncate", &path))?;
+                file.sync_all().map_err(io_err("fsync", &path))?;
             }
         }
         rec.valid_bytes = off;
@@ -665,6 +709,29 @@ mod tests {
         assert_eq!(st.hard_state.vote, 1);
         assert_eq!(st.conf_state.voters, vec![1, 2, 3]);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn read_committed_sees_committed_entries_only_and_never_while_a_node_runs() {
+        let d = tmp("committed");
+        fill(&d);
+        let before = std::fs::read(d.join(LOG_FILE)).expect("read");
+        let c = read_committed(&d).expect("read committed");
+        let data: Vec<&[u8]> = c.entries.iter().map(|e| &e.data[..]).collect();
+        assert_eq!(data, vec![&b"a"[..], b"b"], "commit is 3: entries 2 and 3");
+        assert_eq!((c.first_index, c.commit, c.term), (2, 3, 2));
+        assert!(c.damaged.is_none());
+        assert_eq!(std::fs::read(d.join(LOG_FILE)).expect("read"), before, "read-only");
+        // A torn tail is reported, not repaired.
+        let p = d.join(LOG_FILE);
+        std::fs::write(&p, &before[..before.len() - 3]).expect("cut");
+        let c = read_committed(&p).expect("read a torn log");
+        assert!(c.damaged.is_some_and(|(_, why)| why.contains("torn")));
+        assert_eq!(std::fs::metadata(&p).expect("meta").len(), before.len() as u64 - 3);
+        let (_open, _) = DiskStorage::open(&d, FsyncPolicy::Never, &logger()).expect("open");
+        assert!(matches!(read_committed(&d), Err(StoreError::Locked { .. })));
+        std::fs::write(d.join("junk"), b"not a log at all").expect("write");
+        assert!(matches!(read_committed(&d.join("junk")), Err(StoreError::BadHeader { .. })));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!
 //! This crate never touches ptrace, sockets or Raft.
 
+pub mod batch;
 pub mod digest;
 pub mod fd;
 pub mod log;
