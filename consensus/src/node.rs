@@ -208,7 +208,8 @@ fn encode_batches(batches: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-fn decode_batches(mut d: &[u8]) -> Option<Vec<Vec<u8>>> {
+/// Splits an entry's data into its batches (None: not framed as batches).
+pub fn decode_batches(mut d: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     while !d.is_empty() {
         if d.len() < 4 {

@@ -18,7 +18,7 @@ pub const TAG_BARRIER: u8 = 3;
 /// One decoded batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Batch {
-    Header(Header),
+    Header(Box<Header>),
     Events(Vec<Event>),
     Barrier { node: u64, term: u64 },
 }
@@ -63,7 +63,7 @@ pub fn push_event(ev: &Event, out: &mut Vec<u8>) {
 /// Decodes one batch.
 pub fn decode(b: &[u8]) -> Result<Batch, BatchError> {
     match b.split_first() {
-        Some((&TAG_HEADER, rest)) => Header::decode(rest).map(Batch::Header).map_err(BatchError::Header),
+        Some((&TAG_HEADER, rest)) => Header::decode(rest).map(|h| Batch::Header(Box::new(h))).map_err(BatchError::Header),
         Some((&TAG_EVENTS, mut d)) => {
             let mut events = Vec::new();
             while !d.is_empty() {
@@ -91,13 +91,13 @@ mod tests {
     #[test]
     fn batches_round_trip_and_damage_is_an_error() {
         let h = Header { argv: vec![b"prog".to_vec()], ..Default::default() };
-        assert_eq!(decode(&header(&h)).unwrap(), Batch::Header(h));
-        assert_eq!(decode(&barrier(3, 7)).unwrap(), Batch::Barrier { node: 3, term: 7 });
+        assert_eq!(decode(&header(&h)).expect("header"), Batch::Header(Box::new(h)));
+        assert_eq!(decode(&barrier(3, 7)).expect("barrier"), Batch::Barrier { node: 3, term: 7 });
         let ev = Event { kind: Some(Kind::Exit(Exit { code: 4, signal: 0, task: 1 })) };
         let mut b = Vec::new();
         push_event(&ev, &mut b);
         push_event(&ev, &mut b);
-        assert_eq!(decode(&b).unwrap(), Batch::Events(vec![ev.clone(), ev]));
+        assert_eq!(decode(&b).expect("events"), Batch::Events(vec![ev.clone(), ev]));
         assert!(matches!(decode(&b[..b.len() - 1]), Err(BatchError::Truncated)));
         assert!(matches!(decode(&[9]), Err(BatchError::Unknown(Some(9)))));
         assert!(matches!(decode(&[]), Err(BatchError::Unknown(None))));

@@ -1,7 +1,7 @@
 //! `ftdbg diff`: the first event where two logs differ.
 
+use crate::source::Log;
 use crate::{decode, Error};
-use ft_libos::log::LogReader;
 use ft_libos::proto::{event::Kind, Event, Header};
 use std::io::Write;
 use std::path::Path;
@@ -86,8 +86,8 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
 
 /// Compares the logs at `a` and `b` event by event and writes what it finds to `out`.
 pub fn diff(a: &Path, b: &Path, out: &mut dyn Write) -> Result<Outcome, Error> {
-    let mut ra = LogReader::open(a)?;
-    let mut rb = LogReader::open(b)?;
+    let mut ra = Log::open(a)?;
+    let mut rb = Log::open(b)?;
     let (na, nb) = (a.display(), b.display());
     let width = na.to_string().len().max(nb.to_string().len()) + 1;
     let header_diff = header_fields(ra.header(), rb.header());

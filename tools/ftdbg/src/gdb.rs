@@ -9,16 +9,17 @@
 //! One connection is served; the replay runs in this thread, so gdb's Ctrl-C cannot interrupt
 //! a `continue` (the replay runs to a breakpoint, a `goto` target or the end).
 
+use crate::source::Log;
 use crate::{decode, Error};
-use ft_libos::log::LogReader;
 use ft_libos::proto::Event;
 use ft_replay::debug::{Debugger, Resume, StopReason, View};
-use ft_replay::{FileSource, Outcome, ReplayOptions, SessionError};
+use ft_replay::{EventSource, Outcome, ReplayOptions, SessionError};
 use slog::Logger;
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What `ftdbg gdb` replays and where it listens.
 pub struct Options {
@@ -33,7 +34,8 @@ pub struct Options {
 /// Replays `opts.log` under gdb; returns when gdb kills, detaches or disconnects. `announce`
 /// gets one line once the port listens.
 pub fn serve(opts: &Options, announce: &mut dyn Write, log: &Logger) -> Result<(), Error> {
-    let events = load(opts)?;
+    let (header, events) = Log::read_all(&opts.log)?;
+    let events = Arc::new(events);
     let total = events.len() as u64;
     if opts.at >= total {
         return Err(Error::NoSuchEvent { index: opts.at, events: total });
@@ -44,7 +46,6 @@ pub fn serve(opts: &Options, announce: &mut dyn Write, log: &Logger) -> Result<(
         print_stdio: true,
     };
     // A log of another binary (or a changed library) is refused before gdb connects.
-    let header = FileSource::open(&opts.log).map_err(session)?.header().clone();
     ft_replay::replay::check_inputs(&header, &ropts).map_err(session)?;
     let listener =
         TcpListener::bind(("127.0.0.1", opts.port)).map_err(|source| Error::Listen { port: opts.port, source })?;
@@ -58,9 +59,9 @@ pub fn serve(opts: &Options, announce: &mut dyn Write, log: &Logger) -> Result<(
     )?;
     announce.flush()?;
     let (stream, _) = listener.accept().map_err(Error::Connection)?;
-    let mut gdb = Gdb::new(stream, events, opts.at).map_err(Error::Connection)?;
+    let mut gdb = Gdb::new(stream, Arc::clone(&events), opts.at).map_err(Error::Connection)?;
     loop {
-        let mut source = FileSource::open(&opts.log).map_err(session)?;
+        let mut source = Events { all: Arc::clone(&events), position: 0 };
         match ft_replay::replay_debug(&header, &mut source, &ropts, &mut gdb, log) {
             Err(SessionError::Restart) if gdb.quit => return Ok(()),
             Err(SessionError::Restart) => gdb.breakpoints.clear(),
@@ -82,13 +83,26 @@ fn session(e: SessionError) -> Error {
     Error::Replay(Box::new(e))
 }
 
-fn load(opts: &Options) -> Result<Vec<Event>, Error> {
-    let mut reader = LogReader::open(&opts.log)?;
-    let mut events = Vec::new();
-    while let Some(ev) = reader.next_event()? {
-        events.push(ev);
+/// The log's events, in memory, replayed again after each `goto` backwards.
+struct Events {
+    all: Arc<Vec<Event>>,
+    position: usize,
+}
+
+impl EventSource for Events {
+    fn next_event(&mut self) -> ft_replay::Result<Option<Event>> {
+        let ev = self.all.get(self.position).cloned();
+        self.position += usize::from(ev.is_some());
+        Ok(ev)
     }
-    Ok(events)
+
+    fn peek_event(&mut self) -> ft_replay::Result<Option<&Event>> {
+        Ok(self.all.get(self.position))
+    }
+
+    fn position(&self) -> u64 {
+        self.position as u64
+    }
 }
 
 /// What gdb waits for while the replay runs.
@@ -105,7 +119,7 @@ struct Gdb {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     no_ack: bool,
-    events: Vec<Event>,
+    events: Arc<Vec<Event>>,
     target: Option<u64>,
     /// Inserted breakpoints: address, the byte the int3 replaced.
     breakpoints: HashMap<u64, u8>,
@@ -125,7 +139,7 @@ enum Next {
 }
 
 impl Gdb {
-    fn new(stream: TcpStream, events: Vec<Event>, at: u64) -> io::Result<Gdb> {
+    fn new(stream: TcpStream, events: Arc<Vec<Event>>, at: u64) -> io::Result<Gdb> {
         stream.set_nodelay(true)?;
         Ok(Gdb {
             reader: BufReader::new(stream.try_clone()?),

@@ -8,13 +8,15 @@
 pub mod decode;
 pub mod diff;
 pub mod gdb;
+pub mod source;
 pub mod stats;
 
-use ft_libos::log::{LogError, LogReader};
+use ft_libos::log::LogError;
 use ft_libos::proto::{event::Kind, Event};
 use ft_libos::table;
+use source::Log;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,6 +36,15 @@ pub enum Error {
     Listen { port: u16, source: io::Error },
     #[error("waiting for gdb to connect failed: {0}")]
     Connection(io::Error),
+    /// A replica's Raft log cannot be read (running node, not a Raft log, damaged).
+    #[error(transparent)]
+    Raft(#[from] ft_consensus::StoreError),
+    #[error("{path}: the replicated log cannot be read: {what}")]
+    RaftLog { path: PathBuf, what: String },
+    #[error(
+        "{path} is a directory without a raft.log: give a log written by `ftexec record` or a replica's data directory"
+    )]
+    NotALog { path: PathBuf },
     /// The replay under the debugger cannot start or failed.
     #[error(transparent)]
     Replay(Box<ft_replay::SessionError>),
@@ -101,7 +112,7 @@ impl Filter {
 /// Writes the events of the log at `path` that pass `filter`, one a line (text or JSON); returns
 /// how many were written. Events before a damaged record are written before the error returns.
 pub fn events(path: &Path, filter: &Filter, json: bool, out: &mut dyn Write) -> Result<u64, Error> {
-    let mut reader = LogReader::open(path)?;
+    let mut reader = Log::open(path)?;
     let mut shown = 0;
     loop {
         let index = reader.position();

@@ -1,4 +1,4 @@
-//! ftdbg: look inside an ftexec log offline (decoded events, statistics, the first difference
+//! ftdbg: look inside an ftexec log or a stopped replica's Raft log offline (decoded events, statistics, the first difference
 //! between two logs).
 
 use clap::{Parser, Subcommand};
@@ -11,13 +11,17 @@ use std::process::ExitCode;
 #[command(
     name = "ftdbg",
     version,
-    about = "Look inside a log written by `ftexec record`: its events decoded like strace, statistics, \
-             the first difference between two logs",
+    about = "Look inside a log written by `ftexec record`, or a stopped replica's data directory: its \
+             events decoded like strace, statistics, the first difference between two logs, and a gdb \
+             server over its replay",
     after_help = "Exit status: 0 success (diff: the logs are identical); 1 diff: the logs differ; \
                   2 error (unreadable, truncated or corrupt log, bad arguments).\n\n\
                   Examples:\n  ftdbg events date.ftlog --syscall clock_gettime,write\n  \
                   ftdbg events date.ftlog --from 10 --to 20 --json\n  ftdbg stats date.ftlog\n  \
-                  ftdbg diff a.ftlog b.ftlog"
+                  ftdbg diff a.ftlog b.ftlog\n  ftdbg diff /var/lib/ft/node1 /var/lib/ft/node2   (two replicas)\n  \
+                  ftdbg gdb date.ftlog --at 40 --port 2345   then: gdb PROG -ex 'target remote :2345'\n\n\
+                  LOG is a file written by `ftexec record` or a replica's Raft data directory (the node's \
+                  data_dir, read while the replica is stopped)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,7 +32,7 @@ struct Cli {
 enum Cmd {
     /// Print the events, one a line: log index, [task], the decoded event, <disposition>.
     Events {
-        /// A log written by `ftexec record`.
+        /// A log written by `ftexec record`, or a stopped replica's data directory.
         log: PathBuf,
         /// First log index to show (0 is the first event after the header).
         #[arg(long, value_name = "N")]

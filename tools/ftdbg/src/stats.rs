@@ -1,8 +1,8 @@
 //! `ftdbg stats`: what a log holds, counted.
 
 use crate::decode::{self, class_name, disposition_name};
+use crate::source::Log;
 use crate::Error;
-use ft_libos::log::LogReader;
 use ft_libos::proto::{event::Kind, Disposition, Header};
 use ft_libos::table;
 use prost::Message;
@@ -52,8 +52,8 @@ const CLOCK_ORDER: &[&str] = &["CLOCK_MONOTONIC", "CLOCK_MONOTONIC_RAW", "CLOCK_
 impl Stats {
     /// Reads the whole log at `path`.
     pub fn read(path: &Path) -> Result<Stats, Error> {
-        let mut reader = LogReader::open(path)?;
-        let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mut reader = Log::open(path)?;
+        let file_bytes = reader.bytes(path);
         let mut st = Stats {
             path: path.into(),
             file_bytes,

@@ -338,7 +338,7 @@ fn damaged_logs_are_clear_errors() {
     std::fs::write(&empty, b"").expect("write");
     run_err(&["stats", s(&empty)], "is not an ftexec log");
     run_err(&["events", s(&dir.join("missing.ftlog"))], "cannot open log");
-    run_err(&["stats", s(&dir)], "cannot read log");
+    run_err(&["stats", s(&dir)], "is a directory without a raft.log");
     // Another format version.
     let mut other = good;
     other[8] = 42;
