@@ -9,9 +9,14 @@
 //! - `propose-many <prefix> <count>` → submits `<prefix>-0 .. <prefix>-(count-1)` at once
 //!   (group commit), waits for their indexes, replies with how many were accepted
 //! - `await <index> <timeout_ms>` → waits until applied here
-//! - `isolate on|off` → drop all Raft traffic to and from this node
 //! - `fail-disk on|off` → make every later log write fail (the node then stops)
 //! - `campaign` → start an election here
+//!
+//! In test mode, or when the embedder enables fault injection alone ([`Access::fault_injection`],
+//! `ftexec run` with `FTEXEC_FAULT_INJECTION=1`):
+//! - `isolate on|off` → drop all Raft traffic to and from this node (a network partition)
+//!
+//! Refused otherwise, with an error that says how to enable it ([`Access::enable_hint`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -41,6 +46,25 @@ pub enum ControlError {
     BadReply { addr: String, reply: String },
 }
 
+/// Which commands beyond `status`, `add-node` and `remove-node` an endpoint accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Every test command: proposals from outside, `await`, `fail-disk`, `campaign`, `isolate`.
+    pub test_mode: bool,
+    /// Only the network fault `isolate`. For a node whose log belongs to an embedder (a
+    /// replicated program), which must never see proposals from outside.
+    pub fault_injection: bool,
+    /// Told to the client when `isolate` is refused: how to enable fault injection on this node.
+    pub enable_hint: String,
+}
+
+impl Access {
+    /// Test mode on or off (`ft-consensus-node --test-mode`, `ftctl serve --test-mode`).
+    pub fn test_mode(on: bool) -> Access {
+        Access { test_mode: on, fault_injection: false, enable_hint: "start the node in test mode".into() }
+    }
+}
+
 /// Extra fields merged into every `status` reply (the replica's replay position, its pid...).
 pub type StatusHook = Arc<dyn Fn() -> Value + Send + Sync>;
 
@@ -51,14 +75,14 @@ pub fn serve(
     test_mode: bool,
     logger: Logger,
 ) -> Result<std::net::SocketAddr, ControlError> {
-    serve_with(node, addr, test_mode, None, logger)
+    serve_with(node, addr, Access::test_mode(test_mode), None, logger)
 }
 
 /// [`serve`], with fields of the embedding program added to `status`.
 pub fn serve_with(
     node: Arc<Node>,
     addr: &str,
-    test_mode: bool,
+    access: Access,
     hook: Option<StatusHook>,
     logger: Logger,
 ) -> Result<std::net::SocketAddr, ControlError> {
@@ -69,9 +93,9 @@ pub fn serve_with(
         .spawn(move || {
             for c in l.incoming() {
                 let Ok(c) = c else { continue };
-                let (node, logger, hook) = (node.clone(), logger.clone(), hook.clone());
+                let (node, logger, hook, access) = (node.clone(), logger.clone(), hook.clone(), access.clone());
                 let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
-                    if let Err(e) = handle_conn(c, &node, test_mode, hook.as_ref()) {
+                    if let Err(e) = handle_conn(c, &node, &access, &logger, hook.as_ref()) {
                         warn!(logger, "control connection error"; "err" => %e);
                     }
                 });
@@ -81,12 +105,18 @@ pub fn serve_with(
     Ok(local)
 }
 
-fn handle_conn(c: TcpStream, node: &Node, test_mode: bool, hook: Option<&StatusHook>) -> std::io::Result<()> {
+fn handle_conn(
+    c: TcpStream,
+    node: &Node,
+    access: &Access,
+    logger: &Logger,
+    hook: Option<&StatusHook>,
+) -> std::io::Result<()> {
     let mut w = c.try_clone()?;
     let r = BufReader::new(c);
     for line in r.lines() {
         let line = line?;
-        let mut reply = handle_line(line.trim(), node, test_mode);
+        let mut reply = handle_line(line.trim(), node, access, logger);
         if let (Some(h), Some("status"), Value::Object(m)) = (hook, line.split_whitespace().next(), &mut reply) {
             if let Value::Object(extra) = h() {
                 m.extend(extra);
@@ -114,7 +144,8 @@ fn idx_json(r: Result<u64, NodeError>) -> Value {
     }
 }
 
-fn handle_line(line: &str, node: &Node, test_mode: bool) -> Value {
+fn handle_line(line: &str, node: &Node, access: &Access, logger: &Logger) -> Value {
+    let test_mode = access.test_mode;
     let mut words = line.split_whitespace();
     let cmd = words.next().unwrap_or("");
     let args: Vec<&str> = words.collect();
@@ -172,9 +203,24 @@ fn handle_line(line: &str, node: &Node, test_mode: bool) -> Value {
             }
             None => json!({"ok": false, "error": "usage: await <index> [timeout_ms]"}),
         },
-        ("isolate", true) => {
-            let on = args.first() == Some(&"on");
-            node.faults().set_isolated(on);
+        ("isolate", _) if !(access.test_mode || access.fault_injection) => json!({
+            "ok": false,
+            "error": format!("fault injection is disabled on node {}: {}", node.id(), access.enable_hint),
+        }),
+        ("isolate", _) => {
+            let on = match args.first().copied() {
+                Some("on") => true,
+                Some("off") => false,
+                _ => return json!({"ok": false, "error": "usage: isolate on|off"}),
+            };
+            if let Err(e) = node.isolate(on) {
+                return err_json(&e);
+            }
+            warn!(
+                logger,
+                "fault injection: raft traffic to and from this node {}",
+                if on { "dropped" } else { "restored" }
+            );
             json!({"ok": true, "isolated": on})
         }
         ("fail-disk", true) => {

@@ -56,6 +56,12 @@ pub enum NodeError {
     TooLarge { size: usize, max: usize },
     #[error("cannot start node thread: {0}")]
     Spawn(#[source] std::io::Error),
+    #[error("cannot record the isolation of this node in {path}: {source}")]
+    IsolationMarker {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = NodeError> = std::result::Result<T, E>;
@@ -125,14 +131,26 @@ pub struct NodeOptions {
     pub join: bool,
     /// Upper bound for one group-committed entry.
     pub max_entry_bytes: usize,
+    /// Fault injection outlives the process, as a network partition outlives a restart of the
+    /// program on the partitioned machine: [`Node::isolate`] keeps the marker file
+    /// `<data_dir>/isolated`, and a node started while it exists starts isolated.
+    pub persist_isolation: bool,
     pub logger: Logger,
 }
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        NodeOptions { join: false, max_entry_bytes: 1 << 20, logger: Logger::root(slog::Discard, o!()) }
+        NodeOptions {
+            join: false,
+            max_entry_bytes: 1 << 20,
+            persist_isolation: false,
+            logger: Logger::root(slog::Discard, o!()),
+        }
     }
 }
+
+/// The marker of a persisted isolation (see [`NodeOptions::persist_isolation`]).
+pub const ISOLATION_MARKER: &str = "isolated";
 
 /// The exact identity of a proposed entry: its index and the term it was proposed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -182,6 +200,8 @@ pub struct Node {
     disk_fault: Arc<std::sync::atomic::AtomicBool>,
     committed_rx: Mutex<Option<Receiver<CommittedEntry>>>,
     driver: Mutex<Option<JoinHandle<()>>>,
+    /// Where [`Node::isolate`] persists the isolation, if it does.
+    isolation_marker: Option<std::path::PathBuf>,
 }
 
 /// A proposal handed to the driver; `wait` returns its log index (not its commit).
@@ -258,6 +278,13 @@ impl Node {
 
         let (msg_tx, msg_rx) = bounded::<Message>(16 * 1024);
         let transport = Transport::start(&me.raft_addr, msg_tx, logger.clone())?;
+        let isolation_marker = opts.persist_isolation.then(|| me.data_dir.join(ISOLATION_MARKER));
+        // Before the first peer is known and the driver runs: not one message gets through.
+        if isolation_marker.as_ref().is_some_and(|m| m.exists()) {
+            transport.faults().set_isolated(true);
+            warn!(logger, "fault injection: this node starts isolated (its raft traffic is dropped)";
+                "marker" => %me.data_dir.join(ISOLATION_MARKER).display());
+        }
         for n in &cfg.nodes {
             if n.id != id {
                 transport.add_peer(n.id, &n.raft_addr);
@@ -326,6 +353,7 @@ impl Node {
             disk_fault,
             committed_rx: Mutex::new(Some(committed_rx)),
             driver: Mutex::new(Some(handle)),
+            isolation_marker,
         })
     }
 
@@ -471,6 +499,28 @@ impl Node {
     /// node with a storage error.
     pub fn inject_disk_failure(&self, on: bool) {
         self.disk_fault.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Fault injection: drops (`on`) or restores every Raft message to and from this node; with
+    /// [`NodeOptions::persist_isolation`] also creates or removes the marker that makes a
+    /// restarted node start isolated.
+    pub fn isolate(&self, on: bool) -> Result<()> {
+        if let Some(path) = &self.isolation_marker {
+            let r = if on {
+                std::fs::write(path, b"raft traffic of this node is dropped (ftctl fault ... heal ends it)\n")
+            } else {
+                std::fs::remove_file(path).or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+            };
+            r.map_err(|source| NodeError::IsolationMarker { path: path.clone(), source })?;
+        }
+        self.transport.faults().set_isolated(on);
+        Ok(())
     }
 
     /// Transport fault injection.

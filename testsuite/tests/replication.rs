@@ -24,9 +24,15 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path, port: u16, redis: bool, command: &[String]) -> Cluster {
+        Cluster::start_with_env(dir, port, redis, command, &[])
+    }
+
+    /// `ftexec up` with `env` added to the environment of `up` and of its replicas.
+    fn start_with_env(dir: &Path, port: u16, redis: bool, command: &[String], env: &[(&str, &str)]) -> Cluster {
         let mut c = Command::new(ftexec());
         c.args(["up", "--replicas", "3", "--fsync", "never", "--dir"]).arg(dir).arg("--");
         c.args(command);
+        c.envs(env.iter().copied());
         let log = std::fs::File::create(dir.with_extension("up.log")).expect("up log");
         c.stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log).process_group(0);
         let up = c.spawn().expect("starting ftexec up");
@@ -47,6 +53,22 @@ impl Cluster {
             .expect("running ftctl");
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         doc["nodes"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `ftctl fault --node ID ACTION` (isolate / heal): whether it succeeded, and its stdout+stderr.
+    fn fault(&self, id: u64, action: &str) -> (bool, String) {
+        let out = Command::new(ftctl())
+            .args(["fault", "--node", &id.to_string(), action, "--config"])
+            .arg(self.config())
+            .output()
+            .expect("running ftctl");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// What `ftexec up` has printed so far.
+    fn up_log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("up.log")).unwrap_or_default()
     }
 
     /// The pid of the `ftexec run` that leads and records.
@@ -303,4 +325,148 @@ fn a_node_with_another_command_refuses_to_join() {
     let err = r.stderr_text();
     assert_eq!(r.status, 125, "{err}");
     assert!(err.contains("refuses to join") && err.contains("/bin/sleep 100"), "unexpected error: {err}");
+}
+
+/// Polls `ftctl status` until `pred` holds; panics with the last status after `within`.
+fn wait_status(cl: &Cluster, what: &str, within: Duration, pred: impl Fn(&[serde_json::Value]) -> bool) {
+    let t0 = Instant::now();
+    loop {
+        let st = cl.status();
+        if pred(&st) {
+            return;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "{what}: not within {within:?}; last status: {st:?}\nftexec up said:\n{}",
+            cl.up_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn node<'a>(st: &'a [serde_json::Value], id: u64) -> Option<&'a serde_json::Value> {
+    st.iter().find(|n| n["id"].as_u64() == Some(id))
+}
+
+/// A network partition of the leader (`ftctl fault`, enabled by FTEXEC_FAULT_INJECTION=1): the
+/// isolated leader loses its quorum, steps down (check_quorum) and kills its program, so a write
+/// sent to it is never acknowledged; the majority elects a leader that goes live on the same
+/// address with every acknowledged write and nothing else; after the heal the old leader follows
+/// again, in lockstep.
+#[test]
+fn partitioned_leader_steps_down_and_rejoins_after_heal() {
+    let tmp = temp_dir("repl-partition");
+    let port = free_port();
+    let dir = tmp.path().join("cluster");
+    let cmd = vec![c_program("kvserver").to_string_lossy().into_owned(), port.to_string()];
+    let cl = Cluster::start_with_env(&dir, port, false, &cmd, &[("FTEXEC_FAULT_INJECTION", "1")]);
+    let mut c = cl.client(Duration::from_secs(10));
+    let mut acked: Vec<String> = Vec::new();
+    for i in 0..100 {
+        let k = format!("pre{i}");
+        assert_eq!(c.cmd(&format!("SET {k} v{k}")).as_deref(), Some("OK"), "write {k} before the partition");
+        acked.push(k);
+    }
+    let st = cl.status();
+    let old = st
+        .iter()
+        .find(|n| n["role"] == "leader" && n["mode"] == "recording")
+        .unwrap_or_else(|| panic!("no recording leader: {st:?}"))
+        .clone();
+    let (old_id, old_pid, old_term) =
+        (old["id"].as_u64().expect("id"), old["pid"].as_u64().expect("pid"), old["term"].as_u64().expect("term"));
+
+    let (ok, out) = cl.fault(old_id, "isolate");
+    assert!(ok, "ftctl fault isolate failed: {out}");
+    let isolated_at = Instant::now();
+    println!("isolated leader {old_id} (ftexec pid {old_pid}, term {old_term})");
+
+    // (a) The isolated leader cannot commit, so it never acknowledges this write: its program is
+    // killed when it steps down (the connection closes) or the reply never comes.
+    c.w.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    let reply = c.cmd("SET unacked lost");
+    let silent_for = isolated_at.elapsed();
+    assert_eq!(reply, None, "the isolated old leader answered a write");
+    println!("the isolated leader's connection ended without a reply after {silent_for:?}");
+
+    // (b) The majority elects a new leader, which goes live on the same address.
+    let mut c = cl.client(Duration::from_secs(30));
+    let answered_after = isolated_at.elapsed();
+    wait_status(&cl, "a new recording leader", Duration::from_secs(10), |st| {
+        st.iter().any(|n| n["role"] == "leader" && n["mode"] == "recording" && n["id"].as_u64() != Some(old_id))
+    });
+    let st = cl.status();
+    let new = st.iter().find(|n| n["role"] == "leader").expect("leader").clone();
+    let new_id = new["id"].as_u64().expect("id");
+    assert!(new["term"].as_u64() > Some(old_term), "the new leader's term is not higher: {st:?}");
+    println!("leader {new_id} answers on port {port} {answered_after:?} after the isolation");
+
+    // (c) Every acknowledged write is there, the unacknowledged one is not.
+    for k in &acked {
+        assert_eq!(c.cmd(&format!("GET {k}")), Some(format!("v{k}")), "acknowledged key {k} lost");
+    }
+    assert_eq!(c.cmd("GET unacked").as_deref(), Some("NIL"), "an unacknowledged write appeared");
+
+    // The majority goes on; the isolated node (its `ftexec run` ended and `up` restarted it,
+    // still isolated: the partition is the network's) learns nothing of it.
+    wait_status(&cl, "the isolated node back up, not leading", Duration::from_secs(20), |st| {
+        node(st, old_id).is_some_and(|n| n["live"] == true && n["role"] != "leader")
+    });
+    let st = cl.status();
+    let o = node(&st, old_id).expect("old node");
+    assert_ne!(o["pid"].as_u64(), Some(old_pid), "the deposed leader's ftexec run did not end: {st:?}");
+    let isolated_commit = o["commit"].as_u64().expect("commit");
+    for round in 0..6 {
+        for i in 0..20 {
+            let k = format!("during{round}-{i}");
+            assert_eq!(c.cmd(&format!("SET {k} v{k}")).as_deref(), Some("OK"), "write {k} during the partition");
+            acked.push(k);
+        }
+        if round == 5 {
+            // Long enough for many heartbeats (50 ms) and election timeouts (400-800 ms).
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let st = cl.status();
+        let (o, l) = (node(&st, old_id).expect("old"), node(&st, new_id).expect("new"));
+        assert!(
+            o["commit"].as_u64() == Some(isolated_commit) && l["commit"].as_u64() > Some(isolated_commit),
+            "the isolated node saw the majority's commits: {st:?}"
+        );
+        assert!(
+            o["leader"].as_u64() != Some(new_id) && o["role"] != "leader",
+            "the isolated node is not isolated: {st:?}"
+        );
+        if round == 5 {
+            println!("during the partition: {o}");
+        }
+    }
+
+    // Heal: the old leader follows the new one and reaches its position.
+    let (ok, out) = cl.fault(old_id, "heal");
+    assert!(ok, "ftctl fault heal failed: {out}");
+    let healed_at = Instant::now();
+    wait_status(&cl, "the old leader following the new one", Duration::from_secs(20), |st| {
+        node(st, old_id).is_some_and(|n| n["role"] == "follower" && n["leader"].as_u64() == Some(new_id))
+    });
+    assert_lockstep(&cl);
+    println!("the old leader follows, in lockstep, {:?} after the heal", healed_at.elapsed());
+    let st = cl.status();
+    assert_eq!(node(&st, new_id).map(|n| n["role"].clone()), Some("leader".into()), "leadership moved: {st:?}");
+    for k in &acked {
+        assert_eq!(c.cmd(&format!("GET {k}")), Some(format!("v{k}")), "acknowledged key {k} lost after the heal");
+    }
+    assert_eq!(c.cmd("GET unacked").as_deref(), Some("NIL"), "an unacknowledged write appeared after the heal");
+    assert_eq!(c.cmd("COUNT"), Some(acked.len().to_string()), "keys other than the acknowledged ones exist");
+}
+
+/// Without FTEXEC_FAULT_INJECTION=1 a replica refuses fault injection, naming the variable.
+#[test]
+fn fault_injection_is_refused_without_the_variable() {
+    let (_tmp, cl) = kvserver_cluster("repl-nofault");
+    let (ok, out) = cl.fault(1, "isolate");
+    assert!(!ok && out.contains("FTEXEC_FAULT_INJECTION=1"), "unexpected answer: {out}");
+    let mut c = cl.client(Duration::from_secs(10));
+    assert_eq!(c.cmd("SET a 1").as_deref(), Some("OK"));
+    let st = cl.status();
+    assert!(st.iter().all(|n| n["live"] == true) && st.iter().filter(|n| n["role"] == "leader").count() == 1, "{st:?}");
 }

@@ -5,6 +5,8 @@
 //! - `ftctl remove-node --config FILE --id N`
 //! - `ftctl serve --config FILE --id N [--join]`  (run one node in the foreground)
 //! - `ftctl check-config --config FILE`
+//! - `ftctl fault --config FILE --node N isolate|heal`  (hidden; tests: partition a node that
+//!   runs in test mode or under `ftexec run` with `FTEXEC_FAULT_INJECTION=1`)
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +70,18 @@ enum Cmd {
     CheckConfig {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Fault injection, for tests: `isolate` drops every Raft message to and from node N (a
+    /// network partition), `heal` ends that. The node must run in test mode, or under
+    /// `ftexec run` with FTEXEC_FAULT_INJECTION=1.
+    #[command(hide = true)]
+    Fault {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        node: u64,
+        #[arg(value_parser = ["isolate", "heal"])]
+        action: String,
     },
 }
 
@@ -147,6 +161,26 @@ fn run(cli: Cli) -> Result<(), String> {
             log_level: slog::Level::Info,
         })
         .map_err(|e| e.to_string()),
+        Cmd::Fault { config, node, action } => {
+            let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
+            let ca = cfg
+                .node(node)
+                .map_err(|e| e.to_string())?
+                .control_addr
+                .clone()
+                .ok_or_else(|| format!("node {node} has no control_addr in {}", config.display()))?;
+            let line = if action == "isolate" { "isolate on" } else { "isolate off" };
+            let v = request(&ca, line, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+            if v.get("ok").and_then(|b| b.as_bool()) == Some(true) {
+                println!("node {node}: {}", if action == "isolate" { "isolated" } else { "healed" });
+                Ok(())
+            } else {
+                Err(format!(
+                    "node {node} refused `{action}`: {}",
+                    v.get("error").and_then(|e| e.as_str()).unwrap_or("no reason given")
+                ))
+            }
+        }
         Cmd::CheckConfig { config } => {
             let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
             println!("{}: ok, cluster `{}`, {} nodes", config.display(), cfg.cluster_name, cfg.nodes.len());

@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use ft_consensus::{ClusterConfig, CommittedEntry, EntryId, Node, NodeOptions};
+use ft_consensus::{ClusterConfig, CommittedEntry, EntryId, Node, NodeError, NodeOptions};
 use ft_libos::proto::{Event, Header};
 use ft_replay::{EventSink, EventSource, GoLive, RecordOptions, ReplayOptions, SessionError};
 use prost::Message;
@@ -30,6 +30,9 @@ const BATCH_BYTES: usize = 64 << 10;
 const BATCH_AGE: Duration = Duration::from_millis(2);
 /// How long an output may wait for its commit before the leader gives up (lost quorum).
 const COMMIT_PATIENCE: Duration = Duration::from_secs(10);
+/// How often a commit wait checks that this replica still leads: a deposed leader (partitioned
+/// away from its quorum) ends its session at once instead of after `COMMIT_PATIENCE`.
+const COMMIT_POLL: Duration = Duration::from_millis(50);
 
 /// The program's environment when the config names none: the same on every replica.
 pub const DEFAULT_ENV: &[&str] = &["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"];
@@ -264,9 +267,21 @@ impl RaftSink {
     fn commit(&mut self) -> ft_replay::Result<()> {
         self.submit()?;
         if let Some(id) = self.last {
-            self.node.await_entry(id, Some(COMMIT_PATIENCE)).map_err(|e| {
-                repl_err(format!("entry {} was not committed ({e}); outputs that depend on it are withheld", id.index))
-            })?;
+            let t0 = Instant::now();
+            loop {
+                let e = match self.node.await_entry(id, Some(COMMIT_POLL)) {
+                    Ok(()) => break,
+                    Err(NodeError::Timeout { .. }) if !self.node.is_leader() => {
+                        format!("this replica lost its leadership (term {})", self.node.term())
+                    }
+                    Err(NodeError::Timeout { .. }) if t0.elapsed() < COMMIT_PATIENCE => continue,
+                    Err(e) => e.to_string(),
+                };
+                return Err(repl_err(format!(
+                    "entry {} was not committed ({e}); outputs that depend on it are withheld",
+                    id.index
+                )));
+            }
         }
         self.inputs = false;
         Ok(())
@@ -309,6 +324,13 @@ extern "C" fn on_stop_signal(sig: libc::c_int) {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(128 + sig) };
     }
+}
+
+/// The environment variable that lets `ftctl fault` partition a replica (tests only).
+pub const FAULT_INJECTION_VAR: &str = "FTEXEC_FAULT_INJECTION";
+
+fn fault_injection() -> bool {
+    std::env::var_os(FAULT_INJECTION_VAR).is_some_and(|v| v == "1")
 }
 
 /// The program a replica runs: from the config, or from the command line (after `--`).
@@ -372,11 +394,24 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
     }
 
     let progress = Arc::new(Progress::default());
-    let node = Arc::new(Node::start(&cfg, id, NodeOptions { logger: log.clone(), ..Default::default() })?);
+    let faults = fault_injection();
+    let node = Arc::new(Node::start(
+        &cfg,
+        id,
+        NodeOptions { logger: log.clone(), persist_isolation: faults, ..Default::default() },
+    )?);
     if let Some(addr) = &me.control_addr {
         let p = progress.clone();
         let hook: ft_consensus::control::StatusHook = Arc::new(move || p.json());
-        ft_consensus::control::serve_with(node.clone(), addr, false, Some(hook), log.clone())?;
+        if faults {
+            warn!(log, "fault injection is enabled ({FAULT_INJECTION_VAR}=1): `ftctl fault` can partition this node");
+        }
+        let access = ft_consensus::control::Access {
+            test_mode: false,
+            fault_injection: faults,
+            enable_hint: format!("start its `ftexec run` with {FAULT_INJECTION_VAR}=1 in the environment"),
+        };
+        ft_consensus::control::serve_with(node.clone(), addr, access, Some(hook), log.clone())?;
     }
     let rx = node.take_committed().context("the committed stream was taken twice")?;
     // A deposed leader stops its program at once: it is ahead of the committed log.
