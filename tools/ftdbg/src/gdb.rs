@@ -59,7 +59,7 @@ pub fn serve(opts: &Options, announce: &mut dyn Write, log: &Logger) -> Result<(
     )?;
     announce.flush()?;
     let (stream, _) = listener.accept().map_err(Error::Connection)?;
-    let mut gdb = Gdb::new(stream, Arc::clone(&events), opts.at).map_err(Error::Connection)?;
+    let mut gdb = Gdb::new(stream, Arc::clone(&events), header.exe_path.clone(), opts.at).map_err(Error::Connection)?;
     loop {
         let mut source = Events { all: Arc::clone(&events), position: 0 };
         match ft_replay::replay_debug(&header, &mut source, &ropts, &mut gdb, log) {
@@ -120,6 +120,8 @@ struct Gdb {
     writer: TcpStream,
     no_ack: bool,
     events: Arc<Vec<Event>>,
+    /// The recorded program's path.
+    exe: Vec<u8>,
     target: Option<u64>,
     /// Inserted breakpoints: address, the byte the int3 replaced.
     breakpoints: HashMap<u64, u8>,
@@ -139,13 +141,14 @@ enum Next {
 }
 
 impl Gdb {
-    fn new(stream: TcpStream, events: Arc<Vec<Event>>, at: u64) -> io::Result<Gdb> {
+    fn new(stream: TcpStream, events: Arc<Vec<Event>>, exe: Vec<u8>, at: u64) -> io::Result<Gdb> {
         stream.set_nodelay(true)?;
         Ok(Gdb {
             reader: BufReader::new(stream.try_clone()?),
             writer: stream,
             no_ack: false,
             events,
+            exe,
             target: Some(at),
             breakpoints: HashMap::new(),
             thread: 0,
@@ -358,7 +361,10 @@ impl Gdb {
     fn query(&mut self, pkt: &str, view: Option<&View<'_>>) -> Next {
         let head = pkt.split([':', ',', ';']).next().unwrap_or("");
         match head {
-            "qSupported" => self.send_str("PacketSize=4000;swbreak+;QStartNoAckMode+;qXfer:auxv:read+;vContSupported+"),
+            "qSupported" => self.send_str(
+                "PacketSize=4000;swbreak+;QStartNoAckMode+;qXfer:auxv:read+;qXfer:features:read+;\
+                 qXfer:exec-file:read+;vContSupported+",
+            ),
             "QStartNoAckMode" => {
                 self.send_str("OK");
                 self.no_ack = true;
@@ -393,7 +399,7 @@ impl Gdb {
                 self.send_str(&reply);
             }
             "qSymbol" => self.send_str("OK"),
-            "qXfer" => self.auxv(pkt, view),
+            "qXfer" => self.xfer(pkt, view),
             "qRcmd" => {
                 let cmd = pkt.split(',').nth(1).and_then(unhex).map(|b| String::from_utf8_lossy(&b).into_owned());
                 return self.monitor(cmd.as_deref().unwrap_or("").trim(), view);
@@ -534,31 +540,40 @@ impl Gdb {
         "OK"
     }
 
-    /// qXfer:auxv:read::OFFSET,LENGTH: gdb finds where a PIE program is loaded from AT_ENTRY.
-    fn auxv(&mut self, pkt: &str, view: Option<&View<'_>>) {
-        let Some(args) = pkt.strip_prefix("qXfer:auxv:read::") else {
+    /// qXfer:OBJECT:read:ANNEX:OFFSET,LENGTH. auxv: gdb finds where a PIE program is loaded
+    /// from AT_ENTRY; features: the architecture, so that gdb without the program file still
+    /// reads amd64 registers; exec-file: the program's path.
+    fn xfer(&mut self, pkt: &str, view: Option<&View<'_>>) {
+        let mut parts = pkt.splitn(5, ':');
+        let (object, op, range) = (parts.nth(1), parts.next(), parts.nth(1));
+        let (Some(object), Some("read"), Some((off, len))) = (object, op, range.and_then(parse_range)) else {
             self.send_str("");
             return;
         };
-        let Some((off, len)) = parse_range(args) else {
+        let data = match object {
+            "features" => Some(TARGET_XML.as_bytes().to_vec()),
+            "exec-file" => Some(self.exe.clone()),
+            "auxv" => view.and_then(|v| std::fs::read(format!("/proc/{}/auxv", v.current.tid)).ok()),
+            _ => {
+                self.send_str("");
+                return;
+            }
+        };
+        let Some(data) = data else {
             self.send_str("E01");
             return;
         };
-        let Some(pid) = view.map(|v| v.current.tid) else {
-            self.send_str("E01");
-            return;
-        };
-        let Ok(auxv) = std::fs::read(format!("/proc/{pid}/auxv")) else {
-            self.send_str("E01");
-            return;
-        };
-        let start = (off as usize).min(auxv.len());
-        let end = start.saturating_add(len).min(auxv.len());
-        let mut reply = vec![if end == auxv.len() { b'l' } else { b'm' }];
-        reply.extend_from_slice(&auxv[start..end]);
+        let start = (off as usize).min(data.len());
+        let end = start.saturating_add(len).min(data.len());
+        let mut reply = vec![if end == data.len() { b'l' } else { b'm' }];
+        reply.extend_from_slice(&data[start..end]);
         self.send(&reply);
     }
 }
+
+/// No register features: gdb uses its default amd64 registers, the layout of [`registers`].
+const TARGET_XML: &str = "<?xml version=\"1.0\"?>\n<!DOCTYPE target SYSTEM \"gdb-target.dtd\">\n\
+    <target><architecture>i386:x86-64</architecture><osabi>GNU/Linux</osabi></target>\n";
 
 impl Debugger for Gdb {
     fn target(&self) -> Option<u64> {
