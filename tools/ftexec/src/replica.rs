@@ -2,16 +2,16 @@
 //! (group commit, output commit); followers replay the committed log in lockstep; a follower that
 //! wins an election replays what is committed, then goes live.
 //!
-//! Raft entries carry batches; the first byte of a batch says what it holds:
+//! Raft entries carry batches (`ft_libos::batch`); the first byte of a batch says what it holds:
 //! header (the recording's identity), events (length-prefixed protobuf `Event`s), or a barrier
 //! (node id, term) that a new leader proposes to learn where the committed log ends.
 
 use anyhow::{bail, Context};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ft_consensus::{ClusterConfig, CommittedEntry, EntryId, Node, NodeError, NodeOptions};
+use ft_libos::batch::{self, Batch};
 use ft_libos::proto::{Event, Header};
 use ft_replay::{EventSink, EventSource, GoLive, RecordOptions, ReplayOptions, SessionError};
-use prost::Message;
 use slog::{info, warn, Logger};
 use std::collections::VecDeque;
 use std::ffi::{CString, OsString};
@@ -20,10 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const TAG_HEADER: u8 = 1;
-const TAG_EVENTS: u8 = 2;
-const TAG_BARRIER: u8 = 3;
 
 /// Group commit: a batch is proposed when it is this big, or this old, or an output waits.
 const BATCH_BYTES: usize = 64 << 10;
@@ -78,12 +74,6 @@ fn repl_err(e: impl std::fmt::Display) -> SessionError {
     SessionError::Replication(e.to_string())
 }
 
-fn encode_event(ev: &Event, out: &mut Vec<u8>) {
-    out.extend_from_slice(&(ev.encoded_len() as u32).to_le_bytes());
-    // Encoding into a Vec cannot run out of space.
-    let _ = ev.encode(out);
-}
-
 /// Events from the committed Raft log, in order; blocks for more while this replica follows.
 pub struct RaftSource {
     node: Arc<Node>,
@@ -122,9 +112,7 @@ impl RaftSource {
         if self.node.is_leader() && self.live_at.is_none() {
             let term = self.node.term();
             if self.barrier_term != Some(term) {
-                let mut b = vec![TAG_BARRIER];
-                b.extend_from_slice(&self.node.id().to_le_bytes());
-                b.extend_from_slice(&term.to_le_bytes());
+                let b = batch::barrier(self.node.id(), term);
                 match self.node.submit(b) {
                     Ok(_) => self.barrier_term = Some(term),
                     Err(e) => return Err(repl_err(e)),
@@ -145,37 +133,21 @@ impl RaftSource {
             Err(RecvTimeoutError::Disconnected) => return Err(repl_err("the Raft node stopped")),
         };
         for b in entry.batches {
-            match b.first() {
-                Some(&TAG_HEADER) => {
+            let bad = |why| repl_err(format!("entry {} of the log has {why}", entry.index));
+            match batch::decode(&b).map_err(bad)? {
+                Batch::Header(h) => {
                     if self.header_seen {
                         return Err(repl_err(format!("a second header in the log at entry {}", entry.index)));
                     }
-                    let h = Header::decode(&b[1..])
-                        .map_err(|e| repl_err(format!("undecodable header at entry {}: {e}", entry.index)))?;
-                    self.header = Some(h);
+                    self.header = Some(*h);
                     self.header_seen = true;
                 }
-                Some(&TAG_EVENTS) => {
-                    let mut d = &b[1..];
-                    while d.len() >= 4 {
-                        let n = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) as usize;
-                        let body = d
-                            .get(4..4 + n)
-                            .ok_or_else(|| repl_err(format!("a truncated event batch at entry {}", entry.index)))?;
-                        let ev = Event::decode(body)
-                            .map_err(|e| repl_err(format!("undecodable event at entry {}: {e}", entry.index)))?;
-                        self.queue.push_back(ev);
-                        d = &d[4 + n..];
-                    }
-                }
-                Some(&TAG_BARRIER) if b.len() == 17 => {
-                    let id = u64::from_le_bytes(b[1..9].try_into().unwrap_or_default());
-                    let term = u64::from_le_bytes(b[9..17].try_into().unwrap_or_default());
-                    if id == self.node.id() && term == self.node.term() && self.node.is_leader() {
+                Batch::Events(evs) => self.queue.extend(evs),
+                Batch::Barrier { node, term } => {
+                    if node == self.node.id() && term == self.node.term() && self.node.is_leader() {
                         self.live_at = Some(self.pos + self.queue.len() as u64);
                     }
                 }
-                _ => return Err(repl_err(format!("an unknown batch in the log at entry {}", entry.index))),
             }
         }
         Ok(())
@@ -239,10 +211,9 @@ impl RaftSink {
 
     fn push(&mut self, ev: &Event) -> ft_replay::Result<()> {
         if self.buf.is_empty() {
-            self.buf.push(TAG_EVENTS);
             self.since = Instant::now();
         }
-        encode_event(ev, &mut self.buf);
+        batch::push_event(ev, &mut self.buf);
         self.appended += 1;
         self.progress.events.fetch_add(1, Ordering::Relaxed);
         if self.appended.is_multiple_of(256) && !self.node.is_leader() {
@@ -288,9 +259,7 @@ impl RaftSink {
     }
 
     fn propose_header(&mut self, h: &Header) -> ft_replay::Result<()> {
-        let mut b = vec![TAG_HEADER];
-        b.extend_from_slice(&h.encode_to_vec());
-        self.buf = b;
+        self.buf = batch::header(h);
         self.commit()
     }
 }
