@@ -104,6 +104,9 @@ pub struct Status {
     pub voters: Vec<u64>,
     pub learners: Vec<u64>,
     pub isolated: bool,
+    /// On the leader: the highest index every voter is known to hold (the least `matched`);
+    /// 0 on other nodes.
+    pub held_by_all: u64,
 }
 
 /// One committed Raft entry carrying proposals (group commit: several batches per entry).
@@ -561,6 +564,11 @@ fn status_of(raw: &RawNode<DiskStorage>, applied: u64, isolated: bool) -> Status
         commit: r.raft_log.committed,
         applied,
         last_index: r.raft_log.last_index(),
+        held_by_all: if r.state == StateRole::Leader {
+            cs.voters.iter().map(|v| r.prs().get(*v).map_or(0, |p| p.matched)).min().unwrap_or(0)
+        } else {
+            0
+        },
         voters: cs.voters.clone(),
         learners: cs.learners.clone(),
         isolated,

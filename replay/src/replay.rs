@@ -397,6 +397,11 @@ impl Replayer<'_> {
     fn run(&mut self) -> Result<Ended> {
         loop {
             let index = self.source.position();
+            // Every task is gone: the recording ended here too (its last event was the last exit).
+            // A replicated source would wait for more entries that never come.
+            if self.tasks.is_empty() {
+                return Ok(Ended::Done(Outcome { status: self.status0.unwrap_or(0), events: index }));
+            }
             // At record a free token goes at once to the only ready task, without a Run event when
             // it is the task that had it last: do the same here, before reading on.
             if self.holder.is_none()
@@ -418,9 +423,6 @@ impl Replayer<'_> {
             let (owner, async_signal) = match self.source.peek_event()? {
                 Some(ev) => {
                     (Self::owner(ev), matches!(&ev.kind, Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall))
-                }
-                None if self.tasks.is_empty() => {
-                    return Ok(Ended::Done(Outcome { status: self.status0.unwrap_or(0), events: index }))
                 }
                 None => return Err(SessionError::LogEnded { index }),
             };

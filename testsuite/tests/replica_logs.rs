@@ -129,3 +129,55 @@ fn ftdbg_reads_the_raft_logs_of_a_stopped_cluster() {
     assert_eq!(junk.status.code(), Some(2));
     assert!(text(&junk).contains("without a raft.log"), "{}", text(&junk));
 }
+
+/// A program that ends ends the cluster: every replica replays to its exit, `up` exits with the
+/// program's status, the output appears once, and the replicas' logs are the same recording.
+#[test]
+fn up_ends_with_the_program_and_every_replica_holds_its_whole_log() {
+    let tmp = temp_dir("replica-end");
+    let dir = tmp.path().join("cluster");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let t0 = Instant::now();
+    let mut up = Command::new(ftexec())
+        .args(["up", "--replicas", "3", "--fsync", "never", "--dir"])
+        .arg(&dir)
+        .args(["--", "/bin/sh", "-c", "echo replicated-hello; exit 3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("ftexec up");
+    let status = loop {
+        if let Some(st) = up.try_wait().expect("wait") {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            // SAFETY: signals our own child's process group.
+            unsafe { libc::kill(-(up.id() as i32), libc::SIGKILL) };
+            let out = up.wait_with_output().expect("output");
+            panic!("ftexec up did not end with its program:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = up.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.matches("the program ended with status 3").count(), 3, "{stderr}");
+    // The program's stdout is the leader's replica log (nN/ftexec.log); followers print nothing.
+    let printed: usize = (1..=3)
+        .map(|n| std::fs::read_to_string(dir.join(format!("n{n}/ftexec.log"))).unwrap_or_default())
+        .map(|l| l.matches("replicated-hello").count())
+        .sum();
+    assert_eq!(printed, 1, "{stderr}");
+    eprintln!("ftexec up with a program that exits at once: {:?}", t0.elapsed());
+    let logs: Vec<String> =
+        (1..=3).map(|n| dir.join(format!("n{n}/raft")).to_str().expect("utf-8").to_string()).collect();
+    for other in &logs[1..] {
+        let d = ftdbg(&["diff", &logs[0], other]);
+        assert_eq!(d.status.code(), Some(0), "ftdbg diff {} {other}: {}", logs[0], text(&d));
+    }
+    let last = ftdbg(&["events", &logs[2], "--json"]);
+    let last = String::from_utf8_lossy(&last.stdout).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("\"kind\":\"exit\""), "the log ends with the exit: {last}");
+}

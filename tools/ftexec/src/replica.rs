@@ -30,6 +30,36 @@ const COMMIT_PATIENCE: Duration = Duration::from_secs(10);
 /// away from its quorum) ends its session at once instead of after `COMMIT_PATIENCE`.
 const COMMIT_POLL: Duration = Duration::from_millis(50);
 
+/// How long a replica whose program ended keeps serving Raft for the others (see [`linger`]).
+const LINGER: Duration = Duration::from_secs(5);
+
+/// The program ended here; the other replicas may not have replayed to its end yet, and they
+/// need a quorum and a leader to learn that the last entries are committed. A leader stays until
+/// every voter holds its whole log, then a few heartbeats longer (they carry the commit index);
+/// a follower stays a moment, to vote for whichever replica must still finish. Bounded by
+/// [`LINGER`]: a replica that is down does not keep the others forever.
+fn linger(node: &Node, log: &Logger) {
+    let t0 = Instant::now();
+    let mut held_since: Option<Instant> = None;
+    while t0.elapsed() < LINGER {
+        let st = node.status();
+        if st.role != ft_consensus::Role::Leader {
+            if t0.elapsed() >= Duration::from_secs(2) {
+                return;
+            }
+        } else if st.held_by_all >= st.last_index {
+            let since = *held_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_millis(300) {
+                return;
+            }
+        } else {
+            held_since = None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    info!(log, "stopping although a replica may not have reached the program's end"; "waited_ms" => LINGER.as_millis() as u64);
+}
+
 /// The program's environment when the config names none: the same on every replica.
 pub const DEFAULT_ENV: &[&str] = &["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"];
 
@@ -461,8 +491,7 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
     progress.mode.store(MODE_ENDED, Ordering::Relaxed);
     let outcome = result?;
     info!(log, "the program ended"; "status" => outcome.status, "events" => outcome.events);
-    // Let the followers see the last commit before this node's transport goes away.
-    std::thread::sleep(Duration::from_millis(300));
+    linger(&node, log);
     node.shutdown();
     Ok(outcome.status)
 }
