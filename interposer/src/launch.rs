@@ -24,6 +24,10 @@ pub struct LaunchSpec {
     pub bind: Option<(CString, CString)>,
     /// AT_RANDOM bytes to restore (replay); None keeps the kernel's (record).
     pub at_random: Option<[u8; 16]>,
+    /// Run the program in a new PID namespace (with its own /proc), so that its pids are the
+    /// same in every run: 2 for the program, then in creation order. Needs root; without it the
+    /// program runs in the tracer's namespace ([`Launched::pid_ns`] says which).
+    pub pid_ns: bool,
 }
 
 /// A tracee stopped right after its exec.
@@ -32,10 +36,12 @@ pub struct Launched {
     pub at_random: [u8; 16],
     /// Initial stack pointer.
     pub sp: u64,
+    /// Whether the program runs in its own PID namespace.
+    pub pid_ns: bool,
 }
 
 // Steps reported by the child through the error pipe.
-const STEPS: [&str; 10] = [
+const STEPS: [&str; 12] = [
     "unshare(CLONE_NEWNS)",
     "make / private",
     "bind-mount the data directory",
@@ -46,6 +52,8 @@ const STEPS: [&str; 10] = [
     "prctl(PR_SET_NO_NEW_PRIVS)",
     "install the seccomp filter",
     "execve",
+    "mount /proc for the new PID namespace",
+    "fork the program inside the PID namespace",
 ];
 
 const AT_NULL: u64 = 0;
@@ -69,17 +77,39 @@ pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(format!("pipe2: {e}")))?;
     pin_to_current_cpu();
 
+    let proc_src = c"proc";
+    let fresh = Fresh { spec, argv: &argv, envp: &envp, prog: &prog, root: root.as_ptr(), proc: proc_src.as_ptr() };
+    if spec.pid_ns {
+        // A fork-like clone whose child is the init (pid 1) of a new PID namespace; the program
+        // will be its child, pid 2. Without the privilege, fall back to a plain fork below.
+        // SAFETY: clone without CLONE_VM and without a new stack behaves like fork.
+        let r = unsafe {
+            libc::syscall(libc::SYS_clone, (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong, 0, 0, 0, 0)
+        };
+        if r == 0 {
+            drop(rd);
+            // SAFETY: as for fork below; `ns_init` never returns.
+            unsafe { ns_init(&fresh, wr) }
+        }
+        if r > 0 {
+            drop(wr);
+            return parent(Pid::from_raw(r as i32), true, spec, rd).map_err(|e| match e {
+                TraceError::Launch { why, .. } => fail(why),
+                other => other,
+            });
+        }
+    }
     // SAFETY: the child only makes raw syscalls on memory prepared above, then execs or _exits.
     match unsafe { fork() }.map_err(|e| fail(format!("fork: {e}")))? {
         ForkResult::Child => {
             drop(rd);
             // SAFETY: all pointers point into `spec`, `argv`, `envp` and `prog`, alive in this
             // copy of the address space; `child` never returns.
-            unsafe { child(spec, &argv, &envp, &prog, root.as_ptr(), wr) }
+            unsafe { child(&fresh, wr) }
         }
         ForkResult::Parent { child } => {
             drop(wr);
-            parent(child, spec, rd).map_err(|e| match e {
+            parent(child, false, spec, rd).map_err(|e| match e {
                 TraceError::Launch { why, .. } => fail(why),
                 other => other,
             })
@@ -87,74 +117,154 @@ pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<
     }
 }
 
-/// # Safety
-/// Must run in a freshly forked child; all pointers must be valid.
-unsafe fn child(
-    spec: &LaunchSpec,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    prog: &libc::sock_fprog,
+/// What a freshly forked child works with: prepared before the fork.
+struct Fresh<'a> {
+    spec: &'a LaunchSpec,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    prog: &'a libc::sock_fprog,
     root: *const libc::c_char,
-    errfd: OwnedFd,
-) -> ! {
-    let errfd = errfd.as_raw_fd();
-    let die = |step: u8| -> ! {
-        // SAFETY: errno location and write/_exit are async-signal-safe.
-        unsafe {
-            let e = *libc::__errno_location();
-            let mut msg = [0u8; 5];
-            msg[0] = step;
-            msg[1..].copy_from_slice(&e.to_le_bytes());
-            libc::write(errfd, msg.as_ptr().cast(), msg.len());
-            libc::_exit(127)
-        }
-    };
-    // SAFETY: plain syscalls with valid arguments.
+    proc: *const libc::c_char,
+}
+
+/// Reports the failed step and errno through the error pipe and exits.
+fn die(errfd: i32, step: u8) -> ! {
+    // SAFETY: errno location and write/_exit are async-signal-safe.
     unsafe {
-        // Signal state must be the program's, not ftexec's: default dispositions, empty mask.
+        let e = *libc::__errno_location();
+        let mut msg = [0u8; 5];
+        msg[0] = step;
+        msg[1..].copy_from_slice(&e.to_le_bytes());
+        libc::write(errfd, msg.as_ptr().cast(), msg.len());
+        libc::_exit(127)
+    }
+}
+
+/// The program's signal state, not ftexec's: default dispositions, an empty mask.
+fn reset_signals() {
+    // SAFETY: plain syscalls on a local set.
+    unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        if let Some((src, dst)) = &spec.bind {
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                die(0);
+    }
+}
+
+/// A private mount namespace, with the data directory bound at its recorded path and, for a new
+/// PID namespace, its own /proc.
+///
+/// # Safety
+/// Must run in a freshly forked child; the pointers in `f` must be valid.
+unsafe fn mounts(f: &Fresh<'_>, errfd: i32, proc: bool) {
+    if f.spec.bind.is_none() && !proc {
+        return;
+    }
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            die(errfd, 0);
+        }
+        let private = libc::MS_REC | libc::MS_PRIVATE;
+        if libc::mount(std::ptr::null(), f.root, std::ptr::null(), private, std::ptr::null()) != 0 {
+            die(errfd, 1);
+        }
+        if proc {
+            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            if libc::mount(f.proc, c"/proc".as_ptr(), f.proc, flags, std::ptr::null()) != 0 {
+                die(errfd, 10);
             }
-            if libc::mount(std::ptr::null(), root, std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
-                != 0
-            {
-                die(1);
-            }
+        }
+        if let Some((src, dst)) = &f.spec.bind {
             if libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
                 != 0
             {
-                die(2);
+                die(errfd, 2);
             }
         }
+    }
+}
+
+/// The init of the program's PID namespace: sets up the mounts, lets the tracer attach, forks
+/// the program (which the tracer inherits through PTRACE_O_TRACEFORK, then detaches from this
+/// init), and reaps until the program is gone; its end takes the namespace down.
+///
+/// # Safety
+/// Must run in a freshly cloned child; the pointers in `f` must be valid.
+unsafe fn ns_init(f: &Fresh<'_>, errfd: OwnedFd) -> ! {
+    let fd = errfd.as_raw_fd();
+    reset_signals();
+    // SAFETY: raw syscalls only (another thread of the tracer may have held a libc lock).
+    unsafe {
+        mounts(f, fd, true);
+        if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+            die(fd, 5);
+        }
+        libc::syscall(libc::SYS_kill, libc::syscall(libc::SYS_getpid), libc::SIGSTOP);
+        let program = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
+        if program == 0 {
+            program_setup(f, fd);
+        }
+        if program < 0 {
+            die(fd, 11);
+        }
+        libc::close(fd);
+        loop {
+            let mut status = 0;
+            let r = libc::syscall(libc::SYS_wait4, -1, &mut status as *mut i32, libc::__WALL, 0);
+            if r == program || (r < 0 && *libc::__errno_location() == libc::ECHILD) {
+                libc::_exit(0);
+            }
+        }
+    }
+}
+
+/// The program's side of the launch without a PID namespace.
+///
+/// # Safety
+/// Must run in a freshly forked child; the pointers in `f` must be valid.
+unsafe fn child(f: &Fresh<'_>, errfd: OwnedFd) -> ! {
+    let fd = errfd.as_raw_fd();
+    reset_signals();
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
+        mounts(f, fd, false);
+        if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+            die(fd, 5);
+        }
+        libc::syscall(libc::SYS_kill, libc::syscall(libc::SYS_getpid), libc::SIGSTOP);
+        program_setup(f, fd)
+    }
+}
+
+/// The last steps before the program: no ASLR, the recorded cwd, rdtsc trapping, no new
+/// privileges, the seccomp filter, exec. The tracer is attached already.
+///
+/// # Safety
+/// Must run in a freshly forked child; the pointers in `f` must be valid.
+unsafe fn program_setup(f: &Fresh<'_>, fd: i32) -> ! {
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
         let persona = libc::personality(0xffff_ffff);
         if persona == -1 || libc::personality((persona | libc::ADDR_NO_RANDOMIZE) as libc::c_ulong) == -1 {
-            die(3);
+            die(fd, 3);
         }
-        if let Some(cwd) = &spec.cwd {
+        if let Some(cwd) = &f.spec.cwd {
             if libc::chdir(cwd.as_ptr()) != 0 {
-                die(4);
+                die(fd, 4);
             }
         }
-        if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
-            die(5);
-        }
-        libc::raise(libc::SIGSTOP);
         if libc::prctl(libc::PR_SET_TSC, libc::PR_TSC_SIGSEGV, 0, 0, 0) != 0 {
-            die(6);
+            die(fd, 6);
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            die(7);
+            die(fd, 7);
         }
-        if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, prog as *const libc::sock_fprog) != 0 {
-            die(8);
+        if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, f.prog as *const libc::sock_fprog) != 0 {
+            die(fd, 8);
         }
-        libc::execve(spec.exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-        die(9)
+        libc::execve(f.spec.exe.as_ptr(), f.argv.as_ptr(), f.envp.as_ptr());
+        die(fd, 9)
     }
 }
 
@@ -196,12 +306,16 @@ fn child_failure(pid: Pid, errfd: &OwnedFd, status: String) -> TraceError {
     TraceError::Launch { exe: String::new(), why }
 }
 
-fn parent(pid: Pid, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
+fn parent(first: Pid, pid_ns: bool, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
     // 1. The child stops itself after PTRACE_TRACEME.
-    let stopped = match Running::adopt(pid).wait()? {
+    let ended = |pid: Pid, w: Waited| match w {
+        Waited::Exited(c) => child_failure(pid, &errfd, format!("exit status {c}")),
+        Waited::Killed(s) => child_failure(pid, &errfd, format!("killed by {s}")),
+        Waited::Stopped(s) => TraceError::Unexpected { pid, what: format!("{:?}", s.stop) },
+    };
+    let stopped = match Running::adopt(first).wait()? {
         Waited::Stopped(s) => s,
-        Waited::Exited(c) => return Err(child_failure(pid, &errfd, format!("exit status {c}"))),
-        Waited::Killed(s) => return Err(child_failure(pid, &errfd, format!("killed by {s}"))),
+        w => return Err(ended(first, w)),
     };
     let opts = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACESECCOMP
@@ -211,6 +325,7 @@ fn parent(pid: Pid, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
         | Options::PTRACE_O_TRACEFORK
         | Options::PTRACE_O_TRACEVFORK;
     stopped.set_options(opts)?;
+    let (pid, stopped) = if pid_ns { adopt_program(first, stopped, &ended)? } else { (first, stopped) };
     // 2. Run to the exec: the only traced syscall on the way is execve itself.
     let mut running = stopped.cont(None)?;
     let stopped = loop {
@@ -224,17 +339,42 @@ fn parent(pid: Pid, spec: &LaunchSpec, errfd: OwnedFd) -> Result<Launched> {
                     return Err(TraceError::Unexpected { pid, what: format!("{other:?} before exec") });
                 }
             },
-            Waited::Exited(c) => return Err(child_failure(pid, &errfd, format!("exit status {c}"))),
-            Waited::Killed(s) => return Err(child_failure(pid, &errfd, format!("killed by {s}"))),
+            w => return Err(ended(pid, w)),
         }
     };
     // 3. Fix up the auxiliary vector.
     match after_exec(&stopped, spec.at_random) {
-        Ok((at_random, sp)) => Ok(Launched { tracee: stopped, at_random, sp }),
+        Ok((at_random, sp)) => Ok(Launched { tracee: stopped, at_random, sp, pid_ns }),
         Err(e) => {
             let _ = reap_killed(stopped);
             Err(e)
         }
+    }
+}
+
+/// With a PID namespace: the namespace's init forks the program, which the tracer inherits
+/// (PTRACE_O_TRACEFORK); the init is let go and the program, stopped at its start, returned.
+fn adopt_program(init: Pid, stopped: Stopped, ended: &dyn Fn(Pid, Waited) -> TraceError) -> Result<(Pid, Stopped)> {
+    // The options set on the init (PTRACE_O_TRACEFORK among them) pass to the program.
+    let mut running = stopped.cont(None)?;
+    let program = loop {
+        match running.wait()? {
+            Waited::Stopped(s) => match s.stop {
+                Stop::NewTask(p) => {
+                    nix::sys::ptrace::detach(init, None).map_err(|e| TraceError::ptrace(init, "PTRACE_DETACH", e))?;
+                    break p;
+                }
+                Stop::Signal(sig) => running = s.cont(Some(sig))?,
+                _ => running = s.cont(None)?,
+            },
+            w => return Err(ended(init, w)),
+        }
+    };
+    crate::tracee::add_init(init);
+    // The program starts in a SIGSTOP stop (auto-attached); that stop is not delivered.
+    match Running::adopt(program).wait()? {
+        Waited::Stopped(s) => Ok((program, s)),
+        w => Err(ended(program, w)),
     }
 }
 

@@ -79,6 +79,27 @@ impl Running {
     }
 }
 
+static INITS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// `pid` is the init of a tracee's PID namespace: a child of the tracer that is not traced, whose
+/// end the wait functions reap silently.
+pub fn add_init(pid: Pid) {
+    if let Ok(mut v) = INITS.lock() {
+        v.push(pid.as_raw());
+    }
+}
+
+fn forget_init(pid: Pid) -> bool {
+    let Ok(mut v) = INITS.lock() else { return false };
+    match v.iter().position(|&p| p == pid.as_raw()) {
+        Some(i) => {
+            v.swap_remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Waits for the next stop or end of `pid`, or of any tracee when None (waitpid with __WALL).
 pub fn wait_for(pid: Option<Pid>) -> Result<(Pid, Waited)> {
     loop {
@@ -104,6 +125,9 @@ fn wait_opt(pid: Option<Pid>, nohang: bool) -> Result<Option<(Pid, Waited)>> {
             Err(e) => return Err(TraceError::ptrace(target, "waitpid", e)),
         };
         let Some(who) = status.pid() else { continue };
+        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) && forget_init(who) {
+            continue;
+        }
         let stop = match status {
             WaitStatus::Exited(_, code) => return Ok(Some((who, Waited::Exited(code)))),
             WaitStatus::Signaled(_, sig, _) => return Ok(Some((who, Waited::Killed(sig)))),

@@ -63,7 +63,9 @@ pub fn push_event(ev: &Event, out: &mut Vec<u8>) {
 /// Decodes one batch.
 pub fn decode(b: &[u8]) -> Result<Batch, BatchError> {
     match b.split_first() {
-        Some((&TAG_HEADER, rest)) => Header::decode(rest).map(|h| Batch::Header(Box::new(h))).map_err(BatchError::Header),
+        Some((&TAG_HEADER, rest)) => {
+            Header::decode(rest).map(|h| Batch::Header(Box::new(h))).map_err(BatchError::Header)
+        }
         Some((&TAG_EVENTS, mut d)) => {
             let mut events = Vec::new();
             while !d.is_empty() {

@@ -121,6 +121,7 @@ pub(crate) fn launch_spec(
         cwd,
         bind,
         at_random,
+        pid_ns: true,
     })
 }
 

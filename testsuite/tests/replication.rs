@@ -128,6 +128,19 @@ struct Client {
 }
 
 impl Client {
+    /// A field of redis' `INFO server` (a multi-line bulk reply).
+    fn info_field(&mut self, field: &str) -> Option<String> {
+        use std::io::Read;
+        self.w.write_all(b"INFO server\r\n").ok()?;
+        let mut head = String::new();
+        self.r.read_line(&mut head).ok()?;
+        let n: usize = head.trim_end().strip_prefix('$')?.parse().ok()?;
+        let mut body = vec![0u8; n + 2];
+        self.r.read_exact(&mut body).ok()?;
+        let body = String::from_utf8_lossy(&body).into_owned();
+        body.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+    }
+
     /// One command, one reply (RESP inline commands for Redis); None if the connection broke.
     fn cmd(&mut self, line: &str) -> Option<String> {
         let end = if self.redis { "\r\n" } else { "\n" };
@@ -287,7 +300,14 @@ fn kvserver_survives_10_leader_kills() {
 #[test]
 fn redis_survives_leader_kills() {
     let Some((_tmp, cl)) = redis_cluster("repl-redis") else { return };
+    let before = cl.client(Duration::from_secs(10)).info_field("process_id");
     failover_rounds(&cl, 4);
+    // The program runs in its own PID namespace on every replica: the new leader's redis has the
+    // pid the first leader's had (and the one its log recorded).
+    let after = cl.client(Duration::from_secs(10)).info_field("process_id");
+    println!("redis process_id before the kills {before:?}, after {after:?}");
+    assert!(before.is_some(), "INFO server has no process_id");
+    assert_eq!(before, after, "the program's pid changed with the leader");
 }
 
 #[test]

@@ -123,3 +123,19 @@ fn spinning_thread_is_reported_not_hung() {
         assert!(err.contains("without a syscall") && err.contains("PMU"), "{err}");
     }
 }
+
+#[test]
+fn pids_are_the_same_in_every_run_inside_a_pid_namespace() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: a PID namespace needs root; without it ftexec records the real pids");
+        return;
+    }
+    let run = replays_6_times(&c_program("pid_ns"), &[], "pid-ns");
+    let out = stdout(&run);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"pid 2 ppid 1"), "{out}");
+    assert!(lines.contains(&"thread tid 3"), "{out}");
+    assert!(lines.contains(&"child pid 4 ppid 2"), "{out}");
+    assert_eq!(lines.last(), Some(&"forked 4; /proc/<own pid>/comm pid_ns"), "{out}");
+}
