@@ -333,6 +333,23 @@ pub fn assert_replays(name: &str, args: &[&str]) -> Run {
     assert_program_replays(&c_program(name), args, name)
 }
 
+/// Records the C program `name` with `args` once (without a data dir), checks
+/// that the recording succeeded ([`assert_recorded_ok`]), then replays it
+/// `times` times and asserts that every replay prints the same stdout bytes
+/// and exits with the same status. Returns the recorded run.
+pub fn assert_replays_times(name: &str, args: &[&str], times: usize) -> Run {
+    let what = if args.is_empty() { name.to_string() } else { format!("{name}-{}", args.join("-")) };
+    let dir = temp_dir(&what);
+    let log = dir.path().join("run.ftlog");
+    let recorded = record(&log, None, &c_program(name), args);
+    assert_recorded_ok(&log, &recorded, &what);
+    for round in 1..=times {
+        let replayed = replay(&log, None);
+        assert_same_output(&recorded, &replayed, &format!("{what} (replay {round} of {times})"));
+    }
+    recorded
+}
+
 /// Like [`assert_replays`] for any program `prog`; `what` names it in
 /// messages and in the temp dir.
 pub fn assert_program_replays(prog: &Path, args: &[&str], what: &str) -> Run {

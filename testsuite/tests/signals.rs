@@ -1,0 +1,190 @@
+//! Signals (issue 3): one C program per kind of signal use, recorded once and replayed 5 times
+//! with byte-identical stdout and exit status. Each program prints values that differ between
+//! native runs (iteration counts before a handler fired, times, pids, addresses) or that a
+//! misplaced signal would change (a handler count read right after the syscall that raised it,
+//! EINTR vs a restarted read), so a wrong replay or a wrong recording fails the test.
+//!
+//! Where ftexec does not yet give the native result, the test asserts the native result anyway
+//! and is `#[ignore]`d with the reason: an ignored test documents a gap, it never accepts a
+//! wrong result. `cargo test -p ft-testsuite --test signals -- --ignored` shows them failing.
+
+use ft_testsuite::*;
+
+const REPLAYS: usize = 5;
+
+/// Native run of `name args` (must succeed), then one recording replayed [`REPLAYS`] times; the
+/// recording must have the native run's shape (same lines, numbers aside). Returns the
+/// recording's stdout.
+fn check(name: &str, args: &[&str]) -> String {
+    let native_run = native(&c_program(name), args);
+    assert_eq!(native_run.status, 0, "{name} {args:?}: native run failed\n{native_run}");
+    let recorded = assert_replays_times(name, args, REPLAYS);
+    assert_like_native(&recorded, &native_run, name);
+    recorded.stdout_text()
+}
+
+/// The number after `prefix` on the line that starts with it.
+fn number_after(out: &str, prefix: &str) -> i64 {
+    let line = out.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no line {prefix:?} in\n{out}"));
+    line[prefix.len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {prefix:?} in {line:?}"))
+}
+
+/// The iteration counts of the lines "firing I at iteration N": five, strictly increasing.
+fn assert_five_firings(out: &str) {
+    assert!(out.contains("handler count 5\n"), "{out}");
+    let at: Vec<i64> = (0..5).map(|i| number_after(out, &format!("firing {i} at iteration "))).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "firings not in increasing iteration order: {at:?}\n{out}");
+    assert!(number_after(out, "iterations ") >= at[4], "{out}");
+}
+
+/// 1. alarm(1): the loop counts clock_gettime iterations until the SIGALRM handler sets a flag.
+#[test]
+fn alarm_interrupts_a_syscall_loop() {
+    let out = check("sig_alarm", &[]);
+    assert!(number_after(&out, "iterations before SIGALRM ") > 0, "{out}");
+    assert!(number_after(&out, "elapsed ns ") >= 900_000_000, "alarm(1) fired early\n{out}");
+}
+
+/// 2. setitimer(ITIMER_REAL) every 20 ms, 5 firings, each at a recorded iteration of the loop.
+#[test]
+fn setitimer_fires_five_times() {
+    assert_five_firings(&check("sig_setitimer", &[]));
+}
+
+/// 3. timer_create(CLOCK_MONOTONIC, SIGEV_SIGNAL with SIGUSR2) + timer_settime, 5 firings.
+#[test]
+fn posix_timer_fires_five_times() {
+    let out = check("sig_posix_timer", &["usr2"]);
+    assert!(out.starts_with("signal SIGUSR2\n"), "{out}");
+    assert_five_firings(&out);
+}
+
+/// 3b. The same with a real-time signal, the usual choice for POSIX timers.
+#[test]
+#[ignore = "real-time signals (SIGRTMIN = 34 and up) stop the recording: ft_interposer::tracee::wait_for decodes \
+            the wait status with nix's WaitStatus, whose Signal enum has only signals 1..=31, so waitpid reports \
+            EINVAL ('waitpid on tracee -1 failed: EINVAL') at the first signal-delivery stop of SIGRTMIN; \
+            Stop::Signal and Waited::Killed need a raw signal number"]
+fn posix_timer_with_a_realtime_signal() {
+    let out = check("sig_posix_timer", &["rtmin"]);
+    assert!(out.starts_with("signal SIGRTMIN\n"), "{out}");
+    assert_five_firings(&out);
+}
+
+/// 4a. kill() of a forked child spinning in getppid until its SIGUSR1 handler runs; the parent
+/// reaps it with waitpid.
+#[test]
+fn kill_a_child() {
+    let out = check("sig_kill", &["child"]);
+    assert!(number_after(&out, "child: got SIGUSR1 after ") >= 0, "{out}");
+    assert!(out.ends_with("parent: child exited 7, signaled 0\n"), "{out}");
+}
+
+/// 4b. kill() and raise() of itself: natively the handler has run when kill (and raise) return.
+#[test]
+#[ignore = "a caught signal is held back to the task's next traced syscall (replay/src/record.rs on_signal, \
+            Disposition_::Caught): the recording prints 'right after kill 0, right after raise 1' instead of \
+            '1, 2'. Delivering it at the exit of the syscall that raised it needs the replay to deliver it \
+            before the task runs again, which the log cannot place today (other tasks' completions may be \
+            logged between the syscall and the delivery stop); raise() unblocks the signal in an untraced \
+            rt_sigprocmask"]
+fn kill_and_raise_itself() {
+    let out = check("sig_kill", &["self"]);
+    assert!(out.starts_with("self: handler count before kill 0, right after kill 1, right after raise 2\n"), "{out}");
+}
+
+/// 5. SIGSEGV on a PROT_NONE page and SIGFPE from a division by a volatile zero, each caught by a
+/// handler that siglongjmps out; then SIGSEGV again (sigsetjmp(env, 1) restored the mask).
+#[test]
+fn sigsegv_and_sigfpe_with_siglongjmp() {
+    let out = check("sig_fault", &[]);
+    assert!(out.starts_with("caught signal 11 code 2, fault at page+123, page 0x"), "{out}");
+    assert!(out.contains("\ncaught signal 8 code 1 (FPE_INTDIV 1) at ip 0x"), "{out}");
+    assert!(out.contains("\ncaught signal 11 again, fault at page+8\n"), "{out}");
+    assert!(out.ends_with("faults 3\n"), "{out}");
+}
+
+/// 6. A SA_ONSTACK handler runs on the sigaltstack: its local variable lies inside it.
+#[test]
+fn handler_on_the_alternate_stack() {
+    let out = check("sig_altstack", &[]);
+    assert!(out.starts_with("local variable on the alternate stack: 1\n"), "{out}");
+    assert!(out.contains("\nsigaltstack reports SS_ONSTACK in the handler: 1\n"), "{out}");
+    assert!(out.ends_with("after the handler SS_ONSTACK 0\n"), "{out}");
+}
+
+/// 7a. SIGUSR1 blocked, raised (pending), received by sigsuspend with an empty mask: EINTR.
+#[test]
+#[ignore = "replay diverges ('the recording has newfstatat, but the program now does rt_sigsuspend'): \
+            rt_sigsuspend is Recorded, so at replay it never runs and never unblocks SIGUSR1; the held \
+            signal that the recording bounced (kill at the restarted rt_sigsuspend, delivered when the \
+            kernel's rt_sigsuspend unblocked it) stays pending and blocked at replay. The recording itself \
+            is right (EINTR, handled 1)"]
+fn sigsuspend_receives_a_blocked_signal() {
+    let out = check("sig_wait", &["suspend"]);
+    assert!(out.starts_with("blocked SIGUSR1 pending 1, handled before sigsuspend 0\n"), "{out}");
+    assert!(out.contains("\nsigsuspend returned -1 EINTR, handled after 1\n"), "{out}");
+}
+
+/// 7b. rt_sigtimedwait takes a blocked pending SIGUSR2 (si_pid is the program's pid), then times
+/// out with EAGAIN.
+#[test]
+fn sigtimedwait_takes_a_pending_signal() {
+    let out = check("sig_wait", &["timedwait"]);
+    assert!(out.starts_with("sigtimedwait returned 12 (SIGUSR2 is 12), si_signo 12, "), "{out}");
+    assert!(out.contains(", si_pid is getpid 1, "), "{out}");
+    assert!(out.ends_with("sigtimedwait with nothing pending returned -1 EAGAIN\n"), "{out}");
+}
+
+/// 8. signalfd: SIGUSR2 blocked and raised twice, each read from the signalfd.
+#[test]
+fn signalfd_reads_a_raised_signal() {
+    let out = check("sig_signalfd", &[]);
+    for round in 0..2 {
+        let prefix = format!("round {round}: read 128 bytes, ssi_signo 12 (SIGUSR2 12), ");
+        assert!(out.lines().any(|l| l.starts_with(&prefix) && l.contains("ssi_pid is getpid 1")), "{out}");
+    }
+}
+
+/// 9a. SIGPIPE ignored: writes to a pipe without a reader fail with EPIPE.
+#[test]
+fn sigpipe_ignored_gives_epipe() {
+    let out = check("sig_pipe", &["ignore"]);
+    assert!(out.starts_with("ignored: write returned -1 EPIPE\nignored: write returned -1 EPIPE\n"), "{out}");
+}
+
+/// 9b. SIGPIPE caught: natively the handler has run when write returns EPIPE.
+#[test]
+#[ignore = "a caught SIGPIPE is held back to the next traced syscall (replay/src/record.rs on_signal, \
+            Disposition_::Caught) instead of being delivered at the exit of the write that raised it: the \
+            recording prints 'handler count right after write 0' (native: 1); same gap as kill_and_raise_itself"]
+fn sigpipe_handler_runs_before_write_returns() {
+    let out = check("sig_pipe", &["handler"]);
+    assert!(out.starts_with("handler: write returned -1 EPIPE, handler count right after write 1\n"), "{out}");
+    assert!(out.contains("\nhandler: second write returned -1, handler count 2\n"), "{out}");
+}
+
+/// 10a. With SA_RESTART, a read interrupted by a child's SIGUSR1 is restarted and returns the
+/// data the child writes later.
+#[test]
+fn sa_restart_read_returns_the_data() {
+    let out = check("sig_restart", &["restart"]);
+    assert!(out.starts_with("SA_RESTART: read returned 4 \"data\", handler count 1, after "), "{out}");
+}
+
+/// 10b. Without SA_RESTART the interrupted read fails with EINTR.
+#[test]
+#[ignore = "sigaction flags are not tracked: the recorder suppresses the signal at the read's exit \
+            (-ERESTARTSYS), so the kernel restarts the read, and delivers the handler at the next syscall. \
+            The recording prints 'read returned 4 \"data\"' where natively it is '-1 EINTR'. Needs delivery \
+            at the syscall's exit (the kernel then applies SA_RESTART itself) and, at replay, orig_rax/rax \
+            set back to the syscall and -ERESTARTSYS at the delivery stop"]
+fn no_sa_restart_read_fails_with_eintr() {
+    let out = check("sig_restart", &["norestart"]);
+    assert!(out.starts_with("no SA_RESTART: read returned -1 EINTR, handler count 1, after "), "{out}");
+    assert!(out.ends_with("no SA_RESTART: read again returned 4 \"data\"\n"), "{out}");
+}
