@@ -515,6 +515,20 @@ impl Recorder<'_> {
             self.holder = None;
         }
         self.ready.retain(|p| *p != pid);
+        if let Some(sigs) = self.held.remove(&pid).filter(|v| !v.is_empty()) {
+            // Caught signals held for this task until its next syscall, which never came: the
+            // kernel chose it for a process-directed signal (SIGINT from a terminal, kill(pid))
+            // just before it ended. Send them to the process again so that a thread that lives
+            // on takes them, as the kernel would have. (A thread-directed signal to an ending
+            // thread is lost natively; it is rerouted too, and the log records where it went.)
+            let leader = self.tasks.iter().find(|(_, t)| t.vtid == task.proc).map(|(p, _)| *p);
+            let tgid = leader.or((task.vtid == task.proc).then_some(pid));
+            if let Some(tgid) = tgid {
+                for sig in sigs {
+                    let _ = nix::sys::signal::kill(tgid, sig);
+                }
+            }
+        }
         if exit.signal == libc::SIGSYS {
             warn!(self.log, "the program was killed by SIGSYS: it made a syscall of another architecture (32-bit int 0x80 or x32), which the filter refuses");
         }
