@@ -365,7 +365,7 @@ fn wait_status(cl: &Cluster, what: &str, within: Duration, pred: impl Fn(&[serde
     }
 }
 
-fn node<'a>(st: &'a [serde_json::Value], id: u64) -> Option<&'a serde_json::Value> {
+fn node(st: &[serde_json::Value], id: u64) -> Option<&serde_json::Value> {
     st.iter().find(|n| n["id"].as_u64() == Some(id))
 }
 
