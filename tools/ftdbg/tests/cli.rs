@@ -1,26 +1,13 @@
 //! ftdbg against logs of real recordings (made with the ftexec binary of the same target
 //! directory) and hand-built logs: decoded output, filters, JSON, statistics, diffs, errors.
 
+mod common;
+use common::{ftexec, s, tmpdir};
 use ft_libos::log::{LogWriter, VERSION};
 use ft_libos::proto::{event::Kind, Disposition, Event, Exit, Header, MemWrite, Start, Syscall};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ftdbg-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create temp dir");
-    d
-}
-
-/// The ftexec binary next to this test's directory (build it first: `cargo build -p ftexec`).
-fn ftexec() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let p = exe.parent().and_then(Path::parent).expect("target dir").join("ftexec");
-    assert!(p.exists(), "{} is missing: run `cargo build -p ftexec` with the same CARGO_TARGET_DIR", p.display());
-    p
-}
 
 /// Records `argv` into DIR/NAME.ftlog; returns the log and what the program printed.
 fn record(dir: &Path, name: &str, argv: &[&str]) -> (PathBuf, String) {
@@ -32,10 +19,6 @@ fn record(dir: &Path, name: &str, argv: &[&str]) -> (PathBuf, String) {
 
 fn ftdbg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ftdbg")).args(args).output().expect("run ftdbg")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// Runs ftdbg, expects `code`, returns stdout.

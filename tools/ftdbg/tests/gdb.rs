@@ -1,29 +1,13 @@
 //! `ftdbg gdb` driven by a real gdb (gdb -batch): breakpoints, variables whose values came from
 //! getrandom at record, single-step, `monitor goto` backwards; and its errors.
 
+mod common;
+use common::{ftexec, s, tmpdir};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ftdbg-gdb-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create temp dir");
-    d
-}
-
-fn ftexec() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let p = exe.parent().and_then(Path::parent).expect("target dir").join("ftexec");
-    assert!(p.exists(), "{} is missing: run `cargo build -p ftexec` with the same CARGO_TARGET_DIR", p.display());
-    p
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// gcc -O1 -g of tests/c/NAME.c into DIR.
 fn compile(dir: &Path, name: &str) -> PathBuf {
