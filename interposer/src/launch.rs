@@ -4,8 +4,9 @@
 //! at the recorded path, ASLR off (personality), the recorded cwd, PTRACE_TRACEME and a SIGSTOP so
 //! the tracer attaches before the filter exists (a RET_TRACE filter without a tracer makes
 //! syscalls fail with ENOSYS), rdtsc trapping (PR_SET_TSC survives exec), no_new_privs and the
-//! seccomp filter, then execve. At the exec stop the tracer hides the vDSO (AT_SYSINFO_EHDR →
-//! AT_IGNORE) so time queries become syscalls, and reads or restores the 16 AT_RANDOM bytes.
+//! seccomp filter, then execve. At the exec stop the tracer redirects the vDSO's clock functions
+//! to the clock page ([`crate::clock`]) or, where it cannot, hides the vDSO (AT_SYSINFO_EHDR →
+//! AT_IGNORE) so time queries become syscalls; and it reads or restores the 16 AT_RANDOM bytes.
 
 use crate::tracee::{reap, Running, Stop, Stopped, Waited};
 use crate::{Result, TraceError};
@@ -28,6 +29,19 @@ pub struct LaunchSpec {
     /// same in every run: 2 for the program, then in creation order. Needs root; without it the
     /// program runs in the tracer's namespace ([`Launched::pid_ns`] says which).
     pub pid_ns: bool,
+    /// What to do with the vDSO at exec.
+    pub vdso: Vdso,
+}
+
+/// The vDSO at an exec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vdso {
+    /// Hide it: every clock read is a traced syscall.
+    Hide,
+    /// Redirect its clock functions to the clock page; fail if this kernel's vDSO cannot be.
+    ClockPage,
+    /// Redirect if possible, else hide (recording).
+    TryClockPage,
 }
 
 /// A tracee stopped right after its exec.
@@ -38,6 +52,19 @@ pub struct Launched {
     pub sp: u64,
     /// Whether the program runs in its own PID namespace.
     pub pid_ns: bool,
+    /// Whether its vDSO goes to the clock page (which still has to be installed).
+    pub clock_page: bool,
+    /// Why not, when it was tried.
+    pub no_clock_page: Option<String>,
+}
+
+/// What [`after_exec`] did.
+pub struct AfterExec {
+    pub at_random: [u8; 16],
+    pub sp: u64,
+    pub clock_page: bool,
+    /// Why the clock page could not be used (recording falls back to hiding the vDSO).
+    pub no_clock_page: Option<String>,
 }
 
 // Steps reported by the child through the error pipe.
@@ -343,8 +370,11 @@ fn parent(first: Pid, pid_ns: bool, spec: &LaunchSpec, errfd: OwnedFd) -> Result
         }
     };
     // 3. Fix up the auxiliary vector.
-    match after_exec(&stopped, spec.at_random) {
-        Ok((at_random, sp)) => Ok(Launched { tracee: stopped, at_random, sp, pid_ns }),
+    match after_exec(&stopped, spec.at_random, spec.vdso) {
+        Ok(a) => {
+            let (at_random, sp, clock_page, no_clock_page) = (a.at_random, a.sp, a.clock_page, a.no_clock_page);
+            Ok(Launched { tracee: stopped, at_random, sp, pid_ns, clock_page, no_clock_page })
+        }
         Err(e) => {
             let _ = reap_killed(stopped);
             Err(e)
@@ -378,13 +408,33 @@ fn adopt_program(init: Pid, stopped: Stopped, ended: &dyn Fn(Pid, Waited) -> Tra
     }
 }
 
-/// At a PTRACE_EVENT_EXEC stop: hides the vDSO (AT_SYSINFO_EHDR → AT_IGNORE) and reads, or with
-/// `at_random` restores, the 16 AT_RANDOM bytes. Returns them and the initial stack pointer.
-pub fn after_exec(stopped: &Stopped, at_random: Option<[u8; 16]>) -> Result<([u8; 16], u64)> {
+/// At a PTRACE_EVENT_EXEC stop: redirects or hides the vDSO as `vdso` says, and reads, or with
+/// `at_random` restores, the 16 AT_RANDOM bytes.
+pub fn after_exec(stopped: &Stopped, at_random: Option<[u8; 16]>, vdso: Vdso) -> Result<AfterExec> {
     let sp = stopped.regs()?.sp();
     let (at_random_addr, ehdr_slot) = scan_auxv(stopped, sp)?;
+    let (mut clock_page, mut no_clock_page) = (false, None);
     if let Some(slot) = ehdr_slot {
-        stopped.write(slot, &AT_IGNORE.to_le_bytes())?;
+        let base = {
+            let b = stopped.read(slot + 8, 8)?;
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        };
+        if vdso != Vdso::Hide {
+            match crate::clock::patch_vdso(stopped, base)? {
+                Ok(()) => clock_page = true,
+                Err(crate::clock::NoPatch(why)) if vdso == Vdso::ClockPage => {
+                    return Err(TraceError::ClockPage { why })
+                }
+                Err(crate::clock::NoPatch(why)) => no_clock_page = Some(why),
+            }
+        }
+        if !clock_page {
+            stopped.write(slot, &AT_IGNORE.to_le_bytes())?;
+        }
+    } else if vdso == Vdso::ClockPage {
+        return Err(TraceError::ClockPage { why: "the program has no vDSO here".into() });
+    } else if vdso == Vdso::TryClockPage {
+        no_clock_page = Some("the kernel gave the program no vDSO".into());
     }
     let mut bytes = [0u8; 16];
     if let Some(addr) = at_random_addr {
@@ -396,7 +446,7 @@ pub fn after_exec(stopped: &Stopped, at_random: Option<[u8; 16]>) -> Result<([u8
             None => bytes.copy_from_slice(&stopped.read(addr, 16)?),
         }
     }
-    Ok((bytes, sp))
+    Ok(AfterExec { at_random: bytes, sp, clock_page, no_clock_page })
 }
 
 fn reap_killed(s: Stopped) -> Option<Waited> {

@@ -4,16 +4,19 @@
 //! - [`filter`]: the seccomp-bpf program, generated from the libos syscall table;
 //! - [`tracee`]: ptrace behind typed states ([`Running`] can only be waited for; only a
 //!   [`Stopped`] tracee has registers and memory), process_vm_readv/writev for memory;
-//! - [`launch`]: the deterministic start of the program (ASLR off, rdtsc trapped, vDSO hidden,
-//!   AT_RANDOM captured or restored, the filter installed before exec).
+//! - [`launch`]: the deterministic start of the program (ASLR off, rdtsc trapped, vDSO
+//!   redirected to the clock page or hidden, AT_RANDOM captured or restored, the filter
+//!   installed before exec);
+//! - [`clock`]: the clock page, vDSO clock reads without a ptrace stop.
 
+pub mod clock;
 pub mod filter;
 pub mod launch;
 pub mod regs;
 pub mod tracee;
 pub mod tsc;
 
-pub use launch::{launch, LaunchSpec, Launched};
+pub use launch::{launch, LaunchSpec, Launched, Vdso};
 pub use regs::Regs;
 pub use tracee::{Running, Stop, Stopped, Waited};
 
@@ -35,6 +38,10 @@ pub enum TraceError {
     Launch { exe: String, why: String },
     #[error("tracee {pid}: unexpected {what}")]
     Unexpected { pid: Pid, what: String },
+    /// Replay of a recording that read the clock through the clock page, on a kernel whose
+    /// vDSO cannot be redirected.
+    #[error("the recording read the clock through ftexec's clock page, but this machine's vDSO cannot be redirected ({why}); replay on a machine with an x86-64 vDSO that has clock_gettime, gettimeofday and time")]
+    ClockPage { why: String },
 }
 
 pub type Result<T> = std::result::Result<T, TraceError>;

@@ -3,11 +3,13 @@
 //! - [`table`]: one declarative entry per x86-64 syscall (class, checked arguments, memory written);
 //! - [`policy`]: the decision at each stop, from the table, the [`fd`] model and path facts;
 //! - [`proto`]: the event and header types (protobuf), and [`log`]: the log file format;
-//! - [`digest`]: content digests of buffers, files and the data directory.
+//! - [`digest`]: content digests of buffers, files and the data directory;
+//! - [`clock`]: the layout of the clock page (vDSO clock reads without a ptrace stop).
 //!
 //! This crate never touches ptrace, sockets or Raft.
 
 pub mod batch;
+pub mod clock;
 pub mod digest;
 pub mod fd;
 pub mod log;

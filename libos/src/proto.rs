@@ -43,7 +43,7 @@ pub struct Header {
 /// One thing that happened to the tracee, in log order.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Event {
-    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub kind: Option<event::Kind>,
 }
 
@@ -66,6 +66,8 @@ pub mod event {
         Spawn(super::Spawn),
         #[prost(message, tag = "8")]
         Exec(super::Exec),
+        #[prost(message, tag = "9")]
+        Clocks(super::Clocks),
     }
 }
 
@@ -203,6 +205,20 @@ pub struct Start {
     /// Address of the initial stack pointer (checked at replay).
     #[prost(uint64, tag = "2")]
     pub sp: u64,
+    /// The vDSO's clock functions go to the clock page (see [`crate::clock`]); false: the vDSO
+    /// is hidden and every clock read is a syscall.
+    #[prost(bool, tag = "3")]
+    pub clock_page: bool,
+}
+
+/// Clock reads `task` made through the clock page since its last stop, in order (entries of
+/// [`crate::clock::ENTRY_LEN`] bytes, see [`crate::clock::decode`]).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Clocks {
+    #[prost(uint32, tag = "1")]
+    pub task: u32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub reads: Vec<u8>,
 }
 
 /// The program ended.
@@ -251,6 +267,9 @@ pub struct Exec {
     pub at_random: Vec<u8>,
     #[prost(uint64, tag = "5")]
     pub sp: u64,
+    /// As [`Start::clock_page`], for the new image.
+    #[prost(bool, tag = "6")]
+    pub clock_page: bool,
 }
 
 impl Exit {

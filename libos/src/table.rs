@@ -139,6 +139,9 @@ pub enum Special {
     Clone,
     /// execve, execveat: run for real in both modes after checking the new image's hash.
     Exec,
+    /// exit, exit_group: deterministic, but traced all the same: the task's last stop, where the
+    /// tracer collects the clock reads it made since its previous stop (see [`crate::clock`]).
+    Exit,
 }
 
 /// Argument bit masks for [`Spec::check`].
@@ -454,7 +457,7 @@ pub static TABLE: &[Spec] = &[
     // int execve(const char *path, char *const argv[], char *const envp[])
     loc(59, "execve").input(Input::Path(0)).special(Special::Exec),
     // void exit(int status)
-    det(60, "exit"),
+    Spec { special: Special::Exit, ..det(60, "exit") },
     // pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
     rec(61, "wait4").check(A0 | A2).w(&[w(1, Fixed(4)), w(3, Fixed(SIZEOF_RUSAGE))]),
     // int kill(pid_t pid, int sig)
@@ -739,7 +742,7 @@ pub static TABLE: &[Spec] = &[
     // int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
     rec(230, "clock_nanosleep").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_TIMESPEC))]),
     // void exit_group(int status)
-    det(231, "exit_group"),
+    Spec { special: Special::Exit, ..det(231, "exit_group") },
     // int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
     rec(232, "epoll_wait").check(A0 | A2).w(&[w(1, RetTimes(12))]),
     // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)

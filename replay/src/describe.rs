@@ -24,6 +24,7 @@ pub fn call(spec: &Spec, args: &[u64]) -> String {
 
 /// One event, in the style of strace.
 pub fn event(ev: &Event) -> String {
+    use ft_libos::clock::ENTRY_LEN;
     match &ev.kind {
         Some(Kind::Syscall(s)) => {
             let call = match lookup(u64::from(s.nr)) {
@@ -47,6 +48,9 @@ pub fn event(ev: &Event) -> String {
             format!("task {} creating {} {}", s.parent, if s.thread { "thread" } else { "process" }, s.child)
         }
         Some(Kind::Exec(e)) => format!("task {} executing {}", e.task, String::from_utf8_lossy(&e.exe_path)),
+        Some(Kind::Clocks(c)) => {
+            format!("{} clock read(s) of task {} through the clock page", c.reads.len() / ENTRY_LEN, c.task)
+        }
         None => "an empty event".into(),
     }
 }

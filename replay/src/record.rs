@@ -6,11 +6,12 @@ use crate::error::{Result, SessionError};
 use crate::program;
 use crate::{describe, Outcome};
 use ft_interposer::tracee::wait_for;
-use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Waited};
+use ft_interposer::clock::Install;
+use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{
-    event::Kind, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Run, Signal,
+    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Run, Signal,
     Spawn, Start, Syscall,
 };
 use ft_libos::table::{Emulation, Exec, Len, Refusal, Spec};
@@ -38,6 +39,12 @@ pub trait EventSink {
     /// client connection that is dead by then).
     fn append_output(&mut self, ev: &Event) -> Result<()> {
         self.append(ev)
+    }
+    /// Called when every task is blocked in the kernel (nothing will be appended until one
+    /// wakes up): events held back for group commit should go out now, so that followers are
+    /// not left behind by a quiet program.
+    fn idle(&mut self) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -110,6 +117,7 @@ pub(crate) fn launch_spec(
     h: &Header,
     at_random: Option<[u8; 16]>,
     bind: Option<(CString, CString)>,
+    vdso: Vdso,
 ) -> Result<LaunchSpec> {
     let exe = CString::new(h.exe_path.clone())
         .map_err(|_| SessionError::Mismatch { what: "program path".into(), detail: "contains a NUL byte".into() })?;
@@ -122,6 +130,7 @@ pub(crate) fn launch_spec(
         bind,
         at_random,
         pid_ns: true,
+        vdso,
     })
 }
 
@@ -137,12 +146,19 @@ pub fn record(
     log: &Logger,
 ) -> Result<Outcome> {
     let filter = filter::build()?;
-    let launched = launch(&launch_spec(header, None, bind)?, &filter)?;
+    let launched = launch(&launch_spec(header, None, bind, Vdso::TryClockPage)?, &filter)?;
     info!(log, "recording"; "pid" => launched.tracee.pid().as_raw(), "exe" => String::from_utf8_lossy(&header.exe_path).into_owned());
-    sink.append(&Event { kind: Some(Kind::Start(Start { at_random: launched.at_random.to_vec(), sp: launched.sp })) })?;
+    if let Some(why) = &launched.no_clock_page {
+        warn!(log, "clock reads will be syscalls (slower): {}", why);
+    }
+    let (at_random, sp, clock_page) = (launched.at_random.to_vec(), launched.sp, launched.clock_page);
+    sink.append(&Event { kind: Some(Kind::Start(Start { at_random, sp, clock_page })) })?;
     let pid = launched.tracee.pid();
     crate::set_current_tracee(pid.as_raw());
     let mut rec = Recorder::new(sink, log, data_dir, 1);
+    if clock_page {
+        rec.clocks.insert(0, Install::Patched);
+    }
     rec.tasks.insert(pid, Task { vtid: 0, proc: 0, state: TState::Ready(launched.tracee) });
     rec.ready.push_back(pid);
     rec.finish(pid)
@@ -181,6 +197,8 @@ pub(crate) struct Handover {
     /// Stops collected but not handled, and deaths not logged yet.
     pub waited: Vec<(Pid, Waited)>,
     pub status0: Option<i32>,
+    /// The clock page of each process that has one (switched to recording already).
+    pub clocks: HashMap<u32, Install>,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -195,6 +213,7 @@ pub(crate) fn continue_live(
     rec.last_run = h.last_run;
     rec.next_vtid = h.next_vtid;
     rec.status0 = h.status0;
+    rec.clocks = h.clocks;
     let first = h.tasks.iter().find(|t| t.vtid == 0).map(|t| t.tid).unwrap_or(Pid::from_raw(0));
     let mut tasks = h.tasks;
     tasks.sort_by_key(|t| t.vtid);
@@ -300,6 +319,8 @@ struct Recorder<'a> {
     bouncing: HashMap<Pid, Sig>,
     /// Ready tasks whose stop has not been handled (handed over by a replay going live).
     fresh: HashSet<Pid>,
+    /// The clock page of each process (by the vtid of its leader) whose vDSO goes to it.
+    clocks: HashMap<u32, Install>,
 }
 
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
@@ -329,6 +350,7 @@ impl<'a> Recorder<'a> {
             held: HashMap::new(),
             bouncing: HashMap::new(),
             fresh: HashSet::new(),
+            clocks: HashMap::new(),
         }
     }
 
@@ -381,6 +403,9 @@ impl Recorder<'_> {
             }
             if self.tasks.is_empty() {
                 break;
+            }
+            if self.holder.is_none() {
+                self.sink.idle()?;
             }
             let waited =
                 if self.holder.is_some() && !self.ready.is_empty() { self.wait_watchdog() } else { wait_for(None) };
@@ -540,6 +565,17 @@ impl Recorder<'_> {
     }
 
     fn on_holder_stop(&mut self, s: Stopped) -> Result<()> {
+        let pid = s.pid();
+        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
+        // Only the holder runs user code, so the clock reads in its process's buffer are its own,
+        // made since its last stop: log them before whatever this stop logs.
+        if self.clocks.get(&proc) == Some(&Install::Ready) && matches!(s.stop, Stop::Seccomp | Stop::Signal(_)) {
+            let reads = ft_interposer::clock::drain(&s)?;
+            if !reads.is_empty() {
+                let task = self.vtid(pid);
+                self.emit(Kind::Clocks(Clocks { task, reads }))?;
+            }
+        }
         match s.stop {
             Stop::Seccomp => self.on_syscall(s),
             Stop::Signal(sig) => self.on_signal(s, sig).map(drop),
@@ -567,6 +603,9 @@ impl Recorder<'_> {
                 if !thread {
                     let table = self.fds.get(&proc).cloned().unwrap_or_default();
                     self.fds.insert(child_vtid, table);
+                    if let Some(c) = self.clocks.get(&proc).copied() {
+                        self.clocks.insert(child_vtid, c);
+                    }
                 }
                 self.emit(Kind::Spawn(Spawn { parent: vtid, child: child_vtid, thread }))?;
                 self.tasks.insert(child, Task { vtid: child_vtid, proc: child_proc, state: TState::Starting });
@@ -577,16 +616,23 @@ impl Recorder<'_> {
                 self.set_state(pid, TState::InKernel(p));
             }
             Stop::Exec => {
-                let (at_random, sp) = ft_interposer::launch::after_exec(&s, None)?;
+                let a = ft_interposer::launch::after_exec(&s, None, Vdso::TryClockPage)?;
                 let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
                 let exe_hash = program::hash_file(&exe)?;
                 let task = self.vtid(pid);
+                let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
+                if a.clock_page {
+                    self.clocks.insert(proc, Install::Patched);
+                } else {
+                    self.clocks.remove(&proc);
+                }
                 self.emit(Kind::Exec(ExecEvent {
                     task,
                     exe_path: exe.into_os_string().into_vec(),
                     exe_hash,
-                    at_random: at_random.to_vec(),
-                    sp,
+                    at_random: a.at_random.to_vec(),
+                    sp: a.sp,
+                    clock_page: a.clock_page,
                 }))?;
                 s.cont_to_exit()?;
                 self.set_state(pid, TState::InKernel(p));
@@ -649,6 +695,13 @@ impl Recorder<'_> {
 
     fn on_syscall(&mut self, t: Stopped) -> Result<()> {
         let pid = t.pid();
+        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
+        if let Some(&state) = self.clocks.get(&proc).filter(|s| **s != Install::Ready) {
+            // The first syscalls after an exec map the clock page (replay does the same here).
+            let (next, _) = ft_interposer::clock::install(t, state, ft_libos::clock::MODE_RECORD)?;
+            self.clocks.insert(proc, next);
+            return Ok(());
+        }
         let mut regs = t.regs()?;
         let nr = regs.nr();
         if let Some(sig) = self.held.get_mut(&pid).and_then(|v| (!v.is_empty()).then(|| v.remove(0))) {

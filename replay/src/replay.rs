@@ -10,7 +10,8 @@ use crate::program;
 use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run};
 use crate::Outcome;
 use ft_interposer::tracee::wait_for;
-use ft_interposer::{filter, launch, tsc, Stop, Stopped, Waited};
+use ft_interposer::clock::Install;
+use ft_interposer::{filter, launch, tsc, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
@@ -20,7 +21,7 @@ use ft_libos::{lookup, FdTable};
 use nix::sys::signal::Signal as Sig;
 use nix::unistd::Pid;
 use slog::{info, Logger};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -235,7 +236,8 @@ fn session<'a>(
         detail: "its start event has no AT_RANDOM bytes".into(),
     })?;
     let filter = filter::build()?;
-    let launched = launch(&launch_spec(h, Some(at_random), bind)?, &filter)?;
+    let vdso = if start.clock_page { Vdso::ClockPage } else { Vdso::Hide };
+    let launched = launch(&launch_spec(h, Some(at_random), bind, vdso)?, &filter)?;
     let pid = launched.tracee.pid();
     crate::set_current_tracee(pid.as_raw());
     info!(log, "replaying"; "pid" => pid.as_raw());
@@ -255,7 +257,12 @@ fn session<'a>(
         fresh_holder: None,
         debug,
         stepping: None,
+        clocks: HashMap::new(),
+        refilled: HashSet::new(),
     };
+    if start.clock_page {
+        r.clocks.insert(0, Install::Patched);
+    }
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
             what: "the program's initial stack".into(),
@@ -347,6 +354,10 @@ struct Replayer<'a> {
     debug: Option<&'a mut dyn Debugger>,
     /// The task a debugger single-steps.
     stepping: Option<Pid>,
+    /// The clock page of each process whose vDSO goes to it (as at record).
+    clocks: HashMap<u32, Install>,
+    /// Processes whose clock buffer was refilled since their last checked stop.
+    refilled: HashSet<u32>,
 }
 
 impl Replayer<'_> {
@@ -390,6 +401,7 @@ impl Replayer<'_> {
             Some(Kind::Exec(e)) => Some(e.task),
             Some(Kind::Spawn(s)) => Some(s.parent),
             Some(Kind::Run(r)) => Some(r.task),
+            Some(Kind::Clocks(c)) => Some(c.task),
             Some(Kind::Start(_)) | None => None,
         }
     }
@@ -437,6 +449,7 @@ impl Replayer<'_> {
                 }
             }
             let Some(ev) = self.source.peek_event()?.cloned() else { return Err(SessionError::LogEnded { index }) };
+            slog::debug!(self.log, "event"; "index" => index, "holder" => ?self.holder, "event" => slog::FnValue(|_| describe::event(&ev)));
             match ev.kind.clone() {
                 Some(Kind::Run(r)) => {
                     self.source.next_event()?;
@@ -475,7 +488,7 @@ impl Replayer<'_> {
                         }
                     }
                 }
-                Some(Kind::Rdtsc(_)) | Some(Kind::Signal(_)) => {
+                Some(Kind::Rdtsc(_)) | Some(Kind::Signal(_)) | Some(Kind::Clocks(_)) => {
                     let task = owner.unwrap_or(u32::MAX);
                     self.implicit_token(task, index, &ev)?;
                 }
@@ -758,8 +771,33 @@ impl Replayer<'_> {
     }
 
     fn on_syscall(&mut self, vtid: u32, t: Stopped) -> Result<()> {
+        let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+        slog::debug!(self.log, "stop"; "task" => vtid, "at" => self.source.position(), "regs" => slog::FnValue(|_| format!("{:?}", t.regs())));
+        if let Some(&state) = self.clocks.get(&proc).filter(|s| **s != Install::Ready) {
+            // As at record: the first syscalls after an exec map the clock page.
+            let (next, _) = ft_interposer::clock::install(t, state, ft_libos::clock::MODE_REPLAY)?;
+            self.clocks.insert(proc, next);
+            return Ok(());
+        }
         let mut regs = t.regs()?;
         let nr = regs.nr();
+        if self.clocks.contains_key(&proc) && ft_interposer::clock::is_stub_syscall(regs.ip(), nr) {
+            if let Some(Event { kind: Some(Kind::Clocks(c)) }) = self.source.peek_event()? {
+                if c.task == vtid {
+                    // The stub found its buffer empty: load the reads the recording made next and
+                    // let it start over (REFILLED) instead of making this syscall.
+                    let reads = c.reads.clone();
+                    self.source.next_event()?;
+                    ft_interposer::clock::refill(&t, &reads)?;
+                    self.refilled.insert(proc);
+                    regs.skip_with(0);
+                    t.set_regs(&regs)?;
+                    t.cont(None)?;
+                    return Ok(());
+                }
+            }
+        }
+        self.check_clock_reads(proc, &t)?;
         // A caught signal the recording delivered just before this syscall.
         if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
             if s.at_syscall && s.task == vtid {
@@ -833,6 +871,22 @@ impl Replayer<'_> {
         }
         t.cont(None)?;
         Ok(())
+    }
+
+    /// At a stop that consumes an event: the program must have read every clock value the
+    /// recording read before this point.
+    fn check_clock_reads(&mut self, proc: u32, t: &Stopped) -> Result<()> {
+        if !self.refilled.remove(&proc) {
+            return Ok(());
+        }
+        match ft_interposer::clock::unread(t)? {
+            0 => Ok(()),
+            n => Err(self.diverge(
+                self.source.position(),
+                format!("{n} more clock read(s) through the clock page"),
+                "the program went on without them".into(),
+            )),
+        }
     }
 
     /// Checks a syscall event against what the task does; returns the event's syscall.
@@ -934,6 +988,9 @@ impl Replayer<'_> {
             self.fds.insert(sp.child, table);
             let socks = self.sockets.get(&parent_proc).cloned().unwrap_or_default();
             self.sockets.insert(sp.child, socks);
+            if let Some(c) = self.clocks.get(&parent_proc).copied() {
+                self.clocks.insert(sp.child, c);
+            }
         }
         self.max_vtid = self.max_vtid.max(sp.child);
         self.tasks.insert(sp.child, RTask { tid: child, proc, state: RState::Starting, pending: Vec::new() });
@@ -964,10 +1021,18 @@ impl Replayer<'_> {
                         detail: format!("{} here is missing or different; replay needs the same binary", exe.display()),
                     });
                 }
-                let (_, sp) = ft_interposer::launch::after_exec(&s, at_random)?;
+                let vdso = if ex.clock_page { Vdso::ClockPage } else { Vdso::Hide };
+                let sp = ft_interposer::launch::after_exec(&s, at_random, vdso)?.sp;
                 if sp != ex.sp {
                     return Err(self.diverge(index, format!("a stack at {:#x} after exec", ex.sp), format!("{sp:#x}")));
                 }
+                let proc = self.tasks.get(&ex.task).map(|t| t.proc).unwrap_or(0);
+                if ex.clock_page {
+                    self.clocks.insert(proc, Install::Patched);
+                } else {
+                    self.clocks.remove(&proc);
+                }
+                self.refilled.remove(&proc);
                 s.cont_to_exit()?;
             }
             Waited::Stopped(s) => {
@@ -1193,6 +1258,18 @@ impl Replayer<'_> {
                 other => self.set_state(v, other),
             }
         }
+        // The clock pages record from now on.
+        for (proc, state) in &self.clocks {
+            if *state != Install::Ready {
+                continue;
+            }
+            if let Some(t) = self.tasks.values().find(|t| t.proc == *proc) {
+                match ft_interposer::clock::to_record(t.tid) {
+                    Err(e) if e.is_gone() => {}
+                    other => other?,
+                }
+            }
+        }
         let mut tasks = Vec::new();
         let vtids: Vec<u32> = self.tasks.keys().copied().collect();
         for v in vtids {
@@ -1235,6 +1312,7 @@ impl Replayer<'_> {
             events: self.source.position(),
             waited,
             status0: self.status0,
+            clocks: std::mem::take(&mut self.clocks),
         })
     }
 
@@ -1285,6 +1363,18 @@ impl Replayer<'_> {
     }
 
     fn on_signal(&mut self, vtid: u32, t: Stopped, sig: Sig) -> Result<()> {
+        let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+        if sig == Sig::SIGILL && self.clocks.contains_key(&proc) {
+            let ip = t.regs()?.ip();
+            if (ft_libos::clock::CODE_ADDR..ft_libos::clock::CODE_ADDR + ft_libos::clock::CODE_LEN).contains(&ip) {
+                return Err(self.diverge(
+                    self.source.position(),
+                    "the clock read the recording made next (another function or clock id)".into(),
+                    format!("a different clock read by task {vtid}"),
+                ));
+            }
+        }
+        self.check_clock_reads(proc, &t)?;
         if sig == Sig::SIGSEGV {
             let mut regs = t.regs()?;
             if let Some(insn) = tsc::decode(&t, regs.ip())? {

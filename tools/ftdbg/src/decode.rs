@@ -5,7 +5,8 @@
 //! ordinary programs make; any other syscall is shown with the arguments replay checks
 //! (`ft_replay::describe::call`).
 
-use ft_libos::proto::{event::Kind, Disposition, Event, FdKind, Syscall};
+use ft_libos::clock;
+use ft_libos::proto::{event::Kind, Clocks, Disposition, Event, FdKind, Syscall};
 use ft_libos::table::{self, Class, Input};
 use serde_json::{json, Value};
 
@@ -656,6 +657,7 @@ pub fn kind_name(ev: &Event) -> String {
         Some(Kind::Run(_)) => "run".into(),
         Some(Kind::Spawn(_)) => "spawn".into(),
         Some(Kind::Exec(_)) => "exec".into(),
+        Some(Kind::Clocks(_)) => "clocks".into(),
         Some(other) => format!("{other:?}").split('(').next().unwrap_or("unknown").to_lowercase(),
         None => "empty".into(),
     }
@@ -673,6 +675,7 @@ pub fn task(ev: &Event) -> Option<u32> {
         Some(Kind::Run(r)) => Some(r.task),
         Some(Kind::Spawn(sp)) => Some(sp.parent),
         Some(Kind::Exec(ex)) => Some(ex.task),
+        Some(Kind::Clocks(c)) => Some(c.task),
         Some(Kind::Start(_)) => Some(0),
         _ => None,
     }
@@ -729,6 +732,7 @@ pub fn text(ev: &Event) -> String {
         Some(Kind::Start(st)) => format!("start: sp={:#x} at_random={}", st.sp, hex_bytes(&st.at_random, 16)),
         Some(Kind::Exit(e)) if e.signal != 0 => format!("+++ killed by {} +++", signal_name(e.signal)),
         Some(Kind::Exit(e)) => format!("+++ exited with {} +++", e.code),
+        Some(Kind::Clocks(c)) => clock_reads_text(c),
         Some(other) => format!("{other:?}"),
         None => "(empty event)".into(),
     }
@@ -794,7 +798,19 @@ pub fn json(index: u64, ev: &Event) -> Value {
             "exe_hash": hex_bytes(&ex.exe_hash, usize::MAX),
             "sp": ex.sp,
         }),
-        Some(Kind::Start(st)) => json!({"sp": st.sp, "at_random": hex_bytes(&st.at_random, usize::MAX)}),
+        Some(Kind::Start(st)) => json!({
+            "sp": st.sp,
+            "at_random": hex_bytes(&st.at_random, usize::MAX),
+            "clock_page": st.clock_page,
+        }),
+        Some(Kind::Clocks(c)) => {
+            let reads: Vec<Value> = clock::decode(&c.reads)
+                .unwrap_or_default()
+                .iter()
+                .map(|r| json!({"call": r.name(), "clock": clock_id(r.arg as u64), "ret": r.ret, "ns": read_ns(r).map(|n| n.to_string())}))
+                .collect();
+            json!({ "reads": reads })
+        }
         Some(Kind::Exit(e)) => json!({
             "code": e.code,
             "signal": if e.signal != 0 { Some(signal_name(e.signal)) } else { None },
@@ -809,6 +825,56 @@ pub fn json(index: u64, ev: &Event) -> Value {
 }
 
 /// A time reading found in a syscall's result: (clock name, nanoseconds).
+/// The clock and time (ns) a clock-page read returned (None for a failed read).
+pub fn read_ns(r: &clock::Read) -> Option<i128> {
+    if r.ret < 0 {
+        return None;
+    }
+    match r.func {
+        0 => Some(i128::from(r.a) * 1_000_000_000 + i128::from(r.b)),
+        1 => Some(i128::from(r.a) * 1_000_000_000 + i128::from(r.b) * 1000),
+        2 => Some(i128::from(r.ret) * 1_000_000_000),
+        _ => None,
+    }
+}
+
+/// The time readings of a clock-page event, as [`time_reading`] gives them for syscalls.
+pub fn clock_readings(c: &Clocks) -> Vec<(String, i128)> {
+    clock::decode(&c.reads)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| {
+            let name = if r.func == 0 { clock_id(r.arg as u64) } else { "CLOCK_REALTIME".into() };
+            Some((name, read_ns(r)?))
+        })
+        .collect()
+}
+
+/// `clock reads: clock_gettime(CLOCK_MONOTONIC) = {tv_sec=.., tv_nsec=..}, ...` (at most 8 shown).
+fn clock_reads_text(c: &Clocks) -> String {
+    let Some(reads) = clock::decode(&c.reads) else {
+        return format!("clock reads: {} bytes that are not whole entries", c.reads.len());
+    };
+    let shown: Vec<String> = reads
+        .iter()
+        .take(8)
+        .map(|r| {
+            let value = match (r.func, r.ret) {
+                (_, ret) if ret < 0 => format!("-1 {}", nix::Error::from_raw(-ret as i32)),
+                (0, _) => format!("{{tv_sec={}, tv_nsec={}}}", r.a, r.b),
+                (1, _) => format!("{{tv_sec={}, tv_usec={}}}", r.a, r.b),
+                (_, ret) => ret.to_string(),
+            };
+            match r.func {
+                0 => format!("clock_gettime({}) = {value}", clock_id(r.arg as u64)),
+                _ => format!("{} = {value}", r.name()),
+            }
+        })
+        .collect();
+    let more = if reads.len() > 8 { format!(" (+{} more)", reads.len() - 8) } else { String::new() };
+    format!("clock reads: {}{more}", shown.join(", "))
+}
+
 pub fn time_reading(s: &Syscall) -> Option<(String, i128)> {
     if s.ret < 0 {
         return None;

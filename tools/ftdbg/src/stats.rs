@@ -43,6 +43,8 @@ pub struct Stats {
     /// Syscalls per task number.
     pub tasks: BTreeMap<u32, u64>,
     pub clocks: BTreeMap<String, Clock>,
+    /// Clock reads served by the clock page (no syscall, logged in `clocks` events).
+    pub clock_page_reads: u64,
     pub exit: Option<String>,
 }
 
@@ -65,6 +67,7 @@ impl Stats {
             by_disposition: BTreeMap::new(),
             tasks: BTreeMap::new(),
             clocks: BTreeMap::new(),
+            clock_page_reads: 0,
             exit: None,
         };
         while let Some(ev) = reader.next_event()? {
@@ -94,6 +97,14 @@ impl Stats {
                     }
                 }
                 Some(Kind::Exit(_)) => st.exit = Some(decode::text(&ev)),
+                Some(Kind::Clocks(c)) => {
+                    st.clock_page_reads += (c.reads.len() / ft_libos::clock::ENTRY_LEN) as u64;
+                    for (clock, ns) in decode::clock_readings(c) {
+                        let c = st.clocks.entry(clock).or_insert(Clock { first_ns: ns, last_ns: ns, readings: 0 });
+                        c.last_ns = ns;
+                        c.readings += 1;
+                    }
+                }
                 _ => {}
             }
         }
@@ -147,6 +158,9 @@ impl Stats {
         let tasks: Vec<String> = self.tasks.iter().map(|(t, n)| format!("{t} ({n} syscalls)")).collect();
         writeln!(out, "tasks: {}", if tasks.is_empty() { "none".into() } else { tasks.join(", ") })?;
         writeln!(out, "duration: {}", self.duration_text())?;
+        if self.clock_page_reads > 0 {
+            writeln!(out, "clock reads through the clock page (no syscall): {}", self.clock_page_reads)?;
+        }
         writeln!(out, "by kind:                 events       bytes")?;
         for (k, (n, b)) in &self.by_kind {
             writeln!(out, "  {k:<20} {n:>9} {b:>11}")?;
@@ -194,6 +208,7 @@ impl Stats {
             "tasks": self.tasks.iter().map(|(t, n)| json!({"task": t, "syscalls": n})).collect::<Vec<_>>(),
             "duration_s": self.duration().map(|d| d.0),
             "duration_clock": self.duration().map(|d| d.1),
+            "clock_page_reads": self.clock_page_reads,
             "by_kind": self.by_kind.iter().map(|(k, (n, b))| (k.to_string(), json!({"events": n, "bytes": b})))
                 .collect::<serde_json::Map<_, _>>(),
             "by_class": self.by_class.iter().map(|(k, c)| (k.to_string(), count(c)))

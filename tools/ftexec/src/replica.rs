@@ -308,6 +308,9 @@ impl EventSink for RaftSink {
         }
         Ok(())
     }
+    fn idle(&mut self) -> ft_replay::Result<()> {
+        self.submit()
+    }
 }
 
 static RECORDING: AtomicBool = AtomicBool::new(false);
