@@ -371,3 +371,34 @@ fn read_file_deleted_before_replay() {
 fn statically_linked() {
     check("static_time_random", true);
 }
+
+/// The clock page: 6,500 clock reads through the vDSO replay 5 times, the log holds them as
+/// clock-page reads rather than syscalls (the buffer-full path and the traced vDSO functions
+/// aside), and a native run differs.
+#[test]
+fn clock_page_reads_without_syscalls() {
+    let prog = c_program("clock_page");
+    let native_run = assert_native_differs(&prog, &[]);
+    let dir = temp_dir("clock_page");
+    let log = dir.path().join("run.ftlog");
+    let recorded = record(&log, None, &prog, &[]);
+    assert_recorded_ok(&log, &recorded, "clock_page");
+    assert_like_native(&recorded, &native_run, "clock_page");
+    for round in 1..=5 {
+        assert_same_output(&recorded, &replay(&log, None), &format!("clock_page (replay {round})"));
+    }
+    let ftdbg = ftexec().with_file_name("ftdbg");
+    let out = Command::new(&ftdbg).args(["stats", "--json"]).arg(&log).output().expect("ftdbg stats");
+    assert!(out.status.success(), "ftdbg stats: {}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    let page = j["clock_page_reads"].as_u64().unwrap_or(0);
+    // 5000 + 300 + 1000 + 200 clock_gettime, 1 gettimeofday without tz, 2 time().
+    assert!(page >= 6_490, "only {page} clock reads went through the clock page\n{j}");
+    let calls = |name: &str| j["by_syscall"][name]["calls"].as_u64().unwrap_or(0);
+    // The buffer holds 2,046 reads: the 5,000-read burst overflows it twice; the child's 1,000
+    // reads fit. gettimeofday with a timezone and clock_getres are always traced. (glibc's
+    // sched_getcpu reads the rseq area, not the vDSO.)
+    assert!(calls("clock_gettime") <= 4, "clock_gettime syscalls: {}\n{j}", calls("clock_gettime"));
+    assert_eq!(calls("gettimeofday"), 1, "{j}");
+    assert_eq!(calls("clock_getres"), 1, "{j}");
+}
