@@ -10,5 +10,5 @@ pub mod storage;
 pub mod transport;
 
 pub use config::{ClusterConfig, ConfigError, FsyncPolicy, NodeConfig, ServiceConfig};
-pub use node::{CommittedEntry, EntryId, LeaderChange, Node, NodeError, NodeOptions, Role, Status};
+pub use node::{CommittedEntry, EntryId, LeaderChange, Node, NodeError, NodeOptions, PendingProposal, Role, Status};
 pub use storage::{DiskStorage, StoreError};

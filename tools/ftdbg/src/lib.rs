@@ -113,9 +113,10 @@ impl Filter {
 
 /// The syscall numbers of the reads in a clock-page event.
 fn clock_read_nrs(c: &ft_libos::proto::Clocks) -> impl Iterator<Item = u32> + '_ {
-    ft_libos::clock::decode(&c.reads).unwrap_or_default().into_iter().filter_map(|r| {
-        ft_libos::clock::BUFFERED.get(r.func as usize).map(|&nr| nr as u32)
-    })
+    ft_libos::clock::decode(&c.reads)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| ft_libos::clock::BUFFERED.get(r.func as usize).map(|&nr| nr as u32))
 }
 
 /// Writes the events of the log at `path` that pass `filter`, one a line (text or JSON); returns

@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use ft_consensus::{ClusterConfig, CommittedEntry, EntryId, Node, NodeError, NodeOptions};
+use ft_consensus::{ClusterConfig, CommittedEntry, EntryId, Node, NodeError, NodeOptions, PendingProposal};
 use ft_libos::batch::{self, Batch};
 use ft_libos::proto::{Event, Header};
 use ft_replay::{EventSink, EventSource, GoLive, RecordOptions, ReplayOptions, SessionError};
@@ -232,11 +232,23 @@ pub struct RaftSink {
     since: Instant,
     appended: u64,
     progress: Arc<Progress>,
+    /// The latest submitted batch whose entry id is not known yet (proposals are appended in
+    /// order, so the latest one's entry covers every earlier one).
+    pending: Option<PendingProposal>,
 }
 
 impl RaftSink {
     fn new(node: Arc<Node>, progress: Arc<Progress>) -> Self {
-        RaftSink { node, buf: Vec::new(), last: None, inputs: false, since: Instant::now(), appended: 0, progress }
+        RaftSink {
+            node,
+            buf: Vec::new(),
+            last: None,
+            inputs: false,
+            since: Instant::now(),
+            appended: 0,
+            progress,
+            pending: None,
+        }
     }
 
     fn push(&mut self, ev: &Event) -> ft_replay::Result<()> {
@@ -255,18 +267,23 @@ impl RaftSink {
         Ok(())
     }
 
+    /// Hands the held events to Raft without waiting for their entry.
     fn submit(&mut self) -> ft_replay::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.buf);
-        let id = self.node.submit(batch).and_then(|p| p.wait_entry()).map_err(repl_err)?;
-        self.last = Some(id);
+        let p = self.node.submit(batch).map_err(repl_err)?;
+        // The previous proposal is earlier in the log: the new one's entry id supersedes it.
+        self.pending = Some(p);
         Ok(())
     }
 
     fn commit(&mut self) -> ft_replay::Result<()> {
         self.submit()?;
+        if let Some(p) = self.pending.take() {
+            self.last = Some(p.wait_entry().map_err(repl_err)?);
+        }
         if let Some(id) = self.last {
             let t0 = Instant::now();
             loop {
