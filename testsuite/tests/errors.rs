@@ -145,3 +145,54 @@ fn data_dir_must_match_the_recorded_start() {
     assert_eq!(out.status, 125, "{out}");
     assert!(stderr(&out).contains("without --data-dir"), "{out}");
 }
+
+/// A clock-page read the program makes differently from the recording (here: the log says it
+/// read another clock) stops the replay with a divergence, not a wrong time.
+#[test]
+fn clock_page_read_of_another_clock_is_a_divergence() {
+    let dir = temp_dir("clock-page-diverge");
+    let (log, _) = recorded(dir.path(), &c_program("clock_page"), &[]);
+    let edited = dir.path().join("edited.ftlog");
+    let mut done = false;
+    rewrite(&log, &edited, |ev| {
+        if let Some(Kind::Clocks(c)) = &mut ev.kind {
+            if !done && c.reads.len() >= ft_libos::clock::ENTRY_LEN {
+                // Entry 0's clock id (bytes 4..8) becomes 99.
+                c.reads[4..8].copy_from_slice(&99i32.to_le_bytes());
+                done = true;
+            }
+        }
+    });
+    assert!(done, "the recording has no clock-page reads");
+    let run = replay(&edited, None);
+    assert_eq!(run.status, 2, "{run}");
+    let err = stderr(&run);
+    assert!(err.contains("divergence at event") && err.contains("clock read"), "{err}");
+}
+
+/// Ctrl-C (SIGINT) ends a replay at once with status 130 and says so; no tracee is left.
+#[test]
+fn sigint_ends_a_replay() {
+    let Some(python) = find_program("python3") else {
+        eprintln!("SKIP: python3 is not installed");
+        return;
+    };
+    let dir = temp_dir("replay-sigint");
+    let (log, _) = recorded(dir.path(), &python, &["-c", "print(sum(range(3 * 10**7)))"]);
+    let running = spawn(replay_command(&log, None));
+    let pid = running.pid().expect("replay runs") as i32;
+    // Once the replayed program exists (a child of ftexec), give it 100 ms into its 1 s loop.
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let t0 = std::time::Instant::now();
+    while fs::read_to_string(&children).map(|c| c.trim().is_empty()).unwrap_or(true) {
+        assert!(t0.elapsed().as_secs() < 10, "the replay never started its program");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    // SAFETY: plain kill(2) of the child we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let run = running.wait();
+    assert_eq!(run.status, 130, "{run}");
+    assert!(stderr(&run).contains("replay interrupted by signal 2 at event"), "{run}");
+    assert!(run.stdout.is_empty(), "the replay printed the result although interrupted: {run}");
+}

@@ -134,6 +134,28 @@ fn forward_signals() {
     }
 }
 
+/// The signal that interrupted a replay (0: none).
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn interrupt_replay(sig: libc::c_int) {
+    INTERRUPTED.store(sig, std::sync::atomic::Ordering::SeqCst);
+    let pid = ft_replay::current_tracee();
+    if pid > 0 {
+        // The replay's program only does what the log says; a signal forwarded to it would be
+        // dropped. End the replay instead: the tracer sees the death and returns.
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT end a replay (exit status 128 + the signal).
+fn interrupt_on_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: installing a handler that only stores an integer and calls kill.
+        unsafe { libc::signal(sig, interrupt_replay as *const () as libc::sighandler_t) };
+    }
+}
+
 fn exit_code(status: i32) -> ExitCode {
     ExitCode::from(status.clamp(0, 255) as u8)
 }
@@ -223,8 +245,14 @@ fn replay(
     let mut source = FileSource::open(path)?;
     let header = source.header().clone();
     let opts = ReplayOptions { data_dir: data_dir.clone(), allow_cpu_mismatch, print_stdio: true };
-    forward_signals();
-    let outcome = ft_replay::replay(&header, &mut source, &opts, log)?;
+    interrupt_on_signals();
+    let result = ft_replay::replay(&header, &mut source, &opts, log);
+    let sig = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+    if sig != 0 {
+        eprintln!("ftexec: replay interrupted by signal {sig} at event {}", ft_replay::EventSource::position(&source));
+        return Ok(128 + sig);
+    }
+    let outcome = result?;
     if !cli.quiet && cli.verbose > 0 {
         eprintln!(
             "ftexec: replayed {} events from {}; program exit status {}",
