@@ -339,10 +339,8 @@ fn vdso_symbols(image: &[u8]) -> std::result::Result<Vec<Sym>, NoPatch> {
         ))
     };
     const SHT_DYNSYM: u32 = 11;
-    let (_, symoff, symsize, link, entsize) = (0..shnum)
-        .filter_map(section)
-        .find(|s| s.0 == SHT_DYNSYM)
-        .ok_or_else(|| bad("no .dynsym section"))?;
+    let (_, symoff, symsize, link, entsize) =
+        (0..shnum).filter_map(section).find(|s| s.0 == SHT_DYNSYM).ok_or_else(|| bad("no .dynsym section"))?;
     let (_, stroff, strsize, _, _) = section(link as usize).ok_or_else(|| bad("no string table"))?;
     let strtab = image.get(stroff..stroff.saturating_add(strsize)).ok_or_else(|| bad("string table outside"))?;
     if entsize != 24 {

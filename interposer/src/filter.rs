@@ -35,7 +35,8 @@ pub fn build() -> Result<BpfProgram> {
     }
     let filter =
         SeccompFilter::new(rules, SeccompAction::Trace(0), SeccompAction::Allow, TargetArch::x86_64).map_err(err)?;
-    let table: BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| TraceError::Filter(e.to_string()))?;
+    let table: BpfProgram =
+        filter.try_into().map_err(|e: seccompiler::BackendError| TraceError::Filter(e.to_string()))?;
     let mut prog = clock_prefix(crate::clock::allowed_ip());
     prog.extend(table);
     Ok(prog)
@@ -53,18 +54,18 @@ fn clock_prefix(ip: u64) -> BpfProgram {
     let [c0, c1, c2] = ft_libos::clock::BUFFERED;
     // seccomp_data: nr at 0, arch at 4, instruction_pointer at 8 (low word) and 12 (high word).
     vec![
-        ins(LD_W_ABS, 0, 0, 8),                            // 0
-        ins(JEQ_K, 0, 10, ip as u32),                      // 1: else to 12
-        ins(LD_W_ABS, 0, 0, 12),                           // 2
-        ins(JEQ_K, 0, 8, (ip >> 32) as u32),               // 3: else to 12
-        ins(LD_W_ABS, 0, 0, 4),                            // 4
-        ins(JEQ_K, 0, 6, 0xc000_003e),                      // 5: AUDIT_ARCH_X86_64, else to 12
-        ins(LD_W_ABS, 0, 0, 0),                            // 6
-        ins(JEQ_K, 3, 0, c0 as u32),                       // 7: to 11
-        ins(JEQ_K, 2, 0, c1 as u32),                       // 8: to 11
-        ins(JEQ_K, 1, 0, c2 as u32),                       // 9: to 11
-        ins(JA, 0, 0, 1),                                  // 10: to 12
-        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),         // 11
+        ins(LD_W_ABS, 0, 0, 8),                    // 0
+        ins(JEQ_K, 0, 10, ip as u32),              // 1: else to 12
+        ins(LD_W_ABS, 0, 0, 12),                   // 2
+        ins(JEQ_K, 0, 8, (ip >> 32) as u32),       // 3: else to 12
+        ins(LD_W_ABS, 0, 0, 4),                    // 4
+        ins(JEQ_K, 0, 6, 0xc000_003e),             // 5: AUDIT_ARCH_X86_64, else to 12
+        ins(LD_W_ABS, 0, 0, 0),                    // 6
+        ins(JEQ_K, 3, 0, c0 as u32),               // 7: to 11
+        ins(JEQ_K, 2, 0, c1 as u32),               // 8: to 11
+        ins(JEQ_K, 1, 0, c2 as u32),               // 9: to 11
+        ins(JA, 0, 0, 1),                          // 10: to 12
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), // 11
     ]
 }
 

@@ -36,11 +36,7 @@ pub const MODE_RECORD: u32 = 1;
 pub const MODE_REPLAY: u32 = 2;
 
 /// The syscalls the stub buffers (other vDSO functions go through a traced syscall).
-pub const BUFFERED: [u64; 3] = [
-    libc::SYS_clock_gettime as u64,
-    libc::SYS_gettimeofday as u64,
-    libc::SYS_time as u64,
-];
+pub const BUFFERED: [u64; 3] = [libc::SYS_clock_gettime as u64, libc::SYS_gettimeofday as u64, libc::SYS_time as u64];
 
 /// Which function an entry records (the entry's first u32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +71,90 @@ impl Read {
     }
 }
 
-/// The entries of a `Clocks` event; None if the bytes are not whole entries.
+/// The reads of a `Clocks` event: packed (see [`pack`]); None if the bytes are damaged.
 pub fn decode(bytes: &[u8]) -> Option<Vec<Read>> {
+    unpack(bytes)
+}
+
+/// Packs buffer entries (raw, [`ENTRY_LEN`] bytes each) for the log: per read, varints of the
+/// function, the clock id, the result, and the two values as differences from the previous
+/// read's (zigzag). Consecutive reads of one clock differ by little, so a read takes ~6 bytes
+/// instead of 32. None if `raw` is not whole entries.
+pub fn pack(raw: &[u8]) -> Option<Vec<u8>> {
+    let reads = decode_raw(raw)?;
+    let mut out = Vec::with_capacity(reads.len() * 8);
+    let (mut pa, mut pb) = (0i64, 0i64);
+    for r in reads {
+        put_varint(&mut out, u64::from(r.func));
+        put_varint(&mut out, zigzag(i64::from(r.arg)));
+        put_varint(&mut out, zigzag(r.ret));
+        put_varint(&mut out, zigzag(r.a.wrapping_sub(pa)));
+        put_varint(&mut out, zigzag(r.b.wrapping_sub(pb)));
+        (pa, pb) = (r.a, r.b);
+    }
+    Some(out)
+}
+
+/// The reads of [`pack`]ed bytes; None if they are damaged.
+pub fn unpack(mut bytes: &[u8]) -> Option<Vec<Read>> {
+    let mut reads = Vec::new();
+    let (mut pa, mut pb) = (0i64, 0i64);
+    while !bytes.is_empty() {
+        let func = u32::try_from(get_varint(&mut bytes)?).ok()?;
+        let arg = i32::try_from(unzigzag(get_varint(&mut bytes)?)).ok()?;
+        let ret = unzigzag(get_varint(&mut bytes)?);
+        let a = pa.wrapping_add(unzigzag(get_varint(&mut bytes)?));
+        let b = pb.wrapping_add(unzigzag(get_varint(&mut bytes)?));
+        (pa, pb) = (a, b);
+        reads.push(Read { func, arg, ret, a, b });
+    }
+    Some(reads)
+}
+
+/// Raw buffer entries of reads (what the replayer loads into the page).
+pub fn to_raw(reads: &[Read]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(reads.len() * ENTRY_LEN);
+    for r in reads {
+        out.extend_from_slice(&r.func.to_le_bytes());
+        out.extend_from_slice(&r.arg.to_le_bytes());
+        out.extend_from_slice(&r.ret.to_le_bytes());
+        out.extend_from_slice(&r.a.to_le_bytes());
+        out.extend_from_slice(&r.b.to_le_bytes());
+    }
+    out
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Raw buffer entries, as the stub writes them; None if the bytes are not whole entries.
+pub fn decode_raw(bytes: &[u8]) -> Option<Vec<Read>> {
     if !bytes.len().is_multiple_of(ENTRY_LEN) {
         return None;
     }
@@ -89,7 +167,13 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<Read>> {
     Some(
         bytes
             .chunks_exact(ENTRY_LEN)
-            .map(|e| Read { func: u32_at(e, 0), arg: u32_at(e, 4) as i32, ret: i64_at(e, 8), a: i64_at(e, 16), b: i64_at(e, 24) })
+            .map(|e| Read {
+                func: u32_at(e, 0),
+                arg: u32_at(e, 4) as i32,
+                ret: i64_at(e, 8),
+                a: i64_at(e, 16),
+                b: i64_at(e, 24),
+            })
             .collect(),
     )
 }
@@ -99,6 +183,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn pack_round_trips_and_is_small() {
+        let reads: Vec<Read> = (0..1000)
+            .map(|i| Read { func: 0, arg: 1, ret: 0, a: 14_000 + i / 400, b: (i * 2_500_017) % 1_000_000_000 })
+            .chain([
+                Read { func: 2, arg: 0, ret: 1_795_336_652, a: 0, b: 0 },
+                Read { func: 1, arg: 0, ret: -14, a: 0, b: 0 },
+            ])
+            .collect();
+        let raw = to_raw(&reads);
+        let packed = pack(&raw).expect("whole entries");
+        assert_eq!(unpack(&packed).expect("unpacks"), reads);
+        assert!(packed.len() * 3 < raw.len(), "{} packed bytes for {} raw", packed.len(), raw.len());
+        assert_eq!(unpack(&packed[..packed.len() - 1]), None);
+        assert_eq!(pack(&raw[..31]), None);
+    }
+
+    #[test]
     fn decodes_entries() {
         let mut b = Vec::new();
         b.extend_from_slice(&0u32.to_le_bytes());
@@ -106,10 +207,11 @@ mod tests {
         b.extend_from_slice(&0i64.to_le_bytes());
         b.extend_from_slice(&12i64.to_le_bytes());
         b.extend_from_slice(&345i64.to_le_bytes());
-        let r = decode(&b).expect("one entry");
+        let r = decode_raw(&b).expect("one entry");
         assert_eq!(r, vec![Read { func: 0, arg: 1, ret: 0, a: 12, b: 345 }]);
         assert_eq!(r[0].name(), "clock_gettime");
-        assert!(decode(&b[..31]).is_none());
+        assert!(decode_raw(&b[..31]).is_none());
+        assert_eq!(to_raw(&r), b);
         assert_eq!(CAPACITY, 2046);
     }
 }

@@ -211,8 +211,8 @@ pub struct Start {
     pub clock_page: bool,
 }
 
-/// Clock reads `task` made through the clock page since its last stop, in order (entries of
-/// [`crate::clock::ENTRY_LEN`] bytes, see [`crate::clock::decode`]).
+/// Clock reads `task` made through the clock page since its last stop, in order (packed, see
+/// [`crate::clock::pack`] and [`crate::clock::decode`]).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Clocks {
     #[prost(uint32, tag = "1")]

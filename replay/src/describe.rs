@@ -24,7 +24,6 @@ pub fn call(spec: &Spec, args: &[u64]) -> String {
 
 /// One event, in the style of strace.
 pub fn event(ev: &Event) -> String {
-    use ft_libos::clock::ENTRY_LEN;
     match &ev.kind {
         Some(Kind::Syscall(s)) => {
             let call = match lookup(u64::from(s.nr)) {
@@ -49,7 +48,8 @@ pub fn event(ev: &Event) -> String {
         }
         Some(Kind::Exec(e)) => format!("task {} executing {}", e.task, String::from_utf8_lossy(&e.exe_path)),
         Some(Kind::Clocks(c)) => {
-            format!("{} clock read(s) of task {} through the clock page", c.reads.len() / ENTRY_LEN, c.task)
+            let n = ft_libos::clock::decode(&c.reads).map(|r| r.len()).unwrap_or(0);
+            format!("{n} clock read(s) of task {} through the clock page", c.task)
         }
         None => "an empty event".into(),
     }

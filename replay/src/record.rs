@@ -5,14 +5,14 @@ use crate::capture;
 use crate::error::{Result, SessionError};
 use crate::program;
 use crate::{describe, Outcome};
-use ft_interposer::tracee::wait_for;
 use ft_interposer::clock::Install;
+use ft_interposer::tracee::wait_for;
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{
-    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Run, Signal,
-    Spawn, Start, Syscall,
+    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Run,
+    Signal, Spawn, Start, Syscall,
 };
 use ft_libos::table::{Emulation, Exec, Len, Refusal, Spec};
 use ft_libos::{lookup, FdTable};
@@ -570,8 +570,9 @@ impl Recorder<'_> {
         // Only the holder runs user code, so the clock reads in its process's buffer are its own,
         // made since its last stop: log them before whatever this stop logs.
         if self.clocks.get(&proc) == Some(&Install::Ready) && matches!(s.stop, Stop::Seccomp | Stop::Signal(_)) {
-            let reads = ft_interposer::clock::drain(&s)?;
-            if !reads.is_empty() {
+            let raw = ft_interposer::clock::drain(&s)?;
+            if !raw.is_empty() {
+                let reads = ft_libos::clock::pack(&raw).unwrap_or_default();
                 let task = self.vtid(pid);
                 self.emit(Kind::Clocks(Clocks { task, reads }))?;
             }

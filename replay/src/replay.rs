@@ -9,8 +9,8 @@ use crate::live::SockShadow;
 use crate::program;
 use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run};
 use crate::Outcome;
-use ft_interposer::tracee::wait_for;
 use ft_interposer::clock::Install;
+use ft_interposer::tracee::wait_for;
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
@@ -786,9 +786,15 @@ impl Replayer<'_> {
                 if c.task == vtid {
                     // The stub found its buffer empty: load the reads the recording made next and
                     // let it start over (REFILLED) instead of making this syscall.
-                    let reads = c.reads.clone();
+                    let Some(reads) = ft_libos::clock::decode(&c.reads) else {
+                        return Err(self.diverge(
+                            self.source.position(),
+                            "clock reads (the event is damaged)".into(),
+                            "a clock read".into(),
+                        ));
+                    };
                     self.source.next_event()?;
-                    ft_interposer::clock::refill(&t, &reads)?;
+                    ft_interposer::clock::refill(&t, &ft_libos::clock::to_raw(&reads))?;
                     self.refilled.insert(proc);
                     regs.skip_with(0);
                     t.set_regs(&regs)?;

@@ -156,9 +156,10 @@ fn clock_page_read_of_another_clock_is_a_divergence() {
     let mut done = false;
     rewrite(&log, &edited, |ev| {
         if let Some(Kind::Clocks(c)) = &mut ev.kind {
-            if !done && c.reads.len() >= ft_libos::clock::ENTRY_LEN {
-                // Entry 0's clock id (bytes 4..8) becomes 99.
-                c.reads[4..8].copy_from_slice(&99i32.to_le_bytes());
+            if let Some(mut reads) = ft_libos::clock::decode(&c.reads).filter(|r| !done && !r.is_empty()) {
+                // The first read's clock id becomes 99.
+                reads[0].arg = 99;
+                c.reads = ft_libos::clock::pack(&ft_libos::clock::to_raw(&reads)).expect("whole entries");
                 done = true;
             }
         }

@@ -29,7 +29,16 @@ fn main() -> ExitCode {
         eprintln!("ft-bare-tracer: NUL byte in arguments or environment");
         return ExitCode::from(2);
     };
-    let spec = LaunchSpec { exe: argv[0].clone(), argv, env, cwd: None, bind: None, at_random: None, pid_ns: false, vdso: ft_interposer::Vdso::Hide };
+    let spec = LaunchSpec {
+        exe: argv[0].clone(),
+        argv,
+        env,
+        cwd: None,
+        bind: None,
+        at_random: None,
+        pid_ns: false,
+        vdso: ft_interposer::Vdso::Hide,
+    };
     let run = || -> ft_interposer::Result<i32> {
         let prog = filter::build()?;
         let mut running = launch(&spec, &prog)?.tracee.cont(None)?;

@@ -853,7 +853,7 @@ pub fn clock_readings(c: &Clocks) -> Vec<(String, i128)> {
 /// `clock reads: clock_gettime(CLOCK_MONOTONIC) = {tv_sec=.., tv_nsec=..}, ...` (at most 8 shown).
 fn clock_reads_text(c: &Clocks) -> String {
     let Some(reads) = clock::decode(&c.reads) else {
-        return format!("clock reads: {} bytes that are not whole entries", c.reads.len());
+        return format!("clock reads: {} damaged bytes", c.reads.len());
     };
     let shown: Vec<String> = reads
         .iter()
