@@ -3,7 +3,8 @@
 //! - [`table`]: one declarative entry per x86-64 syscall (class, checked arguments, memory written);
 //! - [`policy`]: the decision at each stop, from the table, the [`fd`] model and path facts;
 //! - [`proto`]: the event and header types (protobuf), and [`log`]: the log file format;
-//! - [`digest`]: content digests of buffers, files and the data directory.
+//! - [`digest`]: content digests of buffers, files and the data directory;
+//! - [`signal`]: signal numbers 1..=64 ([`Sig`]), real-time signals included.
 //!
 //! This crate never touches ptrace, sockets or Raft.
 
@@ -13,8 +14,10 @@ pub mod fd;
 pub mod log;
 pub mod policy;
 pub mod proto;
+pub mod signal;
 pub mod table;
 
 pub use fd::FdTable;
 pub use proto::{event::Kind as EventKind, Disposition, Event, FdKind, Header};
+pub use signal::Sig;
 pub use table::{lookup, Class, Spec};

@@ -5,7 +5,7 @@ use crate::capture;
 use crate::error::{Result, SessionError};
 use crate::program;
 use crate::{describe, Outcome};
-use ft_interposer::tracee::wait_for;
+use ft_interposer::tracee::{send_signal, wait_for};
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
@@ -14,8 +14,7 @@ use ft_libos::proto::{
     Spawn, Start, Syscall,
 };
 use ft_libos::table::{Emulation, Exec, Len, Refusal, Spec};
-use ft_libos::{lookup, FdTable};
-use nix::sys::signal::Signal as Sig;
+use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{debug, info, warn, Logger};
 use std::collections::VecDeque;
@@ -492,7 +491,7 @@ impl Recorder<'_> {
     fn on_wait(&mut self, pid: Pid, waited: Waited) -> Result<()> {
         let s = match waited {
             Waited::Exited(code) => return self.on_death(pid, Exit { code, signal: 0, task: 0 }),
-            Waited::Killed(sig) => return self.on_death(pid, Exit { code: 0, signal: sig as i32, task: 0 }),
+            Waited::Killed(sig) => return self.on_death(pid, Exit { code: 0, signal: sig.raw(), task: 0 }),
             Waited::Stopped(s) => s,
         };
         let Some(task) = self.tasks.get_mut(&pid) else {
@@ -525,7 +524,7 @@ impl Recorder<'_> {
             let tgid = leader.or((task.vtid == task.proc).then_some(pid));
             if let Some(tgid) = tgid {
                 for sig in sigs {
-                    let _ = nix::sys::signal::kill(tgid, sig);
+                    let _ = send_signal(tgid, sig);
                 }
             }
         }
@@ -601,7 +600,7 @@ impl Recorder<'_> {
                     }
                     Disposition_::Default => {
                         self.emit(Kind::Signal(Signal {
-                            signo: sig as i32,
+                            signo: sig.raw(),
                             synchronous: false,
                             task,
                             at_syscall: false,
@@ -655,7 +654,7 @@ impl Recorder<'_> {
             // Deliver a held signal here: skip the syscall, rewind to it, let the signal in; the
             // syscall runs again after the handler.
             let task = self.vtid(pid);
-            self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous: false, task, at_syscall: true }))?;
+            self.emit(Kind::Signal(Signal { signo: sig.raw(), synchronous: false, task, at_syscall: true }))?;
             bounce(&t, &mut regs, sig)?;
             self.bouncing.insert(pid, sig);
             t.cont(None)?;
@@ -709,7 +708,7 @@ impl Recorder<'_> {
                         what: format!("{:?} instead of the exit of {}", s.stop, spec.name),
                     })),
                     (_, Waited::Exited(code)) => self.on_death(pid, Exit { code, signal: 0, task: 0 }),
-                    (_, Waited::Killed(sig)) => self.on_death(pid, Exit { code: 0, signal: sig as i32, task: 0 }),
+                    (_, Waited::Killed(sig)) => self.on_death(pid, Exit { code: 0, signal: sig.raw(), task: 0 }),
                 };
             }
             _ => {
@@ -941,7 +940,7 @@ impl Recorder<'_> {
         }
         let synchronous = is_synchronous(&t, sig);
         if synchronous {
-            self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous, task, at_syscall: false }))?;
+            self.emit(Kind::Signal(Signal { signo: sig.raw(), synchronous, task, at_syscall: false }))?;
             return Ok(t.cont(Some(sig))?);
         }
         match disposition(pid, sig) {
@@ -951,7 +950,7 @@ impl Recorder<'_> {
                 Ok(t.cont(None)?)
             }
             Disposition_::Default => {
-                self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous, task, at_syscall: false }))?;
+                self.emit(Kind::Signal(Signal { signo: sig.raw(), synchronous, task, at_syscall: false }))?;
                 Ok(t.cont(Some(sig))?)
             }
         }
@@ -978,7 +977,7 @@ fn disposition(pid: Pid, sig: Sig) -> Disposition_ {
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0)
     };
-    let bit = 1u64 << (sig as i32 - 1);
+    let bit = sig.mask_bit();
     if mask("SigCgt:") & bit != 0 {
         Disposition_::Caught
     } else if mask("SigIgn:") & bit != 0 || matches!(sig, Sig::SIGCHLD | Sig::SIGWINCH | Sig::SIGURG | Sig::SIGCONT) {
@@ -995,7 +994,7 @@ pub(crate) fn bounce(t: &Stopped, regs: &mut Regs, sig: Sig) -> Result<()> {
     regs.skip_with(nr as i64);
     regs.0.rip -= 2;
     t.set_regs(regs)?;
-    let _ = nix::sys::signal::kill(t.pid(), sig);
+    let _ = send_signal(t.pid(), sig);
     Ok(())
 }
 

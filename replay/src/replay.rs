@@ -9,15 +9,14 @@ use crate::live::SockShadow;
 use crate::program;
 use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run};
 use crate::Outcome;
-use ft_interposer::tracee::wait_for;
+use ft_interposer::tracee::{send_signal, wait_for};
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Spawn, Syscall};
 use ft_libos::table::{Exec, Live, NewFd, Refusal, Spec};
-use ft_libos::{lookup, FdTable};
-use nix::sys::signal::Signal as Sig;
+use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{info, Logger};
 use std::collections::HashMap;
@@ -445,8 +444,8 @@ impl Replayer<'_> {
                 Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall => {
                     self.source.next_event()?;
                     let task = self.task(s.task, index)?;
-                    if let Ok(sig) = Sig::try_from(s.signo) {
-                        let _ = nix::sys::signal::kill(task.tid, sig);
+                    if let Some(sig) = Sig::new(s.signo) {
+                        let _ = send_signal(task.tid, sig);
                         task.pending.push(sig);
                     }
                 }
@@ -664,7 +663,7 @@ impl Replayer<'_> {
     fn on_death(&mut self, vtid: u32, w: Waited, index: u64) -> Result<()> {
         let exit = match w {
             Waited::Exited(code) => Exit { code, signal: 0, task: vtid },
-            Waited::Killed(sig) => Exit { code: 0, signal: sig as i32, task: vtid },
+            Waited::Killed(sig) => Exit { code: 0, signal: sig.raw(), task: vtid },
             Waited::Stopped(_) => return Ok(()),
         };
         let got = describe::event(&Event { kind: Some(Kind::Exit(exit.clone())) });
@@ -712,8 +711,8 @@ impl Replayer<'_> {
         }
         let tid = self.task(e.task, index)?.tid;
         if e.signal != 0 {
-            if let Ok(sig) = Sig::try_from(e.signal) {
-                let _ = nix::sys::signal::kill(tid, sig);
+            if let Some(sig) = Sig::new(e.signal) {
+                let _ = send_signal(tid, sig);
             }
         }
         if let RState::Parked(p) = self.take_state(e.task) {
@@ -765,7 +764,7 @@ impl Replayer<'_> {
             if s.at_syscall && s.task == vtid {
                 let signo = s.signo;
                 self.source.next_event()?;
-                if let Ok(sig) = Sig::try_from(signo) {
+                if let Some(sig) = Sig::new(signo) {
                     crate::record::bounce(&t, &mut regs, sig)?;
                     if let Some(task) = self.tasks.get_mut(&vtid) {
                         task.pending.push(sig);
@@ -884,7 +883,7 @@ impl Replayer<'_> {
             w => {
                 let expected = describe::event(&Event { kind: Some(Kind::Syscall(s)) });
                 let got = match w {
-                    Waited::Killed(sig) => format!("death by {}", sig.as_str()),
+                    Waited::Killed(sig) => format!("death by {sig}"),
                     _ => "an exit".into(),
                 };
                 return Err(self.diverge(index, expected, got));
@@ -1218,7 +1217,7 @@ impl Replayer<'_> {
         for (v, e) in self.early_deaths.drain() {
             if let Some(a) = tasks.iter().find(|a| a.vtid == v) {
                 let w = if e.signal != 0 {
-                    Waited::Killed(Sig::try_from(e.signal).unwrap_or(Sig::SIGKILL))
+                    Waited::Killed(Sig::new(e.signal).unwrap_or(Sig::SIGKILL))
                 } else {
                     Waited::Exited(e.code)
                 };
@@ -1251,9 +1250,7 @@ impl Replayer<'_> {
             Waited::Exited(code) => {
                 Err(self.diverge(index, "a syscall result".into(), format!("an exit with status {code}")))
             }
-            Waited::Killed(sig) => {
-                Err(self.diverge(index, "a syscall result".into(), format!("death by {}", sig.as_str())))
-            }
+            Waited::Killed(sig) => Err(self.diverge(index, "a syscall result".into(), format!("death by {sig}"))),
         }
     }
 
@@ -1313,11 +1310,11 @@ impl Replayer<'_> {
         if is_synchronous(&t, sig) {
             let (index, ev) = self.next_for(vtid)?;
             return match ev.kind {
-                Some(Kind::Signal(s)) if s.signo == sig as i32 => {
+                Some(Kind::Signal(s)) if s.signo == sig.raw() => {
                     t.cont(Some(sig))?;
                     Ok(())
                 }
-                _ => Err(self.diverge(index, describe::event(&ev), format!("a fault ({})", sig.as_str()))),
+                _ => Err(self.diverge(index, describe::event(&ev), format!("a fault ({sig})"))),
             };
         }
         // Not in the recording (SIGCHLD of a child that exits for real at replay, SIGSTOP of a

@@ -65,10 +65,6 @@ fn posix_timer_fires_five_times() {
 
 /// 3b. The same with a real-time signal, the usual choice for POSIX timers.
 #[test]
-#[ignore = "real-time signals (SIGRTMIN = 34 and up) stop the recording: ft_interposer::tracee::wait_for decodes \
-            the wait status with nix's WaitStatus, whose Signal enum has only signals 1..=31, so waitpid reports \
-            EINVAL ('waitpid on tracee -1 failed: EINVAL') at the first signal-delivery stop of SIGRTMIN; \
-            Stop::Signal and Waited::Killed need a raw signal number"]
 fn posix_timer_with_a_realtime_signal() {
     let out = check("sig_posix_timer", &["rtmin"]);
     assert!(out.starts_with("signal SIGRTMIN\n"), "{out}");

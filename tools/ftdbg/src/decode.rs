@@ -407,7 +407,7 @@ fn sock_type(v: u64) -> String {
 
 /// The name of a signal number (SIGINT), or the number.
 pub fn signal_name(signo: i32) -> String {
-    nix::sys::signal::Signal::try_from(signo).map(|s| s.as_str().to_string()).unwrap_or_else(|_| signo.to_string())
+    ft_libos::signal::name(signo).unwrap_or_else(|| signo.to_string())
 }
 
 /// The symbolic name of an errno value (ENOENT), if it has one.
