@@ -184,6 +184,40 @@ pub fn send_signal(pid: Pid, sig: Sig) -> Result<()> {
     Ok(())
 }
 
+/// Sends `sig` to the thread `tid` alone (tkill(2)), as the kernel sends a signal it directs at
+/// one thread. The caller holds `tid` in a ptrace stop, so the number cannot have been reused.
+pub fn send_signal_to_thread(tid: Pid, sig: Sig) -> Result<()> {
+    // SAFETY: tkill takes two integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_tkill, tid.as_raw(), sig.raw()) };
+    if r < 0 {
+        return Err(TraceError::ptrace(tid, "tkill", nix::Error::last()));
+    }
+    Ok(())
+}
+
+/// The size of the kernel's siginfo_t.
+pub const SIGINFO_SIZE: usize = std::mem::size_of::<libc::siginfo_t>();
+
+/// The bytes of a siginfo_t, as a log stores them.
+pub fn siginfo_to_bytes(si: &libc::siginfo_t) -> Vec<u8> {
+    // SAFETY: siginfo_t is plain data of SIGINFO_SIZE bytes; reading it as bytes is always valid.
+    unsafe { std::slice::from_raw_parts((si as *const libc::siginfo_t).cast::<u8>(), SIGINFO_SIZE) }.to_vec()
+}
+
+/// A siginfo_t from a log's bytes; None unless there are exactly [`SIGINFO_SIZE`] of them.
+pub fn siginfo_from_bytes(bytes: &[u8]) -> Option<libc::siginfo_t> {
+    if bytes.len() != SIGINFO_SIZE {
+        return None;
+    }
+    let mut si = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: the destination is SIGINFO_SIZE bytes long and every bit pattern is a valid
+    // siginfo_t (integers and raw pointers).
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), si.as_mut_ptr().cast::<u8>(), SIGINFO_SIZE);
+        Some(si.assume_init())
+    }
+}
+
 /// PTRACE_CONT / PTRACE_SYSCALL / PTRACE_SINGLESTEP with a signal to deliver given as a number
 /// (nix's requests take its Signal enum, which has no real-time signals).
 fn resume(request: libc::c_uint, pid: Pid, sig: Option<Sig>) -> nix::Result<()> {
@@ -216,6 +250,25 @@ impl Stopped {
 
     pub fn siginfo(&self) -> Result<libc::siginfo_t> {
         ptrace::getsiginfo(self.pid).map_err(self.err("PTRACE_GETSIGINFO"))
+    }
+
+    /// Replaces the siginfo of the signal this task is stopped to deliver (PTRACE_SETSIGINFO).
+    pub fn set_siginfo(&self, si: &libc::siginfo_t) -> Result<()> {
+        ptrace::setsiginfo(self.pid, si).map_err(self.err("PTRACE_SETSIGINFO"))
+    }
+
+    /// The task's blocked-signal mask (PTRACE_GETSIGMASK): bit N-1 is signal N.
+    pub fn sigmask(&self) -> Result<u64> {
+        let mut mask: u64 = 0;
+        // SAFETY: PTRACE_GETSIGMASK writes the 8-byte kernel sigset_t (its size is the address
+        // argument) at the data pointer.
+        let r = unsafe {
+            libc::ptrace(libc::PTRACE_GETSIGMASK, self.pid.as_raw(), std::mem::size_of::<u64>(), &mut mask as *mut u64)
+        };
+        if r < 0 {
+            return Err(self.err("PTRACE_GETSIGMASK")(nix::Error::last()));
+        }
+        Ok(mask)
     }
 
     pub fn set_options(&self, opts: ptrace::Options) -> Result<()> {

@@ -5,7 +5,7 @@ use crate::capture;
 use crate::error::{Result, SessionError};
 use crate::program;
 use crate::{describe, Outcome};
-use ft_interposer::tracee::{send_signal, wait_for};
+use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_to_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
@@ -293,10 +293,10 @@ struct Recorder<'a> {
     progress: std::time::Instant,
     /// Set by the watchdog: (task, tasks waiting).
     spinning: Option<(u32, usize)>,
-    /// Caught signals held back until the task's next syscall.
-    held: HashMap<Pid, Vec<Sig>>,
+    /// Caught signals held back until the task's next syscall where they are not blocked.
+    held: HashMap<Pid, Vec<Held>>,
     /// Signals re-sent at a syscall boundary, to deliver at the next signal stop.
-    bouncing: HashMap<Pid, Sig>,
+    bouncing: HashMap<Pid, Held>,
     /// Ready tasks whose stop has not been handled (handed over by a replay going live).
     fresh: HashSet<Pid>,
 }
@@ -523,8 +523,8 @@ impl Recorder<'_> {
             let leader = self.tasks.iter().find(|(_, t)| t.vtid == task.proc).map(|(p, _)| *p);
             let tgid = leader.or((task.vtid == task.proc).then_some(pid));
             if let Some(tgid) = tgid {
-                for sig in sigs {
-                    let _ = send_signal(tgid, sig);
+                for h in sigs {
+                    let _ = send_signal(tgid, h.sig);
                 }
             }
         }
@@ -595,7 +595,8 @@ impl Recorder<'_> {
                 match disposition(pid, sig) {
                     Disposition_::NoEffect => s.cont(None)?,
                     Disposition_::Caught => {
-                        self.held.entry(pid).or_default().push(sig);
+                        let held = Held { sig, info: s.siginfo().ok() };
+                        self.held.entry(pid).or_default().push(held);
                         s.cont(None)?
                     }
                     Disposition_::Default => {
@@ -604,6 +605,7 @@ impl Recorder<'_> {
                             synchronous: false,
                             task,
                             at_syscall: false,
+                            ..Default::default()
                         }))?;
                         s.cont(Some(sig))?
                     }
@@ -650,13 +652,20 @@ impl Recorder<'_> {
         let pid = t.pid();
         let mut regs = t.regs()?;
         let nr = regs.nr();
-        if let Some(sig) = self.held.get_mut(&pid).and_then(|v| (!v.is_empty()).then(|| v.remove(0))) {
+        if let Some(held) = self.take_deliverable(&t, nr)? {
             // Deliver a held signal here: skip the syscall, rewind to it, let the signal in; the
             // syscall runs again after the handler.
             let task = self.vtid(pid);
-            self.emit(Kind::Signal(Signal { signo: sig.raw(), synchronous: false, task, at_syscall: true }))?;
-            bounce(&t, &mut regs, sig)?;
-            self.bouncing.insert(pid, sig);
+            let siginfo = held.info.as_ref().map(siginfo_to_bytes).unwrap_or_default();
+            self.emit(Kind::Signal(Signal {
+                signo: held.sig.raw(),
+                synchronous: false,
+                task,
+                at_syscall: true,
+                siginfo,
+            }))?;
+            bounce(&t, &mut regs, held.sig)?;
+            self.bouncing.insert(pid, held);
             t.cont(None)?;
             return Ok(());
         }
@@ -920,6 +929,20 @@ impl Recorder<'_> {
         Ok(vec![MemWrite { addr: addr as u64, data }])
     }
 
+    /// The first signal held for this task that it does not block now (syscall `nr` is about
+    /// to run). A blocked one stays held: re-sent now, it would wait in the kernel, and a
+    /// syscall that only runs at record (rt_sigtimedwait, a signalfd read) could take it there.
+    /// Before a syscall that waits with a temporary mask, the first held signal goes to the
+    /// kernel even if blocked: the syscall may unblock it, as it would natively.
+    fn take_deliverable(&mut self, t: &Stopped, nr: u64) -> Result<Option<Held>> {
+        let Some(held) = self.held.get_mut(&t.pid()).filter(|v| !v.is_empty()) else { return Ok(None) };
+        if u32::try_from(nr).is_ok_and(policy::waits_with_temporary_sigmask) {
+            return Ok(Some(held.remove(0)));
+        }
+        let blocked = t.sigmask()?;
+        Ok(held.iter().position(|h| blocked & h.sig.mask_bit() == 0).map(|i| held.remove(i)))
+    }
+
     fn on_signal(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
         let task = self.vtid(t.pid());
         if sig == Sig::SIGSEGV {
@@ -934,27 +957,49 @@ impl Recorder<'_> {
             }
         }
         let pid = t.pid();
-        if self.bouncing.get(&pid) == Some(&sig) {
-            self.bouncing.remove(&pid);
+        if self.bouncing.get(&pid).is_some_and(|h| h.sig == sig) {
+            if let Some(info) = self.bouncing.remove(&pid).and_then(|h| h.info) {
+                t.set_siginfo(&info)?;
+            }
             return Ok(t.cont(Some(sig))?);
         }
         let synchronous = is_synchronous(&t, sig);
         if synchronous {
-            self.emit(Kind::Signal(Signal { signo: sig.raw(), synchronous, task, at_syscall: false }))?;
+            self.emit(Kind::Signal(Signal {
+                signo: sig.raw(),
+                synchronous,
+                task,
+                at_syscall: false,
+                ..Default::default()
+            }))?;
             return Ok(t.cont(Some(sig))?);
         }
         match disposition(pid, sig) {
             Disposition_::NoEffect => Ok(t.cont(None)?),
             Disposition_::Caught => {
-                self.held.entry(pid).or_default().push(sig);
+                let held = Held { sig, info: t.siginfo().ok() };
+                self.held.entry(pid).or_default().push(held);
                 Ok(t.cont(None)?)
             }
             Disposition_::Default => {
-                self.emit(Kind::Signal(Signal { signo: sig.raw(), synchronous, task, at_syscall: false }))?;
+                self.emit(Kind::Signal(Signal {
+                    signo: sig.raw(),
+                    synchronous,
+                    task,
+                    at_syscall: false,
+                    ..Default::default()
+                }))?;
                 Ok(t.cont(Some(sig))?)
             }
         }
     }
+}
+
+/// A caught signal taken from the kernel at its delivery stop, to deliver again at a syscall.
+pub(crate) struct Held {
+    pub sig: Sig,
+    /// Its siginfo, given back at the delivery stop of the re-sent signal.
+    pub info: Option<libc::siginfo_t>,
 }
 
 /// What delivering an asynchronous signal would do.
@@ -988,13 +1033,13 @@ fn disposition(pid: Pid, sig: Sig) -> Disposition_ {
 }
 
 /// Delivers `sig` at a syscall-entry stop: the syscall is skipped and the task rewound to it,
-/// so it runs again once the signal is handled.
+/// so it runs again once the signal is handled. The signal goes to this thread alone.
 pub(crate) fn bounce(t: &Stopped, regs: &mut Regs, sig: Sig) -> Result<()> {
     let nr = regs.nr();
     regs.skip_with(nr as i64);
     regs.0.rip -= 2;
     t.set_regs(regs)?;
-    let _ = send_signal(t.pid(), sig);
+    let _ = send_signal_to_thread(t.pid(), sig);
     Ok(())
 }
 

@@ -7,9 +7,9 @@ use crate::describe;
 use crate::error::{Result, SessionError};
 use crate::live::SockShadow;
 use crate::program;
-use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run};
+use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run, Held};
 use crate::Outcome;
-use ft_interposer::tracee::{send_signal, wait_for};
+use ft_interposer::tracee::{send_signal, siginfo_from_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
@@ -320,8 +320,9 @@ struct RTask {
     tid: Pid,
     proc: u32,
     state: RState,
-    /// Asynchronous signals sent to reproduce the recording, not yet delivered.
-    pending: Vec<Sig>,
+    /// Asynchronous signals sent to reproduce the recording, not yet delivered, with the
+    /// siginfo to give them at their delivery stop.
+    pending: Vec<Held>,
 }
 
 struct Replayer<'a> {
@@ -446,7 +447,7 @@ impl Replayer<'_> {
                     let task = self.task(s.task, index)?;
                     if let Some(sig) = Sig::new(s.signo) {
                         let _ = send_signal(task.tid, sig);
-                        task.pending.push(sig);
+                        task.pending.push(Held { sig, info: None });
                     }
                 }
                 Some(Kind::Spawn(sp)) => self.spawn(sp, index)?,
@@ -565,7 +566,7 @@ impl Replayer<'_> {
                 })
             }
             Stop::Signal(sig) => {
-                let pending = self.tasks.get(&vtid).is_some_and(|t| t.pending.contains(&sig));
+                let pending = self.tasks.get(&vtid).is_some_and(|t| t.pending.iter().any(|h| h.sig == sig));
                 Ok(pending || (sig != Sig::SIGSEGV && !is_synchronous(st, sig)))
             }
             _ => Ok(true),
@@ -762,12 +763,12 @@ impl Replayer<'_> {
         // A caught signal the recording delivered just before this syscall.
         if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
             if s.at_syscall && s.task == vtid {
-                let signo = s.signo;
+                let (signo, info) = (s.signo, siginfo_from_bytes(&s.siginfo));
                 self.source.next_event()?;
                 if let Some(sig) = Sig::new(signo) {
                     crate::record::bounce(&t, &mut regs, sig)?;
                     if let Some(task) = self.tasks.get_mut(&vtid) {
-                        task.pending.push(sig);
+                        task.pending.push(Held { sig, info });
                     }
                 }
                 t.cont(None)?;
@@ -1300,10 +1301,13 @@ impl Replayer<'_> {
             }
         }
         let pending = self.tasks.get_mut(&vtid).and_then(|task| {
-            let i = task.pending.iter().position(|&p| p == sig)?;
+            let i = task.pending.iter().position(|p| p.sig == sig)?;
             Some(task.pending.remove(i))
         });
-        if pending.is_some() {
+        if let Some(held) = pending {
+            if let Some(info) = held.info {
+                t.set_siginfo(&info)?;
+            }
             t.cont(Some(sig))?;
             return Ok(());
         }

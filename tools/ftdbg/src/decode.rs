@@ -786,6 +786,8 @@ pub fn json(index: u64, ev: &Event) -> Value {
             "signal": signal_name(g.signo),
             "synchronous": g.synchronous,
             "at_syscall": g.at_syscall,
+            // siginfo_t starts with si_signo, si_errno, si_code (ints).
+            "si_code": g.siginfo.get(8..12).and_then(|b| b.try_into().ok()).map(i32::from_le_bytes),
         }),
         Some(Kind::Run(_)) => json!({}),
         Some(Kind::Spawn(sp)) => json!({"child": sp.child, "thread": sp.thread}),
