@@ -139,3 +139,49 @@ fn pids_are_the_same_in_every_run_inside_a_pid_namespace() {
     assert!(lines.contains(&"child pid 4 ppid 2"), "{out}");
     assert_eq!(lines.last(), Some(&"forked 4; /proc/<own pid>/comm pid_ns"), "{out}");
 }
+
+/// A native run of the C program `name args` (must succeed), then one recording replayed 5
+/// times with identical stdout and status; the recording must look like the native run (same
+/// lines, numbers aside). Returns the recording's stdout.
+fn like_native_replays_5_times(name: &str, args: &[&str]) -> String {
+    let native_run = native(&c_program(name), args);
+    assert_eq!(native_run.status, 0, "{name} {args:?}: native run failed\n{native_run}");
+    let recorded = assert_replays_times(name, args, 5);
+    assert_like_native(&recorded, &native_run, name);
+    stdout(&recorded)
+}
+
+/// Two children in a new process group (setpgid), both reached by one kill(-pgid, SIGUSR1) and
+/// reaped by waitpid(-pgid); a child that calls setsid leads a new session and group.
+#[test]
+fn process_groups_and_sessions() {
+    let out = like_native_replays_5_times("pgrp_session", &[]);
+    let expected_tail = "getpgid(first) is first 1, getpgid(second) is first 1, parent in it 0\n\
+         kill(-group, SIGUSR1) returned 0\n\
+         waitpid(-group) reaped the first with 10 and the second with 11\n\
+         waitpid(-group) again: -1 ECHILD\n\
+         setsid returned own pid 1, getsid(0) is own pid 1, getpgrp() is own pid 1, old session differs 1, \
+         setpgid as session leader EPERM\n\
+         parent: getsid(child) is child 1, own session differs 1\n\
+         session child exited 0\n";
+    assert!(out.ends_with(expected_tail), "{out}");
+    let first = out.lines().next().unwrap_or_default();
+    let words: Vec<&str> = first.split(' ').collect();
+    // "children A B group A": the group is the first child's pid.
+    assert_eq!(words.len(), 5, "{first}");
+    assert_eq!(words[1], words[4], "the group is not the first child's pid: {first}");
+    assert_ne!(words[1], words[2], "{first}");
+}
+
+/// waitid(P_PID, WEXITED): WNOHANG before the child ends, WNOWAIT, the reaping call, ECHILD after
+/// it, and CLD_KILLED for a child killed by SIGTERM.
+#[test]
+fn waitid_p_pid_wexited() {
+    let out = like_native_replays_5_times("waitid", &[]);
+    let expected = "WNOHANG while it waits: returned 0, si_pid 0\n\
+         WNOWAIT: returned 0, si_pid is the child 1, si_signo SIGCHLD, si_code CLD_EXITED, si_status 42\n\
+         WEXITED: returned 0, si_pid is the child 1, si_signo SIGCHLD, si_code CLD_EXITED, si_status 42\n\
+         again: returned -1 ECHILD\n\
+         killed: returned 0, si_pid is the child 1, si_signo SIGCHLD, si_code CLD_KILLED, si_status 15\n";
+    assert!(out.starts_with("child ") && out.ends_with(expected), "{out}");
+}
