@@ -254,6 +254,7 @@ fn session<'a>(
         fresh_holder: None,
         debug,
         stepping: None,
+        clone_args: HashMap::new(),
     };
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
@@ -347,6 +348,11 @@ struct Replayer<'a> {
     debug: Option<&'a mut dyn Debugger>,
     /// The task a debugger single-steps.
     stepping: Option<Pid>,
+    /// The argument registers of a clone/fork/vfork that [`quiet_clone`] rewrote, by task (the
+    /// parent until the call completes, then the child until its first stop): given back so that
+    /// both see the registers the kernel preserves (glibc's vfork keeps its return address in
+    /// rdi across the syscall).
+    clone_args: HashMap<u32, [u64; 6]>,
 }
 
 impl Replayer<'_> {
@@ -497,7 +503,14 @@ impl Replayer<'_> {
         let t = match self.take_state(vtid) {
             RState::Idle(t) => t,
             RState::Starting => match self.wait_tid(tid)? {
-                Waited::Stopped(s) => s,
+                Waited::Stopped(s) => {
+                    if let Some(args) = self.clone_args.remove(&vtid) {
+                        let mut regs = s.regs()?;
+                        regs.set_args(&args);
+                        s.set_regs(&regs)?;
+                    }
+                    s
+                }
                 w => return self.on_death(vtid, w, index),
             },
             other => {
@@ -818,6 +831,7 @@ impl Replayer<'_> {
                 let p = Parked { t, regs, spec, args };
                 if action == Action::Clone {
                     quiet_clone(&p)?;
+                    self.clone_args.insert(vtid, args);
                 }
                 p.t.cont_to_exit()?;
                 self.set_state(vtid, RState::Executing);
@@ -891,6 +905,9 @@ impl Replayer<'_> {
             }
         };
         let mut regs = t.regs()?;
+        if let Some(args) = self.clone_args.remove(&s.task) {
+            regs.set_args(&args);
+        }
         if s.disposition() == Disposition::Execute && regs.ret() != s.ret {
             let expected = describe::event(&Event { kind: Some(Kind::Syscall(s)) });
             return Err(self.diverge(index, expected, format!("a result of {}", regs.ret())));
@@ -936,6 +953,9 @@ impl Replayer<'_> {
             self.sockets.insert(sp.child, socks);
         }
         self.max_vtid = self.max_vtid.max(sp.child);
+        if let Some(args) = self.clone_args.get(&sp.parent).copied() {
+            self.clone_args.insert(sp.child, args);
+        }
         self.tasks.insert(sp.child, RTask { tid: child, proc, state: RState::Starting, pending: Vec::new() });
         Ok(())
     }

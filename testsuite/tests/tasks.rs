@@ -173,6 +173,24 @@ fn process_groups_and_sessions() {
     assert_ne!(words[1], words[2], "{first}");
 }
 
+/// vfork + execve and posix_spawn (plain, and with its stdout dup2'ed into a pipe): each child
+/// runs this program again, prints, and exits with its own code, which waitpid reports.
+#[test]
+fn vfork_execve_and_posix_spawn() {
+    let out = like_native_replays_5_times("spawn_vfork", &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert!(lines[0].starts_with("child of vfork: parent is the starter 1; pid "), "{out}");
+    assert_eq!(lines[1], "vfork: waitpid returned the child 1, exited 1 with 3");
+    assert!(lines[2].starts_with("child of posix_spawn: parent is the starter 1; pid "), "{out}");
+    assert_eq!(lines[3], "posix_spawn: waitpid returned the child 1, exited 1 with 4");
+    assert!(
+        lines[4].starts_with("read from the pipe: child of posix_spawn-to-pipe: parent is the starter 1; pid "),
+        "{out}"
+    );
+    assert_eq!(lines[5], "posix_spawn-to-pipe: waitpid returned the child 1, exited 1 with 4");
+}
+
 /// waitid(P_PID, WEXITED): WNOHANG before the child ends, WNOWAIT, the reaping call, ECHILD after
 /// it, and CLD_KILLED for a child killed by SIGTERM.
 #[test]
