@@ -252,6 +252,14 @@ impl Stopped {
         ptrace::getsiginfo(self.pid).map_err(self.err("PTRACE_GETSIGINFO"))
     }
 
+    /// At an exec stop ([`Stop::Exec`], reported on the thread-group leader's tid): the tid the
+    /// exec'ing thread had. A thread other than the leader takes over the leader's tid in
+    /// execve, after the kernel ended every other thread (ptrace(2), "execve(2) under ptrace").
+    pub fn exec_former_tid(&self) -> Result<Pid> {
+        let msg = ptrace::getevent(self.pid).map_err(self.err("PTRACE_GETEVENTMSG"))?;
+        Ok(Pid::from_raw(msg as i32))
+    }
+
     /// Replaces the siginfo of the signal this task is stopped to deliver (PTRACE_SETSIGINFO).
     pub fn set_siginfo(&self, si: &libc::siginfo_t) -> Result<()> {
         ptrace::setsiginfo(self.pid, si).map_err(self.err("PTRACE_SETSIGINFO"))

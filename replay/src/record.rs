@@ -494,6 +494,12 @@ impl Recorder<'_> {
             Waited::Killed(sig) => return self.on_death(pid, Exit { code: 0, signal: sig.raw(), task: 0 }),
             Waited::Stopped(s) => s,
         };
+        if s.stop == Stop::Exec {
+            let former = s.exec_former_tid()?;
+            if former != pid && self.tasks.contains_key(&former) {
+                return self.exec_from_thread(s, former);
+            }
+        }
         let Some(task) = self.tasks.get_mut(&pid) else {
             self.early.insert(pid, s);
             return Ok(());
@@ -506,6 +512,40 @@ impl Recorder<'_> {
             TState::Holding => self.on_holder_stop(s),
             TState::InKernel(p) => self.on_kernel_stop(s, p),
         }
+    }
+
+    /// A thread other than the leader completed an execve: the kernel ended the other threads
+    /// (their deaths are reported, except the leader's) and gave the exec'ing thread the
+    /// leader's tid. It takes the leader's task number too, as replay does at the Exec event,
+    /// so the process keeps its task 0 (or its first task) and its exit is still the
+    /// program's. The Exec event names the task that called execve.
+    fn exec_from_thread(&mut self, s: Stopped, former: Pid) -> Result<()> {
+        let leader = s.pid();
+        let Some(mut task) = self.tasks.remove(&former) else { return Ok(()) };
+        let from = task.vtid;
+        if self.tasks.remove(&leader).is_some() {
+            if self.holder == Some(leader) {
+                self.holder = None;
+            }
+            self.ready.retain(|p| *p != leader);
+        }
+        let mut held = self.held.remove(&leader).unwrap_or_default();
+        held.extend(self.held.remove(&former).unwrap_or_default());
+        if !held.is_empty() {
+            self.held.insert(leader, held);
+        }
+        self.bouncing.remove(&leader);
+        self.bouncing.remove(&former);
+        task.vtid = task.proc;
+        let TState::InKernel(p) = std::mem::replace(&mut task.state, TState::Holding) else {
+            return Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
+                pid: leader,
+                what: format!("an exec stop of task {from}, which was not in a syscall"),
+            }));
+        };
+        debug!(self.log, "execve from a thread"; "task" => from, "becomes" => task.vtid, "tid" => former.as_raw(), "leader" => leader.as_raw());
+        self.tasks.insert(leader, task);
+        self.on_exec(s, p, from)
     }
 
     fn on_death(&mut self, pid: Pid, mut exit: Exit) -> Result<()> {
@@ -576,19 +616,8 @@ impl Recorder<'_> {
                 self.set_state(pid, TState::InKernel(p));
             }
             Stop::Exec => {
-                let (at_random, sp) = ft_interposer::launch::after_exec(&s, None)?;
-                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-                let exe_hash = program::hash_file(&exe)?;
                 let task = self.vtid(pid);
-                self.emit(Kind::Exec(ExecEvent {
-                    task,
-                    exe_path: exe.into_os_string().into_vec(),
-                    exe_hash,
-                    at_random: at_random.to_vec(),
-                    sp,
-                }))?;
-                s.cont_to_exit()?;
-                self.set_state(pid, TState::InKernel(p));
+                return self.on_exec(s, p, task);
             }
             Stop::Signal(sig) => {
                 let task = self.vtid(pid);
@@ -617,6 +646,24 @@ impl Recorder<'_> {
                 self.set_state(pid, TState::InKernel(p));
             }
         }
+        Ok(())
+    }
+
+    /// The exec stop of `task`'s execve (now running as the task at `s`): log the new image.
+    fn on_exec(&mut self, s: Stopped, p: Pending, task: u32) -> Result<()> {
+        let pid = s.pid();
+        let (at_random, sp) = ft_interposer::launch::after_exec(&s, None)?;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let exe_hash = program::hash_file(&exe)?;
+        self.emit(Kind::Exec(ExecEvent {
+            task,
+            exe_path: exe.into_os_string().into_vec(),
+            exe_hash,
+            at_random: at_random.to_vec(),
+            sp,
+        }))?;
+        s.cont_to_exit()?;
+        self.set_state(pid, TState::InKernel(p));
         Ok(())
     }
 
@@ -721,15 +768,6 @@ impl Recorder<'_> {
                 };
             }
             _ => {
-                if action == Action::Exec {
-                    let proc = self.tasks.get(&pid).map(|t| t.proc);
-                    if self.tasks.values().filter(|t| Some(t.proc) == proc).count() > 1 {
-                        return Err(SessionError::Unsupported {
-                            what: "the program called execve while it had several threads".into(),
-                            why: "the other threads would vanish mid-schedule (reverie #15)".into(),
-                        });
-                    }
-                }
                 // Runs in the kernel, may block on another task: the token is free meanwhile.
                 let input = capture::input(&t, spec.input, &args)?;
                 if matches!(action, Action::Output { .. }) {

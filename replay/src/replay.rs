@@ -255,6 +255,7 @@ fn session<'a>(
         debug,
         stepping: None,
         clone_args: HashMap::new(),
+        exec_running: std::collections::HashSet::new(),
     };
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
@@ -300,6 +301,11 @@ enum RState {
     Running,
     /// Executing a clone or an exec for real (resumed to its exit); its completion is ahead.
     Executing,
+    /// At the seccomp stop of an execve in a process with other threads. The kernel ends those
+    /// threads when the execve runs, and at record they ran on meanwhile (their events are
+    /// logged between the call and its effect), so it waits until the log shows the effect:
+    /// its Exec event or result, or the death of one of those threads.
+    ExecParked(Parked),
     /// A stop collected after the last committed event (going live): the recorder handles it.
     Fresh(Stopped),
 }
@@ -353,6 +359,9 @@ struct Replayer<'a> {
     /// both see the registers the kernel preserves (glibc's vfork keeps its return address in
     /// rdi across the syscall).
     clone_args: HashMap<u32, [u64; 6]>,
+    /// Processes (by leader vtid) in which an execve released from [`RState::ExecParked`] runs:
+    /// their other threads are being ended by the kernel.
+    exec_running: std::collections::HashSet<u32>,
 }
 
 impl Replayer<'_> {
@@ -432,11 +441,23 @@ impl Replayer<'_> {
                 }
                 None => return Err(SessionError::LogEnded { index }),
             };
+            let exec_released = self.release_exec(index)?;
             // The running task first reaches the point where the recording logged this event.
             if let Some(h) = self.holder {
-                let is_completion = owner.is_some_and(|o| {
-                    matches!(self.tasks.get(&o).map(|t| &t.state), Some(RState::Parked(_) | RState::Executing))
-                });
+                // A thread that is not running and ends without a signal was ended by a sibling's
+                // exit_group or execve: the running sibling first gets there.
+                let proc_of = |v: u32| self.tasks.get(&v).map(|t| t.proc);
+                let ended_by_running_sibling = match self.source.peek_event()? {
+                    Some(Event { kind: Some(Kind::Exit(e)) }) => {
+                        e.signal == 0 && e.task != h && proc_of(e.task).is_some() && proc_of(e.task) == proc_of(h)
+                    }
+                    _ => false,
+                };
+                let is_completion = exec_released
+                    || !ended_by_running_sibling
+                        && owner.is_some_and(|o| {
+                            matches!(self.tasks.get(&o).map(|t| &t.state), Some(RState::Parked(_) | RState::Executing))
+                        });
                 if !is_completion && !async_signal {
                     self.advance(h)?;
                     continue;
@@ -487,6 +508,35 @@ impl Replayer<'_> {
                 }
             }
         }
+    }
+
+    /// If the next event shows the effect of an execve held in [`RState::ExecParked`] (its Exec
+    /// event or result, or the death of a thread of its process), lets the execve run. Returns
+    /// whether it did.
+    fn release_exec(&mut self, index: u64) -> Result<bool> {
+        let waiting = match self.source.peek_event()? {
+            Some(Event { kind: Some(Kind::Exec(ex)) }) => Some(ex.task),
+            Some(Event { kind: Some(Kind::Syscall(sc)) }) => Some(sc.task),
+            Some(Event { kind: Some(Kind::Exit(e)) }) => {
+                let proc = self.tasks.get(&e.task).map(|t| t.proc);
+                self.tasks
+                    .iter()
+                    .find(|(_, t)| Some(t.proc) == proc && matches!(t.state, RState::ExecParked(_)))
+                    .map(|(v, _)| *v)
+            }
+            _ => None,
+        };
+        let Some(vtid) = waiting else { return Ok(false) };
+        if !matches!(self.tasks.get(&vtid).map(|t| &t.state), Some(RState::ExecParked(_))) {
+            return Ok(false);
+        }
+        let RState::ExecParked(p) = self.take_state(vtid) else { return Err(SessionError::LogEnded { index }) };
+        p.t.cont_to_exit()?;
+        self.set_state(vtid, RState::Executing);
+        if let Some(proc) = self.tasks.get(&vtid).map(|t| t.proc) {
+            self.exec_running.insert(proc);
+        }
+        Ok(true)
     }
 
     /// An event of a task that does not run: it runs on after its last switch (no Run logged
@@ -582,6 +632,8 @@ impl Replayer<'_> {
                 let pending = self.tasks.get(&vtid).is_some_and(|t| t.pending.iter().any(|h| h.sig == sig));
                 Ok(pending || (sig != Sig::SIGSEGV && !is_synchronous(st, sig)))
             }
+            // Another thread's execve, reported on this leader's tid: the log's Exec event.
+            Stop::Exec => Ok(false),
             _ => Ok(true),
         }
     }
@@ -591,6 +643,14 @@ impl Replayer<'_> {
         let index = self.source.position();
         let tid = self.task(vtid, index)?.tid;
         match self.wait_tid(tid)? {
+            Waited::Stopped(s) if s.stop == Stop::Exec => {
+                // The running task never reaches an exec stop itself (its own execve makes it
+                // Executing): another thread's execve took over this leader's tid and ended
+                // it. The log's Exec event (after the other threads' deaths) collects the stop.
+                self.arrived.insert(tid, Waited::Stopped(s));
+                self.holder = None;
+                Ok(())
+            }
             Waited::Stopped(s) if self.source.peek_event()?.is_none() && self.source.live() => {
                 self.set_state(vtid, RState::Fresh(s));
                 self.holder = None;
@@ -645,7 +705,7 @@ impl Replayer<'_> {
         fn stopped(t: &RTask) -> Option<&Stopped> {
             match &t.state {
                 RState::Idle(st) | RState::Fresh(st) => Some(st),
-                RState::Parked(p) => Some(&p.t),
+                RState::Parked(p) | RState::ExecParked(p) => Some(&p.t),
                 _ => None,
             }
         }
@@ -723,7 +783,21 @@ impl Replayer<'_> {
             self.buried(e.task, seen.status());
             return Ok(());
         }
-        let tid = self.task(e.task, index)?.tid;
+        let (tid, proc) = {
+            let t = self.task(e.task, index)?;
+            (t.tid, t.proc)
+        };
+        if self.exec_running.contains(&proc) {
+            // Ended by another thread's execve: it dies from whatever stop it is in (SIGKILL),
+            // and must not run on meanwhile.
+            self.take_state(e.task);
+            loop {
+                match self.wait_tid(tid)? {
+                    Waited::Stopped(_) => {}
+                    w => return self.on_death(e.task, w, index),
+                }
+            }
+        }
         if e.signal != 0 {
             if let Some(sig) = Sig::new(e.signal) {
                 let _ = send_signal(tid, sig);
@@ -832,6 +906,13 @@ impl Replayer<'_> {
                 if action == Action::Clone {
                     quiet_clone(&p)?;
                     self.clone_args.insert(vtid, args);
+                } else {
+                    let proc = self.tasks.get(&vtid).map(|t| t.proc);
+                    if self.tasks.iter().any(|(&v, t)| v != vtid && Some(t.proc) == proc) {
+                        self.set_state(vtid, RState::ExecParked(p));
+                        self.holder = None;
+                        return Ok(());
+                    }
                 }
                 p.t.cont_to_exit()?;
                 self.set_state(vtid, RState::Executing);
@@ -885,7 +966,12 @@ impl Replayer<'_> {
 
     /// A clone or exec that ran for real completes: the parent gets the recorded result.
     fn finish_executing(&mut self, s: Syscall, index: u64) -> Result<Stopped> {
-        let tid = self.task(s.task, index)?.tid;
+        let (tid, proc) = {
+            let t = self.task(s.task, index)?;
+            (t.tid, t.proc)
+        };
+        // An execve that failed ended no thread.
+        self.exec_running.remove(&proc);
         let t = match self.wait_tid(tid)? {
             Waited::Stopped(t) if t.stop == Stop::SyscallExit => t,
             Waited::Stopped(t) => {
@@ -962,7 +1048,10 @@ impl Replayer<'_> {
 
     /// Exec: the task's running execve replaced its image; check the image, restore AT_RANDOM.
     fn exec(&mut self, ex: ExecEvent, index: u64) -> Result<()> {
-        let tid = self.task(ex.task, index)?.tid;
+        let (mut tid, proc) = {
+            let t = self.task(ex.task, index)?;
+            (t.tid, t.proc)
+        };
         if !matches!(self.tasks.get(&ex.task).map(|t| &t.state), Some(RState::Executing)) {
             return Err(self.diverge(
                 index,
@@ -971,6 +1060,27 @@ impl Replayer<'_> {
             ));
         }
         self.source.next_event()?;
+        let mut vtid = ex.task;
+        if proc != ex.task {
+            // A thread other than the leader: as at record, it becomes the leader (its tid and
+            // its task number); the kernel ends the other threads, whose deaths the log has,
+            // except the leader's, which is never reported.
+            let leader_tid = self.task(proc, index)?.tid;
+            tid = self.leader_exec_stop(leader_tid)?;
+            if let Some(mut t) = self.tasks.remove(&ex.task) {
+                if let Some(old) = self.tasks.remove(&proc) {
+                    t.pending.extend(old.pending);
+                }
+                if self.holder == Some(proc) {
+                    self.holder = None;
+                }
+                t.tid = tid;
+                self.tasks.insert(proc, t);
+            }
+            self.early_deaths.remove(&proc);
+            vtid = proc;
+        }
+        self.exec_running.remove(&proc);
         let at_random: Option<[u8; 16]> = ex.at_random.as_slice().try_into().ok();
         match self.wait_tid(tid)? {
             Waited::Stopped(s) if s.stop == Stop::Exec => {
@@ -997,9 +1107,28 @@ impl Replayer<'_> {
                     format!("{:?}", s.stop),
                 ))
             }
-            w => return self.on_death(ex.task, w, index),
+            w => return self.on_death(vtid, w, index),
         }
         Ok(())
+    }
+
+    /// Waits for the exec stop that a non-leader thread's execve reports on the leader's tid,
+    /// and leaves it to be collected again. Stops of the old leader thread collected earlier
+    /// are dropped: that thread is gone.
+    fn leader_exec_stop(&mut self, leader_tid: Pid) -> Result<Pid> {
+        loop {
+            match self.wait_tid(leader_tid)? {
+                Waited::Stopped(s) if s.stop == Stop::Exec => {
+                    self.arrived.insert(leader_tid, Waited::Stopped(s));
+                    return Ok(leader_tid);
+                }
+                Waited::Stopped(_) => {}
+                w => {
+                    self.arrived.insert(leader_tid, w);
+                    return Ok(leader_tid);
+                }
+            }
+        }
     }
 
     /// Applies a syscall event to a task at its seccomp stop; returns it stopped (not resumed).
@@ -1220,7 +1349,7 @@ impl Replayer<'_> {
             let state = match t.state {
                 RState::Starting => AdoptedState::Starting,
                 RState::Idle(s) => AdoptedState::Idle(s),
-                RState::Parked(p) => AdoptedState::Parked(p.t),
+                RState::Parked(p) | RState::ExecParked(p) => AdoptedState::Parked(p.t),
                 RState::Fresh(s) => AdoptedState::Fresh(s),
                 RState::Running => AdoptedState::Holding,
                 RState::Executing => {

@@ -173,6 +173,27 @@ fn process_groups_and_sessions() {
     assert_ne!(words[1], words[2], "{first}");
 }
 
+/// execve from a thread that is not the main thread: the other threads vanish, the new image
+/// runs alone with the old pid (the exec'ing thread took over the leader's tid). The main
+/// thread waits in pthread_join ("join") or makes syscalls meanwhile ("busy").
+#[test]
+fn execve_from_a_thread() {
+    for mode in ["join", "busy"] {
+        let out = like_native_replays_5_times("exec_thread", &[mode]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{mode}: {out}");
+        assert!(lines[0].starts_with("main: pid ") && lines[0].ends_with(" threads before 1"), "{out}");
+        assert!(lines[1].starts_with("thread: pid ") && lines[1].ends_with(" is the main thread 0; calling execve"));
+        assert_eq!(
+            lines[2],
+            "after execve: pid is the old pid 1, tid is the old pid 1, old exec'ing tid differed 1, threads 1",
+            "{mode}: {out}"
+        );
+        let pid = lines[0]["main: pid ".len()..].split(' ').next().unwrap_or_default();
+        assert!(lines[3].starts_with(&format!("after execve: pid {pid} clock ")), "{mode}: {out}");
+    }
+}
+
 /// vfork + execve and posix_spawn (plain, and with its stdout dup2'ed into a pipe): each child
 /// runs this program again, prints, and exits with its own code, which waitpid reports.
 #[test]
