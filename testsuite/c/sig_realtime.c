@@ -7,8 +7,9 @@
 // blocks both signals, so the kernel delivers lowest number first and each signal's instances in
 // the order they were sent (SIGRTMIN 1, 2, 3, then SIGRTMIN+1); with "nested" it blocks nothing,
 // so SIGRTMIN+1 interrupts the first SIGRTMIN handler before it runs (SIGRTMIN+1 first).
-// Part 2: a child with the default action for SIGRTMIN+2 raises it and dies by it; the parent
-// reads the signal number from waitpid's status. The pid and the time printed differ natively.
+// Part 2: a child with the default action for SIGRTMIN+2 waits in pause(); the parent sends it
+// SIGRTMIN+2 and reads the signal number from waitpid's status. The pid and the time printed
+// differ natively.
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,9 +98,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (child == 0) {
-        raise(SIGRTMIN + 2);
-        _exit(0);
+        for (;;)
+            pause();
     }
+    kill(child, SIGRTMIN + 2);
     int status;
     if (waitpid(child, &status, 0) != child) {
         perror("waitpid");
