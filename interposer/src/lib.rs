@@ -16,6 +16,7 @@ pub mod regs;
 pub mod tracee;
 pub mod tsc;
 
+pub use ft_libos::Sig;
 pub use launch::{launch, LaunchSpec, Launched, Vdso};
 pub use regs::Regs;
 pub use tracee::{Running, Stop, Stopped, Waited};

@@ -4,10 +4,9 @@
 
 use crate::regs::Regs;
 use crate::{Result, TraceError};
+use ft_libos::Sig;
 use nix::sys::ptrace;
-use nix::sys::signal::Signal;
 use nix::sys::uio::{process_vm_readv, process_vm_writev, RemoteIoVec};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::fs::File;
 use std::io::{IoSlice, IoSliceMut};
@@ -20,8 +19,8 @@ pub enum Stop {
     Seccomp,
     /// Syscall-exit stop (after resuming from a seccomp stop with PTRACE_SYSCALL).
     SyscallExit,
-    /// A signal is about to be delivered.
-    Signal(Signal),
+    /// A signal is about to be delivered (any number, real-time signals included).
+    Signal(Sig),
     /// PTRACE_EVENT_EXEC: the exec completed.
     Exec,
     /// PTRACE_EVENT_CLONE / FORK / VFORK: a new task was created (its pid).
@@ -36,7 +35,7 @@ pub enum Waited {
     /// It exited with this status.
     Exited(i32),
     /// A signal killed it.
-    Killed(Signal),
+    Killed(Sig),
 }
 
 /// A tracee that is running (or about to): only [`Running::wait`] is possible.
@@ -116,36 +115,119 @@ pub fn try_wait_for(pid: Option<Pid>) -> Result<Option<(Pid, Waited)>> {
 
 fn wait_opt(pid: Option<Pid>, nohang: bool) -> Result<Option<(Pid, Waited)>> {
     let target = pid.unwrap_or(Pid::from_raw(-1));
-    let flags = if nohang { WaitPidFlag::__WALL | WaitPidFlag::WNOHANG } else { WaitPidFlag::__WALL };
+    let flags = if nohang { libc::__WALL | libc::WNOHANG } else { libc::__WALL };
     loop {
-        let status = match waitpid(target, Some(flags)) {
-            Ok(WaitStatus::StillAlive) if nohang => return Ok(None),
-            Ok(s) => s,
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(TraceError::ptrace(target, "waitpid", e)),
-        };
-        let Some(who) = status.pid() else { continue };
-        if matches!(status, WaitStatus::Exited(..) | WaitStatus::Signaled(..)) && forget_init(who) {
+        // nix's waitpid cannot decode a stop or death by a real-time signal (its Signal enum
+        // ends at 31: EINVAL), so the status is decoded here, with the signal as a number.
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid writes one int at the given address.
+        let r = unsafe { libc::waitpid(target.as_raw(), &mut status, flags) };
+        if r < 0 {
+            match nix::Error::last() {
+                nix::Error::EINTR => continue,
+                e => return Err(TraceError::ptrace(target, "waitpid", e)),
+            }
+        }
+        if r == 0 {
+            if nohang {
+                return Ok(None);
+            }
             continue;
         }
-        let stop = match status {
-            WaitStatus::Exited(_, code) => return Ok(Some((who, Waited::Exited(code)))),
-            WaitStatus::Signaled(_, sig, _) => return Ok(Some((who, Waited::Killed(sig)))),
-            WaitStatus::PtraceSyscall(_) => Stop::SyscallExit,
-            WaitStatus::PtraceEvent(_, _, ev) => match ev {
-                libc::PTRACE_EVENT_SECCOMP => Stop::Seccomp,
-                libc::PTRACE_EVENT_EXEC => Stop::Exec,
-                libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
-                    let child = ptrace::getevent(who).map_err(|e| TraceError::ptrace(who, "PTRACE_GETEVENTMSG", e))?;
-                    Stop::NewTask(Pid::from_raw(child as i32))
+        let who = Pid::from_raw(r);
+        let ended = libc::WIFEXITED(status) || libc::WIFSIGNALED(status);
+        if ended && forget_init(who) {
+            continue;
+        }
+        let unexpected = |what: String| TraceError::Unexpected { pid: who, what };
+        let stop = if libc::WIFEXITED(status) {
+            return Ok(Some((who, Waited::Exited(libc::WEXITSTATUS(status)))));
+        } else if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            let sig = Sig::new(sig).ok_or_else(|| unexpected(format!("death by signal number {sig}")))?;
+            return Ok(Some((who, Waited::Killed(sig))));
+        } else if libc::WIFSTOPPED(status) {
+            let sig = libc::WSTOPSIG(status);
+            let event = (status >> 16) & 0xff;
+            if sig == libc::SIGTRAP | 0x80 {
+                // PTRACE_O_TRACESYSGOOD marks syscall stops.
+                Stop::SyscallExit
+            } else if event != 0 {
+                match event {
+                    libc::PTRACE_EVENT_SECCOMP => Stop::Seccomp,
+                    libc::PTRACE_EVENT_EXEC => Stop::Exec,
+                    libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
+                        let child =
+                            ptrace::getevent(who).map_err(|e| TraceError::ptrace(who, "PTRACE_GETEVENTMSG", e))?;
+                        Stop::NewTask(Pid::from_raw(child as i32))
+                    }
+                    other => Stop::Event(other),
                 }
-                other => Stop::Event(other),
-            },
-            WaitStatus::Stopped(_, sig) => Stop::Signal(sig),
-            WaitStatus::Continued(_) | WaitStatus::StillAlive => continue,
+            } else {
+                Stop::Signal(Sig::new(sig).ok_or_else(|| unexpected(format!("stop by signal number {sig}")))?)
+            }
+        } else {
+            // WIFCONTINUED: nothing to handle.
+            continue;
         };
         return Ok(Some((who, Waited::Stopped(Stopped { pid: who, stop }))));
     }
+}
+
+/// Sends `sig` to `pid` with kill(2): any signal number, real-time ones included.
+pub fn send_signal(pid: Pid, sig: Sig) -> Result<()> {
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    let r = unsafe { libc::kill(pid.as_raw(), sig.raw()) };
+    if r < 0 {
+        return Err(TraceError::ptrace(pid, "kill", nix::Error::last()));
+    }
+    Ok(())
+}
+
+/// Sends `sig` to the thread `tid` alone (tkill(2)), as the kernel sends a signal it directs at
+/// one thread. The caller holds `tid` in a ptrace stop, so the number cannot have been reused.
+pub fn send_signal_to_thread(tid: Pid, sig: Sig) -> Result<()> {
+    // SAFETY: tkill takes two integers and touches no memory of ours.
+    let r = unsafe { libc::syscall(libc::SYS_tkill, tid.as_raw(), sig.raw()) };
+    if r < 0 {
+        return Err(TraceError::ptrace(tid, "tkill", nix::Error::last()));
+    }
+    Ok(())
+}
+
+/// The size of the kernel's siginfo_t.
+pub const SIGINFO_SIZE: usize = std::mem::size_of::<libc::siginfo_t>();
+
+/// The bytes of a siginfo_t, as a log stores them.
+pub fn siginfo_to_bytes(si: &libc::siginfo_t) -> Vec<u8> {
+    // SAFETY: siginfo_t is plain data of SIGINFO_SIZE bytes; reading it as bytes is always valid.
+    unsafe { std::slice::from_raw_parts((si as *const libc::siginfo_t).cast::<u8>(), SIGINFO_SIZE) }.to_vec()
+}
+
+/// A siginfo_t from a log's bytes; None unless there are exactly [`SIGINFO_SIZE`] of them.
+pub fn siginfo_from_bytes(bytes: &[u8]) -> Option<libc::siginfo_t> {
+    if bytes.len() != SIGINFO_SIZE {
+        return None;
+    }
+    let mut si = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+    // SAFETY: the destination is SIGINFO_SIZE bytes long and every bit pattern is a valid
+    // siginfo_t (integers and raw pointers).
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), si.as_mut_ptr().cast::<u8>(), SIGINFO_SIZE);
+        Some(si.assume_init())
+    }
+}
+
+/// PTRACE_CONT / PTRACE_SYSCALL / PTRACE_SINGLESTEP with a signal to deliver given as a number
+/// (nix's requests take its Signal enum, which has no real-time signals).
+fn resume(request: libc::c_uint, pid: Pid, sig: Option<Sig>) -> nix::Result<()> {
+    let data = sig.map_or(0, Sig::raw) as libc::c_long;
+    // SAFETY: these requests use no address and take the signal number as the data word.
+    let r = unsafe { libc::ptrace(request, pid.as_raw(), std::ptr::null_mut::<libc::c_void>(), data) };
+    if r < 0 {
+        return Err(nix::Error::last());
+    }
+    Ok(())
 }
 
 impl Stopped {
@@ -170,18 +252,45 @@ impl Stopped {
         ptrace::getsiginfo(self.pid).map_err(self.err("PTRACE_GETSIGINFO"))
     }
 
+    /// At an exec stop ([`Stop::Exec`], reported on the thread-group leader's tid): the tid the
+    /// exec'ing thread had. A thread other than the leader takes over the leader's tid in
+    /// execve, after the kernel ended every other thread (ptrace(2), "execve(2) under ptrace").
+    pub fn exec_former_tid(&self) -> Result<Pid> {
+        let msg = ptrace::getevent(self.pid).map_err(self.err("PTRACE_GETEVENTMSG"))?;
+        Ok(Pid::from_raw(msg as i32))
+    }
+
+    /// Replaces the siginfo of the signal this task is stopped to deliver (PTRACE_SETSIGINFO).
+    pub fn set_siginfo(&self, si: &libc::siginfo_t) -> Result<()> {
+        ptrace::setsiginfo(self.pid, si).map_err(self.err("PTRACE_SETSIGINFO"))
+    }
+
+    /// The task's blocked-signal mask (PTRACE_GETSIGMASK): bit N-1 is signal N.
+    pub fn sigmask(&self) -> Result<u64> {
+        let mut mask: u64 = 0;
+        // SAFETY: PTRACE_GETSIGMASK writes the 8-byte kernel sigset_t (its size is the address
+        // argument) at the data pointer.
+        let r = unsafe {
+            libc::ptrace(libc::PTRACE_GETSIGMASK, self.pid.as_raw(), std::mem::size_of::<u64>(), &mut mask as *mut u64)
+        };
+        if r < 0 {
+            return Err(self.err("PTRACE_GETSIGMASK")(nix::Error::last()));
+        }
+        Ok(mask)
+    }
+
     pub fn set_options(&self, opts: ptrace::Options) -> Result<()> {
         ptrace::setoptions(self.pid, opts).map_err(self.err("PTRACE_SETOPTIONS"))
     }
 
     /// Resumes to the next stop; the seccomp stop stays the only syscall-entry stop. After
     /// [`step_next`] for this task, resumes for one instruction instead (a debugger's stepi).
-    pub fn cont(self, sig: Option<Signal>) -> Result<Running> {
+    pub fn cont(self, sig: Option<Sig>) -> Result<Running> {
         if STEP_NEXT.with(|s| s.get()) == self.pid.as_raw() {
             STEP_NEXT.with(|s| s.set(0));
-            ptrace::step(self.pid, sig).map_err(self.err("PTRACE_SINGLESTEP"))?;
+            resume(libc::PTRACE_SINGLESTEP, self.pid, sig).map_err(self.err("PTRACE_SINGLESTEP"))?;
         } else {
-            ptrace::cont(self.pid, sig).map_err(self.err("PTRACE_CONT"))?;
+            resume(libc::PTRACE_CONT, self.pid, sig).map_err(self.err("PTRACE_CONT"))?;
         }
         Ok(Running { pid: self.pid })
     }
@@ -212,13 +321,13 @@ impl Stopped {
 
     /// Resumes so that the current syscall's exit stops too.
     pub fn cont_to_exit(self) -> Result<Running> {
-        ptrace::syscall(self.pid, None).map_err(self.err("PTRACE_SYSCALL"))?;
+        resume(libc::PTRACE_SYSCALL, self.pid, None).map_err(self.err("PTRACE_SYSCALL"))?;
         Ok(Running { pid: self.pid })
     }
 
     /// Kills the tracee and returns a handle to reap it.
     pub fn kill(self) -> Running {
-        let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+        let _ = send_signal(self.pid, Sig::SIGKILL);
         Running { pid: self.pid }
     }
 
@@ -348,7 +457,7 @@ pub fn reap(pid: Pid) -> Option<Waited> {
 /// only once its other threads are reaped, so waiting for it alone would hang.
 pub fn kill_and_reap_all(tids: impl IntoIterator<Item = Pid>) {
     for tid in tids {
-        let _ = nix::sys::signal::kill(tid, Signal::SIGKILL);
+        let _ = send_signal(tid, Sig::SIGKILL);
     }
     loop {
         match wait_for(None) {

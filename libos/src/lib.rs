@@ -4,7 +4,8 @@
 //! - [`policy`]: the decision at each stop, from the table, the [`fd`] model and path facts;
 //! - [`proto`]: the event and header types (protobuf), and [`log`]: the log file format;
 //! - [`digest`]: content digests of buffers, files and the data directory;
-//! - [`clock`]: the layout of the clock page (vDSO clock reads without a ptrace stop).
+//! - [`clock`]: the layout of the clock page (vDSO clock reads without a ptrace stop);
+//! - [`signal`]: signal numbers 1..=64 ([`Sig`]), real-time signals included.
 //!
 //! This crate never touches ptrace, sockets or Raft.
 
@@ -15,8 +16,10 @@ pub mod fd;
 pub mod log;
 pub mod policy;
 pub mod proto;
+pub mod signal;
 pub mod table;
 
 pub use fd::FdTable;
 pub use proto::{event::Kind as EventKind, Disposition, Event, FdKind, Header};
+pub use signal::Sig;
 pub use table::{lookup, Class, Spec};

@@ -134,6 +134,16 @@ pub fn creates_fds(spec: &Spec, args: &[u64; 6]) -> bool {
     }
 }
 
+/// Whether syscall `nr` installs a temporary signal mask while it waits (sigsuspend, ppoll,
+/// pselect6, epoll_pwait, epoll_pwait2): a caught signal that the current mask blocks may be
+/// what it waits for, so the recorder hands it to the kernel there instead of holding it.
+pub fn waits_with_temporary_sigmask(nr: u32) -> bool {
+    matches!(
+        i64::from(nr),
+        libc::SYS_rt_sigsuspend | libc::SYS_ppoll | libc::SYS_pselect6 | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2
+    )
+}
+
 /// Lexically normalizes `path` against `base` (no symlinks are followed).
 pub fn normalize(base: &Path, path: &Path) -> PathBuf {
     let mut out = if path.is_absolute() { PathBuf::from("/") } else { base.to_path_buf() };

@@ -195,6 +195,11 @@ pub struct Signal {
     /// then re-executed): a point replay finds again exactly.
     #[prost(bool, tag = "4")]
     pub at_syscall: bool,
+    /// For a caught signal delivered at a syscall: the siginfo_t (128 bytes) the kernel had for
+    /// it, which the handler receives at record and at replay although the tracer re-sends the
+    /// signal. Empty in logs of earlier versions (the handler then sees the re-sent signal's).
+    #[prost(bytes = "vec", tag = "5")]
+    pub siginfo: Vec<u8>,
 }
 
 /// The program's exec completed: the kernel's random bytes for it.

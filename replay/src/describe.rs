@@ -56,7 +56,5 @@ pub fn event(ev: &Event) -> String {
 }
 
 pub fn signal_name(signo: i32) -> String {
-    nix::sys::signal::Signal::try_from(signo)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("signal {signo}"))
+    ft_libos::signal::name(signo).unwrap_or_else(|| format!("signal {signo}"))
 }

@@ -6,7 +6,7 @@ use crate::error::{Result, SessionError};
 use crate::program;
 use crate::{describe, Outcome};
 use ft_interposer::clock::Install;
-use ft_interposer::tracee::wait_for;
+use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_to_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
@@ -15,8 +15,7 @@ use ft_libos::proto::{
     Signal, Spawn, Start, Syscall,
 };
 use ft_libos::table::{Emulation, Exec, Len, Refusal, Spec};
-use ft_libos::{lookup, FdTable};
-use nix::sys::signal::Signal as Sig;
+use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{debug, info, warn, Logger};
 use std::collections::VecDeque;
@@ -313,10 +312,10 @@ struct Recorder<'a> {
     progress: std::time::Instant,
     /// Set by the watchdog: (task, tasks waiting).
     spinning: Option<(u32, usize)>,
-    /// Caught signals held back until the task's next syscall.
-    held: HashMap<Pid, Vec<Sig>>,
+    /// Caught signals held back until the task's next syscall where they are not blocked.
+    held: HashMap<Pid, Vec<Held>>,
     /// Signals re-sent at a syscall boundary, to deliver at the next signal stop.
-    bouncing: HashMap<Pid, Sig>,
+    bouncing: HashMap<Pid, Held>,
     /// Ready tasks whose stop has not been handled (handed over by a replay going live).
     fresh: HashSet<Pid>,
     /// The clock page of each process (by the vtid of its leader) whose vDSO goes to it.
@@ -517,9 +516,15 @@ impl Recorder<'_> {
     fn on_wait(&mut self, pid: Pid, waited: Waited) -> Result<()> {
         let s = match waited {
             Waited::Exited(code) => return self.on_death(pid, Exit { code, signal: 0, task: 0 }),
-            Waited::Killed(sig) => return self.on_death(pid, Exit { code: 0, signal: sig as i32, task: 0 }),
+            Waited::Killed(sig) => return self.on_death(pid, Exit { code: 0, signal: sig.raw(), task: 0 }),
             Waited::Stopped(s) => s,
         };
+        if s.stop == Stop::Exec {
+            let former = s.exec_former_tid()?;
+            if former != pid && self.tasks.contains_key(&former) {
+                return self.exec_from_thread(s, former);
+            }
+        }
         let Some(task) = self.tasks.get_mut(&pid) else {
             self.early.insert(pid, s);
             return Ok(());
@@ -532,6 +537,40 @@ impl Recorder<'_> {
             TState::Holding => self.on_holder_stop(s),
             TState::InKernel(p) => self.on_kernel_stop(s, p),
         }
+    }
+
+    /// A thread other than the leader completed an execve: the kernel ended the other threads
+    /// (their deaths are reported, except the leader's) and gave the exec'ing thread the
+    /// leader's tid. It takes the leader's task number too, as replay does at the Exec event,
+    /// so the process keeps its task 0 (or its first task) and its exit is still the
+    /// program's. The Exec event names the task that called execve.
+    fn exec_from_thread(&mut self, s: Stopped, former: Pid) -> Result<()> {
+        let leader = s.pid();
+        let Some(mut task) = self.tasks.remove(&former) else { return Ok(()) };
+        let from = task.vtid;
+        if self.tasks.remove(&leader).is_some() {
+            if self.holder == Some(leader) {
+                self.holder = None;
+            }
+            self.ready.retain(|p| *p != leader);
+        }
+        let mut held = self.held.remove(&leader).unwrap_or_default();
+        held.extend(self.held.remove(&former).unwrap_or_default());
+        if !held.is_empty() {
+            self.held.insert(leader, held);
+        }
+        self.bouncing.remove(&leader);
+        self.bouncing.remove(&former);
+        task.vtid = task.proc;
+        let TState::InKernel(p) = std::mem::replace(&mut task.state, TState::Holding) else {
+            return Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
+                pid: leader,
+                what: format!("an exec stop of task {from}, which was not in a syscall"),
+            }));
+        };
+        debug!(self.log, "execve from a thread"; "task" => from, "becomes" => task.vtid, "tid" => former.as_raw(), "leader" => leader.as_raw());
+        self.tasks.insert(leader, task);
+        self.on_exec(s, p, from)
     }
 
     fn on_death(&mut self, pid: Pid, mut exit: Exit) -> Result<()> {
@@ -549,8 +588,8 @@ impl Recorder<'_> {
             let leader = self.tasks.iter().find(|(_, t)| t.vtid == task.proc).map(|(p, _)| *p);
             let tgid = leader.or((task.vtid == task.proc).then_some(pid));
             if let Some(tgid) = tgid {
-                for sig in sigs {
-                    let _ = nix::sys::signal::kill(tgid, sig);
+                for h in sigs {
+                    let _ = send_signal(tgid, h.sig);
                 }
             }
         }
@@ -617,41 +656,25 @@ impl Recorder<'_> {
                 self.set_state(pid, TState::InKernel(p));
             }
             Stop::Exec => {
-                let a = ft_interposer::launch::after_exec(&s, None, Vdso::TryClockPage)?;
-                let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-                let exe_hash = program::hash_file(&exe)?;
                 let task = self.vtid(pid);
-                let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
-                if a.clock_page {
-                    self.clocks.insert(proc, Install::Patched);
-                } else {
-                    self.clocks.remove(&proc);
-                }
-                self.emit(Kind::Exec(ExecEvent {
-                    task,
-                    exe_path: exe.into_os_string().into_vec(),
-                    exe_hash,
-                    at_random: a.at_random.to_vec(),
-                    sp: a.sp,
-                    clock_page: a.clock_page,
-                }))?;
-                s.cont_to_exit()?;
-                self.set_state(pid, TState::InKernel(p));
+                return self.on_exec(s, p, task);
             }
             Stop::Signal(sig) => {
                 let task = self.vtid(pid);
                 match disposition(pid, sig) {
                     Disposition_::NoEffect => s.cont(None)?,
                     Disposition_::Caught => {
-                        self.held.entry(pid).or_default().push(sig);
+                        let held = Held { sig, info: s.siginfo().ok() };
+                        self.held.entry(pid).or_default().push(held);
                         s.cont(None)?
                     }
                     Disposition_::Default => {
                         self.emit(Kind::Signal(Signal {
-                            signo: sig as i32,
+                            signo: sig.raw(),
                             synchronous: false,
                             task,
                             at_syscall: false,
+                            ..Default::default()
                         }))?;
                         s.cont(Some(sig))?
                     }
@@ -663,6 +686,34 @@ impl Recorder<'_> {
                 self.set_state(pid, TState::InKernel(p));
             }
         }
+        Ok(())
+    }
+
+    /// The exec stop of `task`'s execve (now running as the task at `s`): log the new image.
+    fn on_exec(&mut self, s: Stopped, p: Pending, task: u32) -> Result<()> {
+        let pid = s.pid();
+        let a = ft_interposer::launch::after_exec(&s, None, Vdso::TryClockPage)?;
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let exe_hash = program::hash_file(&exe)?;
+        // The process of the task now at `pid` (after an execve from a thread, the leader's tid
+        // and task number; `task` is the thread that called execve).
+        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(task);
+        if a.clock_page {
+            self.clocks.insert(proc, Install::Patched);
+        } else {
+            self.clocks.remove(&proc);
+        }
+        self.emit(Kind::Exec(ExecEvent {
+            task,
+            exe_path: exe.into_os_string().into_vec(),
+            exe_hash,
+            at_random: a.at_random.to_vec(),
+            sp: a.sp,
+            clock_page: a.clock_page,
+            ..Default::default()
+        }))?;
+        s.cont_to_exit()?;
+        self.set_state(pid, TState::InKernel(p));
         Ok(())
     }
 
@@ -705,13 +756,20 @@ impl Recorder<'_> {
         }
         let mut regs = t.regs()?;
         let nr = regs.nr();
-        if let Some(sig) = self.held.get_mut(&pid).and_then(|v| (!v.is_empty()).then(|| v.remove(0))) {
+        if let Some(held) = self.take_deliverable(&t, nr)? {
             // Deliver a held signal here: skip the syscall, rewind to it, let the signal in; the
             // syscall runs again after the handler.
             let task = self.vtid(pid);
-            self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous: false, task, at_syscall: true }))?;
-            bounce(&t, &mut regs, sig)?;
-            self.bouncing.insert(pid, sig);
+            let siginfo = held.info.as_ref().map(siginfo_to_bytes).unwrap_or_default();
+            self.emit(Kind::Signal(Signal {
+                signo: held.sig.raw(),
+                synchronous: false,
+                task,
+                at_syscall: true,
+                siginfo,
+            }))?;
+            bounce(&t, &mut regs, held.sig)?;
+            self.bouncing.insert(pid, held);
             t.cont(None)?;
             return Ok(());
         }
@@ -763,19 +821,10 @@ impl Recorder<'_> {
                         what: format!("{:?} instead of the exit of {}", s.stop, spec.name),
                     })),
                     (_, Waited::Exited(code)) => self.on_death(pid, Exit { code, signal: 0, task: 0 }),
-                    (_, Waited::Killed(sig)) => self.on_death(pid, Exit { code: 0, signal: sig as i32, task: 0 }),
+                    (_, Waited::Killed(sig)) => self.on_death(pid, Exit { code: 0, signal: sig.raw(), task: 0 }),
                 };
             }
             _ => {
-                if action == Action::Exec {
-                    let proc = self.tasks.get(&pid).map(|t| t.proc);
-                    if self.tasks.values().filter(|t| Some(t.proc) == proc).count() > 1 {
-                        return Err(SessionError::Unsupported {
-                            what: "the program called execve while it had several threads".into(),
-                            why: "the other threads would vanish mid-schedule (reverie #15)".into(),
-                        });
-                    }
-                }
                 // Runs in the kernel, may block on another task: the token is free meanwhile.
                 let input = capture::input(&t, spec.input, &args)?;
                 if matches!(action, Action::Output { .. }) {
@@ -975,6 +1024,20 @@ impl Recorder<'_> {
         Ok(vec![MemWrite { addr: addr as u64, data }])
     }
 
+    /// The first signal held for this task that it does not block now (syscall `nr` is about
+    /// to run). A blocked one stays held: re-sent now, it would wait in the kernel, and a
+    /// syscall that only runs at record (rt_sigtimedwait, a signalfd read) could take it there.
+    /// Before a syscall that waits with a temporary mask, the first held signal goes to the
+    /// kernel even if blocked: the syscall may unblock it, as it would natively.
+    fn take_deliverable(&mut self, t: &Stopped, nr: u64) -> Result<Option<Held>> {
+        let Some(held) = self.held.get_mut(&t.pid()).filter(|v| !v.is_empty()) else { return Ok(None) };
+        if u32::try_from(nr).is_ok_and(policy::waits_with_temporary_sigmask) {
+            return Ok(Some(held.remove(0)));
+        }
+        let blocked = t.sigmask()?;
+        Ok(held.iter().position(|h| blocked & h.sig.mask_bit() == 0).map(|i| held.remove(i)))
+    }
+
     fn on_signal(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
         let task = self.vtid(t.pid());
         if sig == Sig::SIGSEGV {
@@ -989,27 +1052,49 @@ impl Recorder<'_> {
             }
         }
         let pid = t.pid();
-        if self.bouncing.get(&pid) == Some(&sig) {
-            self.bouncing.remove(&pid);
+        if self.bouncing.get(&pid).is_some_and(|h| h.sig == sig) {
+            if let Some(info) = self.bouncing.remove(&pid).and_then(|h| h.info) {
+                t.set_siginfo(&info)?;
+            }
             return Ok(t.cont(Some(sig))?);
         }
         let synchronous = is_synchronous(&t, sig);
         if synchronous {
-            self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous, task, at_syscall: false }))?;
+            self.emit(Kind::Signal(Signal {
+                signo: sig.raw(),
+                synchronous,
+                task,
+                at_syscall: false,
+                ..Default::default()
+            }))?;
             return Ok(t.cont(Some(sig))?);
         }
         match disposition(pid, sig) {
             Disposition_::NoEffect => Ok(t.cont(None)?),
             Disposition_::Caught => {
-                self.held.entry(pid).or_default().push(sig);
+                let held = Held { sig, info: t.siginfo().ok() };
+                self.held.entry(pid).or_default().push(held);
                 Ok(t.cont(None)?)
             }
             Disposition_::Default => {
-                self.emit(Kind::Signal(Signal { signo: sig as i32, synchronous, task, at_syscall: false }))?;
+                self.emit(Kind::Signal(Signal {
+                    signo: sig.raw(),
+                    synchronous,
+                    task,
+                    at_syscall: false,
+                    ..Default::default()
+                }))?;
                 Ok(t.cont(Some(sig))?)
             }
         }
     }
+}
+
+/// A caught signal taken from the kernel at its delivery stop, to deliver again at a syscall.
+pub(crate) struct Held {
+    pub sig: Sig,
+    /// Its siginfo, given back at the delivery stop of the re-sent signal.
+    pub info: Option<libc::siginfo_t>,
 }
 
 /// What delivering an asynchronous signal would do.
@@ -1032,7 +1117,7 @@ fn disposition(pid: Pid, sig: Sig) -> Disposition_ {
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0)
     };
-    let bit = 1u64 << (sig as i32 - 1);
+    let bit = sig.mask_bit();
     if mask("SigCgt:") & bit != 0 {
         Disposition_::Caught
     } else if mask("SigIgn:") & bit != 0 || matches!(sig, Sig::SIGCHLD | Sig::SIGWINCH | Sig::SIGURG | Sig::SIGCONT) {
@@ -1043,13 +1128,13 @@ fn disposition(pid: Pid, sig: Sig) -> Disposition_ {
 }
 
 /// Delivers `sig` at a syscall-entry stop: the syscall is skipped and the task rewound to it,
-/// so it runs again once the signal is handled.
+/// so it runs again once the signal is handled. The signal goes to this thread alone.
 pub(crate) fn bounce(t: &Stopped, regs: &mut Regs, sig: Sig) -> Result<()> {
     let nr = regs.nr();
     regs.skip_with(nr as i64);
     regs.0.rip -= 2;
     t.set_regs(regs)?;
-    let _ = nix::sys::signal::kill(t.pid(), sig);
+    let _ = send_signal_to_thread(t.pid(), sig);
     Ok(())
 }
 

@@ -7,18 +7,17 @@ use crate::describe;
 use crate::error::{Result, SessionError};
 use crate::live::SockShadow;
 use crate::program;
-use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run};
+use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run, Held};
 use crate::Outcome;
 use ft_interposer::clock::Install;
-use ft_interposer::tracee::wait_for;
+use ft_interposer::tracee::{send_signal, siginfo_from_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Spawn, Syscall};
 use ft_libos::table::{Exec, Live, NewFd, Refusal, Spec};
-use ft_libos::{lookup, FdTable};
-use nix::sys::signal::Signal as Sig;
+use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{info, Logger};
 use std::collections::{HashMap, HashSet};
@@ -259,6 +258,8 @@ fn session<'a>(
         stepping: None,
         clocks: HashMap::new(),
         refilled: HashSet::new(),
+        clone_args: HashMap::new(),
+        exec_running: HashSet::new(),
     };
     if start.clock_page {
         r.clocks.insert(0, Install::Patched);
@@ -307,6 +308,11 @@ enum RState {
     Running,
     /// Executing a clone or an exec for real (resumed to its exit); its completion is ahead.
     Executing,
+    /// At the seccomp stop of an execve in a process with other threads. The kernel ends those
+    /// threads when the execve runs, and at record they ran on meanwhile (their events are
+    /// logged between the call and its effect), so it waits until the log shows the effect:
+    /// its Exec event or result, or the death of one of those threads.
+    ExecParked(Parked),
     /// A stop collected after the last committed event (going live): the recorder handles it.
     Fresh(Stopped),
 }
@@ -328,8 +334,9 @@ struct RTask {
     tid: Pid,
     proc: u32,
     state: RState,
-    /// Asynchronous signals sent to reproduce the recording, not yet delivered.
-    pending: Vec<Sig>,
+    /// Asynchronous signals sent to reproduce the recording, not yet delivered, with the
+    /// siginfo to give them at their delivery stop.
+    pending: Vec<Held>,
 }
 
 struct Replayer<'a> {
@@ -358,6 +365,14 @@ struct Replayer<'a> {
     clocks: HashMap<u32, Install>,
     /// Processes whose clock buffer was refilled since their last checked stop.
     refilled: HashSet<u32>,
+    /// The argument registers of a clone/fork/vfork that [`quiet_clone`] rewrote, by task (the
+    /// parent until the call completes, then the child until its first stop): given back so that
+    /// both see the registers the kernel preserves (glibc's vfork keeps its return address in
+    /// rdi across the syscall).
+    clone_args: HashMap<u32, [u64; 6]>,
+    /// Processes (by leader vtid) in which an execve released from [`RState::ExecParked`] runs:
+    /// their other threads are being ended by the kernel.
+    exec_running: HashSet<u32>,
 }
 
 impl Replayer<'_> {
@@ -438,11 +453,23 @@ impl Replayer<'_> {
                 }
                 None => return Err(SessionError::LogEnded { index }),
             };
+            let exec_released = self.release_exec(index)?;
             // The running task first reaches the point where the recording logged this event.
             if let Some(h) = self.holder {
-                let is_completion = owner.is_some_and(|o| {
-                    matches!(self.tasks.get(&o).map(|t| &t.state), Some(RState::Parked(_) | RState::Executing))
-                });
+                // A thread that is not running and ends without a signal was ended by a sibling's
+                // exit_group or execve: the running sibling first gets there.
+                let proc_of = |v: u32| self.tasks.get(&v).map(|t| t.proc);
+                let ended_by_running_sibling = match self.source.peek_event()? {
+                    Some(Event { kind: Some(Kind::Exit(e)) }) => {
+                        e.signal == 0 && e.task != h && proc_of(e.task).is_some() && proc_of(e.task) == proc_of(h)
+                    }
+                    _ => false,
+                };
+                let is_completion = exec_released
+                    || !ended_by_running_sibling
+                        && owner.is_some_and(|o| {
+                            matches!(self.tasks.get(&o).map(|t| &t.state), Some(RState::Parked(_) | RState::Executing))
+                        });
                 if !is_completion && !async_signal {
                     self.advance(h)?;
                     continue;
@@ -458,9 +485,9 @@ impl Replayer<'_> {
                 Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall => {
                     self.source.next_event()?;
                     let task = self.task(s.task, index)?;
-                    if let Ok(sig) = Sig::try_from(s.signo) {
-                        let _ = nix::sys::signal::kill(task.tid, sig);
-                        task.pending.push(sig);
+                    if let Some(sig) = Sig::new(s.signo) {
+                        let _ = send_signal(task.tid, sig);
+                        task.pending.push(Held { sig, info: None });
                     }
                 }
                 Some(Kind::Spawn(sp)) => self.spawn(sp, index)?,
@@ -496,6 +523,35 @@ impl Replayer<'_> {
         }
     }
 
+    /// If the next event shows the effect of an execve held in [`RState::ExecParked`] (its Exec
+    /// event or result, or the death of a thread of its process), lets the execve run. Returns
+    /// whether it did.
+    fn release_exec(&mut self, index: u64) -> Result<bool> {
+        let waiting = match self.source.peek_event()? {
+            Some(Event { kind: Some(Kind::Exec(ex)) }) => Some(ex.task),
+            Some(Event { kind: Some(Kind::Syscall(sc)) }) => Some(sc.task),
+            Some(Event { kind: Some(Kind::Exit(e)) }) => {
+                let proc = self.tasks.get(&e.task).map(|t| t.proc);
+                self.tasks
+                    .iter()
+                    .find(|(_, t)| Some(t.proc) == proc && matches!(t.state, RState::ExecParked(_)))
+                    .map(|(v, _)| *v)
+            }
+            _ => None,
+        };
+        let Some(vtid) = waiting else { return Ok(false) };
+        if !matches!(self.tasks.get(&vtid).map(|t| &t.state), Some(RState::ExecParked(_))) {
+            return Ok(false);
+        }
+        let RState::ExecParked(p) = self.take_state(vtid) else { return Err(SessionError::LogEnded { index }) };
+        p.t.cont_to_exit()?;
+        self.set_state(vtid, RState::Executing);
+        if let Some(proc) = self.tasks.get(&vtid).map(|t| t.proc) {
+            self.exec_running.insert(proc);
+        }
+        Ok(true)
+    }
+
     /// An event of a task that does not run: it runs on after its last switch (no Run logged
     /// when the token goes back to the task that had it last).
     fn implicit_token(&mut self, task: u32, index: u64, ev: &Event) -> Result<()> {
@@ -510,7 +566,14 @@ impl Replayer<'_> {
         let t = match self.take_state(vtid) {
             RState::Idle(t) => t,
             RState::Starting => match self.wait_tid(tid)? {
-                Waited::Stopped(s) => s,
+                Waited::Stopped(s) => {
+                    if let Some(args) = self.clone_args.remove(&vtid) {
+                        let mut regs = s.regs()?;
+                        regs.set_args(&args);
+                        s.set_regs(&regs)?;
+                    }
+                    s
+                }
                 w => return self.on_death(vtid, w, index),
             },
             other => {
@@ -579,9 +642,11 @@ impl Replayer<'_> {
                 })
             }
             Stop::Signal(sig) => {
-                let pending = self.tasks.get(&vtid).is_some_and(|t| t.pending.contains(&sig));
+                let pending = self.tasks.get(&vtid).is_some_and(|t| t.pending.iter().any(|h| h.sig == sig));
                 Ok(pending || (sig != Sig::SIGSEGV && !is_synchronous(st, sig)))
             }
+            // Another thread's execve, reported on this leader's tid: the log's Exec event.
+            Stop::Exec => Ok(false),
             _ => Ok(true),
         }
     }
@@ -591,6 +656,14 @@ impl Replayer<'_> {
         let index = self.source.position();
         let tid = self.task(vtid, index)?.tid;
         match self.wait_tid(tid)? {
+            Waited::Stopped(s) if s.stop == Stop::Exec => {
+                // The running task never reaches an exec stop itself (its own execve makes it
+                // Executing): another thread's execve took over this leader's tid and ended
+                // it. The log's Exec event (after the other threads' deaths) collects the stop.
+                self.arrived.insert(tid, Waited::Stopped(s));
+                self.holder = None;
+                Ok(())
+            }
             Waited::Stopped(s) if self.source.peek_event()?.is_none() && self.source.live() => {
                 self.set_state(vtid, RState::Fresh(s));
                 self.holder = None;
@@ -645,7 +718,7 @@ impl Replayer<'_> {
         fn stopped(t: &RTask) -> Option<&Stopped> {
             match &t.state {
                 RState::Idle(st) | RState::Fresh(st) => Some(st),
-                RState::Parked(p) => Some(&p.t),
+                RState::Parked(p) | RState::ExecParked(p) => Some(&p.t),
                 _ => None,
             }
         }
@@ -677,7 +750,7 @@ impl Replayer<'_> {
     fn on_death(&mut self, vtid: u32, w: Waited, index: u64) -> Result<()> {
         let exit = match w {
             Waited::Exited(code) => Exit { code, signal: 0, task: vtid },
-            Waited::Killed(sig) => Exit { code: 0, signal: sig as i32, task: vtid },
+            Waited::Killed(sig) => Exit { code: 0, signal: sig.raw(), task: vtid },
             Waited::Stopped(_) => return Ok(()),
         };
         let got = describe::event(&Event { kind: Some(Kind::Exit(exit.clone())) });
@@ -723,10 +796,24 @@ impl Replayer<'_> {
             self.buried(e.task, seen.status());
             return Ok(());
         }
-        let tid = self.task(e.task, index)?.tid;
+        let (tid, proc) = {
+            let t = self.task(e.task, index)?;
+            (t.tid, t.proc)
+        };
+        if self.exec_running.contains(&proc) {
+            // Ended by another thread's execve: it dies from whatever stop it is in (SIGKILL),
+            // and must not run on meanwhile.
+            self.take_state(e.task);
+            loop {
+                match self.wait_tid(tid)? {
+                    Waited::Stopped(_) => {}
+                    w => return self.on_death(e.task, w, index),
+                }
+            }
+        }
         if e.signal != 0 {
-            if let Ok(sig) = Sig::try_from(e.signal) {
-                let _ = nix::sys::signal::kill(tid, sig);
+            if let Some(sig) = Sig::new(e.signal) {
+                let _ = send_signal(tid, sig);
             }
         }
         if let RState::Parked(p) = self.take_state(e.task) {
@@ -807,12 +894,12 @@ impl Replayer<'_> {
         // A caught signal the recording delivered just before this syscall.
         if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
             if s.at_syscall && s.task == vtid {
-                let signo = s.signo;
+                let (signo, info) = (s.signo, siginfo_from_bytes(&s.siginfo));
                 self.source.next_event()?;
-                if let Ok(sig) = Sig::try_from(signo) {
+                if let Some(sig) = Sig::new(signo) {
                     crate::record::bounce(&t, &mut regs, sig)?;
                     if let Some(task) = self.tasks.get_mut(&vtid) {
-                        task.pending.push(sig);
+                        task.pending.push(Held { sig, info });
                     }
                 }
                 t.cont(None)?;
@@ -862,6 +949,14 @@ impl Replayer<'_> {
                 let p = Parked { t, regs, spec, args };
                 if action == Action::Clone {
                     quiet_clone(&p)?;
+                    self.clone_args.insert(vtid, args);
+                } else {
+                    let proc = self.tasks.get(&vtid).map(|t| t.proc);
+                    if self.tasks.iter().any(|(&v, t)| v != vtid && Some(t.proc) == proc) {
+                        self.set_state(vtid, RState::ExecParked(p));
+                        self.holder = None;
+                        return Ok(());
+                    }
                 }
                 p.t.cont_to_exit()?;
                 self.set_state(vtid, RState::Executing);
@@ -931,7 +1026,12 @@ impl Replayer<'_> {
 
     /// A clone or exec that ran for real completes: the parent gets the recorded result.
     fn finish_executing(&mut self, s: Syscall, index: u64) -> Result<Stopped> {
-        let tid = self.task(s.task, index)?.tid;
+        let (tid, proc) = {
+            let t = self.task(s.task, index)?;
+            (t.tid, t.proc)
+        };
+        // An execve that failed ended no thread.
+        self.exec_running.remove(&proc);
         let t = match self.wait_tid(tid)? {
             Waited::Stopped(t) if t.stop == Stop::SyscallExit => t,
             Waited::Stopped(t) => {
@@ -944,13 +1044,16 @@ impl Replayer<'_> {
             w => {
                 let expected = describe::event(&Event { kind: Some(Kind::Syscall(s)) });
                 let got = match w {
-                    Waited::Killed(sig) => format!("death by {}", sig.as_str()),
+                    Waited::Killed(sig) => format!("death by {sig}"),
                     _ => "an exit".into(),
                 };
                 return Err(self.diverge(index, expected, got));
             }
         };
         let mut regs = t.regs()?;
+        if let Some(args) = self.clone_args.remove(&s.task) {
+            regs.set_args(&args);
+        }
         if s.disposition() == Disposition::Execute && regs.ret() != s.ret {
             let expected = describe::event(&Event { kind: Some(Kind::Syscall(s)) });
             return Err(self.diverge(index, expected, format!("a result of {}", regs.ret())));
@@ -999,13 +1102,19 @@ impl Replayer<'_> {
             }
         }
         self.max_vtid = self.max_vtid.max(sp.child);
+        if let Some(args) = self.clone_args.get(&sp.parent).copied() {
+            self.clone_args.insert(sp.child, args);
+        }
         self.tasks.insert(sp.child, RTask { tid: child, proc, state: RState::Starting, pending: Vec::new() });
         Ok(())
     }
 
     /// Exec: the task's running execve replaced its image; check the image, restore AT_RANDOM.
     fn exec(&mut self, ex: ExecEvent, index: u64) -> Result<()> {
-        let tid = self.task(ex.task, index)?.tid;
+        let (mut tid, proc) = {
+            let t = self.task(ex.task, index)?;
+            (t.tid, t.proc)
+        };
         if !matches!(self.tasks.get(&ex.task).map(|t| &t.state), Some(RState::Executing)) {
             return Err(self.diverge(
                 index,
@@ -1014,6 +1123,27 @@ impl Replayer<'_> {
             ));
         }
         self.source.next_event()?;
+        let mut vtid = ex.task;
+        if proc != ex.task {
+            // A thread other than the leader: as at record, it becomes the leader (its tid and
+            // its task number); the kernel ends the other threads, whose deaths the log has,
+            // except the leader's, which is never reported.
+            let leader_tid = self.task(proc, index)?.tid;
+            tid = self.leader_exec_stop(leader_tid)?;
+            if let Some(mut t) = self.tasks.remove(&ex.task) {
+                if let Some(old) = self.tasks.remove(&proc) {
+                    t.pending.extend(old.pending);
+                }
+                if self.holder == Some(proc) {
+                    self.holder = None;
+                }
+                t.tid = tid;
+                self.tasks.insert(proc, t);
+            }
+            self.early_deaths.remove(&proc);
+            vtid = proc;
+        }
+        self.exec_running.remove(&proc);
         let at_random: Option<[u8; 16]> = ex.at_random.as_slice().try_into().ok();
         match self.wait_tid(tid)? {
             Waited::Stopped(s) if s.stop == Stop::Exec => {
@@ -1032,7 +1162,6 @@ impl Replayer<'_> {
                 if sp != ex.sp {
                     return Err(self.diverge(index, format!("a stack at {:#x} after exec", ex.sp), format!("{sp:#x}")));
                 }
-                let proc = self.tasks.get(&ex.task).map(|t| t.proc).unwrap_or(0);
                 if ex.clock_page {
                     self.clocks.insert(proc, Install::Patched);
                 } else {
@@ -1048,9 +1177,28 @@ impl Replayer<'_> {
                     format!("{:?}", s.stop),
                 ))
             }
-            w => return self.on_death(ex.task, w, index),
+            w => return self.on_death(vtid, w, index),
         }
         Ok(())
+    }
+
+    /// Waits for the exec stop that a non-leader thread's execve reports on the leader's tid,
+    /// and leaves it to be collected again. Stops of the old leader thread collected earlier
+    /// are dropped: that thread is gone.
+    fn leader_exec_stop(&mut self, leader_tid: Pid) -> Result<Pid> {
+        loop {
+            match self.wait_tid(leader_tid)? {
+                Waited::Stopped(s) if s.stop == Stop::Exec => {
+                    self.arrived.insert(leader_tid, Waited::Stopped(s));
+                    return Ok(leader_tid);
+                }
+                Waited::Stopped(_) => {}
+                w => {
+                    self.arrived.insert(leader_tid, w);
+                    return Ok(leader_tid);
+                }
+            }
+        }
     }
 
     /// Applies a syscall event to a task at its seccomp stop; returns it stopped (not resumed).
@@ -1283,7 +1431,7 @@ impl Replayer<'_> {
             let state = match t.state {
                 RState::Starting => AdoptedState::Starting,
                 RState::Idle(s) => AdoptedState::Idle(s),
-                RState::Parked(p) => AdoptedState::Parked(p.t),
+                RState::Parked(p) | RState::ExecParked(p) => AdoptedState::Parked(p.t),
                 RState::Fresh(s) => AdoptedState::Fresh(s),
                 RState::Running => AdoptedState::Holding,
                 RState::Executing => {
@@ -1301,7 +1449,7 @@ impl Replayer<'_> {
         for (v, e) in self.early_deaths.drain() {
             if let Some(a) = tasks.iter().find(|a| a.vtid == v) {
                 let w = if e.signal != 0 {
-                    Waited::Killed(Sig::try_from(e.signal).unwrap_or(Sig::SIGKILL))
+                    Waited::Killed(Sig::new(e.signal).unwrap_or(Sig::SIGKILL))
                 } else {
                     Waited::Exited(e.code)
                 };
@@ -1335,9 +1483,7 @@ impl Replayer<'_> {
             Waited::Exited(code) => {
                 Err(self.diverge(index, "a syscall result".into(), format!("an exit with status {code}")))
             }
-            Waited::Killed(sig) => {
-                Err(self.diverge(index, "a syscall result".into(), format!("death by {}", sig.as_str())))
-            }
+            Waited::Killed(sig) => Err(self.diverge(index, "a syscall result".into(), format!("death by {sig}"))),
         }
     }
 
@@ -1399,21 +1545,24 @@ impl Replayer<'_> {
             }
         }
         let pending = self.tasks.get_mut(&vtid).and_then(|task| {
-            let i = task.pending.iter().position(|&p| p == sig)?;
+            let i = task.pending.iter().position(|p| p.sig == sig)?;
             Some(task.pending.remove(i))
         });
-        if pending.is_some() {
+        if let Some(held) = pending {
+            if let Some(info) = held.info {
+                t.set_siginfo(&info)?;
+            }
             t.cont(Some(sig))?;
             return Ok(());
         }
         if is_synchronous(&t, sig) {
             let (index, ev) = self.next_for(vtid)?;
             return match ev.kind {
-                Some(Kind::Signal(s)) if s.signo == sig as i32 => {
+                Some(Kind::Signal(s)) if s.signo == sig.raw() => {
                     t.cont(Some(sig))?;
                     Ok(())
                 }
-                _ => Err(self.diverge(index, describe::event(&ev), format!("a fault ({})", sig.as_str()))),
+                _ => Err(self.diverge(index, describe::event(&ev), format!("a fault ({sig})"))),
             };
         }
         // Not in the recording (SIGCHLD of a child that exits for real at replay, SIGSTOP of a

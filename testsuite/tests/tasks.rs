@@ -139,3 +139,88 @@ fn pids_are_the_same_in_every_run_inside_a_pid_namespace() {
     assert!(lines.contains(&"child pid 4 ppid 2"), "{out}");
     assert_eq!(lines.last(), Some(&"forked 4; /proc/<own pid>/comm pid_ns"), "{out}");
 }
+
+/// A native run of the C program `name args` (must succeed), then one recording replayed 5
+/// times with identical stdout and status; the recording must look like the native run (same
+/// lines, numbers aside). Returns the recording's stdout.
+fn like_native_replays_5_times(name: &str, args: &[&str]) -> String {
+    let native_run = native(&c_program(name), args);
+    assert_eq!(native_run.status, 0, "{name} {args:?}: native run failed\n{native_run}");
+    let recorded = assert_replays_times(name, args, 5);
+    assert_like_native(&recorded, &native_run, name);
+    stdout(&recorded)
+}
+
+/// Two children in a new process group (setpgid), both reached by one kill(-pgid, SIGUSR1) and
+/// reaped by waitpid(-pgid); a child that calls setsid leads a new session and group.
+#[test]
+fn process_groups_and_sessions() {
+    let out = like_native_replays_5_times("pgrp_session", &[]);
+    let expected_tail = "getpgid(first) is first 1, getpgid(second) is first 1, parent in it 0\n\
+         kill(-group, SIGUSR1) returned 0\n\
+         waitpid(-group) reaped the first with 10 and the second with 11\n\
+         waitpid(-group) again: -1 ECHILD\n\
+         setsid returned own pid 1, getsid(0) is own pid 1, getpgrp() is own pid 1, old session differs 1, \
+         setpgid as session leader EPERM\n\
+         parent: getsid(child) is child 1, own session differs 1\n\
+         session child exited 0\n";
+    assert!(out.ends_with(expected_tail), "{out}");
+    let first = out.lines().next().unwrap_or_default();
+    let words: Vec<&str> = first.split(' ').collect();
+    // "children A B group A": the group is the first child's pid.
+    assert_eq!(words.len(), 5, "{first}");
+    assert_eq!(words[1], words[4], "the group is not the first child's pid: {first}");
+    assert_ne!(words[1], words[2], "{first}");
+}
+
+/// execve from a thread that is not the main thread: the other threads vanish, the new image
+/// runs alone with the old pid (the exec'ing thread took over the leader's tid). The main
+/// thread waits in pthread_join ("join") or makes syscalls meanwhile ("busy").
+#[test]
+fn execve_from_a_thread() {
+    for mode in ["join", "busy"] {
+        let out = like_native_replays_5_times("exec_thread", &[mode]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{mode}: {out}");
+        assert!(lines[0].starts_with("main: pid ") && lines[0].ends_with(" threads before 1"), "{out}");
+        assert!(lines[1].starts_with("thread: pid ") && lines[1].ends_with(" is the main thread 0; calling execve"));
+        assert_eq!(
+            lines[2],
+            "after execve: pid is the old pid 1, tid is the old pid 1, old exec'ing tid differed 1, threads 1",
+            "{mode}: {out}"
+        );
+        let pid = lines[0]["main: pid ".len()..].split(' ').next().unwrap_or_default();
+        assert!(lines[3].starts_with(&format!("after execve: pid {pid} clock ")), "{mode}: {out}");
+    }
+}
+
+/// vfork + execve and posix_spawn (plain, and with its stdout dup2'ed into a pipe): each child
+/// runs this program again, prints, and exits with its own code, which waitpid reports.
+#[test]
+fn vfork_execve_and_posix_spawn() {
+    let out = like_native_replays_5_times("spawn_vfork", &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert!(lines[0].starts_with("child of vfork: parent is the starter 1; pid "), "{out}");
+    assert_eq!(lines[1], "vfork: waitpid returned the child 1, exited 1 with 3");
+    assert!(lines[2].starts_with("child of posix_spawn: parent is the starter 1; pid "), "{out}");
+    assert_eq!(lines[3], "posix_spawn: waitpid returned the child 1, exited 1 with 4");
+    assert!(
+        lines[4].starts_with("read from the pipe: child of posix_spawn-to-pipe: parent is the starter 1; pid "),
+        "{out}"
+    );
+    assert_eq!(lines[5], "posix_spawn-to-pipe: waitpid returned the child 1, exited 1 with 4");
+}
+
+/// waitid(P_PID, WEXITED): WNOHANG before the child ends, WNOWAIT, the reaping call, ECHILD after
+/// it, and CLD_KILLED for a child killed by SIGTERM.
+#[test]
+fn waitid_p_pid_wexited() {
+    let out = like_native_replays_5_times("waitid", &[]);
+    let expected = "WNOHANG while it waits: returned 0, si_pid 0\n\
+         WNOWAIT: returned 0, si_pid is the child 1, si_signo SIGCHLD, si_code CLD_EXITED, si_status 42\n\
+         WEXITED: returned 0, si_pid is the child 1, si_signo SIGCHLD, si_code CLD_EXITED, si_status 42\n\
+         again: returned -1 ECHILD\n\
+         killed: returned 0, si_pid is the child 1, si_signo SIGCHLD, si_code CLD_KILLED, si_status 15\n";
+    assert!(out.starts_with("child ") && out.ends_with(expected), "{out}");
+}

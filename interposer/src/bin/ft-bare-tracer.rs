@@ -3,7 +3,7 @@
 //! `ftexec record` is measured against (bench/record_replay.sh).
 
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Waited};
-use nix::sys::signal::Signal;
+use ft_libos::Sig;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
@@ -45,10 +45,10 @@ fn main() -> ExitCode {
         loop {
             match running.wait()? {
                 Waited::Exited(c) => return Ok(c),
-                Waited::Killed(s) => return Ok(128 + s as i32),
+                Waited::Killed(s) => return Ok(128 + s.raw()),
                 Waited::Stopped(s) => {
                     let sig = match s.stop {
-                        ft_interposer::Stop::Signal(Signal::SIGSEGV) => {
+                        ft_interposer::Stop::Signal(Sig::SIGSEGV) => {
                             // rdtsc is trapped by the launch; complete it like ftexec does.
                             let mut regs = s.regs()?;
                             match tsc::decode(&s, regs.ip())? {
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
                                     s.set_regs(&regs)?;
                                     None
                                 }
-                                None => Some(Signal::SIGSEGV),
+                                None => Some(Sig::SIGSEGV),
                             }
                         }
                         ft_interposer::Stop::Signal(sig) => Some(sig),

@@ -408,7 +408,7 @@ fn sock_type(v: u64) -> String {
 
 /// The name of a signal number (SIGINT), or the number.
 pub fn signal_name(signo: i32) -> String {
-    nix::sys::signal::Signal::try_from(signo).map(|s| s.as_str().to_string()).unwrap_or_else(|_| signo.to_string())
+    ft_libos::signal::name(signo).unwrap_or_else(|| signo.to_string())
 }
 
 /// The symbolic name of an errno value (ENOENT), if it has one.
@@ -790,6 +790,8 @@ pub fn json(index: u64, ev: &Event) -> Value {
             "signal": signal_name(g.signo),
             "synchronous": g.synchronous,
             "at_syscall": g.at_syscall,
+            // siginfo_t starts with si_signo, si_errno, si_code (ints).
+            "si_code": g.siginfo.get(8..12).and_then(|b| b.try_into().ok()).map(i32::from_le_bytes),
         }),
         Some(Kind::Run(_)) => json!({}),
         Some(Kind::Spawn(sp)) => json!({"child": sp.child, "thread": sp.thread}),

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Threads under ftexec (issue #3): native vs `ftexec record` vs `ftexec replay`, wall-clock ms,
+# median of $RUNS runs (default 3), for
+#   - racy_counter: 4 threads x 1,000,000 unlocked increments of a shared counter
+#     (testsuite/c/racy_counter.c; natively the total varies, under ftexec it is exact);
+#   - mutex_counter: 4 threads x 200,000 pthread_mutex lock/increment/unlock (bench/c).
+# ftexec runs one thread at a time and switches threads only at syscalls; preempting a thread
+# that runs without syscalls needs a hardware PMU (retired-branch counting). The script probes
+# for one and says whether there is any preemption to measure; it measures none otherwise.
+# Usage: bench/threads.sh   (FTEXEC=path/to/ftexec to skip the release build). Prints a table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+export PATH="$HOME/.cargo/bin:$PATH"
+if [ -z "${FTEXEC:-}" ]; then
+  cargo build --release -q -p ftexec
+  FTEXEC="${CARGO_TARGET_DIR:-target}/release/ftexec"
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+gcc -O1 -o "$work/racy_counter" testsuite/c/racy_counter.c -lpthread
+gcc -O2 -o "$work/mutex_counter" bench/c/mutex_counter.c -lpthread
+gcc -O2 -o "$work/pmu_probe" bench/c/pmu_probe.c
+
+# Median wall-clock time in milliseconds over $RUNS runs; the last run's stdout is kept in
+# $work/out (the totals are printed below the table).
+ms() {
+  local t=()
+  for _ in $(seq "$RUNS"); do
+    local s e
+    s=$(date +%s%N)
+    "$@" >"$work/out" 2>"$work/err" || { echo "bench: failed: $*" >&2; cat "$work/err" >&2; exit 1; }
+    e=$(date +%s%N)
+    t+=($(( (e - s) / 1000000 )))
+  done
+  printf '%s\n' "${t[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
+}
+
+printf '%-44s %10s %10s %10s\n' "workload (median of $RUNS, wall ms)" "native" "record" "replay"
+totals=""
+for prog in racy_counter mutex_counter; do
+  nat=$(ms "$work/$prog")
+  native_total=$(cat "$work/out")
+  rec=$(ms "$FTEXEC" record -q -o "$work/$prog.ftlog" -- "$work/$prog")
+  recorded_total=$(cat "$work/out")
+  rep=$(ms "$FTEXEC" replay -q "$work/$prog.ftlog")
+  replayed_total=$(cat "$work/out")
+  [ "$recorded_total" = "$replayed_total" ] || { echo "bench: $prog replayed '$replayed_total', recorded '$recorded_total'" >&2; exit 1; }
+  case $prog in
+    racy_counter) label="racy_counter: 4 threads x 1e6 unlocked ++" ;;
+    *) label="mutex_counter: 4 threads x 200k lock/++/unlock" ;;
+  esac
+  printf '%-44s %10s %10s %10s\n' "$label" "$nat" "$rec" "$rep"
+  totals="$totals$prog: native (last run) $native_total, recorded $recorded_total, replayed $replayed_total; "
+done
+echo "totals: $totals"
+echo "log sizes: racy_counter $(( $(stat -c %s "$work/racy_counter.ftlog") / 1024 )) KiB, mutex_counter $(( $(stat -c %s "$work/mutex_counter.ftlog") / 1024 )) KiB"
+if pmu=$("$work/pmu_probe"); then
+  echo "hardware PMU: $pmu. ftexec does not preempt yet (no PMU-based scheduling is built): threads switch only at syscalls."
+else
+  echo "hardware PMU: $pmu"
+  echo "No preemption to measure: without a PMU ftexec switches threads only at syscalls, so each thread above ran its loop to the end before the next one started."
+fi
