@@ -524,10 +524,65 @@ pub fn to_record(pid: nix::unistd::Pid) -> Result<()> {
     Stopped::assume_stopped(pid).write(DATA_ADDR, &h)
 }
 
+/// Whether `ip` is in the stub's code page.
+pub fn in_stub(ip: u64) -> bool {
+    (CODE_ADDR..CODE_ADDR + CODE_LEN).contains(&ip)
+}
+
 /// Whether a seccomp stop is the stub's traced syscall for a buffered clock function (where
 /// the replayer may refill).
 pub fn is_stub_syscall(ip: u64, nr: u64) -> bool {
-    (CODE_ADDR..CODE_ADDR + CODE_LEN).contains(&ip) && ft_libos::clock::BUFFERED.contains(&nr)
+    in_stub(ip) && ft_libos::clock::BUFFERED.contains(&nr)
+}
+
+/// The clock page of each process (by the task number of its leader) whose vDSO goes to it:
+/// the same bookkeeping at record and replay.
+#[derive(Default)]
+pub struct ClockPages(std::collections::HashMap<u32, Install>);
+
+impl ClockPages {
+    /// After an exec of `proc`: a new page to install if its vDSO was redirected.
+    pub fn exec(&mut self, proc: u32, clock_page: bool) {
+        if clock_page {
+            self.0.insert(proc, Install::Patched);
+        } else {
+            self.0.remove(&proc);
+        }
+    }
+
+    /// A new process shares its parent's state (fork copies the address space).
+    pub fn fork(&mut self, parent: u32, child: u32) {
+        if let Some(c) = self.0.get(&parent).copied() {
+            self.0.insert(child, c);
+        }
+    }
+
+    /// Whether `proc`'s vDSO goes to the clock page (installed or not).
+    pub fn used(&self, proc: u32) -> bool {
+        self.0.contains_key(&proc)
+    }
+
+    pub fn ready(&self, proc: u32) -> bool {
+        self.0.get(&proc) == Some(&Install::Ready)
+    }
+
+    /// At a seccomp stop of `proc`: if its page is not installed yet, does the next step (see
+    /// [`install`]) and returns the resumed tracee; otherwise gives the stop back.
+    pub fn install_step(&mut self, t: Stopped, proc: u32, mode: u32) -> Result<std::result::Result<Running, Stopped>> {
+        match self.0.get(&proc).copied() {
+            Some(state) if state != Install::Ready => {
+                let (next, running) = install(t, state, mode)?;
+                self.0.insert(proc, next);
+                Ok(Ok(running))
+            }
+            _ => Ok(Err(t)),
+        }
+    }
+
+    /// The processes whose page is installed.
+    pub fn ready_procs(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().filter(|(_, s)| **s == Install::Ready).map(|(p, _)| *p)
+    }
 }
 
 #[cfg(test)]

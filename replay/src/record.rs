@@ -5,7 +5,7 @@ use crate::capture;
 use crate::error::{Result, SessionError};
 use crate::program;
 use crate::{describe, Outcome};
-use ft_interposer::clock::Install;
+use ft_interposer::clock::ClockPages;
 use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_to_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
@@ -156,7 +156,7 @@ pub fn record(
     crate::set_current_tracee(pid.as_raw());
     let mut rec = Recorder::new(sink, log, data_dir, 1);
     if clock_page {
-        rec.clocks.insert(0, Install::Patched);
+        rec.clocks.exec(0, true);
     }
     rec.tasks.insert(pid, Task { vtid: 0, proc: 0, state: TState::Ready(launched.tracee) });
     rec.ready.push_back(pid);
@@ -197,7 +197,7 @@ pub(crate) struct Handover {
     pub waited: Vec<(Pid, Waited)>,
     pub status0: Option<i32>,
     /// The clock page of each process that has one (switched to recording already).
-    pub clocks: HashMap<u32, Install>,
+    pub clocks: ClockPages,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -319,7 +319,7 @@ struct Recorder<'a> {
     /// Ready tasks whose stop has not been handled (handed over by a replay going live).
     fresh: HashSet<Pid>,
     /// The clock page of each process (by the vtid of its leader) whose vDSO goes to it.
-    clocks: HashMap<u32, Install>,
+    clocks: ClockPages,
 }
 
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
@@ -349,7 +349,7 @@ impl<'a> Recorder<'a> {
             held: HashMap::new(),
             bouncing: HashMap::new(),
             fresh: HashSet::new(),
-            clocks: HashMap::new(),
+            clocks: ClockPages::default(),
         }
     }
 
@@ -608,7 +608,7 @@ impl Recorder<'_> {
         let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
         // Only the holder runs user code, so the clock reads in its process's buffer are its own,
         // made since its last stop: log them before whatever this stop logs.
-        if self.clocks.get(&proc) == Some(&Install::Ready) && matches!(s.stop, Stop::Seccomp | Stop::Signal(_)) {
+        if self.clocks.ready(proc) && matches!(s.stop, Stop::Seccomp | Stop::Signal(_)) {
             let raw = ft_interposer::clock::drain(&s)?;
             if !raw.is_empty() {
                 let reads = ft_libos::clock::pack(&raw).unwrap_or_default();
@@ -643,9 +643,7 @@ impl Recorder<'_> {
                 if !thread {
                     let table = self.fds.get(&proc).cloned().unwrap_or_default();
                     self.fds.insert(child_vtid, table);
-                    if let Some(c) = self.clocks.get(&proc).copied() {
-                        self.clocks.insert(child_vtid, c);
-                    }
+                    self.clocks.fork(proc, child_vtid);
                 }
                 self.emit(Kind::Spawn(Spawn { parent: vtid, child: child_vtid, thread }))?;
                 self.tasks.insert(child, Task { vtid: child_vtid, proc: child_proc, state: TState::Starting });
@@ -698,11 +696,7 @@ impl Recorder<'_> {
         // The process of the task now at `pid` (after an execve from a thread, the leader's tid
         // and task number; `task` is the thread that called execve).
         let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(task);
-        if a.clock_page {
-            self.clocks.insert(proc, Install::Patched);
-        } else {
-            self.clocks.remove(&proc);
-        }
+        self.clocks.exec(proc, a.clock_page);
         self.emit(Kind::Exec(ExecEvent {
             task,
             exe_path: exe.into_os_string().into_vec(),
@@ -710,7 +704,6 @@ impl Recorder<'_> {
             at_random: a.at_random.to_vec(),
             sp: a.sp,
             clock_page: a.clock_page,
-            ..Default::default()
         }))?;
         s.cont_to_exit()?;
         self.set_state(pid, TState::InKernel(p));
@@ -748,12 +741,11 @@ impl Recorder<'_> {
     fn on_syscall(&mut self, t: Stopped) -> Result<()> {
         let pid = t.pid();
         let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
-        if let Some(&state) = self.clocks.get(&proc).filter(|s| **s != Install::Ready) {
-            // The first syscalls after an exec map the clock page (replay does the same here).
-            let (next, _) = ft_interposer::clock::install(t, state, ft_libos::clock::MODE_RECORD)?;
-            self.clocks.insert(proc, next);
-            return Ok(());
-        }
+        // The first syscalls after an exec map the clock page (replay does the same here).
+        let t = match self.clocks.install_step(t, proc, ft_libos::clock::MODE_RECORD)? {
+            Ok(_) => return Ok(()),
+            Err(t) => t,
+        };
         let mut regs = t.regs()?;
         let nr = regs.nr();
         if let Some(held) = self.take_deliverable(&t, nr)? {
@@ -1058,18 +1050,10 @@ impl Recorder<'_> {
             }
             return Ok(t.cont(Some(sig))?);
         }
+        // A fault recurs at replay by itself; a default action (death, stop) is logged where it
+        // happened. Both are delivered now. A caught asynchronous signal waits for a syscall.
         let synchronous = is_synchronous(&t, sig);
-        if synchronous {
-            self.emit(Kind::Signal(Signal {
-                signo: sig.raw(),
-                synchronous,
-                task,
-                at_syscall: false,
-                ..Default::default()
-            }))?;
-            return Ok(t.cont(Some(sig))?);
-        }
-        match disposition(pid, sig) {
+        match if synchronous { Disposition_::Default } else { disposition(pid, sig) } {
             Disposition_::NoEffect => Ok(t.cont(None)?),
             Disposition_::Caught => {
                 let held = Held { sig, info: t.siginfo().ok() };

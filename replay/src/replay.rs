@@ -9,7 +9,7 @@ use crate::live::SockShadow;
 use crate::program;
 use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run, Held};
 use crate::Outcome;
-use ft_interposer::clock::Install;
+use ft_interposer::clock::ClockPages;
 use ft_interposer::tracee::{send_signal, siginfo_from_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
@@ -256,13 +256,13 @@ fn session<'a>(
         fresh_holder: None,
         debug,
         stepping: None,
-        clocks: HashMap::new(),
+        clocks: ClockPages::default(),
         refilled: HashSet::new(),
         clone_args: HashMap::new(),
         exec_running: HashSet::new(),
     };
     if start.clock_page {
-        r.clocks.insert(0, Install::Patched);
+        r.clocks.exec(0, true);
     }
     let result = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
@@ -362,7 +362,7 @@ struct Replayer<'a> {
     /// The task a debugger single-steps.
     stepping: Option<Pid>,
     /// The clock page of each process whose vDSO goes to it (as at record).
-    clocks: HashMap<u32, Install>,
+    clocks: ClockPages,
     /// Processes whose clock buffer was refilled since their last checked stop.
     refilled: HashSet<u32>,
     /// The argument registers of a clone/fork/vfork that [`quiet_clone`] rewrote, by task (the
@@ -860,15 +860,14 @@ impl Replayer<'_> {
     fn on_syscall(&mut self, vtid: u32, t: Stopped) -> Result<()> {
         let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
         slog::debug!(self.log, "stop"; "task" => vtid, "at" => self.source.position(), "regs" => slog::FnValue(|_| format!("{:?}", t.regs())));
-        if let Some(&state) = self.clocks.get(&proc).filter(|s| **s != Install::Ready) {
-            // As at record: the first syscalls after an exec map the clock page.
-            let (next, _) = ft_interposer::clock::install(t, state, ft_libos::clock::MODE_REPLAY)?;
-            self.clocks.insert(proc, next);
-            return Ok(());
-        }
+        // As at record: the first syscalls after an exec map the clock page.
+        let t = match self.clocks.install_step(t, proc, ft_libos::clock::MODE_REPLAY)? {
+            Ok(_) => return Ok(()),
+            Err(t) => t,
+        };
         let mut regs = t.regs()?;
         let nr = regs.nr();
-        if self.clocks.contains_key(&proc) && ft_interposer::clock::is_stub_syscall(regs.ip(), nr) {
+        if self.clocks.used(proc) && ft_interposer::clock::is_stub_syscall(regs.ip(), nr) {
             if let Some(Event { kind: Some(Kind::Clocks(c)) }) = self.source.peek_event()? {
                 if c.task == vtid {
                     // The stub found its buffer empty: load the reads the recording made next and
@@ -1097,9 +1096,7 @@ impl Replayer<'_> {
             self.fds.insert(sp.child, table);
             let socks = self.sockets.get(&parent_proc).cloned().unwrap_or_default();
             self.sockets.insert(sp.child, socks);
-            if let Some(c) = self.clocks.get(&parent_proc).copied() {
-                self.clocks.insert(sp.child, c);
-            }
+            self.clocks.fork(parent_proc, sp.child);
         }
         self.max_vtid = self.max_vtid.max(sp.child);
         if let Some(args) = self.clone_args.get(&sp.parent).copied() {
@@ -1162,11 +1159,7 @@ impl Replayer<'_> {
                 if sp != ex.sp {
                     return Err(self.diverge(index, format!("a stack at {:#x} after exec", ex.sp), format!("{sp:#x}")));
                 }
-                if ex.clock_page {
-                    self.clocks.insert(proc, Install::Patched);
-                } else {
-                    self.clocks.remove(&proc);
-                }
+                self.clocks.exec(proc, ex.clock_page);
                 self.refilled.remove(&proc);
                 s.cont_to_exit()?;
             }
@@ -1413,11 +1406,8 @@ impl Replayer<'_> {
             }
         }
         // The clock pages record from now on.
-        for (proc, state) in &self.clocks {
-            if *state != Install::Ready {
-                continue;
-            }
-            if let Some(t) = self.tasks.values().find(|t| t.proc == *proc) {
+        for proc in self.clocks.ready_procs() {
+            if let Some(t) = self.tasks.values().find(|t| t.proc == proc) {
                 match ft_interposer::clock::to_record(t.tid) {
                     Err(e) if e.is_gone() => {}
                     other => other?,
@@ -1516,9 +1506,9 @@ impl Replayer<'_> {
 
     fn on_signal(&mut self, vtid: u32, t: Stopped, sig: Sig) -> Result<()> {
         let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
-        if sig == Sig::SIGILL && self.clocks.contains_key(&proc) {
+        if sig == Sig::SIGILL && self.clocks.used(proc) {
             let ip = t.regs()?.ip();
-            if (ft_libos::clock::CODE_ADDR..ft_libos::clock::CODE_ADDR + ft_libos::clock::CODE_LEN).contains(&ip) {
+            if ft_interposer::clock::in_stub(ip) {
                 return Err(self.diverge(
                     self.source.position(),
                     "the clock read the recording made next (another function or clock id)".into(),

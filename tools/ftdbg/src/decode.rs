@@ -840,10 +840,9 @@ pub fn read_ns(r: &clock::Read) -> Option<i128> {
     }
 }
 
-/// The time readings of a clock-page event, as [`time_reading`] gives them for syscalls.
-pub fn clock_readings(c: &Clocks) -> Vec<(String, i128)> {
-    clock::decode(&c.reads)
-        .unwrap_or_default()
+/// The time readings of a clock-page event's reads, as [`time_reading`] gives them for syscalls.
+pub fn clock_readings(reads: &[clock::Read]) -> Vec<(String, i128)> {
+    reads
         .iter()
         .filter_map(|r| {
             let name = if r.func == 0 { clock_id(r.arg as u64) } else { "CLOCK_REALTIME".into() };

@@ -98,9 +98,9 @@ impl Stats {
                 }
                 Some(Kind::Exit(_)) => st.exit = Some(decode::text(&ev)),
                 Some(Kind::Clocks(c)) => {
-                    let readings = decode::clock_readings(c);
-                    st.clock_page_reads += ft_libos::clock::decode(&c.reads).map(|r| r.len()).unwrap_or(0) as u64;
-                    for (clock, ns) in readings {
+                    let reads = ft_libos::clock::decode(&c.reads).unwrap_or_default();
+                    st.clock_page_reads += reads.len() as u64;
+                    for (clock, ns) in decode::clock_readings(&reads) {
                         let c = st.clocks.entry(clock).or_insert(Clock { first_ns: ns, last_ns: ns, readings: 0 });
                         c.last_ns = ns;
                         c.readings += 1;
