@@ -10,6 +10,7 @@
 //! - [`clock`]: the clock page, vDSO clock reads without a ptrace stop.
 
 pub mod clock;
+pub mod fdcopy;
 pub mod filter;
 pub mod launch;
 pub mod regs;

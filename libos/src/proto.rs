@@ -144,6 +144,10 @@ pub struct Syscall {
     /// The task (thread) that made the syscall: 0 for the first one, then in creation order.
     #[prost(uint32, tag = "14")]
     pub task: u32,
+    /// The recorder answered it at its seccomp stop, on a copy of the fd (table `Exec::Copy`),
+    /// holding the token: replay answers it there too instead of waiting for its completion.
+    #[prost(bool, tag = "15")]
+    pub in_tracer: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -55,6 +55,24 @@ pub enum Exec {
     /// In the tracer, with its own buffers, and the syscall in the tracee is skipped (one stop).
     /// Only for pure syscalls whose answer does not depend on the calling process.
     Tracer,
+    /// In the tracer, on a copy of the tracee's fd in argument 0 (pidfd_getfd), when that cannot
+    /// block or change what the program sees; the tracee's syscall is skipped (one stop).
+    /// Otherwise in the tracee, as `Tracee`. The log is the same either way.
+    Copy(CopyOp),
+}
+
+/// What the tracer does on its copy of the fd (see [`Exec::Copy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyOp {
+    /// read/recvfrom of a socket, with MSG_DONTWAIT: data or EOF there, or EAGAIN on a
+    /// non-blocking socket. A blocking socket with nothing to read waits in the tracee.
+    Recv,
+    /// write/writev/sendto of a socket: sent at once when nothing is replicated (a log file),
+    /// or queued and released when the log before it is committed (output commit without
+    /// stopping the program).
+    Send,
+    /// epoll_wait with events ready now; with none ready and a timeout, it waits in the tracee.
+    EpollWait,
 }
 
 /// How many bytes a memory write covers.
@@ -281,6 +299,10 @@ impl Spec {
         self.exec = Exec::Tracer;
         self
     }
+    const fn copy(mut self, op: CopyOp) -> Self {
+        self.exec = Exec::Copy(op);
+        self
+    }
     const fn special(mut self, s: Special) -> Self {
         self.special = s;
         self
@@ -339,9 +361,9 @@ const NEWER: &str = "not supported yet by ftexec; ENOSYS lets programs fall back
 #[rustfmt::skip]
 pub static TABLE: &[Spec] = &[
     // ssize_t read(int fd, void *buf, size_t count)
-    rec(0, "read").fd(0).check(A0 | A2).w(&[w(1, Ret)]),
+    rec(0, "read").fd(0).check(A0 | A2).w(&[w(1, Ret)]).copy(CopyOp::Recv),
     // ssize_t write(int fd, const void *buf, size_t count)
-    out(1, "write").fd(0).check(A0 | A2).input(Input::Buf(1, 2)),
+    out(1, "write").fd(0).check(A0 | A2).input(Input::Buf(1, 2)).copy(CopyOp::Send),
     // int open(const char *path, int flags, mode_t mode)
     rec(2, "open").path(0).check(A1).new_fd(NewFd::Ret),
     // int close(int fd)
@@ -380,7 +402,7 @@ pub static TABLE: &[Spec] = &[
     // ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
     rec(19, "readv").fd(0).check(A0 | A2).w(&[w(1, Iov(2))]),
     // ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
-    out(20, "writev").fd(0).check(A0 | A2).input(Input::Iov(1, 2)),
+    out(20, "writev").fd(0).check(A0 | A2).input(Input::Iov(1, 2)).copy(CopyOp::Send),
     // int access(const char *path, int mode)
     rec(21, "access").input(Input::Path(0)).check(A1),
     // int pipe(int fds[2])
@@ -425,9 +447,9 @@ pub static TABLE: &[Spec] = &[
     // int accept(int fd, struct sockaddr *addr, socklen_t *len)
     rec(43, "accept").check(A0).new_fd(NewFd::Ret).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]).live(Live::Accepted(None)),
     // ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
-    out(44, "sendto").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)),
+    out(44, "sendto").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)).copy(CopyOp::Send),
     // ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
-    rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]),
+    rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]).copy(CopyOp::Recv),
     // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     out(46, "sendmsg").fd(0).check(A0 | A2).input(Input::Msghdr(1)),
     // ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
@@ -744,7 +766,7 @@ pub static TABLE: &[Spec] = &[
     // void exit_group(int status)
     Spec { special: Special::Exit, ..det(231, "exit_group") },
     // int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
-    rec(232, "epoll_wait").check(A0 | A2).w(&[w(1, RetTimes(12))]),
+    rec(232, "epoll_wait").check(A0 | A2).w(&[w(1, RetTimes(12))]).copy(CopyOp::EpollWait),
     // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     rec(233, "epoll_ctl").check(A0 | A1 | A2).replay_runs(),
     // int tgkill(pid_t tgid, pid_t tid, int sig)
@@ -827,7 +849,7 @@ pub static TABLE: &[Spec] = &[
     // int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags)
     out(280, "utimensat").path_at(0, 1).check(A3),
     // int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask, size_t sz)
-    rec(281, "epoll_pwait").check(A0 | A2).w(&[w(1, RetTimes(12))]),
+    rec(281, "epoll_pwait").check(A0 | A2).w(&[w(1, RetTimes(12))]).copy(CopyOp::EpollWait),
     // int signalfd(int fd, const sigset_t *mask, size_t sz)
     rec(282, "signalfd").new_fd(NewFd::Ret),
     // int timerfd_create(int clk, int flags)

@@ -62,6 +62,42 @@ fn msghdr(t: &Stopped, msg: u64, ret: u64, out: &mut Vec<(u64, u64)>) -> Result<
     Ok(())
 }
 
+/// The bytes a write-like syscall hands to the kernel (`Input::Buf` or `Input::Iov`), only if
+/// every byte is readable and the request is of a sane size; None otherwise (the tracee then
+/// makes the syscall itself and the kernel decides: EFAULT, EINVAL, a partial write).
+pub fn input_exact(t: &Stopped, input: Input, args: &[u64; 6]) -> Result<Option<Vec<u8>>> {
+    let mut parts = Vec::new();
+    match input {
+        Input::Buf(p, l) => parts.push((args[p as usize], args[l as usize])),
+        Input::Iov(p, c) => {
+            if args[c as usize] > IOV_MAX {
+                return Ok(None);
+            }
+            match iovecs(t, args[p as usize], args[c as usize], None) {
+                Ok(v) => parts = v,
+                Err(e) if e.is_gone() => return Err(e),
+                Err(_) => return Ok(None),
+            }
+        }
+        _ => return Ok(None),
+    }
+    if parts.iter().map(|(_, l)| *l).sum::<u64>() > MAX_REGION {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for (addr, len) in parts {
+        let start = out.len();
+        out.resize(start + len as usize, 0);
+        match t.read_some(addr, &mut out[start..]) {
+            Ok(n) if n as u64 == len => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.is_gone() => return Err(e),
+            Err(_) => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
 /// The regions the kernel wrote for `writes`, given the arguments and the return value.
 pub fn regions(t: &Stopped, writes: &[Write], args: &[u64; 6], ret: i64) -> Result<Vec<(u64, u64)>> {
     let mut out = Vec::new();

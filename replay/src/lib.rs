@@ -9,6 +9,7 @@ pub mod error;
 mod live;
 pub mod program;
 pub mod record;
+pub mod release;
 pub mod replay;
 
 pub use error::{Result, SessionError};

@@ -4,8 +4,10 @@
 use crate::capture;
 use crate::error::{Result, SessionError};
 use crate::program;
+use crate::release::{Releaser, Ticket, SOCKET_QUEUE_LIMIT};
 use crate::{describe, Outcome};
 use ft_interposer::clock::ClockPages;
+use ft_interposer::fdcopy::{self, FdCopier};
 use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_to_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
@@ -14,7 +16,7 @@ use ft_libos::proto::{
     event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Run,
     Signal, Spawn, Start, Syscall,
 };
-use ft_libos::table::{Emulation, Exec, Len, Refusal, Spec};
+use ft_libos::table::{CopyOp, Emulation, Exec, Len, Refusal, Spec};
 use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{debug, info, warn, Logger};
@@ -44,6 +46,12 @@ pub trait EventSink {
     /// not left behind by a quiet program.
     fn idle(&mut self) -> Result<()> {
         Ok(())
+    }
+    /// What a socket write answered at its seccomp stop is released on: a ticket for every
+    /// event appended so far (the write's own event need not be durable, see `append_output`).
+    /// None: whatever is appended is durable at once (a log file), so the write goes out now.
+    fn output_ticket(&mut self) -> Result<Option<Ticket>> {
+        Ok(None)
     }
 }
 
@@ -320,6 +328,12 @@ struct Recorder<'a> {
     fresh: HashSet<Pid>,
     /// The clock page of each process (by the vtid of its leader) whose vDSO goes to it.
     clocks: ClockPages,
+    /// Copies of tracee fds for socket syscalls answered in the tracer (table `Exec::Copy`).
+    copier: FdCopier,
+    /// Socket writes waiting for their events' commit (a replicating sink only).
+    releaser: Option<Releaser>,
+    /// Syscalls answered on a copy of the fd (one stop instead of two), for the log line at the end.
+    one_stop: u64,
 }
 
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
@@ -350,13 +364,21 @@ impl<'a> Recorder<'a> {
             bouncing: HashMap::new(),
             fresh: HashSet::new(),
             clocks: ClockPages::default(),
+            copier: FdCopier::default(),
+            releaser: None,
+            one_stop: 0,
         }
     }
 
     /// Runs to the end; never leaves a tracee behind on failure.
     fn finish(&mut self, first: Pid) -> Result<Outcome> {
-        match self.run() {
-            Ok(o) => Ok(o),
+        match self.run().and_then(|o| self.release_all().map(|()| o)) {
+            Ok(o) => {
+                if self.one_stop > 0 {
+                    info!(self.log, "socket syscalls answered on a copy of the fd (one stop)"; "count" => self.one_stop);
+                }
+                Ok(o)
+            }
             Err(e) => {
                 ft_interposer::tracee::kill_and_reap_all(self.tasks.keys().copied().chain([first]));
                 Err(e)
@@ -365,7 +387,164 @@ impl<'a> Recorder<'a> {
     }
 }
 
+/// How long the end of a recording waits for clients to take the replies still queued.
+const END_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a write that must run in the program waits for the queued bytes before it.
+const ORDER_DRAIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Recorder<'_> {
+    /// Sends every queued output before the recording ends.
+    fn release_all(&mut self) -> Result<()> {
+        let Some(r) = &self.releaser else { return Ok(()) };
+        match r.drain(END_DRAIN) {
+            Ok(()) => Ok(()),
+            Err(why) if r.failed().is_some() => Err(SessionError::Replication(why)),
+            Err(why) => {
+                warn!(self.log, "the program ended with output still queued: {}", why);
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits until the queued socket writes are sent: an output that runs in the program must
+    /// not overtake them (same socket, or shutdown).
+    fn drain_outputs(&mut self) -> Result<()> {
+        let Some(r) = &self.releaser else { return Ok(()) };
+        r.drain(ORDER_DRAIN).map_err(|why| {
+            if r.failed().is_some() {
+                SessionError::Replication(why)
+            } else {
+                SessionError::Unsupported {
+                    what: "an output that must wait for earlier replies".into(),
+                    why: format!("{why}; ftexec cannot hold the program longer"),
+                }
+            }
+        })
+    }
+
+    /// Answers a socket syscall at its seccomp stop, on a copy of the tracee's fd (table
+    /// `Exec::Copy`), when that cannot block or change what the program sees. Returns false
+    /// to let the tracee make the syscall itself. The tracee's syscall is skipped.
+    fn on_copy(&mut self, t: &Stopped, regs: &mut Regs, spec: &Spec, args: &[u64; 6], op: CopyOp) -> Result<bool> {
+        let nr = i64::from(spec.nr);
+        let flags = if nr == libc::SYS_recvfrom || nr == libc::SYS_sendto { args[3] as i32 } else { 0 };
+        match op {
+            CopyOp::Recv => {
+                let plain = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_TRUNC | libc::MSG_CMSG_CLOEXEC;
+                if args[2] > MAX_TRACER_BUF || flags & !plain != 0 || (nr == libc::SYS_recvfrom && args[4] != 0) {
+                    return Ok(false);
+                }
+            }
+            CopyOp::Send => {
+                let plain = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE;
+                if flags & !plain != 0 || (nr == libc::SYS_sendto && args[4] != 0) {
+                    return Ok(false);
+                }
+            }
+            CopyOp::EpollWait => {
+                let max = args[2] as i32;
+                if !(1..=4096).contains(&max) || (nr == libc::SYS_epoll_pwait && args[4] != 0) {
+                    return Ok(false);
+                }
+            }
+        }
+        let pid = t.pid();
+        let Some(fd) = self.copier.copy(pid, args[0] as i32) else { return Ok(false) };
+        let mut ev =
+            Syscall { nr: spec.nr, args: args.to_vec(), task: self.vtid(pid), in_tracer: true, ..Default::default() };
+        let mut output = false;
+        let ret = match op {
+            CopyOp::Recv => {
+                let Some(f) = fdcopy::facts(&fd).filter(|f| f.socket) else { return Ok(false) };
+                let mut buf = vec![0u8; args[2] as usize];
+                let r = fdcopy::recv_nowait(&fd, &mut buf, flags);
+                if r == -i64::from(libc::EAGAIN) && !f.nonblocking && flags & libc::MSG_DONTWAIT == 0 {
+                    // A blocking read with nothing to read: it waits in the kernel.
+                    return Ok(false);
+                }
+                self.copy_out(t, args[1], &buf[..r.clamp(0, args[2] as i64) as usize], r, &mut ev)?
+            }
+            CopyOp::EpollWait => {
+                let mut buf = vec![0u8; args[2] as usize * 12];
+                let r = fdcopy::epoll_poll(&fd, &mut buf);
+                if r == 0 && args[3] as i32 != 0 {
+                    return Ok(false);
+                }
+                self.copy_out(t, args[1], &buf[..(r.max(0) as usize * 12).min(buf.len())], r, &mut ev)?
+            }
+            CopyOp::Send => {
+                let Some(f) = fdcopy::facts(&fd).filter(|f| f.socket) else { return Ok(false) };
+                if fdcopy::broken(&fd) {
+                    // Let the program meet EPIPE/ECONNRESET (and SIGPIPE) itself.
+                    return Ok(false);
+                }
+                let Some(bytes) = capture::input_exact(t, spec.input, args)? else { return Ok(false) };
+                ev.input_digest = if bytes.is_empty() { Vec::new() } else { digest::short(&bytes) };
+                output = true;
+                match self.sink.output_ticket()? {
+                    None => {
+                        // Nothing waits for a commit: send now, as the program would have.
+                        if !f.nonblocking && flags & libc::MSG_DONTWAIT == 0 {
+                            return Ok(false);
+                        }
+                        let r = fdcopy::send_nowait(&fd, &bytes, flags);
+                        if r == -i64::from(libc::EPIPE) {
+                            return Ok(false);
+                        }
+                        r
+                    }
+                    Some(ticket) => {
+                        if self.releaser.is_none() {
+                            self.releaser =
+                                Some(Releaser::new().map_err(SessionError::io("starting the output thread"))?);
+                        }
+                        let Some(r) = &self.releaser else { return Ok(false) };
+                        if let Some(why) = r.failed() {
+                            return Err(SessionError::Replication(why));
+                        }
+                        if r.queued(f.ino) + bytes.len() > SOCKET_QUEUE_LIMIT {
+                            return Ok(false);
+                        }
+                        let n = bytes.len() as i64;
+                        r.push(f.ino, fd, bytes, ticket);
+                        n
+                    }
+                }
+            }
+        };
+        ev.ret = ret;
+        ev.disposition = Disposition::Inject as i32;
+        regs.skip_with(ret);
+        t.set_regs(regs)?;
+        self.one_stop += 1;
+        self.events += 1;
+        let ev = Event { kind: Some(Kind::Syscall(ev)) };
+        if output {
+            self.sink.append_output(&ev)?;
+        } else {
+            self.sink.append(&ev)?;
+        }
+        Ok(true)
+    }
+
+    /// Writes what the tracer read into the tracee's buffer at `addr` and logs it; the result
+    /// is `r`, or EFAULT if the buffer cannot take it.
+    fn copy_out(&mut self, t: &Stopped, addr: u64, data: &[u8], r: i64, ev: &mut Syscall) -> Result<i64> {
+        if data.is_empty() {
+            return Ok(r);
+        }
+        match t.write(addr, data) {
+            Ok(()) => {
+                ev.mem.push(MemWrite { addr, data: data.to_vec() });
+                Ok(r)
+            }
+            Err(e) if e.is_gone() => Err(e.into()),
+            // The bytes are consumed: a program that hands read() a bad buffer loses them (the
+            // kernel would have left them queued). The log has what the program saw.
+            Err(_) => Ok(-i64::from(libc::EFAULT)),
+        }
+    }
+
     /// Runs a handed-over task's syscall in the kernel, without the token (see Parked).
     fn resume_in_kernel(&mut self, t: Stopped) -> Result<()> {
         let pid = t.pid();
@@ -575,6 +754,7 @@ impl Recorder<'_> {
 
     fn on_death(&mut self, pid: Pid, mut exit: Exit) -> Result<()> {
         let Some(task) = self.tasks.remove(&pid) else { return Ok(()) };
+        self.copier.forget(pid);
         if self.holder == Some(pid) {
             self.holder = None;
         }
@@ -777,6 +957,14 @@ impl Recorder<'_> {
         let action = policy::decide(spec, &args, self.fds_of(pid), path_local);
         // Lazy: slog builds key-values before filtering, and this runs at every stop.
         debug!(self.log, "syscall"; "task" => self.vtid(pid), "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
+        if let Exec::Copy(op) = spec.exec {
+            if matches!(action, Action::Record { .. } | Action::Output { stdio: None })
+                && self.on_copy(&t, &mut regs, spec, &args, op)?
+            {
+                t.cont(None)?;
+                return Ok(());
+            }
+        }
         match action {
             Action::Pass => {}
             Action::Emulate(e) => emulate(&t, &mut regs, e)?,
@@ -820,6 +1008,7 @@ impl Recorder<'_> {
                 // Runs in the kernel, may block on another task: the token is free meanwhile.
                 let input = capture::input(&t, spec.input, &args)?;
                 if matches!(action, Action::Output { .. }) {
+                    self.drain_outputs()?;
                     self.sink.before_output()?;
                 }
                 t.cont_to_exit()?;

@@ -634,7 +634,11 @@ impl Replayer<'_> {
                 let regs = st.regs()?;
                 let Some(spec) = lookup(regs.nr()) else { return Ok(true) };
                 let args = regs.args();
-                Ok(match policy::decide(spec, &args, self.fds_of(vtid), false) {
+                let action = policy::decide(spec, &args, self.fds_of(vtid), false);
+                if self.answered_in_tracer(vtid, spec, action)? {
+                    return Ok(false);
+                }
+                Ok(match action {
                     Action::Record { exec: Exec::Tracer } => !tracer_can_run(spec, &args),
                     Action::Execute | Action::Output { stdio: Some(_) } => false,
                     Action::Refuse(Refusal::Unsupported(_)) => false,
@@ -848,6 +852,20 @@ impl Replayer<'_> {
         }
     }
 
+    /// Whether the next event is this task's socket syscall that the recorder answered on a
+    /// copy of the fd (table `Exec::Copy`), at the seccomp stop, without releasing the token.
+    fn answered_in_tracer(&mut self, vtid: u32, spec: &Spec, action: Action) -> Result<bool> {
+        if !matches!(spec.exec, Exec::Copy(_))
+            || !matches!(action, Action::Record { .. } | Action::Output { stdio: None })
+        {
+            return Ok(false);
+        }
+        Ok(matches!(
+            self.source.peek_event()?,
+            Some(Event { kind: Some(Kind::Syscall(s)) }) if s.task == vtid && s.in_tracer && s.nr == spec.nr
+        ))
+    }
+
     fn next_for(&mut self, vtid: u32) -> Result<(u64, Event)> {
         let index = self.source.position();
         match self.source.next_event()? {
@@ -913,6 +931,14 @@ impl Replayer<'_> {
         };
         let args = regs.args();
         let action = policy::decide(spec, &args, self.fds_of(vtid), false);
+        if self.answered_in_tracer(vtid, spec, action)? {
+            // The recorder answered it at this stop, holding the token: so does replay.
+            let (index, ev) = self.next_for(vtid)?;
+            let s = self.check_syscall(&t, spec, &args, index, ev)?;
+            let t = self.apply(Parked { t, regs, spec, args }, index, s)?;
+            t.cont(None)?;
+            return Ok(());
+        }
         match action {
             Action::Pass => {}
             Action::Emulate(e) => emulate(&t, &mut regs, e)?,

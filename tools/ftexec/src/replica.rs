@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use ft_consensus::{ClusterConfig, CommittedEntry, EntryId, Node, NodeError, NodeOptions, PendingProposal};
 use ft_libos::batch::{self, Batch};
 use ft_libos::proto::{Event, Header};
+use ft_replay::release::{Commit, Ticket};
 use ft_replay::{EventSink, EventSource, GoLive, RecordOptions, ReplayOptions, SessionError};
 use slog::{info, warn, Logger};
 use std::collections::VecDeque;
@@ -18,7 +19,7 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Group commit: a batch is proposed when it is this big, or this old, or an output waits.
@@ -222,33 +223,85 @@ impl EventSource for RaftSource {
     }
 }
 
+/// One submitted batch, for the outputs that wait for its commit (proposals are appended in
+/// order, so a batch's commit covers every earlier one).
+struct RaftTicket {
+    node: Arc<Node>,
+    state: Mutex<TicketState>,
+}
+
+enum TicketState {
+    Proposed(PendingProposal),
+    Entry { id: EntryId, committed: bool },
+    Failed(String),
+}
+
+impl RaftTicket {
+    /// Waits for the batch's entry id, then for its commit. Fails at once if this replica is
+    /// no longer the leader, and after `COMMIT_PATIENCE` without a quorum.
+    fn wait_commit(&self) -> Result<(), String> {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = match std::mem::replace(&mut *st, TicketState::Failed("the proposal was lost".into())) {
+            TicketState::Proposed(p) => match p.wait_entry() {
+                Ok(id) => id,
+                Err(e) => {
+                    *st = TicketState::Failed(e.to_string());
+                    return Err(e.to_string());
+                }
+            },
+            TicketState::Entry { id, committed: true } => {
+                *st = TicketState::Entry { id, committed: true };
+                return Ok(());
+            }
+            TicketState::Entry { id, committed: false } => id,
+            TicketState::Failed(why) => {
+                *st = TicketState::Failed(why.clone());
+                return Err(why);
+            }
+        };
+        *st = TicketState::Entry { id, committed: false };
+        drop(st);
+        let t0 = Instant::now();
+        loop {
+            let e = match self.node.await_entry(id, Some(COMMIT_POLL)) {
+                Ok(()) => break,
+                Err(NodeError::Timeout { .. }) if !self.node.is_leader() => {
+                    format!("this replica lost its leadership (term {})", self.node.term())
+                }
+                Err(NodeError::Timeout { .. }) if t0.elapsed() < COMMIT_PATIENCE => continue,
+                Err(e) => e.to_string(),
+            };
+            let why = format!("entry {} was not committed ({e}); outputs that depend on it are withheld", id.index);
+            *self.state.lock().unwrap_or_else(PoisonError::into_inner) = TicketState::Failed(why.clone());
+            return Err(why);
+        }
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = TicketState::Entry { id, committed: true };
+        Ok(())
+    }
+}
+
+impl Commit for RaftTicket {
+    fn wait(&self) -> Result<(), String> {
+        self.wait_commit()
+    }
+}
+
 /// The leader's side: events go into Raft batches; an output waits for their commit.
 pub struct RaftSink {
     node: Arc<Node>,
     buf: Vec<u8>,
-    last: Option<EntryId>,
-    /// Events other than outputs appended since the last commit wait.
+    /// The latest submitted batch.
+    last: Option<Arc<RaftTicket>>,
+    /// Events other than outputs appended since the last ticket was handed out or waited for.
     inputs: bool,
     since: Instant,
     appended: u64,
     progress: Arc<Progress>,
-    /// The latest submitted batch whose entry id is not known yet (proposals are appended in
-    /// order, so the latest one's entry covers every earlier one).
-    pending: Option<PendingProposal>,
 }
 
 impl RaftSink {
     fn new(node: Arc<Node>, progress: Arc<Progress>) -> Self {
-        RaftSink {
-            node,
-            buf: Vec::new(),
-            last: None,
-            inputs: false,
-            since: Instant::now(),
-            appended: 0,
-            progress,
-            pending: None,
-        }
+        RaftSink { node, buf: Vec::new(), last: None, inputs: false, since: Instant::now(), appended: 0, progress }
     }
 
     fn push(&mut self, ev: &Event) -> ft_replay::Result<()> {
@@ -274,32 +327,15 @@ impl RaftSink {
         }
         let batch = std::mem::take(&mut self.buf);
         let p = self.node.submit(batch).map_err(repl_err)?;
-        // The previous proposal is earlier in the log: the new one's entry id supersedes it.
-        self.pending = Some(p);
+        // The previous proposal is earlier in the log: the new one's commit covers it.
+        self.last = Some(Arc::new(RaftTicket { node: self.node.clone(), state: Mutex::new(TicketState::Proposed(p)) }));
         Ok(())
     }
 
     fn commit(&mut self) -> ft_replay::Result<()> {
         self.submit()?;
-        if let Some(p) = self.pending.take() {
-            self.last = Some(p.wait_entry().map_err(repl_err)?);
-        }
-        if let Some(id) = self.last {
-            let t0 = Instant::now();
-            loop {
-                let e = match self.node.await_entry(id, Some(COMMIT_POLL)) {
-                    Ok(()) => break,
-                    Err(NodeError::Timeout { .. }) if !self.node.is_leader() => {
-                        format!("this replica lost its leadership (term {})", self.node.term())
-                    }
-                    Err(NodeError::Timeout { .. }) if t0.elapsed() < COMMIT_PATIENCE => continue,
-                    Err(e) => e.to_string(),
-                };
-                return Err(repl_err(format!(
-                    "entry {} was not committed ({e}); outputs that depend on it are withheld",
-                    id.index
-                )));
-            }
+        if let Some(t) = &self.last {
+            t.wait_commit().map_err(repl_err)?;
         }
         self.inputs = false;
         Ok(())
@@ -327,6 +363,20 @@ impl EventSink for RaftSink {
     }
     fn idle(&mut self) -> ft_replay::Result<()> {
         self.submit()
+    }
+    fn output_ticket(&mut self) -> ft_replay::Result<Option<Ticket>> {
+        // Only outputs since the last ticket: the next output does not depend on them.
+        if !self.inputs {
+            if let Some(t) = &self.last {
+                return Ok(Some(t.clone() as Ticket));
+            }
+        }
+        self.submit()?;
+        self.inputs = false;
+        match &self.last {
+            Some(t) => Ok(Some(t.clone() as Ticket)),
+            None => Ok(None),
+        }
     }
 }
 

@@ -1,0 +1,347 @@
+//! Output commit without stopping the program. A socket write of the leader is answered at its
+//! seccomp stop (the program sees every byte written) and its bytes are queued here with a
+//! [`Ticket`] for the events logged before it; a thread sends them once the ticket is durable
+//! (committed in Raft). The program computes on while its replies wait, as DESIGN.md's output
+//! commit asks: outputs wait, not inputs.
+//!
+//! Each socket (by inode) has its own queue, flushed with MSG_DONTWAIT so that a client that
+//! does not read holds back only its own replies. Bytes that never become durable are never
+//! sent: a ticket that fails (leadership lost) drops every queue and the recorder stops.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Events that become durable; outputs that depend on them wait for [`Commit::wait`].
+pub trait Commit: Send + Sync {
+    /// Blocks until durable. Err(why) if they never will be (this replica lost its leadership,
+    /// its Raft node stopped).
+    fn wait(&self) -> std::result::Result<(), String>;
+}
+
+/// What an output waits for. Outputs with no new event between them share one ticket.
+pub type Ticket = Arc<dyn Commit>;
+
+/// Queued bytes of one socket above which a write takes the slow path (it waits for the queue
+/// to be sent, then runs in the program), so that memory stays bounded for a client that does
+/// not read.
+pub const SOCKET_QUEUE_LIMIT: usize = 4 << 20;
+
+struct Item {
+    key: u64,
+    fd: OwnedFd,
+    bytes: Vec<u8>,
+    ticket: Ticket,
+}
+
+#[derive(Default)]
+struct State {
+    queued: HashMap<u64, usize>,
+    total: usize,
+    failed: Option<String>,
+    sent: u64,
+    dropped: u64,
+}
+
+type Shared = Arc<(Mutex<State>, Condvar)>;
+
+fn lock(s: &Shared) -> MutexGuard<'_, State> {
+    s.0.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The queues and the thread that sends them.
+pub struct Releaser {
+    tx: Option<Sender<Item>>,
+    shared: Shared,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Releaser {
+    pub fn new() -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Item>();
+        let shared: Shared = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (shared.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name("ftexec-release".into()).spawn(move || {
+            let mut w = Worker { out: HashMap::new(), shared: s, last_ok: None };
+            loop {
+                let got = if w.out.is_empty() {
+                    rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+                } else {
+                    rx.recv_timeout(POLL)
+                };
+                if st.load(Ordering::Relaxed) {
+                    break;
+                }
+                match got {
+                    Ok(item) => w.take(item),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(_) => break,
+                }
+                w.flush();
+            }
+        })?;
+        Ok(Releaser { tx: Some(tx), shared, stop, thread: Some(thread) })
+    }
+
+    /// Queues `bytes` for the socket `key` (its inode), to send on `fd` once `ticket` is durable.
+    pub fn push(&self, key: u64, fd: OwnedFd, bytes: Vec<u8>, ticket: Ticket) {
+        {
+            let mut s = lock(&self.shared);
+            *s.queued.entry(key).or_default() += bytes.len();
+            s.total += bytes.len();
+        }
+        if let Some(tx) = &self.tx {
+            // The thread only ends when we drop `tx`.
+            let _ = tx.send(Item { key, fd, bytes, ticket });
+        }
+    }
+
+    /// Bytes queued and not sent yet for socket `key`.
+    pub fn queued(&self, key: u64) -> usize {
+        lock(&self.shared).queued.get(&key).copied().unwrap_or(0)
+    }
+
+    /// Why outputs can no longer be released, if so.
+    pub fn failed(&self) -> Option<String> {
+        lock(&self.shared).failed.clone()
+    }
+
+    /// (bytes sent, bytes dropped because their socket failed).
+    pub fn totals(&self) -> (u64, u64) {
+        let s = lock(&self.shared);
+        (s.sent, s.dropped)
+    }
+
+    /// Waits until every queued byte is sent (or dropped with its broken socket). Err(why) if
+    /// they cannot be: not durable, or still unsent after `timeout` (a client that does not read).
+    pub fn drain(&self, timeout: Duration) -> std::result::Result<(), String> {
+        let t0 = Instant::now();
+        let mut s = lock(&self.shared);
+        loop {
+            if let Some(why) = &s.failed {
+                return Err(why.clone());
+            }
+            if s.total == 0 {
+                return Ok(());
+            }
+            let left = timeout.saturating_sub(t0.elapsed());
+            if left.is_zero() {
+                return Err(format!(
+                    "{} bytes of output were not taken by their clients in {} s",
+                    s.total,
+                    timeout.as_secs()
+                ));
+            }
+            s = self.shared.1.wait_timeout(s, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+}
+
+impl Drop for Releaser {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How often a queue blocked on a full socket buffer is retried.
+const POLL: Duration = Duration::from_millis(1);
+
+struct Outbox {
+    fd: OwnedFd,
+    chunks: VecDeque<(Vec<u8>, usize)>,
+}
+
+struct Worker {
+    out: HashMap<u64, Outbox>,
+    shared: Shared,
+    last_ok: Option<Ticket>,
+}
+
+impl Worker {
+    fn take(&mut self, item: Item) {
+        if lock(&self.shared).failed.is_some() {
+            account(&self.shared, item.key, item.bytes.len(), false);
+            return;
+        }
+        let known = self.last_ok.as_ref().is_some_and(|t| Arc::ptr_eq(t, &item.ticket));
+        if !known {
+            if let Err(why) = item.ticket.wait() {
+                // Never send what is not durable; the recorder sees `failed` and stops.
+                let mut s = lock(&self.shared);
+                s.failed = Some(why);
+                s.dropped += s.total as u64;
+                s.total = 0;
+                s.queued.clear();
+                drop(s);
+                self.out.clear();
+                self.shared.1.notify_all();
+                return;
+            }
+            self.last_ok = Some(item.ticket);
+        }
+        let ob = self.out.entry(item.key).or_insert_with(|| Outbox { fd: item.fd, chunks: VecDeque::new() });
+        ob.chunks.push_back((item.bytes, 0));
+    }
+
+    /// Sends what each socket takes now.
+    fn flush(&mut self) {
+        let mut done = Vec::new();
+        for (&key, ob) in self.out.iter_mut() {
+            let mut broken = false;
+            while let Some((bytes, off)) = ob.chunks.front_mut() {
+                let rest = &bytes[*off..];
+                // SAFETY: `rest` is a live slice of ours.
+                let r = unsafe {
+                    libc::send(
+                        ob.fd.as_raw_fd(),
+                        rest.as_ptr().cast(),
+                        rest.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                if r < 0 {
+                    let e = nix::errno::Errno::last();
+                    if e == nix::errno::Errno::EAGAIN || e == nix::errno::Errno::EINTR {
+                        break;
+                    }
+                    // The client is gone (EPIPE, ECONNRESET): its replies go nowhere, as they
+                    // would natively; the program learns it from its next read or write.
+                    broken = true;
+                    break;
+                }
+                let n = r as usize;
+                *off += n;
+                let whole = *off >= bytes.len();
+                account(&self.shared, key, n, true);
+                if whole {
+                    ob.chunks.pop_front();
+                }
+            }
+            if broken {
+                let left: usize = ob.chunks.iter().map(|(b, o)| b.len() - o).sum();
+                ob.chunks.clear();
+                account(&self.shared, key, left, false);
+            }
+            if ob.chunks.is_empty() {
+                done.push(key);
+            }
+        }
+        for k in done {
+            // Dropping our copy of the fd may close the socket (the program closed its own).
+            self.out.remove(&k);
+        }
+    }
+}
+
+/// Counts `n` bytes of socket `key` as sent or dropped, and wakes whoever drains.
+fn account(shared: &Shared, key: u64, n: usize, sent: bool) {
+    if n == 0 {
+        return;
+    }
+    {
+        let mut s = lock(shared);
+        if let Some(q) = s.queued.get_mut(&key) {
+            *q = q.saturating_sub(n);
+            if *q == 0 {
+                s.queued.remove(&key);
+            }
+        }
+        s.total = s.total.saturating_sub(n);
+        if sent {
+            s.sent += n as u64;
+        } else {
+            s.dropped += n as u64;
+        }
+    }
+    shared.1.notify_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::AtomicBool;
+
+    struct Gate {
+        open: AtomicBool,
+        fail: bool,
+    }
+    impl Commit for Gate {
+        fn wait(&self) -> std::result::Result<(), String> {
+            if self.fail {
+                return Err("lost leadership".into());
+            }
+            while !self.open.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(())
+        }
+    }
+
+    fn copy(s: &UnixStream) -> OwnedFd {
+        s.try_clone().expect("dup").into()
+    }
+
+    #[test]
+    fn bytes_wait_for_their_ticket_and_keep_their_order() {
+        let (a, mut b) = UnixStream::pair().expect("socketpair");
+        b.set_nonblocking(true).expect("nonblocking");
+        let r = Releaser::new().expect("thread");
+        let gate = Arc::new(Gate { open: AtomicBool::new(false), fail: false });
+        r.push(7, copy(&a), b"one ".to_vec(), gate.clone());
+        r.push(7, copy(&a), b"two".to_vec(), gate.clone());
+        std::thread::sleep(Duration::from_millis(30));
+        let mut buf = [0u8; 16];
+        assert!(b.read(&mut buf).is_err(), "nothing may be sent before the commit");
+        assert_eq!(r.queued(7), 7);
+        gate.open.store(true, Ordering::Relaxed);
+        r.drain(Duration::from_secs(5)).expect("drained");
+        b.set_nonblocking(false).expect("blocking");
+        let mut got = [0u8; 7];
+        b.read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"one two");
+        assert_eq!(r.totals(), (7, 0));
+        assert_eq!(r.queued(7), 0);
+    }
+
+    #[test]
+    fn a_failed_ticket_sends_nothing_and_says_why() {
+        let (a, mut b) = UnixStream::pair().expect("socketpair");
+        b.set_nonblocking(true).expect("nonblocking");
+        let r = Releaser::new().expect("thread");
+        r.push(1, copy(&a), b"secret".to_vec(), Arc::new(Gate { open: AtomicBool::new(true), fail: true }));
+        let e = r.drain(Duration::from_secs(5)).expect_err("not durable");
+        assert!(e.contains("lost leadership"), "{e}");
+        let mut buf = [0u8; 8];
+        assert!(b.read(&mut buf).is_err());
+        assert_eq!(r.failed().as_deref(), Some("lost leadership"));
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_holds_back_only_its_own_socket() {
+        let (slow, _slow_peer) = UnixStream::pair().expect("socketpair");
+        let (fast, mut fast_peer) = UnixStream::pair().expect("socketpair");
+        let r = Releaser::new().expect("thread");
+        let ok: Ticket = Arc::new(Gate { open: AtomicBool::new(true), fail: false });
+        // Far more than a socket buffer holds.
+        r.push(1, copy(&slow), vec![b'x'; 8 << 20], ok.clone());
+        r.push(2, copy(&fast), b"hello".to_vec(), ok);
+        let mut got = [0u8; 5];
+        fast_peer.read_exact(&mut got).expect("the fast client gets its reply");
+        assert_eq!(&got, b"hello");
+        assert!(r.queued(1) > 0);
+        let e = r.drain(Duration::from_millis(100)).expect_err("the slow client never reads");
+        assert!(e.contains("not taken"), "{e}");
+    }
+}
