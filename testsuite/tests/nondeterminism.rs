@@ -402,3 +402,44 @@ fn clock_page_reads_without_syscalls() {
     assert_eq!(calls("gettimeofday"), 1, "{j}");
     assert_eq!(calls("clock_getres"), 1, "{j}");
 }
+
+/// Socket reads, writes and epoll_waits that cannot block are answered in the tracer on a copy
+/// of the fd (one ptrace stop each); the rest runs in the program. Either way the program sees
+/// what it sees natively, and replay follows the log's choice.
+#[test]
+fn socket_syscalls_answered_in_one_stop() {
+    let prog = c_program("sock_fast");
+    let native_run = native(&prog, &[]);
+    assert_eq!(native_run.status, 0, "native: {}", String::from_utf8_lossy(&native_run.stderr));
+    let dir = temp_dir("sock_fast");
+    let log = dir.path().join("run.ftlog");
+    let recorded = record(&log, None, &prog, &[]);
+    assert_recorded_ok(&log, &recorded, "sock_fast");
+    assert_eq!(
+        String::from_utf8_lossy(&recorded.stdout),
+        String::from_utf8_lossy(&native_run.stdout),
+        "recorded output differs from native"
+    );
+    for round in 1..=5 {
+        assert_same_output(&recorded, &replay(&log, None), &format!("sock_fast (replay {round})"));
+    }
+    let ftdbg = ftexec().with_file_name("ftdbg");
+    let out = Command::new(&ftdbg).args(["stats", "--json"]).arg(&log).output().expect("ftdbg stats");
+    assert!(out.status.success(), "ftdbg stats: {}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    let n = |name: &str, what: &str| j["by_syscall"][name][what].as_u64().unwrap_or(0);
+    // read: EAGAIN, 3, rest, after epoll, the fill's drain (several), EOF; the blocking read
+    // and the reads of the C library (ld.so) run in the program.
+    assert!(n("read", "one_stop") >= 8, "{j}");
+    assert!(n("read", "calls") > n("read", "one_stop"), "the blocking read must run in the program\n{j}");
+    // The non-blocking writes (fill), writev, sendto: one stop. The blocking write and the
+    // write to a closed peer (EPIPE) run in the program.
+    assert!(n("write", "one_stop") >= 2, "{j}");
+    assert!(n("write", "calls") >= n("write", "one_stop") + 2, "{j}");
+    assert_eq!(n("writev", "one_stop"), 1, "{j}");
+    assert_eq!(n("sendto", "one_stop"), 1, "{j}");
+    assert_eq!(n("recvfrom", "one_stop"), 2, "{j}");
+    // epoll_wait: timeout 0 and the ready one in the tracer; the 30 ms wait in the program.
+    assert_eq!(n("epoll_wait", "one_stop"), 2, "{j}");
+    assert_eq!(n("epoll_wait", "calls"), 3, "{j}");
+}
