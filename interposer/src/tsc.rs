@@ -16,7 +16,7 @@ pub enum TscInsn {
 }
 
 impl TscInsn {
-    pub fn len(self) -> u64 {
+    pub fn size(self) -> u64 {
         match self {
             TscInsn::Rdtsc => 2,
             TscInsn::Rdtscp => 3,
@@ -59,5 +59,5 @@ pub fn complete(regs: &mut Regs, insn: TscInsn, tsc: u64, aux: u32) {
     if insn == TscInsn::Rdtscp {
         regs.0.rcx = u64::from(aux);
     }
-    regs.0.rip += insn.len();
+    regs.0.rip += insn.size();
 }

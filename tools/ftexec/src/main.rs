@@ -6,7 +6,7 @@ use ft_libos::log::LogWriter;
 use ft_replay::{FileSource, RecordOptions, ReplayOptions, SessionError};
 use slog::{o, Drain, Level, Logger};
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod replica;
@@ -237,7 +237,7 @@ fn record(
 
 fn replay(
     cli: &Cli,
-    path: &PathBuf,
+    path: &Path,
     data_dir: &Option<PathBuf>,
     allow_cpu_mismatch: bool,
     log: &Logger,
