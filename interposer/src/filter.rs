@@ -26,8 +26,8 @@ pub fn build() -> Result<BpfProgram> {
                     .map_err(err)?;
                 rules.insert(nr, vec![SeccompRule::new(vec![cond]).map_err(err)?]);
             }
-            // Traced: see Special::Exit.
-            Special::Exit => {}
+            // Traced: see Special::Exit and Special::Close.
+            Special::Exit | Special::Close => {}
             _ => {
                 rules.insert(nr, vec![]);
             }
@@ -71,7 +71,10 @@ fn clock_prefix(ip: u64) -> BpfProgram {
 
 /// How many syscall numbers the filter lets through without a stop.
 pub fn allowed_count() -> usize {
-    TABLE.iter().filter(|s| s.class == Class::Deterministic && s.special != Special::Exit).count()
+    TABLE
+        .iter()
+        .filter(|s| s.class == Class::Deterministic && !matches!(s.special, Special::Exit | Special::Close))
+        .count()
 }
 
 #[cfg(test)]

@@ -160,6 +160,10 @@ pub enum Special {
     /// exit, exit_group: deterministic, but traced all the same: the task's last stop, where the
     /// tracer collects the clock reads it made since its previous stop (see [`crate::clock`]).
     Exit,
+    /// close, close_range: deterministic, but traced all the same: a socket whose replies still
+    /// wait for their commit in the recorder (which holds a copy of the fd) must not outlive the
+    /// program's close, or the program's epoll sets would keep reporting it (epoll(7), Q6).
+    Close,
 }
 
 /// Argument bit masks for [`Spec::check`].
@@ -367,7 +371,7 @@ pub static TABLE: &[Spec] = &[
     // int open(const char *path, int flags, mode_t mode)
     rec(2, "open").path(0).check(A1).new_fd(NewFd::Ret),
     // int close(int fd)
-    det(3, "close"),
+    Spec { special: Special::Close, ..det(3, "close") },
     // int stat(const char *path, struct stat *st)
     rec(4, "stat").input(Input::Path(0)).w(&[w(1, Fixed(SIZEOF_STAT))]),
     // int fstat(int fd, struct stat *st)
@@ -961,7 +965,7 @@ pub static TABLE: &[Spec] = &[
     // long clone3(struct clone_args *args, size_t size)
     loc(435, "clone3").special(Special::Clone),
     // int close_range(unsigned first, unsigned last, unsigned flags)
-    det(436, "close_range"),
+    Spec { special: Special::Close, ..det(436, "close_range") },
     // int openat2(int dirfd, const char *path, struct open_how *how, size_t sz)
     rec(437, "openat2").path_at(0, 1).check(A3).new_fd(NewFd::Ret),
     no(438, "pidfd_getfd", EPERM, FOREIGN),

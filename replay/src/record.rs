@@ -396,7 +396,7 @@ impl Recorder<'_> {
     /// Sends every queued output before the recording ends.
     fn release_all(&mut self) -> Result<()> {
         let Some(r) = &self.releaser else { return Ok(()) };
-        match r.drain(END_DRAIN) {
+        match r.drain(None, END_DRAIN) {
             Ok(()) => Ok(()),
             Err(why) if r.failed().is_some() => Err(SessionError::Replication(why)),
             Err(why) => {
@@ -406,11 +406,12 @@ impl Recorder<'_> {
         }
     }
 
-    /// Waits until the queued socket writes are sent: an output that runs in the program must
-    /// not overtake them (same socket, or shutdown).
-    fn drain_outputs(&mut self) -> Result<()> {
+    /// Waits until the queued socket writes (of socket `key`, or all) are sent: an output that
+    /// runs in the program must not overtake them (same socket, or shutdown), and a close must
+    /// not leave the socket open in our copy.
+    fn drain_outputs(&mut self, key: Option<u64>) -> Result<()> {
         let Some(r) = &self.releaser else { return Ok(()) };
-        r.drain(ORDER_DRAIN).map_err(|why| {
+        r.drain(key, ORDER_DRAIN).map_err(|why| {
             if r.failed().is_some() {
                 SessionError::Replication(why)
             } else {
@@ -525,6 +526,27 @@ impl Recorder<'_> {
             self.sink.append(&ev)?;
         }
         Ok(true)
+    }
+
+    /// Before the program closes fds (close, close_range, dup2/dup3 over an open fd): a socket
+    /// with replies still queued is drained first, so that our copy does not keep it open (and
+    /// in the program's epoll sets) after the program closed it.
+    fn before_close(&mut self, t: &Stopped, nr: i64, args: &[u64; 6]) -> Result<()> {
+        if self.releaser.as_ref().is_none_or(|r| r.total() == 0) {
+            return Ok(());
+        }
+        let fd = match nr {
+            libc::SYS_close => args[0],
+            libc::SYS_dup2 | libc::SYS_dup3 => args[1],
+            _ => return self.drain_outputs(None),
+        };
+        let Some(copy) = self.copier.copy(t.pid(), fd as i32) else { return Ok(()) };
+        let key = fdcopy::facts(&copy).filter(|f| f.socket).map(|f| f.ino);
+        drop(copy);
+        match key {
+            Some(k) if self.releaser.as_ref().is_some_and(|r| r.queued(k) > 0) => self.drain_outputs(Some(k)),
+            _ => Ok(()),
+        }
     }
 
     /// Writes what the tracer read into the tracee's buffer at `addr` and logs it; the result
@@ -957,6 +979,9 @@ impl Recorder<'_> {
         let action = policy::decide(spec, &args, self.fds_of(pid), path_local);
         // Lazy: slog builds key-values before filtering, and this runs at every stop.
         debug!(self.log, "syscall"; "task" => self.vtid(pid), "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
+        if spec.special == ft_libos::table::Special::Close || matches!(nr as i64, libc::SYS_dup2 | libc::SYS_dup3) {
+            self.before_close(&t, nr as i64, &args)?;
+        }
         if let Exec::Copy(op) = spec.exec {
             if matches!(action, Action::Record { .. } | Action::Output { stdio: None })
                 && self.on_copy(&t, &mut regs, spec, &args, op)?
@@ -1008,7 +1033,7 @@ impl Recorder<'_> {
                 // Runs in the kernel, may block on another task: the token is free meanwhile.
                 let input = capture::input(&t, spec.input, &args)?;
                 if matches!(action, Action::Output { .. }) {
-                    self.drain_outputs()?;
+                    self.drain_outputs(None)?;
                     self.sink.before_output()?;
                 }
                 t.cont_to_exit()?;

@@ -118,16 +118,26 @@ impl Releaser {
         (s.sent, s.dropped)
     }
 
-    /// Waits until every queued byte is sent (or dropped with its broken socket). Err(why) if
-    /// they cannot be: not durable, or still unsent after `timeout` (a client that does not read).
-    pub fn drain(&self, timeout: Duration) -> std::result::Result<(), String> {
+    /// Bytes queued and not sent yet, all sockets.
+    pub fn total(&self) -> usize {
+        lock(&self.shared).total
+    }
+
+    /// Waits until every queued byte is sent (or dropped with its broken socket), of socket
+    /// `key` or of all; the thread's copies of those sockets are closed by then. Err(why) if they
+    /// cannot be: not durable, or still unsent after `timeout` (a client that does not read).
+    pub fn drain(&self, key: Option<u64>, timeout: Duration) -> std::result::Result<(), String> {
         let t0 = Instant::now();
         let mut s = lock(&self.shared);
         loop {
             if let Some(why) = &s.failed {
                 return Err(why.clone());
             }
-            if s.total == 0 {
+            let left = match key {
+                Some(k) => s.queued.get(&k).copied().unwrap_or(0),
+                None => s.total,
+            };
+            if left == 0 {
                 return Ok(());
             }
             let left = timeout.saturating_sub(t0.elapsed());
@@ -193,9 +203,11 @@ impl Worker {
         ob.chunks.push_back((item.bytes, 0));
     }
 
-    /// Sends what each socket takes now.
+    /// Sends what each socket takes now. The bytes are counted as gone only after the copy of a
+    /// socket whose queue emptied is closed (see [`Releaser::drain`]).
     fn flush(&mut self) {
         let mut done = Vec::new();
+        let mut counts: Vec<(u64, usize, bool)> = Vec::new();
         for (&key, ob) in self.out.iter_mut() {
             let mut broken = false;
             while let Some((bytes, off)) = ob.chunks.front_mut() {
@@ -222,7 +234,7 @@ impl Worker {
                 let n = r as usize;
                 *off += n;
                 let whole = *off >= bytes.len();
-                account(&self.shared, key, n, true);
+                counts.push((key, n, true));
                 if whole {
                     ob.chunks.pop_front();
                 }
@@ -230,7 +242,7 @@ impl Worker {
             if broken {
                 let left: usize = ob.chunks.iter().map(|(b, o)| b.len() - o).sum();
                 ob.chunks.clear();
-                account(&self.shared, key, left, false);
+                counts.push((key, left, false));
             }
             if ob.chunks.is_empty() {
                 done.push(key);
@@ -239,6 +251,9 @@ impl Worker {
         for k in done {
             // Dropping our copy of the fd may close the socket (the program closed its own).
             self.out.remove(&k);
+        }
+        for (key, n, sent) in counts {
+            account(&self.shared, key, n, sent);
         }
     }
 }
@@ -306,7 +321,7 @@ mod tests {
         assert!(b.read(&mut buf).is_err(), "nothing may be sent before the commit");
         assert_eq!(r.queued(7), 7);
         gate.open.store(true, Ordering::Relaxed);
-        r.drain(Duration::from_secs(5)).expect("drained");
+        r.drain(None, Duration::from_secs(5)).expect("drained");
         b.set_nonblocking(false).expect("blocking");
         let mut got = [0u8; 7];
         b.read_exact(&mut got).expect("read");
@@ -316,12 +331,28 @@ mod tests {
     }
 
     #[test]
+    fn a_drained_socket_is_no_longer_held_open() {
+        let (a, mut b) = UnixStream::pair().expect("socketpair");
+        let r = Releaser::new().expect("thread");
+        let ok: Ticket = Arc::new(Gate { open: AtomicBool::new(true), fail: false });
+        r.push(3, copy(&a), b"bye".to_vec(), ok);
+        r.drain(Some(3), Duration::from_secs(5)).expect("drained");
+        // The program closes its fd: the peer must see the end of the stream at once, so our
+        // copy is closed by the time drain returns.
+        drop(a);
+        b.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).expect("EOF, not a timeout");
+        assert_eq!(got, b"bye");
+    }
+
+    #[test]
     fn a_failed_ticket_sends_nothing_and_says_why() {
         let (a, mut b) = UnixStream::pair().expect("socketpair");
         b.set_nonblocking(true).expect("nonblocking");
         let r = Releaser::new().expect("thread");
         r.push(1, copy(&a), b"secret".to_vec(), Arc::new(Gate { open: AtomicBool::new(true), fail: true }));
-        let e = r.drain(Duration::from_secs(5)).expect_err("not durable");
+        let e = r.drain(None, Duration::from_secs(5)).expect_err("not durable");
         assert!(e.contains("lost leadership"), "{e}");
         let mut buf = [0u8; 8];
         assert!(b.read(&mut buf).is_err());
@@ -341,7 +372,7 @@ mod tests {
         fast_peer.read_exact(&mut got).expect("the fast client gets its reply");
         assert_eq!(&got, b"hello");
         assert!(r.queued(1) > 0);
-        let e = r.drain(Duration::from_millis(100)).expect_err("the slow client never reads");
+        let e = r.drain(None, Duration::from_millis(100)).expect_err("the slow client never reads");
         assert!(e.contains("not taken"), "{e}");
     }
 }

@@ -334,6 +334,25 @@ fn redis_large_replies_arrive_whole_through_output_commit() {
     assert_lockstep(&cl);
 }
 
+/// A reply that waits for its commit while the program closes the connection (redis QUIT
+/// replies, then closes): the client gets every reply and then the end of the stream, 20 times.
+#[test]
+fn redis_replies_then_close_arrive_before_the_end_of_stream() {
+    use std::io::Read;
+    let Some((_tmp, cl)) = redis_cluster("repl-quit") else { return };
+    for i in 0..20 {
+        let mut s = TcpStream::connect(("127.0.0.1", cl.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.write_all(format!("SET q{i} v{i}\r\nINCR quits\r\nQUIT\r\n").as_bytes()).expect("send");
+        let mut got = String::new();
+        s.read_to_string(&mut got).expect("replies, then the end of the stream");
+        assert_eq!(got, format!("+OK\r\n:{}\r\n+OK\r\n", i + 1), "connection {i}");
+    }
+    let mut c = cl.client(Duration::from_secs(10));
+    assert_eq!(c.cmd("GET q19").as_deref(), Some("v19"));
+    assert_lockstep(&cl);
+}
+
 #[test]
 fn kvserver_survives_10_leader_kills() {
     let (_tmp, cl) = kvserver_cluster("repl-kv");
