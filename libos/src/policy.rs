@@ -74,7 +74,7 @@ pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> 
         }
         Special::Clone => return Action::Clone,
         Special::Exec => return Action::Exec,
-        Special::None | Special::Exit => {}
+        Special::None | Special::Exit | Special::SigMask => {}
     }
     match spec.class {
         Class::Deterministic => Action::Pass,

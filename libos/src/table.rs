@@ -142,6 +142,10 @@ pub enum Special {
     /// exit, exit_group: deterministic, but traced all the same: the task's last stop, where the
     /// tracer collects the clock reads it made since its previous stop (see [`crate::clock`]).
     Exit,
+    /// rt_sigprocmask: deterministic, but traced when it may unblock signals (`how` is not
+    /// SIG_BLOCK and `set` is not NULL): a caught signal pending while blocked (raise() blocks
+    /// every signal around its tgkill) is delivered at its exit, a point replay must find.
+    SigMask,
 }
 
 /// Argument bit masks for [`Spec::check`].
@@ -368,7 +372,7 @@ pub static TABLE: &[Spec] = &[
     // int rt_sigaction(int sig, const struct sigaction *act, struct sigaction *old, size_t sz)
     det(13, "rt_sigaction"),
     // int rt_sigprocmask(int how, const sigset_t *set, sigset_t *old, size_t sz)
-    det(14, "rt_sigprocmask"),
+    det(14, "rt_sigprocmask").special(Special::SigMask),
     // int rt_sigreturn(void)
     det(15, "rt_sigreturn"),
     // int ioctl(int fd, unsigned long req, ...)
