@@ -218,6 +218,11 @@ pub struct Signal {
     /// handler of another that does not block it).
     #[prost(bool, tag = "9")]
     pub grouped: bool,
+    /// With `at_exit`: which exit. Counts the task's syscall stops that logged nothing (allowed
+    /// after a stop, emulated, refused) since its last syscall stop that logged an event: 0 is
+    /// the exit of the syscall of that event, N the exit of the Nth silent one after it.
+    #[prost(uint32, tag = "10")]
+    pub silent: u32,
 }
 
 /// The program's exec completed: the kernel's random bytes for it.

@@ -198,6 +198,8 @@ pub(crate) struct Handover {
     pub status0: Option<i32>,
     /// The clock page of each process that has one (switched to recording already).
     pub clocks: ClockPages,
+    /// Per task (by vtid), the replay's count of silent syscall stops (see `Signal.silent`).
+    pub silent: HashMap<u32, u32>,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -241,6 +243,9 @@ pub(crate) fn continue_live(
             }
             AdoptedState::Holding => TState::Holding,
         };
+        if let Some(&n) = h.silent.get(&t.vtid) {
+            rec.silent.insert(t.tid, n);
+        }
         rec.tasks.insert(t.tid, Task { vtid: t.vtid, proc: t.proc, state });
     }
     if h.holder.is_none() {
@@ -319,7 +324,10 @@ struct Recorder<'a> {
     /// The registers of a task resumed from a syscall that returns to it (its exit stop, or the
     /// seccomp stop of a syscall that runs without one), until its next stop: a signal stop with
     /// the same registers (rax aside) delivers at that syscall's exit.
-    exits: HashMap<Pid, Regs>,
+    exits: HashMap<Pid, (Regs, u32)>,
+    /// Per task, its syscall stops that logged nothing since its last one that logged an event
+    /// (replay counts the same; see `Signal.silent`).
+    silent: HashMap<Pid, u32>,
     /// The signal a task was just given at a delivery stop, until its next stop: a signal stop
     /// on that signal's fresh frame is the kernel delivering the next one in the same pass.
     chain: HashMap<Pid, Sig>,
@@ -356,6 +364,7 @@ impl<'a> Recorder<'a> {
             held: HashMap::new(),
             bouncing: HashMap::new(),
             exits: HashMap::new(),
+            silent: HashMap::new(),
             chain: HashMap::new(),
             fresh: HashSet::new(),
             clocks: ClockPages::default(),
@@ -573,6 +582,9 @@ impl Recorder<'_> {
             self.exits.remove(&p);
             self.chain.remove(&p);
         }
+        if let Some(n) = self.silent.remove(&former) {
+            self.silent.insert(leader, n);
+        }
         task.vtid = task.proc;
         let TState::InKernel(p) = std::mem::replace(&mut task.state, TState::Holding) else {
             return Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
@@ -594,6 +606,7 @@ impl Recorder<'_> {
         self.exits.remove(&pid);
         self.chain.remove(&pid);
         self.bouncing.remove(&pid);
+        self.silent.remove(&pid);
         if let Some(sigs) = self.held.remove(&pid).filter(|v| !v.is_empty()) {
             // Caught signals held for this task until its next syscall, which never came: the
             // kernel chose it for a process-directed signal (SIGINT from a terminal, kill(pid))
@@ -648,7 +661,7 @@ impl Recorder<'_> {
         match s.stop {
             Stop::SyscallExit => {
                 self.complete(&s, &p)?;
-                self.exits.insert(pid, s.regs()?);
+                self.exits.insert(pid, (s.regs()?, 0));
                 self.make_ready(s);
             }
             Stop::NewTask(child) => {
@@ -785,10 +798,12 @@ impl Recorder<'_> {
             let sigs: Vec<Sig> = group.iter().map(|h| h.sig).collect();
             bounce(&t, &mut regs, &sigs)?;
             self.bouncing.entry(pid).or_default().extend(group);
+            self.silent.insert(pid, 0);
             t.cont(None)?;
             return Ok(());
         }
         let Some(spec) = lookup(nr) else {
+            *self.silent.entry(pid).or_default() += 1;
             self.warn_once(nr, format!("unknown syscall {} refused with ENOSYS", nr as i64));
             regs.skip_with(-i64::from(libc::ENOSYS));
             t.set_regs(&regs)?;
@@ -800,10 +815,15 @@ impl Recorder<'_> {
         let action = policy::decide(spec, &args, self.fds_of(pid), path_local);
         // Lazy: slog builds key-values before filtering, and this runs at every stop.
         debug!(self.log, "syscall"; "task" => self.vtid(pid), "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
+        let silent = {
+            let n = self.silent.entry(pid).or_default();
+            *n = if policy::logs_nothing(action) { *n + 1 } else { 0 };
+            *n
+        };
         match action {
             // Runs in the kernel and returns without an exit stop.
             Action::Pass => {
-                self.exits.insert(pid, regs);
+                self.exits.insert(pid, (regs, silent));
             }
             Action::Emulate(e) => emulate(&t, &mut regs, e)?,
             Action::Refuse(Refusal::Errno(errno, why)) => {
@@ -831,7 +851,7 @@ impl Recorder<'_> {
                 return match wait_for(Some(pid))? {
                     (_, Waited::Stopped(s)) if s.stop == Stop::SyscallExit => {
                         self.complete(&s, &p)?;
-                        self.exits.insert(pid, s.regs()?);
+                        self.exits.insert(pid, (s.regs()?, 0));
                         s.cont(None)?;
                         Ok(())
                     }
@@ -1066,21 +1086,21 @@ impl Recorder<'_> {
     /// result), and a syscall number (an interrupt or fault in user code leaves orig_rax -1).
     /// Or the kernel delivering another signal right after `chain` in the same pass: the
     /// registers are that signal's fresh frame. Returns the registers at the stop.
-    fn delivery_point(t: &Stopped, after: &After) -> Result<Option<(Regs, bool)>> {
+    fn delivery_point(t: &Stopped, after: &After) -> Result<Option<Point>> {
         if after.exit.is_none() && after.chain.is_none() {
             return Ok(None);
         }
         let now = t.regs()?;
-        if let Some(before) = after.exit {
+        if let Some((before, silent)) = after.exit {
             let mut same = before.0;
             same.rax = now.0.rax;
             if (now.0.orig_rax as i64) >= 0 && regs_equal(&same, &now.0) {
-                return Ok(Some((now, false)));
+                return Ok(Some(Point { regs: now, chained: false, silent }));
             }
         }
         if let Some(prev) = after.chain {
             if is_fresh_frame(t, &now, prev) {
-                return Ok(Some((now, true)));
+                return Ok(Some(Point { regs: now, chained: true, silent: 0 }));
             }
         }
         Ok(None)
@@ -1111,8 +1131,8 @@ impl Recorder<'_> {
             // kernel delivers it at the same point, unless a syscall that only runs at record
             // (sigsuspend) unblocked it: a delivery at a syscall's exit is logged for replay to
             // find that point.
-            if let Some((regs, chained)) = point.filter(|(_, chained)| !chained) {
-                self.emit(Kind::Signal(at_exit(sig, task, &regs, chained, held.info.as_ref())))?;
+            if let Some(p) = point.filter(|p| !p.chained) {
+                self.emit(Kind::Signal(at_exit(sig, task, &p, held.info.as_ref())))?;
             }
             if let Some(info) = held.info {
                 t.set_siginfo(&info)?;
@@ -1136,9 +1156,9 @@ impl Recorder<'_> {
                 Ok(t.cont(None)?)
             }
             Disposition_::Caught => match point {
-                Some((regs, chained)) => {
+                Some(p) => {
                     let info = t.siginfo().ok();
-                    self.emit(Kind::Signal(at_exit(sig, task, &regs, chained, info.as_ref())))?;
+                    self.emit(Kind::Signal(at_exit(sig, task, &p, info.as_ref())))?;
                     self.chain.insert(pid, sig);
                     Ok(t.cont(Some(sig))?)
                 }
@@ -1150,7 +1170,7 @@ impl Recorder<'_> {
             },
             Disposition_::Default => {
                 let ev = match point {
-                    Some((regs, chained)) => at_exit(sig, task, &regs, chained, None),
+                    Some(p) => at_exit(sig, task, &p, None),
                     None => Signal { signo: sig.raw(), synchronous, task, ..Default::default() },
                 };
                 self.emit(Kind::Signal(ev))?;
@@ -1162,19 +1182,28 @@ impl Recorder<'_> {
 
 /// What a task's previous stop leaves for its next one (see [`Recorder::delivery_point`]).
 struct After {
-    exit: Option<Regs>,
+    exit: Option<(Regs, u32)>,
     chain: Option<Sig>,
 }
 
+/// A delivery stop at a syscall's exit: the registers there, whether the kernel delivered
+/// another signal just before in the same pass, and which exit (see `Signal.silent`).
+struct Point {
+    regs: Regs,
+    chained: bool,
+    silent: u32,
+}
+
 /// The event of a signal delivered at a syscall's exit (or right after another one there).
-fn at_exit(sig: Sig, task: u32, regs: &Regs, chained: bool, info: Option<&libc::siginfo_t>) -> Signal {
+fn at_exit(sig: Sig, task: u32, p: &Point, info: Option<&libc::siginfo_t>) -> Signal {
     Signal {
         signo: sig.raw(),
         task,
         at_exit: true,
-        grouped: chained,
-        orig_rax: regs.0.orig_rax as i64,
-        rax: regs.0.rax as i64,
+        grouped: p.chained,
+        silent: p.silent,
+        orig_rax: p.regs.0.orig_rax as i64,
+        rax: p.regs.0.rax as i64,
         siginfo: info.map(siginfo_to_bytes).unwrap_or_default(),
         ..Default::default()
     }

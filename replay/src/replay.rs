@@ -261,6 +261,7 @@ fn session<'a>(
         clone_args: HashMap::new(),
         exec_running: HashSet::new(),
         calls: HashMap::new(),
+        silent: HashMap::new(),
     };
     if start.clock_page {
         r.clocks.exec(0, true);
@@ -376,6 +377,19 @@ struct Replayer<'a> {
     exec_running: HashSet<u32>,
     /// The last syscall each task stopped at (for a delivery at its exit).
     calls: HashMap<u32, Call>,
+    /// Per task, its syscall stops that logged nothing since its last one that logged an event
+    /// (as the recorder counts them; see `Signal.silent`).
+    silent: HashMap<u32, u32>,
+}
+
+/// Whether the signal of a delivery at a syscall's exit is in the kernel already.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    No,
+    /// By an earlier group at a syscall (still pending, blocked until now).
+    Before,
+    /// Just now, before the wait that takes it ran.
+    ForTheWait,
 }
 
 /// A syscall as the task made it: its number, the address after it, its arguments.
@@ -921,18 +935,21 @@ impl Replayer<'_> {
             if let Some(task) = self.tasks.get_mut(&vtid) {
                 task.pending.extend(group);
             }
+            self.silent.insert(vtid, 0);
             t.cont(None)?;
             return Ok(());
         }
         self.calls.insert(vtid, Call { nr, ip: regs.ip(), args: regs.args() });
         let Some(spec) = lookup(nr) else {
+            *self.silent.entry(vtid).or_default() += 1;
             regs.skip_with(-i64::from(libc::ENOSYS));
             t.set_regs(&regs)?;
-            t.cont(None)?;
-            return Ok(());
+            return self.resume(vtid, t);
         };
         let args = regs.args();
         let action = policy::decide(spec, &args, self.fds_of(vtid), false);
+        let n = self.silent.entry(vtid).or_default();
+        *n = if policy::logs_nothing(action) { *n + 1 } else { 0 };
         match action {
             Action::Pass => {}
             Action::Emulate(e) => emulate(&t, &mut regs, e)?,
@@ -994,9 +1011,11 @@ impl Replayer<'_> {
     /// in place, or its exit stop), delivering there the signals the recording delivered at that
     /// syscall's exit.
     fn resume(&mut self, vtid: u32, t: Stopped) -> Result<()> {
+        let silent = self.silent.get(&vtid).copied().unwrap_or(0);
         let at_exit = matches!(
             self.source.peek_event()?,
-            Some(Event { kind: Some(Kind::Signal(s)) }) if s.at_exit && !s.grouped && s.task == vtid
+            Some(Event { kind: Some(Kind::Signal(s)) })
+                if s.at_exit && !s.grouped && s.task == vtid && s.silent == silent
         );
         if at_exit {
             return self.deliver_at_exit(vtid, t);
@@ -1024,6 +1043,10 @@ impl Replayer<'_> {
             return Err(self.diverge(index, expected(), "a signal number out of range".into()));
         };
         let queued = self.tasks.get(&vtid).is_some_and(|task| task.pending.iter().any(|h| h.sig == sig));
+        if self.calls.get(&vtid).is_some_and(|c| c.nr as i64 != s.orig_rax) {
+            let got = format!("the exit of syscall {}", self.calls.get(&vtid).map_or(-1, |c| c.nr as i64));
+            return Err(self.diverge(index, expected(), got));
+        }
         let t = match t.stop {
             Stop::SyscallExit => t,
             Stop::Seccomp => {
@@ -1049,7 +1072,7 @@ impl Replayer<'_> {
                             let _ = send_signal_to_thread(t.pid(), sig);
                         }
                         let t = self.to_exit(t, index)?;
-                        return self.signal_at_exit(vtid, t, &s, sig, true, index);
+                        return self.signal_at_exit(vtid, t, &s, sig, Sent::ForTheWait, index);
                     }
                     t.set_regs(&regs)?;
                 }
@@ -1057,7 +1080,7 @@ impl Replayer<'_> {
             }
             other => return Err(self.diverge(index, expected(), format!("task {vtid} at {other:?}"))),
         };
-        self.signal_at_exit(vtid, t, &s, sig, queued, index)
+        self.signal_at_exit(vtid, t, &s, sig, if queued { Sent::Before } else { Sent::No }, index)
     }
 
     /// At the exit stop: the recorded orig_rax and rax, the signal sent (unless `queued`), and
@@ -1068,21 +1091,23 @@ impl Replayer<'_> {
         t: Stopped,
         s: &ft_libos::proto::Signal,
         sig: Sig,
-        queued: bool,
+        sent: Sent,
         index: u64,
     ) -> Result<()> {
         let mut regs = t.regs()?;
         regs.0.orig_rax = s.orig_rax as u64;
         regs.set_ret(s.rax);
         t.set_regs(&regs)?;
-        if t.sigmask()? & sig.mask_bit() != 0 {
+        // (After a wait with a temporary mask, PTRACE_GETSIGMASK shows the mask restored after
+        // the handler, not the one in effect.)
+        if sent != Sent::ForTheWait && t.sigmask()? & sig.mask_bit() != 0 {
             let expected = describe::event(&Event { kind: Some(Kind::Signal(s.clone())) });
             return Err(self.diverge(index, expected, format!("{sig} blocked by task {vtid}")));
         }
         let info = siginfo_from_bytes(&s.siginfo);
         if let Some(task) = self.tasks.get_mut(&vtid) {
             match task.pending.iter_mut().find(|h| h.sig == sig) {
-                Some(h) if queued => {
+                Some(h) if sent == Sent::Before => {
                     if info.is_some() {
                         h.info = info;
                     }
@@ -1090,7 +1115,7 @@ impl Replayer<'_> {
                 _ => task.pending.push(Held { sig, info }),
             }
         }
-        if !queued {
+        if sent == Sent::No {
             let _ = send_signal_to_thread(t.pid(), sig);
         }
         t.cont(None)?;
@@ -1262,6 +1287,9 @@ impl Replayer<'_> {
                 self.tasks.insert(proc, t);
             }
             self.early_deaths.remove(&proc);
+            if let Some(n) = self.silent.remove(&ex.task) {
+                self.silent.insert(proc, n);
+            }
             vtid = proc;
         }
         self.exec_running.remove(&proc);
@@ -1581,6 +1609,7 @@ impl Replayer<'_> {
             waited,
             status0: self.status0,
             clocks: std::mem::take(&mut self.clocks),
+            silent: std::mem::take(&mut self.silent),
         })
     }
 
