@@ -324,13 +324,13 @@ struct Recorder<'a> {
     /// The registers of a task resumed from a syscall that returns to it (its exit stop, or the
     /// seccomp stop of a syscall that runs without one), until its next stop: a signal stop with
     /// the same registers (rax aside) delivers at that syscall's exit.
-    exits: HashMap<Pid, (Regs, u32)>,
+    exits: HashMap<Pid, ExitPoint>,
     /// Per task, its syscall stops that logged nothing since its last one that logged an event
     /// (replay counts the same; see `Signal.silent`).
     silent: HashMap<Pid, u32>,
     /// The signal a task was just given at a delivery stop, until its next stop: a signal stop
     /// on that signal's fresh frame is the kernel delivering the next one in the same pass.
-    chain: HashMap<Pid, Sig>,
+    chain: HashMap<Pid, (Sig, u64)>,
     /// Ready tasks whose stop has not been handled (handed over by a replay going live).
     fresh: HashSet<Pid>,
     /// The clock page of each process (by the vtid of its leader) whose vDSO goes to it.
@@ -496,14 +496,50 @@ impl Recorder<'_> {
                     other => other,
                 };
             }
+            let at_exit = match self.exits.get_mut(&pid) {
+                Some(e) => {
+                    e.events = self.events;
+                    true
+                }
+                None => false,
+            };
             match stopped.cont(None) {
                 Ok(_) => {}
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e.into()),
             }
+            if at_exit && signal_waiting(pid) {
+                // Its delivery stop comes at once: handle it before any other task's stop logs an
+                // event, so that replay finds it right after this task's syscall.
+                self.wait_own_stop(pid)?;
+            }
             return Ok(());
         }
         Ok(())
+    }
+
+    /// Waits for the holder's next stop and handles it (see [`signal_waiting`]). Gives up after
+    /// SPIN_LIMIT (the holder then runs user code; the main loop collects its stop).
+    fn wait_own_stop(&mut self, pid: Pid) -> Result<()> {
+        let start = std::time::Instant::now();
+        let mut nap = std::time::Duration::from_micros(10);
+        loop {
+            if let Some((p, w)) = ft_interposer::tracee::try_wait_for(Some(pid))? {
+                self.progress = std::time::Instant::now();
+                return match self.on_wait(p, w) {
+                    Err(SessionError::Trace(e)) if e.is_gone() => {
+                        self.set_state(p, TState::Holding);
+                        Ok(())
+                    }
+                    other => other,
+                };
+            }
+            if start.elapsed() > SPIN_LIMIT || self.holder != Some(pid) {
+                return Ok(());
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(std::time::Duration::from_millis(2));
+        }
     }
 
     fn vtid(&self, pid: Pid) -> u32 {
@@ -661,7 +697,7 @@ impl Recorder<'_> {
         match s.stop {
             Stop::SyscallExit => {
                 self.complete(&s, &p)?;
-                self.exits.insert(pid, (s.regs()?, 0));
+                self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
                 self.make_ready(s);
             }
             Stop::NewTask(child) => {
@@ -823,7 +859,12 @@ impl Recorder<'_> {
         match action {
             // Runs in the kernel and returns without an exit stop.
             Action::Pass => {
-                self.exits.insert(pid, (regs, silent));
+                self.exits.insert(pid, ExitPoint { regs, silent, events: self.events });
+                t.cont(None)?;
+                if signal_waiting(pid) {
+                    self.wait_own_stop(pid)?;
+                }
+                return Ok(());
             }
             Action::Emulate(e) => emulate(&t, &mut regs, e)?,
             Action::Refuse(Refusal::Errno(errno, why)) => {
@@ -851,8 +892,11 @@ impl Recorder<'_> {
                 return match wait_for(Some(pid))? {
                     (_, Waited::Stopped(s)) if s.stop == Stop::SyscallExit => {
                         self.complete(&s, &p)?;
-                        self.exits.insert(pid, (s.regs()?, 0));
+                        self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
                         s.cont(None)?;
+                        if signal_waiting(pid) {
+                            self.wait_own_stop(pid)?;
+                        }
                         Ok(())
                     }
                     (_, Waited::Stopped(s)) => Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
@@ -1086,24 +1130,41 @@ impl Recorder<'_> {
     /// result), and a syscall number (an interrupt or fault in user code leaves orig_rax -1).
     /// Or the kernel delivering another signal right after `chain` in the same pass: the
     /// registers are that signal's fresh frame. Returns the registers at the stop.
-    fn delivery_point(t: &Stopped, after: &After) -> Result<Option<Point>> {
-        if after.exit.is_none() && after.chain.is_none() {
+    /// Only if nothing was logged since the task was resumed: replay delivers it right after the
+    /// task's syscall (or previous signal), so no other event may come between.
+    fn delivery_point(&self, t: &Stopped, after: &After) -> Result<Option<Point>> {
+        let exit = after.exit.as_ref().filter(|e| e.events == self.events);
+        let chain = after.chain.filter(|(_, events)| *events == self.events);
+        if exit.is_none() && chain.is_none() {
             return Ok(None);
         }
         let now = t.regs()?;
-        if let Some((before, silent)) = after.exit {
-            let mut same = before.0;
+        if let Some(e) = exit {
+            let mut same = e.regs.0;
             same.rax = now.0.rax;
             if (now.0.orig_rax as i64) >= 0 && regs_equal(&same, &now.0) {
-                return Ok(Some(Point { regs: now, chained: false, silent }));
+                return Ok(Some(Point { regs: now, chained: false, silent: e.silent }));
             }
         }
-        if let Some(prev) = after.chain {
+        if let Some((prev, _)) = chain {
             if is_fresh_frame(t, &now, prev) {
                 return Ok(Some(Point { regs: now, chained: true, silent: 0 }));
             }
         }
         Ok(None)
+    }
+
+    /// Lets the signal of this delivery stop in. If more signals wait, the kernel may deliver
+    /// the next one at once, on this one's frame: that stop is handled before any other.
+    fn deliver(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
+        let pid = t.pid();
+        self.chain.insert(pid, (sig, self.events));
+        let more = signal_waiting(pid);
+        let running = t.cont(Some(sig))?;
+        if more {
+            self.wait_own_stop(pid)?;
+        }
+        Ok(running)
     }
 
     fn on_signal(&mut self, t: Stopped, sig: Sig, after: After) -> Result<Running> {
@@ -1121,7 +1182,7 @@ impl Recorder<'_> {
         }
         let pid = t.pid();
         let synchronous = is_synchronous(&t, sig);
-        let point = if synchronous { None } else { Self::delivery_point(&t, &after)? };
+        let point = if synchronous { None } else { self.delivery_point(&t, &after)? };
         let bounced = self.bouncing.get_mut(&pid).and_then(|v| {
             let i = v.iter().position(|h| h.sig == sig)?;
             Some(v.remove(i))
@@ -1137,8 +1198,7 @@ impl Recorder<'_> {
             if let Some(info) = held.info {
                 t.set_siginfo(&info)?;
             }
-            self.chain.insert(pid, sig);
-            return Ok(t.cont(Some(sig))?);
+            return self.deliver(t, sig);
         }
         // A fault recurs at replay by itself; a default action (death, stop) is logged where it
         // happened. Both are delivered now. A caught asynchronous signal is delivered here if
@@ -1159,8 +1219,7 @@ impl Recorder<'_> {
                 Some(p) => {
                     let info = t.siginfo().ok();
                     self.emit(Kind::Signal(at_exit(sig, task, &p, info.as_ref())))?;
-                    self.chain.insert(pid, sig);
-                    Ok(t.cont(Some(sig))?)
+                    self.deliver(t, sig)
                 }
                 None => {
                     let held = Held { sig, info: t.siginfo().ok() };
@@ -1182,8 +1241,31 @@ impl Recorder<'_> {
 
 /// What a task's previous stop leaves for its next one (see [`Recorder::delivery_point`]).
 struct After {
-    exit: Option<(Regs, u32)>,
-    chain: Option<Sig>,
+    exit: Option<ExitPoint>,
+    chain: Option<(Sig, u64)>,
+}
+
+/// A task resumed from a syscall that returns to it: its registers then, which exit it is (see
+/// `Signal.silent`), and the number of events logged when it resumed.
+#[derive(Clone, Copy)]
+struct ExitPoint {
+    regs: Regs,
+    silent: u32,
+    events: u64,
+}
+
+/// Whether a signal is pending for thread `pid` (its own or its process's) that its mask lets
+/// in: resumed, it stops for the delivery before running any code.
+fn signal_waiting(pid: Pid) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    (mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0
 }
 
 /// A delivery stop at a syscall's exit: the registers there, whether the kernel delivered
