@@ -496,10 +496,13 @@ impl Recorder<'_> {
                     other => other,
                 };
             }
-            let at_exit = match self.exits.get_mut(&pid) {
+            let waiting = match self.exits.get_mut(&pid) {
                 Some(e) => {
                     e.events = self.events;
-                    true
+                    match signal_waiting(&stopped) {
+                        Err(e) if e.is_gone() => false,
+                        other => other?,
+                    }
                 }
                 None => false,
             };
@@ -508,7 +511,7 @@ impl Recorder<'_> {
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e.into()),
             }
-            if at_exit && signal_waiting(pid) {
+            if waiting {
                 // Its delivery stop comes at once: handle it before any other task's stop logs an
                 // event, so that replay finds it right after this task's syscall.
                 self.wait_own_stop(pid)?;
@@ -860,8 +863,9 @@ impl Recorder<'_> {
             // Runs in the kernel and returns without an exit stop.
             Action::Pass => {
                 self.exits.insert(pid, ExitPoint { regs, silent, events: self.events });
+                let waiting = signal_waiting(&t)?;
                 t.cont(None)?;
-                if signal_waiting(pid) {
+                if waiting {
                     self.wait_own_stop(pid)?;
                 }
                 return Ok(());
@@ -893,8 +897,9 @@ impl Recorder<'_> {
                     (_, Waited::Stopped(s)) if s.stop == Stop::SyscallExit => {
                         self.complete(&s, &p)?;
                         self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
+                        let waiting = signal_waiting(&s)?;
                         s.cont(None)?;
-                        if signal_waiting(pid) {
+                        if waiting {
                             self.wait_own_stop(pid)?;
                         }
                         Ok(())
@@ -1159,7 +1164,7 @@ impl Recorder<'_> {
     fn deliver(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
         let pid = t.pid();
         self.chain.insert(pid, (sig, self.events));
-        let more = signal_waiting(pid);
+        let more = signal_waiting(&t)?;
         let running = t.cont(Some(sig))?;
         if more {
             self.wait_own_stop(pid)?;
@@ -1254,10 +1259,14 @@ struct ExitPoint {
     events: u64,
 }
 
-/// Whether a signal is pending for thread `pid` (its own or its process's) that its mask lets
-/// in: resumed, it stops for the delivery before running any code.
-fn signal_waiting(pid: Pid) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// Whether a signal is pending for the stopped thread (its own or its process's) that its mask
+/// lets in: resumed, it stops for the delivery before running any code. (Its mask from
+/// /proc: PTRACE_GETSIGMASK shows the mask a wait such as sigsuspend restores, not its own.)
+fn signal_waiting(t: &Stopped) -> ft_interposer::Result<bool> {
+    if !t.has_pending_signal()? {
+        return Ok(false);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", t.pid())).unwrap_or_default();
     let mask = |name: &str| {
         status
             .lines()
@@ -1265,7 +1274,7 @@ fn signal_waiting(pid: Pid) -> bool {
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0)
     };
-    (mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0
+    Ok((mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0)
 }
 
 /// A delivery stop at a syscall's exit: the registers there, whether the kernel delivered

@@ -1072,7 +1072,8 @@ impl Replayer<'_> {
                             let _ = send_signal_to_thread(t.pid(), sig);
                         }
                         let t = self.to_exit(t, index)?;
-                        return self.signal_at_exit(vtid, t, &s, sig, Sent::ForTheWait, index);
+                        let sent = if queued { Sent::Before } else { Sent::ForTheWait };
+                        return self.signal_at_exit(vtid, t, &s, sig, sent, true, index);
                     }
                     t.set_regs(&regs)?;
                 }
@@ -1080,7 +1081,7 @@ impl Replayer<'_> {
             }
             other => return Err(self.diverge(index, expected(), format!("task {vtid} at {other:?}"))),
         };
-        self.signal_at_exit(vtid, t, &s, sig, if queued { Sent::Before } else { Sent::No }, index)
+        self.signal_at_exit(vtid, t, &s, sig, if queued { Sent::Before } else { Sent::No }, false, index)
     }
 
     /// At the exit stop: the recorded orig_rax and rax, the signal sent (unless `queued`), and
@@ -1092,6 +1093,7 @@ impl Replayer<'_> {
         s: &ft_libos::proto::Signal,
         sig: Sig,
         sent: Sent,
+        waited: bool,
         index: u64,
     ) -> Result<()> {
         let mut regs = t.regs()?;
@@ -1100,7 +1102,7 @@ impl Replayer<'_> {
         t.set_regs(&regs)?;
         // (After a wait with a temporary mask, PTRACE_GETSIGMASK shows the mask restored after
         // the handler, not the one in effect.)
-        if sent != Sent::ForTheWait && t.sigmask()? & sig.mask_bit() != 0 {
+        if !waited && t.sigmask()? & sig.mask_bit() != 0 {
             let expected = describe::event(&Event { kind: Some(Kind::Signal(s.clone())) });
             return Err(self.diverge(index, expected, format!("{sig} blocked by task {vtid}")));
         }
