@@ -1073,7 +1073,7 @@ impl Replayer<'_> {
                         }
                         let t = self.to_exit(t, index)?;
                         let sent = if queued { Sent::Before } else { Sent::ForTheWait };
-                        return self.signal_at_exit(vtid, t, &s, sig, sent, true, index);
+                        return self.signal_at_exit(vtid, t, &s, sig, sent, true);
                     }
                     t.set_regs(&regs)?;
                 }
@@ -1081,11 +1081,12 @@ impl Replayer<'_> {
             }
             other => return Err(self.diverge(index, expected(), format!("task {vtid} at {other:?}"))),
         };
-        self.signal_at_exit(vtid, t, &s, sig, if queued { Sent::Before } else { Sent::No }, false, index)
+        self.signal_at_exit(vtid, t, &s, sig, if queued { Sent::Before } else { Sent::No }, false)
     }
 
-    /// At the exit stop: the recorded orig_rax and rax, the signal sent (unless `queued`), and
-    /// the task resumed into its delivery.
+    /// At the exit stop: the recorded orig_rax and rax, the signal sent (unless `sent` says it
+    /// is in the kernel already) and the task resumed into its delivery. `waited`: after a wait
+    /// with a temporary mask, which PTRACE_GETSIGMASK does not show.
     fn signal_at_exit(
         &mut self,
         vtid: u32,
@@ -1094,8 +1095,9 @@ impl Replayer<'_> {
         sig: Sig,
         sent: Sent,
         waited: bool,
-        index: u64,
     ) -> Result<()> {
+        // The signal event, consumed already.
+        let index = self.source.position().saturating_sub(1);
         let mut regs = t.regs()?;
         regs.0.orig_rax = s.orig_rax as u64;
         regs.set_ret(s.rax);
