@@ -2,7 +2,8 @@
 //!
 //! Deterministic syscalls are allowed in the kernel (no stop); every other number, including
 //! numbers the table does not know, returns SECCOMP_RET_TRACE (fail closed). mmap is allowed only
-//! when MAP_ANONYMOUS is set: file mappings stop so the libos can decide. One more exception, in
+//! when MAP_ANONYMOUS is set: file mappings stop so the libos can decide; rt_sigprocmask only
+//! when it cannot unblock a signal (SIG_BLOCK, or a NULL set). One more exception, in
 //! a hand-written prefix: clock_gettime, gettimeofday and time made by the clock page's own
 //! syscall instruction (see [`crate::clock`]), whose results the page logs itself.
 
@@ -28,6 +29,16 @@ pub fn build() -> Result<BpfProgram> {
             }
             // Traced: see Special::Exit and Special::Close.
             Special::Exit | Special::Close => {}
+            Special::SigMask => {
+                // Allowed when it cannot unblock anything: SIG_BLOCK, or no new set.
+                let block = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::SIG_BLOCK as u64)
+                    .map_err(err)?;
+                let no_set = SeccompCondition::new(1, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, 0).map_err(err)?;
+                rules.insert(
+                    nr,
+                    vec![SeccompRule::new(vec![block]).map_err(err)?, SeccompRule::new(vec![no_set]).map_err(err)?],
+                );
+            }
             _ => {
                 rules.insert(nr, vec![]);
             }

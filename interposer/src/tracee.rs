@@ -279,6 +279,34 @@ impl Stopped {
         Ok(mask)
     }
 
+    /// Whether any signal is pending for this task, in its own queue or its process's
+    /// (PTRACE_PEEKSIGINFO; blocked ones included).
+    pub fn has_pending_signal(&self) -> Result<bool> {
+        #[repr(C)]
+        struct PeekArgs {
+            off: u64,
+            flags: u32,
+            nr: i32,
+        }
+        const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+        for flags in [0, PTRACE_PEEKSIGINFO_SHARED] {
+            let args = PeekArgs { off: 0, flags, nr: 1 };
+            let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+            // SAFETY: PTRACE_PEEKSIGINFO reads the args struct and writes at most `nr` (1)
+            // siginfo_t at the data pointer.
+            let r = unsafe {
+                libc::ptrace(libc::PTRACE_PEEKSIGINFO, self.pid.as_raw(), &args as *const PeekArgs, info.as_mut_ptr())
+            };
+            if r < 0 {
+                return Err(self.err("PTRACE_PEEKSIGINFO")(nix::Error::last()));
+            }
+            if r > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     pub fn set_options(&self, opts: ptrace::Options) -> Result<()> {
         ptrace::setoptions(self.pid, opts).map_err(self.err("PTRACE_SETOPTIONS"))
     }

@@ -74,7 +74,7 @@ pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> 
         }
         Special::Clone => return Action::Clone,
         Special::Exec => return Action::Exec,
-        Special::None | Special::Exit | Special::Close => {}
+        Special::None | Special::Exit | Special::Close | Special::SigMask => {}
     }
     match spec.class {
         Class::Deterministic => Action::Pass,
@@ -92,6 +92,13 @@ pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> 
             Action::Output { stdio }
         }
     }
+}
+
+/// Whether a syscall stop with this action logs no event (it runs untouched, or is answered the
+/// same way in every mode): record and replay count these stops alike to name a signal
+/// delivery at the exit of one of them.
+pub fn logs_nothing(action: Action) -> bool {
+    matches!(action, Action::Pass | Action::Emulate(_) | Action::Refuse(Refusal::Errno(..)))
 }
 
 /// The fds a completed syscall created and the kind of each, given the kinds the caller found for

@@ -204,6 +204,29 @@ pub struct Signal {
     /// signal. Empty in logs of earlier versions (the handler then sees the re-sent signal's).
     #[prost(bytes = "vec", tag = "5")]
     pub siginfo: Vec<u8>,
+    /// A signal delivered at the exit of the task's last syscall, before the task ran user code
+    /// again (raised by that syscall, e.g. kill of itself or a write to a broken pipe, or
+    /// interrupting it while it blocked). Replay takes the task to the same syscall's exit stop,
+    /// sets `orig_rax` and `rax` as they were at record and delivers the signal there, so the
+    /// kernel applies SA_RESTART or EINTR itself.
+    #[prost(bool, tag = "6")]
+    pub at_exit: bool,
+    /// With `at_exit`: orig_rax at the delivery stop (the syscall number, -1 for none).
+    #[prost(int64, tag = "7")]
+    pub orig_rax: i64,
+    /// With `at_exit`: rax at the delivery stop (the syscall's result, -ERESTART* included).
+    #[prost(int64, tag = "8")]
+    pub rax: i64,
+    /// With `at_syscall`: sent at the same syscall stop as the task's previous `at_syscall`
+    /// signal, so that the kernel delivers the group as natively (one signal nests into the
+    /// handler of another that does not block it).
+    #[prost(bool, tag = "9")]
+    pub grouped: bool,
+    /// With `at_exit`: which exit. Counts the task's syscall stops that logged nothing (allowed
+    /// after a stop, emulated, refused) since its last syscall stop that logged an event: 0 is
+    /// the exit of the syscall of that event, N the exit of the Nth silent one after it.
+    #[prost(uint32, tag = "10")]
+    pub silent: u32,
 }
 
 /// The program's exec completed: the kernel's random bytes for it.

@@ -164,6 +164,10 @@ pub enum Special {
     /// wait for their commit in the recorder (which holds a copy of the fd) must not outlive the
     /// program's close, or the program's epoll sets would keep reporting it (epoll(7), Q6).
     Close,
+    /// rt_sigprocmask: deterministic, but traced when it may unblock signals (`how` is not
+    /// SIG_BLOCK and `set` is not NULL): a caught signal pending while blocked (raise() blocks
+    /// every signal around its tgkill) is delivered at its exit, a point replay must find.
+    SigMask,
 }
 
 /// Argument bit masks for [`Spec::check`].
@@ -394,7 +398,7 @@ pub static TABLE: &[Spec] = &[
     // int rt_sigaction(int sig, const struct sigaction *act, struct sigaction *old, size_t sz)
     det(13, "rt_sigaction"),
     // int rt_sigprocmask(int how, const sigset_t *set, sigset_t *old, size_t sz)
-    det(14, "rt_sigprocmask"),
+    det(14, "rt_sigprocmask").special(Special::SigMask),
     // int rt_sigreturn(void)
     det(15, "rt_sigreturn"),
     // int ioctl(int fd, unsigned long req, ...)

@@ -206,6 +206,8 @@ pub(crate) struct Handover {
     pub status0: Option<i32>,
     /// The clock page of each process that has one (switched to recording already).
     pub clocks: ClockPages,
+    /// Per task (by vtid), the replay's count of silent syscall stops (see `Signal.silent`).
+    pub silent: HashMap<u32, u32>,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -249,6 +251,9 @@ pub(crate) fn continue_live(
             }
             AdoptedState::Holding => TState::Holding,
         };
+        if let Some(&n) = h.silent.get(&t.vtid) {
+            rec.silent.insert(t.tid, n);
+        }
         rec.tasks.insert(t.tid, Task { vtid: t.vtid, proc: t.proc, state });
     }
     if h.holder.is_none() {
@@ -322,8 +327,18 @@ struct Recorder<'a> {
     spinning: Option<(u32, usize)>,
     /// Caught signals held back until the task's next syscall where they are not blocked.
     held: HashMap<Pid, Vec<Held>>,
-    /// Signals re-sent at a syscall boundary, to deliver at the next signal stop.
-    bouncing: HashMap<Pid, Held>,
+    /// Signals re-sent at a syscall boundary (in the kernel now), to deliver at their stops.
+    bouncing: HashMap<Pid, Vec<Held>>,
+    /// The registers of a task resumed from a syscall that returns to it (its exit stop, or the
+    /// seccomp stop of a syscall that runs without one), until its next stop: a signal stop with
+    /// the same registers (rax aside) delivers at that syscall's exit.
+    exits: HashMap<Pid, ExitPoint>,
+    /// Per task, its syscall stops that logged nothing since its last one that logged an event
+    /// (replay counts the same; see `Signal.silent`).
+    silent: HashMap<Pid, u32>,
+    /// The signal a task was just given at a delivery stop, until its next stop: a signal stop
+    /// on that signal's fresh frame is the kernel delivering the next one in the same pass.
+    chain: HashMap<Pid, (Sig, u64)>,
     /// Ready tasks whose stop has not been handled (handed over by a replay going live).
     fresh: HashSet<Pid>,
     /// The clock page of each process (by the vtid of its leader) whose vDSO goes to it.
@@ -362,6 +377,9 @@ impl<'a> Recorder<'a> {
             spinning: None,
             held: HashMap::new(),
             bouncing: HashMap::new(),
+            exits: HashMap::new(),
+            silent: HashMap::new(),
+            chain: HashMap::new(),
             fresh: HashSet::new(),
             clocks: ClockPages::default(),
             copier: FdCopier::default(),
@@ -679,14 +697,53 @@ impl Recorder<'_> {
                     other => other,
                 };
             }
+            let waiting = match self.exits.get_mut(&pid) {
+                Some(e) => {
+                    e.events = self.events;
+                    match signal_waiting(&stopped) {
+                        Err(e) if e.is_gone() => false,
+                        other => other?,
+                    }
+                }
+                None => false,
+            };
             match stopped.cont(None) {
                 Ok(_) => {}
                 Err(e) if e.is_gone() => {}
                 Err(e) => return Err(e.into()),
             }
+            if waiting {
+                // Its delivery stop comes at once: handle it before any other task's stop logs an
+                // event, so that replay finds it right after this task's syscall.
+                self.wait_own_stop(pid)?;
+            }
             return Ok(());
         }
         Ok(())
+    }
+
+    /// Waits for the holder's next stop and handles it (see [`signal_waiting`]). Gives up after
+    /// SPIN_LIMIT (the holder then runs user code; the main loop collects its stop).
+    fn wait_own_stop(&mut self, pid: Pid) -> Result<()> {
+        let start = std::time::Instant::now();
+        let mut nap = std::time::Duration::from_micros(10);
+        loop {
+            if let Some((p, w)) = ft_interposer::tracee::try_wait_for(Some(pid))? {
+                self.progress = std::time::Instant::now();
+                return match self.on_wait(p, w) {
+                    Err(SessionError::Trace(e)) if e.is_gone() => {
+                        self.set_state(p, TState::Holding);
+                        Ok(())
+                    }
+                    other => other,
+                };
+            }
+            if start.elapsed() > SPIN_LIMIT || self.holder != Some(pid) {
+                return Ok(());
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(std::time::Duration::from_millis(2));
+        }
     }
 
     fn vtid(&self, pid: Pid) -> u32 {
@@ -760,8 +817,14 @@ impl Recorder<'_> {
         if !held.is_empty() {
             self.held.insert(leader, held);
         }
-        self.bouncing.remove(&leader);
-        self.bouncing.remove(&former);
+        for p in [leader, former] {
+            self.bouncing.remove(&p);
+            self.exits.remove(&p);
+            self.chain.remove(&p);
+        }
+        if let Some(n) = self.silent.remove(&former) {
+            self.silent.insert(leader, n);
+        }
         task.vtid = task.proc;
         let TState::InKernel(p) = std::mem::replace(&mut task.state, TState::Holding) else {
             return Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
@@ -781,6 +844,10 @@ impl Recorder<'_> {
             self.holder = None;
         }
         self.ready.retain(|p| *p != pid);
+        self.exits.remove(&pid);
+        self.chain.remove(&pid);
+        self.bouncing.remove(&pid);
+        self.silent.remove(&pid);
         if let Some(sigs) = self.held.remove(&pid).filter(|v| !v.is_empty()) {
             // Caught signals held for this task until its next syscall, which never came: the
             // kernel chose it for a process-directed signal (SIGINT from a terminal, kill(pid))
@@ -818,9 +885,10 @@ impl Recorder<'_> {
                 self.emit(Kind::Clocks(Clocks { task, reads }))?;
             }
         }
+        let after = After { exit: self.exits.remove(&pid), chain: self.chain.remove(&pid) };
         match s.stop {
             Stop::Seccomp => self.on_syscall(s),
-            Stop::Signal(sig) => self.on_signal(s, sig).map(drop),
+            Stop::Signal(sig) => self.on_signal(s, sig, after).map(drop),
             Stop::SyscallExit | Stop::Exec | Stop::NewTask(_) | Stop::Event(_) => {
                 s.cont(None)?;
                 Ok(())
@@ -834,6 +902,7 @@ impl Recorder<'_> {
         match s.stop {
             Stop::SyscallExit => {
                 self.complete(&s, &p)?;
+                self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
                 self.make_ready(s);
             }
             Stop::NewTask(child) => {
@@ -950,24 +1019,32 @@ impl Recorder<'_> {
         };
         let mut regs = t.regs()?;
         let nr = regs.nr();
-        if let Some(held) = self.take_deliverable(&t, nr)? {
-            // Deliver a held signal here: skip the syscall, rewind to it, let the signal in; the
-            // syscall runs again after the handler.
+        let group = self.take_deliverable(&t, nr)?;
+        if !group.is_empty() {
+            // Deliver the held signals here: skip the syscall, rewind to it, let them all in at
+            // once (the kernel orders and nests them as natively); the syscall runs again after
+            // the handlers.
             let task = self.vtid(pid);
-            let siginfo = held.info.as_ref().map(siginfo_to_bytes).unwrap_or_default();
-            self.emit(Kind::Signal(Signal {
-                signo: held.sig.raw(),
-                synchronous: false,
-                task,
-                at_syscall: true,
-                siginfo,
-            }))?;
-            bounce(&t, &mut regs, held.sig)?;
-            self.bouncing.insert(pid, held);
+            for (i, held) in group.iter().enumerate() {
+                let siginfo = held.info.as_ref().map(siginfo_to_bytes).unwrap_or_default();
+                self.emit(Kind::Signal(Signal {
+                    signo: held.sig.raw(),
+                    task,
+                    at_syscall: true,
+                    grouped: i > 0,
+                    siginfo,
+                    ..Default::default()
+                }))?;
+            }
+            let sigs: Vec<Sig> = group.iter().map(|h| h.sig).collect();
+            bounce(&t, &mut regs, &sigs)?;
+            self.bouncing.entry(pid).or_default().extend(group);
+            self.silent.insert(pid, 0);
             t.cont(None)?;
             return Ok(());
         }
         let Some(spec) = lookup(nr) else {
+            *self.silent.entry(pid).or_default() += 1;
             self.warn_once(nr, format!("unknown syscall {} refused with ENOSYS", nr as i64));
             regs.skip_with(-i64::from(libc::ENOSYS));
             t.set_regs(&regs)?;
@@ -979,6 +1056,11 @@ impl Recorder<'_> {
         let action = policy::decide(spec, &args, self.fds_of(pid), path_local);
         // Lazy: slog builds key-values before filtering, and this runs at every stop.
         debug!(self.log, "syscall"; "task" => self.vtid(pid), "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
+        let silent = {
+            let n = self.silent.entry(pid).or_default();
+            *n = if policy::logs_nothing(action) { *n + 1 } else { 0 };
+            *n
+        };
         if spec.special == ft_libos::table::Special::Close || matches!(nr as i64, libc::SYS_dup2 | libc::SYS_dup3) {
             self.before_close(&t, nr as i64, &args)?;
         }
@@ -991,7 +1073,16 @@ impl Recorder<'_> {
             }
         }
         match action {
-            Action::Pass => {}
+            // Runs in the kernel and returns without an exit stop.
+            Action::Pass => {
+                self.exits.insert(pid, ExitPoint { regs, silent, events: self.events });
+                let waiting = signal_waiting(&t)?;
+                t.cont(None)?;
+                if waiting {
+                    self.wait_own_stop(pid)?;
+                }
+                return Ok(());
+            }
             Action::Emulate(e) => emulate(&t, &mut regs, e)?,
             Action::Refuse(Refusal::Errno(errno, why)) => {
                 self.warn_once(nr, format!("{} refused with {}: {why}", spec.name, nix::Error::from_raw(errno)));
@@ -1018,7 +1109,12 @@ impl Recorder<'_> {
                 return match wait_for(Some(pid))? {
                     (_, Waited::Stopped(s)) if s.stop == Stop::SyscallExit => {
                         self.complete(&s, &p)?;
+                        self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
+                        let waiting = signal_waiting(&s)?;
                         s.cont(None)?;
+                        if waiting {
+                            self.wait_own_stop(pid)?;
+                        }
                         Ok(())
                     }
                     (_, Waited::Stopped(s)) => Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
@@ -1230,21 +1326,67 @@ impl Recorder<'_> {
         Ok(vec![MemWrite { addr: addr as u64, data }])
     }
 
-    /// The first signal held for this task that it does not block now (syscall `nr` is about
-    /// to run). A blocked one stays held: re-sent now, it would wait in the kernel, and a
-    /// syscall that only runs at record (rt_sigtimedwait, a signalfd read) could take it there.
-    /// Before a syscall that waits with a temporary mask, the first held signal goes to the
-    /// kernel even if blocked: the syscall may unblock it, as it would natively.
-    fn take_deliverable(&mut self, t: &Stopped, nr: u64) -> Result<Option<Held>> {
-        let Some(held) = self.held.get_mut(&t.pid()).filter(|v| !v.is_empty()) else { return Ok(None) };
-        if u32::try_from(nr).is_ok_and(policy::waits_with_temporary_sigmask) {
-            return Ok(Some(held.remove(0)));
-        }
+    /// The signals held for this task that it does not block now (syscall `nr` is about to
+    /// run), in the order the kernel dequeued them. A blocked one stays held: re-sent now, it
+    /// would wait in the kernel, and a syscall that only runs at record (rt_sigtimedwait, a
+    /// signalfd read) could take it there. Before a syscall that waits with a temporary mask,
+    /// if every held signal is blocked, the first one goes to the kernel all the same: the
+    /// syscall may unblock it, as it would natively.
+    fn take_deliverable(&mut self, t: &Stopped, nr: u64) -> Result<Vec<Held>> {
+        let Some(held) = self.held.get_mut(&t.pid()).filter(|v| !v.is_empty()) else { return Ok(Vec::new()) };
         let blocked = t.sigmask()?;
-        Ok(held.iter().position(|h| blocked & h.sig.mask_bit() == 0).map(|i| held.remove(i)))
+        let (free, still): (Vec<Held>, Vec<Held>) =
+            std::mem::take(held).into_iter().partition(|h| blocked & h.sig.mask_bit() == 0);
+        *held = still;
+        if free.is_empty() && u32::try_from(nr).is_ok_and(policy::waits_with_temporary_sigmask) {
+            return Ok(vec![held.remove(0)]);
+        }
+        Ok(free)
     }
 
-    fn on_signal(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
+    /// Whether this signal stop is at the exit of the syscall the task was resumed from (`exit`:
+    /// its registers then), before the task ran user code: the same registers, rax aside (the
+    /// result), and a syscall number (an interrupt or fault in user code leaves orig_rax -1).
+    /// Or the kernel delivering another signal right after `chain` in the same pass: the
+    /// registers are that signal's fresh frame. Returns the registers at the stop.
+    /// Only if nothing was logged since the task was resumed: replay delivers it right after the
+    /// task's syscall (or previous signal), so no other event may come between.
+    fn delivery_point(&self, t: &Stopped, after: &After) -> Result<Option<Point>> {
+        let exit = after.exit.as_ref().filter(|e| e.events == self.events);
+        let chain = after.chain.filter(|(_, events)| *events == self.events);
+        if exit.is_none() && chain.is_none() {
+            return Ok(None);
+        }
+        let now = t.regs()?;
+        if let Some(e) = exit {
+            let mut same = e.regs.0;
+            same.rax = now.0.rax;
+            if (now.0.orig_rax as i64) >= 0 && regs_equal(&same, &now.0) {
+                return Ok(Some(Point { regs: now, chained: false, silent: e.silent }));
+            }
+        }
+        if let Some((prev, _)) = chain {
+            if is_fresh_frame(t, &now, prev) {
+                return Ok(Some(Point { regs: now, chained: true, silent: 0 }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Lets the signal of this delivery stop in. If more signals wait, the kernel may deliver
+    /// the next one at once, on this one's frame: that stop is handled before any other.
+    fn deliver(&mut self, t: Stopped, sig: Sig) -> Result<Running> {
+        let pid = t.pid();
+        self.chain.insert(pid, (sig, self.events));
+        let more = signal_waiting(&t)?;
+        let running = t.cont(Some(sig))?;
+        if more {
+            self.wait_own_stop(pid)?;
+        }
+        Ok(running)
+    }
+
+    fn on_signal(&mut self, t: Stopped, sig: Sig, after: After) -> Result<Running> {
         let task = self.vtid(t.pid());
         if sig == Sig::SIGSEGV {
             let mut regs = t.regs()?;
@@ -1258,34 +1400,151 @@ impl Recorder<'_> {
             }
         }
         let pid = t.pid();
-        if self.bouncing.get(&pid).is_some_and(|h| h.sig == sig) {
-            if let Some(info) = self.bouncing.remove(&pid).and_then(|h| h.info) {
+        let synchronous = is_synchronous(&t, sig);
+        let point = if synchronous { None } else { self.delivery_point(&t, &after)? };
+        let bounced = self.bouncing.get_mut(&pid).and_then(|v| {
+            let i = v.iter().position(|h| h.sig == sig)?;
+            Some(v.remove(i))
+        });
+        if let Some(held) = bounced {
+            // A held signal re-sent at a syscall: replay sent it at the same point and the
+            // kernel delivers it at the same point, unless a syscall that only runs at record
+            // (sigsuspend) unblocked it: a delivery at a syscall's exit is logged for replay to
+            // find that point.
+            if let Some(p) = point.filter(|p| !p.chained) {
+                self.emit(Kind::Signal(at_exit(sig, task, &p, held.info.as_ref())))?;
+            }
+            if let Some(info) = held.info {
                 t.set_siginfo(&info)?;
             }
-            return Ok(t.cont(Some(sig))?);
+            return self.deliver(t, sig);
         }
         // A fault recurs at replay by itself; a default action (death, stop) is logged where it
-        // happened. Both are delivered now. A caught asynchronous signal waits for a syscall.
-        let synchronous = is_synchronous(&t, sig);
+        // happened. Both are delivered now. A caught asynchronous signal is delivered here if
+        // this is the exit of a syscall (raised by it, or interrupting it), which replay finds
+        // again; otherwise it waits for a syscall.
         match if synchronous { Disposition_::Default } else { disposition(pid, sig) } {
-            Disposition_::NoEffect => Ok(t.cont(None)?),
-            Disposition_::Caught => {
-                let held = Held { sig, info: t.siginfo().ok() };
-                self.held.entry(pid).or_default().push(held);
+            Disposition_::NoEffect => {
+                // Suppressed: the kernel goes on from the same point.
+                if let Some(e) = after.exit {
+                    self.exits.insert(pid, e);
+                }
+                if let Some(c) = after.chain {
+                    self.chain.insert(pid, c);
+                }
                 Ok(t.cont(None)?)
             }
+            Disposition_::Caught => match point {
+                Some(p) => {
+                    let info = t.siginfo().ok();
+                    self.emit(Kind::Signal(at_exit(sig, task, &p, info.as_ref())))?;
+                    self.deliver(t, sig)
+                }
+                None => {
+                    let held = Held { sig, info: t.siginfo().ok() };
+                    self.held.entry(pid).or_default().push(held);
+                    Ok(t.cont(None)?)
+                }
+            },
             Disposition_::Default => {
-                self.emit(Kind::Signal(Signal {
-                    signo: sig.raw(),
-                    synchronous,
-                    task,
-                    at_syscall: false,
-                    ..Default::default()
-                }))?;
+                let ev = match point {
+                    Some(p) => at_exit(sig, task, &p, None),
+                    None => Signal { signo: sig.raw(), synchronous, task, ..Default::default() },
+                };
+                self.emit(Kind::Signal(ev))?;
                 Ok(t.cont(Some(sig))?)
             }
         }
     }
+}
+
+/// What a task's previous stop leaves for its next one (see [`Recorder::delivery_point`]).
+struct After {
+    exit: Option<ExitPoint>,
+    chain: Option<(Sig, u64)>,
+}
+
+/// A task resumed from a syscall that returns to it: its registers then, which exit it is (see
+/// `Signal.silent`), and the number of events logged when it resumed.
+#[derive(Clone, Copy)]
+struct ExitPoint {
+    regs: Regs,
+    silent: u32,
+    events: u64,
+}
+
+/// Whether a signal is pending for the stopped thread (its own or its process's) that its mask
+/// lets in: resumed, it stops for the delivery before running any code. (Its mask from
+/// /proc: PTRACE_GETSIGMASK shows the mask a wait such as sigsuspend restores, not its own.)
+fn signal_waiting(t: &Stopped) -> ft_interposer::Result<bool> {
+    if !t.has_pending_signal()? {
+        return Ok(false);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", t.pid())).unwrap_or_default();
+    let mask = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    Ok((mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0)
+}
+
+/// A delivery stop at a syscall's exit: the registers there, whether the kernel delivered
+/// another signal just before in the same pass, and which exit (see `Signal.silent`).
+struct Point {
+    regs: Regs,
+    chained: bool,
+    silent: u32,
+}
+
+/// The event of a signal delivered at a syscall's exit (or right after another one there).
+fn at_exit(sig: Sig, task: u32, p: &Point, info: Option<&libc::siginfo_t>) -> Signal {
+    Signal {
+        signo: sig.raw(),
+        task,
+        at_exit: true,
+        grouped: p.chained,
+        silent: p.silent,
+        orig_rax: p.regs.0.orig_rax as i64,
+        rax: p.regs.0.rax as i64,
+        siginfo: info.map(siginfo_to_bytes).unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+fn regs_equal(a: &libc::user_regs_struct, b: &libc::user_regs_struct) -> bool {
+    let key = |r: &libc::user_regs_struct| {
+        [
+            r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx, r.rdx, r.rsi, r.rdi,
+            r.orig_rax, r.rip, r.cs, r.eflags, r.rsp, r.ss, r.fs_base, r.gs_base, r.ds, r.es, r.fs, r.gs,
+        ]
+    };
+    key(a) == key(b)
+}
+
+/// Offsets in the x86-64 rt_sigframe the kernel builds for a handler: the return address at
+/// rsp, the ucontext after it, the siginfo after the ucontext (304 bytes).
+const FRAME_UC: u64 = 8;
+const FRAME_INFO: u64 = 8 + 304;
+/// Offset of the saved rsp in the ucontext (uc_flags, uc_link, uc_stack, then the sigcontext's
+/// r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp).
+const UC_RSP: u64 = 8 + 8 + 24 + 15 * 8;
+
+/// Whether the task stands at the first instruction of the handler the kernel just set up for
+/// `prev`: the registers the kernel gives a handler (signal number, siginfo and ucontext
+/// pointers into the frame at rsp, rax 0) and a saved context below the frame.
+fn is_fresh_frame(t: &Stopped, regs: &Regs, prev: Sig) -> bool {
+    let r = &regs.0;
+    if r.rdi != prev.raw() as u64 || r.rax != 0 || r.rdx != r.rsp.wrapping_add(FRAME_UC) {
+        return false;
+    }
+    if r.rsi != r.rsp.wrapping_add(FRAME_INFO) {
+        return false;
+    }
+    let saved_rsp = t.read(r.rdx + UC_RSP, 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    saved_rsp.is_some_and(|sp| sp > r.rsp)
 }
 
 /// A caught signal taken from the kernel at its delivery stop, to deliver again at a syscall.
@@ -1325,14 +1584,18 @@ fn disposition(pid: Pid, sig: Sig) -> Disposition_ {
     }
 }
 
-/// Delivers `sig` at a syscall-entry stop: the syscall is skipped and the task rewound to it,
-/// so it runs again once the signal is handled. The signal goes to this thread alone.
-pub(crate) fn bounce(t: &Stopped, regs: &mut Regs, sig: Sig) -> Result<()> {
+/// Delivers `sigs` at a syscall-entry stop: the syscall is skipped and the task rewound to it,
+/// so it runs again once the signals are handled. They go to this thread alone, in this order,
+/// all before it resumes: the kernel delivers them as it would natively (lowest number first,
+/// one nesting into the handler of another that does not block it).
+pub(crate) fn bounce(t: &Stopped, regs: &mut Regs, sigs: &[Sig]) -> Result<()> {
     let nr = regs.nr();
     regs.skip_with(nr as i64);
     regs.0.rip -= 2;
     t.set_regs(regs)?;
-    let _ = send_signal_to_thread(t.pid(), sig);
+    for &sig in sigs {
+        let _ = send_signal_to_thread(t.pid(), sig);
+    }
     Ok(())
 }
 

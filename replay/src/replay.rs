@@ -10,7 +10,7 @@ use crate::program;
 use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run, Held};
 use crate::Outcome;
 use ft_interposer::clock::ClockPages;
-use ft_interposer::tracee::{send_signal, siginfo_from_bytes, wait_for};
+use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_from_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
@@ -260,6 +260,8 @@ fn session<'a>(
         refilled: HashSet::new(),
         clone_args: HashMap::new(),
         exec_running: HashSet::new(),
+        calls: HashMap::new(),
+        silent: HashMap::new(),
     };
     if start.clock_page {
         r.clocks.exec(0, true);
@@ -373,6 +375,29 @@ struct Replayer<'a> {
     /// Processes (by leader vtid) in which an execve released from [`RState::ExecParked`] runs:
     /// their other threads are being ended by the kernel.
     exec_running: HashSet<u32>,
+    /// The last syscall each task stopped at (for a delivery at its exit).
+    calls: HashMap<u32, Call>,
+    /// Per task, its syscall stops that logged nothing since its last one that logged an event
+    /// (as the recorder counts them; see `Signal.silent`).
+    silent: HashMap<u32, u32>,
+}
+
+/// Whether the signal of a delivery at a syscall's exit is in the kernel already.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    No,
+    /// By an earlier group at a syscall (still pending, blocked until now).
+    Before,
+    /// Just now, before the wait that takes it ran.
+    ForTheWait,
+}
+
+/// A syscall as the task made it: its number, the address after it, its arguments.
+#[derive(Clone, Copy)]
+struct Call {
+    nr: u64,
+    ip: u64,
+    args: [u64; 6],
 }
 
 impl Replayer<'_> {
@@ -448,9 +473,7 @@ impl Replayer<'_> {
                 return Ok(Ended::Live);
             }
             let (owner, async_signal) = match self.source.peek_event()? {
-                Some(ev) => {
-                    (Self::owner(ev), matches!(&ev.kind, Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall))
-                }
+                Some(ev) => (Self::owner(ev), matches!(&ev.kind, Some(Kind::Signal(s)) if is_async(s))),
                 None => return Err(SessionError::LogEnded { index }),
             };
             let exec_released = self.release_exec(index)?;
@@ -482,7 +505,7 @@ impl Replayer<'_> {
                     self.source.next_event()?;
                     self.give_token(r.task, index)?;
                 }
-                Some(Kind::Signal(s)) if !s.synchronous && !s.at_syscall => {
+                Some(Kind::Signal(s)) if is_async(&s) => {
                     self.source.next_event()?;
                     let task = self.task(s.task, index)?;
                     if let Some(sig) = Sig::new(s.signo) {
@@ -588,10 +611,14 @@ impl Replayer<'_> {
         self.holder = Some(vtid);
         self.last_run = vtid;
         self.set_state(vtid, RState::Running);
-        match t.cont(None) {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_gone() => Ok(()),
-            Err(e) => Err(e.into()),
+        let r = if matches!(t.stop, Stop::Seccomp | Stop::SyscallExit) {
+            self.resume(vtid, t)
+        } else {
+            Ok(t.cont(None).map(drop)?)
+        };
+        match r {
+            Err(SessionError::Trace(e)) if e.is_gone() => Ok(()),
+            other => other,
         }
     }
 
@@ -627,7 +654,7 @@ impl Replayer<'_> {
         match st.stop {
             Stop::Seccomp => {
                 if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
-                    if s.at_syscall && s.task == vtid {
+                    if (s.at_syscall || s.at_exit) && s.task == vtid {
                         return Ok(false);
                     }
                 }
@@ -908,29 +935,39 @@ impl Replayer<'_> {
             }
         }
         self.check_clock_reads(proc, &t)?;
-        // A caught signal the recording delivered just before this syscall.
-        if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
-            if s.at_syscall && s.task == vtid {
-                let (signo, info) = (s.signo, siginfo_from_bytes(&s.siginfo));
-                self.source.next_event()?;
-                if let Some(sig) = Sig::new(signo) {
-                    crate::record::bounce(&t, &mut regs, sig)?;
-                    if let Some(task) = self.tasks.get_mut(&vtid) {
-                        task.pending.push(Held { sig, info });
-                    }
-                }
-                t.cont(None)?;
-                return Ok(());
+        // Caught signals the recording delivered just before this syscall (a group sent at once).
+        let mut group = Vec::new();
+        while let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
+            if !(s.at_syscall && s.task == vtid && (group.is_empty() || s.grouped)) {
+                break;
+            }
+            let (signo, info) = (s.signo, siginfo_from_bytes(&s.siginfo));
+            self.source.next_event()?;
+            if let Some(sig) = Sig::new(signo) {
+                group.push(Held { sig, info });
             }
         }
-        let Some(spec) = lookup(nr) else {
-            regs.skip_with(-i64::from(libc::ENOSYS));
-            t.set_regs(&regs)?;
+        if !group.is_empty() {
+            let sigs: Vec<Sig> = group.iter().map(|h| h.sig).collect();
+            crate::record::bounce(&t, &mut regs, &sigs)?;
+            if let Some(task) = self.tasks.get_mut(&vtid) {
+                task.pending.extend(group);
+            }
+            self.silent.insert(vtid, 0);
             t.cont(None)?;
             return Ok(());
+        }
+        self.calls.insert(vtid, Call { nr, ip: regs.ip(), args: regs.args() });
+        let Some(spec) = lookup(nr) else {
+            *self.silent.entry(vtid).or_default() += 1;
+            regs.skip_with(-i64::from(libc::ENOSYS));
+            t.set_regs(&regs)?;
+            return self.resume(vtid, t);
         };
         let args = regs.args();
         let action = policy::decide(spec, &args, self.fds_of(vtid), false);
+        let n = self.silent.entry(vtid).or_default();
+        *n = if policy::logs_nothing(action) { *n + 1 } else { 0 };
         if self.answered_in_tracer(vtid, spec, action)? {
             // The recorder answered it at this stop, holding the token: so does replay.
             let (index, ev) = self.next_for(vtid)?;
@@ -958,15 +995,13 @@ impl Replayer<'_> {
                 let (index, ev) = self.next_for(vtid)?;
                 let s = self.check_syscall(&t, spec, &args, index, ev)?;
                 let t = self.apply(Parked { t, regs, spec, args }, index, s)?;
-                t.cont(None)?;
-                return Ok(());
+                return self.resume(vtid, t);
             }
             Action::Execute | Action::Output { stdio: Some(_) } => {
                 let (index, ev) = self.next_for(vtid)?;
                 let s = self.check_syscall(&t, spec, &args, index, ev)?;
                 let t = self.apply(Parked { t, regs, spec, args }, index, s)?;
-                t.cont(None)?;
-                return Ok(());
+                return self.resume(vtid, t);
             }
             Action::Clone | Action::Exec => {
                 // Runs for real, from now on as at record (a vfork parent waits on the child's
@@ -994,6 +1029,124 @@ impl Replayer<'_> {
                 self.holder = None;
                 return Ok(());
             }
+        }
+        self.resume(vtid, t)
+    }
+
+    /// Resumes a task from the stop of a syscall it has done (its seccomp stop with the result
+    /// in place, or its exit stop), delivering there the signals the recording delivered at that
+    /// syscall's exit.
+    fn resume(&mut self, vtid: u32, t: Stopped) -> Result<()> {
+        let silent = self.silent.get(&vtid).copied().unwrap_or(0);
+        let at_exit = matches!(
+            self.source.peek_event()?,
+            Some(Event { kind: Some(Kind::Signal(s)) })
+                if s.at_exit && !s.grouped && s.task == vtid && s.silent == silent
+        );
+        if at_exit {
+            return self.deliver_at_exit(vtid, t);
+        }
+        t.cont(None)?;
+        Ok(())
+    }
+
+    /// The next event is a signal the recording delivered at the exit of this task's last
+    /// syscall, before the task ran user code again. Takes the task from that syscall's seccomp
+    /// stop (result injected, or the syscall still to run) to its exit stop, sets orig_rax and
+    /// rax as the recording had them there, sends the signal and resumes: the kernel delivers
+    /// it before the task returns and applies SA_RESTART or EINTR itself. A syscall that waited
+    /// with a temporary mask (sigsuspend, ppoll, ...) that the signal interrupted is run as
+    /// rt_sigsuspend with that mask, so the mask in effect, and restored after the handler, is
+    /// the recording's.
+    fn deliver_at_exit(&mut self, vtid: u32, t: Stopped) -> Result<()> {
+        let index = self.source.position();
+        let s = match self.source.next_event()? {
+            Some(Event { kind: Some(Kind::Signal(s)) }) => s,
+            _ => return Err(SessionError::LogEnded { index }),
+        };
+        let expected = || describe::event(&Event { kind: Some(Kind::Signal(s.clone())) });
+        let Some(sig) = Sig::new(s.signo) else {
+            return Err(self.diverge(index, expected(), "a signal number out of range".into()));
+        };
+        let queued = self.tasks.get(&vtid).is_some_and(|task| task.pending.iter().any(|h| h.sig == sig));
+        if self.calls.get(&vtid).is_some_and(|c| c.nr as i64 != s.orig_rax) {
+            let got = format!("the exit of syscall {}", self.calls.get(&vtid).map_or(-1, |c| c.nr as i64));
+            return Err(self.diverge(index, expected(), got));
+        }
+        let t = match t.stop {
+            Stop::SyscallExit => t,
+            Stop::Seccomp => {
+                let Some(call) = self.calls.get(&vtid).copied() else {
+                    return Err(self.diverge(index, expected(), format!("task {vtid} before any syscall")));
+                };
+                let mut regs = t.regs()?;
+                if regs.nr() == u64::MAX {
+                    // Injected (skipped, perhaps rewound for a restart): the exit of the same
+                    // skipped call, at the address after it.
+                    regs.skip_with(s.rax);
+                    regs.0.rip = call.ip;
+                    if let Some(mask) = temporary_mask(&t, call.nr, &call.args, s.rax)? {
+                        let temp = t.read(mask, 8)?;
+                        let temp = temp.try_into().map(u64::from_le_bytes).unwrap_or(u64::MAX);
+                        if temp & sig.mask_bit() != 0 {
+                            return Err(self.diverge(index, expected(), format!("{sig} blocked by the wait's mask")));
+                        }
+                        regs.rewrite(libc::SYS_rt_sigsuspend as u64, &[mask, 8, 0, 0, 0, 0]);
+                        t.set_regs(&regs)?;
+                        // Pending before the wait starts, so that it returns at once.
+                        if !queued {
+                            let _ = send_signal_to_thread(t.pid(), sig);
+                        }
+                        let t = self.run_to_exit(t, index)?;
+                        let sent = if queued { Sent::Before } else { Sent::ForTheWait };
+                        return self.signal_at_exit(vtid, t, &s, sig, sent, true);
+                    }
+                    t.set_regs(&regs)?;
+                }
+                self.run_to_exit(t, index)?
+            }
+            other => return Err(self.diverge(index, expected(), format!("task {vtid} at {other:?}"))),
+        };
+        self.signal_at_exit(vtid, t, &s, sig, if queued { Sent::Before } else { Sent::No }, false)
+    }
+
+    /// At the exit stop: the recorded orig_rax and rax, the signal sent (unless `sent` says it
+    /// is in the kernel already) and the task resumed into its delivery. `waited`: after a wait
+    /// with a temporary mask, which PTRACE_GETSIGMASK does not show.
+    fn signal_at_exit(
+        &mut self,
+        vtid: u32,
+        t: Stopped,
+        s: &ft_libos::proto::Signal,
+        sig: Sig,
+        sent: Sent,
+        waited: bool,
+    ) -> Result<()> {
+        // The signal event, consumed already.
+        let index = self.source.position().saturating_sub(1);
+        let mut regs = t.regs()?;
+        regs.0.orig_rax = s.orig_rax as u64;
+        regs.set_ret(s.rax);
+        t.set_regs(&regs)?;
+        // (After a wait with a temporary mask, PTRACE_GETSIGMASK shows the mask restored after
+        // the handler, not the one in effect.)
+        if !waited && t.sigmask()? & sig.mask_bit() != 0 {
+            let expected = describe::event(&Event { kind: Some(Kind::Signal(s.clone())) });
+            return Err(self.diverge(index, expected, format!("{sig} blocked by task {vtid}")));
+        }
+        let info = siginfo_from_bytes(&s.siginfo);
+        if let Some(task) = self.tasks.get_mut(&vtid) {
+            match task.pending.iter_mut().find(|h| h.sig == sig) {
+                Some(h) if sent == Sent::Before => {
+                    if info.is_some() {
+                        h.info = info;
+                    }
+                }
+                _ => task.pending.push(Held { sig, info }),
+            }
+        }
+        if sent == Sent::No {
+            let _ = send_signal_to_thread(t.pid(), sig);
         }
         t.cont(None)?;
         Ok(())
@@ -1164,6 +1317,9 @@ impl Replayer<'_> {
                 self.tasks.insert(proc, t);
             }
             self.early_deaths.remove(&proc);
+            if let Some(n) = self.silent.remove(&ex.task) {
+                self.silent.insert(proc, n);
+            }
             vtid = proc;
         }
         self.exec_running.remove(&proc);
@@ -1268,7 +1424,7 @@ impl Replayer<'_> {
                 };
                 regs.rewrite(nr as u64, &a);
                 t.set_regs(&regs)?;
-                let t = self.to_exit(t, index)?;
+                let t = self.run_to_exit(t, index)?;
                 let made = t.regs()?.ret();
                 let ok = match spec.new_fd {
                     NewFd::Pair(p) => {
@@ -1294,7 +1450,7 @@ impl Replayer<'_> {
                 t
             }
             Disposition::Execute => {
-                let t = self.to_exit(t, index)?;
+                let t = self.run_to_exit(t, index)?;
                 let ret = t.regs()?.ret();
                 if !s.file_hash.is_empty() {
                     self.verify_file(&t, ret, &s)?;
@@ -1322,7 +1478,7 @@ impl Replayer<'_> {
                 t
             }
             Disposition::ExecuteInject => {
-                let t = self.to_exit(t, index)?;
+                let t = self.run_to_exit(t, index)?;
                 let mut regs = t.regs()?;
                 regs.set_ret(s.ret);
                 t.set_regs(&regs)?;
@@ -1335,7 +1491,7 @@ impl Replayer<'_> {
                 a[5] = 0;
                 regs.rewrite(u64::from(spec.nr), &a);
                 t.set_regs(&regs)?;
-                let t = self.to_exit(t, index)?;
+                let t = self.run_to_exit(t, index)?;
                 let ret = t.regs()?.ret();
                 if ret != s.ret {
                     let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
@@ -1483,11 +1639,12 @@ impl Replayer<'_> {
             waited,
             status0: self.status0,
             clocks: std::mem::take(&mut self.clocks),
+            silent: std::mem::take(&mut self.silent),
         })
     }
 
     /// Runs the syscall to its exit stop.
-    fn to_exit(&mut self, t: Stopped, index: u64) -> Result<Stopped> {
+    fn run_to_exit(&mut self, t: Stopped, index: u64) -> Result<Stopped> {
         let pid = t.pid();
         t.cont_to_exit()?;
         match self.wait_tid(pid)? {
@@ -1565,6 +1722,20 @@ impl Replayer<'_> {
             Some(task.pending.remove(i))
         });
         if let Some(held) = pending {
+            // The recording's kernel delivered another signal right after this one, before the
+            // handler ran: it must be pending when the kernel looks again.
+            if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
+                if s.at_exit && s.grouped && s.task == vtid {
+                    let (signo, info) = (s.signo, siginfo_from_bytes(&s.siginfo));
+                    self.source.next_event()?;
+                    if let Some(next) = Sig::new(signo) {
+                        let _ = send_signal_to_thread(t.pid(), next);
+                        if let Some(task) = self.tasks.get_mut(&vtid) {
+                            task.pending.push(Held { sig: next, info });
+                        }
+                    }
+                }
+            }
             if let Some(info) = held.info {
                 t.set_siginfo(&info)?;
             }
@@ -1586,6 +1757,30 @@ impl Replayer<'_> {
         t.cont(None)?;
         Ok(())
     }
+}
+
+/// A signal the recording delivered where it arrived (a default action): replay sends it when
+/// the log reaches it.
+fn is_async(s: &ft_libos::proto::Signal) -> bool {
+    !s.synchronous && !s.at_syscall && !s.at_exit
+}
+
+/// The temporary signal mask a syscall waited with, if it was still in effect at its exit (the
+/// recorded result is the code of a wait a signal interrupted): the address of the sigset.
+fn temporary_mask(t: &Stopped, nr: u64, args: &[u64; 6], ret: i64) -> Result<Option<u64>> {
+    const ERESTARTNOHAND: i64 = -514;
+    let mask = match nr as i64 {
+        libc::SYS_rt_sigsuspend => args[0],
+        libc::SYS_ppoll if ret == ERESTARTNOHAND => args[3],
+        libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 if ret == -i64::from(libc::EINTR) => args[4],
+        libc::SYS_pselect6 if ret == ERESTARTNOHAND && args[5] != 0 => {
+            // struct { const sigset_t *ss; size_t ss_len; }
+            let b = t.read(args[5], 8)?;
+            b.try_into().map(u64::from_le_bytes).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    Ok((mask != 0).then_some(mask))
 }
 
 /// -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK: never seen by the

@@ -4,9 +4,9 @@
 //! misplaced signal would change (a handler count read right after the syscall that raised it,
 //! EINTR vs a restarted read), so a wrong replay or a wrong recording fails the test.
 //!
-//! Where ftexec does not yet give the native result, the test asserts the native result anyway
-//! and is `#[ignore]`d with the reason: an ignored test documents a gap, it never accepts a
-//! wrong result. `cargo test -p ft-testsuite --test signals -- --ignored` shows them failing.
+//! Where ftexec does not give the native result, the test asserts the native result anyway and
+//! is `#[ignore]`d with the reason: an ignored test documents a gap, it never accepts a wrong
+//! result (none is ignored now).
 
 use ft_testsuite::*;
 
@@ -93,11 +93,6 @@ fn realtime_signals_queue_with_their_values() {
 /// handler runs) interrupts the first SIGRTMIN handler before its first instruction, so it is
 /// handled first.
 #[test]
-#[ignore = "caught signals are held and delivered one per syscall stop (replay/src/record.rs \
-            take_deliverable/bounce): SIGRTMIN's handler runs to its end before the held SIGRTMIN+1 is \
-            re-sent, so the recording (and every replay) handles SIGRTMIN 1, 2, 3 and then SIGRTMIN+1. \
-            Sending every deliverable held signal at once would let the kernel nest them as natively, but \
-            the log then has to group them (a flag on the Signal event) so replay sends the same group"]
 fn realtime_signal_nests_into_a_lower_ones_handler() {
     let out = check("sig_realtime", &["nested"]);
     assert!(out.contains("\nhandler 0: SIGRTMIN+1 value 100 si_code SI_QUEUE si_pid is getpid 1\n"), "{out}");
@@ -115,18 +110,12 @@ fn kill_a_child() {
 
 /// 4b. kill() and raise() of itself: natively the handler has run when kill (and raise) return.
 #[test]
-#[ignore = "a caught signal is held back to the task's next traced syscall (replay/src/record.rs on_signal, \
-            Disposition_::Caught): the recording prints 'right after kill 0, right after raise 1' instead of \
-            '1, 2'. Delivering it at the exit of the syscall that raised it needs the replay to deliver it \
-            before the task runs again, which the log cannot place today (other tasks' completions may be \
-            logged between the syscall and the delivery stop); raise() unblocks the signal in an untraced \
-            rt_sigprocmask"]
 fn kill_and_raise_itself() {
     let out = check("sig_kill", &["self"]);
     assert!(out.starts_with("self: handler count before kill 0, right after kill 1, right after raise 2\n"), "{out}");
 }
 
-/// 5. SIGSEGV on a PROT_NONE page and SIGFPE from a division by a volatile zero, each caught by a
+/// Case 5: SIGSEGV on a PROT_NONE page and SIGFPE from a division by a volatile zero, each caught by a
 /// handler that siglongjmps out; then SIGSEGV again (sigsetjmp(env, 1) restored the mask).
 #[test]
 fn sigsegv_and_sigfpe_with_siglongjmp() {
@@ -148,11 +137,6 @@ fn handler_on_the_alternate_stack() {
 
 /// 7a. SIGUSR1 blocked, raised (pending), received by sigsuspend with an empty mask: EINTR.
 #[test]
-#[ignore = "replay diverges ('the recording has newfstatat, but the program now does rt_sigsuspend'): \
-            rt_sigsuspend is Recorded, so at replay it never runs and never unblocks SIGUSR1; the held \
-            signal that the recording bounced (kill at the restarted rt_sigsuspend, delivered when the \
-            kernel's rt_sigsuspend unblocked it) stays pending and blocked at replay. The recording itself \
-            is right (EINTR, handled 1)"]
 fn sigsuspend_receives_a_blocked_signal() {
     let out = check("sig_wait", &["suspend"]);
     assert!(out.starts_with("blocked SIGUSR1 pending 1, handled before sigsuspend 0\n"), "{out}");
@@ -188,9 +172,6 @@ fn sigpipe_ignored_gives_epipe() {
 
 /// 9b. SIGPIPE caught: natively the handler has run when write returns EPIPE.
 #[test]
-#[ignore = "a caught SIGPIPE is held back to the next traced syscall (replay/src/record.rs on_signal, \
-            Disposition_::Caught) instead of being delivered at the exit of the write that raised it: the \
-            recording prints 'handler count right after write 0' (native: 1); same gap as kill_and_raise_itself"]
 fn sigpipe_handler_runs_before_write_returns() {
     let out = check("sig_pipe", &["handler"]);
     assert!(out.starts_with("handler: write returned -1 EPIPE, handler count right after write 1\n"), "{out}");
@@ -207,11 +188,6 @@ fn sa_restart_read_returns_the_data() {
 
 /// 10b. Without SA_RESTART the interrupted read fails with EINTR.
 #[test]
-#[ignore = "sigaction flags are not tracked: the recorder suppresses the signal at the read's exit \
-            (-ERESTARTSYS), so the kernel restarts the read, and delivers the handler at the next syscall. \
-            The recording prints 'read returned 4 \"data\"' where natively it is '-1 EINTR'. Needs delivery \
-            at the syscall's exit (the kernel then applies SA_RESTART itself) and, at replay, orig_rax/rax \
-            set back to the syscall and -ERESTARTSYS at the delivery stop"]
 fn no_sa_restart_read_fails_with_eintr() {
     let out = check("sig_restart", &["norestart"]);
     assert!(out.starts_with("no SA_RESTART: read returned -1 EINTR, handler count 1, after "), "{out}");

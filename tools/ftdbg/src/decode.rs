@@ -713,11 +713,22 @@ pub fn text(ev: &Event) -> String {
             "--- {} ({}) ---",
             signal_name(g.signo),
             if g.synchronous {
-                "synchronous fault"
+                "synchronous fault".to_string()
+            } else if g.at_syscall && g.grouped {
+                "asynchronous, caught, delivered before the next syscall with the previous".to_string()
             } else if g.at_syscall {
-                "asynchronous, caught, delivered before the next syscall"
+                "asynchronous, caught, delivered before the next syscall".to_string()
+            } else if g.at_exit && g.grouped {
+                "delivered right after the previous one, on its handler's frame".to_string()
+            } else if g.at_exit {
+                let which = if g.silent == 0 {
+                    "the last logged syscall".to_string()
+                } else {
+                    format!("unlogged syscall {} after it", g.silent)
+                };
+                format!("delivered at the exit of {which}, nr {}, rax {}", g.orig_rax, g.rax)
             } else {
-                "asynchronous"
+                "asynchronous".to_string()
             }
         ),
         Some(Kind::Run(_)) => "--- runs (switch) ---".into(),
@@ -790,6 +801,11 @@ pub fn json(index: u64, ev: &Event) -> Value {
             "signal": signal_name(g.signo),
             "synchronous": g.synchronous,
             "at_syscall": g.at_syscall,
+            "at_exit": g.at_exit,
+            "grouped": g.grouped,
+            "silent": g.silent,
+            "orig_rax": g.orig_rax,
+            "rax": g.rax,
             // siginfo_t starts with si_signo, si_errno, si_code (ints).
             "si_code": g.siginfo.get(8..12).and_then(|b| b.try_into().ok()).map(i32::from_le_bytes),
         }),

@@ -69,7 +69,9 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
             cmp!(x, y, path_arg, task);
         }
         (Some(Kind::Rdtsc(x)), Some(Kind::Rdtsc(y))) => cmp!(x, y, tsc, aux, rdtscp, ip),
-        (Some(Kind::Signal(x)), Some(Kind::Signal(y))) => cmp!(x, y, signo, synchronous, at_syscall, siginfo),
+        (Some(Kind::Signal(x)), Some(Kind::Signal(y))) => {
+            cmp!(x, y, signo, synchronous, at_syscall, siginfo, at_exit, orig_rax, rax, grouped, silent)
+        }
         (Some(Kind::Start(x)), Some(Kind::Start(y))) => cmp!(x, y, at_random, sp),
         (Some(Kind::Exit(x)), Some(Kind::Exit(y))) => cmp!(x, y, code, signal),
         _ if a != b => v.push("kind".into()),
