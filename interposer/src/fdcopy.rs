@@ -20,6 +20,8 @@ pub struct FdCopier {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FdFacts {
     pub socket: bool,
+    /// A SOCK_STREAM socket (byte stream: queued writes may be sent in pieces).
+    pub stream: bool,
     pub nonblocking: bool,
     /// The inode (sockets: unique while the socket lives).
     pub ino: u64,
@@ -73,11 +75,37 @@ pub fn facts(fd: &OwnedFd) -> Option<FdFacts> {
     if fl < 0 {
         return None;
     }
-    Some(FdFacts {
-        socket: st.st_mode & libc::S_IFMT == libc::S_IFSOCK,
-        nonblocking: fl & libc::O_NONBLOCK != 0,
-        ino: st.st_ino,
-    })
+    let socket = st.st_mode & libc::S_IFMT == libc::S_IFSOCK;
+    let stream = socket && sockopt(fd, libc::SO_TYPE) == Some(libc::SOCK_STREAM);
+    Some(FdFacts { socket, stream, nonblocking: fl & libc::O_NONBLOCK != 0, ino: st.st_ino })
+}
+
+/// An int-valued SOL_SOCKET option of a socket.
+pub fn sockopt(fd: &OwnedFd, name: libc::c_int) -> Option<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: an int-sized buffer and its length, both ours.
+    let r = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, name, (&mut v as *mut libc::c_int).cast(), &mut len)
+    };
+    (r == 0).then_some(v)
+}
+
+/// Makes the close of this socket's last fd reset the connection (SO_LINGER 0) instead of
+/// ending the stream cleanly: for replies ftexec had to give up on, so that the client does not
+/// take a cut reply for a whole one.
+pub fn reset_on_close(fd: &OwnedFd) {
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: a struct linger of ours and its size.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
 }
 
 /// Whether the socket has an error or is hung up (a write to it would fail).
@@ -133,7 +161,8 @@ mod tests {
         let me = Pid::from_raw(std::process::id() as i32);
         let copy = c.copy(me, a.as_raw_fd()).expect("pidfd_getfd of our own fd");
         let f = facts(&copy).expect("facts");
-        assert!(f.socket && f.nonblocking);
+        assert!(f.socket && f.stream && f.nonblocking);
+        assert_eq!(sockopt(&copy, libc::SO_RCVLOWAT), Some(1));
         let mut buf = [0u8; 16];
         assert_eq!(recv_nowait(&copy, &mut buf, 0), -i64::from(libc::EAGAIN));
         b.write_all(b"hello").expect("write");

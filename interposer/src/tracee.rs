@@ -409,6 +409,20 @@ impl Stopped {
     }
 
     /// Writes `data` at `addr` (respects page protections, like the kernel's own copy_to_user).
+    /// Writes what fits from the start of `data` (stops at the first page the tracee does not
+    /// have writable); returns how many bytes were written.
+    pub fn write_some(&self, addr: u64, data: &[u8]) -> Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let remote = [RemoteIoVec { base: addr as usize, len: data.len() }];
+        match process_vm_writev(self.pid, &[IoSlice::new(data)], &remote) {
+            Ok(n) => Ok(n),
+            Err(nix::Error::EFAULT) => Ok(0),
+            Err(e) => Err(self.mem_err("write", addr, data.len())(e)),
+        }
+    }
+
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());

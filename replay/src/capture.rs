@@ -70,13 +70,24 @@ pub fn input_exact(t: &Stopped, input: Input, args: &[u64; 6]) -> Result<Option<
     match input {
         Input::Buf(p, l) => parts.push((args[p as usize], args[l as usize])),
         Input::Iov(p, c) => {
-            if args[c as usize] > IOV_MAX {
+            let (iov, cnt) = (args[p as usize], args[c as usize]);
+            if cnt > IOV_MAX || (iov == 0 && cnt > 0) {
                 return Ok(None);
             }
-            match iovecs(t, args[p as usize], args[c as usize], None) {
-                Ok(v) => parts = v,
-                Err(e) if e.is_gone() => return Err(e),
-                Err(_) => return Ok(None),
+            for i in 0..cnt {
+                let entry = word(t, iov + i * 16).and_then(|base| Ok((base, word(t, iov + i * 16 + 8)?)));
+                let (base, len) = match entry {
+                    Ok(e) => e,
+                    Err(e) if e.is_gone() => return Err(e),
+                    Err(_) => return Ok(None),
+                };
+                // The kernel would fail (EFAULT, EINVAL) or stop short here: let it.
+                if len > MAX_REGION || (base == 0 && len > 0) {
+                    return Ok(None);
+                }
+                if len > 0 {
+                    parts.push((base, len));
+                }
             }
         }
         _ => return Ok(None),

@@ -4,7 +4,7 @@
 use crate::capture;
 use crate::error::{Result, SessionError};
 use crate::program;
-use crate::release::{Releaser, Ticket, SOCKET_QUEUE_LIMIT};
+use crate::release::{Drained, Releaser, Ticket, SOCKET_QUEUE_LIMIT};
 use crate::{describe, Outcome};
 use ft_interposer::clock::ClockPages;
 use ft_interposer::fdcopy::{self, FdCopier};
@@ -407,38 +407,58 @@ impl<'a> Recorder<'a> {
 
 /// How long the end of a recording waits for clients to take the replies still queued.
 const END_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long a write that must run in the program waits for the queued bytes before it.
-const ORDER_DRAIN: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long the program may be held while a client takes the replies queued before a write or
+/// close on its socket; then the connection is reset (see `Releaser::drain`).
+const ORDER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Recorder<'_> {
     /// Sends every queued output before the recording ends.
     fn release_all(&mut self) -> Result<()> {
         let Some(r) = &self.releaser else { return Ok(()) };
         match r.drain(None, END_DRAIN) {
-            Ok(()) => Ok(()),
-            Err(why) if r.failed().is_some() => Err(SessionError::Replication(why)),
-            Err(why) => {
-                warn!(self.log, "the program ended with output still queued: {}", why);
+            Ok(Drained::Sent) => Ok(()),
+            Ok(Drained::Abandoned) => {
+                warn!(
+                    self.log,
+                    "the program ended with replies that clients did not take in {} s; their connections were reset",
+                    END_DRAIN.as_secs()
+                );
                 Ok(())
             }
+            Err(why) => Err(SessionError::Replication(why)),
         }
     }
 
-    /// Waits until the queued socket writes (of socket `key`, or all) are sent: an output that
-    /// runs in the program must not overtake them (same socket, or shutdown), and a close must
-    /// not leave the socket open in our copy.
-    fn drain_outputs(&mut self, key: Option<u64>) -> Result<()> {
-        let Some(r) = &self.releaser else { return Ok(()) };
-        r.drain(key, ORDER_DRAIN).map_err(|why| {
-            if r.failed().is_some() {
-                SessionError::Replication(why)
-            } else {
-                SessionError::Unsupported {
-                    what: "an output that must wait for earlier replies".into(),
-                    why: format!("{why}; ftexec cannot hold the program longer"),
-                }
-            }
-        })
+    /// Waits until the queued writes of socket `key` (None: of every socket) are sent: a write
+    /// that runs in the program must not overtake them, and a close must not leave the socket
+    /// open in our copy. The whole program waits meanwhile (one task at a time): a client that
+    /// takes nothing for `ORDER_DRAIN` has its connection reset.
+    fn drain_outputs(&mut self, key: Option<u64>) -> Result<Drained> {
+        let Some(r) = &self.releaser else { return Ok(Drained::Sent) };
+        if key.is_some_and(|k| r.queued(k) == 0) || r.total() == 0 {
+            return Ok(Drained::Sent);
+        }
+        let d = r.drain(key, ORDER_DRAIN).map_err(SessionError::Replication)?;
+        if d == Drained::Abandoned {
+            warn!(
+                self.log,
+                "a client took no replies for {} s while the program had to wait for it; its connection was reset",
+                ORDER_DRAIN.as_secs()
+            );
+        }
+        Ok(d)
+    }
+
+    /// The queue key (socket inode) of fd `fd` of task `pid`, if it is a socket with replies
+    /// queued.
+    fn queued_socket(&mut self, pid: Pid, fd: u64) -> Option<u64> {
+        let r = self.releaser.as_ref()?;
+        if r.total() == 0 {
+            return None;
+        }
+        let copy = self.copier.copy(pid, fd as i32)?;
+        let key = fdcopy::facts(&copy).filter(|f| f.socket)?.ino;
+        (r.queued(key) > 0).then_some(key)
     }
 
     /// Answers a socket syscall at its seccomp stop, on a copy of the tracee's fd (table
@@ -449,7 +469,8 @@ impl Recorder<'_> {
         let flags = if nr == libc::SYS_recvfrom || nr == libc::SYS_sendto { args[3] as i32 } else { 0 };
         match op {
             CopyOp::Recv => {
-                let plain = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_TRUNC | libc::MSG_CMSG_CLOEXEC;
+                // (MSG_TRUNC discards stream data unread: left to the kernel.)
+                let plain = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_CMSG_CLOEXEC;
                 if args[2] > MAX_TRACER_BUF || flags & !plain != 0 || (nr == libc::SYS_recvfrom && args[4] != 0) {
                     return Ok(false);
                 }
@@ -475,6 +496,10 @@ impl Recorder<'_> {
         let ret = match op {
             CopyOp::Recv => {
                 let Some(f) = fdcopy::facts(&fd).filter(|f| f.socket) else { return Ok(false) };
+                if !f.nonblocking && fdcopy::sockopt(&fd, libc::SO_RCVLOWAT).unwrap_or(1) > 1 {
+                    // A blocking read waits for SO_RCVLOWAT bytes; MSG_DONTWAIT would not.
+                    return Ok(false);
+                }
                 let mut buf = vec![0u8; args[2] as usize];
                 let r = fdcopy::recv_nowait(&fd, &mut buf, flags);
                 if r == -i64::from(libc::EAGAIN) && !f.nonblocking && flags & libc::MSG_DONTWAIT == 0 {
@@ -484,7 +509,8 @@ impl Recorder<'_> {
                 self.copy_out(t, args[1], &buf[..r.clamp(0, args[2] as i64) as usize], r, &mut ev)?
             }
             CopyOp::EpollWait => {
-                let mut buf = vec![0u8; args[2] as usize * 12];
+                // `max` was checked to be 1..=4096 (the kernel reads it as an int).
+                let mut buf = vec![0u8; (args[2] as i32).clamp(1, 4096) as usize * 12];
                 let r = fdcopy::epoll_poll(&fd, &mut buf);
                 if r == 0 && args[3] as i32 != 0 {
                     return Ok(false);
@@ -492,7 +518,8 @@ impl Recorder<'_> {
                 self.copy_out(t, args[1], &buf[..(r.max(0) as usize * 12).min(buf.len())], r, &mut ev)?
             }
             CopyOp::Send => {
-                let Some(f) = fdcopy::facts(&fd).filter(|f| f.socket) else { return Ok(false) };
+                // Datagram sockets keep their boundaries and errors in the program.
+                let Some(f) = fdcopy::facts(&fd).filter(|f| f.stream) else { return Ok(false) };
                 if fdcopy::broken(&fd) {
                     // Let the program meet EPIPE/ECONNRESET (and SIGPIPE) itself.
                     return Ok(false);
@@ -500,6 +527,23 @@ impl Recorder<'_> {
                 let Some(bytes) = capture::input_exact(t, spec.input, args)? else { return Ok(false) };
                 ev.input_digest = if bytes.is_empty() { Vec::new() } else { digest::short(&bytes) };
                 output = true;
+                if let Some(r) = &self.releaser {
+                    if let Some(why) = r.failed() {
+                        return Err(SessionError::Replication(why));
+                    }
+                    if r.queued(f.ino) > 0 && r.queued(f.ino) + bytes.len() > SOCKET_QUEUE_LIMIT {
+                        if f.nonblocking || flags & libc::MSG_DONTWAIT != 0 {
+                            // As a full socket buffer would: the program tries again later.
+                            // What it learns is an input; nothing is sent.
+                            return self.answer(t, regs, ev, -i64::from(libc::EAGAIN), false).map(|()| true);
+                        }
+                        // A blocking write waits for room, as natively (but the whole program
+                        // waits with it).
+                        if self.drain_outputs(Some(f.ino))? == Drained::Abandoned {
+                            return Ok(false);
+                        }
+                    }
+                }
                 match self.sink.output_ticket()? {
                     None => {
                         // Nothing waits for a commit: send now, as the program would have.
@@ -518,12 +562,6 @@ impl Recorder<'_> {
                                 Some(Releaser::new().map_err(SessionError::io("starting the output thread"))?);
                         }
                         let Some(r) = &self.releaser else { return Ok(false) };
-                        if let Some(why) = r.failed() {
-                            return Err(SessionError::Replication(why));
-                        }
-                        if r.queued(f.ino) + bytes.len() > SOCKET_QUEUE_LIMIT {
-                            return Ok(false);
-                        }
                         let n = bytes.len() as i64;
                         r.push(f.ino, fd, bytes, ticket);
                         n
@@ -531,6 +569,13 @@ impl Recorder<'_> {
                 }
             }
         };
+        self.answer(t, regs, ev, ret, output)?;
+        Ok(true)
+    }
+
+    /// Skips the tracee's syscall with result `ret` and logs it (as an output's event, or as an
+    /// input).
+    fn answer(&mut self, t: &Stopped, regs: &mut Regs, mut ev: Syscall, ret: i64, output: bool) -> Result<()> {
         ev.ret = ret;
         ev.disposition = Disposition::Inject as i32;
         regs.skip_with(ret);
@@ -539,11 +584,10 @@ impl Recorder<'_> {
         self.events += 1;
         let ev = Event { kind: Some(Kind::Syscall(ev)) };
         if output {
-            self.sink.append_output(&ev)?;
+            self.sink.append_output(&ev)
         } else {
-            self.sink.append(&ev)?;
+            self.sink.append(&ev)
         }
-        Ok(true)
     }
 
     /// Before the program closes fds (close, close_range, dup2/dup3 over an open fd): a socket
@@ -553,17 +597,17 @@ impl Recorder<'_> {
         if self.releaser.as_ref().is_none_or(|r| r.total() == 0) {
             return Ok(());
         }
+        const CLOSE_RANGE_CLOEXEC: u64 = 4;
         let fd = match nr {
             libc::SYS_close => args[0],
             libc::SYS_dup2 | libc::SYS_dup3 => args[1],
-            _ => return self.drain_outputs(None),
+            libc::SYS_close_range if args[2] & CLOSE_RANGE_CLOEXEC != 0 => return Ok(()),
+            // Rare (closefrom in a child before exec): every queue.
+            _ => return self.drain_outputs(None).map(drop),
         };
-        let Some(copy) = self.copier.copy(t.pid(), fd as i32) else { return Ok(()) };
-        let key = fdcopy::facts(&copy).filter(|f| f.socket).map(|f| f.ino);
-        drop(copy);
-        match key {
-            Some(k) if self.releaser.as_ref().is_some_and(|r| r.queued(k) > 0) => self.drain_outputs(Some(k)),
-            _ => Ok(()),
+        match self.queued_socket(t.pid(), fd) {
+            Some(k) => self.drain_outputs(Some(k)).map(drop),
+            None => Ok(()),
         }
     }
 
@@ -573,16 +617,14 @@ impl Recorder<'_> {
         if data.is_empty() {
             return Ok(r);
         }
-        match t.write(addr, data) {
-            Ok(()) => {
-                ev.mem.push(MemWrite { addr, data: data.to_vec() });
-                Ok(r)
-            }
-            Err(e) if e.is_gone() => Err(e.into()),
-            // The bytes are consumed: a program that hands read() a bad buffer loses them (the
-            // kernel would have left them queued). The log has what the program saw.
-            Err(_) => Ok(-i64::from(libc::EFAULT)),
+        let n = t.write_some(addr, data)?;
+        if n > 0 {
+            ev.mem.push(MemWrite { addr, data: data[..n].to_vec() });
         }
+        // Short: the bytes are consumed, and a program that hands read() a bad buffer loses them
+        // (the kernel would have left them queued). The log has what the program saw, including
+        // the part of the buffer that was written.
+        Ok(if n == data.len() { r } else { -i64::from(libc::EFAULT) })
     }
 
     /// Runs a handed-over task's syscall in the kernel, without the token (see Parked).
@@ -821,6 +863,7 @@ impl Recorder<'_> {
             self.bouncing.remove(&p);
             self.exits.remove(&p);
             self.chain.remove(&p);
+            self.copier.forget(p);
         }
         if let Some(n) = self.silent.remove(&former) {
             self.silent.insert(leader, n);
@@ -1129,7 +1172,12 @@ impl Recorder<'_> {
                 // Runs in the kernel, may block on another task: the token is free meanwhile.
                 let input = capture::input(&t, spec.input, &args)?;
                 if matches!(action, Action::Output { .. }) {
-                    self.drain_outputs(None)?;
+                    // Replies queued for this socket go first (shutdown, sendmsg, a write the
+                    // tracer could not take); other fds do not wait for them.
+                    let fd = spec.fd.map(|i| args[i as usize]).or((nr as i64 == libc::SYS_shutdown).then_some(args[0]));
+                    if let Some(k) = fd.and_then(|fd| self.queued_socket(pid, fd)) {
+                        self.drain_outputs(Some(k))?;
+                    }
                     self.sink.before_output()?;
                 }
                 t.cont_to_exit()?;

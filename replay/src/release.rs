@@ -45,12 +45,23 @@ struct State {
     failed: Option<String>,
     sent: u64,
     dropped: u64,
+    /// Sockets whose queue the recorder gave up waiting for (None: all of them).
+    abandon: Vec<Option<u64>>,
 }
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
 
 fn lock(s: &Shared) -> MutexGuard<'_, State> {
     s.0.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How a drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// Every byte was sent (or dropped with a socket the client had closed).
+    Sent,
+    /// The client did not take them in time: its connection was reset (see [`Releaser::drain`]).
+    Abandoned,
 }
 
 /// The queues and the thread that sends them.
@@ -84,13 +95,20 @@ impl Releaser {
                     Err(_) => break,
                 }
                 w.flush();
+                w.abandon_requested();
             }
+            // The session ends with replies unsent (it failed, or clients did not read): reset
+            // those connections rather than end them cleanly with a reply cut short.
+            w.abandon(None);
         })?;
         Ok(Releaser { tx: Some(tx), shared, stop, thread: Some(thread) })
     }
 
     /// Queues `bytes` for the socket `key` (its inode), to send on `fd` once `ticket` is durable.
     pub fn push(&self, key: u64, fd: OwnedFd, bytes: Vec<u8>, ticket: Ticket) {
+        if bytes.is_empty() {
+            return;
+        }
         {
             let mut s = lock(&self.shared);
             *s.queued.entry(key).or_default() += bytes.len();
@@ -107,48 +125,53 @@ impl Releaser {
         lock(&self.shared).queued.get(&key).copied().unwrap_or(0)
     }
 
-    /// Why outputs can no longer be released, if so.
-    pub fn failed(&self) -> Option<String> {
-        lock(&self.shared).failed.clone()
-    }
-
-    /// (bytes sent, bytes dropped because their socket failed).
-    pub fn totals(&self) -> (u64, u64) {
-        let s = lock(&self.shared);
-        (s.sent, s.dropped)
-    }
-
     /// Bytes queued and not sent yet, all sockets.
     pub fn total(&self) -> usize {
         lock(&self.shared).total
     }
 
-    /// Waits until every queued byte is sent (or dropped with its broken socket), of socket
-    /// `key` or of all; the thread's copies of those sockets are closed by then. Err(why) if they
-    /// cannot be: not durable, or still unsent after `timeout` (a client that does not read).
-    pub fn drain(&self, key: Option<u64>, timeout: Duration) -> std::result::Result<(), String> {
+    /// Why outputs can no longer be released, if so.
+    pub fn failed(&self) -> Option<String> {
+        lock(&self.shared).failed.clone()
+    }
+
+    /// (bytes sent, bytes dropped because their socket failed or was given up).
+    pub fn totals(&self) -> (u64, u64) {
+        let s = lock(&self.shared);
+        (s.sent, s.dropped)
+    }
+
+    /// Waits until the queued bytes of socket `key` (None: of all) are sent; the thread's copies
+    /// of those sockets are closed by then. Bytes a client has not taken after `timeout` are
+    /// given up: the connection is reset (the program's next write to it fails, and the client
+    /// sees a reset, not a clean end). Err(why) if they can never be sent (not durable).
+    pub fn drain(&self, key: Option<u64>, timeout: Duration) -> std::result::Result<Drained, String> {
+        let left = |s: &State| match key {
+            Some(k) => s.queued.get(&k).copied().unwrap_or(0),
+            None => s.total,
+        };
         let t0 = Instant::now();
         let mut s = lock(&self.shared);
+        let mut abandoned = false;
         loop {
             if let Some(why) = &s.failed {
                 return Err(why.clone());
             }
-            let left = match key {
-                Some(k) => s.queued.get(&k).copied().unwrap_or(0),
-                None => s.total,
-            };
-            if left == 0 {
-                return Ok(());
+            if left(&s) == 0 {
+                return Ok(if abandoned { Drained::Abandoned } else { Drained::Sent });
             }
-            let left = timeout.saturating_sub(t0.elapsed());
-            if left.is_zero() {
-                return Err(format!(
-                    "{} bytes of output were not taken by their clients in {} s",
-                    s.total,
-                    timeout.as_secs()
-                ));
+            let limit = if abandoned { timeout + ABANDON_GRACE } else { timeout };
+            let rest = limit.saturating_sub(t0.elapsed());
+            if rest.is_zero() {
+                if abandoned {
+                    // The thread is stuck on a commit that has its own patience: report that.
+                    return Err(format!("{} bytes of output could not be sent or given up", left(&s)));
+                }
+                abandoned = true;
+                s.abandon.push(key);
+                continue;
             }
-            s = self.shared.1.wait_timeout(s, left).unwrap_or_else(PoisonError::into_inner).0;
+            s = self.shared.1.wait_timeout(s, rest).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 }
@@ -165,16 +188,37 @@ impl Drop for Releaser {
 
 /// How often a queue blocked on a full socket buffer is retried.
 const POLL: Duration = Duration::from_millis(1);
+/// How long the thread gets to reset the connections a drain gave up on.
+const ABANDON_GRACE: Duration = Duration::from_secs(2);
 
 struct Outbox {
     fd: OwnedFd,
     chunks: VecDeque<(Vec<u8>, usize)>,
 }
 
+impl Outbox {
+    fn left(&self) -> usize {
+        self.chunks.iter().map(|(b, o)| b.len() - o).sum()
+    }
+}
+
 struct Worker {
     out: HashMap<u64, Outbox>,
     shared: Shared,
     last_ok: Option<Ticket>,
+}
+
+/// Ends a connection whose replies were given up: SO_LINGER 0, then a TCP disconnect (RST);
+/// sockets that cannot disconnect (AF_UNIX) are shut down both ways.
+fn reset(fd: &OwnedFd) {
+    ft_interposer::fdcopy::reset_on_close(fd);
+    let sa = libc::sockaddr { sa_family: libc::AF_UNSPEC as libc::sa_family_t, sa_data: [0; 14] };
+    // SAFETY: a sockaddr of ours and its size; AF_UNSPEC asks TCP to disconnect.
+    let r = unsafe { libc::connect(fd.as_raw_fd(), &sa, std::mem::size_of::<libc::sockaddr>() as libc::socklen_t) };
+    if r != 0 {
+        // SAFETY: plain shutdown of a socket we hold.
+        unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
+    }
 }
 
 impl Worker {
@@ -187,20 +231,39 @@ impl Worker {
         if !known {
             if let Err(why) = item.ticket.wait() {
                 // Never send what is not durable; the recorder sees `failed` and stops.
-                let mut s = lock(&self.shared);
-                s.failed = Some(why);
-                s.dropped += s.total as u64;
-                s.total = 0;
-                s.queued.clear();
-                drop(s);
-                self.out.clear();
-                self.shared.1.notify_all();
+                lock(&self.shared).failed = Some(why);
+                self.abandon(None);
+                account(&self.shared, item.key, item.bytes.len(), false);
                 return;
             }
             self.last_ok = Some(item.ticket);
         }
         let ob = self.out.entry(item.key).or_insert_with(|| Outbox { fd: item.fd, chunks: VecDeque::new() });
         ob.chunks.push_back((item.bytes, 0));
+    }
+
+    /// Resets the connections the recorder gave up on.
+    fn abandon_requested(&mut self) {
+        let asked = std::mem::take(&mut lock(&self.shared).abandon);
+        for key in asked {
+            self.abandon(key);
+        }
+    }
+
+    /// Drops the queue of socket `key` (None: every queue), resetting its connection.
+    fn abandon(&mut self, key: Option<u64>) {
+        let keys: Vec<u64> = match key {
+            Some(k) => vec![k],
+            None => self.out.keys().copied().collect(),
+        };
+        for k in keys {
+            if let Some(ob) = self.out.remove(&k) {
+                reset(&ob.fd);
+                let left = ob.left();
+                drop(ob);
+                account(&self.shared, k, left, false);
+            }
+        }
     }
 
     /// Sends what each socket takes now. The bytes are counted as gone only after the copy of a
@@ -240,9 +303,8 @@ impl Worker {
                 }
             }
             if broken {
-                let left: usize = ob.chunks.iter().map(|(b, o)| b.len() - o).sum();
+                counts.push((key, ob.left(), false));
                 ob.chunks.clear();
-                counts.push((key, left, false));
             }
             if ob.chunks.is_empty() {
                 done.push(key);
@@ -321,7 +383,7 @@ mod tests {
         assert!(b.read(&mut buf).is_err(), "nothing may be sent before the commit");
         assert_eq!(r.queued(7), 7);
         gate.open.store(true, Ordering::Relaxed);
-        r.drain(None, Duration::from_secs(5)).expect("drained");
+        assert_eq!(r.drain(None, Duration::from_secs(5)), Ok(Drained::Sent));
         b.set_nonblocking(false).expect("blocking");
         let mut got = [0u8; 7];
         b.read_exact(&mut got).expect("read");
@@ -336,7 +398,7 @@ mod tests {
         let r = Releaser::new().expect("thread");
         let ok: Ticket = Arc::new(Gate { open: AtomicBool::new(true), fail: false });
         r.push(3, copy(&a), b"bye".to_vec(), ok);
-        r.drain(Some(3), Duration::from_secs(5)).expect("drained");
+        assert_eq!(r.drain(Some(3), Duration::from_secs(5)), Ok(Drained::Sent));
         // The program closes its fd: the peer must see the end of the stream at once, so our
         // copy is closed by the time drain returns.
         drop(a);
@@ -372,7 +434,19 @@ mod tests {
         fast_peer.read_exact(&mut got).expect("the fast client gets its reply");
         assert_eq!(&got, b"hello");
         assert!(r.queued(1) > 0);
-        let e = r.drain(None, Duration::from_millis(100)).expect_err("the slow client never reads");
-        assert!(e.contains("not taken"), "{e}");
+        assert_eq!(r.drain(None, Duration::from_millis(100)), Ok(Drained::Abandoned));
+        assert_eq!(r.queued(1), 0);
+        // The slow client's connection was shut down, not left with a hole in its stream.
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0;
+        loop {
+            match (&_slow_peer).read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        assert!(n < 8 << 20, "only part of the reply could have been sent");
+        let (sent, dropped) = r.totals();
+        assert_eq!(sent + dropped, (8 << 20) + 5);
     }
 }

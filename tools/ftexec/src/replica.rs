@@ -294,6 +294,9 @@ pub struct RaftSink {
     last: Option<Arc<RaftTicket>>,
     /// Events other than outputs appended since the last ticket was handed out or waited for.
     inputs: bool,
+    /// The ticket last handed to an output: an output that runs in the program must wait for
+    /// it too (the inputs it covers are no longer counted in `inputs`).
+    handed: Option<Arc<RaftTicket>>,
     since: Instant,
     appended: u64,
     progress: Arc<Progress>,
@@ -301,7 +304,16 @@ pub struct RaftSink {
 
 impl RaftSink {
     fn new(node: Arc<Node>, progress: Arc<Progress>) -> Self {
-        RaftSink { node, buf: Vec::new(), last: None, inputs: false, since: Instant::now(), appended: 0, progress }
+        RaftSink {
+            node,
+            buf: Vec::new(),
+            last: None,
+            inputs: false,
+            handed: None,
+            since: Instant::now(),
+            appended: 0,
+            progress,
+        }
     }
 
     fn push(&mut self, ev: &Event) -> ft_replay::Result<()> {
@@ -358,6 +370,9 @@ impl EventSink for RaftSink {
     fn before_output(&mut self) -> ft_replay::Result<()> {
         if self.inputs {
             self.commit()?;
+        } else if let Some(t) = &self.handed {
+            // Returns at once when it is known committed.
+            t.wait_commit().map_err(repl_err)?;
         }
         Ok(())
     }
@@ -373,6 +388,7 @@ impl EventSink for RaftSink {
         }
         self.submit()?;
         self.inputs = false;
+        self.handed = self.last.clone();
         match &self.last {
             Some(t) => Ok(Some(t.clone() as Ticket)),
             None => Ok(None),
