@@ -20,8 +20,6 @@ pub struct FdCopier {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FdFacts {
     pub socket: bool,
-    /// A SOCK_STREAM socket (byte stream: queued writes may be sent in pieces).
-    pub stream: bool,
     pub nonblocking: bool,
     /// The inode (sockets: unique while the socket lives).
     pub ino: u64,
@@ -76,8 +74,7 @@ pub fn facts(fd: &OwnedFd) -> Option<FdFacts> {
         return None;
     }
     let socket = st.st_mode & libc::S_IFMT == libc::S_IFSOCK;
-    let stream = socket && sockopt(fd, libc::SO_TYPE) == Some(libc::SOCK_STREAM);
-    Some(FdFacts { socket, stream, nonblocking: fl & libc::O_NONBLOCK != 0, ino: st.st_ino })
+    Some(FdFacts { socket, nonblocking: fl & libc::O_NONBLOCK != 0, ino: st.st_ino })
 }
 
 /// An int-valued SOL_SOCKET option of a socket.
@@ -161,7 +158,8 @@ mod tests {
         let me = Pid::from_raw(std::process::id() as i32);
         let copy = c.copy(me, a.as_raw_fd()).expect("pidfd_getfd of our own fd");
         let f = facts(&copy).expect("facts");
-        assert!(f.socket && f.stream && f.nonblocking);
+        assert!(f.socket && f.nonblocking);
+        assert_eq!(sockopt(&copy, libc::SO_TYPE), Some(libc::SOCK_STREAM));
         assert_eq!(sockopt(&copy, libc::SO_RCVLOWAT), Some(1));
         let mut buf = [0u8; 16];
         assert_eq!(recv_nowait(&copy, &mut buf, 0), -i64::from(libc::EAGAIN));

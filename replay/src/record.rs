@@ -519,7 +519,10 @@ impl Recorder<'_> {
             }
             CopyOp::Send => {
                 // Datagram sockets keep their boundaries and errors in the program.
-                let Some(f) = fdcopy::facts(&fd).filter(|f| f.stream) else { return Ok(false) };
+                let Some(f) = fdcopy::facts(&fd).filter(|f| f.socket) else { return Ok(false) };
+                if fdcopy::sockopt(&fd, libc::SO_TYPE) != Some(libc::SOCK_STREAM) {
+                    return Ok(false);
+                }
                 if fdcopy::broken(&fd) {
                     // Let the program meet EPIPE/ECONNRESET (and SIGPIPE) itself.
                     return Ok(false);
@@ -1528,15 +1531,20 @@ fn signal_waiting(t: &Stopped) -> ft_interposer::Result<bool> {
     if !t.has_pending_signal()? {
         return Ok(false);
     }
-    let status = std::fs::read_to_string(format!("/proc/{}/status", t.pid())).unwrap_or_default();
-    let mask = |name: &str| {
+    let mask = status_masks(t.pid());
+    Ok((mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0)
+}
+
+/// The signal masks of /proc/TID/status by field name ("SigBlk:", "SigCgt:", …); 0 if absent.
+fn status_masks(pid: Pid) -> impl Fn(&str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    move |name: &str| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
             .unwrap_or(0)
-    };
-    Ok((mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0)
+    }
 }
 
 /// A delivery stop at a syscall's exit: the registers there, whether the kernel delivered
@@ -1614,14 +1622,7 @@ enum Disposition_ {
 
 /// Reads the signal's disposition from /proc/TID/status (SigIgn, SigCgt).
 fn disposition(pid: Pid, sig: Sig) -> Disposition_ {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let mask = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
-    };
+    let mask = status_masks(pid);
     let bit = sig.mask_bit();
     if mask("SigCgt:") & bit != 0 {
         Disposition_::Caught
