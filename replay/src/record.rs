@@ -349,6 +349,8 @@ struct Recorder<'a> {
     releaser: Option<Releaser>,
     /// Syscalls answered on a copy of the fd (one stop instead of two), for the log line at the end.
     one_stop: u64,
+    /// The tracer's buffer for socket reads answered on a copy of the fd.
+    scratch: Vec<u8>,
 }
 
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
@@ -385,6 +387,7 @@ impl<'a> Recorder<'a> {
             copier: FdCopier::default(),
             releaser: None,
             one_stop: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -492,7 +495,6 @@ impl Recorder<'_> {
         let Some(fd) = self.copier.copy(pid, args[0] as i32) else { return Ok(false) };
         let mut ev =
             Syscall { nr: spec.nr, args: args.to_vec(), task: self.vtid(pid), in_tracer: true, ..Default::default() };
-        let mut output = false;
         let ret = match op {
             CopyOp::Recv => {
                 let Some(f) = fdcopy::facts(&fd).filter(|f| f.socket) else { return Ok(false) };
@@ -500,13 +502,22 @@ impl Recorder<'_> {
                     // A blocking read waits for SO_RCVLOWAT bytes; MSG_DONTWAIT would not.
                     return Ok(false);
                 }
-                let mut buf = vec![0u8; args[2] as usize];
-                let r = fdcopy::recv_nowait(&fd, &mut buf, flags);
-                if r == -i64::from(libc::EAGAIN) && !f.nonblocking && flags & libc::MSG_DONTWAIT == 0 {
+                // One buffer for every read (no allocation per stop); `args[2]` ≤ 1 MiB.
+                let mut buf = std::mem::take(&mut self.scratch);
+                buf.resize(buf.len().max(args[2] as usize), 0);
+                let r = fdcopy::recv_nowait(&fd, &mut buf[..args[2] as usize], flags);
+                let blocks = r == -i64::from(libc::EAGAIN) && !f.nonblocking && flags & libc::MSG_DONTWAIT == 0;
+                let done = if blocks {
                     // A blocking read with nothing to read: it waits in the kernel.
-                    return Ok(false);
+                    None
+                } else {
+                    Some(self.copy_out(t, args[1], &buf[..r.clamp(0, args[2] as i64) as usize], r, &mut ev))
+                };
+                self.scratch = buf;
+                match done {
+                    Some(r) => r?,
+                    None => return Ok(false),
                 }
-                self.copy_out(t, args[1], &buf[..r.clamp(0, args[2] as i64) as usize], r, &mut ev)?
             }
             CopyOp::EpollWait => {
                 // `max` was checked to be 1..=4096 (the kernel reads it as an int).
@@ -529,7 +540,6 @@ impl Recorder<'_> {
                 }
                 let Some(bytes) = capture::input_exact(t, spec.input, args)? else { return Ok(false) };
                 ev.input_digest = if bytes.is_empty() { Vec::new() } else { digest::short(&bytes) };
-                output = true;
                 if let Some(r) = &self.releaser {
                     if let Some(why) = r.failed() {
                         return Err(SessionError::Replication(why));
@@ -572,7 +582,8 @@ impl Recorder<'_> {
                 }
             }
         };
-        self.answer(t, regs, ev, ret, output)?;
+        // A write's event is an output's (the next output need not wait for it).
+        self.answer(t, regs, ev, ret, op == CopyOp::Send)?;
         Ok(true)
     }
 

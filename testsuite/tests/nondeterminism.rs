@@ -387,10 +387,7 @@ fn clock_page_reads_without_syscalls() {
     for round in 1..=5 {
         assert_same_output(&recorded, &replay(&log, None), &format!("clock_page (replay {round})"));
     }
-    let ftdbg = ftexec().with_file_name("ftdbg");
-    let out = Command::new(&ftdbg).args(["stats", "--json"]).arg(&log).output().expect("ftdbg stats");
-    assert!(out.status.success(), "ftdbg stats: {}", String::from_utf8_lossy(&out.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    let j = ftdbg_stats(&log);
     let page = j["clock_page_reads"].as_u64().unwrap_or(0);
     // 5000 + 300 + 1000 + 200 clock_gettime, 1 gettimeofday without tz, 2 time().
     assert!(page >= 6_490, "only {page} clock reads went through the clock page\n{j}");
@@ -401,6 +398,14 @@ fn clock_page_reads_without_syscalls() {
     assert!(calls("clock_gettime") <= 4, "clock_gettime syscalls: {}\n{j}", calls("clock_gettime"));
     assert_eq!(calls("gettimeofday"), 1, "{j}");
     assert_eq!(calls("clock_getres"), 1, "{j}");
+}
+
+/// `ftdbg stats --json LOG`.
+fn ftdbg_stats(log: &Path) -> serde_json::Value {
+    let ftdbg = ftexec().with_file_name("ftdbg");
+    let out = Command::new(&ftdbg).args(["stats", "--json"]).arg(log).output().expect("ftdbg stats");
+    assert!(out.status.success(), "ftdbg stats: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stats json")
 }
 
 /// Socket reads, writes and epoll_waits that cannot block are answered in the tracer on a copy
@@ -423,10 +428,7 @@ fn socket_syscalls_answered_in_one_stop() {
     for round in 1..=5 {
         assert_same_output(&recorded, &replay(&log, None), &format!("sock_fast (replay {round})"));
     }
-    let ftdbg = ftexec().with_file_name("ftdbg");
-    let out = Command::new(&ftdbg).args(["stats", "--json"]).arg(&log).output().expect("ftdbg stats");
-    assert!(out.status.success(), "ftdbg stats: {}", String::from_utf8_lossy(&out.stderr));
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats json");
+    let j = ftdbg_stats(&log);
     let n = |name: &str, what: &str| j["by_syscall"][name][what].as_u64().unwrap_or(0);
     // read: EAGAIN, 3, rest, after epoll, the fill's drain (several), EOF; the blocking read
     // and the reads of the C library (ld.so) run in the program.
