@@ -26,7 +26,9 @@ use ft_libos::clock::{
 // instruction), then an entry appended. Replay: the next entry, which must be for the same
 // function and clock (ud2 otherwise: the replay reports a SIGILL in the stub). Empty replay
 // buffer, full record buffer or an unusual argument: the same syscall, traced (label `slow`);
-// after it, a set REFILLED flag means "the replayer refilled the buffer: start over".
+// after it, a set REFILLED flag means "the replayer refilled the buffer: start over". The three
+// buffered functions return through `.Lclock_out`, which leaves rcx, rdx, rsi, r9-r11 zero and
+// the flags fixed on every path (r8 is the data page on every path).
 std::arch::global_asm!(
     ".pushsection .text.ftexec_clock,\"ax\",@progbits",
     ".p2align 4",
@@ -93,7 +95,7 @@ std::arch::global_asm!(
     "    mov rdx, qword ptr [rsi + 8]",
     ".Lcg_append:",
     "    call ftexec_clock_append",
-    "    ret",
+    "    jmp .Lclock_out",
     ".Lcg_replay:",
     "    mov r11, rsi",
     "    call ftexec_clock_take",
@@ -107,7 +109,7 @@ std::arch::global_asm!(
     "    mov rcx, qword ptr [rsi + 24]",
     "    mov qword ptr [r11 + 8], rcx",
     ".Lcg_done:",
-    "    ret",
+    "    jmp .Lclock_out",
     ".Lcg_empty:",
     "    mov rsi, r11",
     ".Lcg_slow:",
@@ -118,7 +120,7 @@ std::arch::global_asm!(
     "    mov dword ptr [r8 + {refilled}], 0",
     "    jmp ftexec_clock_gettime",
     ".Lcg_ret:",
-    "    ret",
+    "    jmp .Lclock_out",
     // int gettimeofday(struct timeval *rdi, struct timezone *rsi): buffered only with tz NULL.
     ".globl ftexec_clock_gettimeofday",
     "ftexec_clock_gettimeofday:",
@@ -144,8 +146,7 @@ std::arch::global_asm!(
     "    mov rdx, qword ptr [rdi + 8]",
     ".Lgt_append:",
     "    call ftexec_clock_append",
-    "    xor esi, esi",
-    "    ret",
+    "    jmp .Lclock_out",
     ".Lgt_replay:",
     "    call ftexec_clock_take",
     "    test rsi, rsi",
@@ -158,8 +159,7 @@ std::arch::global_asm!(
     "    mov rcx, qword ptr [rsi + 24]",
     "    mov qword ptr [rdi + 8], rcx",
     ".Lgt_done:",
-    "    xor esi, esi",
-    "    ret",
+    "    jmp .Lclock_out",
     ".Lgt_slow:",
     "    mov eax, {nr_gettimeofday}",
     "    syscall",
@@ -168,7 +168,7 @@ std::arch::global_asm!(
     "    mov dword ptr [r8 + {refilled}], 0",
     "    jmp ftexec_clock_gettimeofday",
     ".Lgt_ret:",
-    "    ret",
+    "    jmp .Lclock_out",
     // time_t time(time_t *rdi)
     ".globl ftexec_clock_time",
     "ftexec_clock_time:",
@@ -199,7 +199,7 @@ std::arch::global_asm!(
     "    jz .Ltm_ret",
     "    mov qword ptr [rdi], rax",
     ".Ltm_ret:",
-    "    ret",
+    "    jmp .Lclock_out",
     ".Ltm_slow:",
     "    mov eax, {nr_time}",
     "    syscall",
@@ -207,6 +207,18 @@ std::arch::global_asm!(
     "    je .Ltm_ret",
     "    mov dword ptr [r8 + {refilled}], 0",
     "    jmp ftexec_clock_time",
+    // The common return of the buffered functions: the scratch registers and flags they leave
+    // differ between the record and replay paths, so they are cleared (a thread preempted in a
+    // spin loop after a clock read is compared register for register at replay).
+    ".Lclock_out:",
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    xor esi, esi",
+    "    xor r9d, r9d",
+    "    xor r10d, r10d",
+    "    xor r11d, r11d",
+    "    cmp ecx, ecx",
+    "    ret",
     // getcpu and clock_getres: always the traced syscall.
     ".globl ftexec_clock_getcpu",
     "ftexec_clock_getcpu:",

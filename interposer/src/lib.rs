@@ -7,13 +7,16 @@
 //! - [`launch`]: the deterministic start of the program (ASLR off, rdtsc trapped, vDSO
 //!   redirected to the clock page or hidden, AT_RANDOM captured or restored, the filter
 //!   installed before exec);
-//! - [`clock`]: the clock page, vDSO clock reads without a ptrace stop.
+//! - [`clock`]: the clock page, vDSO clock reads without a ptrace stop;
+//! - [`spin`]: finding a thread that spins without syscalls at a fixpoint, where it can be
+//!   preempted deterministically without a PMU.
 
 pub mod clock;
 pub mod fdcopy;
 pub mod filter;
 pub mod launch;
 pub mod regs;
+pub mod spin;
 pub mod tracee;
 pub mod tsc;
 

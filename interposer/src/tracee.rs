@@ -323,6 +323,13 @@ impl Stopped {
         Ok(Running { pid: self.pid })
     }
 
+    /// Executes one instruction (PTRACE_SINGLESTEP) and stops with a SIGTRAP; the signal of a
+    /// signal-delivery stop is not delivered.
+    pub fn step(self) -> Result<Running> {
+        resume(libc::PTRACE_SINGLESTEP, self.pid, None).map_err(self.err("PTRACE_SINGLESTEP"))?;
+        Ok(Running { pid: self.pid })
+    }
+
     /// The x87/SSE registers (PTRACE_GETFPREGS).
     pub fn fpregs(&self) -> Result<libc::user_fpregs_struct> {
         let mut fp = std::mem::MaybeUninit::<libc::user_fpregs_struct>::zeroed();

@@ -43,7 +43,7 @@ pub struct Header {
 /// One thing that happened to the tracee, in log order.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Event {
-    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub kind: Option<event::Kind>,
 }
 
@@ -68,6 +68,8 @@ pub mod event {
         Exec(super::Exec),
         #[prost(message, tag = "9")]
         Clocks(super::Clocks),
+        #[prost(message, tag = "10")]
+        Preempt(super::Preempt),
     }
 }
 
@@ -227,6 +229,30 @@ pub struct Signal {
     /// the exit of the syscall of that event, N the exit of the Nth silent one after it.
     #[prost(uint32, tag = "10")]
     pub silent: u32,
+}
+
+/// A task that ran without syscalls while others waited for the token (or a caught signal
+/// waited for it) was stopped at a fixpoint of its loop: one iteration from `ip` changed no
+/// register and no byte (see `ft_interposer::spin`). Replay runs the task until it is in that
+/// state again and checks `digest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Preempt {
+    #[prost(uint32, tag = "1")]
+    pub task: u32,
+    #[prost(uint64, tag = "2")]
+    pub ip: u64,
+    /// blake3 (16 bytes) of the registers and of the bytes one iteration writes.
+    #[prost(bytes = "vec", tag = "3")]
+    pub digest: Vec<u8>,
+    /// Instructions in one iteration (for ftdbg).
+    #[prost(uint32, tag = "4")]
+    pub steps: u32,
+    /// The task gives up the token here (the next event is a switch).
+    #[prost(bool, tag = "5")]
+    pub yielded: bool,
+    /// Caught signals held for the task, delivered here (signo and siginfo, in this order).
+    #[prost(message, repeated, tag = "6")]
+    pub signals: Vec<Signal>,
 }
 
 /// The program's exec completed: the kernel's random bytes for it.

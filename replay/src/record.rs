@@ -8,13 +8,14 @@ use crate::release::{Drained, Releaser, Ticket, SOCKET_QUEUE_LIMIT};
 use crate::{describe, Outcome};
 use ft_interposer::clock::ClockPages;
 use ft_interposer::fdcopy::{self, FdCopier};
+use ft_interposer::spin::{self, Probe};
 use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_to_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{
-    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Rdtsc, Run,
-    Signal, Spawn, Start, Syscall,
+    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Preempt,
+    Rdtsc, Run, Signal, Spawn, Start, Syscall,
 };
 use ft_libos::table::{CopyOp, Emulation, Exec, Len, Refusal, Spec};
 use ft_libos::{lookup, FdTable, Sig};
@@ -208,6 +209,8 @@ pub(crate) struct Handover {
     pub clocks: ClockPages,
     /// Per task (by vtid), the replay's count of silent syscall stops (see `Signal.silent`).
     pub silent: HashMap<u32, u32>,
+    /// A task sent a probe's SIGSTOP (the holder, found spinning at the end of the log).
+    pub interrupting: Option<Pid>,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -223,6 +226,7 @@ pub(crate) fn continue_live(
     rec.next_vtid = h.next_vtid;
     rec.status0 = h.status0;
     rec.clocks = h.clocks;
+    rec.interrupting = h.interrupting;
     let first = h.tasks.iter().find(|t| t.vtid == 0).map(|t| t.tid).unwrap_or(Pid::from_raw(0));
     let mut tasks = h.tasks;
     tasks.sort_by_key(|t| t.vtid);
@@ -325,6 +329,16 @@ struct Recorder<'a> {
     progress: std::time::Instant,
     /// Set by the watchdog: (task, tasks waiting).
     spinning: Option<(u32, usize)>,
+    /// The holder was sent a SIGSTOP to probe it for a fixpoint (see [`spin`]); its delivery
+    /// stop is not the program's.
+    interrupting: Option<Pid>,
+    /// Since when the holder has run without a stop other than probes (None: not probing).
+    probing_since: Option<std::time::Instant>,
+    /// How long the holder runs without a stop before the next probe (doubles while probes
+    /// find it computing, up to PROBE_GAP_MAX).
+    probe_gap: std::time::Duration,
+    /// The last stop handled was a probe's.
+    probed: bool,
     /// Caught signals held back until the task's next syscall where they are not blocked.
     held: HashMap<Pid, Vec<Held>>,
     /// Signals re-sent at a syscall boundary (in the kernel now), to deliver at their stops.
@@ -355,6 +369,10 @@ struct Recorder<'a> {
 
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
 const SPIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the token holder runs without a stop, while others wait or a caught signal waits
+/// for it, before it is probed for a fixpoint (see [`spin`]).
+pub(crate) const PROBE_GAP: std::time::Duration = std::time::Duration::from_millis(10);
+const PROBE_GAP_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 const MAX_TRACER_BUF: u64 = 1 << 20;
 
@@ -377,6 +395,10 @@ impl<'a> Recorder<'a> {
             status0: None,
             progress: std::time::Instant::now(),
             spinning: None,
+            interrupting: None,
+            probing_since: None,
+            probe_gap: PROBE_GAP,
+            probed: false,
             held: HashMap::new(),
             bouncing: HashMap::new(),
             exits: HashMap::new(),
@@ -681,8 +703,11 @@ impl Recorder<'_> {
             if self.holder.is_none() {
                 self.sink.idle()?;
             }
-            let waited =
-                if self.holder.is_some() && !self.ready.is_empty() { self.wait_watchdog() } else { wait_for(None) };
+            let waited = if self.holder.is_some() && (!self.ready.is_empty() || self.holder_has_held()) {
+                self.wait_watchdog()
+            } else {
+                wait_for(None)
+            };
             let (pid, waited) = match waited {
                 Ok(w) => w,
                 Err(ft_interposer::TraceError::Ptrace { source: nix::Error::ECHILD, .. }) => break,
@@ -690,17 +715,23 @@ impl Recorder<'_> {
                     let (task, waiting) = self.spinning.unwrap_or_default();
                     return Err(SessionError::Unsupported {
                         what: format!(
-                            "task {task} ran for {} s without a syscall while {waiting} other task(s) waited to run",
+                            "task {task} ran for {} s without a syscall while {waiting} other task(s) waited to run, and never reached a loop iteration that leaves its registers and memory unchanged",
                             SPIN_LIMIT.as_secs()
                         ),
-                        why: "preempting a thread that spins without syscalls needs PMU-based preemption (issue #3)"
+                        why: "ftexec preempts a thread spinning without syscalls only where it waits (a spin-wait on a flag or a lock); preempting a thread that computes needs a hardware PMU, which this machine lacks (issue #3)"
                             .into(),
                     });
                 }
                 Err(e) => return Err(e.into()),
             };
             self.progress = std::time::Instant::now();
-            match self.on_wait(pid, waited) {
+            self.probed = false;
+            let r = self.on_wait(pid, waited);
+            if !self.probed {
+                self.probing_since = None;
+                self.probe_gap = PROBE_GAP;
+            }
+            match r {
                 Ok(()) => {}
                 // Killed (kill -9) while we handled its stop: its death is reported next.
                 Err(SessionError::Trace(e)) if e.is_gone() => {
@@ -714,16 +745,27 @@ impl Recorder<'_> {
         Ok(Outcome { status: self.status0.unwrap_or(0), events: self.events })
     }
 
-    /// Waits while other tasks wait for the token: a holder that runs for SPIN_LIMIT without a
-    /// single stop is spinning on something only another task can change, and without PMU
-    /// preemption that would hang forever (hermit #33). Fail with a clear error instead.
+    /// Waits while other tasks wait for the token (or a caught signal waits for the holder): a
+    /// holder that runs for PROBE_GAP without a stop is probed for a fixpoint, where it is
+    /// preempted (see [`Recorder::on_interrupt`]). One that runs for SPIN_LIMIT without reaching
+    /// one while others wait would starve them (hermit #33): fail with a clear error instead.
     fn wait_watchdog(&mut self) -> ft_interposer::Result<(Pid, Waited)> {
         let mut nap = std::time::Duration::from_micros(50);
         loop {
             if let Some(w) = ft_interposer::tracee::try_wait_for(None)? {
                 return Ok(w);
             }
-            if self.progress.elapsed() > SPIN_LIMIT {
+            if let (None, Some(h)) = (self.interrupting, self.holder) {
+                if self.progress.elapsed() >= self.probe_gap {
+                    self.probing_since.get_or_insert(self.progress);
+                    match spin::interrupt(h) {
+                        Ok(()) => self.interrupting = Some(h),
+                        Err(e) if e.is_gone() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            if !self.ready.is_empty() && self.probing_since.unwrap_or(self.progress).elapsed() > SPIN_LIMIT {
                 let task = self.holder.map(|h| self.vtid(h)).unwrap_or(u32::MAX);
                 self.spinning = Some((task, self.ready.len()));
                 return Err(ft_interposer::TraceError::Unexpected {
@@ -734,6 +776,88 @@ impl Recorder<'_> {
             std::thread::sleep(nap);
             nap = (nap * 2).min(std::time::Duration::from_millis(2));
         }
+    }
+
+    fn holder_has_held(&self) -> bool {
+        self.holder.and_then(|h| self.held.get(&h)).is_some_and(|v| !v.is_empty())
+    }
+
+    /// The delivery stop of a probe's SIGSTOP: if the holder is at a fixpoint of a spin loop,
+    /// it gives up the token there, or takes the caught signals held for it, and the log says
+    /// where (Preempt). Otherwise it runs on, and the next probe comes later.
+    fn on_interrupt(&mut self, s: Stopped) -> Result<()> {
+        let pid = s.pid();
+        self.probed = true;
+        let blocked = s.sigmask()?;
+        let deliverable = self.held.get(&pid).is_some_and(|v| v.iter().any(|h| blocked & h.sig.mask_bit() == 0));
+        if self.ready.is_empty() && !deliverable {
+            s.cont(None)?;
+            return Ok(());
+        }
+        let (point, t) = match spin::probe(s, None)? {
+            Probe::Fixpoint(point, t) => (point, t),
+            Probe::Moving(why, t) => {
+                debug!(self.log, "probe: not at a fixpoint"; "task" => self.vtid(pid), "why" => why);
+                self.probe_gap = (self.probe_gap * 2).min(PROBE_GAP_MAX);
+                t.cont(None)?;
+                return Ok(());
+            }
+            // A signal came while stepping, or the task died: as any stop of the holder.
+            Probe::Other(p, w) => {
+                self.probed = false;
+                return self.on_wait(p, w);
+            }
+        };
+        let task = self.vtid(pid);
+        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
+        if self.clocks.ready(proc) {
+            let raw = ft_interposer::clock::drain(&t)?;
+            if !raw.is_empty() {
+                let reads = ft_libos::clock::pack(&raw).unwrap_or_default();
+                self.emit(Kind::Clocks(Clocks { task, reads }))?;
+            }
+        }
+        let sigs: Vec<Held> = match self.held.get_mut(&pid) {
+            Some(v) => {
+                let (free, still) = std::mem::take(v).into_iter().partition(|h| blocked & h.sig.mask_bit() == 0);
+                *v = still;
+                free
+            }
+            None => Vec::new(),
+        };
+        let signals = sigs
+            .iter()
+            .map(|h| Signal {
+                signo: h.sig.raw(),
+                task,
+                siginfo: h.info.as_ref().map(siginfo_to_bytes).unwrap_or_default(),
+                ..Default::default()
+            })
+            .collect();
+        debug!(self.log, "preempted at a fixpoint"; "task" => task, "ip" => format!("{:#x}", point.ip), "steps" => point.steps, "signals" => sigs.len());
+        self.emit(Kind::Preempt(Preempt {
+            task,
+            ip: point.ip,
+            digest: point.digest.to_vec(),
+            steps: point.steps,
+            yielded: sigs.is_empty(),
+            signals,
+        }))?;
+        self.exits.remove(&pid);
+        self.chain.remove(&pid);
+        self.probing_since = None;
+        self.probe_gap = PROBE_GAP;
+        if sigs.is_empty() {
+            self.make_ready(t);
+            return Ok(());
+        }
+        // As at a syscall (bounce): re-sent to this thread, delivered when it resumes.
+        for h in sigs {
+            let _ = send_signal_to_thread(pid, h.sig);
+            self.bouncing.entry(pid).or_default().push(h);
+        }
+        t.cont(None)?;
+        Ok(())
     }
 
     /// Gives the token to the first ready task; logs the switch.
@@ -931,6 +1055,17 @@ impl Recorder<'_> {
 
     fn on_holder_stop(&mut self, s: Stopped) -> Result<()> {
         let pid = s.pid();
+        if self.interrupting == Some(pid) {
+            match s.stop {
+                Stop::Signal(Sig::SIGSTOP) => {
+                    self.interrupting = None;
+                    return self.on_interrupt(s);
+                }
+                Stop::Seccomp => return Ok(let_interrupt_in(s)?),
+                // The SIGSTOP comes at the next return to user code.
+                _ => {}
+            }
+        }
         let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
         // Only the holder runs user code, so the clock reads in its process's buffer are its own,
         // made since its last stop: log them before whatever this stop logs.
@@ -1656,6 +1791,20 @@ pub(crate) fn bounce(t: &Stopped, regs: &mut Regs, sigs: &[Sig]) -> Result<()> {
     for &sig in sigs {
         let _ = send_signal_to_thread(t.pid(), sig);
     }
+    Ok(())
+}
+
+/// A seccomp stop of a task with a probe's SIGSTOP pending: that signal would interrupt the
+/// syscall (a blocking one returns -ERESTARTSYS and runs again, adding a stop replay does not
+/// see). The syscall is skipped and the task rewound to it, so the SIGSTOP is taken first and
+/// the syscall then stops again as if for the first time.
+pub(crate) fn let_interrupt_in(t: Stopped) -> ft_interposer::Result<()> {
+    let mut regs = t.regs()?;
+    let nr = regs.nr();
+    regs.skip_with(nr as i64);
+    regs.0.rip -= 2;
+    t.set_regs(&regs)?;
+    t.cont(None)?;
     Ok(())
 }
 

@@ -10,12 +10,13 @@ use crate::program;
 use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run, Held};
 use crate::Outcome;
 use ft_interposer::clock::ClockPages;
+use ft_interposer::spin::{self, Probe};
 use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_from_bytes, wait_for};
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
-use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Spawn, Syscall};
+use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, Spawn, Syscall};
 use ft_libos::table::{Exec, Live, NewFd, Refusal, Spec};
 use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
@@ -262,6 +263,8 @@ fn session<'a>(
         exec_running: HashSet::new(),
         calls: HashMap::new(),
         silent: HashMap::new(),
+        interrupting: None,
+        yielded: None,
     };
     if start.clock_page {
         r.clocks.exec(0, true);
@@ -380,7 +383,16 @@ struct Replayer<'a> {
     /// Per task, its syscall stops that logged nothing since its last one that logged an event
     /// (as the recorder counts them; see `Signal.silent`).
     silent: HashMap<u32, u32>,
+    /// The task sent a SIGSTOP to probe it for a fixpoint (see [`Replayer::preempt`]); its
+    /// delivery stop is not the program's.
+    interrupting: Option<Pid>,
+    /// The task that gave up the token at a Preempt: the token goes back to it only by a switch
+    /// or by its own next event, not by default as to a task that stopped at a syscall.
+    yielded: Option<u32>,
 }
+
+/// How long replay lets a task run toward the fixpoint where the recording preempted it.
+const PREEMPT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether the signal of a delivery at a syscall's exit is in the kernel already.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -442,6 +454,7 @@ impl Replayer<'_> {
             Some(Kind::Spawn(s)) => Some(s.parent),
             Some(Kind::Run(r)) => Some(r.task),
             Some(Kind::Clocks(c)) => Some(c.task),
+            Some(Kind::Preempt(p)) => Some(p.task),
             Some(Kind::Start(_)) | None => None,
         }
     }
@@ -457,6 +470,7 @@ impl Replayer<'_> {
             // At record a free token goes at once to the only ready task, without a Run event when
             // it is the task that had it last: do the same here, before reading on.
             if self.holder.is_none()
+                && self.yielded != Some(self.last_run)
                 && matches!(self.tasks.get(&self.last_run).map(|t| &t.state), Some(RState::Idle(_)))
             {
                 self.give_token(self.last_run, index)?;
@@ -538,7 +552,7 @@ impl Replayer<'_> {
                         }
                     }
                 }
-                Some(Kind::Rdtsc(_)) | Some(Kind::Signal(_)) | Some(Kind::Clocks(_)) => {
+                Some(Kind::Rdtsc(_)) | Some(Kind::Signal(_)) | Some(Kind::Clocks(_)) | Some(Kind::Preempt(_)) => {
                     let task = owner.unwrap_or(u32::MAX);
                     self.implicit_token(task, index, &ev)?;
                 }
@@ -610,6 +624,7 @@ impl Replayer<'_> {
         };
         self.holder = Some(vtid);
         self.last_run = vtid;
+        self.yielded = None;
         self.set_state(vtid, RState::Running);
         let r = if matches!(t.stop, Stop::Seccomp | Stop::SyscallExit) {
             self.resume(vtid, t)
@@ -686,7 +701,25 @@ impl Replayer<'_> {
     fn advance(&mut self, vtid: u32) -> Result<()> {
         let index = self.source.position();
         let tid = self.task(vtid, index)?.tid;
-        match self.wait_tid(tid)? {
+        let next = self.source.peek_event()?;
+        let ended = next.is_none();
+        if let Some(Event { kind: Some(Kind::Preempt(p)) }) = next {
+            if p.task == vtid {
+                let p = p.clone();
+                return self.preempt(vtid, tid, p, index);
+            }
+        }
+        // At the end of a log that goes on live, the task may spin until another runs: probe it
+        // as the recorder would (the handover tells the recorder the SIGSTOP is its).
+        let waited = if ended && self.source.live() {
+            let Some(w) = self.wait_or_interrupt(tid, crate::record::PROBE_GAP, None)? else {
+                return Err(SessionError::LogEnded { index });
+            };
+            w
+        } else {
+            self.wait_tid(tid)?
+        };
+        match waited {
             Waited::Stopped(s) if s.stop == Stop::Exec => {
                 // The running task never reaches an exec stop itself (its own execve makes it
                 // Executing): another thread's execve took over this leader's tid and ended
@@ -710,6 +743,117 @@ impl Replayer<'_> {
             }
             w => self.on_death(vtid, w, index),
         }
+    }
+
+    /// Waits for a stop of `tid`; if none comes within `gap`, sends it a probe's SIGSTOP. Gives
+    /// up after `limit` (None: waits for good).
+    fn wait_or_interrupt(
+        &mut self,
+        tid: Pid,
+        gap: std::time::Duration,
+        limit: Option<std::time::Duration>,
+    ) -> Result<Option<Waited>> {
+        let start = std::time::Instant::now();
+        let mut nap = std::time::Duration::from_micros(20);
+        loop {
+            if let Some(w) = self.arrived.remove(&tid) {
+                return Ok(Some(w));
+            }
+            if let Some((_, w)) = ft_interposer::tracee::try_wait_for(Some(tid))? {
+                return Ok(Some(w));
+            }
+            if limit.is_some_and(|l| start.elapsed() > l) {
+                return Ok(None);
+            }
+            if self.interrupting.is_none() && start.elapsed() >= gap {
+                match spin::interrupt(tid) {
+                    Ok(()) => self.interrupting = Some(tid),
+                    Err(e) if e.is_gone() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// The recording preempted the running task at a fixpoint of a spin loop (see
+    /// [`ft_interposer::spin`]): probe it until it is in that state, then do what the recording
+    /// did there. A task that reaches another fixpoint, or makes an event of its own first, has
+    /// diverged.
+    fn preempt(&mut self, vtid: u32, tid: Pid, p: Preempt, index: u64) -> Result<()> {
+        let expected = || describe::event(&Event { kind: Some(Kind::Preempt(p.clone())) });
+        let start = std::time::Instant::now();
+        let mut gap = std::time::Duration::from_millis(1);
+        loop {
+            let left = PREEMPT_LIMIT.saturating_sub(start.elapsed());
+            let Some(w) = self.wait_or_interrupt(tid, gap, Some(left))? else {
+                return Err(self.diverge(
+                    index,
+                    expected(),
+                    format!("task {vtid} still running {} s later without reaching that state", PREEMPT_LIMIT.as_secs()),
+                ));
+            };
+            let s = match w {
+                Waited::Stopped(s) if self.interrupting == Some(tid) && s.stop == Stop::Signal(Sig::SIGSTOP) => s,
+                // A stop of its own on the way (one that logged nothing at record), or a
+                // divergence, which handling it reports.
+                Waited::Stopped(s) => {
+                    return match self.on_stop(vtid, s) {
+                        Err(SessionError::Trace(e)) if e.is_gone() => Ok(()),
+                        other => other,
+                    }
+                }
+                w => return self.on_death(vtid, w, index),
+            };
+            self.interrupting = None;
+            match spin::probe(s, Some(p.ip))? {
+                Probe::Fixpoint(point, t) if point.digest[..] == p.digest[..] => return self.preempted(vtid, t, p),
+                Probe::Fixpoint(point, _) => {
+                    return Err(self.diverge(
+                        index,
+                        expected(),
+                        format!(
+                            "task {vtid} spinning at {:#x} in another state (digest {})",
+                            point.ip,
+                            digest::hex(&point.digest)
+                        ),
+                    ))
+                }
+                Probe::Moving(_, t) => {
+                    t.cont(None)?;
+                    gap = (gap * 2).min(std::time::Duration::from_millis(50));
+                }
+                Probe::Other(pid, w) => {
+                    self.arrived.insert(pid, w);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The task is where the recording preempted it: it gives up the token, or takes the
+    /// signals the recording delivered there.
+    fn preempted(&mut self, vtid: u32, t: Stopped, p: Preempt) -> Result<()> {
+        self.source.next_event()?;
+        let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+        self.check_clock_reads(proc, &t)?;
+        if p.yielded {
+            self.holder = None;
+            self.yielded = Some(vtid);
+            self.set_state(vtid, RState::Idle(t));
+            return Ok(());
+        }
+        let tid = t.pid();
+        for s in &p.signals {
+            let Some(sig) = Sig::new(s.signo) else { continue };
+            let _ = send_signal_to_thread(tid, sig);
+            if let Some(task) = self.tasks.get_mut(&vtid) {
+                task.pending.push(Held { sig, info: siginfo_from_bytes(&s.siginfo) });
+            }
+        }
+        t.cont(None)?;
+        Ok(())
     }
 
     /// With a debugger: serves it if this stop of the running task is one of its stops. Returns
@@ -869,6 +1013,18 @@ impl Replayer<'_> {
     }
 
     fn on_stop(&mut self, vtid: u32, t: Stopped) -> Result<()> {
+        if self.interrupting == Some(t.pid()) {
+            match t.stop {
+                // A probe's SIGSTOP that came after the probe was over: not the program's.
+                Stop::Signal(Sig::SIGSTOP) => {
+                    self.interrupting = None;
+                    t.cont(None)?;
+                    return Ok(());
+                }
+                Stop::Seccomp => return Ok(crate::record::let_interrupt_in(t)?),
+                _ => {}
+            }
+        }
         match t.stop {
             Stop::Seccomp => self.on_syscall(vtid, t),
             Stop::Signal(sig) => self.on_signal(vtid, t, sig),
@@ -1640,6 +1796,7 @@ impl Replayer<'_> {
             status0: self.status0,
             clocks: std::mem::take(&mut self.clocks),
             silent: std::mem::take(&mut self.silent),
+            interrupting: self.interrupting,
         })
     }
 

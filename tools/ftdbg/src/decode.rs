@@ -658,6 +658,7 @@ pub fn kind_name(ev: &Event) -> String {
         Some(Kind::Spawn(_)) => "spawn".into(),
         Some(Kind::Exec(_)) => "exec".into(),
         Some(Kind::Clocks(_)) => "clocks".into(),
+        Some(Kind::Preempt(_)) => "preempt".into(),
         Some(other) => format!("{other:?}").split('(').next().unwrap_or("unknown").to_lowercase(),
         None => "empty".into(),
     }
@@ -676,6 +677,7 @@ pub fn task(ev: &Event) -> Option<u32> {
         Some(Kind::Spawn(sp)) => Some(sp.parent),
         Some(Kind::Exec(ex)) => Some(ex.task),
         Some(Kind::Clocks(c)) => Some(c.task),
+        Some(Kind::Preempt(p)) => Some(p.task),
         Some(Kind::Start(_)) => Some(0),
         _ => None,
     }
@@ -744,6 +746,20 @@ pub fn text(ev: &Event) -> String {
         Some(Kind::Exit(e)) if e.signal != 0 => format!("+++ killed by {} +++", signal_name(e.signal)),
         Some(Kind::Exit(e)) => format!("+++ exited with {} +++", e.code),
         Some(Kind::Clocks(c)) => clock_reads_text(c),
+        Some(Kind::Preempt(p)) => {
+            let then = if p.yielded {
+                "gives up the token".to_string()
+            } else {
+                let names: Vec<String> = p.signals.iter().map(|s| signal_name(s.signo)).collect();
+                format!("takes {}", names.join(", "))
+            };
+            format!(
+                "--- preempted spinning at {:#x} ({}-instruction loop, state {}), {then} ---",
+                p.ip,
+                p.steps,
+                hex_bytes(&p.digest, 16)
+            )
+        }
         Some(other) => format!("{other:?}"),
         None => "(empty event)".into(),
     }
@@ -829,6 +845,13 @@ pub fn json(index: u64, ev: &Event) -> Value {
                 .collect();
             json!({ "reads": reads })
         }
+        Some(Kind::Preempt(p)) => json!({
+            "ip": p.ip,
+            "steps": p.steps,
+            "digest": hex_bytes(&p.digest, usize::MAX),
+            "yielded": p.yielded,
+            "signals": p.signals.iter().map(|s| signal_name(s.signo)).collect::<Vec<_>>(),
+        }),
         Some(Kind::Exit(e)) => json!({
             "code": e.code,
             "signal": if e.signal != 0 { Some(signal_name(e.signal)) } else { None },

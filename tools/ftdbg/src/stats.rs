@@ -47,6 +47,8 @@ pub struct Stats {
     pub clocks: BTreeMap<String, Clock>,
     /// Clock reads served by the clock page (no syscall, logged in `clocks` events).
     pub clock_page_reads: u64,
+    /// Preemptions of a task spinning without syscalls (yields, deliveries of signals).
+    pub preemptions: u64,
     pub exit: Option<String>,
 }
 
@@ -70,6 +72,7 @@ impl Stats {
             tasks: BTreeMap::new(),
             clocks: BTreeMap::new(),
             clock_page_reads: 0,
+            preemptions: 0,
             exit: None,
         };
         while let Some(ev) = reader.next_event()? {
@@ -100,6 +103,7 @@ impl Stats {
                     }
                 }
                 Some(Kind::Exit(_)) => st.exit = Some(decode::text(&ev)),
+                Some(Kind::Preempt(_)) => st.preemptions += 1,
                 Some(Kind::Clocks(c)) => {
                     let reads = ft_libos::clock::decode(&c.reads).unwrap_or_default();
                     st.clock_page_reads += reads.len() as u64;
@@ -162,6 +166,9 @@ impl Stats {
         let tasks: Vec<String> = self.tasks.iter().map(|(t, n)| format!("{t} ({n} syscalls)")).collect();
         writeln!(out, "tasks: {}", if tasks.is_empty() { "none".into() } else { tasks.join(", ") })?;
         writeln!(out, "duration: {}", self.duration_text())?;
+        if self.preemptions > 0 {
+            writeln!(out, "preemptions of a task spinning without syscalls: {}", self.preemptions)?;
+        }
         if self.clock_page_reads > 0 {
             writeln!(out, "clock reads through the clock page (no syscall): {}", self.clock_page_reads)?;
         }
@@ -215,6 +222,7 @@ impl Stats {
             "duration_s": self.duration().map(|d| d.0),
             "duration_clock": self.duration().map(|d| d.1),
             "clock_page_reads": self.clock_page_reads,
+            "preemptions": self.preemptions,
             "by_kind": self.by_kind.iter().map(|(k, (n, b))| (k.to_string(), json!({"events": n, "bytes": b})))
                 .collect::<serde_json::Map<_, _>>(),
             "by_class": self.by_class.iter().map(|(k, c)| (k.to_string(), count(c)))

@@ -1,0 +1,320 @@
+//! Preemption of a thread that spins without syscalls, without a PMU.
+//!
+//! rr and hermit preempt at a retired-branch count, which needs a hardware PMU; a VM without one
+//! (this project's CI) cannot count. What can be found without counting is a *fixpoint*: a loop
+//! iteration after which the thread's registers and every byte it wrote are what they were
+//! before. From such a state the thread repeats the same iteration for as long as nothing else
+//! runs, so every moment of the spin is the same state and preempting at "the fixpoint at this
+//! instruction with this state" is a deterministic place: replay runs the thread until it is in
+//! that state again, which it reaches on the same trajectory, and checks the state's digest.
+//!
+//! A spin-wait on a flag or a lock (`while (!flag)`, `while (xchg(&l, 1))`, with `pause`) is
+//! such a loop; a loop that counts, reads the clock or calls into a syscall is not, and is left
+//! running. [`probe`] single-steps one iteration, decoding each instruction to snapshot the bytes
+//! it writes before it writes them (the writes of `xchg` and `lock cmpxchg` count even when the
+//! value does not change).
+
+use crate::regs::Regs;
+use crate::tracee::{wait_for, Stop, Stopped, Waited};
+use crate::Result;
+use ft_libos::Sig;
+use iced_x86::{Decoder, DecoderOptions, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, Register};
+use nix::unistd::Pid;
+
+/// Where and in which state a spinning thread was found at a fixpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpinPoint {
+    /// The instruction the iteration starts and ends at.
+    pub ip: u64,
+    /// blake3 (first 16 bytes) of the general and x87/SSE registers and of the bytes the iteration
+    /// writes.
+    pub digest: [u8; 16],
+    /// Instructions in one iteration.
+    pub steps: u32,
+}
+
+/// What one probe found.
+pub enum Probe {
+    /// One iteration from `point.ip` changed nothing; the task is stopped there.
+    Fixpoint(SpinPoint, Stopped),
+    /// Not at a fixpoint (the state changed, the iteration is too long or leaves the loop, or an
+    /// instruction that must not be stepped over comes next); the task is stopped, unchanged
+    /// but for the instructions stepped, which it would have executed anyway.
+    Moving(&'static str, Stopped),
+    /// A stop that is not a step (a signal came, the task died): the caller handles it as usual.
+    Other(Pid, Waited),
+}
+
+/// Most instructions one iteration of a spin loop may take (and most steps taken to reach the
+/// recorded instruction at replay).
+pub const MAX_STEPS: u32 = 512;
+
+/// Steps `t` until it is at `ip` (at most [`MAX_STEPS`]), then probes from there; with `ip`
+/// None, probes from where `t` is.
+pub fn probe(t: Stopped, ip: Option<u64>) -> Result<Probe> {
+    let mut d = Stepper { info: InstructionInfoFactory::new(), writes: Vec::new() };
+    let mut t = t;
+    if let Some(target) = ip {
+        let mut n = 0;
+        while t.regs()?.ip() != target {
+            if n == MAX_STEPS {
+                return Ok(Probe::Moving("the recorded instruction is not reached", t));
+            }
+            n += 1;
+            t = match d.step(t, false)? {
+                Stepped::Ok(t) => t,
+                Stepped::Barrier(why, t) => return Ok(Probe::Moving(why, t)),
+                Stepped::Other(p, w) => return Ok(Probe::Other(p, w)),
+            };
+        }
+    }
+    let before = t.regs()?;
+    let fp_before = fp_bytes(&t)?;
+    let start = before.ip();
+    let mut steps = 0;
+    loop {
+        if steps == MAX_STEPS {
+            return Ok(Probe::Moving("the iteration is too long", t));
+        }
+        steps += 1;
+        t = match d.step(t, true)? {
+            Stepped::Ok(t) => t,
+            Stepped::Barrier(why, t) => return Ok(Probe::Moving(why, t)),
+            Stepped::Other(p, w) => return Ok(Probe::Other(p, w)),
+        };
+        if t.regs()?.ip() == start {
+            break;
+        }
+    }
+    let after = t.regs()?;
+    if !same_regs(&before, &after) || fp_bytes(&t)? != fp_before {
+        return Ok(Probe::Moving("the registers changed", t));
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&regs_bytes(&before));
+    h.update(&fp_before);
+    d.writes.sort_by_key(|w| w.0);
+    for (addr, old) in &d.writes {
+        let now = match t.read(*addr, old.len()) {
+            Ok(v) => v,
+            Err(e) if e.is_gone() => return Err(e),
+            Err(_) => return Ok(Probe::Moving("a written address cannot be read", t)),
+        };
+        if now != *old {
+            return Ok(Probe::Moving("memory changed", t));
+        }
+        h.update(&addr.to_le_bytes());
+        h.update(old);
+    }
+    if std::env::var_os("FT_SPIN_DEBUG").is_some() {
+        eprintln!("spin regs {:x?}\nfp {:x?}\nwrites {:x?}", regs_bytes(&before), fp_before, d.writes);
+    }
+    let mut digest = [0u8; 16];
+    digest.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    Ok(Probe::Fixpoint(SpinPoint { ip: start, digest, steps }, t))
+}
+
+enum Stepped {
+    Ok(Stopped),
+    Barrier(&'static str, Stopped),
+    Other(Pid, Waited),
+}
+
+struct Stepper {
+    info: InstructionInfoFactory,
+    /// (address, bytes before the first write) of every location written in this iteration.
+    writes: Vec<(u64, Vec<u8>)>,
+}
+
+impl Stepper {
+    /// Executes the next instruction, unless it is one that must not be stepped over here.
+    /// With `snapshot`, first keeps the bytes it is about to write.
+    fn step(&mut self, t: Stopped, snapshot: bool) -> Result<Stepped> {
+        let regs = t.regs()?;
+        let mut code = [0u8; 15];
+        let n = match t.read_some(regs.ip(), &mut code) {
+            Ok(n) => n,
+            Err(e) if e.is_gone() => return Err(e),
+            Err(_) => 0,
+        };
+        let mut dec = Decoder::with_ip(64, &code[..n], regs.ip(), DecoderOptions::NONE);
+        let insn = dec.decode();
+        if let Some(why) = barrier(&insn) {
+            return Ok(Stepped::Barrier(why, t));
+        }
+        if snapshot {
+            let info = self.info.info(&insn);
+            for m in info.used_memory() {
+                if !matches!(
+                    m.access(),
+                    OpAccess::Write | OpAccess::CondWrite | OpAccess::ReadWrite | OpAccess::ReadCondWrite
+                ) {
+                    continue;
+                }
+                let len = m.memory_size().size();
+                let Some(addr) = m.virtual_address(0, |r, _, _| reg_value(&regs, r)) else {
+                    return Ok(Stepped::Barrier("a write whose address cannot be computed", t));
+                };
+                if len == 0 || len > 64 {
+                    return Ok(Stepped::Barrier("a write of unknown or large size", t));
+                }
+                if self.writes.iter().any(|(a, b)| *a == addr && b.len() >= len) {
+                    continue;
+                }
+                match t.read(addr, len) {
+                    Ok(bytes) => self.writes.push((addr, bytes)),
+                    Err(e) if e.is_gone() => return Err(e),
+                    // The instruction faults: let it, and the caller handles the fault's stop.
+                    Err(_) => return Ok(Stepped::Barrier("a write to an unreadable address", t)),
+                }
+            }
+        }
+        let pid = t.pid();
+        t.step()?;
+        let (who, w) = wait_for(Some(pid))?;
+        match w {
+            Waited::Stopped(s) if s.stop == Stop::Signal(Sig::SIGTRAP) && is_step_trap(&s) => Ok(Stepped::Ok(s)),
+            other => Ok(Stepped::Other(who, other)),
+        }
+    }
+}
+
+/// Whether a SIGTRAP stop is the end of a single step (not a breakpoint or a SIGTRAP sent by
+/// someone).
+fn is_step_trap(s: &Stopped) -> bool {
+    // TRAP_TRACE (2): a single step; TRAP_BRKPT (1) would be an int3 the program placed.
+    s.siginfo().is_ok_and(|si| si.si_code == 2)
+}
+
+/// Instructions a probe does not step over: they enter the kernel, are emulated by ftexec
+/// (rdtsc), read something outside the thread, or write memory in ways not modelled here.
+fn barrier(insn: &Instruction) -> Option<&'static str> {
+    if insn.is_invalid() {
+        return Some("an instruction that cannot be decoded");
+    }
+    let m = insn.mnemonic();
+    if matches!(
+        m,
+        Mnemonic::Syscall
+            | Mnemonic::Sysenter
+            | Mnemonic::Int
+            | Mnemonic::Int1
+            | Mnemonic::Int3
+            | Mnemonic::Into
+            | Mnemonic::Ud0
+            | Mnemonic::Ud1
+            | Mnemonic::Ud2
+            | Mnemonic::Hlt
+            | Mnemonic::Rdtsc
+            | Mnemonic::Rdtscp
+            | Mnemonic::Rdpid
+            | Mnemonic::Rdrand
+            | Mnemonic::Rdseed
+            | Mnemonic::Rdpmc
+            | Mnemonic::Cpuid
+            | Mnemonic::Xbegin
+    ) {
+        return Some("a syscall or a nondeterministic instruction");
+    }
+    if insn.is_save_restore_instruction() {
+        return Some("an xsave-like instruction");
+    }
+    if insn.is_string_instruction() && (insn.has_rep_prefix() || insn.has_repne_prefix()) {
+        return Some("a repeated string instruction");
+    }
+    None
+}
+
+fn reg_value(regs: &Regs, r: Register) -> Option<u64> {
+    let g = &regs.0;
+    let full = match r {
+        Register::ES | Register::CS | Register::SS | Register::DS => return Some(0),
+        Register::FS => return Some(g.fs_base),
+        Register::GS => return Some(g.gs_base),
+        Register::RIP => return Some(g.rip),
+        r if r.is_gpr() => r.full_register(),
+        // A vector index (VSIB) or anything else: not modelled.
+        _ => return None,
+    };
+    let v = match full {
+        Register::RAX => g.rax,
+        Register::RBX => g.rbx,
+        Register::RCX => g.rcx,
+        Register::RDX => g.rdx,
+        Register::RSI => g.rsi,
+        Register::RDI => g.rdi,
+        Register::RBP => g.rbp,
+        Register::RSP => g.rsp,
+        Register::R8 => g.r8,
+        Register::R9 => g.r9,
+        Register::R10 => g.r10,
+        Register::R11 => g.r11,
+        Register::R12 => g.r12,
+        Register::R13 => g.r13,
+        Register::R14 => g.r14,
+        Register::R15 => g.r15,
+        _ => return None,
+    };
+    Some(match r.size() {
+        1 if matches!(r, Register::AH | Register::BH | Register::CH | Register::DH) => (v >> 8) & 0xff,
+        1 => v & 0xff,
+        2 => v & 0xffff,
+        4 => v & 0xffff_ffff,
+        _ => v,
+    })
+}
+
+/// eflags bits that say how the task was stopped rather than what it computed: TF (single
+/// step), RF (resume flag).
+const EFLAGS_NOT_STATE: u64 = 1 << 8 | 1 << 16;
+
+fn regs_bytes(r: &Regs) -> Vec<u8> {
+    let g = &r.0;
+    let words = [
+        g.r15,
+        g.r14,
+        g.r13,
+        g.r12,
+        g.rbp,
+        g.rbx,
+        g.r11,
+        g.r10,
+        g.r9,
+        g.r8,
+        g.rax,
+        g.rcx,
+        g.rdx,
+        g.rsi,
+        g.rdi,
+        g.rip,
+        g.eflags & !EFLAGS_NOT_STATE,
+        g.rsp,
+        g.fs_base,
+        g.gs_base,
+    ];
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+fn same_regs(a: &Regs, b: &Regs) -> bool {
+    regs_bytes(a) == regs_bytes(b)
+}
+
+fn fp_bytes(t: &Stopped) -> Result<Vec<u8>> {
+    let fp = t.fpregs()?;
+    // The x87 control/status words, MXCSR, and the st and xmm registers: what a loop computes
+    // with (the tag word and last-instruction pointers only say where the FPU was last used).
+    let mut v = Vec::with_capacity(8 + 128 + 256);
+    v.extend_from_slice(&fp.cwd.to_le_bytes());
+    v.extend_from_slice(&fp.swd.to_le_bytes());
+    v.extend_from_slice(&fp.mxcsr.to_le_bytes());
+    v.extend(fp.st_space.iter().flat_map(|w| w.to_le_bytes()));
+    v.extend(fp.xmm_space.iter().flat_map(|w| w.to_le_bytes()));
+    Ok(v)
+}
+
+/// Stops a running thread where it is, with a SIGSTOP to that thread alone (the tracer sees
+/// the signal's delivery stop and does not deliver it). ftexec attaches with PTRACE_TRACEME, so
+/// PTRACE_INTERRUPT is not available.
+pub fn interrupt(tid: Pid) -> Result<()> {
+    crate::tracee::send_signal_to_thread(tid, Sig::SIGSTOP)
+}
