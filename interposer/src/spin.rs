@@ -47,7 +47,7 @@ pub enum Probe {
 
 /// Most instructions one iteration of a spin loop may take (and most steps taken to reach the
 /// recorded instruction at replay).
-pub const MAX_STEPS: u32 = 512;
+pub const MAX_STEPS: u32 = 128;
 
 /// Steps `t` until it is at `ip` (at most [`MAX_STEPS`]), then probes from there; with `ip`
 /// None, probes from where `t` is.

@@ -14,8 +14,8 @@ use ft_interposer::{filter, launch, tsc, LaunchSpec, Regs, Running, Stop, Stoppe
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{
-    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Preempt,
-    Rdtsc, Run, Signal, Spawn, Start, Syscall,
+    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Preempt, Rdtsc,
+    Run, Signal, Spawn, Start, Syscall,
 };
 use ft_libos::table::{CopyOp, Emulation, Exec, Len, Refusal, Spec};
 use ft_libos::{lookup, FdTable, Sig};

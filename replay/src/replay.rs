@@ -791,7 +791,10 @@ impl Replayer<'_> {
                 return Err(self.diverge(
                     index,
                     expected(),
-                    format!("task {vtid} still running {} s later without reaching that state", PREEMPT_LIMIT.as_secs()),
+                    format!(
+                        "task {vtid} still running {} s later without reaching that state",
+                        PREEMPT_LIMIT.as_secs()
+                    ),
                 ));
             };
             let s = match w {

@@ -421,6 +421,14 @@ pub fn assert_native_pair_differs(first: &Run, second: &Run, what: &str) {
     );
 }
 
+/// `ftdbg stats --json LOG`, parsed (ftdbg sits next to ftexec).
+pub fn ftdbg_stats(log: &Path) -> serde_json::Value {
+    let ftdbg = ftexec().with_file_name("ftdbg");
+    let out = Command::new(&ftdbg).args(["stats", "--json"]).arg(log).output().expect("ftdbg stats");
+    assert!(out.status.success(), "ftdbg stats: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stats json")
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot bind 127.0.0.1:0 to find a free port");

@@ -170,6 +170,31 @@ fn clock_page_read_of_another_clock_is_a_divergence() {
 }
 
 /// Ctrl-C (SIGINT) ends a replay at once with status 130 and says so; no tracee is left.
+/// A Preempt event whose state digest is not the one the program reaches: replay must not
+/// preempt the spinner somewhere else; it stops with a divergence naming the spin.
+#[test]
+fn preemption_in_another_state_is_a_divergence() {
+    let dir = temp_dir("preempt_divergence");
+    let (log, rec) = recorded(dir.path(), &c_program("spin_wait"), &["3"]);
+    let tampered = dir.path().join("tampered.ftlog");
+    let mut changed = false;
+    rewrite(&log, &tampered, |ev| {
+        if let Some(Kind::Preempt(p)) = &mut ev.kind {
+            if !changed {
+                p.digest[0] ^= 1;
+                changed = true;
+            }
+        }
+    });
+    assert!(changed, "the recording has no preemption: {rec}");
+    assert_same_output(&rec, &replay(&log, None), "spin_wait");
+    let out = replay(&tampered, None);
+    assert_eq!(out.status, 2, "divergence must exit with 2:\n{out}");
+    let msg = stderr(&out);
+    assert!(msg.contains("divergence at event") && msg.contains("spinning at"), "{msg}");
+    assert!(msg.contains("in another state"), "{msg}");
+}
+
 #[test]
 fn sigint_ends_a_replay() {
     let Some(python) = find_program("python3") else {

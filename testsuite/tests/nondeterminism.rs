@@ -400,14 +400,6 @@ fn clock_page_reads_without_syscalls() {
     assert_eq!(calls("clock_getres"), 1, "{j}");
 }
 
-/// `ftdbg stats --json LOG`.
-fn ftdbg_stats(log: &Path) -> serde_json::Value {
-    let ftdbg = ftexec().with_file_name("ftdbg");
-    let out = Command::new(&ftdbg).args(["stats", "--json"]).arg(log).output().expect("ftdbg stats");
-    assert!(out.status.success(), "ftdbg stats: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("stats json")
-}
-
 /// Socket reads, writes and epoll_waits that cannot block are answered in the tracer on a copy
 /// of the fd (one ptrace stop each); the rest runs in the program. Either way the program sees
 /// what it sees natively, and replay follows the log's choice.

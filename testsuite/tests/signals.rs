@@ -193,3 +193,20 @@ fn no_sa_restart_read_fails_with_eintr() {
     assert!(out.starts_with("no SA_RESTART: read returned -1 EINTR, handler count 1, after "), "{out}");
     assert!(out.ends_with("no SA_RESTART: read again returned 4 \"data\"\n"), "{out}");
 }
+
+/// 11. A SIGALRM whose handler sets the flag a syscall-free loop spins on (`while (!flag);`):
+/// natively the signal interrupts the spin. ftexec delivers it where the spinning thread is at
+/// a fixpoint (a preemption, logged with the signal) and replay delivers it at the same state.
+#[test]
+fn signal_into_a_loop_that_spins_without_syscalls() {
+    let out = check("sig_spin", &[]);
+    for round in 0..3 {
+        assert!(out.contains(&format!("round {round} handled at ")), "{out}");
+    }
+    let dir = temp_dir("sig_spin");
+    let log = dir.path().join("run.ftlog");
+    let rec = record(&log, None, &c_program("sig_spin"), &[]);
+    assert_recorded_ok(&log, &rec, "sig_spin");
+    let stats = ftdbg_stats(&log);
+    assert!(stats["preemptions"].as_u64().unwrap_or(0) >= 3, "each SIGALRM goes in at a preemption: {stats}");
+}

@@ -105,23 +105,77 @@ fn make_j2() {
     }
 }
 
-/// A spin lock whose holder makes a syscall while another thread spins: without PMU preemption
-/// the recording cannot schedule the spinner away. It must end with a clear error, not hang
-/// (hermit #33); when the schedule happens not to hit the spin, the run must replay exactly.
+/// The number of Preempt events in a log (ftdbg stats).
+fn preemptions(log: &Path) -> u64 {
+    ftdbg_stats(log)["preemptions"].as_u64().unwrap_or(0)
+}
+
+/// A spin lock built from atomic_exchange whose holder sleeps inside the critical section: the
+/// other thread spins without syscalls, and only a preemption lets the holder go on (hermit
+/// #33). The spinner is preempted at a fixpoint (the exchange writes 1 over 1), and every replay
+/// reproduces the order in which the threads took the lock.
 #[test]
-fn spinning_thread_is_reported_not_hung() {
+fn spin_lock_spinner_is_preempted_and_replays() {
     let prog = c_program("spinlock");
     let dir = temp_dir("spinlock");
     let log = dir.path().join("run.ftlog");
     let rec = record(&log, None, &prog, &[]);
-    if rec.status == 0 {
-        assert_eq!(stdout(&rec), "shared 2000\n");
+    assert_recorded_ok(&log, &rec, "spinlock");
+    assert!(stdout(&rec).starts_with("shared 2000 order "), "{rec}");
+    assert!(preemptions(&log) >= 1, "the spinner was never preempted: {}", ftdbg_stats(&log));
+    for _ in 0..3 {
         assert_replays_log(&log, None, &rec, "spinlock");
-    } else {
-        assert_eq!(rec.status, 125, "{rec}");
-        let err = String::from_utf8_lossy(&rec.stderr);
-        assert!(err.contains("without a syscall") && err.contains("PMU"), "{err}");
     }
+}
+
+/// Two threads hand a turn back and forth, each spinning on an atomic until the other stores:
+/// every handoff needs a preemption. Native runs print different clock stamps; every replay
+/// prints the recorded ones.
+#[test]
+fn spin_wait_handoffs_are_preempted_and_replay() {
+    let prog = c_program("spin_wait");
+    let dir = temp_dir("spin_wait");
+    let log = dir.path().join("run.ftlog");
+    let rec = record(&log, None, &prog, &["20"]);
+    assert_recorded_ok(&log, &rec, "spin_wait");
+    assert!(stdout(&rec).starts_with("rounds 20 ordered 1 stamps "), "{rec}");
+    let n = preemptions(&log);
+    assert!(n >= 20, "20 handoffs with {n} preemptions: {}", ftdbg_stats(&log));
+    for _ in 0..3 {
+        assert_replays_log(&log, None, &rec, "spin_wait");
+    }
+    assert_native_pair_differs(&native(&prog, &["20"]), &native(&prog, &["20"]), "spin_wait");
+}
+
+/// A thread that waits for another by counting (registers change every iteration) is never at
+/// a fixpoint: without a PMU it cannot be preempted. The recording must end with a clear error
+/// after 10 s instead of hanging (hermit #33).
+#[test]
+fn counting_spinner_is_reported_not_hung() {
+    let prog = c_program("spin_count");
+    let dir = temp_dir("spin_count");
+    let log = dir.path().join("run.ftlog");
+    let rec = record(&log, None, &prog, &[]);
+    assert_eq!(rec.status, 125, "{rec}");
+    let err = String::from_utf8_lossy(&rec.stderr);
+    assert!(err.contains("without a syscall") && err.contains("PMU") && err.contains("spin-wait"), "{err}");
+    assert_eq!(native(&prog, &[]).status, 0);
+}
+
+/// A racy linked list (4 threads × 20,000 unlocked pushes): natively pushes are lost and the
+/// order differs; every replay prints the recorded length and order.
+#[test]
+fn racy_linked_list_replays_its_length_and_order() {
+    let prog = c_program("racy_list");
+    let rec = replays_6_times(&prog, &[], "racy_list");
+    assert!(stdout(&rec).starts_with("length "), "{rec}");
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cpus < 2 {
+        eprintln!("SKIP (native difference only): one CPU, the race cannot show natively");
+        return;
+    }
+    let lists: HashSet<Vec<u8>> = (0..6).map(|_| native(&prog, &[]).stdout).collect();
+    assert!(lists.len() > 1, "six native runs printed the same list: the race is not real here");
 }
 
 #[test]
