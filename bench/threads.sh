@@ -3,23 +3,27 @@
 # median of $RUNS runs (default 3), for
 #   - racy_counter: 4 threads x 1,000,000 unlocked increments of a shared counter
 #     (testsuite/c/racy_counter.c; natively the total varies, under ftexec it is exact);
-#   - mutex_counter: 4 threads x 200,000 pthread_mutex lock/increment/unlock (bench/c).
-# ftexec runs one thread at a time and switches threads only at syscalls; preempting a thread
-# that runs without syscalls needs a hardware PMU (retired-branch counting). The script probes
-# for one and says whether there is any preemption to measure; it measures none otherwise.
+#   - mutex_counter: 4 threads x 200,000 pthread_mutex lock/increment/unlock (bench/c);
+#   - spin_wait: 2 threads hand a turn back and forth 100 times, each spinning on an atomic
+#     (testsuite/c/spin_wait.c): every handoff is a preemption at a fixpoint of the spin
+#     (interposer/src/spin.rs), taken after 10 ms of spin at record, 1 ms at replay.
+# Then the cost of one preemption probe itself (interposer/examples/probe_cost.rs), and whether
+# this machine has a hardware PMU (ftexec does not need one for the preemptions above).
 # Usage: bench/threads.sh   (FTEXEC=path/to/ftexec to skip the release build). Prints a table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 export PATH="$HOME/.cargo/bin:$PATH"
 if [ -z "${FTEXEC:-}" ]; then
-  cargo build --release -q -p ftexec
+  cargo build --release -q -p ftexec -p ftdbg
   FTEXEC="${CARGO_TARGET_DIR:-target}/release/ftexec"
 fi
+FTDBG="$(dirname "$FTEXEC")/ftdbg"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 gcc -O1 -o "$work/racy_counter" testsuite/c/racy_counter.c -lpthread
 gcc -O2 -o "$work/mutex_counter" bench/c/mutex_counter.c -lpthread
+gcc -O2 -o "$work/spin_wait" testsuite/c/spin_wait.c -lpthread
 gcc -O2 -o "$work/pmu_probe" bench/c/pmu_probe.c
 
 # Median wall-clock time in milliseconds over $RUNS runs; the last run's stdout is kept in
@@ -38,26 +42,31 @@ ms() {
 
 printf '%-44s %10s %10s %10s\n' "workload (median of $RUNS, wall ms)" "native" "record" "replay"
 totals=""
-for prog in racy_counter mutex_counter; do
-  nat=$(ms "$work/$prog")
+for prog in racy_counter mutex_counter spin_wait; do
+  args=()
+  [ "$prog" = spin_wait ] && args=(100)
+  nat=$(ms "$work/$prog" "${args[@]}")
   native_total=$(cat "$work/out")
-  rec=$(ms "$FTEXEC" record -q -o "$work/$prog.ftlog" -- "$work/$prog")
+  rec=$(ms "$FTEXEC" record -q -o "$work/$prog.ftlog" -- "$work/$prog" "${args[@]}")
   recorded_total=$(cat "$work/out")
   rep=$(ms "$FTEXEC" replay -q "$work/$prog.ftlog")
   replayed_total=$(cat "$work/out")
   [ "$recorded_total" = "$replayed_total" ] || { echo "bench: $prog replayed '$replayed_total', recorded '$recorded_total'" >&2; exit 1; }
   case $prog in
     racy_counter) label="racy_counter: 4 threads x 1e6 unlocked ++" ;;
-    *) label="mutex_counter: 4 threads x 200k lock/++/unlock" ;;
+    mutex_counter) label="mutex_counter: 4 threads x 200k lock/++/unlock" ;;
+    *) label="spin_wait: 100 spin-wait handoffs" ;;
   esac
   printf '%-44s %10s %10s %10s\n' "$label" "$nat" "$rec" "$rep"
   totals="$totals$prog: native (last run) $native_total, recorded $recorded_total, replayed $replayed_total; "
 done
 echo "totals: $totals"
-echo "log sizes: racy_counter $(( $(stat -c %s "$work/racy_counter.ftlog") / 1024 )) KiB, mutex_counter $(( $(stat -c %s "$work/mutex_counter.ftlog") / 1024 )) KiB"
+echo "log sizes: racy_counter $(( $(stat -c %s "$work/racy_counter.ftlog") / 1024 )) KiB, mutex_counter $(( $(stat -c %s "$work/mutex_counter.ftlog") / 1024 )) KiB, spin_wait $(( $(stat -c %s "$work/spin_wait.ftlog") / 1024 )) KiB"
+preempts=$("$FTDBG" stats --json "$work/spin_wait.ftlog" | python3 -c 'import json,sys; print(json.load(sys.stdin)["preemptions"])')
+echo "spin_wait: $preempts preemptions in the recording (each waits 10 ms of spin at record, 1 ms at replay, before its probe)"
+cargo run --release -q -p ft-interposer --example probe_cost
 if pmu=$("$work/pmu_probe"); then
-  echo "hardware PMU: $pmu. ftexec does not preempt yet (no PMU-based scheduling is built): threads switch only at syscalls."
+  echo "hardware PMU: $pmu (ftexec does not use it: it preempts only at fixpoints of spin loops)"
 else
-  echo "hardware PMU: $pmu"
-  echo "No preemption to measure: without a PMU ftexec switches threads only at syscalls, so each thread above ran its loop to the end before the next one started."
+  echo "hardware PMU: $pmu (not needed by ftexec's preemption at fixpoints)"
 fi

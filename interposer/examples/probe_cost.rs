@@ -4,6 +4,8 @@
 //! Prints the median and 90th percentile of the interrupt round trip (tkill to the delivery stop)
 //! and of the probe (steps, decoding, register and memory reads), in microseconds.
 //!
+//! Tracer and child share CPU 0, as under ftexec.
+//!
 //! Run: `cargo run --release -p ft-interposer --example probe_cost` (as bench/threads.sh does).
 
 use ft_interposer::spin::{self, Probe};
@@ -19,6 +21,13 @@ static FLAG: AtomicBool = AtomicBool::new(false);
 const ROUNDS: usize = 300;
 
 fn main() {
+    // One CPU for tracer and child, as ftexec pins a replica's tracer and tracees.
+    // SAFETY: a zeroed cpu_set_t with one bit set, passed by pointer with its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
     // SAFETY: the child only calls async-signal-safe functions (ptrace, raise) before spinning.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
