@@ -181,3 +181,90 @@ fn up_ends_with_the_program_and_every_replica_holds_its_whole_log() {
     let last = String::from_utf8_lossy(&last.stdout).lines().last().unwrap_or_default().to_string();
     assert!(last.contains("\"kind\":\"exit\""), "the log ends with the exit: {last}");
 }
+
+/// The ftexec pid and replay position of the leader, from `ftctl status --json`.
+fn leader(config: &Path) -> Option<(i32, u64)> {
+    let out = Command::new(ftexec().with_file_name("ftctl"))
+        .args(["status", "--json", "--timeout-ms", "500", "--config"])
+        .arg(config)
+        .output()
+        .ok()?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let node = doc["nodes"].as_array()?.iter().find(|n| n["role"] == "leader")?.clone();
+    Some((i32::try_from(node["pid"].as_i64()?).ok()?, node["events"].as_u64()?))
+}
+
+/// Two threads that hand a turn back and forth by spinning need a preemption per handoff
+/// (a fixpoint of the spin, see ARCHITECTURE "Preemption without a PMU"). Under `up`, the
+/// followers replay those preemptions in lockstep; the leader is killed mid-run, a follower goes
+/// live (its spinning task probed at the end of the committed log) and finishes the program,
+/// whose output appears once; every replica ends with the same log.
+#[test]
+fn spinning_threads_survive_a_leader_kill_under_up() {
+    let tmp = temp_dir("replica-spin");
+    let dir = tmp.path().join("cluster");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let prog = c_program("spin_wait");
+    let mut up = Command::new(ftexec())
+        .args(["up", "--replicas", "3", "--fsync", "never", "--dir"])
+        .arg(&dir)
+        .arg("--")
+        .arg(&prog)
+        .arg("300")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("ftexec up");
+    let kill_all = |up: &mut std::process::Child| {
+        // SAFETY: signals our own child's process group.
+        unsafe { libc::kill(-(up.id() as i32), libc::SIGKILL) };
+    };
+    let config = dir.join("cluster.toml");
+    let t0 = Instant::now();
+    let killed = loop {
+        if t0.elapsed() > Duration::from_secs(60) {
+            kill_all(&mut up);
+            panic!("the leader never got past 300 events");
+        }
+        if let Some((pid, events)) = leader(&config) {
+            if events > 300 {
+                // SAFETY: kill takes two integers; the pid is the leader replica's ftexec.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                break events;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let status = loop {
+        if let Some(st) = up.try_wait().expect("wait") {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            kill_all(&mut up);
+            let out = up.wait_with_output().expect("output");
+            panic!("ftexec up did not end with its program:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = up.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("died (signal: 9"), "the leader was killed at event {killed}: {stderr}");
+    let printed: Vec<String> = (1..=3)
+        .map(|n| std::fs::read_to_string(dir.join(format!("n{n}/ftexec.log"))).unwrap_or_default())
+        .flat_map(|l| l.lines().filter(|l| l.starts_with("rounds ")).map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(printed.len(), 1, "{printed:?}\n{stderr}");
+    assert!(printed[0].starts_with("rounds 300 ordered 1 stamps "), "{printed:?}");
+    let logs: Vec<String> =
+        (1..=3).map(|n| dir.join(format!("n{n}/raft")).to_str().expect("utf-8").to_string()).collect();
+    for other in &logs[1..] {
+        let d = ftdbg(&["diff", &logs[0], other]);
+        assert_eq!(d.status.code(), Some(0), "ftdbg diff {} {other}: {}", logs[0], text(&d));
+    }
+    let stats = ftdbg(&["stats", "--json", &logs[0]]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap_or_default();
+    assert!(stats["preemptions"].as_u64().unwrap_or(0) >= 300, "{stats}");
+}
