@@ -194,8 +194,8 @@ fn no_sa_restart_read_fails_with_eintr() {
     assert!(out.ends_with("no SA_RESTART: read again returned 4 \"data\"\n"), "{out}");
 }
 
-/// 11. A SIGALRM whose handler sets the flag a syscall-free loop spins on (`while (!flag);`):
-/// natively the signal interrupts the spin. ftexec delivers it where the spinning thread is at
+/// 11: a SIGALRM whose handler sets the flag a syscall-free loop spins on (`while (!flag);`).
+/// Natively the signal interrupts the spin; ftexec delivers it where the spinning thread is at
 /// a fixpoint (a preemption, logged with the signal) and replay delivers it at the same state.
 #[test]
 fn signal_into_a_loop_that_spins_without_syscalls() {
