@@ -114,3 +114,103 @@ fn memcached_with_4_threads_replays_every_command_it_logged() {
         assert_same_lines(&lines_with(&replay_stderr(&log), " "), &all, "the replayed -vv log");
     }
 }
+
+/// One RESP reply as text: a status, error or integer line, a bulk string's content (or
+/// "(nil)"), or an array's elements joined by spaces.
+fn resp_reply(r: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("redis reply");
+    let line = line.trim_end().to_string();
+    match line.as_bytes().first() {
+        Some(b'$') => {
+            let n: i64 = line[1..].parse().expect("bulk length");
+            if n < 0 {
+                return "(nil)".into();
+            }
+            let mut buf = vec![0u8; n as usize + 2];
+            r.read_exact(&mut buf).expect("bulk");
+            String::from_utf8_lossy(&buf[..n as usize]).into_owned()
+        }
+        Some(b'*') => {
+            let n: usize = line[1..].parse().expect("array length");
+            (0..n).map(|_| resp_reply(r)).collect::<Vec<_>>().join(" ")
+        }
+        _ => line,
+    }
+}
+
+/// redis-server records a session (SET, GET, INCR, a key with a 300 ms TTL that expires, DEBUG
+/// SLEEP, BGSAVE, which forks a child that writes dump.rdb into the data directory). Every replay,
+/// from the same empty data directory and without any client, checks each reply's bytes against
+/// the log (a write is an output), prints the same log lines and writes a byte-identical
+/// dump.rdb.
+#[test]
+fn redis_session_with_expire_debug_sleep_and_bgsave_replays_its_dump_rdb() {
+    let Some(redis) = find_program("redis-server") else {
+        eprintln!("SKIP: redis-server not installed");
+        return;
+    };
+    let dir = temp_dir("redis-session");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir data");
+    let log = dir.path().join("redis.ftlog");
+    let port = free_port().to_string();
+    let args = [
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        path_str(&data),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--enable-debug-command",
+        "yes",
+    ];
+    let server = spawn(record_command(&log, Some(&data), &redis, &args));
+    let s = connect_retry(port.parse().expect("port"), Duration::from_secs(30));
+    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut r = BufReader::new(s.try_clone().expect("clone"));
+    let mut w = s;
+    let mut ask = |cmd: &str| -> String {
+        write!(w, "{cmd}\r\n").expect("send");
+        resp_reply(&mut r)
+    };
+    assert_eq!(ask("SET a 1"), "+OK");
+    assert_eq!(ask("GET a"), "1");
+    assert_eq!((0..3).map(|_| ask("INCR n")).collect::<Vec<_>>(), [":1", ":2", ":3"]);
+    assert_eq!(ask("SET t x PX 300"), "+OK");
+    assert_eq!(ask("GET t"), "x");
+    assert_eq!(ask("DEBUG SLEEP 0.1"), "+OK");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(ask("GET t"), "(nil)", "the key with a 300 ms TTL has expired");
+    assert_eq!(ask("BGSAVE"), "+Background saving started");
+    let t0 = std::time::Instant::now();
+    loop {
+        let info = ask("INFO persistence");
+        if info.contains("rdb_bgsave_in_progress:0") && info.contains("rdb_last_bgsave_status:ok") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "BGSAVE did not finish: {info}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ask("DBSIZE"), ":2");
+    drop(ask);
+    let recorded = interrupt(server);
+    assert_eq!(recorded.status, 0, "redis-server ends on SIGINT with status 0: {recorded}");
+    let dump = std::fs::read(data.join("dump.rdb")).expect("BGSAVE wrote dump.rdb");
+    assert!(dump.starts_with(b"REDIS"), "not an RDB file");
+    let lines = lines_with(&recorded.stdout_text(), " ");
+    assert!(lines.iter().any(|l| l.contains("Background saving terminated with success")), "{recorded}");
+    for round in 0..3 {
+        std::fs::remove_dir_all(&data).expect("rm data");
+        std::fs::create_dir(&data).expect("mkdir data");
+        let replayed = replay(&log, Some(&data));
+        assert_eq!(replayed.status, 0, "replay {round}: {replayed}");
+        assert_same_lines(&lines_with(&replayed.stdout_text(), " "), &lines, "the replayed redis log");
+        let again = std::fs::read(data.join("dump.rdb")).expect("the replay wrote dump.rdb");
+        assert!(again == dump, "replay {round}: dump.rdb differs from the recorded one");
+    }
+}
