@@ -791,6 +791,8 @@ impl Recorder<'_> {
         let blocked = s.sigmask()?;
         let deliverable = self.held.get(&pid).is_some_and(|v| v.iter().any(|h| blocked & h.sig.mask_bit() == 0));
         if self.ready.is_empty() && !deliverable {
+            // Its held signals are blocked: nothing to do here until it unblocks them.
+            self.probe_gap = (self.probe_gap * 2).min(PROBE_GAP_MAX);
             s.cont(None)?;
             return Ok(());
         }
@@ -997,6 +999,10 @@ impl Recorder<'_> {
         if !held.is_empty() {
             self.held.insert(leader, held);
         }
+        if self.interrupting == Some(former) {
+            // A probe's SIGSTOP still pending goes with the thread, which now has the leader's tid.
+            self.interrupting = Some(leader);
+        }
         for p in [leader, former] {
             self.bouncing.remove(&p);
             self.exits.remove(&p);
@@ -1021,6 +1027,9 @@ impl Recorder<'_> {
     fn on_death(&mut self, pid: Pid, mut exit: Exit) -> Result<()> {
         let Some(task) = self.tasks.remove(&pid) else { return Ok(()) };
         self.copier.forget(pid);
+        if self.interrupting == Some(pid) {
+            self.interrupting = None;
+        }
         if self.holder == Some(pid) {
             self.holder = None;
         }
