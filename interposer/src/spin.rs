@@ -106,9 +106,6 @@ pub fn probe(t: Stopped, ip: Option<u64>) -> Result<Probe> {
         h.update(&addr.to_le_bytes());
         h.update(old);
     }
-    if std::env::var_os("FT_SPIN_DEBUG").is_some() {
-        eprintln!("spin regs {:x?}\nfp {:x?}\nwrites {:x?}", regs_bytes(&before), fp_before, d.writes);
-    }
     let mut digest = [0u8; 16];
     digest.copy_from_slice(&h.finalize().as_bytes()[..16]);
     Ok(Probe::Fixpoint(SpinPoint { ip: start, digest, steps }, t))
@@ -142,8 +139,16 @@ impl Stepper {
         if let Some(why) = barrier(&insn) {
             return Ok(Stepped::Barrier(why, t));
         }
+        let info = self.info.info(&insn);
+        // The comparison covers the general and x87/SSE registers, not the AVX upper halves,
+        // AVX-512 or AMX state: an iteration that touches those is not taken for a fixpoint.
+        if info.used_registers().iter().any(|u| {
+            let r = u.register();
+            r.is_ymm() || r.is_zmm() || r.is_k() || r.is_tmm()
+        }) {
+            return Ok(Stepped::Barrier("AVX state, which the probe does not compare", t));
+        }
         if snapshot {
-            let info = self.info.info(&insn);
             for m in info.used_memory() {
                 if !matches!(
                     m.access(),
@@ -213,8 +218,16 @@ fn barrier(insn: &Instruction) -> Option<&'static str> {
             | Mnemonic::Rdpmc
             | Mnemonic::Cpuid
             | Mnemonic::Xbegin
+            | Mnemonic::Rdpru
+            | Mnemonic::Umwait
+            | Mnemonic::Tpause
+            | Mnemonic::Wrpkru
     ) {
         return Some("a syscall or a nondeterministic instruction");
+    }
+    // Stepped, pushf would push the trap flag the step sets: the program would see it.
+    if matches!(m, Mnemonic::Pushf | Mnemonic::Pushfd | Mnemonic::Pushfq) {
+        return Some("pushf under a single step");
     }
     if insn.is_save_restore_instruction() {
         return Some("an xsave-like instruction");
@@ -318,3 +331,19 @@ fn fp_bytes(t: &Stopped) -> Result<Vec<u8>> {
 pub fn interrupt(tid: Pid) -> Result<()> {
     crate::tracee::send_signal_to_thread(tid, Sig::SIGSTOP)
 }
+
+/// Whether a SIGSTOP is still pending for the thread (its own or its process's, from
+/// /proc/TID/status). A SIGCONT sent to the process discards pending stop signals: a probe's
+/// SIGSTOP can be lost, and its sender must not wait for it for good.
+pub fn stop_pending(tid: Pid) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else { return false };
+    let bit = 1u64 << (libc::SIGSTOP - 1);
+    status.lines().any(|l| {
+        let v = l.strip_prefix("SigPnd:").or_else(|| l.strip_prefix("ShdPnd:"));
+        v.and_then(|v| u64::from_str_radix(v.trim(), 16).ok()).is_some_and(|m| m & bit != 0)
+    })
+}
+
+/// How long a probe's SIGSTOP may take to arrive before its sender checks that it is still
+/// pending (a running thread takes it within microseconds).
+pub const INTERRUPT_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);

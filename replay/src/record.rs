@@ -332,6 +332,8 @@ struct Recorder<'a> {
     /// The holder was sent a SIGSTOP to probe it for a fixpoint (see [`spin`]); its delivery
     /// stop is not the program's.
     interrupting: Option<Pid>,
+    /// When that SIGSTOP was sent.
+    interrupted_at: std::time::Instant,
     /// Since when the holder has run without a stop other than probes (None: not probing).
     probing_since: Option<std::time::Instant>,
     /// How long the holder runs without a stop before the next probe (doubles while probes
@@ -396,6 +398,7 @@ impl<'a> Recorder<'a> {
             progress: std::time::Instant::now(),
             spinning: None,
             interrupting: None,
+            interrupted_at: std::time::Instant::now(),
             probing_since: None,
             probe_gap: PROBE_GAP,
             probed: false,
@@ -755,11 +758,20 @@ impl Recorder<'_> {
             if let Some(w) = ft_interposer::tracee::try_wait_for(None)? {
                 return Ok(w);
             }
+            if let Some(p) = self.interrupting {
+                if self.interrupted_at.elapsed() > spin::INTERRUPT_PATIENCE && !spin::stop_pending(p) {
+                    // Discarded by a SIGCONT to the process: send another when due.
+                    self.interrupting = None;
+                }
+            }
             if let (None, Some(h)) = (self.interrupting, self.holder) {
                 if self.progress.elapsed() >= self.probe_gap {
                     self.probing_since.get_or_insert(self.progress);
                     match spin::interrupt(h) {
-                        Ok(()) => self.interrupting = Some(h),
+                        Ok(()) => {
+                            self.interrupting = Some(h);
+                            self.interrupted_at = std::time::Instant::now();
+                        }
                         Err(e) if e.is_gone() => {}
                         Err(e) => return Err(e),
                     }
@@ -776,6 +788,29 @@ impl Recorder<'_> {
             std::thread::sleep(nap);
             nap = (nap * 2).min(std::time::Duration::from_millis(2));
         }
+    }
+
+    /// Logs the clock reads in the holder's clock-page buffer. Only the holder runs user code, so
+    /// they are its own, made since its last stop: logged before whatever this stop logs. Not at
+    /// a signal stop inside the stub: it may be between writing an entry and the count (a probe's
+    /// steps or a signal can stop it anywhere), and emptying the buffer there would let the
+    /// stub's count write bring the drained entries back. They are drained at the next stop.
+    fn drain_clocks(&mut self, s: &Stopped) -> Result<()> {
+        let pid = s.pid();
+        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
+        if !self.clocks.ready(proc) {
+            return Ok(());
+        }
+        if matches!(s.stop, Stop::Signal(_)) && ft_interposer::clock::in_stub(s.regs()?.ip()) {
+            return Ok(());
+        }
+        let raw = ft_interposer::clock::drain(s)?;
+        if !raw.is_empty() {
+            let reads = ft_libos::clock::pack(&raw).unwrap_or_default();
+            let task = self.vtid(pid);
+            self.emit(Kind::Clocks(Clocks { task, reads }))?;
+        }
+        Ok(())
     }
 
     fn holder_has_held(&self) -> bool {
@@ -811,14 +846,7 @@ impl Recorder<'_> {
             }
         };
         let task = self.vtid(pid);
-        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
-        if self.clocks.ready(proc) {
-            let raw = ft_interposer::clock::drain(&t)?;
-            if !raw.is_empty() {
-                let reads = ft_libos::clock::pack(&raw).unwrap_or_default();
-                self.emit(Kind::Clocks(Clocks { task, reads }))?;
-            }
-        }
+        self.drain_clocks(&t)?;
         let sigs: Vec<Held> = match self.held.get_mut(&pid) {
             Some(v) => {
                 let (free, still) = std::mem::take(v).into_iter().partition(|h| blocked & h.sig.mask_bit() == 0);
@@ -1075,16 +1103,8 @@ impl Recorder<'_> {
                 _ => {}
             }
         }
-        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
-        // Only the holder runs user code, so the clock reads in its process's buffer are its own,
-        // made since its last stop: log them before whatever this stop logs.
-        if self.clocks.ready(proc) && matches!(s.stop, Stop::Seccomp | Stop::Signal(_)) {
-            let raw = ft_interposer::clock::drain(&s)?;
-            if !raw.is_empty() {
-                let reads = ft_libos::clock::pack(&raw).unwrap_or_default();
-                let task = self.vtid(pid);
-                self.emit(Kind::Clocks(Clocks { task, reads }))?;
-            }
+        if matches!(s.stop, Stop::Seccomp | Stop::Signal(_)) {
+            self.drain_clocks(&s)?;
         }
         let after = After { exit: self.exits.remove(&pid), chain: self.chain.remove(&pid) };
         match s.stop {

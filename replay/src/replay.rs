@@ -264,6 +264,7 @@ fn session<'a>(
         calls: HashMap::new(),
         silent: HashMap::new(),
         interrupting: None,
+        interrupted_at: std::time::Instant::now(),
         yielded: None,
     };
     if start.clock_page {
@@ -386,6 +387,8 @@ struct Replayer<'a> {
     /// The task sent a SIGSTOP to probe it for a fixpoint (see [`Replayer::preempt`]); its
     /// delivery stop is not the program's.
     interrupting: Option<Pid>,
+    /// When that SIGSTOP was sent.
+    interrupted_at: std::time::Instant,
     /// The task that gave up the token at a Preempt: the token goes back to it only by a switch
     /// or by its own next event, not by default as to a task that stopped at a syscall.
     yielded: Option<u32>,
@@ -703,19 +706,42 @@ impl Replayer<'_> {
         let tid = self.task(vtid, index)?.tid;
         let next = self.source.peek_event()?;
         let ended = next.is_none();
+        let mut other_preempted = None;
         if let Some(Event { kind: Some(Kind::Preempt(p)) }) = next {
             if p.task == vtid {
                 let p = p.clone();
                 return self.preempt(vtid, tid, p, index);
             }
+            other_preempted = Some(p.task);
         }
-        // At the end of a log that goes on live, the task may spin until another runs: probe it
-        // as the recorder would (the handover tells the recorder the SIGSTOP is its).
-        let waited = if ended && self.source.live() {
-            let Some(w) = self.wait_or_interrupt(tid, crate::record::PROBE_GAP, None)? else {
-                return Err(SessionError::LogEnded { index });
+        let others_idle =
+            self.tasks.iter().any(|(v, t)| *v != vtid && matches!(t.state, RState::Idle(_) | RState::Fresh(_)));
+        let waited = if let Some(other) = other_preempted {
+            // This task must stop (give up the token) before the other can spin: it may not
+            // spin itself for long.
+            let Some(w) = self.wait_or_interrupt(tid, std::time::Duration::MAX, Some(PREEMPT_LIMIT))? else {
+                return Err(self.diverge(
+                    index,
+                    format!("task {other} spinning (a preemption)"),
+                    format!("task {vtid} running {} s without a stop", PREEMPT_LIMIT.as_secs()),
+                ));
             };
             w
+        } else if ended && self.source.live() && others_idle {
+            // At the end of a log that goes on live, the task may spin until another runs: probe
+            // it as the recorder would (the handover tells the recorder the SIGSTOP is its). A
+            // syscall it reaches first lets the SIGSTOP in before it and stops again.
+            loop {
+                let Some(w) = self.wait_or_interrupt(tid, crate::record::PROBE_GAP, None)? else {
+                    return Err(SessionError::LogEnded { index });
+                };
+                match w {
+                    Waited::Stopped(s) if s.stop == Stop::Seccomp && self.interrupting == Some(tid) => {
+                        crate::record::let_interrupt_in(s)?;
+                    }
+                    w => break w,
+                }
+            }
         } else {
             self.wait_tid(tid)?
         };
@@ -765,9 +791,18 @@ impl Replayer<'_> {
             if limit.is_some_and(|l| start.elapsed() > l) {
                 return Ok(None);
             }
+            if let Some(p) = self.interrupting {
+                if self.interrupted_at.elapsed() > spin::INTERRUPT_PATIENCE && !spin::stop_pending(p) {
+                    // Discarded by a SIGCONT to the process: send another.
+                    self.interrupting = None;
+                }
+            }
             if self.interrupting.is_none() && start.elapsed() >= gap {
                 match spin::interrupt(tid) {
-                    Ok(()) => self.interrupting = Some(tid),
+                    Ok(()) => {
+                        self.interrupting = Some(tid);
+                        self.interrupted_at = std::time::Instant::now();
+                    }
                     Err(e) if e.is_gone() => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -926,6 +961,9 @@ impl Replayer<'_> {
 
     /// A task died; the log's next event must say so.
     fn on_death(&mut self, vtid: u32, w: Waited, index: u64) -> Result<()> {
+        if self.interrupting.is_some() && self.interrupting == self.tasks.get(&vtid).map(|t| t.tid) {
+            self.interrupting = None;
+        }
         let exit = match w {
             Waited::Exited(code) => Exit { code, signal: 0, task: vtid },
             Waited::Killed(sig) => Exit { code: 0, signal: sig.raw(), task: vtid },
@@ -1722,7 +1760,7 @@ impl Replayer<'_> {
             let candidate = self.tasks.iter().find_map(|(v, t)| {
                 let at_seccomp = match &t.state {
                     RState::Parked(_) => true,
-                    RState::Fresh(s) => s.stop == Stop::Seccomp,
+                    RState::Fresh(s) | RState::Idle(s) => s.stop == Stop::Seccomp,
                     _ => false,
                 };
                 (t.proc == proc && at_seccomp).then_some(*v)
@@ -1742,6 +1780,10 @@ impl Replayer<'_> {
                 RState::Fresh(s) => {
                     let t = crate::live::make_real(s, &socks, &self.log)?;
                     self.set_state(v, RState::Fresh(t));
+                }
+                RState::Idle(s) => {
+                    let t = crate::live::make_real(s, &socks, &self.log)?;
+                    self.set_state(v, RState::Idle(t));
                 }
                 other => self.set_state(v, other),
             }
