@@ -197,7 +197,6 @@ fn redis_session_with_expire_debug_sleep_and_bgsave_replays_its_dump_rdb() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(ask("DBSIZE"), ":2");
-    drop(ask);
     let recorded = interrupt(server);
     assert_eq!(recorded.status, 0, "redis-server ends on SIGINT with status 0: {recorded}");
     let dump = std::fs::read(data.join("dump.rdb")).expect("BGSAVE wrote dump.rdb");
