@@ -138,7 +138,7 @@ fn up_ends_with_the_program_and_every_replica_holds_its_whole_log() {
     let dir = tmp.path().join("cluster");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let t0 = Instant::now();
-    let mut up = Command::new(ftexec())
+    let up = Command::new(ftexec())
         .args(["up", "--replicas", "3", "--fsync", "never", "--dir"])
         .arg(&dir)
         .args(["--", "/bin/sh", "-c", "echo replicated-hello; exit 3"])
@@ -148,20 +148,7 @@ fn up_ends_with_the_program_and_every_replica_holds_its_whole_log() {
         .process_group(0)
         .spawn()
         .expect("ftexec up");
-    let status = loop {
-        if let Some(st) = up.try_wait().expect("wait") {
-            break st;
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            // SAFETY: signals our own child's process group.
-            unsafe { libc::kill(-(up.id() as i32), libc::SIGKILL) };
-            let out = up.wait_with_output().expect("output");
-            panic!("ftexec up did not end with its program:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let out = up.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (status, stderr) = wait_up(up, t0, Duration::from_secs(60));
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert_eq!(stderr.matches("the program ended with status 3").count(), 3, "{stderr}");
     // The program's stdout is the leader's replica log (nN/ftexec.log); followers print nothing.
@@ -171,15 +158,38 @@ fn up_ends_with_the_program_and_every_replica_holds_its_whole_log() {
         .sum();
     assert_eq!(printed, 1, "{stderr}");
     eprintln!("ftexec up with a program that exits at once: {:?}", t0.elapsed());
+    let logs = assert_same_raft_logs(&dir);
+    let last = ftdbg(&["events", &logs[2], "--json"]);
+    let last = String::from_utf8_lossy(&last.stdout).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("\"kind\":\"exit\""), "the log ends with the exit: {last}");
+}
+
+/// Waits for `ftexec up` to end (killing its process group after `limit`); its status and stderr.
+fn wait_up(mut up: std::process::Child, t0: Instant, limit: Duration) -> (std::process::ExitStatus, String) {
+    loop {
+        if up.try_wait().expect("wait").is_some() {
+            let out = up.wait_with_output().expect("output");
+            return (out.status, String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        if t0.elapsed() > limit {
+            // SAFETY: signals our own child's process group.
+            unsafe { libc::kill(-(up.id() as i32), libc::SIGKILL) };
+            let out = up.wait_with_output().expect("output");
+            panic!("ftexec up did not end with its program:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Asserts that the three replicas of the cluster in `dir` hold the same log; their paths.
+fn assert_same_raft_logs(dir: &Path) -> Vec<String> {
     let logs: Vec<String> =
         (1..=3).map(|n| dir.join(format!("n{n}/raft")).to_str().expect("utf-8").to_string()).collect();
     for other in &logs[1..] {
         let d = ftdbg(&["diff", &logs[0], other]);
         assert_eq!(d.status.code(), Some(0), "ftdbg diff {} {other}: {}", logs[0], text(&d));
     }
-    let last = ftdbg(&["events", &logs[2], "--json"]);
-    let last = String::from_utf8_lossy(&last.stdout).lines().last().unwrap_or_default().to_string();
-    assert!(last.contains("\"kind\":\"exit\""), "the log ends with the exit: {last}");
+    logs
 }
 
 /// The ftexec pid and replay position of the leader, from `ftctl status --json`.
@@ -205,7 +215,7 @@ fn spinning_threads_survive_a_leader_kill_under_up() {
     let dir = tmp.path().join("cluster");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let prog = c_program("spin_wait");
-    let mut up = Command::new(ftexec())
+    let up = Command::new(ftexec())
         .args(["up", "--replicas", "3", "--fsync", "never", "--dir"])
         .arg(&dir)
         .arg("--")
@@ -217,15 +227,12 @@ fn spinning_threads_survive_a_leader_kill_under_up() {
         .process_group(0)
         .spawn()
         .expect("ftexec up");
-    let kill_all = |up: &mut std::process::Child| {
-        // SAFETY: signals our own child's process group.
-        unsafe { libc::kill(-(up.id() as i32), libc::SIGKILL) };
-    };
     let config = dir.join("cluster.toml");
     let t0 = Instant::now();
     let killed = loop {
         if t0.elapsed() > Duration::from_secs(60) {
-            kill_all(&mut up);
+            // SAFETY: signals our own child's process group.
+            unsafe { libc::kill(-(up.id() as i32), libc::SIGKILL) };
             panic!("the leader never got past 300 events");
         }
         if let Some((pid, events)) = leader(&config) {
@@ -237,19 +244,7 @@ fn spinning_threads_survive_a_leader_kill_under_up() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let status = loop {
-        if let Some(st) = up.try_wait().expect("wait") {
-            break st;
-        }
-        if t0.elapsed() > Duration::from_secs(120) {
-            kill_all(&mut up);
-            let out = up.wait_with_output().expect("output");
-            panic!("ftexec up did not end with its program:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = up.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (status, stderr) = wait_up(up, t0, Duration::from_secs(120));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("died (signal: 9"), "the leader was killed at event {killed}: {stderr}");
     let printed: Vec<String> = (1..=3)
@@ -258,12 +253,7 @@ fn spinning_threads_survive_a_leader_kill_under_up() {
         .collect();
     assert_eq!(printed.len(), 1, "{printed:?}\n{stderr}");
     assert!(printed[0].starts_with("rounds 300 ordered 1 stamps "), "{printed:?}");
-    let logs: Vec<String> =
-        (1..=3).map(|n| dir.join(format!("n{n}/raft")).to_str().expect("utf-8").to_string()).collect();
-    for other in &logs[1..] {
-        let d = ftdbg(&["diff", &logs[0], other]);
-        assert_eq!(d.status.code(), Some(0), "ftdbg diff {} {other}: {}", logs[0], text(&d));
-    }
+    let logs = assert_same_raft_logs(&dir);
     let stats = ftdbg(&["stats", "--json", &logs[0]]);
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap_or_default();
     assert!(stats["preemptions"].as_u64().unwrap_or(0) >= 300, "{stats}");
