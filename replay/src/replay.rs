@@ -706,28 +706,15 @@ impl Replayer<'_> {
         let tid = self.task(vtid, index)?.tid;
         let next = self.source.peek_event()?;
         let ended = next.is_none();
-        let mut other_preempted = None;
         if let Some(Event { kind: Some(Kind::Preempt(p)) }) = next {
             if p.task == vtid {
                 let p = p.clone();
                 return self.preempt(vtid, tid, p, index);
             }
-            other_preempted = Some(p.task);
         }
         let others_idle =
             self.tasks.iter().any(|(v, t)| *v != vtid && matches!(t.state, RState::Idle(_) | RState::Fresh(_)));
-        let waited = if let Some(other) = other_preempted {
-            // This task must stop (give up the token) before the other can spin: it may not
-            // spin itself for long.
-            let Some(w) = self.wait_or_interrupt(tid, std::time::Duration::MAX, Some(PREEMPT_LIMIT))? else {
-                return Err(self.diverge(
-                    index,
-                    format!("task {other} spinning (a preemption)"),
-                    format!("task {vtid} running {} s without a stop", PREEMPT_LIMIT.as_secs()),
-                ));
-            };
-            w
-        } else if ended && self.source.live() && others_idle {
+        let waited = if ended && self.source.live() && others_idle {
             // At the end of a log that goes on live, the task may spin until another runs: probe
             // it as the recorder would (the handover tells the recorder the SIGSTOP is its). A
             // syscall it reaches first lets the SIGSTOP in before it and stops again.
