@@ -334,10 +334,17 @@ impl Cluster {
     }
 
     /// Asserts the listed nodes have byte-identical committed logs; returns it.
+    /// applied.txt is written by its own thread after `applied` is reported, so files of
+    /// different lengths are read again for up to 5 s before they count as different.
     pub fn assert_identical(&self, ids: &[u64]) -> Vec<Applied> {
-        let first = self.applied(ids[0]);
-        for &id in &ids[1..] {
-            let other = self.applied(id);
+        let t0 = Instant::now();
+        let mut all: Vec<Vec<Applied>> = ids.iter().map(|&id| self.applied(id)).collect();
+        while all.windows(2).any(|w| w[0].len() != w[1].len()) && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+            all = ids.iter().map(|&id| self.applied(id)).collect();
+        }
+        let first = all[0].clone();
+        for (&id, other) in ids.iter().zip(&all).skip(1) {
             assert_eq!(
                 first.len(),
                 other.len(),
