@@ -53,39 +53,20 @@ pub const MAX_STEPS: u32 = 128;
 /// None, probes from where `t` is.
 pub fn probe(t: Stopped, ip: Option<u64>) -> Result<Probe> {
     let mut d = Stepper { info: InstructionInfoFactory::new(), writes: Vec::new() };
-    let mut t = t;
-    if let Some(target) = ip {
-        let mut n = 0;
-        while t.regs()?.ip() != target {
-            if n == MAX_STEPS {
-                return Ok(Probe::Moving("the recorded instruction is not reached", t));
-            }
-            n += 1;
-            t = match d.step(t, false)? {
-                Stepped::Ok(t) => t,
-                Stepped::Barrier(why, t) => return Ok(Probe::Moving(why, t)),
-                Stepped::Other(p, w) => return Ok(Probe::Other(p, w)),
-            };
-        }
-    }
+    let t = match ip {
+        Some(target) => match d.step_to(t, target, 0, false, "the recorded instruction is not reached")? {
+            Ok((t, _)) => t,
+            Err(p) => return Ok(p),
+        },
+        None => t,
+    };
     let before = t.regs()?;
     let fp_before = fp_bytes(&t)?;
     let start = before.ip();
-    let mut steps = 0;
-    loop {
-        if steps == MAX_STEPS {
-            return Ok(Probe::Moving("the iteration is too long", t));
-        }
-        steps += 1;
-        t = match d.step(t, true)? {
-            Stepped::Ok(t) => t,
-            Stepped::Barrier(why, t) => return Ok(Probe::Moving(why, t)),
-            Stepped::Other(p, w) => return Ok(Probe::Other(p, w)),
-        };
-        if t.regs()?.ip() == start {
-            break;
-        }
-    }
+    let (t, steps) = match d.step_to(t, start, 1, true, "the iteration is too long")? {
+        Ok(v) => v,
+        Err(p) => return Ok(p),
+    };
     let after = t.regs()?;
     if !same_regs(&before, &after) || fp_bytes(&t)? != fp_before {
         return Ok(Probe::Moving("the registers changed", t));
@@ -124,6 +105,31 @@ struct Stepper {
 }
 
 impl Stepper {
+    /// Steps `t` (at least `min` instructions) until it is at `target`, at most [`MAX_STEPS`];
+    /// the task and the number of steps, or what the probe found instead.
+    fn step_to(
+        &mut self,
+        mut t: Stopped,
+        target: u64,
+        min: u32,
+        snapshot: bool,
+        too_long: &'static str,
+    ) -> Result<std::result::Result<(Stopped, u32), Probe>> {
+        let mut n = 0;
+        while n < min || t.regs()?.ip() != target {
+            if n == MAX_STEPS {
+                return Ok(Err(Probe::Moving(too_long, t)));
+            }
+            n += 1;
+            t = match self.step(t, snapshot)? {
+                Stepped::Ok(t) => t,
+                Stepped::Barrier(why, t) => return Ok(Err(Probe::Moving(why, t))),
+                Stepped::Other(p, w) => return Ok(Err(Probe::Other(p, w))),
+            };
+        }
+        Ok(Ok((t, n)))
+    }
+
     /// Executes the next instruction, unless it is one that must not be stepped over here.
     /// With `snapshot`, first keeps the bytes it is about to write.
     fn step(&mut self, t: Stopped, snapshot: bool) -> Result<Stepped> {

@@ -51,23 +51,25 @@ pub fn event(ev: &Event) -> String {
             let n = ft_libos::clock::decode(&c.reads).map(|r| r.len()).unwrap_or(0);
             format!("{n} clock read(s) of task {} through the clock page", c.task)
         }
-        Some(Kind::Preempt(p)) => {
-            let what = if p.yielded {
-                "giving up the token".to_string()
-            } else {
-                let names: Vec<String> = p.signals.iter().map(|s| signal_name(s.signo)).collect();
-                format!("taking {}", names.join(", "))
-            };
-            format!(
-                "task {} spinning at {:#x} ({}-instruction loop, state {}), {what}",
-                p.task,
-                p.ip,
-                p.steps,
-                ft_libos::digest::hex(&p.digest)
-            )
-        }
+        Some(Kind::Preempt(p)) => format!(
+            "task {} spinning at {:#x} ({}-instruction loop, state {}), {}",
+            p.task,
+            p.ip,
+            p.steps,
+            ft_libos::digest::hex(&p.digest),
+            preempt_outcome(p)
+        ),
         None => "an empty event".into(),
     }
+}
+
+/// What a preempted task did at its fixpoint: "gives up the token" or "takes SIGALRM, …".
+pub fn preempt_outcome(p: &ft_libos::proto::Preempt) -> String {
+    if p.yielded {
+        return "gives up the token".into();
+    }
+    let names: Vec<String> = p.signals.iter().map(|s| signal_name(s.signo)).collect();
+    format!("takes {}", names.join(", "))
 }
 
 pub fn signal_name(signo: i32) -> String {

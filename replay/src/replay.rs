@@ -713,8 +713,8 @@ impl Replayer<'_> {
             }
         }
         let others_idle =
-            self.tasks.iter().any(|(v, t)| *v != vtid && matches!(t.state, RState::Idle(_) | RState::Fresh(_)));
-        let waited = if ended && self.source.live() && others_idle {
+            || self.tasks.iter().any(|(v, t)| *v != vtid && matches!(t.state, RState::Idle(_) | RState::Fresh(_)));
+        let waited = if ended && self.source.live() && others_idle() {
             // At the end of a log that goes on live, the task may spin until another runs: probe
             // it as the recorder would (the handover tells the recorder the SIGSTOP is its). A
             // syscall it reaches first lets the SIGSTOP in before it and stops again.

@@ -13,6 +13,14 @@ fn ftdbg(args: &[&str]) -> Output {
     Command::new(ftexec().with_file_name("ftdbg")).args(args).output().expect("running ftdbg")
 }
 
+/// `ftexec up --replicas 3 --fsync never --dir DIR --`, in its own process group; the program
+/// and stdio are the caller's.
+fn up_command(dir: &Path) -> Command {
+    let mut c = Command::new(ftexec());
+    c.args(["up", "--replicas", "3", "--fsync", "never", "--dir"]).arg(dir).arg("--").process_group(0);
+    c
+}
+
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
@@ -33,16 +41,12 @@ fn ftdbg_reads_the_raft_logs_of_a_stopped_cluster() {
     let dir = tmp.path().join("cluster");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let port = free_port();
-    let mut up = Command::new(ftexec())
-        .args(["up", "--replicas", "3", "--fsync", "never", "--dir"])
-        .arg(&dir)
-        .arg("--")
+    let mut up = up_command(&dir)
         .arg(c_program("kvserver"))
         .arg(port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
         .spawn()
         .expect("ftexec up");
     let t0 = Instant::now();
@@ -138,14 +142,11 @@ fn up_ends_with_the_program_and_every_replica_holds_its_whole_log() {
     let dir = tmp.path().join("cluster");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let t0 = Instant::now();
-    let up = Command::new(ftexec())
-        .args(["up", "--replicas", "3", "--fsync", "never", "--dir"])
-        .arg(&dir)
-        .args(["--", "/bin/sh", "-c", "echo replicated-hello; exit 3"])
+    let up = up_command(&dir)
+        .args(["/bin/sh", "-c", "echo replicated-hello; exit 3"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .spawn()
         .expect("ftexec up");
     let (status, stderr) = wait_up(up, t0, Duration::from_secs(60));
@@ -215,16 +216,12 @@ fn spinning_threads_survive_a_leader_kill_under_up() {
     let dir = tmp.path().join("cluster");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let prog = c_program("spin_wait");
-    let up = Command::new(ftexec())
-        .args(["up", "--replicas", "3", "--fsync", "never", "--dir"])
-        .arg(&dir)
-        .arg("--")
+    let up = up_command(&dir)
         .arg(&prog)
         .arg("300")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .spawn()
         .expect("ftexec up");
     let config = dir.join("cluster.toml");

@@ -746,20 +746,13 @@ pub fn text(ev: &Event) -> String {
         Some(Kind::Exit(e)) if e.signal != 0 => format!("+++ killed by {} +++", signal_name(e.signal)),
         Some(Kind::Exit(e)) => format!("+++ exited with {} +++", e.code),
         Some(Kind::Clocks(c)) => clock_reads_text(c),
-        Some(Kind::Preempt(p)) => {
-            let then = if p.yielded {
-                "gives up the token".to_string()
-            } else {
-                let names: Vec<String> = p.signals.iter().map(|s| signal_name(s.signo)).collect();
-                format!("takes {}", names.join(", "))
-            };
-            format!(
-                "--- preempted spinning at {:#x} ({}-instruction loop, state {}), {then} ---",
-                p.ip,
-                p.steps,
-                hex_bytes(&p.digest, 16)
-            )
-        }
+        Some(Kind::Preempt(p)) => format!(
+            "--- preempted spinning at {:#x} ({}-instruction loop, state {}), {} ---",
+            p.ip,
+            p.steps,
+            hex_bytes(&p.digest, 16),
+            ft_replay::describe::preempt_outcome(p)
+        ),
         Some(other) => format!("{other:?}"),
         None => "(empty event)".into(),
     }
