@@ -22,9 +22,14 @@ extern "C" fn on_stop(_: libc::c_int) {
 /// How long a dead replica stays down before `up` restarts it.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
-fn free_port() -> anyhow::Result<u16> {
+/// A free loopback port. The listener is kept in `held` until every port of the config is
+/// chosen, so that no two nodes get the same one (the kernel may hand a just-released port out
+/// again: a CI run once generated a config with one control port twice).
+fn free_port(held: &mut Vec<std::net::TcpListener>) -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(l.local_addr()?.port())
+    let port = l.local_addr()?.port();
+    held.push(l);
+    Ok(port)
 }
 
 fn toml_str(s: &str) -> String {
@@ -47,13 +52,14 @@ fn generate(dir: &Path, replicas: u64, fsync: &str, command: &[OsString]) -> any
         toml_str(&data.to_string_lossy()),
         toml_str(&data.to_string_lossy())
     ));
+    let mut held = Vec::new();
     for i in 1..=replicas {
         let nd = dir.join(format!("n{i}"));
         std::fs::create_dir_all(&nd)?;
         t.push_str(&format!(
             "\n[[node]]\nid = {i}\nraft_addr = \"127.0.0.1:{}\"\ncontrol_addr = \"127.0.0.1:{}\"\ndata_dir = {}\nservice_dir = {}\n",
-            free_port()?,
-            free_port()?,
+            free_port(&mut held)?,
+            free_port(&mut held)?,
             toml_str(&nd.join("raft").to_string_lossy()),
             toml_str(&nd.join("data").to_string_lossy())
         ));
