@@ -1,21 +1,25 @@
-/* The killer test: 4 threads each increment a shared counter 1,000,000 times without a lock.
- * Native runs print different totals; every replay must print the recorded total. */
+/* The killer test: 4 threads each increment a shared counter without a lock, 1,000,000 times
+ * unless argv[1] says otherwise. Native runs print different totals; every replay must print
+ * the recorded total. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #define THREADS 4
-#define ITERS 1000000
 
+static long iters = 1000000;
 static volatile long counter;
 
 static void *work(void *arg) {
     (void)arg;
-    for (int i = 0; i < ITERS; i++)
+    for (long i = 0; i < iters; i++)
         counter = counter + 1;
     return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1)
+        iters = atol(argv[1]);
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++)
         pthread_create(&t[i], NULL, work, NULL);

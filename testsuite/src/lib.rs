@@ -429,8 +429,29 @@ pub fn ftdbg_stats(log: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("stats json")
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, taken below the kernel's ephemeral
+/// range. A port from `bind(:0)` is released when this returns, and the kernel may hand the same
+/// number to the next `bind(:0)`: to an `ftexec up` cluster's Raft or control port in another
+/// test, whose transport then answers this test's client with a reset (CI saw that). Below the
+/// ephemeral range only these tests choose ports, and each process walks its own sequence.
 pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    let ephemeral_start = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or(32_768);
+    if ephemeral_start > FIRST + 1_000 {
+        let span = ephemeral_start - FIRST;
+        let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let port = (FIRST + (start + n) % span) as u16;
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot bind 127.0.0.1:0 to find a free port");
     listener.local_addr().expect("local_addr of a bound listener").port()
 }

@@ -35,6 +35,25 @@ fn applied(config: &Path) -> Vec<u64> {
     doc["nodes"].as_array().map(|n| n.iter().filter_map(|n| n["applied"].as_u64()).collect()).unwrap_or_default()
 }
 
+/// Connects to the kvserver on `port`, sends `SET k v`, returns its one-line reply.
+fn set_once(port: u16, k: &str, v: &str) -> std::io::Result<String> {
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut r = BufReader::new(stream.try_clone()?);
+    (&stream).write_all(format!("SET {k} {v}\n").as_bytes())?;
+    let mut reply = String::new();
+    r.read_line(&mut reply)?;
+    Ok(reply)
+}
+
+/// `up`'s stderr and every replica's ftexec.log, for a failure message.
+fn cluster_logs(dir: &Path, up_err: &Path) -> String {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    (1..=3).fold(format!("--- ftexec up\n{}", read(up_err)), |acc, n| {
+        acc + &format!("--- n{n}/ftexec.log\n{}", read(&dir.join(format!("n{n}/ftexec.log"))))
+    })
+}
+
 #[test]
 fn ftdbg_reads_the_raft_logs_of_a_stopped_cluster() {
     let tmp = temp_dir("replica-logs");
@@ -46,24 +65,32 @@ fn ftdbg_reads_the_raft_logs_of_a_stopped_cluster() {
         .arg(port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(tmp.path().join("up.err")).expect("up.err"))
         .spawn()
         .expect("ftexec up");
+    // One connection per command, retried: under a loaded machine the first leader may lose its
+    // leadership before the client's command commits (it then kills its program and the client
+    // sees a reset); a client reconnects and sends the command again, as it would after failover.
     let t0 = Instant::now();
-    let stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if t0.elapsed() < Duration::from_secs(30) => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("the replicated kvserver never listened: {e}"),
-        }
-    };
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut r = BufReader::new(stream.try_clone().expect("clone"));
-    let mut w = stream;
     for (k, v) in [("alpha", "one"), ("beta", "two")] {
-        w.write_all(format!("SET {k} {v}\n").as_bytes()).expect("write");
-        let mut reply = String::new();
-        r.read_line(&mut reply).expect("reply");
+        let mut last_error = String::new();
+        let reply = loop {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the replicated kvserver never answered SET {k}: {last_error}\n{}",
+                cluster_logs(&dir, &tmp.path().join("up.err"))
+            );
+            match set_once(port, k, v) {
+                Ok(reply) => break reply,
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::ConnectionRefused {
+                        eprintln!("SET {k}: {e}; retrying");
+                    }
+                    last_error = e.to_string();
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
         assert_eq!(reply.trim(), "OK");
     }
     // While the replicas run, their logs are locked.
@@ -81,7 +108,6 @@ fn ftdbg_reads_the_raft_logs_of_a_stopped_cluster() {
         assert!(t0.elapsed() < Duration::from_secs(20), "replicas never agreed: {a:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    drop((r, w));
     // SAFETY: signals our own child's process group.
     unsafe { libc::kill(-(up.id() as i32), libc::SIGINT) };
     let _ = up.wait();
