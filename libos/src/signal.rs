@@ -119,6 +119,18 @@ pub fn name(signo: i32) -> Option<String> {
     Sig::new(signo).map(Sig::name)
 }
 
+/// The kernel's own codes for a syscall that a signal interrupted and that it runs again (or
+/// ends with EINTR) after the handler: a program never sees them, a tracer does at the exit.
+pub fn restart_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        512 => "ERESTARTSYS",
+        513 => "ERESTARTNOINTR",
+        514 => "ERESTARTNOHAND",
+        516 => "ERESTART_RESTARTBLOCK",
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -319,6 +319,12 @@ enum RState {
     /// logged between the call and its effect), so it waits until the log shows the effect:
     /// its Exec event or result, or the death of one of those threads.
     ExecParked(Parked),
+    /// At the seccomp stop of a clone, until the log shows what it did at record: its Spawn
+    /// event (then it runs for real) or its result without a child. A clone fails when a signal
+    /// is pending (-ERESTARTNOINTR, then the kernel runs it again; a traced parent gets even
+    /// an ignored SIGCHLD queued) or on a limit (EAGAIN); run for real here it could succeed
+    /// and create a task the recording does not have.
+    CloneParked(Parked),
     /// A stop collected after the last committed event (going live): the recorder handles it.
     Fresh(Stopped),
 }
@@ -494,6 +500,7 @@ impl Replayer<'_> {
                 None => return Err(SessionError::LogEnded { index }),
             };
             let exec_released = self.release_exec(index)?;
+            self.release_clone()?;
             // The running task first reaches the point where the recording logged this event.
             if let Some(h) = self.holder {
                 // A thread that is not running and ends without a signal was ended by a sibling's
@@ -561,6 +568,31 @@ impl Replayer<'_> {
                 }
             }
         }
+    }
+
+    /// If the next event shows what a clone held in [`RState::CloneParked`] did at record, lets
+    /// it go on: its Spawn runs it for real (a vfork parent then waits on the child's exec in the
+    /// kernel, as at record); its result without a Spawn completes it as any parked syscall
+    /// (the failure injected, or the syscall rewound for the kernel's restart).
+    fn release_clone(&mut self) -> Result<()> {
+        let (vtid, spawned) = match self.source.peek_event()? {
+            Some(Event { kind: Some(Kind::Spawn(sp)) }) => (sp.parent, true),
+            Some(Event { kind: Some(Kind::Syscall(sc)) }) => (sc.task, false),
+            _ => return Ok(()),
+        };
+        if !matches!(self.tasks.get(&vtid).map(|t| &t.state), Some(RState::CloneParked(_))) {
+            return Ok(());
+        }
+        let RState::CloneParked(p) = self.take_state(vtid) else { return Ok(()) };
+        if !spawned {
+            self.set_state(vtid, RState::Parked(p));
+            return Ok(());
+        }
+        quiet_clone(&p)?;
+        self.clone_args.insert(vtid, p.args);
+        p.t.cont_to_exit()?;
+        self.set_state(vtid, RState::Executing);
+        Ok(())
     }
 
     /// If the next event shows the effect of an execve held in [`RState::ExecParked`] (its Exec
@@ -918,7 +950,7 @@ impl Replayer<'_> {
         fn stopped(t: &RTask) -> Option<&Stopped> {
             match &t.state {
                 RState::Idle(st) | RState::Fresh(st) => Some(st),
-                RState::Parked(p) | RState::ExecParked(p) => Some(&p.t),
+                RState::Parked(p) | RState::ExecParked(p) | RState::CloneParked(p) => Some(&p.t),
                 _ => None,
             }
         }
@@ -1019,7 +1051,7 @@ impl Replayer<'_> {
                 let _ = send_signal(tid, sig);
             }
         }
-        if let RState::Parked(p) = self.take_state(e.task) {
+        if let RState::Parked(p) | RState::CloneParked(p) = self.take_state(e.task) {
             // Keep a killed task from running its syscall.
             let mut regs = p.regs;
             regs.skip_with(-i64::from(libc::EINTR));
@@ -1187,20 +1219,21 @@ impl Replayer<'_> {
                 let t = self.apply(Parked { t, regs, spec, args }, index, s)?;
                 return self.resume(vtid, t);
             }
-            Action::Clone | Action::Exec => {
-                // Runs for real, from now on as at record (a vfork parent waits on the child's
-                // exec in the kernel); Spawn, Exec and the completion events meet its stops.
+            Action::Clone => {
+                // Released the token at record; the log says whether it created a task.
+                self.set_state(vtid, RState::CloneParked(Parked { t, regs, spec, args }));
+                self.holder = None;
+                return Ok(());
+            }
+            Action::Exec => {
+                // Runs for real, from now on as at record; Exec and the completion events meet
+                // its stops.
                 let p = Parked { t, regs, spec, args };
-                if action == Action::Clone {
-                    quiet_clone(&p)?;
-                    self.clone_args.insert(vtid, args);
-                } else {
-                    let proc = self.tasks.get(&vtid).map(|t| t.proc);
-                    if self.tasks.iter().any(|(&v, t)| v != vtid && Some(t.proc) == proc) {
-                        self.set_state(vtid, RState::ExecParked(p));
-                        self.holder = None;
-                        return Ok(());
-                    }
+                let proc = self.tasks.get(&vtid).map(|t| t.proc);
+                if self.tasks.iter().any(|(&v, t)| v != vtid && Some(t.proc) == proc) {
+                    self.set_state(vtid, RState::ExecParked(p));
+                    self.holder = None;
+                    return Ok(());
                 }
                 p.t.cont_to_exit()?;
                 self.set_state(vtid, RState::Executing);
@@ -1791,7 +1824,7 @@ impl Replayer<'_> {
             let state = match t.state {
                 RState::Starting => AdoptedState::Starting,
                 RState::Idle(s) => AdoptedState::Idle(s),
-                RState::Parked(p) | RState::ExecParked(p) => AdoptedState::Parked(p.t),
+                RState::Parked(p) | RState::ExecParked(p) | RState::CloneParked(p) => AdoptedState::Parked(p.t),
                 RState::Fresh(s) => AdoptedState::Fresh(s),
                 RState::Running => AdoptedState::Holding,
                 RState::Executing => {

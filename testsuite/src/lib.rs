@@ -421,6 +421,19 @@ pub fn assert_native_pair_differs(first: &Run, second: &Run, what: &str) {
     );
 }
 
+/// Rewrites a log: every event is replaced by the events `edit` returns for it (checksums stay
+/// valid: this is a log that says something else, not a damaged one).
+pub fn rewrite_log(log: &Path, out: &Path, mut edit: impl FnMut(ft_libos::Event) -> Vec<ft_libos::Event>) {
+    let mut r = ft_libos::log::LogReader::open(log).expect("open log");
+    let mut w = ft_libos::log::LogWriter::create(out, &r.header().clone()).expect("create log");
+    while let Some(ev) = r.next_event().expect("read event") {
+        for ev in edit(ev) {
+            w.append(&ev).expect("append");
+        }
+    }
+    w.finish().expect("finish");
+}
+
 /// `ftdbg stats --json LOG`, parsed (ftdbg sits next to ftexec).
 pub fn ftdbg_stats(log: &Path) -> serde_json::Value {
     let ftdbg = ftexec().with_file_name("ftdbg");

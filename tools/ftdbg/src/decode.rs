@@ -600,6 +600,9 @@ pub fn args(s: &Syscall) -> Vec<String> {
 pub fn result(s: &Syscall) -> String {
     if (-4095..0).contains(&s.ret) {
         let e = -s.ret as i32;
+        if let Some(r) = ft_libos::signal::restart_name(e) {
+            return format!("{r} (run again after a signal)");
+        }
         return match errno_name(e) {
             Some(n) => format!("-1 {n} ({})", nix::errno::Errno::from_raw(e).desc()),
             None => format!("-1 errno {e}"),
