@@ -355,6 +355,10 @@ struct Recorder<'a> {
     /// The signal a task was just given at a delivery stop, until its next stop: a signal stop
     /// on that signal's fresh frame is the kernel delivering the next one in the same pass.
     chain: HashMap<Pid, (Sig, u64)>,
+    /// The syscall a signal interrupted with -ERESTART_RESTARTBLOCK (a sleep, poll), per task:
+    /// the kernel continues it as restart_syscall, which writes what that syscall writes (the
+    /// time left of nanosleep, poll's revents).
+    restart_of: HashMap<Pid, (&'static Spec, [u64; 6])>,
     /// Ready tasks whose stop has not been handled (handed over by a replay going live).
     fresh: HashSet<Pid>,
     /// The clock page of each process (by the vtid of its leader) whose vDSO goes to it.
@@ -407,6 +411,7 @@ impl<'a> Recorder<'a> {
             exits: HashMap::new(),
             silent: HashMap::new(),
             chain: HashMap::new(),
+            restart_of: HashMap::new(),
             fresh: HashSet::new(),
             clocks: ClockPages::default(),
             copier: FdCopier::default(),
@@ -1064,6 +1069,7 @@ impl Recorder<'_> {
         self.ready.retain(|p| *p != pid);
         self.exits.remove(&pid);
         self.chain.remove(&pid);
+        self.restart_of.remove(&pid);
         self.bouncing.remove(&pid);
         self.silent.remove(&pid);
         if let Some(sigs) = self.held.remove(&pid).filter(|v| !v.is_empty()) {
@@ -1432,7 +1438,18 @@ impl Recorder<'_> {
             task,
             ..Default::default()
         };
-        let regions = capture::regions(t, spec.writes, &args, ret)?;
+        let restarted = match self.restart_of.get(&t.pid()) {
+            Some(&(orig, orig_args)) if i64::from(spec.nr) == libc::SYS_restart_syscall => Some((orig, orig_args)),
+            _ => None,
+        };
+        const ERESTART_RESTARTBLOCK: i64 = -516;
+        if ret == ERESTART_RESTARTBLOCK && restarted.is_none() {
+            self.restart_of.insert(t.pid(), (spec, args));
+        }
+        let regions = match restarted {
+            Some((orig, orig_args)) => capture::regions(t, orig.writes, &orig_args, ret)?,
+            None => capture::regions(t, spec.writes, &args, ret)?,
+        };
         let extra = fcntl_writes(spec, &args);
         let regions =
             if extra.is_empty() { regions } else { [regions, capture::regions(t, extra, &args, ret)?].concat() };

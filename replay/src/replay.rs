@@ -1602,10 +1602,12 @@ impl Replayer<'_> {
             Disposition::Inject if is_restart(s.ret) => {
                 // At record the kernel restarted this syscall after a signal (the program never
                 // saw the code): rewind to the syscall instruction; the next event is the restart.
+                // What the kernel wrote before it stopped (nanosleep's time left) is the program's.
                 let nr = if s.ret == -516 { libc::SYS_restart_syscall as u64 } else { u64::from(spec.nr) };
                 regs.skip_with(nr as i64);
                 regs.0.rip -= 2;
                 t.set_regs(&regs)?;
+                self.put_mem(&t, &s, false)?;
                 t
             }
             Disposition::Inject => {

@@ -210,3 +210,20 @@ fn signal_into_a_loop_that_spins_without_syscalls() {
     let stats = ftdbg_stats(&log);
     assert!(stats["preemptions"].as_u64().unwrap_or(0) >= 3, "each SIGALRM goes in at a preemption: {stats}");
 }
+
+/// 12: job control. The parent stops a sleeping child with SIGSTOP and continues it with
+/// SIGCONT, and sees both through waitpid(WUNTRACED / WCONTINUED). Without a handler the sleep
+/// goes on through restart_syscall to its full 300 ms; with a SIGCONT handler it fails with
+/// EINTR and reports the time left, which the kernel writes during the restart_syscall: the
+/// recording keeps those bytes and replay puts them back.
+#[test]
+fn sigstop_sigcont_and_restart_syscall() {
+    let out = check("sig_stop_cont", &[]);
+    for round in 1..=2 {
+        assert!(out.contains(&format!("round {round}: waitpid found the child, stopped by SIGSTOP\n")), "{out}");
+        assert!(out.contains(&format!("round {round}: waitpid found the child, continued: yes\n")), "{out}");
+        assert!(out.contains(&format!("round {round}: child exited with {round}\n")), "{out}");
+    }
+    assert!(out.contains("(at least 300: yes), handler 0\n"), "{out}");
+    assert!(out.contains("round 2: nanosleep returned -1 EINTR after ") && out.contains("(some: yes), handler 1\n"), "{out}");
+}
