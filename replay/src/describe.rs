@@ -30,10 +30,11 @@ pub fn event(ev: &Event) -> String {
                 Some(spec) => call(spec, &s.args),
                 None => table::name(u64::from(s.nr)),
             };
-            let ret = if let Some(r) = ft_libos::signal::restart_name(-s.ret as i32) {
-                format!("{r} (the kernel ran it again after a signal)")
-            } else if (-4095..0).contains(&s.ret) {
-                format!("-1 {}", nix::Error::from_raw(-s.ret as i32))
+            let ret = if (-4095..0).contains(&s.ret) {
+                match ft_libos::signal::restart_name(-s.ret as i32) {
+                    Some(r) => format!("{r} (the kernel ran it again after a signal)"),
+                    None => format!("-1 {}", nix::Error::from_raw(-s.ret as i32)),
+                }
             } else {
                 arg(s.ret as u64)
             };

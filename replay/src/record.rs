@@ -1443,7 +1443,9 @@ impl Recorder<'_> {
             _ => None,
         };
         const ERESTART_RESTARTBLOCK: i64 = -516;
-        if ret == ERESTART_RESTARTBLOCK && restarted.is_none() {
+        if ret != ERESTART_RESTARTBLOCK {
+            self.restart_of.remove(&t.pid());
+        } else if restarted.is_none() {
             self.restart_of.insert(t.pid(), (spec, args));
         }
         let regions = match restarted {

@@ -1781,7 +1781,7 @@ impl Replayer<'_> {
             }
             let candidate = self.tasks.iter().find_map(|(v, t)| {
                 let at_seccomp = match &t.state {
-                    RState::Parked(_) => true,
+                    RState::Parked(_) | RState::CloneParked(_) | RState::ExecParked(_) => true,
                     RState::Fresh(s) | RState::Idle(s) => s.stop == Stop::Seccomp,
                     _ => false,
                 };
@@ -1794,21 +1794,18 @@ impl Replayer<'_> {
                 );
                 continue;
             };
-            match self.take_state(v) {
-                RState::Parked(p) => {
-                    let t = crate::live::make_real(p.t, &socks, &self.log)?;
-                    self.set_state(v, RState::Parked(Parked { t, ..p }));
-                }
-                RState::Fresh(s) => {
-                    let t = crate::live::make_real(s, &socks, &self.log)?;
-                    self.set_state(v, RState::Fresh(t));
-                }
-                RState::Idle(s) => {
-                    let t = crate::live::make_real(s, &socks, &self.log)?;
-                    self.set_state(v, RState::Idle(t));
-                }
-                other => self.set_state(v, other),
-            }
+            let taken = self.take_state(v);
+            let log = self.log.clone();
+            let real = |t: Stopped| crate::live::make_real(t, &socks, &log);
+            let state = match taken {
+                RState::Parked(p) => RState::Parked(Parked { t: real(p.t)?, ..p }),
+                RState::CloneParked(p) => RState::CloneParked(Parked { t: real(p.t)?, ..p }),
+                RState::ExecParked(p) => RState::ExecParked(Parked { t: real(p.t)?, ..p }),
+                RState::Fresh(s) => RState::Fresh(real(s)?),
+                RState::Idle(s) => RState::Idle(real(s)?),
+                other => other,
+            };
+            self.set_state(v, state);
         }
         // The clock pages record from now on.
         for proc in self.clocks.ready_procs() {

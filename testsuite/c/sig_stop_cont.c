@@ -26,7 +26,7 @@ static long ms_since(const struct timespec *t0) {
     return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-static void child(int round) {
+static void child(int round, int ready) {
     if (round == 2) {
         struct sigaction sa = {0};
         sa.sa_handler = on_cont;
@@ -35,11 +35,13 @@ static void child(int round) {
     }
     struct timespec t0, d = {0, 300000000}, rem = {0, 0};
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (write(ready, "r", 1) != 1)
+        _exit(9);
     int r = nanosleep(&d, &rem);
     int e = errno;
     long took = ms_since(&t0);
     /* Stay a while, so the parent's waitpid(WCONTINUED) comes before this child's exit. */
-    struct timespec stay = {0, 150000000};
+    struct timespec stay = {0, 300000000};
     nanosleep(&stay, NULL);
     if (r == 0)
         printf("round %d: nanosleep returned 0 after %ld ms (at least 300: %s), handler %d\n", round, took,
@@ -55,9 +57,18 @@ static void child(int round) {
 int main(void) {
     setvbuf(stdout, NULL, _IONBF, 0);
     for (int round = 1; round <= 2; round++) {
+        int ready[2];
+        if (pipe(ready) != 0)
+            return 1;
         pid_t c = fork();
         if (c == 0)
-            child(round);
+            child(round, ready[1]);
+        /* The child is about to sleep: the signals come 80 and 160 ms into its sleep. */
+        char b;
+        if (read(ready[0], &b, 1) != 1)
+            return 1;
+        close(ready[0]);
+        close(ready[1]);
         struct timespec d = {0, 80000000};
         nanosleep(&d, NULL);
         kill(c, SIGSTOP);

@@ -42,7 +42,9 @@ fn set_once(port: u16, k: &str, v: &str) -> std::io::Result<String> {
     let mut r = BufReader::new(stream.try_clone()?);
     (&stream).write_all(format!("SET {k} {v}\n").as_bytes())?;
     let mut reply = String::new();
-    r.read_line(&mut reply)?;
+    if r.read_line(&mut reply)? == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the connection ended without a reply"));
+    }
     Ok(reply)
 }
 
