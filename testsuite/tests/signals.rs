@@ -225,5 +225,8 @@ fn sigstop_sigcont_and_restart_syscall() {
         assert!(out.contains(&format!("round {round}: child exited with {round}\n")), "{out}");
     }
     assert!(out.contains("(at least 300: yes), handler 0\n"), "{out}");
-    assert!(out.contains("round 2: nanosleep returned -1 EINTR after ") && out.contains("(some: yes), handler 1\n"), "{out}");
+    assert!(
+        out.contains("round 2: nanosleep returned -1 EINTR after ") && out.contains("(some: yes), handler 1\n"),
+        "{out}"
+    );
 }

@@ -215,7 +215,10 @@ fn racy_linked_list_replays_its_length_and_order() {
     // Shown natively with 2,000,000 pushes per thread (about 50 ms), for the reason given in
     // racy_counter_replays_its_total: 20,000 can finish inside one time slice on a loaded machine.
     let lists: HashSet<Vec<u8>> = (0..6).map(|_| native(&prog, &["2000000"]).stdout).collect();
-    assert!(lists.len() > 1, "six native runs of 4 x 2,000,000 pushes printed the same list: the race is not real here");
+    assert!(
+        lists.len() > 1,
+        "six native runs of 4 x 2,000,000 pushes printed the same list: the race is not real here"
+    );
 }
 
 #[test]
