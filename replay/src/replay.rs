@@ -533,7 +533,11 @@ impl Replayer<'_> {
                     self.source.next_event()?;
                     let task = self.task(s.task, index)?;
                     if let Some(sig) = Sig::new(s.signo) {
-                        let _ = send_signal(task.tid, sig);
+                        // To the thread that took it at record: a process-directed send could be
+                        // taken by another thread (whose stop would not expect it), and would be
+                        // pending for every thread (a clone the log releases meanwhile would fail
+                        // with -ERESTARTNOINTR). Its default action (end, stop) is the process's.
+                        let _ = send_signal_to_thread(task.tid, sig);
                         task.pending.push(Held { sig, info: None });
                     }
                 }
