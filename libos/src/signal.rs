@@ -119,6 +119,9 @@ pub fn name(signo: i32) -> Option<String> {
     Sig::new(signo).map(Sig::name)
 }
 
+/// The result of a syscall that the kernel continues as restart_syscall (a sleep, poll).
+pub const ERESTART_RESTARTBLOCK: i64 = -516;
+
 /// The kernel's own codes for a syscall that a signal interrupted and that it runs again (or
 /// ends with EINTR) after the handler: a program never sees them, a tracer does at the exit.
 pub fn restart_name(errno: i32) -> Option<&'static str> {
@@ -129,6 +132,11 @@ pub fn restart_name(errno: i32) -> Option<&'static str> {
         516 => "ERESTART_RESTARTBLOCK",
         _ => return None,
     })
+}
+
+/// Whether a syscall's result is one of those codes (see [`restart_name`]).
+pub fn is_restart(ret: i64) -> bool {
+    (-516..=-512).contains(&ret) && restart_name(-ret as i32).is_some()
 }
 
 #[cfg(test)]

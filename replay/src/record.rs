@@ -1442,8 +1442,7 @@ impl Recorder<'_> {
             Some(&(orig, orig_args)) if i64::from(spec.nr) == libc::SYS_restart_syscall => Some((orig, orig_args)),
             _ => None,
         };
-        const ERESTART_RESTARTBLOCK: i64 = -516;
-        if ret != ERESTART_RESTARTBLOCK {
+        if ret != ft_libos::signal::ERESTART_RESTARTBLOCK {
             self.restart_of.remove(&t.pid());
         } else if restarted.is_none() {
             self.restart_of.insert(t.pid(), (spec, args));

@@ -1603,11 +1603,15 @@ impl Replayer<'_> {
         let args = &args;
         let vtid = s.task;
         let t = match s.disposition() {
-            Disposition::Inject if is_restart(s.ret) => {
+            Disposition::Inject if ft_libos::signal::is_restart(s.ret) => {
                 // At record the kernel restarted this syscall after a signal (the program never
                 // saw the code): rewind to the syscall instruction; the next event is the restart.
                 // What the kernel wrote before it stopped (nanosleep's time left) is the program's.
-                let nr = if s.ret == -516 { libc::SYS_restart_syscall as u64 } else { u64::from(spec.nr) };
+                let nr = if s.ret == ft_libos::signal::ERESTART_RESTARTBLOCK {
+                    libc::SYS_restart_syscall as u64
+                } else {
+                    u64::from(spec.nr)
+                };
                 regs.skip_with(nr as i64);
                 regs.0.rip -= 2;
                 t.set_regs(&regs)?;
@@ -2006,12 +2010,6 @@ fn temporary_mask(t: &Stopped, nr: u64, args: &[u64; 6], ret: i64) -> Result<Opt
         _ => 0,
     };
     Ok((mask != 0).then_some(mask))
-}
-
-/// -ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK: never seen by the
-/// program, the kernel restarts the syscall after the signal.
-fn is_restart(ret: i64) -> bool {
-    matches!(ret, -512 | -513 | -514 | -516)
 }
 
 /// Rewrites a parked clone so that the child's exit signal is 0.
