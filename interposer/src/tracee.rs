@@ -484,6 +484,16 @@ impl Stopped {
     }
 }
 
+/// The pid of a task as the program sees it (the last field of /proc/PID/status's NSpid: its
+/// own PID namespace), and its real uid. Readable for a zombie too; None once it is reaped.
+pub fn ns_pid_uid(pid: Pid) -> Option<(i32, u32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::split_whitespace);
+    let ns_pid = field("NSpid:")?.last()?.parse().ok()?;
+    let uid = field("Uid:")?.next()?.parse().ok()?;
+    Some((ns_pid, uid))
+}
+
 /// Reaps a tracee that is known to be dying (after SIGKILL or a Gone error).
 pub fn reap(pid: Pid) -> Option<Waited> {
     let mut r = Running::adopt(pid);

@@ -5,7 +5,8 @@
 //! - [`proto`]: the event and header types (protobuf), and [`log`]: the log file format;
 //! - [`digest`]: content digests of buffers, files and the data directory;
 //! - [`clock`]: the layout of the clock page (vDSO clock reads without a ptrace stop);
-//! - [`signal`]: signal numbers 1..=64 ([`Sig`]), real-time signals included.
+//! - [`signal`]: signal numbers 1..=64 ([`Sig`]), real-time signals included;
+//! - [`wait`]: which child a logged wait4/waitid reaped, and a child's SIGCHLD siginfo.
 //!
 //! This crate never touches ptrace, sockets or Raft.
 
@@ -18,6 +19,7 @@ pub mod policy;
 pub mod proto;
 pub mod signal;
 pub mod table;
+pub mod wait;
 
 pub use fd::FdTable;
 pub use proto::{event::Kind as EventKind, Disposition, Event, FdKind, Header};

@@ -6,7 +6,10 @@
 //! - any other socket (a client connection, an outgoing connection) becomes a socket whose peer
 //!   has closed: the program reads EOF and closes it, as if the client had gone away;
 //! - epoll registrations of the replaced fds are re-added (the epoll instances are real at
-//!   replay, see `Live::Epoll`), with the events and data the program registered.
+//!   replay, see `Live::Epoll`), with the events and data the program registered;
+//! - a stand-in that several processes share (inherited over fork: a server's listening socket
+//!   in a BGSAVE child) is made real once, in the first of them; the others take that socket
+//!   with pidfd_getfd, so they share it as they did at record (and the address is bound once).
 //!
 //! Everything injected is undone in the address space (the scratch page is unmapped), so the
 //! new leader's memory layout stays the followers'.
@@ -14,7 +17,7 @@
 use crate::error::{Result, SessionError};
 use ft_interposer::tracee::wait_for;
 use ft_interposer::{Regs, Stop, Stopped, Waited};
-use slog::{info, warn, Logger};
+use slog::{debug, info, warn, Logger};
 use std::collections::HashMap;
 
 /// What replay learned of a socket from the syscalls that made and configured it.
@@ -142,23 +145,43 @@ fn is_stand_in(pid: i32, fd: i32) -> bool {
         == Some("anon_inode:[eventfd]")
 }
 
+/// The kernel's id of the eventfd at `fd` (fdinfo `eventfd-id`): the same for every process
+/// that shares the stand-in.
+fn eventfd_id(pid: i32, fd: i32) -> Option<u64> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("eventfd-id:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The real sockets made so far in this go-live, by the eventfd id of the stand-in they
+/// replaced: the process (its pid as the program sees it) and fd that hold one.
+pub(crate) type MadeReal = HashMap<u64, (i32, i32)>;
+
 /// How long to retry binding an address the old leader's socket may still hold.
 const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Makes the stand-ins of one process real. `t` is one of its tasks, at a seccomp stop; it is
 /// returned at the same stop.
-pub(crate) fn make_real(t: Stopped, sockets: &HashMap<i32, SockShadow>, log: &Logger) -> Result<Stopped> {
+pub(crate) fn make_real(
+    t: Stopped,
+    sockets: &HashMap<i32, SockShadow>,
+    made: &mut MadeReal,
+    log: &Logger,
+) -> Result<Stopped> {
     let pid = t.pid().as_raw();
     let tgid = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse::<i32>().ok())))
         .unwrap_or(pid);
-    let mut todo: Vec<(i32, &SockShadow)> =
-        sockets.iter().filter(|(fd, _)| is_stand_in(tgid, **fd)).map(|(fd, s)| (*fd, s)).collect();
+    let mut todo: Vec<(i32, &SockShadow, Option<u64>)> = sockets
+        .iter()
+        .filter(|(fd, _)| is_stand_in(tgid, **fd))
+        .map(|(fd, s)| (*fd, s, eventfd_id(tgid, *fd)))
+        .collect();
     if todo.is_empty() {
         return Ok(t);
     }
-    todo.sort_by_key(|(fd, _)| *fd);
+    todo.sort_by_key(|(fd, _, _)| *fd);
+    let ns_pid = ft_interposer::tracee::ns_pid_uid(t_pid(tgid)).map(|(p, _)| p);
     let regs = epoll_registrations(tgid);
     let mut r = Remote::new(t)?;
     let page = r.call(
@@ -176,7 +199,13 @@ pub(crate) fn make_real(t: Stopped, sockets: &HashMap<i32, SockShadow>, log: &Lo
         return Err(unexpected(t_pid(tgid), format!("scratch mmap failed with {page}")));
     }
     let scratch = page as u64;
-    let result = rebuild_all(&mut r, scratch, tgid, &todo, &regs, log);
+    let result = rebuild_all(&mut r, scratch, tgid, &todo, &regs, made, log).map(|done| {
+        if let Some(ns_pid) = ns_pid {
+            for (id, fd) in done {
+                made.entry(id).or_insert((ns_pid, fd));
+            }
+        }
+    });
     let unmapped = r.call(libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
     result?;
     unmapped?;
@@ -187,19 +216,45 @@ fn t_pid(p: i32) -> nix::unistd::Pid {
     nix::unistd::Pid::from_raw(p)
 }
 
+/// Takes the socket at `fd` of process `owner` (pid as the program sees it) into the process
+/// of `r`: returns its new fd there.
+fn take_shared(r: &mut Remote, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
+    let pidfd = r.call(libc::SYS_pidfd_open, [owner as u64, 0, 0, 0, 0, 0])?;
+    if pidfd < 0 {
+        return Err(unexpected(t_pid(tgid), format!("pidfd_open({owner}) to share its fd {fd} failed with {pidfd}")));
+    }
+    let new = r.call(libc::SYS_pidfd_getfd, [pidfd as u64, fd as u64, 0, 0, 0, 0])?;
+    r.call(libc::SYS_close, [pidfd as u64, 0, 0, 0, 0, 0])?;
+    if new < 0 {
+        return Err(SessionError::Unsupported {
+            what: format!("going live: taking the socket at fd {fd} of process {owner} into a process that shares it"),
+            why: format!("pidfd_getfd failed with errno {} (it needs ptrace access between the two)", -new),
+        });
+    }
+    Ok(new)
+}
+
+/// Makes each stand-in of `todo` real; returns the (eventfd id, fd) of those it made (not the
+/// ones it took from another process).
 fn rebuild_all(
     r: &mut Remote,
     scratch: u64,
     tgid: i32,
-    todo: &[(i32, &SockShadow)],
+    todo: &[(i32, &SockShadow, Option<u64>)],
     regs: &[(i32, i32, u32, u64)],
+    made: &MadeReal,
     log: &Logger,
-) -> Result<()> {
+) -> Result<Vec<(u64, i32)>> {
     let fail = |what: String| unexpected(t_pid(tgid), what);
-    for (fd, sh) in todo {
+    let mut done = Vec::new();
+    for (fd, sh, id) in todo {
         let fd = *fd;
         let flags = fd_flags(tgid, fd);
-        let new = if sh.listening() {
+        let shared = id.and_then(|id| made.get(&id)).copied();
+        let new = if let Some((owner, owner_fd)) = shared {
+            debug!(log, "going live: a socket shared with another process"; "fd" => fd, "from" => owner);
+            take_shared(r, tgid, owner, owner_fd)?
+        } else if sh.listening() {
             let (domain, ty, proto) = sh.made.unwrap_or_default();
             let ty = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
             let s = r.call(libc::SYS_socket, [domain as u64, ty as u64, proto as u64, 0, 0, 0])?;
@@ -251,6 +306,9 @@ fn rebuild_all(
             r.call(libc::SYS_close, [peer as u64, 0, 0, 0, 0, 0])?;
             i64::from(a)
         };
+        if let (None, Some(id)) = (shared, id) {
+            done.push((*id, fd));
+        }
         r.call(libc::SYS_fcntl, [new as u64, libc::F_SETFL as u64, (flags & libc::O_NONBLOCK) as u64, 0, 0, 0])?;
         let d = r.call(libc::SYS_dup3, [new as u64, fd as u64, (flags & libc::O_CLOEXEC) as u64, 0, 0, 0])?;
         r.call(libc::SYS_close, [new as u64, 0, 0, 0, 0, 0])?;
@@ -263,10 +321,12 @@ fn rebuild_all(
             r.write(scratch, &ev)?;
             let e =
                 r.call(libc::SYS_epoll_ctl, [*epfd as u64, libc::EPOLL_CTL_ADD as u64, fd as u64, scratch, 0, 0])?;
-            if e < 0 {
+            // EEXIST: an epoll instance shared with a process made real before this one has
+            // the socket already.
+            if e < 0 && e != -i64::from(libc::EEXIST) {
                 warn!(log, "going live: re-registering an fd in epoll failed"; "epfd" => epfd, "fd" => fd, "ret" => e);
             }
         }
     }
-    Ok(())
+    Ok(done)
 }

@@ -211,6 +211,9 @@ pub(crate) struct Handover {
     pub silent: HashMap<u32, u32>,
     /// A task sent a probe's SIGSTOP (the holder, found spinning at the end of the log).
     pub interrupting: Option<Pid>,
+    /// Child processes that replay forked (exit signal 0) and that are still there, alive or
+    /// zombies, with their parent's process: see [`Recorder::quiet`].
+    pub quiet: Vec<(Pid, u32)>,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -227,6 +230,7 @@ pub(crate) fn continue_live(
     rec.status0 = h.status0;
     rec.clocks = h.clocks;
     rec.interrupting = h.interrupting;
+    rec.quiet = h.quiet.into_iter().collect();
     let first = h.tasks.iter().find(|t| t.vtid == 0).map(|t| t.tid).unwrap_or(Pid::from_raw(0));
     let mut tasks = h.tasks;
     tasks.sort_by_key(|t| t.vtid);
@@ -371,6 +375,14 @@ struct Recorder<'a> {
     one_stop: u64,
     /// The tracer's buffer for socket reads answered on a copy of the fd.
     scratch: Vec<u8>,
+    /// Children forked by a replay before it went live, by tid, with their parent's process.
+    /// Their exit signal is 0: the kernel neither sends SIGCHLD for them nor shows them to a
+    /// wait without `__WALL`. So the parent's waits get `__WALL` while it has one, and the
+    /// recorder sends the parent the SIGCHLD of one that ends (see [`Recorder::quiet_ended`]).
+    quiet: HashMap<Pid, u32>,
+    /// Per process, the siginfo of each SIGCHLD sent by [`Recorder::quiet_ended`], given to
+    /// its delivery stop in place of the kernel's (which names the tracer as the sender).
+    chld_info: HashMap<u32, VecDeque<libc::siginfo_t>>,
 }
 
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
@@ -418,6 +430,8 @@ impl<'a> Recorder<'a> {
             releaser: None,
             one_stop: 0,
             scratch: Vec::new(),
+            quiet: HashMap::new(),
+            chld_info: HashMap::new(),
         }
     }
 
@@ -688,9 +702,86 @@ impl Recorder<'_> {
         if matches!(action, Action::Output { .. }) {
             self.sink.before_output()?;
         }
+        self.widen_wait(&t, spec, &args)?;
         t.cont_to_exit()?;
         self.set_state(pid, TState::InKernel(Pending { spec, args, input, action }));
         Ok(())
+    }
+
+    /// A wait4/waitid of a process that has [`Recorder::quiet`] children: `__WALL` added to
+    /// its options, so that it sees them (the options register is given back at its exit).
+    fn widen_wait(&self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<()> {
+        let Some(i) = ft_libos::wait::options_arg(u64::from(spec.nr)) else { return Ok(()) };
+        let proc = self.tasks.get(&t.pid()).map(|t| t.proc);
+        if args[i] & ft_libos::wait::WALL != 0 || !self.quiet.values().any(|p| Some(*p) == proc) {
+            return Ok(());
+        }
+        let mut regs = t.regs()?;
+        let mut a = *args;
+        a[i] |= ft_libos::wait::WALL;
+        regs.set_args(&a);
+        Ok(t.set_regs(&regs)?)
+    }
+
+    /// At the exit of a wait4/waitid: its options register as the program set it, and the
+    /// quiet children it reaped forgotten.
+    fn after_wait(&mut self, s: &Stopped, p: &Pending) -> Result<()> {
+        let Some(i) = ft_libos::wait::options_arg(u64::from(p.spec.nr)) else { return Ok(()) };
+        if self.quiet.is_empty() {
+            return Ok(());
+        }
+        let mut regs = s.regs()?;
+        if regs.args()[i] != p.args[i] {
+            regs.set_args(&p.args);
+            s.set_regs(&regs)?;
+        }
+        self.quiet.retain(|child, _| Path::new(&format!("/proc/{child}")).exists());
+        Ok(())
+    }
+
+    /// A child forked by replay (exit signal 0) ended: the kernel sent its parent nothing, so
+    /// the recorder sends the SIGCHLD natively due, if the parent catches it (its handler gets
+    /// the kernel's siginfo for it) or blocks it (for sigwaitinfo or a signalfd, which then
+    /// read a kill's siginfo). The child stays a zombie until the parent's (widened) wait.
+    fn quiet_ended(&mut self, child: Pid, exit: &Exit) {
+        let Some(&parent) = self.quiet.get(&child) else { return };
+        let Some(leader) = self.tasks.iter().find(|(_, t)| t.vtid == parent).map(|(p, _)| *p) else { return };
+        let caught = matches!(disposition(leader, Sig::SIGCHLD), Disposition_::Caught);
+        let blocked = status_masks(leader)("SigBlk:") & Sig::SIGCHLD.mask_bit() != 0;
+        if !caught && !blocked {
+            return;
+        }
+        if caught {
+            let (ns_pid, uid) = ft_interposer::tracee::ns_pid_uid(child).unwrap_or((0, 0));
+            let (code, status) = if exit.signal != 0 {
+                (ft_libos::wait::CLD_KILLED, exit.signal)
+            } else {
+                (ft_libos::wait::CLD_EXITED, exit.code)
+            };
+            let bytes = ft_libos::wait::sigchld_info(ns_pid, uid, code, status);
+            if let Some(info) = ft_interposer::tracee::siginfo_from_bytes(&bytes) {
+                self.chld_info.entry(parent).or_default().push_back(info);
+            }
+        }
+        debug!(self.log, "SIGCHLD for a child forked at replay"; "child" => child.as_raw(), "parent" => parent);
+        let _ = send_signal(leader, Sig::SIGCHLD);
+    }
+
+    /// The siginfo of a signal at its delivery stop: the kernel's, or for a SIGCHLD that
+    /// [`Recorder::quiet_ended`] sent, the one the kernel would have given (set in the kernel
+    /// too, for a signal delivered now).
+    fn incoming_info(&mut self, t: &Stopped, sig: Sig) -> Option<libc::siginfo_t> {
+        if sig == Sig::SIGCHLD {
+            let proc = self.tasks.get(&t.pid()).map(|t| t.proc).unwrap_or(u32::MAX);
+            let from_tracer = t.siginfo().ok().is_some_and(|si| si.si_code == libc::SI_USER);
+            if from_tracer {
+                if let Some(info) = self.chld_info.get_mut(&proc).and_then(VecDeque::pop_front) {
+                    let _ = t.set_siginfo(&info);
+                    return Some(info);
+                }
+            }
+        }
+        t.siginfo().ok()
     }
 
     fn emit(&mut self, kind: Kind) -> Result<()> {
@@ -1090,6 +1181,9 @@ impl Recorder<'_> {
             warn!(self.log, "the program was killed by SIGSYS: it made a syscall of another architecture (32-bit int 0x80 or x32), which the filter refuses");
         }
         exit.task = task.vtid;
+        if task.vtid == task.proc {
+            self.quiet_ended(pid, &exit);
+        }
         if task.vtid == 0 {
             self.status0 = Some(exit.status());
         }
@@ -1128,6 +1222,7 @@ impl Recorder<'_> {
         let pid = s.pid();
         match s.stop {
             Stop::SyscallExit => {
+                self.after_wait(&s, &p)?;
                 self.complete(&s, &p)?;
                 self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
                 self.make_ready(s);
@@ -1138,6 +1233,8 @@ impl Recorder<'_> {
                 let child_vtid = self.next_vtid;
                 self.next_vtid += 1;
                 let child_proc = if thread { proc } else { child_vtid };
+                // A new task with a number a quiet child had: that one was reaped.
+                self.quiet.remove(&child);
                 if !thread {
                     let table = self.fds.get(&proc).cloned().unwrap_or_default();
                     self.fds.insert(child_vtid, table);
@@ -1160,7 +1257,7 @@ impl Recorder<'_> {
                 match disposition(pid, sig) {
                     Disposition_::NoEffect => s.cont(None)?,
                     Disposition_::Caught => {
-                        let held = Held { sig, info: s.siginfo().ok() };
+                        let held = Held { sig, info: self.incoming_info(&s, sig) };
                         self.held.entry(pid).or_default().push(held);
                         s.cont(None)?
                     }
@@ -1355,6 +1452,7 @@ impl Recorder<'_> {
             _ => {
                 // Runs in the kernel, may block on another task: the token is free meanwhile.
                 let input = capture::input(&t, spec.input, &args)?;
+                self.widen_wait(&t, spec, &args)?;
                 if matches!(action, Action::Output { .. }) {
                     // Replies queued for this socket go first (shutdown, sendmsg, a write the
                     // tracer could not take); other fds do not wait for them.
@@ -1680,12 +1778,12 @@ impl Recorder<'_> {
             }
             Disposition_::Caught => match point {
                 Some(p) => {
-                    let info = t.siginfo().ok();
+                    let info = self.incoming_info(&t, sig);
                     self.emit(Kind::Signal(at_exit(sig, task, &p, info.as_ref())))?;
                     self.deliver(t, sig)
                 }
                 None => {
-                    let held = Held { sig, info: t.siginfo().ok() };
+                    let held = Held { sig, info: self.incoming_info(&t, sig) };
                     self.held.entry(pid).or_default().push(held);
                     Ok(t.cont(None)?)
                 }

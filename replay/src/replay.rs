@@ -266,6 +266,7 @@ fn session<'a>(
         interrupting: None,
         interrupted_at: std::time::Instant::now(),
         yielded: None,
+        born: HashMap::new(),
     };
     if start.clock_page {
         r.clocks.exec(0, true);
@@ -398,6 +399,21 @@ struct Replayer<'a> {
     /// The task that gave up the token at a Preempt: the token goes back to it only by a switch
     /// or by its own next event, not by default as to a task that stopped at a syscall.
     yielded: Option<u32>,
+    /// Child processes forked at replay and not reaped yet, by task number (see [`Born`]).
+    born: HashMap<u32, Born>,
+}
+
+/// A child process forked at replay. Its exit signal is 0 ([`quiet_clone`]), so the kernel
+/// sends its parent no SIGCHLD and keeps it a zombie until a wait with `__WALL` takes it:
+/// replay reaps it for real where the log's wait reaped it, and a replay that goes live hands
+/// the ones still there to the recorder (which then gives their parents what the kernel would).
+#[derive(Clone, Copy)]
+struct Born {
+    tid: Pid,
+    /// Its pid as the program sees it.
+    ns_pid: i32,
+    /// Its parent's process (task number of the leader).
+    parent: u32,
 }
 
 /// How long replay lets a task run toward the fixpoint where the recording preempted it.
@@ -1497,6 +1513,12 @@ impl Replayer<'_> {
             let socks = self.sockets.get(&parent_proc).cloned().unwrap_or_default();
             self.sockets.insert(sp.child, socks);
             self.clocks.fork(parent_proc, sp.child);
+            match ft_interposer::tracee::ns_pid_uid(child) {
+                Some((ns_pid, _)) => {
+                    self.born.insert(sp.child, Born { tid: child, ns_pid, parent: parent_proc });
+                }
+                None => slog::warn!(self.log, "no pid namespace entry for a forked child"; "task" => sp.child),
+            }
         }
         self.max_vtid = self.max_vtid.max(sp.child);
         if let Some(args) = self.clone_args.get(&sp.parent).copied() {
@@ -1619,6 +1641,14 @@ impl Replayer<'_> {
                 t
             }
             Disposition::Inject => {
+                let proc = self.tasks.get(&vtid).map(|t| t.proc);
+                let quiet = ft_libos::wait::reaped(u64::from(spec.nr), args, s.ret, &s.mem).and_then(|pid| {
+                    self.born.iter().find(|(_, b)| b.ns_pid == pid && Some(b.parent) == proc).map(|(v, b)| (*v, *b))
+                });
+                let t = match quiet {
+                    Some((child, b)) => self.reap_born(t, regs, child, b, index)?,
+                    None => t,
+                };
                 regs.skip_with(s.ret);
                 t.set_regs(&regs)?;
                 self.put_mem(&t, &s, false)?;
@@ -1670,7 +1700,9 @@ impl Replayer<'_> {
                         format!("a placeholder at {made}: the fd table differs"),
                     ));
                 }
+                // The program sees its own arguments again (the kernel preserves them).
                 let mut regs = t.regs()?;
+                regs.set_args(args);
                 regs.set_ret(s.ret);
                 t.set_regs(&regs)?;
                 self.put_mem(&t, &s, false)?;
@@ -1724,6 +1756,9 @@ impl Replayer<'_> {
                     let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
                     return Err(self.diverge(index, expected, format!("an anonymous mapping at {ret:#x}")));
                 }
+                let mut regs = t.regs()?;
+                regs.set_args(args);
+                t.set_regs(&regs)?;
                 self.put_mem(&t, &s, true)?;
                 t
             }
@@ -1732,6 +1767,24 @@ impl Replayer<'_> {
             self.fds_of(vtid).set(nf.fd, nf.kind());
         }
         self.follow_sockets(&t, vtid, spec, args, &s)?;
+        Ok(t)
+    }
+
+    /// The log says this wait reaped `b`, a child forked at replay: reaps it for real (wait4 with
+    /// `__WALL | WNOHANG` in its place; the log's result and writes are put in afterwards), so
+    /// that it is not left for a wait of the program after going live.
+    fn reap_born(&mut self, t: Stopped, regs: ft_interposer::Regs, child: u32, b: Born, index: u64) -> Result<Stopped> {
+        let mut r = regs;
+        let opts = ft_libos::wait::WALL | libc::WNOHANG as u64;
+        r.rewrite(libc::SYS_wait4 as u64, &[i64::from(b.ns_pid) as u64, 0, opts, 0, 0, 0]);
+        t.set_regs(&r)?;
+        let t = self.run_to_exit(t, index)?;
+        let got = t.regs()?.ret();
+        if got == i64::from(b.ns_pid) {
+            self.born.remove(&child);
+        } else {
+            slog::warn!(self.log, "could not reap a child the log's wait reaped"; "task" => child, "pid" => b.ns_pid, "wait4" => got);
+        }
         Ok(t)
     }
 
@@ -1782,6 +1835,7 @@ impl Replayer<'_> {
         let mut procs: Vec<u32> = self.tasks.values().map(|t| t.proc).collect();
         procs.sort_unstable();
         procs.dedup();
+        let mut made = crate::live::MadeReal::new();
         for proc in procs {
             let Some(socks) = self.sockets.get(&proc).cloned() else { continue };
             if socks.is_empty() {
@@ -1804,7 +1858,7 @@ impl Replayer<'_> {
             };
             let taken = self.take_state(v);
             let log = self.log.clone();
-            let real = |t: Stopped| crate::live::make_real(t, &socks, &log);
+            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &mut made, &log);
             let state = match taken {
                 RState::Parked(p) => RState::Parked(Parked { t: real(p.t)?, ..p }),
                 RState::CloneParked(p) => RState::CloneParked(Parked { t: real(p.t)?, ..p }),
@@ -1869,6 +1923,12 @@ impl Replayer<'_> {
             clocks: std::mem::take(&mut self.clocks),
             silent: std::mem::take(&mut self.silent),
             interrupting: self.interrupting,
+            quiet: self
+                .born
+                .values()
+                .filter(|b| Path::new(&format!("/proc/{}", b.tid)).exists())
+                .map(|b| (b.tid, b.parent))
+                .collect(),
         })
     }
 

@@ -13,6 +13,14 @@
  *   COUNT          -> number of keys
  *   PING           -> PONG
  *   TIME           -> CLOCK_REALTIME seconds (nondeterministic input)
+ *   BG ms code     -> STARTED; forks a child that sleeps ms milliseconds and
+ *                     exits with code (a stand-in for redis' BGSAVE)
+ *   CHILDREN       -> "started=N reaped=M last=S sigchld=K info=C:T:P":
+ *                     children forked by BG, children reaped (waitpid(-1,
+ *                     WNOHANG) in the main loop, as redis does), the exit code
+ *                     of the last one (-1 before any), SIGCHLDs caught, and of
+ *                     the last SIGCHLD's siginfo: si_code, si_status, and
+ *                     whether si_pid is the last reaped child's pid (1/0)
  *   SHUTDOWN       -> BYE, then the server exits with status 0
  *   anything else  -> ERR unknown
  *
@@ -38,6 +46,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -216,6 +225,50 @@ static int flush_out(struct client *c)
     return 0;
 }
 
+/* ---- background children ---- */
+
+static volatile sig_atomic_t sigchld_count, sigchld_code, sigchld_status, sigchld_pid;
+static long bg_started, bg_reaped;
+static int bg_last = -1;
+static pid_t bg_last_pid;
+
+static void on_sigchld(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    sigchld_count++;
+    sigchld_code = si->si_code;
+    sigchld_status = si->si_status;
+    sigchld_pid = si->si_pid;
+}
+
+static void reap_children(void)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        bg_reaped++;
+        bg_last = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        bg_last_pid = pid;
+    }
+}
+
+/* Returns 0 in the parent, -1 if fork failed; the child never returns. */
+static int start_child(long long ms, int code)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        _exit(code);
+    }
+    bg_started++;
+    return 0;
+}
+
 /* ---- commands ---- */
 
 static int parse_ll(const char *s, long long *v)
@@ -302,6 +355,20 @@ static void execute(struct client *c, char *line)
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         snprintf(buf, sizeof buf, "%lld", (long long)ts.tv_sec);
+        reply(c, buf);
+    } else if (strcmp(cmd, "BG") == 0) {
+        long long ms, code;
+        if (ntok != 3 || parse_ll(tok[1], &ms) != 0 || parse_ll(tok[2], &code) != 0 || ms < 0 || code < 0
+            || code > 255) {
+            reply(c, "ERR args");
+            return;
+        }
+        reply(c, start_child(ms, (int)code) == 0 ? "STARTED" : "ERR fork");
+    } else if (strcmp(cmd, "CHILDREN") == 0 && ntok == 1) {
+        reap_children();
+        snprintf(buf, sizeof buf, "started=%ld reaped=%ld last=%d sigchld=%d info=%d:%d:%d", bg_started, bg_reaped,
+                 bg_last, (int)sigchld_count, (int)sigchld_code, (int)sigchld_status,
+                 sigchld_pid != 0 && sigchld_pid == bg_last_pid);
         reply(c, buf);
     } else if (strcmp(cmd, "SHUTDOWN") == 0 && ntok == 1) {
         reply(c, "BYE");
@@ -430,6 +497,13 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGCHLD, &sa, NULL) != 0)
+        die("sigaction SIGCHLD");
 
     table = calloc(TABLE_SIZE, sizeof *table);
     if (table == NULL)
@@ -480,6 +554,7 @@ int main(int argc, char **argv)
                 continue;
             die("epoll_wait");
         }
+        reap_children();
         for (int k = 0; k < n; k++) {
             int fd = events[k].data.fd;
             if (fd == listener) {

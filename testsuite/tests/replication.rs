@@ -394,6 +394,54 @@ fn follower_kill_does_not_stop_the_service_and_it_catches_up() {
     assert!(st.iter().all(|n| n["pid"].as_u64() != Some(follower)), "the killed follower is still listed: {st:?}");
 }
 
+/// Polls kvserver's CHILDREN until `pred` holds (or 20 s pass); returns the last answer.
+fn children_until(c: &mut Client, pred: impl Fn(&str) -> bool) -> String {
+    let t0 = Instant::now();
+    loop {
+        let got = c.cmd("CHILDREN").unwrap_or_else(|| "no answer".into());
+        if pred(&got) || t0.elapsed() > Duration::from_secs(20) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A child forked before the leader dies and ending after the failover is the new leader's
+/// program's child as natively: its SIGCHLD arrives (with the kernel's siginfo) and
+/// waitpid(-1, WNOHANG) reaps it. (Replay forks children with exit signal 0, which a wait
+/// without __WALL does not see and which sends no SIGCHLD.) A child the log reaped before the
+/// failover is reaped at replay too, and not seen a second time.
+#[test]
+fn a_child_forked_before_failover_ends_and_is_reaped_after_it() {
+    let (_tmp, cl) = kvserver_cluster("repl-child");
+    let mut c = cl.client(Duration::from_secs(10));
+    assert_eq!(c.cmd("BG 0 5").as_deref(), Some("STARTED"));
+    let first = children_until(&mut c, |s| s.contains("reaped=1"));
+    assert_eq!(first, "started=1 reaped=1 last=5 sigchld=1 info=1:5:1", "the first child, before any failover");
+    assert_lockstep(&cl);
+    let pid = cl.leader_pid();
+    assert_eq!(c.cmd("BG 1500 7").as_deref(), Some("STARTED"));
+    // SAFETY: kill -9 of the leader's ftexec process while the child sleeps.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    let mut c = cl.client(Duration::from_secs(30));
+    let answer = c.cmd("CHILDREN").unwrap_or_default();
+    println!("after the failover ({:?}): {answer}", killed.elapsed());
+    assert!(answer.starts_with("started=2 reaped=1 "), "the second child is running: {answer}");
+    let end = children_until(&mut c, |s| !s.contains("reaped=1 "));
+    println!("{:?} after the kill: {end}", killed.elapsed());
+    assert_eq!(
+        end,
+        "started=2 reaped=2 last=7 sigchld=2 info=1:7:1",
+        "the child forked before the failover must end, send SIGCHLD and be reaped once; ftexec up said:\n{}",
+        cl.up_log()
+    );
+    // Nothing more to reap, whatever the cron loop finds meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.cmd("CHILDREN").as_deref(), Some("started=2 reaped=2 last=7 sigchld=2 info=1:7:1"));
+    assert_lockstep(&cl);
+}
+
 #[test]
 fn a_node_with_another_command_refuses_to_join() {
     let (_tmp, cl) = kvserver_cluster("repl-refuse");
