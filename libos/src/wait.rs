@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn wait4_reaps_an_exit_or_a_death_but_not_a_stop() {
-        let exited = mem(0x1000, (7 << 8i32).to_le_bytes().to_vec());
+        let exited = mem(0x1000, (7i32 << 8).to_le_bytes().to_vec());
         assert_eq!(reaped(61, &[u64::MAX, 0x1000, 1, 0], 42, &exited), Some(42));
         let killed = mem(0x1000, 9i32.to_le_bytes().to_vec());
         assert_eq!(reaped(61, &[u64::MAX, 0x1000, 1, 0], 42, &killed), Some(42));
