@@ -7,6 +7,10 @@
 //!   has closed: the program reads EOF and closes it, as if the client had gone away;
 //! - epoll registrations of the replaced fds are re-added (the epoll instances are real at
 //!   replay, see `Live::Epoll`), with the events and data the program registered;
+//! - a file outside the data directory (a stand-in too: its reads were inputs) is opened again
+//!   by its path, with the flags it was opened with (O_CREAT, O_TRUNC, O_EXCL left out) and at
+//!   the offset its reads, writes and lseeks had reached; if it cannot be opened, /dev/null
+//!   takes its place (with a warning), rather than an eventfd that a read waits on forever;
 //! - a stand-in that several processes share (inherited over fork: a server's listening socket
 //!   in a BGSAVE child) is made real once, in the first of them; the others take that socket
 //!   with pidfd_getfd, so they share it as they did at record (and the address is bound once).
@@ -29,6 +33,31 @@ pub(crate) struct SockShadow {
     pub backlog: Option<i32>,
     /// setsockopt (level, name, value), in order.
     pub opts: Vec<(i32, i32, Vec<u8>)>,
+}
+
+/// What replay learned of a file outside the data directory from the syscalls on it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FileShadow {
+    /// Absolute, as resolved when it was opened.
+    pub path: std::path::PathBuf,
+    pub flags: i32,
+    pub offset: u64,
+}
+
+/// A stand-in to make real.
+#[derive(Clone, Copy)]
+enum Stand<'a> {
+    Sock(&'a SockShadow),
+    File(&'a FileShadow),
+}
+
+impl<'a> Stand<'a> {
+    fn listening(self) -> Option<&'a SockShadow> {
+        match self {
+            Stand::Sock(sh) if sh.listening() => Some(sh),
+            _ => None,
+        }
+    }
 }
 
 impl SockShadow {
@@ -164,6 +193,7 @@ const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 pub(crate) fn make_real(
     t: Stopped,
     sockets: &HashMap<i32, SockShadow>,
+    files: &HashMap<i32, FileShadow>,
     made: &mut MadeReal,
     log: &Logger,
 ) -> Result<Stopped> {
@@ -172,11 +202,12 @@ pub(crate) fn make_real(
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Tgid:").and_then(|v| v.trim().parse::<i32>().ok())))
         .unwrap_or(pid);
-    let mut todo: Vec<(i32, &SockShadow, Option<u64>)> = sockets
+    let stands = sockets
         .iter()
-        .filter(|(fd, _)| is_stand_in(tgid, **fd))
-        .map(|(fd, s)| (*fd, s, eventfd_id(tgid, *fd)))
-        .collect();
+        .map(|(fd, s)| (*fd, Stand::Sock(s)))
+        .chain(files.iter().filter(|(fd, _)| !sockets.contains_key(fd)).map(|(fd, f)| (*fd, Stand::File(f))));
+    let mut todo: Vec<(i32, Stand, Option<u64>)> =
+        stands.filter(|(fd, _)| is_stand_in(tgid, *fd)).map(|(fd, s)| (fd, s, eventfd_id(tgid, fd))).collect();
     if todo.is_empty() {
         return Ok(t);
     }
@@ -216,6 +247,39 @@ fn t_pid(p: i32) -> nix::unistd::Pid {
     nix::unistd::Pid::from_raw(p)
 }
 
+/// Opens a file outside the data directory again, at its offset, in the process of `r`:
+/// returns its new fd there (/dev/null if the file cannot be opened).
+fn reopen(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, f: &FileShadow, log: &Logger) -> Result<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let flags = f.flags & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL);
+    let is_fifo = std::fs::metadata(&f.path).map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()));
+    let mut path = f.path.as_os_str().as_bytes().to_vec();
+    path.push(0);
+    let opened = if path.len() <= 4096 && !matches!(is_fifo, Ok(true)) {
+        r.write(scratch, &path)?;
+        r.call(libc::SYS_openat, [libc::AT_FDCWD as i64 as u64, scratch, flags as u64, 0, 0, 0])?
+    } else {
+        -i64::from(libc::ENXIO)
+    };
+    if opened >= 0 {
+        if f.offset > 0 && flags & libc::O_APPEND == 0 {
+            // Devices and /proc files may refuse; their offset matters little.
+            r.call(libc::SYS_lseek, [opened as u64, f.offset, libc::SEEK_SET as u64, 0, 0, 0])?;
+        }
+        info!(log, "going live: file reopened"; "fd" => fd, "path" => f.path.display().to_string(), "offset" => f.offset);
+        return Ok(opened);
+    }
+    warn!(log, "going live: a file the program has open cannot be opened again; /dev/null takes its place";
+        "fd" => fd, "path" => f.path.display().to_string(), "errno" => -opened);
+    r.write(scratch, b"/dev/null\0")?;
+    let null =
+        r.call(libc::SYS_openat, [libc::AT_FDCWD as i64 as u64, scratch, (flags & libc::O_ACCMODE) as u64, 0, 0, 0])?;
+    if null < 0 {
+        return Err(unexpected(t_pid(tgid), format!("opening /dev/null for fd {fd} failed with {null}")));
+    }
+    Ok(null)
+}
+
 /// Takes the socket at `fd` of process `owner` (pid as the program sees it) into the process
 /// of `r`: returns its new fd there.
 fn take_shared(r: &mut Remote, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
@@ -240,21 +304,23 @@ fn rebuild_all(
     r: &mut Remote,
     scratch: u64,
     tgid: i32,
-    todo: &[(i32, &SockShadow, Option<u64>)],
+    todo: &[(i32, Stand, Option<u64>)],
     regs: &[(i32, i32, u32, u64)],
     made: &MadeReal,
     log: &Logger,
 ) -> Result<Vec<(u64, i32)>> {
     let fail = |what: String| unexpected(t_pid(tgid), what);
     let mut done = Vec::new();
-    for (fd, sh, id) in todo {
+    for (fd, stand, id) in todo {
         let fd = *fd;
         let flags = fd_flags(tgid, fd);
         let shared = id.and_then(|id| made.get(&id)).copied();
         let new = if let Some((owner, owner_fd)) = shared {
-            debug!(log, "going live: a socket shared with another process"; "fd" => fd, "from" => owner);
+            debug!(log, "going live: an fd shared with another process"; "fd" => fd, "from" => owner);
             take_shared(r, tgid, owner, owner_fd)?
-        } else if sh.listening() {
+        } else if let Stand::File(f) = stand {
+            reopen(r, scratch, tgid, fd, f, log)?
+        } else if let Some(sh) = stand.listening() {
             let (domain, ty, proto) = sh.made.unwrap_or_default();
             let ty = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
             let s = r.call(libc::SYS_socket, [domain as u64, ty as u64, proto as u64, 0, 0, 0])?;

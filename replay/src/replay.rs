@@ -5,7 +5,7 @@ use crate::capture;
 use crate::debug::{self, Debugger, Resume, StopReason};
 use crate::describe;
 use crate::error::{Result, SessionError};
-use crate::live::SockShadow;
+use crate::live::{FileShadow, SockShadow};
 use crate::program;
 use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run, Held};
 use crate::Outcome;
@@ -252,6 +252,7 @@ fn session<'a>(
         arrived: HashMap::new(),
         early_deaths: HashMap::new(),
         sockets: HashMap::new(),
+        files: HashMap::new(),
         max_vtid: 0,
         log: log.clone(),
         fresh_holder: None,
@@ -367,6 +368,8 @@ struct Replayer<'a> {
     early_deaths: HashMap<u32, Exit>,
     /// Sockets of each process (by the vtid of its leader), for going live.
     sockets: HashMap<u32, HashMap<i32, SockShadow>>,
+    /// Files outside the data directory (stand-ins at replay) of each process, for going live.
+    files: HashMap<u32, HashMap<i32, FileShadow>>,
     max_vtid: u32,
     log: Logger,
     /// The task that held the token when the committed log ended.
@@ -1512,6 +1515,8 @@ impl Replayer<'_> {
             self.fds.insert(sp.child, table);
             let socks = self.sockets.get(&parent_proc).cloned().unwrap_or_default();
             self.sockets.insert(sp.child, socks);
+            let files = self.files.get(&parent_proc).cloned().unwrap_or_default();
+            self.files.insert(sp.child, files);
             self.clocks.fork(parent_proc, sp.child);
             match ft_interposer::tracee::ns_pid_uid(child) {
                 Some((ns_pid, _)) => {
@@ -1767,7 +1772,86 @@ impl Replayer<'_> {
             self.fds_of(vtid).set(nf.fd, nf.kind());
         }
         self.follow_sockets(&t, vtid, spec, args, &s)?;
+        self.follow_files(&t, vtid, spec, args, &s)?;
         Ok(t)
+    }
+
+    /// Learns which files outside the data directory the program has open (they are stand-ins
+    /// at replay), with their flags and offsets, to open them again if it goes live.
+    fn follow_files(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], s: &Syscall) -> Result<()> {
+        let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+        let files = self.files.entry(proc).or_default();
+        for nf in &s.new_fds {
+            files.remove(&nf.fd);
+        }
+        if s.ret < 0 {
+            return Ok(());
+        }
+        let fd = args[0] as i32;
+        match i64::from(spec.nr) {
+            libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 | libc::SYS_creat => {
+                let Some(nf) = s.new_fds.first().filter(|nf| nf.kind() == ft_libos::FdKind::External) else {
+                    return Ok(());
+                };
+                let (dirfd, path_arg, flags) = match i64::from(spec.nr) {
+                    libc::SYS_open => (libc::AT_FDCWD, args[0], args[1] as i32),
+                    libc::SYS_creat => (libc::AT_FDCWD, args[0], libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC),
+                    libc::SYS_openat => (args[0] as i32, args[1], args[2] as i32),
+                    // struct open_how { u64 flags; u64 mode; u64 resolve; }
+                    _ => {
+                        let how = t.read(args[2], 8)?;
+                        let flags = how.try_into().map(u64::from_le_bytes).unwrap_or(0);
+                        (args[0] as i32, args[1], flags as i32)
+                    }
+                };
+                let raw = t.read_cstr(path_arg, 4095)?;
+                let path = PathBuf::from(OsStr::from_bytes(&raw));
+                let pid = t.pid();
+                let base = if path.is_absolute() {
+                    Some(PathBuf::new())
+                } else if dirfd == libc::AT_FDCWD {
+                    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+                } else {
+                    std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok().filter(|b| b.is_absolute())
+                };
+                if let Some(base) = base {
+                    files.insert(nf.fd, FileShadow { path: base.join(path), flags, offset: 0 });
+                }
+            }
+            libc::SYS_read | libc::SYS_write | libc::SYS_readv | libc::SYS_writev => {
+                if let Some(f) = files.get_mut(&fd) {
+                    f.offset += s.ret as u64;
+                }
+            }
+            libc::SYS_lseek => {
+                if let Some(f) = files.get_mut(&fd) {
+                    f.offset = s.ret as u64;
+                }
+            }
+            libc::SYS_close => {
+                files.remove(&fd);
+            }
+            libc::SYS_dup | libc::SYS_dup2 | libc::SYS_dup3 | libc::SYS_fcntl => {
+                let new = match i64::from(spec.nr) {
+                    libc::SYS_fcntl if matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => s.ret,
+                    libc::SYS_fcntl => return Ok(()),
+                    libc::SYS_dup => s.ret,
+                    _ => args[1] as i64,
+                };
+                let copy = files.get(&fd).cloned();
+                match copy {
+                    Some(f) if new != i64::from(fd) => {
+                        files.insert(new as i32, f);
+                    }
+                    Some(_) => {}
+                    None => {
+                        files.remove(&(new as i32));
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The log says this wait reaped `b`, a child forked at replay: reaps it for real (wait4 with
@@ -1837,8 +1921,9 @@ impl Replayer<'_> {
         procs.dedup();
         let mut made = crate::live::MadeReal::new();
         for proc in procs {
-            let Some(socks) = self.sockets.get(&proc).cloned() else { continue };
-            if socks.is_empty() {
+            let socks = self.sockets.get(&proc).cloned().unwrap_or_default();
+            let files = self.files.get(&proc).cloned().unwrap_or_default();
+            if socks.is_empty() && files.is_empty() {
                 continue;
             }
             let candidate = self.tasks.iter().find_map(|(v, t)| {
@@ -1858,7 +1943,7 @@ impl Replayer<'_> {
             };
             let taken = self.take_state(v);
             let log = self.log.clone();
-            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &mut made, &log);
+            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &files, &mut made, &log);
             let state = match taken {
                 RState::Parked(p) => RState::Parked(Parked { t: real(p.t)?, ..p }),
                 RState::CloneParked(p) => RState::CloneParked(Parked { t: real(p.t)?, ..p }),

@@ -21,6 +21,11 @@
  *                     of the last one (-1 before any), SIGCHLDs caught, and of
  *                     the last SIGCHLD's siginfo: si_code, si_status, and
  *                     whether si_pid is the last reaped child's pid (1/0)
+ *   FOPEN path     -> OK, or ERR open: opens a file (read-only) for FREAD,
+ *                     closing the one opened before
+ *   FREAD n        -> the next n (at most 200) bytes of that file, EOF at its
+ *                     end, ERR no file before FOPEN (its bytes must not hold
+ *                     a newline)
  *   SHUTDOWN       -> BYE, then the server exits with status 0
  *   anything else  -> ERR unknown
  *
@@ -269,6 +274,10 @@ static int start_child(long long ms, int code)
     return 0;
 }
 
+/* ---- a file read a piece at a time (FOPEN / FREAD) ---- */
+
+static int read_fd = -1;
+
 /* ---- commands ---- */
 
 static int parse_ll(const char *s, long long *v)
@@ -370,6 +379,31 @@ static void execute(struct client *c, char *line)
                  bg_last, (int)sigchld_count, (int)sigchld_code, (int)sigchld_status,
                  sigchld_pid != 0 && sigchld_pid == bg_last_pid);
         reply(c, buf);
+    } else if (strcmp(cmd, "FOPEN") == 0 && ntok == 2) {
+        if (read_fd >= 0)
+            close(read_fd);
+        read_fd = open(tok[1], O_RDONLY | O_CLOEXEC);
+        reply(c, read_fd >= 0 ? "OK" : "ERR open");
+    } else if (strcmp(cmd, "FREAD") == 0 && ntok == 2) {
+        long long n;
+        if (parse_ll(tok[1], &n) != 0 || n < 1 || n > MAX_TOKEN) {
+            reply(c, "ERR args");
+            return;
+        }
+        if (read_fd < 0) {
+            reply(c, "ERR no file");
+            return;
+        }
+        ssize_t got;
+        do
+            got = read(read_fd, buf, (size_t)n);
+        while (got < 0 && errno == EINTR);
+        if (got < 0) {
+            reply(c, "ERR read");
+            return;
+        }
+        buf[got] = '\0';
+        reply(c, got == 0 ? "EOF" : buf);
     } else if (strcmp(cmd, "SHUTDOWN") == 0 && ntok == 1) {
         reply(c, "BYE");
         shutting_down = 1;

@@ -66,6 +66,18 @@ impl Cluster {
         (out.status.success(), text)
     }
 
+    /// What `ftexec up` printed, and the last lines of each replica's ftexec.log.
+    fn logs(&self) -> String {
+        let mut out = format!("ftexec up said:\n{}", self.up_log());
+        for n in 1..=3 {
+            let log = std::fs::read_to_string(self.dir.join(format!("n{n}/ftexec.log"))).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            out +=
+                &format!("\nreplica {n}'s ftexec.log (end):\n{}", lines[lines.len().saturating_sub(30)..].join("\n"));
+        }
+        out
+    }
+
     /// What `ftexec up` has printed so far.
     fn up_log(&self) -> String {
         std::fs::read_to_string(self.dir.with_extension("up.log")).unwrap_or_default()
@@ -128,10 +140,10 @@ struct Client {
 }
 
 impl Client {
-    /// A field of redis' `INFO server` (a multi-line bulk reply).
-    fn info_field(&mut self, field: &str) -> Option<String> {
+    /// A field of a section of redis' `INFO` (a multi-line bulk reply).
+    fn info_field(&mut self, section: &str, field: &str) -> Option<String> {
         use std::io::Read;
-        self.w.write_all(b"INFO server\r\n").ok()?;
+        self.w.write_all(format!("INFO {section}\r\n").as_bytes()).ok()?;
         let mut head = String::new();
         self.r.read_line(&mut head).ok()?;
         let n: usize = head.trim_end().strip_prefix('$')?.parse().ok()?;
@@ -266,6 +278,11 @@ fn kvserver_cluster(name: &str) -> (ft_testsuite::TempDir, Cluster) {
 }
 
 fn redis_cluster(name: &str) -> Option<(ft_testsuite::TempDir, Cluster)> {
+    redis_cluster_with(name, &[])
+}
+
+/// redis-server with `extra` arguments after `--port P --save ''`.
+fn redis_cluster_with(name: &str, extra: &[&str]) -> Option<(ft_testsuite::TempDir, Cluster)> {
     let Some(redis) = find_program("redis-server") else {
         println!("SKIPPED: redis-server is not installed (scripts/deps.sh installs it)");
         return None;
@@ -273,7 +290,9 @@ fn redis_cluster(name: &str) -> Option<(ft_testsuite::TempDir, Cluster)> {
     let tmp = temp_dir(name);
     let port = free_port();
     let dir = tmp.path().join("cluster");
-    let cmd = vec![redis.to_string_lossy().into_owned(), "--port".into(), port.to_string(), "--save".into(), "".into()];
+    let mut cmd =
+        vec![redis.to_string_lossy().into_owned(), "--port".into(), port.to_string(), "--save".into(), "".into()];
+    cmd.extend(extra.iter().map(|a| a.to_string()));
     let cl = Cluster::start(&dir, port, true, &cmd);
     Some((tmp, cl))
 }
@@ -363,14 +382,63 @@ fn kvserver_survives_10_leader_kills() {
 #[test]
 fn redis_survives_leader_kills() {
     let Some((_tmp, cl)) = redis_cluster("repl-redis") else { return };
-    let before = cl.client(Duration::from_secs(10)).info_field("process_id");
+    let before = cl.client(Duration::from_secs(10)).info_field("server", "process_id");
     failover_rounds(&cl, 4);
     // The program runs in its own PID namespace on every replica: the new leader's redis has the
     // pid the first leader's had (and the one its log recorded).
-    let after = cl.client(Duration::from_secs(10)).info_field("process_id");
+    let after = cl.client(Duration::from_secs(10)).info_field("server", "process_id");
     println!("redis process_id before the kills {before:?}, after {after:?}");
     assert!(before.is_some(), "INFO server has no process_id");
     assert_eq!(before, after, "the program's pid changed with the leader");
+}
+
+/// Waits until redis reports no BGSAVE in progress (30 s at most), reconnecting if the
+/// connection breaks; returns its last status.
+fn bgsave_done(cl: &Cluster, c: &mut Client) -> Option<String> {
+    let t0 = Instant::now();
+    loop {
+        match c.info_field("persistence", "rdb_bgsave_in_progress").as_deref() {
+            Some("0") => return c.info_field("persistence", "rdb_last_bgsave_status"),
+            Some(_) => {}
+            None => {
+                println!("the connection broke after {:?}: reconnecting", t0.elapsed());
+                *c = cl.client(Duration::from_secs(30));
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the BGSAVE did not end within 30 s\n{}", cl.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A BGSAVE in flight when the leader dies: the new leader's redis still has its child (forked
+/// at replay), sees it end and reaps it (rdb_bgsave_in_progress back to 0, status ok), and
+/// takes a new BGSAVE; every replica's data directory then holds the same dump.rdb.
+#[test]
+fn redis_bgsave_in_flight_survives_failover() {
+    let Some((_tmp, cl)) = redis_cluster_with("repl-bgsave", &["--enable-debug-command", "yes"]) else { return };
+    let mut c = cl.client(Duration::from_secs(10));
+    assert_eq!(c.cmd("DEBUG POPULATE 3000").as_deref(), Some("OK"));
+    // 0.5 ms per key: the child saves for about 1.5 s.
+    assert_eq!(c.cmd("CONFIG SET rdb-key-save-delay 500").as_deref(), Some("OK"));
+    let pid = cl.leader_pid();
+    assert_eq!(c.cmd("BGSAVE").as_deref(), Some("Background saving started"));
+    // SAFETY: kill -9 of the leader's ftexec process while its redis saves in a child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let killed = Instant::now();
+    let mut c = cl.client(Duration::from_secs(30));
+    let during = c.info_field("persistence", "rdb_bgsave_in_progress");
+    let status = bgsave_done(&cl, &mut c);
+    println!("after the failover: bgsave in progress {during:?}, then done after {:?}: {status:?}", killed.elapsed());
+    assert_eq!(status.as_deref(), Some("ok"), "the BGSAVE across the failover failed");
+    assert_eq!(c.cmd("CONFIG SET rdb-key-save-delay 0").as_deref(), Some("OK"));
+    assert_eq!(c.cmd("BGSAVE").as_deref(), Some("Background saving started"), "redis still counts a child");
+    assert_eq!(bgsave_done(&cl, &mut c).as_deref(), Some("ok"));
+    assert_eq!(c.cmd("DBSIZE").as_deref(), Some("3000"));
+    assert_lockstep(&cl);
+    let dumps: Vec<Vec<u8>> =
+        (1..=3).map(|n| std::fs::read(cl.dir.join(format!("n{n}/data/dump.rdb"))).unwrap_or_default()).collect();
+    assert!(dumps[0].len() > 10_000, "no dump.rdb of 3000 keys in replica 1: {} bytes", dumps[0].len());
+    assert!(dumps.iter().all(|d| *d == dumps[0]), "the replicas' dump.rdb differ");
 }
 
 #[test]
@@ -439,6 +507,28 @@ fn a_child_forked_before_failover_ends_and_is_reaped_after_it() {
     // Nothing more to reap, whatever the cron loop finds meanwhile.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.cmd("CHILDREN").as_deref(), Some("started=2 reaped=2 last=7 sigchld=2 info=1:7:1"));
+    assert_lockstep(&cl);
+}
+
+/// A file outside the data directory that the program has open when the leader dies (a
+/// stand-in at replay, since its reads are inputs) is open on the new leader too, at the
+/// offset the program had read to.
+#[test]
+fn a_file_open_across_failover_reads_on_from_its_offset() {
+    let (tmp, cl) = kvserver_cluster("repl-file");
+    let file = tmp.path().join("outside.txt");
+    std::fs::write(&file, "0123456789abcdefghij").expect("writing the file");
+    let mut c = cl.client(Duration::from_secs(10));
+    assert_eq!(c.cmd(&format!("FOPEN {}", file.display())).as_deref(), Some("OK"));
+    assert_eq!(c.cmd("FREAD 4").as_deref(), Some("0123"));
+    assert_eq!(c.cmd("FREAD 3").as_deref(), Some("456"));
+    let pid = cl.leader_pid();
+    // SAFETY: kill -9 of the leader's ftexec process.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let mut c = cl.client(Duration::from_secs(30));
+    assert_eq!(c.cmd("FREAD 5").as_deref(), Some("789ab"), "after the failover\n{}", cl.logs());
+    assert_eq!(c.cmd("FREAD 100").as_deref(), Some("cdefghij"));
+    assert_eq!(c.cmd("FREAD 1").as_deref(), Some("EOF"));
     assert_lockstep(&cl);
 }
 
