@@ -494,6 +494,15 @@ pub fn ns_pid_uid(pid: Pid) -> Option<(i32, u32)> {
     Some((ns_pid, uid))
 }
 
+/// The signal a process sends its parent when it ends (field 38 of /proc/PID/stat): 0 for a
+/// child cloned without one until it calls execve, which makes it SIGCHLD. None once reaped.
+pub fn exit_signal(pid: Pid) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start with field 3.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(38 - 3)?.parse().ok()
+}
+
 /// Reaps a tracee that is known to be dying (after SIGKILL or a Gone error).
 pub fn reap(pid: Pid) -> Option<Waited> {
     let mut r = Running::adopt(pid);

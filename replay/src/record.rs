@@ -739,12 +739,18 @@ impl Recorder<'_> {
         Ok(())
     }
 
-    /// A child forked by replay (exit signal 0) ended: the kernel sent its parent nothing, so
-    /// the recorder sends the SIGCHLD natively due, if the parent catches it (its handler gets
-    /// the kernel's siginfo for it) or blocks it (for sigwaitinfo or a signalfd, which then
-    /// read a kill's siginfo). The child stays a zombie until the parent's (widened) wait.
+    /// A child forked by replay (exit signal 0, no execve since) ended: the kernel sent its
+    /// parent nothing, so the recorder sends the SIGCHLD natively due, if the parent catches it
+    /// (its handler gets the kernel's siginfo for it) or blocks it (for sigwaitinfo or a
+    /// signalfd, which then read a kill's siginfo). The child stays a zombie until the
+    /// parent's (widened) wait.
     fn quiet_ended(&mut self, child: Pid, exit: &Exit) {
         let Some(&parent) = self.quiet.get(&child) else { return };
+        if ft_interposer::tracee::exit_signal(child) != Some(0) {
+            // It called execve since, which gave it SIGCHLD: the kernel told its parent.
+            self.quiet.remove(&child);
+            return;
+        }
         let Some(leader) = self.tasks.iter().find(|(_, t)| t.vtid == parent).map(|(p, _)| *p) else { return };
         let caught = matches!(disposition(leader, Sig::SIGCHLD), Disposition_::Caught);
         let blocked = status_masks(leader)("SigBlk:") & Sig::SIGCHLD.mask_bit() != 0;

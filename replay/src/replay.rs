@@ -2011,7 +2011,7 @@ impl Replayer<'_> {
             quiet: self
                 .born
                 .values()
-                .filter(|b| Path::new(&format!("/proc/{}", b.tid)).exists())
+                .filter(|b| ft_interposer::tracee::exit_signal(b.tid) == Some(0))
                 .map(|b| (b.tid, b.parent))
                 .collect(),
         })
