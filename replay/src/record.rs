@@ -214,6 +214,9 @@ pub(crate) struct Handover {
     /// Child processes that replay forked (exit signal 0) and that are still there, alive or
     /// zombies, with their parent's process: see [`Recorder::quiet`].
     pub quiet: Vec<(Pid, u32)>,
+    /// Tasks whose syscall the log interrupted with -ERESTART_RESTARTBLOCK (tid, number,
+    /// arguments): see [`Recorder::adopted_restart`].
+    pub restarts: Vec<(Pid, u32, [u64; 6])>,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -231,6 +234,12 @@ pub(crate) fn continue_live(
     rec.clocks = h.clocks;
     rec.interrupting = h.interrupting;
     rec.quiet = h.quiet.into_iter().collect();
+    for (tid, nr, args) in h.restarts {
+        if let Some(spec) = lookup(u64::from(nr)) {
+            rec.restart_of.insert(tid, (spec, args));
+            rec.adopted_restart.insert(tid);
+        }
+    }
     let first = h.tasks.iter().find(|t| t.vtid == 0).map(|t| t.tid).unwrap_or(Pid::from_raw(0));
     let mut tasks = h.tasks;
     tasks.sort_by_key(|t| t.vtid);
@@ -380,6 +389,10 @@ struct Recorder<'a> {
     /// wait without `__WALL`. So the parent's waits get `__WALL` while it has one, and the
     /// recorder sends the parent the SIGCHLD of one that ends (see [`Recorder::quiet_ended`]).
     quiet: HashMap<Pid, u32>,
+    /// Handed-over tasks whose next restart_syscall continues a syscall that the log
+    /// interrupted: the replaying kernel has no restart block for it (restart_syscall would fail
+    /// with EINTR), so it runs as that syscall again (see [`Recorder::adopted_restart`]).
+    adopted_restart: HashSet<Pid>,
     /// Per process, the siginfo of each SIGCHLD sent by [`Recorder::quiet_ended`], given to
     /// its delivery stop in place of the kernel's (which names the tracer as the sender).
     chld_info: HashMap<u32, VecDeque<libc::siginfo_t>>,
@@ -431,6 +444,7 @@ impl<'a> Recorder<'a> {
             one_stop: 0,
             scratch: Vec::new(),
             quiet: HashMap::new(),
+            adopted_restart: HashSet::new(),
             chld_info: HashMap::new(),
         }
     }
@@ -702,10 +716,40 @@ impl Recorder<'_> {
         if matches!(action, Action::Output { .. }) {
             self.sink.before_output()?;
         }
-        self.widen_wait(&t, spec, &args)?;
+        self.before_blocking(&t, spec, &args)?;
         t.cont_to_exit()?;
         self.set_state(pid, TState::InKernel(Pending { spec, args, input, action }));
         Ok(())
+    }
+
+    /// Register changes for a syscall about to block in the kernel, given back at its exit
+    /// ([`Recorder::after_blocking`]): a wait's `__WALL` ([`Recorder::widen_wait`]) and an
+    /// adopted restart ([`Recorder::adopted_restart`]).
+    fn before_blocking(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<()> {
+        self.widen_wait(t, spec, args)?;
+        self.adopted_restart(t, spec)
+    }
+
+    /// A handed-over task at restart_syscall, continuing a syscall that the log interrupted with
+    /// -ERESTART_RESTARTBLOCK: it runs that syscall again (the log still shows restart_syscall,
+    /// which is what the followers wait at). A relative sleep sleeps for the time left that the
+    /// kernel wrote at the interruption (in its `rem`); an absolute one is the same call; poll
+    /// and futex waits get their first timeout again.
+    fn adopted_restart(&mut self, t: &Stopped, spec: &Spec) -> Result<()> {
+        if i64::from(spec.nr) != libc::SYS_restart_syscall || !self.adopted_restart.remove(&t.pid()) {
+            return Ok(());
+        }
+        let Some(&(orig, orig_args)) = self.restart_of.get(&t.pid()) else { return Ok(()) };
+        let mut a = orig_args;
+        match i64::from(orig.nr) {
+            libc::SYS_nanosleep if a[1] != 0 => a[0] = a[1],
+            libc::SYS_clock_nanosleep if a[1] & libc::TIMER_ABSTIME as u64 == 0 && a[3] != 0 => a[2] = a[3],
+            _ => {}
+        }
+        debug!(self.log, "a handed-over restart_syscall runs as its syscall again"; "call" => orig.name);
+        let mut regs = t.regs()?;
+        regs.rewrite(u64::from(orig.nr), &a);
+        Ok(t.set_regs(&regs)?)
     }
 
     /// A wait4/waitid of a process that has [`Recorder::quiet`] children: `__WALL` added to
@@ -723,19 +767,21 @@ impl Recorder<'_> {
         Ok(t.set_regs(&regs)?)
     }
 
-    /// At the exit of a wait4/waitid: its options register as the program set it, and the
-    /// quiet children it reaped forgotten.
-    fn after_wait(&mut self, s: &Stopped, p: &Pending) -> Result<()> {
-        let Some(i) = ft_libos::wait::options_arg(u64::from(p.spec.nr)) else { return Ok(()) };
-        if self.quiet.is_empty() {
+    /// At the exit of a syscall [`Recorder::before_blocking`] may have changed: the argument
+    /// registers as the program set them; after a wait, the quiet children it reaped forgotten.
+    fn after_blocking(&mut self, s: &Stopped, p: &Pending) -> Result<()> {
+        let waits = ft_libos::wait::options_arg(u64::from(p.spec.nr)).is_some() && !self.quiet.is_empty();
+        if !waits && i64::from(p.spec.nr) != libc::SYS_restart_syscall {
             return Ok(());
         }
         let mut regs = s.regs()?;
-        if regs.args()[i] != p.args[i] {
+        if regs.args() != p.args {
             regs.set_args(&p.args);
             s.set_regs(&regs)?;
         }
-        self.quiet.retain(|child, _| Path::new(&format!("/proc/{child}")).exists());
+        if waits {
+            self.quiet.retain(|child, _| Path::new(&format!("/proc/{child}")).exists());
+        }
         Ok(())
     }
 
@@ -1228,7 +1274,7 @@ impl Recorder<'_> {
         let pid = s.pid();
         match s.stop {
             Stop::SyscallExit => {
-                self.after_wait(&s, &p)?;
+                self.after_blocking(&s, &p)?;
                 self.complete(&s, &p)?;
                 self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
                 self.make_ready(s);
@@ -1458,7 +1504,7 @@ impl Recorder<'_> {
             _ => {
                 // Runs in the kernel, may block on another task: the token is free meanwhile.
                 let input = capture::input(&t, spec.input, &args)?;
-                self.widen_wait(&t, spec, &args)?;
+                self.before_blocking(&t, spec, &args)?;
                 if matches!(action, Action::Output { .. }) {
                     // Replies queued for this socket go first (shutdown, sendmsg, a write the
                     // tracer could not take); other fds do not wait for them.

@@ -268,6 +268,7 @@ fn session<'a>(
         interrupted_at: std::time::Instant::now(),
         yielded: None,
         born: HashMap::new(),
+        restarts: HashMap::new(),
     };
     if start.clock_page {
         r.clocks.exec(0, true);
@@ -404,6 +405,10 @@ struct Replayer<'a> {
     yielded: Option<u32>,
     /// Child processes forked at replay and not reaped yet, by task number (see [`Born`]).
     born: HashMap<u32, Born>,
+    /// Per task, the syscall (number, arguments) that the log's -ERESTART_RESTARTBLOCK
+    /// interrupted, until a result other than that: the kernel continues it as
+    /// restart_syscall, which a replay that goes live must run as that syscall again.
+    restarts: HashMap<u32, (u32, [u64; 6])>,
 }
 
 /// A child process forked at replay. Its exit signal is 0 ([`quiet_clone`]), so the kernel
@@ -1629,6 +1634,11 @@ impl Replayer<'_> {
         let Parked { t, mut regs, spec, args } = p;
         let args = &args;
         let vtid = s.task;
+        if s.ret != ft_libos::signal::ERESTART_RESTARTBLOCK {
+            self.restarts.remove(&vtid);
+        } else if i64::from(spec.nr) != libc::SYS_restart_syscall {
+            self.restarts.insert(vtid, (spec.nr, *args));
+        }
         let t = match s.disposition() {
             Disposition::Inject if ft_libos::signal::is_restart(s.ret) => {
                 // At record the kernel restarted this syscall after a signal (the program never
@@ -1996,6 +2006,11 @@ impl Replayer<'_> {
             }
         }
         let max_task = tasks.iter().map(|t| t.vtid).max().unwrap_or(0);
+        let restarts = self
+            .restarts
+            .iter()
+            .filter_map(|(v, r)| Some((tasks.iter().find(|a| a.vtid == *v)?.tid, r.0, r.1)))
+            .collect();
         Ok(crate::record::Handover {
             tasks,
             fds: std::mem::take(&mut self.fds),
@@ -2008,6 +2023,7 @@ impl Replayer<'_> {
             clocks: std::mem::take(&mut self.clocks),
             silent: std::mem::take(&mut self.silent),
             interrupting: self.interrupting,
+            restarts,
             quiet: self
                 .born
                 .values()

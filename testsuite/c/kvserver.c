@@ -14,7 +14,10 @@
  *   PING           -> PONG
  *   TIME           -> CLOCK_REALTIME seconds (nondeterministic input)
  *   BG ms code     -> STARTED; forks a child that sleeps ms milliseconds and
- *                     exits with code (a stand-in for redis' BGSAVE)
+ *                     exits with code plus the number of times its sleep
+ *                     failed with EINTR (a stand-in for redis' BGSAVE)
+ *   POKE           -> OK: sends SIGCONT to the last BG child (which ignores
+ *                     it: natively its sleep goes on, never EINTR)
  *   CHILDREN       -> "started=N reaped=M last=S sigchld=K info=C:T:P":
  *                     children forked by BG, children reaped (waitpid(-1,
  *                     WNOHANG) in the main loop, as redis does), the exit code
@@ -235,7 +238,7 @@ static int flush_out(struct client *c)
 static volatile sig_atomic_t sigchld_count, sigchld_code, sigchld_status, sigchld_pid;
 static long bg_started, bg_reaped;
 static int bg_last = -1;
-static pid_t bg_last_pid;
+static pid_t bg_last_pid, bg_child;
 
 static void on_sigchld(int sig, siginfo_t *si, void *ctx)
 {
@@ -266,10 +269,12 @@ static int start_child(long long ms, int code)
         return -1;
     if (pid == 0) {
         struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+        int eintr = 0;
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
-        _exit(code);
+            eintr++;
+        _exit(code + eintr);
     }
+    bg_child = pid;
     bg_started++;
     return 0;
 }
@@ -373,6 +378,8 @@ static void execute(struct client *c, char *line)
             return;
         }
         reply(c, start_child(ms, (int)code) == 0 ? "STARTED" : "ERR fork");
+    } else if (strcmp(cmd, "POKE") == 0 && ntok == 1) {
+        reply(c, bg_child > 0 && kill(bg_child, SIGCONT) == 0 ? "OK" : "ERR no child");
     } else if (strcmp(cmd, "CHILDREN") == 0 && ntok == 1) {
         reap_children();
         snprintf(buf, sizeof buf, "started=%ld reaped=%ld last=%d sigchld=%d info=%d:%d:%d", bg_started, bg_reaped,

@@ -510,6 +510,28 @@ fn a_child_forked_before_failover_ends_and_is_reaped_after_it() {
     assert_lockstep(&cl);
 }
 
+/// A sleep that a signal interrupted at record continues as restart_syscall; when the leader
+/// dies during it, the new leader's replaying kernel has no restart block for it (it would fail
+/// with EINTR), so it runs as the sleep again, for the time left. kvserver's child counts the
+/// EINTRs of its sleep into its exit code: natively the SIGCONT it ignores interrupts nothing.
+#[test]
+fn a_sleep_restarted_before_failover_goes_on_after_it() {
+    let (_tmp, cl) = kvserver_cluster("repl-restart");
+    let mut c = cl.client(Duration::from_secs(10));
+    assert_eq!(c.cmd("BG 2500 7").as_deref(), Some("STARTED"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.cmd("POKE").as_deref(), Some("OK"));
+    // The child's restart_syscall is in the log once this is answered (one task runs at a time).
+    assert!(c.cmd("CHILDREN").is_some_and(|s| s.starts_with("started=1 reaped=0")));
+    let pid = cl.leader_pid();
+    // SAFETY: kill -9 of the leader's ftexec process while the child sleeps on.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let mut c = cl.client(Duration::from_secs(30));
+    let end = children_until(&mut c, |s| !s.contains("reaped=0 "));
+    assert_eq!(end, "started=1 reaped=1 last=7 sigchld=1 info=1:7:1", "the sleep after the failover\n{}", cl.logs());
+    assert_lockstep(&cl);
+}
+
 /// A file outside the data directory that the program has open when the leader dies (a
 /// stand-in at replay, since its reads are inputs) is open on the new leader too, at the
 /// offset the program had read to.
