@@ -178,6 +178,10 @@ pub(crate) struct Adopted {
     pub vtid: u32,
     pub proc: u32,
     pub state: AdoptedState,
+    /// Signals the log delivered to it that replay sent and the kernel has not delivered yet:
+    /// already logged, so the recorder delivers them at their stops as it does the signals it
+    /// re-sent itself (`bouncing`), instead of taking them for new ones.
+    pub pending: Vec<Held>,
 }
 
 pub(crate) enum AdoptedState {
@@ -270,6 +274,9 @@ pub(crate) fn continue_live(
         };
         if let Some(&n) = h.silent.get(&t.vtid) {
             rec.silent.insert(t.tid, n);
+        }
+        if !t.pending.is_empty() {
+            rec.bouncing.insert(t.tid, t.pending);
         }
         rec.tasks.insert(t.tid, Task { vtid: t.vtid, proc: t.proc, state });
     }
@@ -1306,6 +1313,15 @@ impl Recorder<'_> {
             }
             Stop::Signal(sig) => {
                 let task = self.vtid(pid);
+                if let Some(held) = self.take_bouncing(pid, sig) {
+                    // Handed over by a replay that sent it (see `Adopted::pending`).
+                    if let Some(info) = held.info {
+                        s.set_siginfo(&info)?;
+                    }
+                    s.cont(Some(sig))?;
+                    self.set_state(pid, TState::InKernel(p));
+                    return Ok(());
+                }
                 match disposition(pid, sig) {
                     Disposition_::NoEffect => s.cont(None)?,
                     Disposition_::Caught => {
@@ -1780,6 +1796,13 @@ impl Recorder<'_> {
         Ok(running)
     }
 
+    /// The first signal `sig` re-sent to `pid` and not delivered yet, if any.
+    fn take_bouncing(&mut self, pid: Pid, sig: Sig) -> Option<Held> {
+        let v = self.bouncing.get_mut(&pid)?;
+        let i = v.iter().position(|h| h.sig == sig)?;
+        Some(v.remove(i))
+    }
+
     fn on_signal(&mut self, t: Stopped, sig: Sig, after: After) -> Result<Running> {
         let task = self.vtid(t.pid());
         if sig == Sig::SIGSEGV {
@@ -1796,10 +1819,7 @@ impl Recorder<'_> {
         let pid = t.pid();
         let synchronous = is_synchronous(&t, sig);
         let point = if synchronous { None } else { self.delivery_point(&t, &after)? };
-        let bounced = self.bouncing.get_mut(&pid).and_then(|v| {
-            let i = v.iter().position(|h| h.sig == sig)?;
-            Some(v.remove(i))
-        });
+        let bounced = self.take_bouncing(pid, sig);
         if let Some(held) = bounced {
             // A held signal re-sent at a syscall: replay sent it at the same point and the
             // kernel delivers it at the same point, unless a syscall that only runs at record

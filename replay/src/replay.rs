@@ -47,6 +47,8 @@ pub struct FileSource {
     reader: LogReader,
     peeked: Option<Event>,
     pos: u64,
+    /// The end of the file is the end of what a leader committed: a replay goes live there.
+    live_at_end: bool,
 }
 
 impl FileSource {
@@ -54,7 +56,14 @@ impl FileSource {
     /// the program prints anything.
     pub fn open(path: &Path) -> Result<Self> {
         LogReader::open(path)?.verify_rest()?;
-        Ok(FileSource { reader: LogReader::open(path)?, peeked: None, pos: 0 })
+        Ok(FileSource { reader: LogReader::open(path)?, peeked: None, pos: 0, live_at_end: false })
+    }
+
+    /// Makes the end of the file the end of a committed log: [`replay_then_live`] goes live
+    /// there, as a follower does when its leader dies (`ftexec replay --continue-into`).
+    pub fn live_at_end(mut self) -> Self {
+        self.live_at_end = true;
+        self
     }
     pub fn header(&self) -> &Header {
         self.reader.header()
@@ -80,6 +89,9 @@ impl EventSource for FileSource {
     }
     fn position(&self) -> u64 {
         self.pos
+    }
+    fn live(&self) -> bool {
+        self.live_at_end
     }
 }
 
@@ -1992,7 +2004,7 @@ impl Replayer<'_> {
                     });
                 }
             };
-            tasks.push(Adopted { tid: t.tid, vtid: v, proc: t.proc, state });
+            tasks.push(Adopted { tid: t.tid, vtid: v, proc: t.proc, state, pending: t.pending });
         }
         let mut waited: Vec<(Pid, Waited)> = self.arrived.drain().collect();
         for (v, e) in self.early_deaths.drain() {

@@ -6,6 +6,7 @@ use ft_libos::log::LogWriter;
 use ft_replay::{FileSource, RecordOptions, ReplayOptions, SessionError};
 use slog::{o, Drain, Level, Logger};
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -70,6 +71,11 @@ enum Cmd {
         /// Replay on a CPU model other than the recording's.
         #[arg(long)]
         allow_cpu_mismatch: bool,
+        /// At the end of the log, go on running the program live, as a follower does when its
+        /// leader dies (sockets and files made real, time and input from the world again), and
+        /// record into FILE: LOG's events, then the new ones.
+        #[arg(long, value_name = "FILE")]
+        continue_into: Option<PathBuf>,
     },
     /// Run one replica of a replicated program (see the cluster file's [service] section).
     Run {
@@ -264,13 +270,50 @@ fn replay(
     Ok(outcome.status)
 }
 
+/// `ftexec replay LOG --continue-into OUT`: replays LOG, then goes live at its end and records
+/// into OUT (a copy of LOG's events first, so OUT is a whole recording).
+fn continue_into(
+    path: &Path,
+    out: &Path,
+    data_dir: &Option<PathBuf>,
+    allow_cpu_mismatch: bool,
+    log: &Logger,
+) -> anyhow::Result<i32> {
+    if std::fs::canonicalize(path).ok() == std::fs::canonicalize(out).ok() {
+        anyhow::bail!("--continue-into {} is the log being replayed: name another file", out.display());
+    }
+    let mut source = FileSource::open(path)?.live_at_end();
+    let header = source.header().clone();
+    let mut writer = LogWriter::create(out, &header)?;
+    let mut copy = ft_libos::log::LogReader::open(path)?;
+    while let Some(ev) = copy.next_event()? {
+        writer.append(&ev)?;
+    }
+    let opts = ReplayOptions { data_dir: data_dir.clone(), allow_cpu_mismatch, print_stdio: true };
+    let recorded_dir = (!header.data_dir.is_empty())
+        .then(|| PathBuf::from(std::ffi::OsStr::from_bytes(&header.data_dir)));
+    let live_log = log.clone();
+    let live = ft_replay::GoLive {
+        sink: &mut writer,
+        data_dir: recorded_dir,
+        on_live: Box::new(move || slog::info!(live_log, "the log ended: the program runs live")),
+    };
+    let outcome = ft_replay::replay_then_live(&header, &mut source, &opts, Some(live), log)?;
+    let (events, _) = writer.finish()?;
+    slog::info!(log, "recorded into {}", out.display(); "events" => events, "status" => outcome.status);
+    Ok(outcome.status)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = logger(cli.verbose, cli.quiet);
     let r = match &cli.cmd {
         Cmd::Record { output, data_dir, command } => record(&cli, output, data_dir, command, &log),
-        Cmd::Replay { log: path, data_dir, allow_cpu_mismatch } => {
+        Cmd::Replay { log: path, data_dir, allow_cpu_mismatch, continue_into: None } => {
             replay(&cli, path, data_dir, *allow_cpu_mismatch, &log)
+        }
+        Cmd::Replay { log: path, data_dir, allow_cpu_mismatch, continue_into: Some(out) } => {
+            continue_into(path, out, data_dir, *allow_cpu_mismatch, &log)
         }
         Cmd::Run { config, node, command } => replica::run(config, *node, command, &log),
         Cmd::Up { replicas, dir, fresh, fsync, command } => up::up(up::UpOptions {

@@ -1,0 +1,70 @@
+//! Going live without a cluster: `ftexec replay LOG --continue-into OUT` replays a recording cut
+//! short (as a follower's committed log is when its leader dies), goes live where it ends, and
+//! records into OUT. The continued run must finish as the program does, and OUT must replay to
+//! exactly what the continued run printed: the handover logged nothing twice and lost nothing.
+
+use ft_libos::{Event, EventKind};
+use ft_testsuite::{assert_same_output, c_program, ftexec, record, replay, rewrite_log, run, temp_dir, Run};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Copies the events of `log` into `out` up to and including the `n`-th one (counting from 1)
+/// that `pick` accepts; returns how many events were kept, None if there are fewer than `n`.
+fn cut_after(log: &Path, out: &Path, n: usize, pick: impl Fn(&Event) -> bool) -> Option<usize> {
+    let (mut seen, mut kept, mut done) = (0, 0, false);
+    rewrite_log(log, out, |ev| {
+        if done {
+            return Vec::new();
+        }
+        kept += 1;
+        if pick(&ev) {
+            seen += 1;
+            done = seen == n;
+        }
+        vec![ev]
+    });
+    done.then_some(kept)
+}
+
+/// `ftexec replay CUT --continue-into OUT`, then `ftexec replay OUT`.
+fn continue_then_replay(cut: &Path, out: &Path) -> (Run, Run) {
+    let mut cmd = Command::new(ftexec());
+    cmd.arg("replay").arg(cut).arg("--continue-into").arg(out).stdin(Stdio::null());
+    let continued = run(cmd);
+    assert_eq!(continued.status, 0, "the continued run failed: {}", String::from_utf8_lossy(&continued.stderr));
+    let replayed = replay(out, None);
+    (continued, replayed)
+}
+
+/// A caught signal whose event is the last of the log: replay has sent it and the kernel has
+/// not delivered it yet when the replay goes live. The recorder must deliver it as the one the
+/// log has, not take it for a new one (which it would log a second time, and OUT's replay
+/// would then deliver twice). Cut after every signal event of programs that send themselves or
+/// a child signals. (Not sig_realtime: signals it queued at record and had not taken yet when
+/// the log ends are lost at go-live, and not timer programs: replay arms no timer for real; see
+/// ARCHITECTURE, "Not done".)
+#[test]
+fn a_signal_the_log_ends_with_is_delivered_once_after_going_live() {
+    let tmp = temp_dir("live-signal");
+    let is_signal = |ev: &Event| matches!(&ev.kind, Some(EventKind::Signal(_)));
+    for (name, args) in [("sig_kill", "child"), ("sig_kill", "self")] {
+        let log = tmp.path().join(format!("{name}{args}.ftlog"));
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let recorded = record(&log, None, &c_program(name), &args);
+        assert_eq!(recorded.status, 0, "recording {name} failed: {}", String::from_utf8_lossy(&recorded.stderr));
+        let mut n = 1;
+        while let Some(kept) = cut_after(&log, &tmp.path().join("cut.ftlog"), n, is_signal) {
+            let out = tmp.path().join("out.ftlog");
+            let (continued, replayed) = continue_then_replay(&tmp.path().join("cut.ftlog"), &out);
+            println!("{name} {args:?} cut after signal {n} (event {kept}): continued and replayed alike");
+            assert_eq!(
+                ft_testsuite::shape(&continued.stdout),
+                ft_testsuite::shape(&recorded.stdout),
+                "{name} {args:?} continued after signal {n} (event {kept})"
+            );
+            assert_same_output(&continued, &replayed, &format!("OUT of {name} {args:?} continued after signal {n}"));
+            n += 1;
+        }
+        assert!(n > 1, "{name} {args:?}: no signal in the recording");
+    }
+}
