@@ -12,6 +12,11 @@ use crate::proto::MemWrite;
 pub const WALL: u64 = 0x4000_0000;
 /// waitid: leave the child waitable.
 pub const WNOWAIT: u64 = 0x0100_0000;
+/// waitid: report stopped / continued children too.
+pub const WSTOPPED: u64 = 2;
+pub const WCONTINUED: u64 = 8;
+/// waitid's idtype for one pid.
+pub const P_PID: u64 = 1;
 
 /// siginfo_t.si_code values for SIGCHLD (`<asm-generic/siginfo.h>`).
 pub const CLD_EXITED: i32 = 1;
@@ -50,6 +55,11 @@ pub fn reaped(nr: u64, args: &[u64], ret: i64, mem: &[MemWrite]) -> Option<i32> 
             }
             // siginfo_t: si_signo, si_errno, si_code, a pad, then si_pid.
             let info = *args.get(2)?;
+            if info == 0 {
+                // No siginfo: only waitid(P_PID, pid, NULL, WEXITED) says which child it reaped.
+                let only_exits = args.get(3)? & (WSTOPPED | WCONTINUED) == 0;
+                return (args.first() == Some(&P_PID) && only_exits).then(|| i32::try_from(*args.get(1)?).ok())?;
+            }
             let code = written(info, 8)?;
             let pid = written(info, 16)?;
             (pid > 0 && matches!(code, CLD_EXITED | CLD_KILLED | CLD_DUMPED)).then_some(pid)
@@ -108,6 +118,10 @@ mod tests {
         // WNOHANG with nothing ready: si_pid 0.
         assert_eq!(reaped(247, &[0, 0, 0x2000, 4 | 1, 0], 0, &info(0, 0)), None);
         assert_eq!(reaped(247, &[0, 0, 0x2000, 4, 0], 0, &[]), None);
+        // No infop: only a P_PID wait for exits names its child.
+        assert_eq!(reaped(247, &[P_PID, 9, 0, 4, 0], 0, &[]), Some(9));
+        assert_eq!(reaped(247, &[P_PID, 9, 0, 4 | WSTOPPED, 0], 0, &[]), None);
+        assert_eq!(reaped(247, &[0, 0, 0, 4, 0], 0, &[]), None);
     }
 
     #[test]

@@ -311,11 +311,20 @@ fn rebuild_all(
 ) -> Result<Vec<(u64, i32)>> {
     let fail = |what: String| unexpected(t_pid(tgid), what);
     let mut done = Vec::new();
+    // Stand-ins of this process made real already, by eventfd id: a dup of one shares it.
+    let mut here: HashMap<u64, i32> = HashMap::new();
     for (fd, stand, id) in todo {
         let fd = *fd;
         let flags = fd_flags(tgid, fd);
         let shared = id.and_then(|id| made.get(&id)).copied();
-        let new = if let Some((owner, owner_fd)) = shared {
+        let dup_of = id.and_then(|id| here.get(&id)).copied();
+        let new = if let Some(first) = dup_of {
+            let d = r.call(libc::SYS_dup, [first as u64, 0, 0, 0, 0, 0])?;
+            if d < 0 {
+                return Err(fail(format!("dup of the rebuilt fd {first} for fd {fd} failed with {d}")));
+            }
+            d
+        } else if let Some((owner, owner_fd)) = shared {
             debug!(log, "going live: an fd shared with another process"; "fd" => fd, "from" => owner);
             take_shared(r, tgid, owner, owner_fd)?
         } else if let Stand::File(f) = stand {
@@ -372,8 +381,11 @@ fn rebuild_all(
             r.call(libc::SYS_close, [peer as u64, 0, 0, 0, 0, 0])?;
             i64::from(a)
         };
-        if let (None, Some(id)) = (shared, id) {
-            done.push((*id, fd));
+        if let Some(id) = id {
+            here.entry(*id).or_insert(fd);
+            if shared.is_none() && dup_of.is_none() {
+                done.push((*id, fd));
+            }
         }
         r.call(libc::SYS_fcntl, [new as u64, libc::F_SETFL as u64, (flags & libc::O_NONBLOCK) as u64, 0, 0, 0])?;
         let d = r.call(libc::SYS_dup3, [new as u64, fd as u64, (flags & libc::O_CLOEXEC) as u64, 0, 0, 0])?;

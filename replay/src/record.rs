@@ -216,8 +216,9 @@ pub(crate) struct Handover {
     /// A task sent a probe's SIGSTOP (the holder, found spinning at the end of the log).
     pub interrupting: Option<Pid>,
     /// Child processes that replay forked (exit signal 0) and that are still there, alive or
-    /// zombies, with their parent's process: see [`Recorder::quiet`].
-    pub quiet: Vec<(Pid, u32)>,
+    /// zombies: see [`Recorder::quiet`]. With the exit of a zombie whose SIGCHLD the log did
+    /// not deliver to its parent after that exit (the leader died first): owed now.
+    pub quiet: Vec<(Pid, Quiet, Option<Exit>)>,
     /// Tasks whose syscall the log interrupted with -ERESTART_RESTARTBLOCK (tid, number,
     /// arguments): see [`Recorder::adopted_restart`].
     pub restarts: Vec<(Pid, u32, [u64; 6])>,
@@ -237,7 +238,8 @@ pub(crate) fn continue_live(
     rec.status0 = h.status0;
     rec.clocks = h.clocks;
     rec.interrupting = h.interrupting;
-    rec.quiet = h.quiet.into_iter().collect();
+    let owed: Vec<(Pid, Exit)> = h.quiet.iter().filter_map(|(c, _, e)| Some((*c, e.clone()?))).collect();
+    rec.quiet = h.quiet.into_iter().map(|(c, q, _)| (c, q)).collect();
     for (tid, nr, args) in h.restarts {
         if let Some(spec) = lookup(u64::from(nr)) {
             rec.restart_of.insert(tid, (spec, args));
@@ -292,10 +294,23 @@ pub(crate) fn continue_live(
     for s in parked {
         rec.resume_in_kernel(s)?;
     }
+    for (child, exit) in owed {
+        rec.quiet_ended(child, &exit);
+    }
     for (pid, w) in h.waited {
         rec.on_wait(pid, w)?;
     }
     rec.finish(first)
+}
+
+/// A child process that replay forked (see [`Recorder::quiet`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Quiet {
+    /// Its parent's process (task number of the leader).
+    pub parent: u32,
+    /// Its pid and uid as its parent sees them (for the siginfo of its SIGCHLD).
+    pub ns_pid: i32,
+    pub uid: u32,
 }
 
 /// What a task is doing, from the tracer's point of view.
@@ -395,14 +410,14 @@ struct Recorder<'a> {
     /// Their exit signal is 0: the kernel neither sends SIGCHLD for them nor shows them to a
     /// wait without `__WALL`. So the parent's waits get `__WALL` while it has one, and the
     /// recorder sends the parent the SIGCHLD of one that ends (see [`Recorder::quiet_ended`]).
-    quiet: HashMap<Pid, u32>,
+    quiet: HashMap<Pid, Quiet>,
     /// Handed-over tasks whose next restart_syscall continues a syscall that the log
     /// interrupted: the replaying kernel has no restart block for it (restart_syscall would fail
     /// with EINTR), so it runs as that syscall again (see [`Recorder::adopted_restart`]).
     adopted_restart: HashSet<Pid>,
-    /// Per process, the siginfo of each SIGCHLD sent by [`Recorder::quiet_ended`], given to
-    /// its delivery stop in place of the kernel's (which names the tracer as the sender).
-    chld_info: HashMap<u32, VecDeque<libc::siginfo_t>>,
+    /// Per process, the siginfo of the SIGCHLD sent by [`Recorder::quiet_ended`], given to its
+    /// delivery stop in place of the kernel's (which names the tracer as the sender).
+    chld_info: HashMap<u32, libc::siginfo_t>,
 }
 
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
@@ -764,7 +779,7 @@ impl Recorder<'_> {
     fn widen_wait(&self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<()> {
         let Some(i) = ft_libos::wait::options_arg(u64::from(spec.nr)) else { return Ok(()) };
         let proc = self.tasks.get(&t.pid()).map(|t| t.proc);
-        if args[i] & ft_libos::wait::WALL != 0 || !self.quiet.values().any(|p| Some(*p) == proc) {
+        if args[i] & ft_libos::wait::WALL != 0 || !self.quiet.values().any(|q| Some(q.parent) == proc) {
             return Ok(());
         }
         let mut regs = t.regs()?;
@@ -777,7 +792,7 @@ impl Recorder<'_> {
     /// At the exit of a syscall [`Recorder::before_blocking`] may have changed: the argument
     /// registers as the program set them; after a wait, the quiet children it reaped forgotten.
     fn after_blocking(&mut self, s: &Stopped, p: &Pending) -> Result<()> {
-        let waits = ft_libos::wait::options_arg(u64::from(p.spec.nr)).is_some() && !self.quiet.is_empty();
+        let waits = ft_libos::wait::options_arg(u64::from(p.spec.nr)).is_some();
         if !waits && i64::from(p.spec.nr) != libc::SYS_restart_syscall {
             return Ok(());
         }
@@ -786,43 +801,39 @@ impl Recorder<'_> {
             regs.set_args(&p.args);
             s.set_regs(&regs)?;
         }
-        if waits {
+        if waits && !self.quiet.is_empty() {
             self.quiet.retain(|child, _| Path::new(&format!("/proc/{child}")).exists());
         }
         Ok(())
     }
 
-    /// A child forked by replay (exit signal 0, no execve since) ended: the kernel sent its
-    /// parent nothing, so the recorder sends the SIGCHLD natively due, if the parent catches it
-    /// (its handler gets the kernel's siginfo for it) or blocks it (for sigwaitinfo or a
-    /// signalfd, which then read a kill's siginfo). The child stays a zombie until the
-    /// parent's (widened) wait.
+    /// A child forked by replay (exit signal 0, no execve since: [`Recorder::on_exec`] forgets
+    /// one that calls it) ended: the kernel sent its parent nothing, so the recorder sends the
+    /// SIGCHLD natively due, if the parent catches it (its handler gets the kernel's siginfo
+    /// for it) or blocks it (for sigwaitinfo or a signalfd, which then read a kill's siginfo),
+    /// unless a SIGCHLD is pending already (the kernel would keep that one). The child stays a
+    /// zombie until the parent's (widened) wait.
     fn quiet_ended(&mut self, child: Pid, exit: &Exit) {
-        let Some(&parent) = self.quiet.get(&child) else { return };
-        if ft_interposer::tracee::exit_signal(child) != Some(0) {
-            // It called execve since, which gave it SIGCHLD: the kernel told its parent.
-            self.quiet.remove(&child);
-            return;
-        }
-        let Some(leader) = self.tasks.iter().find(|(_, t)| t.vtid == parent).map(|(p, _)| *p) else { return };
+        let Some(&q) = self.quiet.get(&child) else { return };
+        let Some(leader) = self.tasks.iter().find(|(_, t)| t.vtid == q.parent).map(|(p, _)| *p) else { return };
         let caught = matches!(disposition(leader, Sig::SIGCHLD), Disposition_::Caught);
-        let blocked = status_masks(leader)("SigBlk:") & Sig::SIGCHLD.mask_bit() != 0;
-        if !caught && !blocked {
+        let masks = status_masks(leader);
+        let bit = Sig::SIGCHLD.mask_bit();
+        if (!caught && masks("SigBlk:") & bit == 0) || (masks("ShdPnd:") | masks("SigPnd:")) & bit != 0 {
             return;
         }
         if caught {
-            let (ns_pid, uid) = ft_interposer::tracee::ns_pid_uid(child).unwrap_or((0, 0));
             let (code, status) = if exit.signal != 0 {
                 (ft_libos::wait::CLD_KILLED, exit.signal)
             } else {
                 (ft_libos::wait::CLD_EXITED, exit.code)
             };
-            let bytes = ft_libos::wait::sigchld_info(ns_pid, uid, code, status);
+            let bytes = ft_libos::wait::sigchld_info(q.ns_pid, q.uid, code, status);
             if let Some(info) = ft_interposer::tracee::siginfo_from_bytes(&bytes) {
-                self.chld_info.entry(parent).or_default().push_back(info);
+                self.chld_info.insert(q.parent, info);
             }
         }
-        debug!(self.log, "SIGCHLD for a child forked at replay"; "child" => child.as_raw(), "parent" => parent);
+        debug!(self.log, "SIGCHLD for a child forked at replay"; "child" => child.as_raw(), "parent" => q.parent);
         let _ = send_signal(leader, Sig::SIGCHLD);
     }
 
@@ -832,9 +843,11 @@ impl Recorder<'_> {
     fn incoming_info(&mut self, t: &Stopped, sig: Sig) -> Option<libc::siginfo_t> {
         if sig == Sig::SIGCHLD {
             let proc = self.tasks.get(&t.pid()).map(|t| t.proc).unwrap_or(u32::MAX);
-            let from_tracer = t.siginfo().ok().is_some_and(|si| si.si_code == libc::SI_USER);
+            // SAFETY: si_pid is a field of the siginfo of every kill(), which SI_USER says it is.
+            let from_tracer =
+                t.siginfo().ok().is_some_and(|si| si.si_code == libc::SI_USER && unsafe { si.si_pid() } == 0);
             if from_tracer {
-                if let Some(info) = self.chld_info.get_mut(&proc).and_then(VecDeque::pop_front) {
+                if let Some(info) = self.chld_info.remove(&proc) {
                     let _ = t.set_siginfo(&info);
                     return Some(info);
                 }
@@ -1353,6 +1366,8 @@ impl Recorder<'_> {
     /// The exec stop of `task`'s execve (now running as the task at `s`): log the new image.
     fn on_exec(&mut self, s: Stopped, p: Pending, task: u32) -> Result<()> {
         let pid = s.pid();
+        // execve gives a child SIGCHLD as its exit signal: the kernel tells its parent now.
+        self.quiet.remove(&pid);
         let a = ft_interposer::launch::after_exec(&s, None, Vdso::TryClockPage)?;
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
         let exe_hash = program::hash_file(&exe)?;

@@ -95,6 +95,35 @@ impl EventSource for FileSource {
     }
 }
 
+/// The log as replay takes it, noting where each task last took a SIGCHLD (going live, a child
+/// that ended after its parent's last SIGCHLD in the log is owed one).
+struct Noted<'a> {
+    inner: &'a mut dyn EventSource,
+    /// Task number → log position of its last SIGCHLD event.
+    sigchld: HashMap<u32, u64>,
+}
+
+impl EventSource for Noted<'_> {
+    fn next_event(&mut self) -> Result<Option<Event>> {
+        let ev = self.inner.next_event()?;
+        if let Some(Event { kind: Some(Kind::Signal(s)) }) = &ev {
+            if s.signo == libc::SIGCHLD {
+                self.sigchld.insert(s.task, self.inner.position());
+            }
+        }
+        Ok(ev)
+    }
+    fn peek_event(&mut self) -> Result<Option<&Event>> {
+        self.inner.peek_event()
+    }
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+    fn live(&self) -> bool {
+        self.inner.live()
+    }
+}
+
 /// How to replay.
 pub struct ReplayOptions {
     /// The data directory to replay into (None: the recorded path).
@@ -254,7 +283,7 @@ fn session<'a>(
     crate::set_current_tracee(pid.as_raw());
     info!(log, "replaying"; "pid" => pid.as_raw());
     let mut r = Replayer {
-        source,
+        source: Noted { inner: source, sigchld: HashMap::new() },
         fds: HashMap::from([(0, FdTable::new())]),
         print: opts.print_stdio,
         tasks: HashMap::new(),
@@ -367,7 +396,7 @@ struct RTask {
 }
 
 struct Replayer<'a> {
-    source: &'a mut dyn EventSource,
+    source: Noted<'a>,
     fds: HashMap<u32, FdTable>,
     print: bool,
     tasks: HashMap<u32, RTask>,
@@ -430,10 +459,13 @@ struct Replayer<'a> {
 #[derive(Clone, Copy)]
 struct Born {
     tid: Pid,
-    /// Its pid as the program sees it.
+    /// Its pid and uid as the program sees them.
     ns_pid: i32,
+    uid: u32,
     /// Its parent's process (task number of the leader).
     parent: u32,
+    /// Its exit, and the log position then, once it ended at replay.
+    ended: Option<(u64, (i32, i32))>,
 }
 
 /// How long replay lets a task run toward the fixpoint where the recording preempted it.
@@ -1041,7 +1073,7 @@ impl Replayer<'_> {
         }
         match self.source.next_event()? {
             Some(Event { kind: Some(Kind::Exit(e)) }) if e.task == vtid && e.status() == exit.status() => {
-                self.buried(vtid, exit.status());
+                self.buried(vtid, &exit);
                 Ok(())
             }
             Some(other) => Err(self.diverge(index, describe::event(&other), got)),
@@ -1049,7 +1081,11 @@ impl Replayer<'_> {
         }
     }
 
-    fn buried(&mut self, vtid: u32, status: i32) {
+    fn buried(&mut self, vtid: u32, exit: &Exit) {
+        let status = exit.status();
+        if let Some(b) = self.born.get_mut(&vtid) {
+            b.ended = Some((self.source.position(), (exit.code, exit.signal)));
+        }
         self.tasks.remove(&vtid);
         if self.holder == Some(vtid) {
             self.holder = None;
@@ -1068,7 +1104,7 @@ impl Replayer<'_> {
                 let got = describe::event(&Event { kind: Some(Kind::Exit(seen)) });
                 return Err(self.diverge(index, describe::event(&Event { kind: Some(Kind::Exit(e)) }), got));
             }
-            self.buried(e.task, seen.status());
+            self.buried(e.task, &seen);
             return Ok(());
         }
         let (tid, proc) = {
@@ -1536,8 +1572,8 @@ impl Replayer<'_> {
             self.files.insert(sp.child, files);
             self.clocks.fork(parent_proc, sp.child);
             match ft_interposer::tracee::ns_pid_uid(child) {
-                Some((ns_pid, _)) => {
-                    self.born.insert(sp.child, Born { tid: child, ns_pid, parent: parent_proc });
+                Some((ns_pid, uid)) => {
+                    self.born.insert(sp.child, Born { tid: child, ns_pid, uid, parent: parent_proc, ended: None });
                 }
                 None => slog::warn!(self.log, "no pid namespace entry for a forked child"; "task" => sp.child),
             }
@@ -1886,11 +1922,16 @@ impl Replayer<'_> {
         t.set_regs(&r)?;
         let t = self.run_to_exit(t, index)?;
         let got = t.regs()?.ret();
-        if got == i64::from(b.ns_pid) {
-            self.born.remove(&child);
-        } else {
-            slog::warn!(self.log, "could not reap a child the log's wait reaped"; "task" => child, "pid" => b.ns_pid, "wait4" => got);
+        if got != i64::from(b.ns_pid) {
+            // Its exit came before this wait in the log, so it is a zombie here: left, it would
+            // be reaped a second time after going live.
+            return Err(self.diverge(
+                index,
+                format!("a wait that reaps child {} (task {child})", b.ns_pid),
+                format!("wait4({}, __WALL|WNOHANG) = {got} here", b.ns_pid),
+            ));
         }
+        self.born.remove(&child);
         Ok(t)
     }
 
@@ -1985,6 +2026,7 @@ impl Replayer<'_> {
                 }
             }
         }
+        let proc_of: HashMap<u32, u32> = self.tasks.iter().map(|(v, t)| (*v, t.proc)).collect();
         let mut tasks = Vec::new();
         let vtids: Vec<u32> = self.tasks.keys().copied().collect();
         for v in vtids {
@@ -2018,6 +2060,21 @@ impl Replayer<'_> {
             }
         }
         let max_task = tasks.iter().map(|t| t.vtid).max().unwrap_or(0);
+        // The children forked at replay that are still there without an exit signal (no execve
+        // since); for one that ended, whether the log gave its parent a SIGCHLD after that.
+        let quiet = self
+            .born
+            .values()
+            .filter(|b| ft_interposer::tracee::exit_signal(b.tid) == Some(0))
+            .map(|b| {
+                let q = crate::record::Quiet { parent: b.parent, ns_pid: b.ns_pid, uid: b.uid };
+                let told = |at: u64| {
+                    self.source.sigchld.iter().any(|(task, pos)| proc_of.get(task) == Some(&b.parent) && *pos > at)
+                };
+                let owed = b.ended.filter(|(at, _)| !told(*at));
+                (b.tid, q, owed.map(|(_, (code, signal))| Exit { code, signal, task: 0 }))
+            })
+            .collect();
         let restarts = self
             .restarts
             .iter()
@@ -2036,12 +2093,7 @@ impl Replayer<'_> {
             silent: std::mem::take(&mut self.silent),
             interrupting: self.interrupting,
             restarts,
-            quiet: self
-                .born
-                .values()
-                .filter(|b| ft_interposer::tracee::exit_signal(b.tid) == Some(0))
-                .map(|b| (b.tid, b.parent))
-                .collect(),
+            quiet,
         })
     }
 

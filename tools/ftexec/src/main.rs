@@ -290,8 +290,8 @@ fn continue_into(
         writer.append(&ev)?;
     }
     let opts = ReplayOptions { data_dir: data_dir.clone(), allow_cpu_mismatch, print_stdio: true };
-    let recorded_dir = (!header.data_dir.is_empty())
-        .then(|| PathBuf::from(std::ffi::OsStr::from_bytes(&header.data_dir)));
+    let recorded_dir =
+        (!header.data_dir.is_empty()).then(|| PathBuf::from(std::ffi::OsStr::from_bytes(&header.data_dir)));
     let live_log = log.clone();
     let live = ft_replay::GoLive {
         sink: &mut writer,
