@@ -68,3 +68,33 @@ fn a_signal_the_log_ends_with_is_delivered_once_after_going_live() {
         assert!(n > 1, "{name} {args:?}: no signal in the recording");
     }
 }
+
+/// A child forked at replay ends, and the log ends before its parent's SIGCHLD (the leader died
+/// between the two): going live, the parent is owed that SIGCHLD, with the siginfo the kernel
+/// gives (replay forks children with exit signal 0, so the kernel sends none), and its
+/// waitpid(child) reaps the child.
+#[test]
+fn a_sigchld_the_log_ends_before_is_sent_after_going_live() {
+    let tmp = temp_dir("live-sigchld");
+    let log = tmp.path().join("chld.ftlog");
+    let recorded = record(&log, None, &c_program("sigchld_wait"), &[]);
+    assert_eq!(recorded.status, 0, "recording failed: {}", String::from_utf8_lossy(&recorded.stderr));
+    let expected = "sigchld 1: si_code 1 si_status 3 from the child 1\nwaitpid reaped the child 1, exit status 3\n";
+    assert_eq!(String::from_utf8_lossy(&recorded.stdout), expected);
+    let cut = tmp.path().join("cut.ftlog");
+    let child_exit = |ev: &Event| matches!(&ev.kind, Some(EventKind::Exit(e)) if e.task == 1);
+    let kept = cut_after(&log, &cut, 1, child_exit).expect("the recording has the child's exit");
+    let mut reader = ft_libos::log::LogReader::open(&log).expect("open the recording");
+    let mut later_sigchld = 0;
+    for i in 1.. {
+        let Some(ev) = reader.next_event().expect("read the recording") else { break };
+        if i > kept && matches!(&ev.kind, Some(EventKind::Signal(s)) if s.signo == libc::SIGCHLD) {
+            later_sigchld += 1;
+        }
+    }
+    assert_eq!(later_sigchld, 1, "the recording's SIGCHLD comes after the child's exit (and is cut off)");
+    let (continued, replayed) = continue_then_replay(&cut, &tmp.path().join("out.ftlog"));
+    println!("cut after the child's exit (event {kept}):\n{}", String::from_utf8_lossy(&continued.stdout));
+    assert_eq!(String::from_utf8_lossy(&continued.stdout), expected, "the continued run");
+    assert_same_output(&continued, &replayed, "OUT of the run continued after the child's exit");
+}
