@@ -303,6 +303,16 @@ pub(crate) fn continue_live(
     rec.finish(first)
 }
 
+/// The directory a path argument of task `pid` is relative to: "/" for an absolute path, else
+/// what `dirfd` names (its target) or the task's cwd. None if /proc cannot tell.
+pub(crate) fn path_base(pid: Pid, dirfd: Option<i32>, path: &Path) -> Option<PathBuf> {
+    match dirfd {
+        _ if path.is_absolute() => Some(PathBuf::from("/")),
+        Some(fd) if fd != libc::AT_FDCWD => std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok(),
+        _ => std::fs::read_link(format!("/proc/{pid}/cwd")).ok(),
+    }
+}
+
 /// A child process that replay forked (see [`Recorder::quiet`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Quiet {
@@ -1405,14 +1415,7 @@ impl Recorder<'_> {
             Err(_) => return Ok(false),
         };
         let path = Path::new(std::ffi::OsStr::from_bytes(&raw));
-        let pid = t.pid();
-        let base = match dirfd.map(|i| args[i as usize] as i32) {
-            Some(fd) if fd != libc::AT_FDCWD && !path.is_absolute() => {
-                std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
-            }
-            _ if path.is_absolute() => Ok(PathBuf::from("/")),
-            _ => std::fs::read_link(format!("/proc/{pid}/cwd")),
-        };
+        let base = path_base(t.pid(), dirfd.map(|i| args[i as usize] as i32), path);
         Ok(base.map(|b| policy::inside(&b, path, dir)).unwrap_or(false))
     }
 

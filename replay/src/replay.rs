@@ -1851,28 +1851,18 @@ impl Replayer<'_> {
                 let Some(nf) = s.new_fds.first().filter(|nf| nf.kind() == ft_libos::FdKind::External) else {
                     return Ok(());
                 };
-                let (dirfd, path_arg, flags) = match i64::from(spec.nr) {
-                    libc::SYS_open => (libc::AT_FDCWD, args[0], args[1] as i32),
-                    libc::SYS_creat => (libc::AT_FDCWD, args[0], libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC),
-                    libc::SYS_openat => (args[0] as i32, args[1], args[2] as i32),
-                    // struct open_how { u64 flags; u64 mode; u64 resolve; }
-                    _ => {
-                        let how = t.read(args[2], 8)?;
-                        let flags = how.try_into().map(u64::from_le_bytes).unwrap_or(0);
-                        (args[0] as i32, args[1], flags as i32)
-                    }
+                let Some((dirfd, path_arg)) = spec.path else { return Ok(()) };
+                let flags = match i64::from(spec.nr) {
+                    libc::SYS_open => args[1] as i32,
+                    libc::SYS_creat => libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+                    libc::SYS_openat => args[2] as i32,
+                    // openat2: struct open_how { u64 flags; u64 mode; u64 resolve; }
+                    _ => t.read(args[2], 8)?.try_into().map(u64::from_le_bytes).unwrap_or(0) as i32,
                 };
-                let raw = t.read_cstr(path_arg, 4095)?;
+                let raw = t.read_cstr(args[path_arg as usize], 4095)?;
                 let path = PathBuf::from(OsStr::from_bytes(&raw));
-                let pid = t.pid();
-                let base = if path.is_absolute() {
-                    Some(PathBuf::new())
-                } else if dirfd == libc::AT_FDCWD {
-                    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
-                } else {
-                    std::fs::read_link(format!("/proc/{pid}/fd/{dirfd}")).ok().filter(|b| b.is_absolute())
-                };
-                if let Some(base) = base {
+                let dirfd = dirfd.map(|i| args[i as usize] as i32);
+                if let Some(base) = crate::record::path_base(t.pid(), dirfd, &path).filter(|b| b.is_absolute()) {
                     files.insert(nf.fd, FileShadow { path: base.join(path), flags, offset: 0 });
                 }
             }

@@ -96,6 +96,16 @@ impl Cluster {
         }
     }
 
+    /// kill -9 of the recording leader's ftexec process, as a machine death would; returns a
+    /// connection to the service once it answers again, and when the kill was.
+    fn fail_over(&self) -> (Client, Instant) {
+        let pid = self.leader_pid();
+        // SAFETY: kill -9 of a process of this cluster.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let killed = Instant::now();
+        (self.client(Duration::from_secs(30)), killed)
+    }
+
     /// A connection that answers PING, retried until `within`.
     fn client(&self, within: Duration) -> Client {
         let t0 = Instant::now();
@@ -420,12 +430,9 @@ fn redis_bgsave_in_flight_survives_failover() {
     assert_eq!(c.cmd("DEBUG POPULATE 3000").as_deref(), Some("OK"));
     // 1 ms per key: the child saves for about 3 s.
     assert_eq!(c.cmd("CONFIG SET rdb-key-save-delay 1000").as_deref(), Some("OK"));
-    let pid = cl.leader_pid();
     assert_eq!(c.cmd("BGSAVE").as_deref(), Some("Background saving started"));
-    // SAFETY: kill -9 of the leader's ftexec process while its redis saves in a child.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let killed = Instant::now();
-    let mut c = cl.client(Duration::from_secs(30));
+    // The leader dies while its redis saves in a child.
+    let (mut c, killed) = cl.fail_over();
     let during = c.info_field("persistence", "rdb_bgsave_in_progress");
     let status = bgsave_done(&cl, &mut c);
     println!("after the failover: bgsave in progress {during:?}, then done after {:?}: {status:?}", killed.elapsed());
@@ -488,12 +495,9 @@ fn a_child_forked_before_failover_ends_and_is_reaped_after_it() {
     let first = children_until(&mut c, |s| s.contains("reaped=1"));
     assert_eq!(first, "started=1 reaped=1 last=5 sigchld=1 info=1:5:1", "the first child, before any failover");
     assert_lockstep(&cl);
-    let pid = cl.leader_pid();
     assert_eq!(c.cmd("BG 3000 7").as_deref(), Some("STARTED"));
-    // SAFETY: kill -9 of the leader's ftexec process while the child sleeps.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let killed = Instant::now();
-    let mut c = cl.client(Duration::from_secs(30));
+    // The leader dies while the child sleeps.
+    let (mut c, killed) = cl.fail_over();
     let answer = c.cmd("CHILDREN").unwrap_or_default();
     println!("after the failover ({:?}): {answer}", killed.elapsed());
     assert!(answer.starts_with("started=2 reaped=1 "), "the second child is running: {answer}");
@@ -524,10 +528,8 @@ fn a_sleep_restarted_before_failover_goes_on_after_it() {
     assert_eq!(c.cmd("POKE").as_deref(), Some("OK"));
     // The child's restart_syscall is in the log once this is answered (one task runs at a time).
     assert!(c.cmd("CHILDREN").is_some_and(|s| s.starts_with("started=1 reaped=0")));
-    let pid = cl.leader_pid();
-    // SAFETY: kill -9 of the leader's ftexec process while the child sleeps on.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let mut c = cl.client(Duration::from_secs(30));
+    // The leader dies while the child sleeps on.
+    let (mut c, _) = cl.fail_over();
     let end = children_until(&mut c, |s| !s.contains("reaped=0 "));
     assert_eq!(end, "started=1 reaped=1 last=7 sigchld=1 info=1:7:1", "the sleep after the failover\n{}", cl.logs());
     assert_lockstep(&cl);
@@ -545,10 +547,7 @@ fn a_file_open_across_failover_reads_on_from_its_offset() {
     assert_eq!(c.cmd(&format!("FOPEN {}", file.display())).as_deref(), Some("OK"));
     assert_eq!(c.cmd("FREAD 4").as_deref(), Some("0123"));
     assert_eq!(c.cmd("FREAD 3").as_deref(), Some("456"));
-    let pid = cl.leader_pid();
-    // SAFETY: kill -9 of the leader's ftexec process.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let mut c = cl.client(Duration::from_secs(30));
+    let (mut c, _) = cl.fail_over();
     assert_eq!(c.cmd("FREAD 5").as_deref(), Some("789ab"), "after the failover\n{}", cl.logs());
     assert_eq!(c.cmd("FREAD 100").as_deref(), Some("cdefghij"));
     assert_eq!(c.cmd("FREAD 1").as_deref(), Some("EOF"));
