@@ -95,21 +95,21 @@ impl EventSource for FileSource {
     }
 }
 
-/// The log as replay takes it, noting where each task last took a SIGCHLD (going live, a child
-/// that ended after its parent's last SIGCHLD in the log is owed one).
+/// The log as replay takes it, noting every signal a task took (going live: a child that ended
+/// after its parent's last SIGCHLD is owed one; a signal the program sent that no task took
+/// since is still pending, see [`SentSignal`]).
 struct Noted<'a> {
     inner: &'a mut dyn EventSource,
-    /// Task number → log position of its last SIGCHLD event.
-    sigchld: HashMap<u32, u64>,
+    /// (log position, task, signal) of each signal event, in order; replay adds the signals
+    /// that sigtimedwait took.
+    taken: Vec<(u64, u32, i32)>,
 }
 
 impl EventSource for Noted<'_> {
     fn next_event(&mut self) -> Result<Option<Event>> {
         let ev = self.inner.next_event()?;
         if let Some(Event { kind: Some(Kind::Signal(s)) }) = &ev {
-            if s.signo == libc::SIGCHLD {
-                self.sigchld.insert(s.task, self.inner.position());
-            }
+            self.taken.push((self.inner.position(), s.task, s.signo));
         }
         Ok(ev)
     }
@@ -283,7 +283,7 @@ fn session<'a>(
     crate::set_current_tracee(pid.as_raw());
     info!(log, "replaying"; "pid" => pid.as_raw());
     let mut r = Replayer {
-        source: Noted { inner: source, sigchld: HashMap::new() },
+        source: Noted { inner: source, taken: Vec::new() },
         fds: HashMap::from([(0, FdTable::new())]),
         print: opts.print_stdio,
         tasks: HashMap::new(),
@@ -310,7 +310,11 @@ fn session<'a>(
         yielded: None,
         born: HashMap::new(),
         restarts: HashMap::new(),
+        ids: HashMap::new(),
+        sent: Vec::new(),
     };
+    let ns_pid = ft_interposer::tracee::ns_pid_uid(pid).map_or(0, |(p, _)| p);
+    r.ids.insert(0, (ns_pid, 0));
     if start.clock_page {
         r.clocks.exec(0, true);
     }
@@ -450,6 +454,23 @@ struct Replayer<'a> {
     /// interrupted, until a result other than that: the kernel continues it as
     /// restart_syscall, which a replay that goes live must run as that syscall again.
     restarts: HashMap<u32, (u32, [u64; 6])>,
+    /// Every task's (tid as the program sees it, process), dead ones too.
+    ids: HashMap<u32, (i32, u32)>,
+    /// Signals the program sent (kill, tgkill, sigqueue...), in log order (see [`SentSignal`]).
+    sent: Vec<SentSignal>,
+}
+
+/// A signal the program sent to one of its own tasks (at replay the syscall only returns its
+/// logged result). If no task of its target took it in the log since, it was still pending
+/// when the log ended: a replay that goes live sends it again ([`Replayer::resend_pending`]).
+struct SentSignal {
+    at: u64,
+    /// The target's pid or tid as the program sees it.
+    target: i32,
+    thread: bool,
+    sig: i32,
+    /// The siginfo of a sigqueue.
+    info: Option<libc::siginfo_t>,
 }
 
 /// A child process forked at replay. Its exit signal is 0 ([`quiet_clone`]), so the kernel
@@ -1582,6 +1603,8 @@ impl Replayer<'_> {
         if let Some(args) = self.clone_args.get(&sp.parent).copied() {
             self.clone_args.insert(sp.child, args);
         }
+        let ns_tid = ft_interposer::tracee::ns_pid_uid(child).map_or(0, |(p, _)| p);
+        self.ids.insert(sp.child, (ns_tid, proc));
         self.tasks.insert(sp.child, RTask { tid: child, proc, state: RState::Starting, pending: Vec::new() });
         Ok(())
     }
@@ -1687,6 +1710,7 @@ impl Replayer<'_> {
         } else if i64::from(spec.nr) != libc::SYS_restart_syscall {
             self.restarts.insert(vtid, (spec.nr, *args));
         }
+        self.note_signal_syscall(&t, vtid, spec, args, s.ret);
         let t = match s.disposition() {
             Disposition::Inject if ft_libos::signal::is_restart(s.ret) => {
                 // At record the kernel restarted this syscall after a signal (the program never
@@ -1902,6 +1926,108 @@ impl Replayer<'_> {
         Ok(())
     }
 
+    /// Notes a signal the program sent (see [`SentSignal`]) or took with sigtimedwait.
+    fn note_signal_syscall(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) {
+        let at = self.source.position();
+        let (target, thread, sig, info_at) = match i64::from(spec.nr) {
+            libc::SYS_rt_sigtimedwait if ret > 0 => {
+                self.source.taken.push((at, vtid, ret as i32));
+                return;
+            }
+            _ if ret != 0 => return,
+            libc::SYS_kill => (args[0] as i32, false, args[1] as i32, None),
+            libc::SYS_tkill => (args[0] as i32, true, args[1] as i32, None),
+            libc::SYS_tgkill => (args[1] as i32, true, args[2] as i32, None),
+            libc::SYS_rt_sigqueueinfo => (args[0] as i32, false, args[1] as i32, Some(args[2])),
+            libc::SYS_rt_tgsigqueueinfo => (args[1] as i32, true, args[2] as i32, Some(args[3])),
+            _ => return,
+        };
+        if target <= 0 || !(1..=ft_libos::signal::SIG_MAX).contains(&sig) {
+            return;
+        }
+        let info = info_at.and_then(|p| t.read(p, ft_interposer::tracee::SIGINFO_SIZE).ok());
+        let info = info.as_deref().and_then(ft_interposer::tracee::siginfo_from_bytes);
+        self.sent.push(SentSignal { at, target, thread, sig, info });
+    }
+
+    /// Going live: sends again each signal the program sent that no task of its target took in
+    /// the log since (a standard signal is taken by any later delivery of its number, as the
+    /// kernel merges them; a real-time one by one delivery each), if its target still runs. A
+    /// sigqueue goes with its siginfo; a kill is a kill from outside the program's namespace
+    /// (si_pid 0). SIGKILL and SIGSTOP are left out (the log shows their effect).
+    fn resend_pending(&mut self) -> Result<()> {
+        let mut used = vec![false; self.source.taken.len()];
+        let in_target = |task: u32, s: &SentSignal, ids: &HashMap<u32, (i32, u32)>| {
+            let (tid, proc) = ids.get(&task).copied().unwrap_or((0, u32::MAX));
+            if s.thread {
+                tid == s.target
+            } else {
+                ids.get(&proc).map(|i| i.0) == Some(s.target)
+            }
+        };
+        let mut resend = Vec::new();
+        for s in &self.sent {
+            if matches!(s.sig, libc::SIGKILL | libc::SIGSTOP) {
+                continue;
+            }
+            let later = |(i, (pos, task, signo)): (usize, &(u64, u32, i32))| {
+                (*pos > s.at && *signo == s.sig && in_target(*task, s, &self.ids)).then_some(i)
+            };
+            let taken = if s.sig < 32 {
+                self.source.taken.iter().enumerate().any(|e| later(e).is_some())
+            } else {
+                match self.source.taken.iter().enumerate().filter(|(i, _)| !used[*i]).find_map(later) {
+                    Some(i) => {
+                        used[i] = true;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if !taken {
+                resend.push(s);
+            }
+        }
+        for s in resend {
+            let target = self.tasks.iter().find(|(v, _)| {
+                let (tid, proc) = self.ids.get(v).copied().unwrap_or((0, u32::MAX));
+                if s.thread {
+                    tid == s.target
+                } else {
+                    **v == proc && tid == s.target
+                }
+            });
+            let Some((v, t)) = target else { continue };
+            let tgid = self.tasks.get(&t.proc).map_or(t.tid, |l| l.tid);
+            slog::info!(self.log, "going live: a signal the program sent is still pending"; "signal" => s.sig, "task" => v);
+            let sig = Sig::new(s.sig).ok_or_else(|| SessionError::Mismatch {
+                what: "the log".into(),
+                detail: format!("signal number {}", s.sig),
+            })?;
+            // SAFETY: rt_(tg)sigqueueinfo read a siginfo_t of ours; kill and tgkill take integers.
+            let r = unsafe {
+                match (&s.info, s.thread) {
+                    (Some(info), false) if info.si_code < 0 => {
+                        libc::syscall(libc::SYS_rt_sigqueueinfo, tgid.as_raw(), s.sig, info as *const libc::siginfo_t)
+                    }
+                    (Some(info), true) if info.si_code < 0 => libc::syscall(
+                        libc::SYS_rt_tgsigqueueinfo,
+                        tgid.as_raw(),
+                        t.tid.as_raw(),
+                        s.sig,
+                        info as *const libc::siginfo_t,
+                    ),
+                    (_, true) => libc::syscall(libc::SYS_tgkill, tgid.as_raw(), t.tid.as_raw(), s.sig),
+                    (_, false) => i64::from(send_signal(tgid, sig).map_or(-1, |()| 0)),
+                }
+            };
+            if r != 0 {
+                slog::warn!(self.log, "going live: could not send a pending signal again"; "signal" => s.sig, "task" => v);
+            }
+        }
+        Ok(())
+    }
+
     /// The log says this wait reaped `b`, a child forked at replay: reaps it for real (wait4 with
     /// `__WALL | WNOHANG` in its place; the log's result and writes are put in afterwards), so
     /// that it is not left for a wait of the program after going live.
@@ -2016,7 +2142,7 @@ impl Replayer<'_> {
                 }
             }
         }
-        let proc_of: HashMap<u32, u32> = self.tasks.iter().map(|(v, t)| (*v, t.proc)).collect();
+        self.resend_pending()?;
         let mut tasks = Vec::new();
         let vtids: Vec<u32> = self.tasks.keys().copied().collect();
         for v in vtids {
@@ -2059,7 +2185,9 @@ impl Replayer<'_> {
             .map(|b| {
                 let q = crate::record::Quiet { parent: b.parent, ns_pid: b.ns_pid, uid: b.uid };
                 let told = |at: u64| {
-                    self.source.sigchld.iter().any(|(task, pos)| proc_of.get(task) == Some(&b.parent) && *pos > at)
+                    self.source.taken.iter().any(|(pos, task, signo)| {
+                        *signo == libc::SIGCHLD && *pos > at && self.ids.get(task).map(|i| i.1) == Some(b.parent)
+                    })
                 };
                 let owed = b.ended.filter(|(at, _)| !told(*at));
                 (b.tid, q, owed.map(|(_, (code, signal))| Exit { code, signal, task: 0 }))
