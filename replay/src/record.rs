@@ -182,6 +182,10 @@ pub(crate) struct Adopted {
     /// already logged, so the recorder delivers them at their stops as it does the signals it
     /// re-sent itself (`bouncing`), instead of taking them for new ones.
     pub pending: Vec<Held>,
+    /// For a task whose first stop has not come (Starting): the argument registers its parent's
+    /// clone had before replay rewrote them, given to it at that stop (glibc's vfork child
+    /// returns through rdi).
+    pub first_args: Option<[u64; 6]>,
 }
 
 pub(crate) enum AdoptedState {
@@ -196,6 +200,10 @@ pub(crate) enum AdoptedState {
     Parked(Stopped),
     /// Running user code with the token.
     Holding,
+    /// Inside a clone or execve that replay ran for real (its Spawn or Exec is logged, its
+    /// result is not): the syscall as the program made it (number, argument registers), whose
+    /// result the recorder logs at its exit, where it gives the program its registers back.
+    Completing { nr: u64, args: [u64; 6] },
 }
 
 /// What a replay that goes live hands over to the recorder.
@@ -273,12 +281,25 @@ pub(crate) fn continue_live(
                 TState::Holding
             }
             AdoptedState::Holding => TState::Holding,
+            AdoptedState::Completing { nr, args } => {
+                let spec = lookup(nr).ok_or_else(|| SessionError::Unsupported {
+                    what: format!("going live with task {} inside unknown syscall {}", t.vtid, nr as i64),
+                    why: "only a clone or an execve runs for real at replay".into(),
+                })?;
+                let fds = rec.fds.get(&t.proc).cloned().unwrap_or_default();
+                let action = policy::decide(spec, &args, &fds, false);
+                rec.restore_args.insert(t.tid);
+                TState::InKernel(Pending { spec, args, input: Vec::new(), action })
+            }
         };
         if let Some(&n) = h.silent.get(&t.vtid) {
             rec.silent.insert(t.tid, n);
         }
         if !t.pending.is_empty() {
             rec.bouncing.insert(t.tid, t.pending);
+        }
+        if let Some(args) = t.first_args {
+            rec.first_args.insert(t.tid, args);
         }
         rec.tasks.insert(t.tid, Task { vtid: t.vtid, proc: t.proc, state });
     }
@@ -425,6 +446,12 @@ struct Recorder<'a> {
     /// interrupted: the replaying kernel has no restart block for it (restart_syscall would fail
     /// with EINTR), so it runs as that syscall again (see [`Recorder::adopted_restart`]).
     adopted_restart: HashSet<Pid>,
+    /// Handed-over tasks inside a clone or execve whose registers replay rewrote: given back at
+    /// the syscall's exit (see `AdoptedState::Completing`).
+    restore_args: HashSet<Pid>,
+    /// Handed-over tasks still to make their first stop, and the registers to give them there
+    /// (see `Adopted::first_args`).
+    first_args: HashMap<Pid, [u64; 6]>,
     /// Per process, the siginfo of the SIGCHLD sent by [`Recorder::quiet_ended`], given to its
     /// delivery stop in place of the kernel's (which names the tracer as the sender).
     chld_info: HashMap<u32, libc::siginfo_t>,
@@ -477,6 +504,8 @@ impl<'a> Recorder<'a> {
             scratch: Vec::new(),
             quiet: HashMap::new(),
             adopted_restart: HashSet::new(),
+            restore_args: HashSet::new(),
+            first_args: HashMap::new(),
             chld_info: HashMap::new(),
         }
     }
@@ -803,7 +832,8 @@ impl Recorder<'_> {
     /// registers as the program set them; after a wait, the quiet children it reaped forgotten.
     fn after_blocking(&mut self, s: &Stopped, p: &Pending) -> Result<()> {
         let waits = ft_libos::wait::options_arg(u64::from(p.spec.nr)).is_some();
-        if !waits && i64::from(p.spec.nr) != libc::SYS_restart_syscall {
+        let adopted = self.restore_args.remove(&s.pid());
+        if !waits && !adopted && i64::from(p.spec.nr) != libc::SYS_restart_syscall {
             return Ok(());
         }
         let mut regs = s.regs()?;
@@ -1177,6 +1207,11 @@ impl Recorder<'_> {
         };
         match std::mem::replace(&mut task.state, TState::Holding) {
             TState::Starting | TState::Ready(_) => {
+                if let Some(args) = self.first_args.remove(&pid) {
+                    let mut regs = s.regs()?;
+                    regs.set_args(&args);
+                    s.set_regs(&regs)?;
+                }
                 self.make_ready(s);
                 Ok(())
             }

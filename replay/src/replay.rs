@@ -1082,6 +1082,17 @@ impl Replayer<'_> {
             Waited::Stopped(_) => return Ok(()),
         };
         let got = describe::event(&Event { kind: Some(Kind::Exit(exit.clone())) });
+        if self.source.peek_event()?.is_none() && self.source.live() {
+            // Past the end of a log that goes on live (an exit_group runs without a stop): the
+            // recorder logs this death.
+            if let Some(t) = self.tasks.get(&vtid) {
+                self.arrived.insert(t.tid, w);
+            }
+            if self.holder == Some(vtid) {
+                self.holder = None;
+            }
+            return Ok(());
+        }
         if let Some(Event { kind: Some(Kind::Exit(e)) }) = self.source.peek_event()? {
             if e.task != vtid && self.tasks.contains_key(&e.task) {
                 // A sibling's death is logged first; this one must follow among the exits.
@@ -2154,15 +2165,21 @@ impl Replayer<'_> {
                 RState::Fresh(s) => AdoptedState::Fresh(s),
                 RState::Running => AdoptedState::Holding,
                 RState::Executing => {
-                    // A clone or execve whose completion was not committed: the recorder meets
-                    // its stops and logs Spawn/Exec and the result.
-                    return Err(SessionError::Unsupported {
-                        what: format!("going live while task {v} is inside a clone or execve"),
-                        why: "the handover of a task in the middle of creating a task is not implemented".into(),
-                    });
+                    // A clone or execve whose Spawn or Exec is logged and its result is not: the
+                    // recorder logs the result when it returns (a vfork returns only once its
+                    // child has exec'd or ended, so it is not waited for here).
+                    let Some(call) = self.calls.get(&v) else {
+                        return Err(SessionError::Unsupported {
+                            what: format!("going live while task {v} is inside a clone or execve"),
+                            why: "replay did not keep the syscall it made".into(),
+                        });
+                    };
+                    let args = self.clone_args.remove(&v).unwrap_or(call.args);
+                    AdoptedState::Completing { nr: call.nr, args }
                 }
             };
-            tasks.push(Adopted { tid: t.tid, vtid: v, proc: t.proc, state, pending: t.pending });
+            let first_args = if matches!(state, AdoptedState::Starting) { self.clone_args.remove(&v) } else { None };
+            tasks.push(Adopted { tid: t.tid, vtid: v, proc: t.proc, state, pending: t.pending, first_args });
         }
         let mut waited: Vec<(Pid, Waited)> = self.arrived.drain().collect();
         for (v, e) in self.early_deaths.drain() {

@@ -122,3 +122,38 @@ fn a_sigchld_the_log_ends_before_is_sent_after_going_live() {
     assert_eq!(String::from_utf8_lossy(&continued.stdout), expected, "the continued run");
     assert_same_output(&continued, &replayed, "OUT of the run continued after the child's exit");
 }
+
+/// A log that ends between a task's Spawn (or Exec) event and its clone's (or execve's) result:
+/// the replay has run that clone or execve for real and the task is inside it when the replay
+/// goes live. The recorder takes the task over there and logs the result when the syscall
+/// returns (as the followers, at the same point, expect); a vfork child that has not made its
+/// first stop gets the registers replay rewrote back there. Cut after every Spawn and Exec of
+/// programs that fork (50 children, each of which may end past the cut: its exit_group makes
+/// no stop, and the recorder logs the death), vfork, posix_spawn and exec.
+#[test]
+fn a_log_that_ends_inside_a_clone_or_execve_goes_live() {
+    let tmp = temp_dir("live-clone");
+    let creates = |ev: &Event| matches!(&ev.kind, Some(EventKind::Spawn(_)) | Some(EventKind::Exec(_)));
+    for (name, args) in [("spawn_vfork", ""), ("fork_children", "")] {
+        let log = tmp.path().join(format!("{name}.ftlog"));
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let recorded = record(&log, None, &c_program(name), &args);
+        assert_eq!(recorded.status, 0, "recording {name} failed: {}", String::from_utf8_lossy(&recorded.stderr));
+        let mut lines = |r: &Run| {
+            let mut l: Vec<String> = ft_testsuite::shape(&r.stdout).lines().map(str::to_owned).collect();
+            l.sort();
+            l
+        };
+        let want = lines(&recorded);
+        let mut n = 1;
+        while let Some(kept) = cut_after(&log, &tmp.path().join("cut.ftlog"), n, creates) {
+            let (continued, replayed) =
+                continue_then_replay(&tmp.path().join("cut.ftlog"), &tmp.path().join("out.ftlog"));
+            println!("{name} cut after Spawn/Exec {n} (event {kept}): continued and replayed alike");
+            assert_eq!(lines(&continued), want, "{name} continued after Spawn/Exec {n} (event {kept})");
+            assert_same_output(&continued, &replayed, &format!("OUT of {name} continued after Spawn/Exec {n}"));
+            n += 1;
+        }
+        assert!(n > 1, "{name}: no Spawn in the recording");
+    }
+}
