@@ -11,6 +11,9 @@
 //!   by its path, with the flags it was opened with (O_CREAT, O_TRUNC, O_EXCL left out) and at
 //!   the offset its reads, writes and lseeks had reached; if it cannot be opened, /dev/null
 //!   takes its place (with a warning), rather than an eventfd that a read waits on forever;
+//! - bytes written into a pipe of the program's own and not read when the log ends (replay
+//!   runs neither the write nor the read: both are logged) are written into that pipe, through
+//!   a process that holds its write end;
 //! - a stand-in that several processes share (inherited over fork: a server's listening socket
 //!   in a BGSAVE child) is made real once, in the first of them; the others take that socket
 //!   with pidfd_getfd, so they share it as they did at record (and the address is bound once).
@@ -194,6 +197,7 @@ pub(crate) fn make_real(
     t: Stopped,
     sockets: &HashMap<i32, SockShadow>,
     files: &HashMap<i32, FileShadow>,
+    refill: &[(i32, Vec<u8>)],
     made: &mut MadeReal,
     log: &Logger,
 ) -> Result<Stopped> {
@@ -208,7 +212,7 @@ pub(crate) fn make_real(
         .chain(files.iter().filter(|(fd, _)| !sockets.contains_key(fd)).map(|(fd, f)| (*fd, Stand::File(f))));
     let mut todo: Vec<(i32, Stand, Option<u64>)> =
         stands.filter(|(fd, _)| is_stand_in(tgid, *fd)).map(|(fd, s)| (fd, s, eventfd_id(tgid, fd))).collect();
-    if todo.is_empty() {
+    if todo.is_empty() && refill.is_empty() {
         return Ok(t);
     }
     todo.sort_by_key(|(fd, _, _)| *fd);
@@ -230,13 +234,15 @@ pub(crate) fn make_real(
         return Err(unexpected(t_pid(tgid), format!("scratch mmap failed with {page}")));
     }
     let scratch = page as u64;
-    let result = rebuild_all(&mut r, scratch, tgid, &todo, &regs, made, log).map(|done| {
-        if let Some(ns_pid) = ns_pid {
-            for (id, fd) in done {
-                made.entry(id).or_insert((ns_pid, fd));
+    let result = rebuild_all(&mut r, scratch, tgid, &todo, &regs, made, log)
+        .map(|done| {
+            if let Some(ns_pid) = ns_pid {
+                for (id, fd) in done {
+                    made.entry(id).or_insert((ns_pid, fd));
+                }
             }
-        }
-    });
+        })
+        .and_then(|()| refill_pipes(&mut r, scratch, tgid, refill, log));
     let unmapped = r.call(libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
     result?;
     unmapped?;
@@ -278,6 +284,28 @@ fn reopen(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, f: &FileShadow, log:
         return Err(unexpected(t_pid(tgid), format!("opening /dev/null for fd {fd} failed with {null}")));
     }
     Ok(null)
+}
+
+/// Writes the bytes each pipe had in flight at the end of the log into it (`fd`: its write end).
+fn refill_pipes(r: &mut Remote, scratch: u64, tgid: i32, refill: &[(i32, Vec<u8>)], log: &Logger) -> Result<()> {
+    for (fd, bytes) in refill {
+        for chunk in bytes.chunks(4096) {
+            r.write(scratch, chunk)?;
+            let n = r.call(libc::SYS_write, [*fd as u64, scratch, chunk.len() as u64, 0, 0, 0])?;
+            if n != chunk.len() as i64 {
+                return Err(unexpected(t_pid(tgid), format!("writing the bytes in flight into pipe fd {fd}: {n}")));
+            }
+        }
+        info!(log, "going live: bytes in flight written into a pipe"; "fd" => fd, "bytes" => bytes.len());
+    }
+    Ok(())
+}
+
+/// The pipe (its inode) at `fd` of `pid`, and whether that fd may write.
+pub(crate) fn pipe_of(pid: i32, fd: i32) -> Option<(u64, bool)> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let ino = link.to_str()?.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok()?;
+    Some((ino, fd_flags(pid, fd) & libc::O_ACCMODE != libc::O_RDONLY))
 }
 
 /// Takes the socket at `fd` of process `owner` (pid as the program sees it) into the process

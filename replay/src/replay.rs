@@ -18,10 +18,10 @@ use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, Spawn, Syscall};
 use ft_libos::table::{Exec, Live, NewFd, Refusal, Spec};
-use ft_libos::{lookup, FdTable, Sig};
+use ft_libos::{lookup, FdKind, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{info, Logger};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CString, OsStr};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -312,6 +312,7 @@ fn session<'a>(
         restarts: HashMap::new(),
         ids: HashMap::new(),
         sent: Vec::new(),
+        pipes: HashMap::new(),
     };
     let ns_pid = ft_interposer::tracee::ns_pid_uid(pid).map_or(0, |(p, _)| p);
     r.ids.insert(0, (ns_pid, 0));
@@ -458,6 +459,9 @@ struct Replayer<'a> {
     ids: HashMap<u32, (i32, u32)>,
     /// Signals the program sent (kill, tgkill, sigqueue...), in log order (see [`SentSignal`]).
     sent: Vec<SentSignal>,
+    /// Per pipe (inode), the bytes the program wrote into it and has not read: replay runs
+    /// neither (their results are logged), so a replay that goes live writes them in.
+    pipes: HashMap<u64, VecDeque<u8>>,
 }
 
 /// A signal the program sent to one of its own tasks (at replay the syscall only returns its
@@ -1722,6 +1726,13 @@ impl Replayer<'_> {
             self.restarts.insert(vtid, (spec.nr, *args));
         }
         self.note_signal_syscall(&t, vtid, spec, args, s.ret);
+        // Pipes the program made (not its inherited stdio): see `pipes`.
+        if s.disposition() == Disposition::Inject
+            && s.ret > 0
+            && self.fds_of(vtid).kind(args[0] as i64) == FdKind::External
+        {
+            self.follow_pipes(&t, spec, args, s.ret as usize)?;
+        }
         let t = match s.disposition() {
             Disposition::Inject if ft_libos::signal::is_restart(s.ret) => {
                 // At record the kernel restarted this syscall after a signal (the program never
@@ -1937,6 +1948,69 @@ impl Replayer<'_> {
         Ok(())
     }
 
+    /// Going live: for each pipe with bytes in flight, a process (its first, by task number) that
+    /// holds the pipe's write end, and that fd: the bytes to write there.
+    fn pipe_refills(&mut self, procs: &[u32]) -> HashMap<u32, Vec<(i32, Vec<u8>)>> {
+        let mut out: HashMap<u32, Vec<(i32, Vec<u8>)>> = HashMap::new();
+        for (ino, bytes) in self.pipes.drain().filter(|(_, b)| !b.is_empty()) {
+            let holder = procs.iter().find_map(|proc| {
+                let tgid = self.tasks.get(proc)?.tid.as_raw();
+                let fds = std::fs::read_dir(format!("/proc/{tgid}/fd")).ok()?;
+                let fd = fds.flatten().find_map(|e| {
+                    let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+                    (crate::live::pipe_of(tgid, fd)? == (ino, true)).then_some(fd)
+                })?;
+                Some((*proc, fd))
+            });
+            match holder {
+                Some((proc, fd)) => out.entry(proc).or_default().push((fd, bytes.into_iter().collect())),
+                None => {
+                    slog::warn!(self.log, "going live: bytes in flight in a pipe that no process can write to are lost"; "bytes" => bytes.len())
+                }
+            }
+        }
+        out
+    }
+
+    /// Follows the bytes in flight in the program's pipes (see `pipes`): a logged write adds
+    /// what the program wrote (read from its memory), a logged read takes as many away.
+    fn follow_pipes(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], n: usize) -> Result<()> {
+        let (writes, vectored) = match i64::from(spec.nr) {
+            libc::SYS_write => (true, false),
+            libc::SYS_writev => (true, true),
+            libc::SYS_read => (false, false),
+            libc::SYS_readv => (false, true),
+            _ => return Ok(()),
+        };
+        let Some((ino, _)) = crate::live::pipe_of(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
+        let queue = self.pipes.entry(ino).or_default();
+        if !writes {
+            queue.drain(..n.min(queue.len()));
+            return Ok(());
+        }
+        let pieces: Vec<(u64, usize)> = if vectored {
+            let iov = t.read(args[1], 16 * (args[2] as usize).min(1024))?;
+            iov.chunks_exact(16)
+                .map(|c| {
+                    let word = |b: &[u8]| b.try_into().map(u64::from_le_bytes).unwrap_or(0);
+                    (word(&c[..8]), word(&c[8..]) as usize)
+                })
+                .collect()
+        } else {
+            vec![(args[1], n)]
+        };
+        let mut left = n;
+        for (base, len) in pieces {
+            let take = len.min(left);
+            if take == 0 {
+                break;
+            }
+            queue.extend(t.read(base, take)?);
+            left -= take;
+        }
+        Ok(())
+    }
+
     /// Notes a signal the program sent (see [`SentSignal`]) or took with sigtimedwait.
     fn note_signal_syscall(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) {
         let at = self.source.position();
@@ -2110,10 +2184,12 @@ impl Replayer<'_> {
         procs.sort_unstable();
         procs.dedup();
         let mut made = crate::live::MadeReal::new();
+        let mut refills = self.pipe_refills(&procs);
         for proc in procs {
             let socks = self.sockets.get(&proc).cloned().unwrap_or_default();
             let files = self.files.get(&proc).cloned().unwrap_or_default();
-            if socks.is_empty() && files.is_empty() {
+            let refill = refills.remove(&proc).unwrap_or_default();
+            if socks.is_empty() && files.is_empty() && refill.is_empty() {
                 continue;
             }
             let candidate = self.tasks.iter().find_map(|(v, t)| {
@@ -2133,7 +2209,7 @@ impl Replayer<'_> {
             };
             let taken = self.take_state(v);
             let log = self.log.clone();
-            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &files, &mut made, &log);
+            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &files, &refill, &mut made, &log);
             let state = match taken {
                 RState::Parked(p) => RState::Parked(Parked { t: real(p.t)?, ..p }),
                 RState::CloneParked(p) => RState::CloneParked(Parked { t: real(p.t)?, ..p }),

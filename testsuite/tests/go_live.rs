@@ -157,3 +157,44 @@ fn a_log_that_ends_inside_a_clone_or_execve_goes_live() {
         assert!(n > 1, "{name}: no Spawn in the recording");
     }
 }
+
+/// Failover at any point: programs with threads, children, pipes, signals and time, their logs
+/// cut after every `STRIDE`-th event (from a seeded offset, printed), each continued live and its
+/// OUT replayed. The continued run must end as the program does (status 0, the recording's
+/// lines) and OUT must replay to its bytes.
+#[test]
+fn a_log_cut_anywhere_goes_live() {
+    const STRIDE: usize = 9;
+    let tmp = temp_dir("live-anywhere");
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as usize);
+    let offset = std::env::var("FT_CUT_OFFSET").ok().and_then(|v| v.parse().ok()).unwrap_or(seed % STRIDE);
+    println!("cutting every {STRIDE}th event from offset {offset} (FT_CUT_OFFSET={offset} repeats it)");
+    let lines = |r: &Run| {
+        let mut l: Vec<String> = ft_testsuite::shape(&r.stdout).lines().map(str::to_owned).collect();
+        l.sort();
+        l
+    };
+    for (name, args) in [("threads_join", ""), ("pipe", ""), ("sig_kill", "child"), ("mutex_condvar", "")] {
+        let log = tmp.path().join(format!("{name}.ftlog"));
+        let args: Vec<&str> = args.split_whitespace().collect();
+        let recorded = record(&log, None, &c_program(name), &args);
+        assert_eq!(recorded.status, 0, "recording {name} failed: {}", String::from_utf8_lossy(&recorded.stderr));
+        let want = lines(&recorded);
+        let mut cuts = 0;
+        let mut k = offset.max(1);
+        while let Some(kept) = cut_after(&log, &tmp.path().join("cut.ftlog"), k, |_| true) {
+            if std::env::var_os("FT_CUT_KEEP").is_some() {
+                eprintln!("{name}: cut after event {kept}");
+                let _ = std::fs::copy(tmp.path().join("cut.ftlog"), format!("/tmp/cut-{name}.ftlog"));
+            }
+            let (continued, replayed) =
+                continue_then_replay(&tmp.path().join("cut.ftlog"), &tmp.path().join("out.ftlog"));
+            assert_eq!(lines(&continued), want, "{name} continued after event {kept}");
+            assert_same_output(&continued, &replayed, &format!("OUT of {name} continued after event {kept}"));
+            cuts += 1;
+            k += STRIDE;
+        }
+        println!("{name}: {cuts} cuts continued and replayed alike");
+        assert!(cuts > 3, "{name}: too short a recording");
+    }
+}
