@@ -47,6 +47,14 @@ pub(crate) struct FileShadow {
     pub offset: u64,
 }
 
+/// What make_real does for a process that no task of is at a syscall stop when the replay goes
+/// live: the recorder does it at the process's first syscall stop.
+pub(crate) struct Deferred {
+    pub sockets: HashMap<i32, SockShadow>,
+    pub files: HashMap<i32, FileShadow>,
+    pub refill: Vec<(i32, Vec<u8>)>,
+}
+
 /// A stand-in to make real.
 #[derive(Clone, Copy)]
 enum Stand<'a> {

@@ -230,6 +230,10 @@ pub(crate) struct Handover {
     /// Tasks whose syscall the log interrupted with -ERESTART_RESTARTBLOCK (tid, number,
     /// arguments): see [`Recorder::adopted_restart`].
     pub restarts: Vec<(Pid, u32, [u64; 6])>,
+    /// Processes whose fds are made real at their first syscall stop (by the leader's vtid).
+    pub deferred: HashMap<u32, crate::live::Deferred>,
+    /// The real sockets made at go-live (a deferred process may share one).
+    pub made: crate::live::MadeReal,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -248,6 +252,8 @@ pub(crate) fn continue_live(
     rec.interrupting = h.interrupting;
     let owed: Vec<(Pid, Exit)> = h.quiet.iter().filter_map(|(c, _, e)| Some((*c, e.clone()?))).collect();
     rec.quiet = h.quiet.into_iter().map(|(c, q, _)| (c, q)).collect();
+    rec.deferred_real = h.deferred;
+    rec.made_real = h.made;
     for (tid, nr, args) in h.restarts {
         if let Some(spec) = lookup(u64::from(nr)) {
             rec.restart_of.insert(tid, (spec, args));
@@ -452,6 +458,9 @@ struct Recorder<'a> {
     /// Handed-over tasks still to make their first stop, and the registers to give them there
     /// (see `Adopted::first_args`).
     first_args: HashMap<Pid, [u64; 6]>,
+    /// Handed-over processes whose stand-ins become real at their first syscall stop.
+    deferred_real: HashMap<u32, crate::live::Deferred>,
+    made_real: crate::live::MadeReal,
     /// Per process, the siginfo of the SIGCHLD sent by [`Recorder::quiet_ended`], given to its
     /// delivery stop in place of the kernel's (which names the tracer as the sender).
     chld_info: HashMap<u32, libc::siginfo_t>,
@@ -506,6 +515,8 @@ impl<'a> Recorder<'a> {
             adopted_restart: HashSet::new(),
             restore_args: HashSet::new(),
             first_args: HashMap::new(),
+            deferred_real: HashMap::new(),
+            made_real: crate::live::MadeReal::new(),
             chld_info: HashMap::new(),
         }
     }
@@ -1461,6 +1472,10 @@ impl Recorder<'_> {
         let t = match self.clocks.install_step(t, proc, ft_libos::clock::MODE_RECORD)? {
             Ok(_) => return Ok(()),
             Err(t) => t,
+        };
+        let t = match self.deferred_real.remove(&proc) {
+            Some(d) => crate::live::make_real(t, &d.sockets, &d.files, &d.refill, &mut self.made_real, &self.log)?,
+            None => t,
         };
         let mut regs = t.regs()?;
         let nr = regs.nr();

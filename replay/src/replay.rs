@@ -2185,6 +2185,7 @@ impl Replayer<'_> {
         procs.dedup();
         let mut made = crate::live::MadeReal::new();
         let mut refills = self.pipe_refills(&procs);
+        let mut deferred = HashMap::new();
         for proc in procs {
             let socks = self.sockets.get(&proc).cloned().unwrap_or_default();
             let files = self.files.get(&proc).cloned().unwrap_or_default();
@@ -2201,10 +2202,13 @@ impl Replayer<'_> {
                 (t.proc == proc && at_seccomp).then_some(*v)
             });
             let Some(v) = candidate else {
-                slog::warn!(
+                // Its tasks run user code or are inside a clone: the recorder makes its fds real
+                // at its first syscall stop, before that syscall runs.
+                slog::debug!(
                     self.log,
-                    "going live: no task of process {proc} is at a syscall; its sockets stay stand-ins"
+                    "going live: process {proc} is not at a syscall; its fds are made real at its first"
                 );
+                deferred.insert(proc, crate::live::Deferred { sockets: socks, files, refill });
                 continue;
             };
             let taken = self.take_state(v);
@@ -2305,6 +2309,8 @@ impl Replayer<'_> {
             interrupting: self.interrupting,
             restarts,
             quiet,
+            deferred,
+            made,
         })
     }
 

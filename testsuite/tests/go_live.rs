@@ -161,7 +161,7 @@ fn a_log_that_ends_inside_a_clone_or_execve_goes_live() {
 /// Failover at any point: programs with threads, children, pipes, signals and time, their logs
 /// cut after every `STRIDE`-th event (from a seeded offset, printed), each continued live and its
 /// OUT replayed. The continued run must end as the program does (status 0, the recording's
-/// lines) and OUT must replay to its bytes.
+/// lines) and OUT must replay to its bytes. `FT_CUT_PROGRAMS` and `FT_CUT_OFFSET` choose others.
 #[test]
 fn a_log_cut_anywhere_goes_live() {
     const STRIDE: usize = 9;
@@ -174,7 +174,11 @@ fn a_log_cut_anywhere_goes_live() {
         l.sort();
         l
     };
-    for (name, args) in [("threads_join", ""), ("pipe", ""), ("sig_kill", "child"), ("mutex_condvar", "")] {
+    // FT_CUT_PROGRAMS="name[:arg],..." tries other programs of testsuite/c.
+    let chosen =
+        std::env::var("FT_CUT_PROGRAMS").unwrap_or_else(|_| "threads_join,pipe,sig_kill:child,mutex_condvar".into());
+    let programs: Vec<(&str, &str)> = chosen.split(',').map(|p| p.split_once(':').unwrap_or((p, ""))).collect();
+    for (name, args) in programs {
         let log = tmp.path().join(format!("{name}.ftlog"));
         let args: Vec<&str> = args.split_whitespace().collect();
         let recorded = record(&log, None, &c_program(name), &args);
