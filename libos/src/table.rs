@@ -324,11 +324,14 @@ impl Spec {
         self
     }
 
-    /// The argument whose SOCK_NONBLOCK bit makes the new fd non-blocking (socket, accept4).
+    /// The argument whose SOCK_NONBLOCK (or EFD_NONBLOCK) bit makes the new fd non-blocking
+    /// (socket, accept4, eventfd2).
     pub fn nonblock_arg(&self) -> Option<usize> {
         match self.live {
             Live::Socket => Some(1),
             Live::Accepted(i) => i.map(usize::from),
+            // eventfd2(initval, flags): EFD_NONBLOCK is O_NONBLOCK
+            _ if self.nr == 290 => Some(1),
             _ => None,
         }
     }

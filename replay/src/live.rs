@@ -55,11 +55,20 @@ pub(crate) struct Deferred {
     pub refill: Vec<(i32, Vec<u8>)>,
 }
 
+/// An eventfd the program made (a stand-in at replay: its reads and writes are logged): its
+/// counter as the log's writes and reads leave it, and its flags.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct EventShadow {
+    pub count: u64,
+    pub flags: i32,
+}
+
 /// A stand-in to make real.
 #[derive(Clone, Copy)]
 enum Stand<'a> {
     Sock(&'a SockShadow),
     File(&'a FileShadow),
+    Event(&'a EventShadow),
 }
 
 impl<'a> Stand<'a> {
@@ -187,7 +196,7 @@ fn is_stand_in(pid: i32, fd: i32) -> bool {
 
 /// The kernel's id of the eventfd at `fd` (fdinfo `eventfd-id`): the same for every process
 /// that shares the stand-in.
-fn eventfd_id(pid: i32, fd: i32) -> Option<u64> {
+pub(crate) fn eventfd_id(pid: i32, fd: i32) -> Option<u64> {
     let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
     info.lines().find_map(|l| l.strip_prefix("eventfd-id:")).and_then(|v| v.trim().parse().ok())
 }
@@ -206,6 +215,7 @@ pub(crate) fn make_real(
     sockets: &HashMap<i32, SockShadow>,
     files: &HashMap<i32, FileShadow>,
     refill: &[(i32, Vec<u8>)],
+    eventfds: &HashMap<u64, EventShadow>,
     made: &mut MadeReal,
     log: &Logger,
 ) -> Result<Stopped> {
@@ -220,6 +230,17 @@ pub(crate) fn make_real(
         .chain(files.iter().filter(|(fd, _)| !sockets.contains_key(fd)).map(|(fd, f)| (*fd, Stand::File(f))));
     let mut todo: Vec<(i32, Stand, Option<u64>)> =
         stands.filter(|(fd, _)| is_stand_in(tgid, *fd)).map(|(fd, s)| (fd, s, eventfd_id(tgid, fd))).collect();
+    if !eventfds.is_empty() {
+        let fds = std::fs::read_dir(format!("/proc/{tgid}/fd")).into_iter().flatten().flatten();
+        for fd in fds.filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+            if sockets.contains_key(&fd) || files.contains_key(&fd) {
+                continue;
+            }
+            if let Some((id, ev)) = eventfd_id(tgid, fd).and_then(|id| Some((id, eventfds.get(&id)?))) {
+                todo.push((fd, Stand::Event(ev), Some(id)));
+            }
+        }
+    }
     if todo.is_empty() && refill.is_empty() {
         return Ok(t);
     }
@@ -365,6 +386,14 @@ fn rebuild_all(
             take_shared(r, tgid, owner, owner_fd)?
         } else if let Stand::File(f) = stand {
             reopen(r, scratch, tgid, fd, f, log)?
+        } else if let Stand::Event(ev) = stand {
+            let keep = libc::EFD_SEMAPHORE | libc::EFD_NONBLOCK;
+            let new = r.call(libc::SYS_eventfd2, [ev.count, (ev.flags & keep) as u64, 0, 0, 0, 0])?;
+            if new < 0 {
+                return Err(fail(format!("eventfd2({}) for fd {fd} failed with {new}", ev.count)));
+            }
+            debug!(log, "going live: eventfd made again"; "fd" => fd, "count" => ev.count);
+            new
         } else if let Some(sh) = stand.listening() {
             let (domain, ty, proto) = sh.made.unwrap_or_default();
             let ty = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);

@@ -234,6 +234,8 @@ pub(crate) struct Handover {
     pub deferred: HashMap<u32, crate::live::Deferred>,
     /// The real sockets made at go-live (a deferred process may share one).
     pub made: crate::live::MadeReal,
+    /// The program's eventfds, by the eventfd id of their stand-ins (for deferred processes).
+    pub eventfds: HashMap<u64, crate::live::EventShadow>,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -254,6 +256,7 @@ pub(crate) fn continue_live(
     rec.quiet = h.quiet.into_iter().map(|(c, q, _)| (c, q)).collect();
     rec.deferred_real = h.deferred;
     rec.made_real = h.made;
+    rec.eventfds = h.eventfds;
     for (tid, nr, args) in h.restarts {
         if let Some(spec) = lookup(u64::from(nr)) {
             rec.restart_of.insert(tid, (spec, args));
@@ -461,6 +464,7 @@ struct Recorder<'a> {
     /// Handed-over processes whose stand-ins become real at their first syscall stop.
     deferred_real: HashMap<u32, crate::live::Deferred>,
     made_real: crate::live::MadeReal,
+    eventfds: HashMap<u64, crate::live::EventShadow>,
     /// Per process, the siginfo of the SIGCHLD sent by [`Recorder::quiet_ended`], given to its
     /// delivery stop in place of the kernel's (which names the tracer as the sender).
     chld_info: HashMap<u32, libc::siginfo_t>,
@@ -517,6 +521,7 @@ impl<'a> Recorder<'a> {
             first_args: HashMap::new(),
             deferred_real: HashMap::new(),
             made_real: crate::live::MadeReal::new(),
+            eventfds: HashMap::new(),
             chld_info: HashMap::new(),
         }
     }
@@ -1474,7 +1479,15 @@ impl Recorder<'_> {
             Err(t) => t,
         };
         let t = match self.deferred_real.remove(&proc) {
-            Some(d) => crate::live::make_real(t, &d.sockets, &d.files, &d.refill, &mut self.made_real, &self.log)?,
+            Some(d) => crate::live::make_real(
+                t,
+                &d.sockets,
+                &d.files,
+                &d.refill,
+                &self.eventfds,
+                &mut self.made_real,
+                &self.log,
+            )?,
             None => t,
         };
         let mut regs = t.regs()?;

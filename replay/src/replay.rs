@@ -313,6 +313,7 @@ fn session<'a>(
         ids: HashMap::new(),
         sent: Vec::new(),
         pipes: HashMap::new(),
+        eventfds: HashMap::new(),
     };
     let ns_pid = ft_interposer::tracee::ns_pid_uid(pid).map_or(0, |(p, _)| p);
     r.ids.insert(0, (ns_pid, 0));
@@ -462,6 +463,9 @@ struct Replayer<'a> {
     /// Per pipe (inode), the bytes the program wrote into it and has not read: replay runs
     /// neither (their results are logged), so a replay that goes live writes them in.
     pipes: HashMap<u64, VecDeque<u8>>,
+    /// The program's eventfds, by the eventfd id of their stand-ins: their counters as the log's
+    /// writes and reads leave them (replay runs neither), made again when going live.
+    eventfds: HashMap<u64, crate::live::EventShadow>,
 }
 
 /// A signal the program sent to one of its own tasks (at replay the syscall only returns its
@@ -1732,6 +1736,7 @@ impl Replayer<'_> {
             && self.fds_of(vtid).kind(args[0] as i64) == FdKind::External
         {
             self.follow_pipes(&t, spec, args, s.ret as usize)?;
+            self.follow_eventfd(&t, spec, args, s.ret)?;
         }
         let t = match s.disposition() {
             Disposition::Inject if ft_libos::signal::is_restart(s.ret) => {
@@ -1877,6 +1882,12 @@ impl Replayer<'_> {
         }
         self.follow_sockets(&t, vtid, spec, args, &s)?;
         self.follow_files(&t, vtid, spec, args, &s)?;
+        if matches!(i64::from(spec.nr), libc::SYS_eventfd | libc::SYS_eventfd2) && s.ret >= 0 {
+            let flags = if i64::from(spec.nr) == libc::SYS_eventfd2 { args[1] as i32 } else { 0 };
+            if let Some(id) = crate::live::eventfd_id(t.pid().as_raw(), s.ret as i32) {
+                self.eventfds.insert(id, crate::live::EventShadow { count: args[0] & 0xffff_ffff, flags });
+            }
+        }
         Ok(t)
     }
 
@@ -1953,16 +1964,23 @@ impl Replayer<'_> {
     fn pipe_refills(&mut self, procs: &[u32]) -> HashMap<u32, Vec<(i32, Vec<u8>)>> {
         let mut out: HashMap<u32, Vec<(i32, Vec<u8>)>> = HashMap::new();
         for (ino, bytes) in self.pipes.drain().filter(|(_, b)| !b.is_empty()) {
-            let holder = procs.iter().find_map(|proc| {
-                let tgid = self.tasks.get(proc)?.tid.as_raw();
-                let fds = std::fs::read_dir(format!("/proc/{tgid}/fd")).ok()?;
-                let fd = fds.flatten().find_map(|e| {
-                    let fd: i32 = e.file_name().to_str()?.parse().ok()?;
-                    (crate::live::pipe_of(tgid, fd)? == (ino, true)).then_some(fd)
-                })?;
-                Some((*proc, fd))
-            });
-            match holder {
+            // A process that holds the end `write` (true) or the other of the pipe, and that fd.
+            let holder = |write: bool| {
+                procs.iter().find_map(|proc| {
+                    let tgid = self.tasks.get(proc)?.tid.as_raw();
+                    let fds = std::fs::read_dir(format!("/proc/{tgid}/fd")).ok()?;
+                    let fd = fds.flatten().find_map(|e| {
+                        let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+                        (crate::live::pipe_of(tgid, fd)? == (ino, write)).then_some(fd)
+                    })?;
+                    Some((*proc, fd))
+                })
+            };
+            if holder(false).is_none() {
+                // Nobody can read them any more (a write would raise SIGPIPE).
+                continue;
+            }
+            match holder(true) {
                 Some((proc, fd)) => out.entry(proc).or_default().push((fd, bytes.into_iter().collect())),
                 None => {
                     slog::warn!(self.log, "going live: bytes in flight in a pipe that no process can write to are lost"; "bytes" => bytes.len())
@@ -1970,6 +1988,24 @@ impl Replayer<'_> {
             }
         }
         out
+    }
+
+    /// Follows the counter of one of the program's eventfds (see `eventfds`).
+    fn follow_eventfd(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
+        if ret != 8 || !matches!(i64::from(spec.nr), libc::SYS_read | libc::SYS_write) || self.eventfds.is_empty() {
+            return Ok(());
+        }
+        let Some(id) = crate::live::eventfd_id(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
+        let Some(ev) = self.eventfds.get_mut(&id) else { return Ok(()) };
+        if i64::from(spec.nr) == libc::SYS_write {
+            let v = t.read(args[1], 8)?.try_into().map(u64::from_le_bytes).unwrap_or(0);
+            ev.count = ev.count.saturating_add(v);
+        } else if ev.flags & libc::EFD_SEMAPHORE != 0 {
+            ev.count = ev.count.saturating_sub(1);
+        } else {
+            ev.count = 0;
+        }
+        Ok(())
     }
 
     /// Follows the bytes in flight in the program's pipes (see `pipes`): a logged write adds
@@ -2190,7 +2226,7 @@ impl Replayer<'_> {
             let socks = self.sockets.get(&proc).cloned().unwrap_or_default();
             let files = self.files.get(&proc).cloned().unwrap_or_default();
             let refill = refills.remove(&proc).unwrap_or_default();
-            if socks.is_empty() && files.is_empty() && refill.is_empty() {
+            if socks.is_empty() && files.is_empty() && refill.is_empty() && self.eventfds.is_empty() {
                 continue;
             }
             let candidate = self.tasks.iter().find_map(|(v, t)| {
@@ -2213,7 +2249,8 @@ impl Replayer<'_> {
             };
             let taken = self.take_state(v);
             let log = self.log.clone();
-            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &files, &refill, &mut made, &log);
+            let evs = &self.eventfds;
+            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &files, &refill, evs, &mut made, &log);
             let state = match taken {
                 RState::Parked(p) => RState::Parked(Parked { t: real(p.t)?, ..p }),
                 RState::CloneParked(p) => RState::CloneParked(Parked { t: real(p.t)?, ..p }),
@@ -2311,6 +2348,7 @@ impl Replayer<'_> {
             quiet,
             deferred,
             made,
+            eventfds: std::mem::take(&mut self.eventfds),
         })
     }
 
