@@ -31,6 +31,9 @@ fn continue_then_replay(cut: &Path, out: &Path) -> (Run, Run) {
     let mut cmd = Command::new(ftexec());
     cmd.arg("replay").arg(cut).arg("--continue-into").arg(out).stdin(Stdio::null());
     let continued = run(cmd);
+    if continued.status != 0 && std::env::var_os("FT_CUT_KEEP").is_some() {
+        let _ = std::fs::copy(cut, "/tmp/failed-cut.ftlog");
+    }
     assert_eq!(continued.status, 0, "the continued run failed: {}", String::from_utf8_lossy(&continued.stderr));
     let replayed = replay(out, None);
     (continued, replayed)
