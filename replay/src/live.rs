@@ -52,7 +52,22 @@ pub(crate) struct FileShadow {
 pub(crate) struct Deferred {
     pub sockets: HashMap<i32, SockShadow>,
     pub files: HashMap<i32, FileShadow>,
+    pub work: ProcWork,
+}
+
+/// What else going live does in a process, besides its fds.
+#[derive(Default)]
+pub(crate) struct ProcWork {
+    /// Bytes in flight to write into pipes (write-end fd, bytes).
     pub refill: Vec<(i32, Vec<u8>)>,
+    /// Interval timers to arm (which, struct itimerval: interval s, µs, value s, µs).
+    pub timers: Vec<(i32, [i64; 4])>,
+}
+
+impl ProcWork {
+    fn is_empty(&self) -> bool {
+        self.refill.is_empty() && self.timers.is_empty()
+    }
 }
 
 /// An eventfd the program made (a stand-in at replay: its reads and writes are logged): its
@@ -214,7 +229,7 @@ pub(crate) fn make_real(
     t: Stopped,
     sockets: &HashMap<i32, SockShadow>,
     files: &HashMap<i32, FileShadow>,
-    refill: &[(i32, Vec<u8>)],
+    work: &ProcWork,
     eventfds: &HashMap<u64, EventShadow>,
     made: &mut MadeReal,
     log: &Logger,
@@ -241,7 +256,7 @@ pub(crate) fn make_real(
             }
         }
     }
-    if todo.is_empty() && refill.is_empty() {
+    if todo.is_empty() && work.is_empty() {
         return Ok(t);
     }
     todo.sort_by_key(|(fd, _, _)| *fd);
@@ -271,7 +286,8 @@ pub(crate) fn make_real(
                 }
             }
         })
-        .and_then(|()| refill_pipes(&mut r, scratch, tgid, refill, log));
+        .and_then(|()| refill_pipes(&mut r, scratch, tgid, &work.refill, log))
+        .and_then(|()| arm_timers(&mut r, scratch, tgid, &work.timers, log));
     let unmapped = r.call(libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
     result?;
     unmapped?;
@@ -326,6 +342,20 @@ fn refill_pipes(r: &mut Remote, scratch: u64, tgid: i32, refill: &[(i32, Vec<u8>
             }
         }
         info!(log, "going live: bytes in flight written into a pipe"; "fd" => fd, "bytes" => bytes.len());
+    }
+    Ok(())
+}
+
+/// Arms the interval timers the program had armed when the log ended (replay arms none).
+fn arm_timers(r: &mut Remote, scratch: u64, tgid: i32, timers: &[(i32, [i64; 4])], log: &Logger) -> Result<()> {
+    for (which, itv) in timers {
+        let bytes: Vec<u8> = itv.iter().flat_map(|v| v.to_le_bytes()).collect();
+        r.write(scratch, &bytes)?;
+        let ret = r.call(libc::SYS_setitimer, [*which as u64, scratch, 0, 0, 0, 0])?;
+        if ret != 0 {
+            return Err(unexpected(t_pid(tgid), format!("setitimer({which}) failed with {ret}")));
+        }
+        info!(log, "going live: interval timer armed"; "which" => which, "value_s" => itv[2], "interval_s" => itv[0]);
     }
     Ok(())
 }

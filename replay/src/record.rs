@@ -1483,7 +1483,7 @@ impl Recorder<'_> {
                 t,
                 &d.sockets,
                 &d.files,
-                &d.refill,
+                &d.work,
                 &self.eventfds,
                 &mut self.made_real,
                 &self.log,

@@ -314,6 +314,7 @@ fn session<'a>(
         sent: Vec::new(),
         pipes: HashMap::new(),
         eventfds: HashMap::new(),
+        itimers: HashMap::new(),
     };
     let ns_pid = ft_interposer::tracee::ns_pid_uid(pid).map_or(0, |(p, _)| p);
     r.ids.insert(0, (ns_pid, 0));
@@ -466,6 +467,17 @@ struct Replayer<'a> {
     /// The program's eventfds, by the eventfd id of their stand-ins: their counters as the log's
     /// writes and reads leave them (replay runs neither), made again when going live.
     eventfds: HashMap<u64, crate::live::EventShadow>,
+    /// Interval timers armed by the program (alarm, setitimer), by (process, which): replay
+    /// arms none (the log has their signals), a replay that goes live arms them.
+    itimers: HashMap<(u32, i32), Itimer>,
+}
+
+/// An interval timer as the program last set it, and the log position then.
+#[derive(Clone, Copy)]
+struct Itimer {
+    /// struct itimerval: interval s, µs, value s, µs.
+    itv: [i64; 4],
+    at: u64,
 }
 
 /// A signal the program sent to one of its own tasks (at replay the syscall only returns its
@@ -1730,6 +1742,7 @@ impl Replayer<'_> {
             self.restarts.insert(vtid, (spec.nr, *args));
         }
         self.note_signal_syscall(&t, vtid, spec, args, s.ret);
+        self.note_itimer(&t, vtid, spec, args, s.ret)?;
         // Pipes the program made (not its inherited stdio): see `pipes`.
         if s.disposition() == Disposition::Inject
             && s.ret > 0
@@ -2047,6 +2060,55 @@ impl Replayer<'_> {
         Ok(())
     }
 
+    /// Notes an interval timer the program set (see `itimers`).
+    fn note_itimer(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
+        let itv = match i64::from(spec.nr) {
+            libc::SYS_alarm if ret >= 0 => [0, 0, args[0] as u32 as i64, 0],
+            libc::SYS_setitimer if ret == 0 && args[1] != 0 => {
+                let b = t.read(args[1], 32)?;
+                let word =
+                    |i: usize| b.get(i * 8..i * 8 + 8).and_then(|w| w.try_into().ok()).map_or(0, i64::from_le_bytes);
+                [word(0), word(1), word(2), word(3)]
+            }
+            _ => return Ok(()),
+        };
+        let which = if i64::from(spec.nr) == libc::SYS_alarm { libc::ITIMER_REAL } else { args[0] as i32 };
+        let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
+        if itv[2] == 0 && itv[3] == 0 {
+            self.itimers.remove(&(proc, which));
+        } else {
+            let at = self.source.position();
+            self.itimers.insert((proc, which), Itimer { itv, at });
+        }
+        Ok(())
+    }
+
+    /// Going live: the interval timers to arm per process. A periodic one is armed for its
+    /// interval; a one-shot one whose signal a task of its process took since it was set has
+    /// fired, the others are armed again for their whole value (the time already gone by at
+    /// record is not known here: they fire late by as much).
+    fn itimers_to_arm(&self) -> HashMap<u32, Vec<(i32, [i64; 4])>> {
+        let mut out: HashMap<u32, Vec<(i32, [i64; 4])>> = HashMap::new();
+        for (&(proc, which), t) in &self.itimers {
+            let sig = match which {
+                libc::ITIMER_REAL => libc::SIGALRM,
+                libc::ITIMER_VIRTUAL => libc::SIGVTALRM,
+                _ => libc::SIGPROF,
+            };
+            let periodic = t.itv[0] != 0 || t.itv[1] != 0;
+            let fired = self.source.taken.iter().any(|(pos, task, signo)| {
+                *signo == sig && *pos > t.at && self.ids.get(task).map(|i| i.1) == Some(proc)
+            });
+            let itv = match (periodic, fired) {
+                (true, _) => [t.itv[0], t.itv[1], t.itv[0], t.itv[1]],
+                (false, false) => t.itv,
+                (false, true) => continue,
+            };
+            out.entry(proc).or_default().push((which, itv));
+        }
+        out
+    }
+
     /// Notes a signal the program sent (see [`SentSignal`]) or took with sigtimedwait.
     fn note_signal_syscall(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) {
         let at = self.source.position();
@@ -2221,12 +2283,21 @@ impl Replayer<'_> {
         procs.dedup();
         let mut made = crate::live::MadeReal::new();
         let mut refills = self.pipe_refills(&procs);
+        let mut timers = self.itimers_to_arm();
         let mut deferred = HashMap::new();
         for proc in procs {
             let socks = self.sockets.get(&proc).cloned().unwrap_or_default();
             let files = self.files.get(&proc).cloned().unwrap_or_default();
-            let refill = refills.remove(&proc).unwrap_or_default();
-            if socks.is_empty() && files.is_empty() && refill.is_empty() && self.eventfds.is_empty() {
+            let work = crate::live::ProcWork {
+                refill: refills.remove(&proc).unwrap_or_default(),
+                timers: timers.remove(&proc).unwrap_or_default(),
+            };
+            if socks.is_empty()
+                && files.is_empty()
+                && work.refill.is_empty()
+                && work.timers.is_empty()
+                && self.eventfds.is_empty()
+            {
                 continue;
             }
             let candidate = self.tasks.iter().find_map(|(v, t)| {
@@ -2244,13 +2315,13 @@ impl Replayer<'_> {
                     self.log,
                     "going live: process {proc} is not at a syscall; its fds are made real at its first"
                 );
-                deferred.insert(proc, crate::live::Deferred { sockets: socks, files, refill });
+                deferred.insert(proc, crate::live::Deferred { sockets: socks, files, work });
                 continue;
             };
             let taken = self.take_state(v);
             let log = self.log.clone();
             let evs = &self.eventfds;
-            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &files, &refill, evs, &mut made, &log);
+            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &files, &work, evs, &mut made, &log);
             let state = match taken {
                 RState::Parked(p) => RState::Parked(Parked { t: real(p.t)?, ..p }),
                 RState::CloneParked(p) => RState::CloneParked(Parked { t: real(p.t)?, ..p }),

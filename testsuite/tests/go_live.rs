@@ -48,7 +48,6 @@ fn continue_then_replay(cut: &Path, out: &Path) -> (Run, Run) {
 /// sends it again, with its siginfo. Cut after every signal event of programs that send
 /// themselves or a child signals; the continued run prints the recording's lines (the order of
 /// deliveries after the cut may differ, as on another machine), and OUT replays to its bytes.
-/// (Not timer programs: replay arms no timer for real; see ARCHITECTURE, "Not done".)
 #[test]
 fn a_signal_the_log_ends_with_is_delivered_once_after_going_live() {
     let tmp = temp_dir("live-signal");
@@ -203,5 +202,44 @@ fn a_log_cut_anywhere_goes_live() {
         }
         println!("{name}: {cuts} cuts continued and replayed alike");
         assert!(cuts > 3, "{name}: too short a recording");
+    }
+}
+
+/// Interval timers: replay arms none (the log has their signals), so a replay that goes live
+/// arms those the program had armed: a periodic one for its interval, a one-shot one that has
+/// not fired yet for its whole value (late by the time already gone by at record). Logs of
+/// `sig_setitimer` (every 20 ms, 5 firings) and `sig_alarm` (alarm(1)) cut after the arming
+/// syscall and after each SIGALRM: the continued run ends as the recording did (before, it
+/// waited forever for a SIGALRM) and OUT replays to its bytes.
+#[test]
+fn interval_timers_fire_after_going_live() {
+    let tmp = temp_dir("live-timers");
+    let lines = |r: &Run| {
+        let mut l: Vec<String> = ft_testsuite::shape(&r.stdout).lines().map(str::to_owned).collect();
+        l.sort();
+        l
+    };
+    let cut_point = |ev: &Event| match &ev.kind {
+        Some(EventKind::Signal(s)) => s.signo == libc::SIGALRM,
+        Some(EventKind::Syscall(sc)) => matches!(i64::from(sc.nr), libc::SYS_alarm | libc::SYS_setitimer),
+        _ => false,
+    };
+    for name in ["sig_setitimer", "sig_alarm"] {
+        let log = tmp.path().join(format!("{name}.ftlog"));
+        let recorded = record(&log, None, &c_program(name), &[]);
+        assert_eq!(recorded.status, 0, "recording {name} failed: {}", String::from_utf8_lossy(&recorded.stderr));
+        let mut n = 1;
+        while let Some(kept) = cut_after(&log, &tmp.path().join("cut.ftlog"), n, cut_point) {
+            let (continued, replayed) =
+                continue_then_replay(&tmp.path().join("cut.ftlog"), &tmp.path().join("out.ftlog"));
+            println!(
+                "{name} cut after arming or SIGALRM {n} (event {kept}):\n{}",
+                String::from_utf8_lossy(&continued.stdout)
+            );
+            assert_eq!(lines(&continued), lines(&recorded), "{name} continued after arming or SIGALRM {n}");
+            assert_same_output(&continued, &replayed, &format!("OUT of {name} continued after {n}"));
+            n += 1;
+        }
+        assert!(n > 2, "{name}: no timer in the recording");
     }
 }
