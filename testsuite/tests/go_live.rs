@@ -26,6 +26,14 @@ fn cut_after(log: &Path, out: &Path, n: usize, pick: impl Fn(&Event) -> bool) ->
     done.then_some(kept)
 }
 
+/// The [`ft_testsuite::shape`] of a run's output, its lines sorted: what a continued run must
+/// print, in whatever order its deliveries came after the cut.
+fn sorted_lines(r: &Run) -> Vec<String> {
+    let mut l: Vec<String> = ft_testsuite::shape(&r.stdout).lines().map(str::to_owned).collect();
+    l.sort();
+    l
+}
+
 /// `ftexec replay CUT --continue-into OUT`, then `ftexec replay OUT`.
 fn continue_then_replay(cut: &Path, out: &Path) -> (Run, Run) {
     let mut cmd = Command::new(ftexec());
@@ -61,11 +69,6 @@ fn a_signal_the_log_ends_with_is_delivered_once_after_going_live() {
             _ => false,
         }
     };
-    let lines = |r: &Run| {
-        let mut l: Vec<String> = ft_testsuite::shape(&r.stdout).lines().map(str::to_owned).collect();
-        l.sort();
-        l
-    };
     let programs = [
         ("sig_kill", "child", true),
         ("sig_kill", "self", false),
@@ -83,8 +86,8 @@ fn a_signal_the_log_ends_with_is_delivered_once_after_going_live() {
             let (continued, replayed) = continue_then_replay(&tmp.path().join("cut.ftlog"), &out);
             println!("{name} {args:?} cut after signal event or send {n} (event {kept}): continued and replayed alike");
             assert_eq!(
-                lines(&continued),
-                lines(&recorded),
+                sorted_lines(&continued),
+                sorted_lines(&recorded),
                 "{name} {args:?} continued after signal {n} (event {kept}):\n{}",
                 String::from_utf8_lossy(&continued.stdout)
             );
@@ -141,18 +144,13 @@ fn a_log_that_ends_inside_a_clone_or_execve_goes_live() {
         let args: Vec<&str> = args.split_whitespace().collect();
         let recorded = record(&log, None, &c_program(name), &args);
         assert_eq!(recorded.status, 0, "recording {name} failed: {}", String::from_utf8_lossy(&recorded.stderr));
-        let mut lines = |r: &Run| {
-            let mut l: Vec<String> = ft_testsuite::shape(&r.stdout).lines().map(str::to_owned).collect();
-            l.sort();
-            l
-        };
-        let want = lines(&recorded);
+        let want = sorted_lines(&recorded);
         let mut n = 1;
         while let Some(kept) = cut_after(&log, &tmp.path().join("cut.ftlog"), n, creates) {
             let (continued, replayed) =
                 continue_then_replay(&tmp.path().join("cut.ftlog"), &tmp.path().join("out.ftlog"));
             println!("{name} cut after Spawn/Exec {n} (event {kept}): continued and replayed alike");
-            assert_eq!(lines(&continued), want, "{name} continued after Spawn/Exec {n} (event {kept})");
+            assert_eq!(sorted_lines(&continued), want, "{name} continued after Spawn/Exec {n} (event {kept})");
             assert_same_output(&continued, &replayed, &format!("OUT of {name} continued after Spawn/Exec {n}"));
             n += 1;
         }
@@ -171,11 +169,6 @@ fn a_log_cut_anywhere_goes_live() {
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as usize);
     let offset = std::env::var("FT_CUT_OFFSET").ok().and_then(|v| v.parse().ok()).unwrap_or(seed % STRIDE);
     println!("cutting every {STRIDE}th event from offset {offset} (FT_CUT_OFFSET={offset} repeats it)");
-    let lines = |r: &Run| {
-        let mut l: Vec<String> = ft_testsuite::shape(&r.stdout).lines().map(str::to_owned).collect();
-        l.sort();
-        l
-    };
     // FT_CUT_PROGRAMS="name[:arg],..." tries other programs of testsuite/c.
     let chosen =
         std::env::var("FT_CUT_PROGRAMS").unwrap_or_else(|_| "threads_join,pipe,sig_kill:child,mutex_condvar".into());
@@ -185,7 +178,7 @@ fn a_log_cut_anywhere_goes_live() {
         let args: Vec<&str> = args.split_whitespace().collect();
         let recorded = record(&log, None, &c_program(name), &args);
         assert_eq!(recorded.status, 0, "recording {name} failed: {}", String::from_utf8_lossy(&recorded.stderr));
-        let want = lines(&recorded);
+        let want = sorted_lines(&recorded);
         let mut cuts = 0;
         let mut k = offset.max(1);
         while let Some(kept) = cut_after(&log, &tmp.path().join("cut.ftlog"), k, |_| true) {
@@ -195,7 +188,7 @@ fn a_log_cut_anywhere_goes_live() {
             }
             let (continued, replayed) =
                 continue_then_replay(&tmp.path().join("cut.ftlog"), &tmp.path().join("out.ftlog"));
-            assert_eq!(lines(&continued), want, "{name} continued after event {kept}");
+            assert_eq!(sorted_lines(&continued), want, "{name} continued after event {kept}");
             assert_same_output(&continued, &replayed, &format!("OUT of {name} continued after event {kept}"));
             cuts += 1;
             k += STRIDE;
@@ -214,11 +207,6 @@ fn a_log_cut_anywhere_goes_live() {
 #[test]
 fn interval_timers_fire_after_going_live() {
     let tmp = temp_dir("live-timers");
-    let lines = |r: &Run| {
-        let mut l: Vec<String> = ft_testsuite::shape(&r.stdout).lines().map(str::to_owned).collect();
-        l.sort();
-        l
-    };
     let cut_point = |ev: &Event| match &ev.kind {
         Some(EventKind::Signal(s)) => s.signo == libc::SIGALRM,
         Some(EventKind::Syscall(sc)) => matches!(i64::from(sc.nr), libc::SYS_alarm | libc::SYS_setitimer),
@@ -236,7 +224,11 @@ fn interval_timers_fire_after_going_live() {
                 "{name} cut after arming or SIGALRM {n} (event {kept}):\n{}",
                 String::from_utf8_lossy(&continued.stdout)
             );
-            assert_eq!(lines(&continued), lines(&recorded), "{name} continued after arming or SIGALRM {n}");
+            assert_eq!(
+                sorted_lines(&continued),
+                sorted_lines(&recorded),
+                "{name} continued after arming or SIGALRM {n}"
+            );
             assert_same_output(&continued, &replayed, &format!("OUT of {name} continued after {n}"));
             n += 1;
         }
