@@ -322,7 +322,11 @@ pub(crate) fn continue_live(
         }
     }
     for s in parked {
-        rec.resume_in_kernel(s)?;
+        match rec.resume_in_kernel(s) {
+            // Ended meanwhile (another thread's execve): its death is reported by wait.
+            Err(SessionError::Trace(e)) if e.is_gone() => {}
+            other => other?,
+        }
     }
     for (child, exit) in owed {
         rec.quiet_ended(child, &exit);

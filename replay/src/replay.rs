@@ -2125,12 +2125,39 @@ impl Replayer<'_> {
             libc::SYS_rt_tgsigqueueinfo => (args[1] as i32, true, args[2] as i32, Some(args[3])),
             _ => return,
         };
-        if target <= 0 || !(1..=ft_libos::signal::SIG_MAX).contains(&sig) {
+        if !(1..=ft_libos::signal::SIG_MAX).contains(&sig) || target == -1 {
             return;
         }
         let info = info_at.and_then(|p| t.read(p, ft_interposer::tracee::SIGINFO_SIZE).ok());
         let info = info.as_deref().and_then(ft_interposer::tracee::siginfo_from_bytes);
-        self.sent.push(SentSignal { at, target, thread, sig, info });
+        if target > 0 {
+            self.sent.push(SentSignal { at, target, thread, sig, info });
+            return;
+        }
+        // kill(0 or -pgid): one send to each process of the group (real at replay: setpgid runs).
+        let outer_pgid = |pid: Pid| -> Option<i32> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            stat[stat.rfind(')')? + 1..].split_whitespace().nth(2)?.parse().ok()
+        };
+        let group = if target == 0 {
+            outer_pgid(t.pid())
+        } else {
+            let leader = self
+                .ids
+                .iter()
+                .find(|(_, (tid, proc))| *tid == -target && self.ids.get(proc).map(|i| i.0) == Some(*tid));
+            leader.and_then(|(v, _)| self.tasks.get(v)).map(|l| l.tid.as_raw())
+        };
+        let Some(group) = group else { return };
+        let members: Vec<i32> = self
+            .tasks
+            .iter()
+            .filter(|(v, task)| **v == task.proc && outer_pgid(task.tid) == Some(group))
+            .filter_map(|(v, _)| self.ids.get(v).map(|i| i.0))
+            .collect();
+        for target in members {
+            self.sent.push(SentSignal { at, target, thread: false, sig, info });
+        }
     }
 
     /// Going live: sends again each signal the program sent that no task of its target took in
@@ -2308,6 +2335,8 @@ impl Replayer<'_> {
                 };
                 (t.proc == proc && at_seccomp).then_some(*v)
             });
+            // A process whose execve runs (released by the log) is losing its other threads.
+            let candidate = candidate.filter(|_| !self.exec_running.contains(&proc));
             let Some(v) = candidate else {
                 // Its tasks run user code or are inside a clone: the recorder makes its fds real
                 // at its first syscall stop, before that syscall runs.
