@@ -12,8 +12,8 @@
 //!   the offset its reads, writes and lseeks had reached; if it cannot be opened, /dev/null
 //!   takes its place (with a warning), rather than an eventfd that a read waits on forever;
 //! - bytes written into a pipe of the program's own and not read when the log ends (replay
-//!   runs neither the write nor the read: both are logged) are written into that pipe, through
-//!   a process that holds its write end;
+//!   runs neither the write nor the read: both are logged) are written into that pipe by the
+//!   tracer (replay.rs `refill_pipes`);
 //! - a stand-in that several processes share (inherited over fork: a server's listening socket
 //!   in a BGSAVE child) is made real once, in the first of them; the others take that socket
 //!   with pidfd_getfd, so they share it as they did at record (and the address is bound once).
@@ -58,15 +58,13 @@ pub(crate) struct Deferred {
 /// What else going live does in a process, besides its fds.
 #[derive(Default)]
 pub(crate) struct ProcWork {
-    /// Bytes in flight to write into pipes (write-end fd, bytes).
-    pub refill: Vec<(i32, Vec<u8>)>,
     /// Interval timers to arm (which, struct itimerval: interval s, µs, value s, µs).
     pub timers: Vec<(i32, [i64; 4])>,
 }
 
 impl ProcWork {
     fn is_empty(&self) -> bool {
-        self.refill.is_empty() && self.timers.is_empty()
+        self.timers.is_empty()
     }
 }
 
@@ -286,7 +284,6 @@ pub(crate) fn make_real(
                 }
             }
         })
-        .and_then(|()| refill_pipes(&mut r, scratch, tgid, &work.refill, log))
         .and_then(|()| arm_timers(&mut r, scratch, tgid, &work.timers, log));
     let unmapped = r.call(libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
     result?;
@@ -329,21 +326,6 @@ fn reopen(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, f: &FileShadow, log:
         return Err(unexpected(t_pid(tgid), format!("opening /dev/null for fd {fd} failed with {null}")));
     }
     Ok(null)
-}
-
-/// Writes the bytes each pipe had in flight at the end of the log into it (`fd`: its write end).
-fn refill_pipes(r: &mut Remote, scratch: u64, tgid: i32, refill: &[(i32, Vec<u8>)], log: &Logger) -> Result<()> {
-    for (fd, bytes) in refill {
-        for chunk in bytes.chunks(4096) {
-            r.write(scratch, chunk)?;
-            let n = r.call(libc::SYS_write, [*fd as u64, scratch, chunk.len() as u64, 0, 0, 0])?;
-            if n != chunk.len() as i64 {
-                return Err(unexpected(t_pid(tgid), format!("writing the bytes in flight into pipe fd {fd}: {n}")));
-            }
-        }
-        info!(log, "going live: bytes in flight written into a pipe"; "fd" => fd, "bytes" => bytes.len());
-    }
-    Ok(())
 }
 
 /// Arms the interval timers the program had armed when the log ended (replay arms none).

@@ -1972,35 +1972,41 @@ impl Replayer<'_> {
         Ok(())
     }
 
-    /// Going live: for each pipe with bytes in flight, a process (its first, by task number) that
-    /// holds the pipe's write end, and that fd: the bytes to write there.
-    fn pipe_refills(&mut self, procs: &[u32]) -> HashMap<u32, Vec<(i32, Vec<u8>)>> {
-        let mut out: HashMap<u32, Vec<(i32, Vec<u8>)>> = HashMap::new();
+    /// Going live: writes the bytes in flight into each pipe that a process can still read.
+    /// The tracer opens a write end of its own through `/proc/PID/fd/N` of any fd on the pipe
+    /// (the writer may have closed its end or ended: natively the bytes stay in the pipe).
+    fn refill_pipes(&mut self, procs: &[u32]) {
+        use std::io::Write as _;
         for (ino, bytes) in self.pipes.drain().filter(|(_, b)| !b.is_empty()) {
-            // A process that holds the end `write` (true) or the other of the pipe, and that fd.
-            let holder = |write: bool| {
-                procs.iter().find_map(|proc| {
-                    let tgid = self.tasks.get(proc)?.tid.as_raw();
-                    let fds = std::fs::read_dir(format!("/proc/{tgid}/fd")).ok()?;
-                    let fd = fds.flatten().find_map(|e| {
-                        let fd: i32 = e.file_name().to_str()?.parse().ok()?;
-                        (crate::live::pipe_of(tgid, fd)? == (ino, write)).then_some(fd)
-                    })?;
-                    Some((*proc, fd))
-                })
-            };
-            if holder(false).is_none() {
-                // Nobody can read them any more (a write would raise SIGPIPE).
-                continue;
+            let mut reader = None;
+            for proc in procs {
+                let Some(tgid) = self.tasks.get(proc).map(|t| t.tid.as_raw()) else { continue };
+                let Ok(fds) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else { continue };
+                let fd = fds.flatten().find_map(|e| {
+                    let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+                    (crate::live::pipe_of(tgid, fd)? == (ino, false)).then_some(fd)
+                });
+                if let Some(fd) = fd {
+                    reader = Some((tgid, fd));
+                    break;
+                }
             }
-            match holder(true) {
-                Some((proc, fd)) => out.entry(proc).or_default().push((fd, bytes.into_iter().collect())),
-                None => {
-                    slog::warn!(self.log, "going live: bytes in flight in a pipe that no process can write to are lost"; "bytes" => bytes.len())
+            // None: nobody can read them any more.
+            let Some((tgid, fd)) = reader else { continue };
+            let (data, _) = bytes.as_slices();
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/proc/{tgid}/fd/{fd}"))
+                .and_then(|mut w| w.write_all(data).and_then(|()| w.write_all(bytes.as_slices().1)));
+            match written {
+                Ok(()) => {
+                    slog::info!(self.log, "going live: bytes in flight written into a pipe"; "bytes" => bytes.len())
+                }
+                Err(e) => {
+                    slog::warn!(self.log, "going live: bytes in flight in a pipe are lost"; "bytes" => bytes.len(), "error" => e.to_string())
                 }
             }
         }
-        out
     }
 
     /// Follows the counter of one of the program's eventfds (see `eventfds`).
@@ -2309,22 +2315,14 @@ impl Replayer<'_> {
         procs.sort_unstable();
         procs.dedup();
         let mut made = crate::live::MadeReal::new();
-        let mut refills = self.pipe_refills(&procs);
+        self.refill_pipes(&procs);
         let mut timers = self.itimers_to_arm();
         let mut deferred = HashMap::new();
         for proc in procs {
             let socks = self.sockets.get(&proc).cloned().unwrap_or_default();
             let files = self.files.get(&proc).cloned().unwrap_or_default();
-            let work = crate::live::ProcWork {
-                refill: refills.remove(&proc).unwrap_or_default(),
-                timers: timers.remove(&proc).unwrap_or_default(),
-            };
-            if socks.is_empty()
-                && files.is_empty()
-                && work.refill.is_empty()
-                && work.timers.is_empty()
-                && self.eventfds.is_empty()
-            {
+            let work = crate::live::ProcWork { timers: timers.remove(&proc).unwrap_or_default() };
+            if socks.is_empty() && files.is_empty() && work.timers.is_empty() && self.eventfds.is_empty() {
                 continue;
             }
             let candidate = self.tasks.iter().find_map(|(v, t)| {
