@@ -2361,6 +2361,15 @@ impl Replayer<'_> {
         }
         // The clock pages record from now on.
         for proc in self.clocks.ready_procs() {
+            // A process inside an execve gets a fresh page, in record mode, in its new image.
+            let execs = |v: &u32| {
+                self.calls.get(v).is_some_and(|c| matches!(c.nr as i64, libc::SYS_execve | libc::SYS_execveat))
+            };
+            let executing = self.exec_running.contains(&proc)
+                || self.tasks.iter().any(|(v, t)| t.proc == proc && matches!(t.state, RState::Executing) && execs(v));
+            if executing {
+                continue;
+            }
             if let Some(t) = self.tasks.values().find(|t| t.proc == proc) {
                 match ft_interposer::clock::to_record(t.tid) {
                     Err(e) if e.is_gone() => {}
