@@ -1743,9 +1743,13 @@ impl Replayer<'_> {
         }
         self.note_signal_syscall(&t, vtid, spec, args, s.ret);
         self.note_itimer(&t, vtid, spec, args, s.ret)?;
-        // Pipes the program made (not its inherited stdio): see `pipes`.
+        // Pipes and eventfds the program made (not its inherited stdio, not its sockets): see
+        // `pipes` and `eventfds`.
+        let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
+        let socket = self.sockets.get(&proc).is_some_and(|m| m.contains_key(&(args[0] as i32)));
         if s.disposition() == Disposition::Inject
             && s.ret > 0
+            && !socket
             && self.fds_of(vtid).kind(args[0] as i64) == FdKind::External
         {
             self.follow_pipes(&t, spec, args, s.ret as usize)?;
