@@ -857,8 +857,13 @@ impl Recorder<'_> {
             return Ok(());
         }
         let mut regs = s.regs()?;
-        if regs.args() != p.args {
+        // An adopted restart_syscall ran as its syscall: it is restart_syscall again at its exit,
+        // where a signal delivery is logged with the syscall number (replay has restart_syscall
+        // there) and where the kernel restarts it (its restart block is real now).
+        let renamed = i64::from(p.spec.nr) == libc::SYS_restart_syscall && regs.nr() != u64::from(p.spec.nr);
+        if regs.args() != p.args || renamed {
             regs.set_args(&p.args);
+            regs.0.orig_rax = u64::from(p.spec.nr);
             s.set_regs(&regs)?;
         }
         if waits && !self.quiet.is_empty() {
