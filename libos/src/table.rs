@@ -579,14 +579,15 @@ pub static TABLE: &[Spec] = &[
     // gid_t getegid(void)
     rec(108, "getegid").tracer(),
     // int setpgid(pid_t pid, pid_t pgid): runs at replay too (pids are the recording's), so the
-    // process groups are real when a replica goes live; its result is checked
-    loc(109, "setpgid"),
+    // process groups are real when a replica goes live; its result is the log's (a parent's
+    // setpgid of a child that is exec'ing at that moment may fail with EACCES or not)
+    rec(109, "setpgid").replay_runs(),
     // pid_t getppid(void)
     rec(110, "getppid"),
     // pid_t getpgrp(void)
     rec(111, "getpgrp"),
     // pid_t setsid(void): runs at replay too, as setpgid
-    loc(112, "setsid"),
+    rec(112, "setsid").replay_runs(),
     // int setreuid(uid_t r, uid_t e)
     rec(113, "setreuid"),
     // int setregid(gid_t r, gid_t e)

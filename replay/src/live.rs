@@ -400,9 +400,17 @@ fn rebuild_all(
             reopen(r, scratch, tgid, fd, f, log)?
         } else if let Stand::Event(ev) = stand {
             let keep = libc::EFD_SEMAPHORE | libc::EFD_NONBLOCK;
-            let new = r.call(libc::SYS_eventfd2, [ev.count, (ev.flags & keep) as u64, 0, 0, 0, 0])?;
+            let new = r.call(libc::SYS_eventfd2, [0, (ev.flags & keep) as u64, 0, 0, 0, 0])?;
             if new < 0 {
-                return Err(fail(format!("eventfd2({}) for fd {fd} failed with {new}", ev.count)));
+                return Err(fail(format!("eventfd2 for fd {fd} failed with {new}")));
+            }
+            if ev.count > 0 {
+                // A write, not eventfd2's initval: the counter is 64 bits, initval 32.
+                r.write(scratch, &ev.count.to_le_bytes())?;
+                let w = r.call(libc::SYS_write, [new as u64, scratch, 8, 0, 0, 0])?;
+                if w != 8 {
+                    return Err(fail(format!("setting the counter of the eventfd at fd {fd} failed with {w}")));
+                }
             }
             debug!(log, "going live: eventfd made again"; "fd" => fd, "count" => ev.count);
             new

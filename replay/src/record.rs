@@ -236,6 +236,8 @@ pub(crate) struct Handover {
     pub made: crate::live::MadeReal,
     /// The program's eventfds, by the eventfd id of their stand-ins (for deferred processes).
     pub eventfds: HashMap<u64, crate::live::EventShadow>,
+    /// Sigqueues replay sent again (process, signal, siginfo): see [`Recorder::incoming_info`].
+    pub resent: Vec<(u32, i32, libc::siginfo_t)>,
 }
 
 /// Goes on recording the tasks of a replay that reached the end of the committed log.
@@ -257,6 +259,9 @@ pub(crate) fn continue_live(
     rec.deferred_real = h.deferred;
     rec.made_real = h.made;
     rec.eventfds = h.eventfds;
+    for (proc, sig, info) in h.resent {
+        rec.resent_info.entry((proc, sig)).or_default().push_back(info);
+    }
     for (tid, nr, args) in h.restarts {
         if let Some(spec) = lookup(u64::from(nr)) {
             rec.restart_of.insert(tid, (spec, args));
@@ -297,7 +302,10 @@ pub(crate) fn continue_live(
                 })?;
                 let fds = rec.fds.get(&t.proc).cloned().unwrap_or_default();
                 let action = policy::decide(spec, &args, &fds, false);
-                rec.restore_args.insert(t.tid);
+                // A clone gets the registers replay rewrote back; a new image starts with its own.
+                if !matches!(nr as i64, libc::SYS_execve | libc::SYS_execveat) {
+                    rec.restore_args.insert(t.tid);
+                }
                 TState::InKernel(Pending { spec, args, input: Vec::new(), action })
             }
         };
@@ -469,6 +477,8 @@ struct Recorder<'a> {
     deferred_real: HashMap<u32, crate::live::Deferred>,
     made_real: crate::live::MadeReal,
     eventfds: HashMap<u64, crate::live::EventShadow>,
+    /// Per (process, signal), the siginfo of the sigqueues a replay going live sent again.
+    resent_info: HashMap<(u32, i32), VecDeque<libc::siginfo_t>>,
     /// Per process, the siginfo of the SIGCHLD sent by [`Recorder::quiet_ended`], given to its
     /// delivery stop in place of the kernel's (which names the tracer as the sender).
     chld_info: HashMap<u32, libc::siginfo_t>,
@@ -526,6 +536,7 @@ impl<'a> Recorder<'a> {
             deferred_real: HashMap::new(),
             made_real: crate::live::MadeReal::new(),
             eventfds: HashMap::new(),
+            resent_info: HashMap::new(),
             chld_info: HashMap::new(),
         }
     }
@@ -906,8 +917,20 @@ impl Recorder<'_> {
     /// [`Recorder::quiet_ended`] sent, the one the kernel would have given (set in the kernel
     /// too, for a signal delivered now).
     fn incoming_info(&mut self, t: &Stopped, sig: Sig) -> Option<libc::siginfo_t> {
+        let proc = self.tasks.get(&t.pid()).map(|t| t.proc).unwrap_or(u32::MAX);
+        if !self.resent_info.is_empty() {
+            // A sigqueue replay sent again: the kernel zeroed its si_pid (the tracer is outside
+            // the namespace); it gets the program's siginfo back.
+            // SAFETY: SI_QUEUE says the siginfo has si_pid.
+            let resent = t.siginfo().ok().is_some_and(|si| si.si_code == libc::SI_QUEUE && unsafe { si.si_pid() } == 0);
+            if let Some(info) =
+                self.resent_info.get_mut(&(proc, sig.raw())).filter(|_| resent).and_then(VecDeque::pop_front)
+            {
+                let _ = t.set_siginfo(&info);
+                return Some(info);
+            }
+        }
         if sig == Sig::SIGCHLD {
-            let proc = self.tasks.get(&t.pid()).map(|t| t.proc).unwrap_or(u32::MAX);
             // SAFETY: si_pid is a field of the siginfo of every kill(), which SI_USER says it is.
             let from_tracer =
                 t.siginfo().ok().is_some_and(|si| si.si_code == libc::SI_USER && unsafe { si.si_pid() } == 0);
@@ -2061,6 +2084,11 @@ pub(crate) struct Held {
     pub sig: Sig,
     /// Its siginfo, given back at the delivery stop of the re-sent signal.
     pub info: Option<libc::siginfo_t>,
+}
+
+/// Whether delivering `sig` to `pid` would do nothing (ignored, or ignored by default).
+pub(crate) fn has_no_effect(pid: Pid, sig: Sig) -> bool {
+    matches!(disposition(pid, sig), Disposition_::NoEffect)
 }
 
 /// What delivering an asynchronous signal would do.

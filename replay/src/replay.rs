@@ -25,6 +25,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CString, OsStr};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where replayed events come from.
@@ -463,13 +464,22 @@ struct Replayer<'a> {
     sent: Vec<SentSignal>,
     /// Per pipe (inode), the bytes the program wrote into it and has not read: replay runs
     /// neither (their results are logged), so a replay that goes live writes them in.
-    pipes: HashMap<u64, VecDeque<u8>>,
+    pipes: HashMap<u64, Flow>,
     /// The program's eventfds, by the eventfd id of their stand-ins: their counters as the log's
     /// writes and reads leave them (replay runs neither), made again when going live.
     eventfds: HashMap<u64, crate::live::EventShadow>,
     /// Interval timers armed by the program (alarm, setitimer), by (process, which): replay
     /// arms none (the log has their signals), a replay that goes live arms them.
     itimers: HashMap<(u32, i32), Itimer>,
+}
+
+/// The bytes in flight in one of the program's pipes (see `Replayer::pipes`).
+#[derive(Default)]
+struct Flow {
+    queue: VecDeque<u8>,
+    /// Bytes read before the write that brought them was logged (a blocking write bigger
+    /// than the pipe's room completes after its reader took part of it): taken off that write.
+    debt: usize,
 }
 
 /// An interval timer as the program last set it, and the log position then.
@@ -1752,7 +1762,9 @@ impl Replayer<'_> {
             && !socket
             && self.fds_of(vtid).kind(args[0] as i64) == FdKind::External
         {
-            self.follow_pipes(&t, spec, args, s.ret as usize)?;
+            if !self.pipes.is_empty() {
+                self.follow_pipes(&t, spec, args, s.ret as usize)?;
+            }
             self.follow_eventfd(&t, spec, args, s.ret)?;
         }
         let t = match s.disposition() {
@@ -1899,10 +1911,23 @@ impl Replayer<'_> {
         }
         self.follow_sockets(&t, vtid, spec, args, &s)?;
         self.follow_files(&t, vtid, spec, args, &s)?;
+        if matches!(i64::from(spec.nr), libc::SYS_pipe | libc::SYS_pipe2) && s.ret == 0 {
+            if let Some((ino, _)) = s.new_fds.first().and_then(|nf| crate::live::pipe_of(t.pid().as_raw(), nf.fd)) {
+                self.pipes.insert(ino, Flow::default());
+            }
+        }
         if matches!(i64::from(spec.nr), libc::SYS_eventfd | libc::SYS_eventfd2) && s.ret >= 0 {
             let flags = if i64::from(spec.nr) == libc::SYS_eventfd2 { args[1] as i32 } else { 0 };
             if let Some(id) = crate::live::eventfd_id(t.pid().as_raw(), s.ret as i32) {
                 self.eventfds.insert(id, crate::live::EventShadow { count: args[0] & 0xffff_ffff, flags });
+            }
+        } else if s.disposition() == Disposition::Placeholder && !self.eventfds.is_empty() {
+            // Another stand-in (all are eventfds) may take the id of a closed eventfd of the
+            // program's: that one is gone.
+            for nf in &s.new_fds {
+                if let Some(id) = crate::live::eventfd_id(t.pid().as_raw(), nf.fd) {
+                    self.eventfds.remove(&id);
+                }
             }
         }
         Ok(t)
@@ -1981,7 +2006,8 @@ impl Replayer<'_> {
     /// (the writer may have closed its end or ended: natively the bytes stay in the pipe).
     fn refill_pipes(&mut self, procs: &[u32]) {
         use std::io::Write as _;
-        for (ino, bytes) in self.pipes.drain().filter(|(_, b)| !b.is_empty()) {
+        for (ino, flow) in self.pipes.drain().filter(|(_, f)| !f.queue.is_empty()) {
+            let bytes = flow.queue;
             let mut reader = None;
             for proc in procs {
                 let Some(tgid) = self.tasks.get(proc).map(|t| t.tid.as_raw()) else { continue };
@@ -1998,8 +2024,11 @@ impl Replayer<'_> {
             // None: nobody can read them any more.
             let Some((tgid, fd)) = reader else { continue };
             let (data, _) = bytes.as_slices();
+            // Non-blocking: the pipe is empty here, but a program may have enlarged it at record
+            // (F_SETPIPE_SZ is not run at replay); what does not fit is lost, with a warning.
             let written = std::fs::OpenOptions::new()
                 .write(true)
+                .custom_flags(libc::O_NONBLOCK)
                 .open(format!("/proc/{tgid}/fd/{fd}"))
                 .and_then(|mut w| w.write_all(data).and_then(|()| w.write_all(bytes.as_slices().1)));
             match written {
@@ -2042,9 +2071,12 @@ impl Replayer<'_> {
             _ => return Ok(()),
         };
         let Some((ino, _)) = crate::live::pipe_of(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
-        let queue = self.pipes.entry(ino).or_default();
+        // Only pipes the program made with pipe/pipe2 (a socketpair's stand-in is a pipe too).
+        let Some(flow) = self.pipes.get_mut(&ino) else { return Ok(()) };
         if !writes {
-            queue.drain(..n.min(queue.len()));
+            let had = flow.queue.len();
+            flow.queue.drain(..n.min(had));
+            flow.debt += n.saturating_sub(had);
             return Ok(());
         }
         let pieces: Vec<(u64, usize)> = if vectored {
@@ -2064,7 +2096,10 @@ impl Replayer<'_> {
             if take == 0 {
                 break;
             }
-            queue.extend(t.read(base, take)?);
+            let bytes = t.read(base, take)?;
+            let paid = flow.debt.min(bytes.len());
+            flow.debt -= paid;
+            flow.queue.extend(&bytes[paid..]);
             left -= take;
         }
         Ok(())
@@ -2140,8 +2175,19 @@ impl Replayer<'_> {
         }
         let info = info_at.and_then(|p| t.read(p, ft_interposer::tracee::SIGINFO_SIZE).ok());
         let info = info.as_deref().and_then(ft_interposer::tracee::siginfo_from_bytes);
+        // A signal that does nothing to its target is not logged when it arrives: not a send
+        // to follow (its disposition is real at replay: sigaction runs).
+        let effect = |this: &Self, ns: i32| {
+            let task = this.tasks.iter().find(|(v, _)| this.ids.get(v).map(|i| i.0) == Some(ns));
+            match (task, Sig::new(sig)) {
+                (Some((_, task)), Some(s)) => !crate::record::has_no_effect(task.tid, s),
+                _ => true,
+            }
+        };
         if target > 0 {
-            self.sent.push(SentSignal { at, target, thread, sig, info });
+            if effect(self, target) {
+                self.sent.push(SentSignal { at, target, thread, sig, info });
+            }
             return;
         }
         // kill(0 or -pgid): one send to each process of the group (real at replay: setpgid runs).
@@ -2166,7 +2212,9 @@ impl Replayer<'_> {
             .filter_map(|(v, _)| self.ids.get(v).map(|i| i.0))
             .collect();
         for target in members {
-            self.sent.push(SentSignal { at, target, thread: false, sig, info });
+            if effect(self, target) {
+                self.sent.push(SentSignal { at, target, thread: false, sig, info });
+            }
         }
     }
 
@@ -2175,7 +2223,11 @@ impl Replayer<'_> {
     /// kernel merges them; a real-time one by one delivery each), if its target still runs. A
     /// sigqueue goes with its siginfo; a kill is a kill from outside the program's namespace
     /// (si_pid 0). SIGKILL and SIGSTOP are left out (the log shows their effect).
-    fn resend_pending(&mut self) -> Result<()> {
+    /// Returns (process, signal, siginfo) of each sigqueue sent again: the kernel zeroes si_pid
+    /// for a sender outside the program's PID namespace, so the recorder gives the signal its
+    /// siginfo at its delivery stop.
+    fn resend_pending(&mut self) -> Result<Vec<(u32, i32, libc::siginfo_t)>> {
+        let mut queued = Vec::new();
         let mut used = vec![false; self.source.taken.len()];
         let in_target = |task: u32, s: &SentSignal, ids: &HashMap<u32, (i32, u32)>| {
             let (tid, proc) = ids.get(&task).copied().unwrap_or((0, u32::MAX));
@@ -2243,9 +2295,11 @@ impl Replayer<'_> {
             };
             if r != 0 {
                 slog::warn!(self.log, "going live: could not send a pending signal again"; "signal" => s.sig, "task" => v);
+            } else if let Some(info) = s.info.filter(|i| i.si_code < 0) {
+                queued.push((t.proc, s.sig, info));
             }
         }
-        Ok(())
+        Ok(queued)
     }
 
     /// The log says this wait reaped `b`, a child forked at replay: reaps it for real (wait4 with
@@ -2381,7 +2435,7 @@ impl Replayer<'_> {
                 }
             }
         }
-        self.resend_pending()?;
+        let resent = self.resend_pending()?;
         let mut tasks = Vec::new();
         let vtids: Vec<u32> = self.tasks.keys().copied().collect();
         for v in vtids {
@@ -2460,6 +2514,7 @@ impl Replayer<'_> {
             deferred,
             made,
             eventfds: std::mem::take(&mut self.eventfds),
+            resent,
         })
     }
 
