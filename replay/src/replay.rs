@@ -1911,6 +1911,13 @@ impl Replayer<'_> {
         }
         self.follow_sockets(&t, vtid, spec, args, &s)?;
         self.follow_files(&t, vtid, spec, args, &s)?;
+        self.follow_new_pipes_and_eventfds(&t, spec, args, &s);
+        Ok(t)
+    }
+
+    /// Registers the pipes and eventfds the program makes (see `pipes`, `eventfds`), and forgets
+    /// an eventfd whose stand-in id another stand-in takes.
+    fn follow_new_pipes_and_eventfds(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], s: &Syscall) {
         if matches!(i64::from(spec.nr), libc::SYS_pipe | libc::SYS_pipe2) && s.ret == 0 {
             if let Some((ino, _)) = s.new_fds.first().and_then(|nf| crate::live::pipe_of(t.pid().as_raw(), nf.fd)) {
                 self.pipes.insert(ino, Flow::default());
@@ -1930,7 +1937,6 @@ impl Replayer<'_> {
                 }
             }
         }
-        Ok(t)
     }
 
     /// Learns which files outside the data directory the program has open (they are stand-ins
