@@ -1,6 +1,7 @@
 //! ft-libos: ftexec's model of the outside world.
 //!
-//! - [`table`]: one declarative entry per x86-64 syscall (class, checked arguments, memory written);
+//! - [`table`]: one declarative entry per x86-64 syscall (class, checked arguments, memory written),
+//!   with its effects on the modelled process state grouped in [`effect`];
 //! - [`policy`]: the decision at each stop, from the table, the [`fd`] model and path facts;
 //! - [`proto`]: the event and header types (protobuf), and [`log`]: the log file format;
 //! - [`digest`]: content digests of buffers, files and the data directory;
@@ -13,6 +14,7 @@
 pub mod batch;
 pub mod clock;
 pub mod digest;
+pub mod effect;
 pub mod fd;
 pub mod log;
 pub mod policy;

@@ -74,7 +74,7 @@ pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> 
         }
         Special::Clone => return Action::Clone,
         Special::Exec => return Action::Exec,
-        Special::None | Special::Exit | Special::Close | Special::SigMask => {}
+        Special::None | Special::Exit | Special::Close | Special::SigMask | Special::RestartSyscall => {}
     }
     match spec.class {
         Class::Deterministic => Action::Pass,
@@ -115,40 +115,38 @@ pub fn new_fds(
         return Vec::new();
     }
     let dup_of = |src: u64| fds.kind(src as i32 as i64);
-    match spec.new_fd {
-        NewFd::None if spec.special == Special::Fcntl => {
-            let cmd = args[1] as i32;
-            if cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
-                vec![(ret as i32, dup_of(args[0]))]
-            } else {
-                Vec::new()
-            }
-        }
-        NewFd::None => Vec::new(),
+    match spec.fds.creates {
+        NewFd::DupCmd if duplicates(args) => vec![(ret as i32, dup_of(args[0]))],
+        NewFd::None | NewFd::DupCmd => Vec::new(),
         NewFd::Ret => vec![(ret as i32, fresh)],
         NewFd::Dup(i) => vec![(ret as i32, dup_of(args[i as usize]))],
         NewFd::Pair(_) => pair.map(|p| vec![(p[0], fresh), (p[1], fresh)]).unwrap_or_default(),
+        // Received fds are not followed yet (issue 16): nothing is known of them here.
+        NewFd::Rights => Vec::new(),
     }
 }
 
-/// Whether `spec` creates fds at all (so the recorder must look at its result).
+/// fcntl(fd, F_DUPFD or F_DUPFD_CLOEXEC, min).
+fn duplicates(args: &[u64; 6]) -> bool {
+    matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC)
+}
+
+/// Whether `spec` called with `args` creates fds that the recorder must look at in its result.
 pub fn creates_fds(spec: &Spec, args: &[u64; 6]) -> bool {
-    match spec.new_fd {
-        NewFd::None => {
-            spec.special == Special::Fcntl && matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC)
-        }
-        _ => true,
+    match spec.fds.creates {
+        NewFd::None | NewFd::Rights => false,
+        NewFd::DupCmd => duplicates(args),
+        NewFd::Ret | NewFd::Dup(_) | NewFd::Pair(_) => true,
     }
 }
 
-/// Whether syscall `nr` installs a temporary signal mask while it waits (sigsuspend, ppoll,
-/// pselect6, epoll_pwait, epoll_pwait2): a caught signal that the current mask blocks may be
-/// what it waits for, so the recorder hands it to the kernel there instead of holding it.
-pub fn waits_with_temporary_sigmask(nr: u32) -> bool {
-    matches!(
-        i64::from(nr),
-        libc::SYS_rt_sigsuspend | libc::SYS_ppoll | libc::SYS_pselect6 | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2
-    )
+/// The fds `spec` called with `args` creates duplicate another fd (dup, dup2, dup3, F_DUPFD).
+pub fn duplicates_fd(spec: &Spec, args: &[u64; 6]) -> bool {
+    match spec.fds.creates {
+        NewFd::Dup(_) => true,
+        NewFd::DupCmd => duplicates(args),
+        NewFd::None | NewFd::Rights | NewFd::Ret | NewFd::Pair(_) => false,
+    }
 }
 
 /// Lexically normalizes `path` against `base` (no symlinks are followed).

@@ -7,7 +7,14 @@
 //! an fd the syscall creates. Nothing else in ftexec matches on syscall numbers for policy; the
 //! handful of irregular syscalls (fcntl, ioctl, mmap, prctl) name a [`Special`] here.
 //!
-//! The man-page signature of each syscall is the comment beside its entry.
+//! The man-page signature of each syscall is the comment beside its entry. What a syscall
+//! changes in the process state (fds, streams, signals, timers, tasks) is declared in the groups
+//! of [`crate::effect`].
+
+pub use crate::effect::{
+    CloneKind, Closes, FdEffect, FlagsArg, Follow, Interrupted, Live, MaskAt, NewFd, Object, Send, SigEffect, Sleep,
+    Stream, Target, TaskEffect, TempMask, Timer, Wait,
+};
 
 /// How a syscall is treated. See DESIGN.md, "The event model".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,13 +73,16 @@ pub enum Exec {
 pub enum CopyOp {
     /// read/recvfrom of a socket, with MSG_DONTWAIT: data or EOF there, or EAGAIN on a
     /// non-blocking socket. A blocking socket with nothing to read waits in the tracee.
-    Recv,
+    /// `flags`: the argument with the MSG_* flags; `addr`: the source address argument (a
+    /// call that asks for one is left to the tracee).
+    Recv { flags: Option<u8>, addr: Option<u8> },
     /// write/writev/sendto of a socket: sent at once when nothing is replicated (a log file),
     /// or queued and released when the log before it is committed (output commit without
-    /// stopping the program).
-    Send,
+    /// stopping the program). `flags` and `addr` as for `Recv` (a destination address).
+    Send { flags: Option<u8>, addr: Option<u8> },
     /// epoll_wait with events ready now; with none ready and a timeout, it waits in the tracee.
-    EpollWait,
+    /// `mask`: the argument of epoll_pwait's signal mask (a call with one is left to the tracee).
+    EpollWait { mask: Option<u8> },
 }
 
 /// How many bytes a memory write covers.
@@ -128,18 +138,6 @@ pub enum Input {
     Msghdr(u8),
 }
 
-/// Which new fds a syscall creates (so the fd model can follow the fd table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NewFd {
-    None,
-    /// The return value is a new fd.
-    Ret,
-    /// The return value is a new fd that duplicates the fd in argument i.
-    Dup(u8),
-    /// Two fds written as int[2] at argument i (pipe, socketpair).
-    Pair(u8),
-}
-
 /// Syscalls whose treatment depends on an argument in a way the generic fields cannot express.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Special {
@@ -168,6 +166,9 @@ pub enum Special {
     /// SIG_BLOCK and `set` is not NULL): a caught signal pending while blocked (raise() blocks
     /// every signal around its tgkill) is delivered at its exit, a point replay must find.
     SigMask,
+    /// restart_syscall: continues the syscall a signal interrupted with
+    /// -ERESTART_RESTARTBLOCK; what it writes and how it runs again are that syscall's.
+    RestartSyscall,
 }
 
 /// Argument bit masks for [`Spec::check`].
@@ -196,36 +197,19 @@ pub struct Spec {
     pub fd: Option<u8>,
     /// (dirfd argument, path argument): a path inside the data directory makes it Local.
     pub path: Option<(Option<u8>, u8)>,
-    pub new_fd: NewFd,
     pub exec: Exec,
     pub special: Special,
     /// Replay executes it for its effect on the process (set_tid_address) but injects the
     /// recorded result.
     pub replay_runs: bool,
-    /// What a replica that goes live (failover) needs to know of it.
-    pub live: Live,
-}
-
-/// Going live turns a follower's stand-ins for outside-world fds into real kernel objects: these
-/// syscalls tell which, and how to rebuild them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Live {
-    None,
-    /// Creates an epoll instance: replay stands in a real (empty) one, so that epoll_ctl runs at
-    /// replay and the registrations are in place when the replica goes live.
-    Epoll,
-    /// socket(domain, type, protocol): rebuilt at go-live as a listening socket if it was bound
-    /// and listening, otherwise as a socket whose peer has closed.
-    Socket,
-    /// Creates a connection (accept; accept4 with its flags in argument i): at go-live a socket
-    /// whose peer has closed (the client's connection died with the old leader).
-    Accepted(Option<u8>),
-    /// setsockopt(fd, level, name, value, len): replayed on the rebuilt socket.
-    SockOpt,
-    /// bind(fd, addr, len): the address the rebuilt socket binds.
-    Bind,
-    /// listen(fd, backlog).
-    Listen,
+    /// What it does to the fd table.
+    pub fds: FdEffect,
+    /// Streams, signals sent, timers armed, sockets rebuilt at go-live.
+    pub follow: Follow,
+    /// Temporary signal masks, restarts, signals taken.
+    pub signals: SigEffect,
+    /// Tasks created or reaped.
+    pub task: TaskEffect,
 }
 
 const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
@@ -238,11 +222,13 @@ const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
         writes: &[],
         fd: None,
         path: None,
-        new_fd: NewFd::None,
         exec: Exec::Tracee,
         special: Special::None,
         replay_runs: false,
-        live: Live::None,
+        fds: FdEffect::NONE,
+        follow: Follow::NONE,
+        signals: SigEffect::NONE,
+        task: TaskEffect::NONE,
     }
 }
 
@@ -299,10 +285,6 @@ impl Spec {
         self.input = Input::Path(i);
         self
     }
-    const fn new_fd(mut self, n: NewFd) -> Self {
-        self.new_fd = n;
-        self
-    }
     const fn tracer(mut self) -> Self {
         self.exec = Exec::Tracer;
         self
@@ -320,20 +302,56 @@ impl Spec {
         self
     }
     const fn live(mut self, l: Live) -> Self {
-        self.live = l;
+        self.follow.live = l;
         self
     }
-
-    /// The argument whose SOCK_NONBLOCK (or EFD_NONBLOCK) bit makes the new fd non-blocking
-    /// (socket, accept4, eventfd2).
-    pub fn nonblock_arg(&self) -> Option<usize> {
-        match self.live {
-            Live::Socket => Some(1),
-            Live::Accepted(i) => i.map(usize::from),
-            // eventfd2(initval, flags): EFD_NONBLOCK is O_NONBLOCK
-            _ if self.nr == 290 => Some(1),
-            _ => None,
-        }
+    const fn creates(mut self, n: NewFd) -> Self {
+        self.fds.creates = n;
+        self
+    }
+    const fn closes(mut self, c: Closes) -> Self {
+        self.fds.closes = c;
+        self
+    }
+    const fn object(mut self, o: Object) -> Self {
+        self.fds.object = o;
+        self
+    }
+    const fn flags(mut self, f: FlagsArg) -> Self {
+        self.fds.flags = f;
+        self
+    }
+    const fn stream(mut self, s: Stream) -> Self {
+        self.follow.stream = s;
+        self
+    }
+    const fn sends(mut self, target: Target, sig: u8, info: Option<u8>) -> Self {
+        self.follow.sends = Some(Send { target, sig, info });
+        self
+    }
+    const fn timer(mut self, t: Timer) -> Self {
+        self.follow.timer = t;
+        self
+    }
+    const fn mask(mut self, at: MaskAt, interrupted: Interrupted) -> Self {
+        self.signals.mask = Some(TempMask { at, interrupted });
+        self
+    }
+    const fn restart(mut self, s: Sleep) -> Self {
+        self.signals.restart = Some(s);
+        self
+    }
+    const fn takes_signal(mut self) -> Self {
+        self.signals.takes = true;
+        self
+    }
+    const fn clone_kind(mut self, c: CloneKind) -> Self {
+        self.task.clone = c;
+        self
+    }
+    const fn wait(mut self, w: Wait) -> Self {
+        self.task.wait = Some(w);
+        self
     }
 
     /// Whether argument `i` is compared at replay.
@@ -344,6 +362,11 @@ impl Spec {
 
 use libc::{ENOSYS, EPERM};
 use Len::*;
+
+/// The result of a wait with a temporary mask that a handled signal interrupted (ppoll,
+/// pselect6), before the kernel turns it into EINTR.
+const ERESTARTNOHAND: i64 = -514;
+const EINTR_RET: i64 = -(libc::EINTR as i64);
 
 const SIZEOF_STAT: u32 = 144;
 const SIZEOF_TIMESPEC: u32 = 16;
@@ -372,13 +395,13 @@ const NEWER: &str = "not supported yet by ftexec; ENOSYS lets programs fall back
 #[rustfmt::skip]
 pub static TABLE: &[Spec] = &[
     // ssize_t read(int fd, void *buf, size_t count)
-    rec(0, "read").fd(0).check(A0 | A2).w(&[w(1, Ret)]).copy(CopyOp::Recv),
+    rec(0, "read").fd(0).check(A0 | A2).w(&[w(1, Ret)]).copy(CopyOp::Recv { flags: None, addr: None }).stream(Stream::Read { vectored: false }),
     // ssize_t write(int fd, const void *buf, size_t count)
-    out(1, "write").fd(0).check(A0 | A2).input(Input::Buf(1, 2)).copy(CopyOp::Send),
+    out(1, "write").fd(0).check(A0 | A2).input(Input::Buf(1, 2)).copy(CopyOp::Send { flags: None, addr: None }).stream(Stream::Write { vectored: false }),
     // int open(const char *path, int flags, mode_t mode)
-    rec(2, "open").path(0).check(A1).new_fd(NewFd::Ret),
+    rec(2, "open").path(0).check(A1).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::Arg(1)),
     // int close(int fd)
-    Spec { special: Special::Close, ..det(3, "close") },
+    Spec { special: Special::Close, ..det(3, "close") }.closes(Closes::Arg(0)),
     // int stat(const char *path, struct stat *st)
     rec(4, "stat").input(Input::Path(0)).w(&[w(1, Fixed(SIZEOF_STAT))]),
     // int fstat(int fd, struct stat *st)
@@ -388,7 +411,7 @@ pub static TABLE: &[Spec] = &[
     // int poll(struct pollfd *fds, nfds_t nfds, int timeout)
     rec(7, "poll").check(A1).w(&[w(0, ArgTimes(1, 8))]),
     // off_t lseek(int fd, off_t offset, int whence)
-    rec(8, "lseek").fd(0).check(A0 | A1 | A2),
+    rec(8, "lseek").fd(0).check(A0 | A1 | A2).stream(Stream::Seek),
     // void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     // Anonymous mappings are allowed by the filter; file mappings stop here.
     det(9, "mmap").fd(4).check(A1 | A2 | A3 | A4 | A5).special(Special::Mmap),
@@ -411,13 +434,13 @@ pub static TABLE: &[Spec] = &[
     // ssize_t pwrite64(int fd, const void *buf, size_t count, off_t off)
     out(18, "pwrite64").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)),
     // ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
-    rec(19, "readv").fd(0).check(A0 | A2).w(&[w(1, Iov(2))]),
+    rec(19, "readv").fd(0).check(A0 | A2).w(&[w(1, Iov(2))]).stream(Stream::Read { vectored: true }),
     // ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
-    out(20, "writev").fd(0).check(A0 | A2).input(Input::Iov(1, 2)).copy(CopyOp::Send),
+    out(20, "writev").fd(0).check(A0 | A2).input(Input::Iov(1, 2)).copy(CopyOp::Send { flags: None, addr: None }).stream(Stream::Write { vectored: true }),
     // int access(const char *path, int mode)
     rec(21, "access").input(Input::Path(0)).check(A1),
     // int pipe(int fds[2])
-    rec(22, "pipe").new_fd(NewFd::Pair(0)).w(&[w(0, Fixed(8))]),
+    rec(22, "pipe").creates(NewFd::Pair(0)).object(Object::Pipe).w(&[w(0, Fixed(8))]),
     // int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
     rec(23, "select").check(A0).w(&[w(1, FdSet(0)), w(2, FdSet(0)), w(3, FdSet(0)), w(4, Fixed(16))]),
     // int sched_yield(void)
@@ -434,39 +457,39 @@ pub static TABLE: &[Spec] = &[
     no(30, "shmat", ENOSYS, SYSV),
     no(31, "shmctl", ENOSYS, SYSV),
     // int dup(int fd)
-    loc(32, "dup").check(A0).new_fd(NewFd::Dup(0)),
+    loc(32, "dup").check(A0).creates(NewFd::Dup(0)).object(Object::Same),
     // int dup2(int old, int new)
-    loc(33, "dup2").check(A0 | A1).new_fd(NewFd::Dup(0)),
+    loc(33, "dup2").check(A0 | A1).creates(NewFd::Dup(0)).object(Object::Same).closes(Closes::Arg(1)),
     // int pause(void)
     rec(34, "pause"),
     // int nanosleep(const struct timespec *req, struct timespec *rem)
-    rec(35, "nanosleep").w(&[w(1, Fixed(SIZEOF_TIMESPEC))]),
+    rec(35, "nanosleep").w(&[w(1, Fixed(SIZEOF_TIMESPEC))]).restart(Sleep { req: 0, rem: 1, abs: None }),
     // int getitimer(int which, struct itimerval *cur)
     rec(36, "getitimer").check(A0).w(&[w(1, Fixed(SIZEOF_ITIMERVAL))]),
     // unsigned alarm(unsigned seconds)
-    rec(37, "alarm").check(A0),
+    rec(37, "alarm").check(A0).timer(Timer::Alarm { secs: 0 }),
     // int setitimer(int which, const struct itimerval *new, struct itimerval *old)
-    rec(38, "setitimer").check(A0).w(&[w(2, Fixed(SIZEOF_ITIMERVAL))]),
+    rec(38, "setitimer").check(A0).w(&[w(2, Fixed(SIZEOF_ITIMERVAL))]).timer(Timer::Itimer { which: 0, new: 1 }),
     // pid_t getpid(void)
     rec(39, "getpid"),
     // ssize_t sendfile(int out, int in, off_t *off, size_t count)
     no(40, "sendfile", ENOSYS, "copies between two fds in the kernel; programs fall back to read/write"),
     // int socket(int domain, int type, int protocol)
-    rec(41, "socket").check(A0 | A1 | A2).new_fd(NewFd::Ret).live(Live::Socket),
+    rec(41, "socket").check(A0 | A1 | A2).creates(NewFd::Ret).object(Object::Socket).flags(FlagsArg::Arg(1)),
     // int connect(int fd, const struct sockaddr *addr, socklen_t len)
     rec(42, "connect").check(A0 | A2).input(Input::Buf(1, 2)),
     // int accept(int fd, struct sockaddr *addr, socklen_t *len)
-    rec(43, "accept").check(A0).new_fd(NewFd::Ret).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]).live(Live::Accepted(None)),
+    rec(43, "accept").check(A0).creates(NewFd::Ret).object(Object::Connection).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
     // ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
-    out(44, "sendto").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)).copy(CopyOp::Send),
+    out(44, "sendto").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)).copy(CopyOp::Send { flags: Some(3), addr: Some(4) }),
     // ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
-    rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]).copy(CopyOp::Recv),
+    rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]).copy(CopyOp::Recv { flags: Some(3), addr: Some(4) }),
     // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     out(46, "sendmsg").fd(0).check(A0 | A2).input(Input::Msghdr(1)),
     // ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
-    rec(47, "recvmsg").fd(0).check(A0 | A2).w(&[w(1, Msghdr)]),
+    rec(47, "recvmsg").fd(0).check(A0 | A2).w(&[w(1, Msghdr)]).creates(NewFd::Rights),
     // int shutdown(int fd, int how)
-    out(48, "shutdown").check(A0 | A1),
+    out(48, "shutdown").check(A0 | A1).stream(Stream::Shutdown),
     // int bind(int fd, const struct sockaddr *addr, socklen_t len)
     rec(49, "bind").check(A0 | A2).input(Input::Buf(1, 2)).live(Live::Bind),
     // int listen(int fd, int backlog)
@@ -476,25 +499,25 @@ pub static TABLE: &[Spec] = &[
     // int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
     rec(52, "getpeername").check(A0).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
     // int socketpair(int domain, int type, int protocol, int sv[2])
-    rec(53, "socketpair").check(A0 | A1 | A2).new_fd(NewFd::Pair(3)).w(&[w(3, Fixed(8))]),
+    rec(53, "socketpair").check(A0 | A1 | A2).creates(NewFd::Pair(3)).object(Object::SocketPair).flags(FlagsArg::Arg(1)).w(&[w(3, Fixed(8))]),
     // int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
     rec(54, "setsockopt").check(A0 | A1 | A2 | A4).input(Input::Buf(3, 4)).live(Live::SockOpt),
     // int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     rec(55, "getsockopt").check(A0 | A1 | A2).w(&[w(3, DerefU32(4)), w(4, Fixed(4))]),
     // long clone(unsigned long flags, void *stack, int *ptid, int *ctid, unsigned long tls)
-    loc(56, "clone").check(A0).special(Special::Clone),
+    loc(56, "clone").check(A0).special(Special::Clone).clone_kind(CloneKind::Clone),
     // pid_t fork(void)
-    loc(57, "fork").special(Special::Clone),
+    loc(57, "fork").special(Special::Clone).clone_kind(CloneKind::Fork),
     // pid_t vfork(void)
-    loc(58, "vfork").special(Special::Clone),
+    loc(58, "vfork").special(Special::Clone).clone_kind(CloneKind::Vfork),
     // int execve(const char *path, char *const argv[], char *const envp[])
     loc(59, "execve").input(Input::Path(0)).special(Special::Exec),
     // void exit(int status)
     Spec { special: Special::Exit, ..det(60, "exit") },
     // pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
-    rec(61, "wait4").check(A0 | A2).w(&[w(1, Fixed(4)), w(3, Fixed(SIZEOF_RUSAGE))]),
+    rec(61, "wait4").check(A0 | A2).w(&[w(1, Fixed(4)), w(3, Fixed(SIZEOF_RUSAGE))]).wait(Wait::Wait4),
     // int kill(pid_t pid, int sig)
-    rec(62, "kill").check(A0 | A1),
+    rec(62, "kill").check(A0 | A1).sends(Target::Process(0), 1, None),
     // int uname(struct utsname *buf)
     rec(63, "uname").tracer().w(&[w(0, Fixed(SIZEOF_UTSNAME))]),
     no(64, "semget", ENOSYS, SYSV),
@@ -506,7 +529,7 @@ pub static TABLE: &[Spec] = &[
     no(70, "msgrcv", ENOSYS, SYSV),
     no(71, "msgctl", ENOSYS, SYSV),
     // int fcntl(int fd, int cmd, ...)
-    rec(72, "fcntl").fd(0).check(A0 | A1).special(Special::Fcntl),
+    rec(72, "fcntl").fd(0).check(A0 | A1).special(Special::Fcntl).creates(NewFd::DupCmd).object(Object::Same),
     // int flock(int fd, int op)
     rec(73, "flock").check(A0 | A1),
     // int fsync(int fd)
@@ -532,7 +555,7 @@ pub static TABLE: &[Spec] = &[
     // int rmdir(const char *path)
     out(84, "rmdir").path(0),
     // int creat(const char *path, mode_t mode)
-    rec(85, "creat").path(0).check(A1).new_fd(NewFd::Ret),
+    rec(85, "creat").path(0).check(A1).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::Const(libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC)),
     // int link(const char *old, const char *new)
     out(86, "link").path(1).input(Input::Paths(0, 1)),
     // int unlink(const char *path)
@@ -619,11 +642,11 @@ pub static TABLE: &[Spec] = &[
     // int rt_sigpending(sigset_t *set, size_t sz)
     rec(127, "rt_sigpending").w(&[w(0, Arg(1))]),
     // int rt_sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *t, size_t sz)
-    rec(128, "rt_sigtimedwait").w(&[w(1, Fixed(SIZEOF_SIGINFO))]),
+    rec(128, "rt_sigtimedwait").w(&[w(1, Fixed(SIZEOF_SIGINFO))]).takes_signal(),
     // int rt_sigqueueinfo(pid_t pid, int sig, siginfo_t *info)
-    rec(129, "rt_sigqueueinfo").check(A1),
+    rec(129, "rt_sigqueueinfo").check(A1).sends(Target::Process(0), 1, Some(2)),
     // int rt_sigsuspend(const sigset_t *mask, size_t sz)
-    rec(130, "rt_sigsuspend"),
+    rec(130, "rt_sigsuspend").mask(MaskAt::Arg(0), Interrupted::Always),
     // int sigaltstack(const stack_t *ss, stack_t *old)
     det(131, "sigaltstack"),
     // int utime(const char *path, const struct utimbuf *times)
@@ -725,7 +748,7 @@ pub static TABLE: &[Spec] = &[
     out(198, "lremovexattr").path(0),
     out(199, "fremovexattr").fd(0).check(A0),
     // int tkill(pid_t tid, int sig)
-    rec(200, "tkill").check(A1),
+    rec(200, "tkill").check(A1).sends(Target::Thread(0), 1, None),
     // time_t time(time_t *t)
     rec(201, "time").tracer().w(&[w(0, Fixed(8))]),
     // long futex(u32 *uaddr, int op, u32 val, const struct timespec *t, u32 *uaddr2, u32 val3)
@@ -746,7 +769,7 @@ pub static TABLE: &[Spec] = &[
     det(211, "get_thread_area"),
     no(212, "lookup_dcookie", ENOSYS, OBSOLETE),
     // int epoll_create(int size)
-    rec(213, "epoll_create").new_fd(NewFd::Ret).live(Live::Epoll),
+    rec(213, "epoll_create").creates(NewFd::Ret).object(Object::Epoll),
     no(214, "epoll_ctl_old", ENOSYS, OBSOLETE),
     no(215, "epoll_wait_old", ENOSYS, OBSOLETE),
     no(216, "remap_file_pages", ENOSYS, OBSOLETE),
@@ -755,14 +778,14 @@ pub static TABLE: &[Spec] = &[
     // pid_t set_tid_address(int *tidptr)
     rec(218, "set_tid_address").replay_runs(),
     // long restart_syscall(void): continues an interrupted sleep, so it blocks like one
-    rec(219, "restart_syscall"),
+    rec(219, "restart_syscall").special(Special::RestartSyscall),
     no(220, "semtimedop", ENOSYS, SYSV),
     // int fadvise64(int fd, off_t off, off_t len, int advice)
     rec(221, "fadvise64").check(A0 | A3),
     // int timer_create(clockid_t clk, struct sigevent *sev, timer_t *id)
     rec(222, "timer_create").check(A0).w(&[w(2, Fixed(4))]),
     // int timer_settime(timer_t id, int flags, const struct itimerspec *new, struct itimerspec *old)
-    rec(223, "timer_settime").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_ITIMERSPEC))]),
+    rec(223, "timer_settime").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_ITIMERSPEC))]).timer(Timer::Posix),
     // int timer_gettime(timer_t id, struct itimerspec *cur)
     rec(224, "timer_gettime").check(A0).w(&[w(1, Fixed(SIZEOF_ITIMERSPEC))]),
     // int timer_getoverrun(timer_t id)
@@ -775,15 +798,15 @@ pub static TABLE: &[Spec] = &[
     // int clock_getres(clockid_t clk, struct timespec *res)
     rec(229, "clock_getres").tracer().check(A0).w(&[w(1, Fixed(SIZEOF_TIMESPEC))]),
     // int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
-    rec(230, "clock_nanosleep").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_TIMESPEC))]),
+    rec(230, "clock_nanosleep").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_TIMESPEC))]).restart(Sleep { req: 2, rem: 3, abs: Some((1, libc::TIMER_ABSTIME as u64)) }),
     // void exit_group(int status)
     Spec { special: Special::Exit, ..det(231, "exit_group") },
     // int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
-    rec(232, "epoll_wait").check(A0 | A2).w(&[w(1, RetTimes(12))]).copy(CopyOp::EpollWait),
+    rec(232, "epoll_wait").check(A0 | A2).w(&[w(1, RetTimes(12))]).copy(CopyOp::EpollWait { mask: None }),
     // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
     rec(233, "epoll_ctl").check(A0 | A1 | A2).replay_runs(),
     // int tgkill(pid_t tgid, pid_t tid, int sig)
-    rec(234, "tgkill").check(A2),
+    rec(234, "tgkill").check(A2).sends(Target::Thread(1), 2, None),
     // int utimes(const char *path, const struct timeval times[2])
     out(235, "utimes").path(0),
     no(236, "vserver", ENOSYS, OBSOLETE),
@@ -801,7 +824,7 @@ pub static TABLE: &[Spec] = &[
     no(245, "mq_getsetattr", ENOSYS, SYSV),
     no(246, "kexec_load", EPERM, ADMIN),
     // int waitid(idtype_t type, id_t id, siginfo_t *info, int options, struct rusage *ru)
-    rec(247, "waitid").check(A0 | A3).w(&[w(2, Fixed(SIZEOF_SIGINFO)), w(4, Fixed(SIZEOF_RUSAGE))]),
+    rec(247, "waitid").check(A0 | A3).w(&[w(2, Fixed(SIZEOF_SIGINFO)), w(4, Fixed(SIZEOF_RUSAGE))]).wait(Wait::Waitid),
     no(248, "add_key", ENOSYS, "kernel keyrings are host state"),
     no(249, "request_key", ENOSYS, "kernel keyrings are host state"),
     no(250, "keyctl", ENOSYS, "kernel keyrings are host state"),
@@ -810,7 +833,7 @@ pub static TABLE: &[Spec] = &[
     // int ioprio_get(int which, int who)
     rec(252, "ioprio_get"),
     // int inotify_init(void)
-    rec(253, "inotify_init").new_fd(NewFd::Ret),
+    rec(253, "inotify_init").creates(NewFd::Ret).object(Object::Inotify),
     // int inotify_add_watch(int fd, const char *path, u32 mask)
     rec(254, "inotify_add_watch").input(Input::Path(1)).check(A0 | A2),
     // int inotify_rm_watch(int fd, int wd)
@@ -818,7 +841,7 @@ pub static TABLE: &[Spec] = &[
     // long migrate_pages(int pid, unsigned long maxnode, ...)
     rec(256, "migrate_pages"),
     // int openat(int dirfd, const char *path, int flags, mode_t mode)
-    rec(257, "openat").path_at(0, 1).check(A2).new_fd(NewFd::Ret),
+    rec(257, "openat").path_at(0, 1).check(A2).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::Arg(2)),
     // int mkdirat(int dirfd, const char *path, mode_t mode)
     out(258, "mkdirat").path_at(0, 1).check(A2),
     // int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev)
@@ -844,9 +867,9 @@ pub static TABLE: &[Spec] = &[
     // int faccessat(int dirfd, const char *path, int mode, int flags)
     rec(269, "faccessat").input(Input::Path(1)).check(A2),
     // int pselect6(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timespec *t, void *sigmask)
-    rec(270, "pselect6").check(A0).w(&[w(1, FdSet(0)), w(2, FdSet(0)), w(3, FdSet(0)), w(4, Fixed(SIZEOF_TIMESPEC))]),
+    rec(270, "pselect6").check(A0).w(&[w(1, FdSet(0)), w(2, FdSet(0)), w(3, FdSet(0)), w(4, Fixed(SIZEOF_TIMESPEC))]).mask(MaskAt::Pselect, Interrupted::Ret(ERESTARTNOHAND)),
     // int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *mask, size_t sz)
-    rec(271, "ppoll").check(A1).w(&[w(0, ArgTimes(1, 8)), w(2, Fixed(SIZEOF_TIMESPEC))]),
+    rec(271, "ppoll").check(A1).w(&[w(0, ArgTimes(1, 8)), w(2, Fixed(SIZEOF_TIMESPEC))]).mask(MaskAt::Arg(3), Interrupted::Ret(ERESTARTNOHAND)),
     no(272, "unshare", EPERM, "namespaces are set up by ftexec, not by the replicated program"),
     // long set_robust_list(struct robust_list_head *head, size_t len)
     det(273, "set_robust_list"),
@@ -862,42 +885,42 @@ pub static TABLE: &[Spec] = &[
     // int utimensat(int dirfd, const char *path, const struct timespec times[2], int flags)
     out(280, "utimensat").path_at(0, 1).check(A3),
     // int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *mask, size_t sz)
-    rec(281, "epoll_pwait").check(A0 | A2).w(&[w(1, RetTimes(12))]).copy(CopyOp::EpollWait),
+    rec(281, "epoll_pwait").check(A0 | A2).w(&[w(1, RetTimes(12))]).copy(CopyOp::EpollWait { mask: Some(4) }).mask(MaskAt::Arg(4), Interrupted::Ret(EINTR_RET)),
     // int signalfd(int fd, const sigset_t *mask, size_t sz)
-    rec(282, "signalfd").new_fd(NewFd::Ret),
+    rec(282, "signalfd").creates(NewFd::Ret).object(Object::SignalFd),
     // int timerfd_create(int clk, int flags)
-    rec(283, "timerfd_create").check(A0 | A1).new_fd(NewFd::Ret),
+    rec(283, "timerfd_create").check(A0 | A1).creates(NewFd::Ret).object(Object::TimerFd).flags(FlagsArg::Arg(1)),
     // int eventfd(unsigned initval)
-    rec(284, "eventfd").check(A0).new_fd(NewFd::Ret),
+    rec(284, "eventfd").check(A0).creates(NewFd::Ret).object(Object::EventFd),
     // int fallocate(int fd, int mode, off_t off, off_t len)
     out(285, "fallocate").fd(0).check(A0 | A1 | A2 | A3),
     // int timerfd_settime(int fd, int flags, const struct itimerspec *new, struct itimerspec *old)
-    rec(286, "timerfd_settime").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_ITIMERSPEC))]),
+    rec(286, "timerfd_settime").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_ITIMERSPEC))]).timer(Timer::Fd),
     // int timerfd_gettime(int fd, struct itimerspec *cur)
     rec(287, "timerfd_gettime").check(A0).w(&[w(1, Fixed(SIZEOF_ITIMERSPEC))]),
     // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
-    rec(288, "accept4").check(A0 | A3).new_fd(NewFd::Ret).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]).live(Live::Accepted(Some(3))),
+    rec(288, "accept4").check(A0 | A3).creates(NewFd::Ret).object(Object::Connection).flags(FlagsArg::Arg(3)).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
     // int signalfd4(int fd, const sigset_t *mask, size_t sz, int flags)
-    rec(289, "signalfd4").new_fd(NewFd::Ret),
+    rec(289, "signalfd4").creates(NewFd::Ret).object(Object::SignalFd).flags(FlagsArg::Arg(3)),
     // int eventfd2(unsigned initval, int flags)
-    rec(290, "eventfd2").check(A0 | A1).new_fd(NewFd::Ret),
+    rec(290, "eventfd2").check(A0 | A1).creates(NewFd::Ret).object(Object::EventFd).flags(FlagsArg::Arg(1)),
     // int epoll_create1(int flags)
-    rec(291, "epoll_create1").check(A0).new_fd(NewFd::Ret).live(Live::Epoll),
+    rec(291, "epoll_create1").check(A0).creates(NewFd::Ret).object(Object::Epoll).flags(FlagsArg::Arg(0)),
     // int dup3(int old, int new, int flags)
-    loc(292, "dup3").check(A0 | A1 | A2).new_fd(NewFd::Dup(0)),
+    loc(292, "dup3").check(A0 | A1 | A2).creates(NewFd::Dup(0)).object(Object::Same).closes(Closes::Arg(1)).flags(FlagsArg::Arg(2)),
     // int pipe2(int fds[2], int flags)
-    rec(293, "pipe2").check(A1).new_fd(NewFd::Pair(0)).w(&[w(0, Fixed(8))]),
+    rec(293, "pipe2").check(A1).creates(NewFd::Pair(0)).object(Object::Pipe).flags(FlagsArg::Arg(1)).w(&[w(0, Fixed(8))]),
     // int inotify_init1(int flags)
-    rec(294, "inotify_init1").new_fd(NewFd::Ret),
+    rec(294, "inotify_init1").creates(NewFd::Ret).object(Object::Inotify).flags(FlagsArg::Arg(0)),
     // ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
     rec(295, "preadv").fd(0).check(A0 | A2 | A3).w(&[w(1, Iov(2))]),
     // ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
     out(296, "pwritev").fd(0).check(A0 | A2 | A3).input(Input::Iov(1, 2)),
     // int rt_tgsigqueueinfo(pid_t tgid, pid_t tid, int sig, siginfo_t *info)
-    rec(297, "rt_tgsigqueueinfo").check(A2),
+    rec(297, "rt_tgsigqueueinfo").check(A2).sends(Target::Thread(1), 2, Some(3)),
     no(298, "perf_event_open", ENOSYS, "performance counters read differently on every run"),
     // int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
-    rec(299, "recvmmsg").fd(0).check(A0 | A2 | A3).w(&[w(1, Mmsghdr)]),
+    rec(299, "recvmmsg").fd(0).check(A0 | A2 | A3).w(&[w(1, Mmsghdr)]).creates(NewFd::Rights),
     no(300, "fanotify_init", EPERM, ADMIN),
     no(301, "fanotify_mark", EPERM, ADMIN),
     // int prlimit64(pid_t pid, int res, const struct rlimit *new, struct rlimit *old)
@@ -929,7 +952,7 @@ pub static TABLE: &[Spec] = &[
     // ssize_t getrandom(void *buf, size_t len, unsigned flags)
     rec(318, "getrandom").tracer().check(A1 | A2).w(&[w(0, Ret)]),
     // int memfd_create(const char *name, unsigned flags): anonymous memory with an fd
-    loc(319, "memfd_create").check(A1).new_fd(NewFd::Ret),
+    loc(319, "memfd_create").check(A1).creates(NewFd::Ret).object(Object::Memfd).flags(FlagsArg::Arg(1)),
     no(320, "kexec_file_load", EPERM, ADMIN),
     no(321, "bpf", EPERM, ADMIN),
     // int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
@@ -959,7 +982,7 @@ pub static TABLE: &[Spec] = &[
     no(335, "uretprobe", ENOSYS, NEWER),
     no(336, "uprobe", ENOSYS, NEWER),
     // int pidfd_send_signal(int pidfd, int sig, siginfo_t *info, unsigned flags)
-    rec(424, "pidfd_send_signal").check(A1),
+    rec(424, "pidfd_send_signal").check(A1).sends(Target::PidFd(0), 1, Some(2)),
     no(425, "io_uring_setup", ENOSYS, URING),
     no(426, "io_uring_enter", ENOSYS, URING),
     no(427, "io_uring_register", ENOSYS, URING),
@@ -970,20 +993,20 @@ pub static TABLE: &[Spec] = &[
     no(432, "fsmount", EPERM, NEWFS),
     no(433, "fspick", EPERM, NEWFS),
     // int pidfd_open(pid_t pid, unsigned flags)
-    rec(434, "pidfd_open").new_fd(NewFd::Ret),
+    rec(434, "pidfd_open").creates(NewFd::Ret).object(Object::PidFd { pid: 0 }),
     // long clone3(struct clone_args *args, size_t size)
-    loc(435, "clone3").special(Special::Clone),
+    loc(435, "clone3").special(Special::Clone).clone_kind(CloneKind::Clone3),
     // int close_range(unsigned first, unsigned last, unsigned flags)
-    Spec { special: Special::Close, ..det(436, "close_range") },
+    Spec { special: Special::Close, ..det(436, "close_range") }.closes(Closes::Range),
     // int openat2(int dirfd, const char *path, struct open_how *how, size_t sz)
-    rec(437, "openat2").path_at(0, 1).check(A3).new_fd(NewFd::Ret),
+    rec(437, "openat2").path_at(0, 1).check(A3).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::OpenHow(2)),
     no(438, "pidfd_getfd", EPERM, FOREIGN),
     // int faccessat2(int dirfd, const char *path, int mode, int flags)
     rec(439, "faccessat2").input(Input::Path(1)).check(A2 | A3),
     // ssize_t process_madvise(int pidfd, const struct iovec *iov, size_t n, int advice, unsigned flags)
     rec(440, "process_madvise"),
     // int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *t, const sigset_t *mask, size_t sz)
-    rec(441, "epoll_pwait2").check(A0 | A2).w(&[w(1, RetTimes(12))]),
+    rec(441, "epoll_pwait2").check(A0 | A2).w(&[w(1, RetTimes(12))]).mask(MaskAt::Arg(4), Interrupted::Ret(EINTR_RET)),
     no(442, "mount_setattr", EPERM, NEWFS),
     no(443, "quotactl_fd", EPERM, ADMIN),
     no(444, "landlock_create_ruleset", ENOSYS, NEWER),
@@ -1087,10 +1110,20 @@ mod tests {
             }
             if s.exec == Exec::Tracer {
                 assert_eq!(s.class, Class::Recorded, "{}: only Recorded syscalls run in the tracer", s.name);
-                assert_eq!(s.new_fd, NewFd::None, "{}: fd-creating syscalls must run in the tracee", s.name);
+                assert_eq!(s.fds.creates, NewFd::None, "{}: fd-creating syscalls must run in the tracee", s.name);
             }
-            if matches!(s.new_fd, NewFd::Ret | NewFd::Pair(_)) {
+            if matches!(s.fds.creates, NewFd::Ret | NewFd::Pair(_)) {
                 assert!(matches!(s.class, Class::Recorded | Class::Local), "{}", s.name);
+                assert_ne!(s.fds.object, Object::None, "{}: a new fd must say what it refers to", s.name);
+            }
+            if matches!(s.fds.creates, NewFd::Dup(_) | NewFd::DupCmd) {
+                assert_eq!(s.fds.object, Object::Same, "{}", s.name);
+            }
+            if s.fds.creates == NewFd::None {
+                assert_eq!(s.fds.object, Object::None, "{}: an object without a new fd", s.name);
+            }
+            if let Some(send) = s.follow.sends {
+                assert!(send.sig < 6 && send.info.is_none_or(|i| i < 6), "{}", s.name);
             }
         }
         // The classes the design names, each with real members.
@@ -1102,5 +1135,95 @@ mod tests {
         assert!(matches!(lookup(334).map(|s| s.class), Some(Class::Emulated(_))));
         assert!(lookup(400).is_none());
         assert!(lookup(u64::MAX).is_none());
+    }
+
+    /// Independent of the table (from the man pages): the syscalls that change state a replica
+    /// must follow. An entry that does it without declaring it, or declares what it does not
+    /// do, fails here; a refused syscall need not declare anything.
+    #[test]
+    fn every_effect_is_declared() {
+        const CREATE_FDS: &[&str] = &[
+            "open",
+            "openat",
+            "openat2",
+            "creat",
+            "dup",
+            "dup2",
+            "dup3",
+            "fcntl",
+            "pipe",
+            "pipe2",
+            "socket",
+            "socketpair",
+            "accept",
+            "accept4",
+            "recvmsg",
+            "recvmmsg",
+            "epoll_create",
+            "epoll_create1",
+            "eventfd",
+            "eventfd2",
+            "signalfd",
+            "signalfd4",
+            "timerfd_create",
+            "inotify_init",
+            "inotify_init1",
+            "memfd_create",
+            "pidfd_open",
+            "pidfd_getfd",
+            "perf_event_open",
+            "fanotify_init",
+            "userfaultfd",
+            "open_by_handle_at",
+            "mq_open",
+            "io_uring_setup",
+            "fsopen",
+            "fspick",
+            "fsmount",
+            "open_tree",
+            "bpf",
+            "memfd_secret",
+            "landlock_create_ruleset",
+            "open_tree_attr",
+        ];
+        const CLOSE_FDS: &[&str] = &["close", "close_range", "dup2", "dup3"];
+        const SEND_SIGNALS: &[&str] =
+            &["kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal"];
+        const ARM_TIMERS: &[&str] = &["alarm", "setitimer", "timer_settime", "timerfd_settime"];
+        const TEMPORARY_MASK: &[&str] = &["rt_sigsuspend", "ppoll", "pselect6", "epoll_pwait", "epoll_pwait2"];
+        const SLEEPS: &[&str] = &["nanosleep", "clock_nanosleep"];
+        const CLONES: &[&str] = &["clone", "fork", "vfork", "clone3"];
+        const WAITS: &[&str] = &["wait4", "waitid"];
+        const STREAMS: &[&str] = &["read", "write", "readv", "writev", "lseek", "shutdown"];
+        let checks: [(&str, &[&str], fn(&Spec) -> bool); 9] = [
+            ("creates fds", CREATE_FDS, |s| s.fds.creates != NewFd::None),
+            ("closes fds", CLOSE_FDS, |s| s.fds.closes != Closes::None),
+            ("sends a signal", SEND_SIGNALS, |s| s.follow.sends.is_some()),
+            ("arms a timer", ARM_TIMERS, |s| s.follow.timer != Timer::None),
+            ("waits with a temporary mask", TEMPORARY_MASK, |s| s.signals.mask.is_some()),
+            ("restarts as a sleep", SLEEPS, |s| s.signals.restart.is_some()),
+            ("creates a task", CLONES, |s| s.task.clone != CloneKind::None && s.special == Special::Clone),
+            ("reaps children", WAITS, |s| s.task.wait.is_some()),
+            ("moves a stream", STREAMS, |s| s.follow.stream != Stream::None),
+        ];
+        let mut missing = Vec::new();
+        for s in TABLE {
+            let refused = matches!(s.class, Class::Refused(_));
+            for (what, names, declared) in &checks {
+                let does = names.contains(&s.name);
+                if does && !refused && !declared(s) {
+                    missing.push(format!("{} {what} but its entry does not declare it", s.name));
+                }
+                if declared(s) && !does {
+                    missing.push(format!("{} declares that it {what}, which the list here does not know", s.name));
+                }
+            }
+        }
+        for names in checks.iter().map(|c| c.1) {
+            for n in names {
+                assert!(TABLE.iter().any(|s| s.name == *n), "{n} is not a syscall name");
+            }
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

@@ -6,6 +6,7 @@
 //! reaps, for real, each child the log says a wait reaped; this module reads that from a
 //! logged wait.
 
+use crate::effect::Wait;
 use crate::proto::MemWrite;
 
 /// Wait for every kind of child, whatever its exit signal (`<linux/wait.h>`).
@@ -23,25 +24,16 @@ pub const CLD_EXITED: i32 = 1;
 pub const CLD_KILLED: i32 = 2;
 pub const CLD_DUMPED: i32 = 3;
 
-/// The register index of the options argument of wait4 / waitid (None for other syscalls).
-pub fn options_arg(nr: u64) -> Option<usize> {
-    match nr {
-        61 => Some(2),  // wait4(pid, status, options, rusage)
-        247 => Some(3), // waitid(idtype, id, info, options, rusage)
-        _ => None,
-    }
-}
-
 /// The pid (as the program sees it) of the child that a logged wait4/waitid reaped: None if
 /// it reaped nothing, reported a stop or a continue, or left the child waitable (WNOWAIT).
-pub fn reaped(nr: u64, args: &[u64], ret: i64, mem: &[MemWrite]) -> Option<i32> {
+pub fn reaped(wait: Wait, args: &[u64], ret: i64, mem: &[MemWrite]) -> Option<i32> {
     let written = |addr: u64, off: usize| -> Option<i32> {
         let m = mem.iter().find(|m| m.addr == addr && addr != 0)?;
         let b = m.data.get(off..off + 4)?;
         Some(i32::from_le_bytes(b.try_into().ok()?))
     };
-    match nr {
-        61 if ret > 0 => {
+    match wait {
+        Wait::Wait4 if ret > 0 => {
             let pid = i32::try_from(ret).ok()?;
             match written(*args.get(1)?, 0) {
                 // WIFSTOPPED / WIFCONTINUED: the child is still there.
@@ -49,7 +41,7 @@ pub fn reaped(nr: u64, args: &[u64], ret: i64, mem: &[MemWrite]) -> Option<i32> 
                 _ => Some(pid),
             }
         }
-        247 if ret == 0 => {
+        Wait::Waitid if ret == 0 => {
             if args.get(3)? & WNOWAIT != 0 {
                 return None;
             }
@@ -64,7 +56,7 @@ pub fn reaped(nr: u64, args: &[u64], ret: i64, mem: &[MemWrite]) -> Option<i32> 
             let pid = written(info, 16)?;
             (pid > 0 && matches!(code, CLD_EXITED | CLD_KILLED | CLD_DUMPED)).then_some(pid)
         }
-        _ => None,
+        Wait::Wait4 | Wait::Waitid => None,
     }
 }
 
@@ -91,17 +83,17 @@ mod tests {
     #[test]
     fn wait4_reaps_an_exit_or_a_death_but_not_a_stop() {
         let exited = mem(0x1000, (7i32 << 8).to_le_bytes().to_vec());
-        assert_eq!(reaped(61, &[u64::MAX, 0x1000, 1, 0], 42, &exited), Some(42));
+        assert_eq!(reaped(Wait::Wait4, &[u64::MAX, 0x1000, 1, 0], 42, &exited), Some(42));
         let killed = mem(0x1000, 9i32.to_le_bytes().to_vec());
-        assert_eq!(reaped(61, &[u64::MAX, 0x1000, 1, 0], 42, &killed), Some(42));
+        assert_eq!(reaped(Wait::Wait4, &[u64::MAX, 0x1000, 1, 0], 42, &killed), Some(42));
         let stopped = mem(0x1000, (0x137f_i32).to_le_bytes().to_vec());
-        assert_eq!(reaped(61, &[u64::MAX, 0x1000, 2, 0], 42, &stopped), None);
+        assert_eq!(reaped(Wait::Wait4, &[u64::MAX, 0x1000, 2, 0], 42, &stopped), None);
         let continued = mem(0x1000, 0xffff_i32.to_le_bytes().to_vec());
-        assert_eq!(reaped(61, &[u64::MAX, 0x1000, 8, 0], 42, &continued), None);
+        assert_eq!(reaped(Wait::Wait4, &[u64::MAX, 0x1000, 8, 0], 42, &continued), None);
         // No status pointer: a reap, as far as the log can tell.
-        assert_eq!(reaped(61, &[u64::MAX, 0, 0, 0], 42, &[]), Some(42));
-        assert_eq!(reaped(61, &[u64::MAX, 0x1000, 1, 0], 0, &[]), None);
-        assert_eq!(reaped(61, &[u64::MAX, 0x1000, 0, 0], -10, &[]), None);
+        assert_eq!(reaped(Wait::Wait4, &[u64::MAX, 0, 0, 0], 42, &[]), Some(42));
+        assert_eq!(reaped(Wait::Wait4, &[u64::MAX, 0x1000, 1, 0], 0, &[]), None);
+        assert_eq!(reaped(Wait::Wait4, &[u64::MAX, 0x1000, 0, 0], -10, &[]), None);
     }
 
     #[test]
@@ -111,17 +103,17 @@ mod tests {
             b.truncate(32);
             mem(0x2000, b)
         };
-        assert_eq!(reaped(247, &[0, 0, 0x2000, 4, 0], 0, &info(CLD_EXITED, 5)), Some(5));
-        assert_eq!(reaped(247, &[0, 0, 0x2000, 4, 0], 0, &info(CLD_KILLED, 5)), Some(5));
-        assert_eq!(reaped(247, &[0, 0, 0x2000, 4 | WNOWAIT, 0], 0, &info(CLD_EXITED, 5)), None);
-        assert_eq!(reaped(247, &[0, 0, 0x2000, 2, 0], 0, &info(5, 5)), None);
+        assert_eq!(reaped(Wait::Waitid, &[0, 0, 0x2000, 4, 0], 0, &info(CLD_EXITED, 5)), Some(5));
+        assert_eq!(reaped(Wait::Waitid, &[0, 0, 0x2000, 4, 0], 0, &info(CLD_KILLED, 5)), Some(5));
+        assert_eq!(reaped(Wait::Waitid, &[0, 0, 0x2000, 4 | WNOWAIT, 0], 0, &info(CLD_EXITED, 5)), None);
+        assert_eq!(reaped(Wait::Waitid, &[0, 0, 0x2000, 2, 0], 0, &info(5, 5)), None);
         // WNOHANG with nothing ready: si_pid 0.
-        assert_eq!(reaped(247, &[0, 0, 0x2000, 4 | 1, 0], 0, &info(0, 0)), None);
-        assert_eq!(reaped(247, &[0, 0, 0x2000, 4, 0], 0, &[]), None);
+        assert_eq!(reaped(Wait::Waitid, &[0, 0, 0x2000, 4 | 1, 0], 0, &info(0, 0)), None);
+        assert_eq!(reaped(Wait::Waitid, &[0, 0, 0x2000, 4, 0], 0, &[]), None);
         // No infop: only a P_PID wait for exits names its child.
-        assert_eq!(reaped(247, &[P_PID, 9, 0, 4, 0], 0, &[]), Some(9));
-        assert_eq!(reaped(247, &[P_PID, 9, 0, 4 | WSTOPPED, 0], 0, &[]), None);
-        assert_eq!(reaped(247, &[0, 0, 0, 4, 0], 0, &[]), None);
+        assert_eq!(reaped(Wait::Waitid, &[P_PID, 9, 0, 4, 0], 0, &[]), Some(9));
+        assert_eq!(reaped(Wait::Waitid, &[P_PID, 9, 0, 4 | WSTOPPED, 0], 0, &[]), None);
+        assert_eq!(reaped(Wait::Waitid, &[0, 0, 0, 4, 0], 0, &[]), None);
     }
 
     #[test]

@@ -60,11 +60,13 @@ pub(crate) struct Deferred {
 pub(crate) struct ProcWork {
     /// Interval timers to arm (which, struct itimerval: interval s, µs, value s, µs).
     pub timers: Vec<(i32, [i64; 4])>,
+    /// Pidfds that pidfd_open made (stand-ins at replay): (fd, pid as the program sees it).
+    pub pidfds: Vec<(i32, i32)>,
 }
 
 impl ProcWork {
     fn is_empty(&self) -> bool {
-        self.timers.is_empty()
+        self.timers.is_empty() && self.pidfds.is_empty()
     }
 }
 
@@ -82,6 +84,8 @@ enum Stand<'a> {
     Sock(&'a SockShadow),
     File(&'a FileShadow),
     Event(&'a EventShadow),
+    /// A pidfd of this pid (as the program sees it).
+    PidFd(i32),
 }
 
 impl<'a> Stand<'a> {
@@ -241,6 +245,8 @@ pub(crate) fn make_real(
         .iter()
         .map(|(fd, s)| (*fd, Stand::Sock(s)))
         .chain(files.iter().filter(|(fd, _)| !sockets.contains_key(fd)).map(|(fd, f)| (*fd, Stand::File(f))));
+    let pidfds = work.pidfds.iter().filter(|(fd, _)| !sockets.contains_key(fd) && !files.contains_key(fd));
+    let stands = stands.chain(pidfds.map(|(fd, pid)| (*fd, Stand::PidFd(*pid))));
     let mut todo: Vec<(i32, Stand, Option<u64>)> =
         stands.filter(|(fd, _)| is_stand_in(tgid, *fd)).map(|(fd, s)| (fd, s, eventfd_id(tgid, fd))).collect();
     if !eventfds.is_empty() {
@@ -398,6 +404,18 @@ fn rebuild_all(
             take_shared(r, tgid, owner, owner_fd)?
         } else if let Stand::File(f) = stand {
             reopen(r, scratch, tgid, fd, f, log)?
+        } else if let Stand::PidFd(pid) = stand {
+            let new = r.call(libc::SYS_pidfd_open, [*pid as u64, 0, 0, 0, 0, 0])?;
+            if new < 0 {
+                // Natively the pidfd outlives its process; here a process that is gone
+                // cannot be named again.
+                warn!(log, "going live: a pidfd of a process that has ended cannot be made again; /dev/null takes its place"; "fd" => fd, "pid" => *pid);
+                r.write(scratch, b"/dev/null\0")?;
+                r.call(libc::SYS_openat, [libc::AT_FDCWD as i64 as u64, scratch, libc::O_RDONLY as u64, 0, 0, 0])?
+            } else {
+                debug!(log, "going live: pidfd made again"; "fd" => fd, "pid" => *pid);
+                new
+            }
         } else if let Stand::Event(ev) = stand {
             let keep = libc::EFD_SEMAPHORE | libc::EFD_NONBLOCK;
             let new = r.call(libc::SYS_eventfd2, [0, (ev.flags & keep) as u64, 0, 0, 0, 0])?;

@@ -17,7 +17,9 @@ use ft_libos::proto::{
     event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Preempt, Rdtsc,
     Run, Signal, Spawn, Start, Syscall,
 };
-use ft_libos::table::{CopyOp, Emulation, Exec, Len, Refusal, Spec};
+use ft_libos::table::{
+    CloneKind, Closes, CopyOp, Emulation, Exec, Len, NewFd as NewFdEffect, Object, Refusal, Spec, Special, Stream,
+};
 use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{debug, info, warn, Logger};
@@ -303,7 +305,7 @@ pub(crate) fn continue_live(
                 let fds = rec.fds.get(&t.proc).cloned().unwrap_or_default();
                 let action = policy::decide(spec, &args, &fds, false);
                 // A clone gets the registers replay rewrote back; a new image starts with its own.
-                if !matches!(nr as i64, libc::SYS_execve | libc::SYS_execveat) {
+                if spec.special != Special::Exec {
                     rec.restore_args.insert(t.tid);
                 }
                 TState::InKernel(Pending { spec, args, input: Vec::new(), action })
@@ -618,25 +620,28 @@ impl Recorder<'_> {
     /// `Exec::Copy`), when that cannot block or change what the program sees. Returns false
     /// to let the tracee make the syscall itself. The tracee's syscall is skipped.
     fn on_copy(&mut self, t: &Stopped, regs: &mut Regs, spec: &Spec, args: &[u64; 6], op: CopyOp) -> Result<bool> {
-        let nr = i64::from(spec.nr);
-        let flags = if nr == libc::SYS_recvfrom || nr == libc::SYS_sendto { args[3] as i32 } else { 0 };
+        let arg = |i: Option<u8>| i.map_or(0, |i| args[usize::from(i)]);
+        let flags = match op {
+            CopyOp::Recv { flags, .. } | CopyOp::Send { flags, .. } => arg(flags) as i32,
+            CopyOp::EpollWait { .. } => 0,
+        };
         match op {
-            CopyOp::Recv => {
+            CopyOp::Recv { addr, .. } => {
                 // (MSG_TRUNC discards stream data unread: left to the kernel.)
                 let plain = libc::MSG_DONTWAIT | libc::MSG_PEEK | libc::MSG_CMSG_CLOEXEC;
-                if args[2] > MAX_TRACER_BUF || flags & !plain != 0 || (nr == libc::SYS_recvfrom && args[4] != 0) {
+                if args[2] > MAX_TRACER_BUF || flags & !plain != 0 || arg(addr) != 0 {
                     return Ok(false);
                 }
             }
-            CopyOp::Send => {
+            CopyOp::Send { addr, .. } => {
                 let plain = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE;
-                if flags & !plain != 0 || (nr == libc::SYS_sendto && args[4] != 0) {
+                if flags & !plain != 0 || arg(addr) != 0 {
                     return Ok(false);
                 }
             }
-            CopyOp::EpollWait => {
+            CopyOp::EpollWait { mask } => {
                 let max = args[2] as i32;
-                if !(1..=4096).contains(&max) || (nr == libc::SYS_epoll_pwait && args[4] != 0) {
+                if !(1..=4096).contains(&max) || arg(mask) != 0 {
                     return Ok(false);
                 }
             }
@@ -646,7 +651,7 @@ impl Recorder<'_> {
         let mut ev =
             Syscall { nr: spec.nr, args: args.to_vec(), task: self.vtid(pid), in_tracer: true, ..Default::default() };
         let ret = match op {
-            CopyOp::Recv => {
+            CopyOp::Recv { .. } => {
                 let Some(f) = fdcopy::facts(&fd).filter(|f| f.socket) else { return Ok(false) };
                 if !f.nonblocking && fdcopy::sockopt(&fd, libc::SO_RCVLOWAT).unwrap_or(1) > 1 {
                     // A blocking read waits for SO_RCVLOWAT bytes; MSG_DONTWAIT would not.
@@ -669,7 +674,7 @@ impl Recorder<'_> {
                     None => return Ok(false),
                 }
             }
-            CopyOp::EpollWait => {
+            CopyOp::EpollWait { .. } => {
                 // `max` was checked to be 1..=4096 (the kernel reads it as an int).
                 let mut buf = vec![0u8; (args[2] as i32).clamp(1, 4096) as usize * 12];
                 let r = fdcopy::epoll_poll(&fd, &mut buf);
@@ -678,7 +683,7 @@ impl Recorder<'_> {
                 }
                 self.copy_out(t, args[1], &buf[..(r.max(0) as usize * 12).min(buf.len())], r, &mut ev)?
             }
-            CopyOp::Send => {
+            CopyOp::Send { .. } => {
                 // Datagram sockets keep their boundaries and errors in the program.
                 let Some(f) = fdcopy::facts(&fd).filter(|f| f.socket) else { return Ok(false) };
                 if fdcopy::sockopt(&fd, libc::SO_TYPE) != Some(libc::SOCK_STREAM) {
@@ -733,7 +738,7 @@ impl Recorder<'_> {
             }
         };
         // A write's event is an output's (the next output need not wait for it).
-        self.answer(t, regs, ev, ret, op == CopyOp::Send)?;
+        self.answer(t, regs, ev, ret, matches!(op, CopyOp::Send { .. }))?;
         Ok(true)
     }
 
@@ -757,17 +762,17 @@ impl Recorder<'_> {
     /// Before the program closes fds (close, close_range, dup2/dup3 over an open fd): a socket
     /// with replies still queued is drained first, so that our copy does not keep it open (and
     /// in the program's epoll sets) after the program closed it.
-    fn before_close(&mut self, t: &Stopped, nr: i64, args: &[u64; 6]) -> Result<()> {
+    fn before_close(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<()> {
         if self.releaser.as_ref().is_none_or(|r| r.total() == 0) {
             return Ok(());
         }
         const CLOSE_RANGE_CLOEXEC: u64 = 4;
-        let fd = match nr {
-            libc::SYS_close => args[0],
-            libc::SYS_dup2 | libc::SYS_dup3 => args[1],
-            libc::SYS_close_range if args[2] & CLOSE_RANGE_CLOEXEC != 0 => return Ok(()),
+        let fd = match spec.fds.closes {
+            Closes::None => return Ok(()),
+            Closes::Arg(i) => args[usize::from(i)],
+            Closes::Range if args[2] & CLOSE_RANGE_CLOEXEC != 0 => return Ok(()),
             // Rare (closefrom in a child before exec): every queue.
-            _ => return self.drain_outputs(None).map(drop),
+            Closes::Range => return self.drain_outputs(None).map(drop),
         };
         match self.queued_socket(t.pid(), fd) {
             Some(k) => self.drain_outputs(Some(k)).map(drop),
@@ -828,16 +833,11 @@ impl Recorder<'_> {
     /// kernel wrote at the interruption (in its `rem`); an absolute one is the same call; poll
     /// and futex waits get their first timeout again.
     fn adopted_restart(&mut self, t: &Stopped, spec: &Spec) -> Result<()> {
-        if i64::from(spec.nr) != libc::SYS_restart_syscall || !self.adopted_restart.remove(&t.pid()) {
+        if spec.special != Special::RestartSyscall || !self.adopted_restart.remove(&t.pid()) {
             return Ok(());
         }
         let Some(&(orig, orig_args)) = self.restart_of.get(&t.pid()) else { return Ok(()) };
-        let mut a = orig_args;
-        match i64::from(orig.nr) {
-            libc::SYS_nanosleep if a[1] != 0 => a[0] = a[1],
-            libc::SYS_clock_nanosleep if a[1] & libc::TIMER_ABSTIME as u64 == 0 && a[3] != 0 => a[2] = a[3],
-            _ => {}
-        }
+        let a = orig.signals.restart.map_or(orig_args, |sleep| sleep.continued(&orig_args));
         debug!(self.log, "a handed-over restart_syscall runs as its syscall again"; "call" => orig.name);
         let mut regs = t.regs()?;
         regs.rewrite(u64::from(orig.nr), &a);
@@ -847,7 +847,7 @@ impl Recorder<'_> {
     /// A wait4/waitid of a process that has [`Recorder::quiet`] children: `__WALL` added to
     /// its options, so that it sees them (the options register is given back at its exit).
     fn widen_wait(&self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<()> {
-        let Some(i) = ft_libos::wait::options_arg(u64::from(spec.nr)) else { return Ok(()) };
+        let Some(i) = spec.task.wait.map(|w| w.options_arg()) else { return Ok(()) };
         let proc = self.tasks.get(&t.pid()).map(|t| t.proc);
         if args[i] & ft_libos::wait::WALL != 0 || !self.quiet.values().any(|q| Some(q.parent) == proc) {
             return Ok(());
@@ -862,16 +862,17 @@ impl Recorder<'_> {
     /// At the exit of a syscall [`Recorder::before_blocking`] may have changed: the argument
     /// registers as the program set them; after a wait, the quiet children it reaped forgotten.
     fn after_blocking(&mut self, s: &Stopped, p: &Pending) -> Result<()> {
-        let waits = ft_libos::wait::options_arg(u64::from(p.spec.nr)).is_some();
+        let waits = p.spec.task.wait.is_some();
         let adopted = self.restore_args.remove(&s.pid());
-        if !waits && !adopted && i64::from(p.spec.nr) != libc::SYS_restart_syscall {
+        let restart = p.spec.special == Special::RestartSyscall;
+        if !waits && !adopted && !restart {
             return Ok(());
         }
         let mut regs = s.regs()?;
         // An adopted restart_syscall ran as its syscall: it is restart_syscall again at its exit,
         // where a signal delivery is logged with the syscall number (replay has restart_syscall
         // there) and where the kernel restarts it (its restart block is real now).
-        let renamed = i64::from(p.spec.nr) == libc::SYS_restart_syscall && regs.nr() != u64::from(p.spec.nr);
+        let renamed = restart && regs.nr() != u64::from(p.spec.nr);
         if regs.args() != p.args || renamed {
             regs.set_args(&p.args);
             regs.0.orig_rax = u64::from(p.spec.nr);
@@ -1566,8 +1567,8 @@ impl Recorder<'_> {
             *n = if policy::logs_nothing(action) { *n + 1 } else { 0 };
             *n
         };
-        if spec.special == ft_libos::table::Special::Close || matches!(nr as i64, libc::SYS_dup2 | libc::SYS_dup3) {
-            self.before_close(&t, nr as i64, &args)?;
+        if spec.fds.closes != Closes::None {
+            self.before_close(&t, spec, &args)?;
         }
         if let Exec::Copy(op) = spec.exec {
             if matches!(action, Action::Record { .. } | Action::Output { stdio: None })
@@ -1637,7 +1638,8 @@ impl Recorder<'_> {
                 if matches!(action, Action::Output { .. }) {
                     // Replies queued for this socket go first (shutdown, sendmsg, a write the
                     // tracer could not take); other fds do not wait for them.
-                    let fd = spec.fd.map(|i| args[i as usize]).or((nr as i64 == libc::SYS_shutdown).then_some(args[0]));
+                    let stream_fd = (spec.follow.stream != Stream::None).then_some(args[0]);
+                    let fd = spec.fd.map(|i| args[i as usize]).or(stream_fd);
                     if let Some(k) = fd.and_then(|fd| self.queued_socket(pid, fd)) {
                         self.drain_outputs(Some(k))?;
                     }
@@ -1718,7 +1720,7 @@ impl Recorder<'_> {
             ..Default::default()
         };
         let restarted = match self.restart_of.get(&t.pid()) {
-            Some(&(orig, orig_args)) if i64::from(spec.nr) == libc::SYS_restart_syscall => Some((orig, orig_args)),
+            Some(&(orig, orig_args)) if spec.special == Special::RestartSyscall => Some((orig, orig_args)),
             _ => None,
         };
         if ret != ft_libos::signal::ERESTART_RESTARTBLOCK {
@@ -1737,8 +1739,8 @@ impl Recorder<'_> {
         let mut disposition = match action {
             Action::Execute => {
                 ev.out_digest = capture::digest_writes(&capture::read_regions(t, &regions)?);
-                if spec.path.is_some() || spec.new_fd != ft_libos::table::NewFd::None {
-                    fresh = if spec.nr == libc::SYS_memfd_create as u32 { FdKind::Private } else { FdKind::Data };
+                if spec.path.is_some() || spec.fds.creates != NewFdEffect::None {
+                    fresh = if spec.fds.object == Object::Memfd { FdKind::Private } else { FdKind::Data };
                 }
                 Disposition::Execute
             }
@@ -1763,8 +1765,8 @@ impl Recorder<'_> {
         };
         let pid = t.pid();
         if policy::creates_fds(spec, &args) && ret >= 0 {
-            let pair = match spec.new_fd {
-                ft_libos::table::NewFd::Pair(p) => {
+            let pair = match spec.fds.creates {
+                NewFdEffect::Pair(p) => {
                     let b = t.read(args[p as usize], 8)?;
                     Some([i32::from_le_bytes([b[0], b[1], b[2], b[3]]), i32::from_le_bytes([b[4], b[5], b[6], b[7]])])
                 }
@@ -1806,11 +1808,11 @@ impl Recorder<'_> {
         args: &[u64; 6],
         spec: &Spec,
     ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        let flags = match spec.nr as i64 {
-            libc::SYS_open => args[1],
-            libc::SYS_openat => args[2],
-            _ => return Ok(None),
-        } as i32;
+        if spec.fds.object != Object::File {
+            return Ok(None);
+        }
+        let read_word = |addr: u64| t.read(addr, 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+        let Some(flags) = spec.fds.open_flags(args, read_word) else { return Ok(None) };
         let proc_path = format!("/proc/{}/fd/{fd}", t.pid());
         let Ok(md) = std::fs::metadata(&proc_path) else {
             return Ok(None);
@@ -1861,7 +1863,7 @@ impl Recorder<'_> {
         let (free, still): (Vec<Held>, Vec<Held>) =
             std::mem::take(held).into_iter().partition(|h| blocked & h.sig.mask_bit() == 0);
         *held = still;
-        if free.is_empty() && u32::try_from(nr).is_ok_and(policy::waits_with_temporary_sigmask) {
+        if free.is_empty() && lookup(nr).is_some_and(|s| s.signals.mask.is_some()) {
             return Ok(vec![held.remove(0)]);
         }
         Ok(free)
@@ -2146,12 +2148,12 @@ pub(crate) fn let_interrupt_in(t: Stopped) -> ft_interposer::Result<()> {
 /// Whether a clone creates a thread (CLONE_THREAD) rather than a process. clone3 keeps its
 /// flags in struct clone_args, whose first field they are.
 fn is_thread_clone(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
-    let flags = match spec.nr as i64 {
-        libc::SYS_clone => args[0],
-        libc::SYS_clone3 => {
+    let flags = match spec.task.clone {
+        CloneKind::Clone => args[0],
+        CloneKind::Clone3 => {
             t.read(args[0], 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
         }
-        _ => 0,
+        CloneKind::Fork | CloneKind::Vfork | CloneKind::None => 0,
     };
     flags & libc::CLONE_THREAD as u64 != 0
 }

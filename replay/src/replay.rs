@@ -17,7 +17,7 @@ use ft_libos::digest;
 use ft_libos::log::LogReader;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, Spawn, Syscall};
-use ft_libos::table::{Exec, Live, NewFd, Refusal, Spec};
+use ft_libos::table::{CloneKind, Exec, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer};
 use ft_libos::{lookup, FdKind, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{info, Logger};
@@ -311,6 +311,8 @@ fn session<'a>(
         yielded: None,
         born: HashMap::new(),
         restarts: HashMap::new(),
+        pidfds: HashMap::new(),
+        unarmed_timers: HashSet::new(),
         ids: HashMap::new(),
         sent: Vec::new(),
         pipes: HashMap::new(),
@@ -458,6 +460,12 @@ struct Replayer<'a> {
     /// interrupted, until a result other than that: the kernel continues it as
     /// restart_syscall, which a replay that goes live must run as that syscall again.
     restarts: HashMap<u32, (u32, [u64; 6])>,
+    /// The pid (as the program sees it) of each pidfd that pidfd_open made, by (process, fd):
+    /// at replay they are stand-ins, so a pidfd_send_signal's target is known from here.
+    pidfds: HashMap<(u32, i32), i32>,
+    /// The syscalls that armed timers going live cannot arm again (POSIX timers, timerfds),
+    /// named in a warning when it does.
+    unarmed_timers: HashSet<&'static str>,
     /// Every task's (tid as the program sees it, process), dead ones too.
     ids: HashMap<u32, (i32, u32)>,
     /// Signals the program sent (kill, tgkill, sigqueue...), in log order (see [`SentSignal`]).
@@ -1748,7 +1756,7 @@ impl Replayer<'_> {
         let vtid = s.task;
         if s.ret != ft_libos::signal::ERESTART_RESTARTBLOCK {
             self.restarts.remove(&vtid);
-        } else if i64::from(spec.nr) != libc::SYS_restart_syscall {
+        } else if spec.special != Special::RestartSyscall {
             self.restarts.insert(vtid, (spec.nr, *args));
         }
         self.note_signal_syscall(&t, vtid, spec, args, s.ret);
@@ -1785,7 +1793,8 @@ impl Replayer<'_> {
             }
             Disposition::Inject => {
                 let proc = self.tasks.get(&vtid).map(|t| t.proc);
-                let quiet = ft_libos::wait::reaped(u64::from(spec.nr), args, s.ret, &s.mem).and_then(|pid| {
+                let reaped = spec.task.wait.and_then(|w| ft_libos::wait::reaped(w, args, s.ret, &s.mem));
+                let quiet = reaped.and_then(|pid| {
                     self.born.iter().find(|(_, b)| b.ns_pid == pid && Some(b.parent) == proc).map(|(v, b)| (*v, *b))
                 });
                 let t = match quiet {
@@ -1803,20 +1812,20 @@ impl Replayer<'_> {
             Disposition::Placeholder => {
                 let mut a = [0u64; 6];
                 let cloexec = s.new_fds.first().is_some_and(|f| f.cloexec);
-                let nr = match spec.new_fd {
+                let nr = match spec.fds.creates {
                     NewFd::Pair(p) => {
                         a[0] = args[p as usize];
                         a[1] = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
                         libc::SYS_pipe2
                     }
-                    _ if spec.live == Live::Epoll => {
+                    _ if spec.fds.object == Object::Epoll => {
                         a[0] = if cloexec { libc::EPOLL_CLOEXEC as u64 } else { 0 };
                         libc::SYS_epoll_create1
                     }
                     _ => {
                         // A stand-in carries the status flags of what it stands for: a replica
                         // that goes live gives them to the real socket.
-                        let nonblock = spec.nonblock_arg().is_some_and(|i| args[i] & libc::SOCK_NONBLOCK as u64 != 0);
+                        let nonblock = spec.fds.nonblocking(args);
                         a[1] = if cloexec { libc::EFD_CLOEXEC as u64 } else { 0 }
                             | if nonblock { libc::EFD_NONBLOCK as u64 } else { 0 };
                         libc::SYS_eventfd2
@@ -1826,7 +1835,7 @@ impl Replayer<'_> {
                 t.set_regs(&regs)?;
                 let t = self.run_to_exit(t, index)?;
                 let made = t.regs()?.ret();
-                let ok = match spec.new_fd {
+                let ok = match spec.fds.creates {
                     NewFd::Pair(p) => {
                         made == 0
                             && s.mem.iter().any(|m| {
@@ -1840,7 +1849,10 @@ impl Replayer<'_> {
                     return Err(self.diverge(
                         index,
                         format!("new fd(s) {:?}", s.new_fds.iter().map(|f| f.fd).collect::<Vec<_>>()),
-                        format!("a placeholder at {made}: the fd table differs"),
+                        match spec.fds.creates {
+                            NewFd::Pair(_) => format!("a placeholder pair that the kernel did not give those numbers (pipe2 returned {made}): the fd table differs"),
+                            _ => format!("a placeholder at fd {made}: the fd table differs"),
+                        },
                     ));
                 }
                 // The program sees its own arguments again (the kernel preserves them).
@@ -1906,8 +1918,13 @@ impl Replayer<'_> {
                 t
             }
         };
+        let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
         for nf in &s.new_fds {
             self.fds_of(vtid).set(nf.fd, nf.kind());
+            self.pidfds.remove(&(proc, nf.fd));
+        }
+        if let (Object::PidFd { pid }, true) = (spec.fds.object, s.ret >= 0) {
+            self.pidfds.insert((proc, s.ret as i32), args[usize::from(pid)] as i32);
         }
         self.follow_sockets(&t, vtid, spec, args, &s)?;
         self.follow_files(&t, vtid, spec, args, &s)?;
@@ -1918,13 +1935,13 @@ impl Replayer<'_> {
     /// Registers the pipes and eventfds the program makes (see `pipes`, `eventfds`), and forgets
     /// an eventfd whose stand-in id another stand-in takes.
     fn follow_new_pipes_and_eventfds(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], s: &Syscall) {
-        if matches!(i64::from(spec.nr), libc::SYS_pipe | libc::SYS_pipe2) && s.ret == 0 {
+        if spec.fds.object == Object::Pipe && s.ret == 0 {
             if let Some((ino, _)) = s.new_fds.first().and_then(|nf| crate::live::pipe_of(t.pid().as_raw(), nf.fd)) {
                 self.pipes.insert(ino, Flow::default());
             }
         }
-        if matches!(i64::from(spec.nr), libc::SYS_eventfd | libc::SYS_eventfd2) && s.ret >= 0 {
-            let flags = if i64::from(spec.nr) == libc::SYS_eventfd2 { args[1] as i32 } else { 0 };
+        if spec.fds.object == Object::EventFd && s.ret >= 0 {
+            let flags = spec.fds.open_flags(args, |_| None).unwrap_or(0);
             if let Some(id) = crate::live::eventfd_id(t.pid().as_raw(), s.ret as i32) {
                 self.eventfds.insert(id, crate::live::EventShadow { count: args[0] & 0xffff_ffff, flags });
             }
@@ -1951,58 +1968,49 @@ impl Replayer<'_> {
             return Ok(());
         }
         let fd = args[0] as i32;
-        match i64::from(spec.nr) {
-            libc::SYS_open | libc::SYS_openat | libc::SYS_openat2 | libc::SYS_creat => {
-                let Some(nf) = s.new_fds.first().filter(|nf| nf.kind() == ft_libos::FdKind::External) else {
-                    return Ok(());
-                };
-                let Some((dirfd, path_arg)) = spec.path else { return Ok(()) };
-                let flags = match i64::from(spec.nr) {
-                    libc::SYS_open => args[1] as i32,
-                    libc::SYS_creat => libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
-                    libc::SYS_openat => args[2] as i32,
-                    // openat2: struct open_how { u64 flags; u64 mode; u64 resolve; }
-                    _ => t.read(args[2], 8)?.try_into().map(u64::from_le_bytes).unwrap_or(0) as i32,
-                };
-                let raw = t.read_cstr(args[path_arg as usize], 4095)?;
-                let path = PathBuf::from(OsStr::from_bytes(&raw));
-                let dirfd = dirfd.map(|i| args[i as usize] as i32);
-                if let Some(base) = crate::record::path_base(t.pid(), dirfd, &path).filter(|b| b.is_absolute()) {
-                    files.insert(nf.fd, FileShadow { path: base.join(path), flags, offset: 0 });
+        if spec.fds.object == Object::File {
+            let Some(nf) = s.new_fds.first().filter(|nf| nf.kind() == ft_libos::FdKind::External) else {
+                return Ok(());
+            };
+            let Some((dirfd, path_arg)) = spec.path else { return Ok(()) };
+            let read_word = |addr: u64| t.read(addr, 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+            let flags = spec.fds.open_flags(args, read_word).unwrap_or(0);
+            let raw = t.read_cstr(args[path_arg as usize], 4095)?;
+            let path = PathBuf::from(OsStr::from_bytes(&raw));
+            let dirfd = dirfd.map(|i| args[i as usize] as i32);
+            if let Some(base) = crate::record::path_base(t.pid(), dirfd, &path).filter(|b| b.is_absolute()) {
+                files.insert(nf.fd, FileShadow { path: base.join(path), flags, offset: 0 });
+            }
+            return Ok(());
+        }
+        if policy::duplicates_fd(spec, args) {
+            let new = s.ret as i32;
+            match files.get(&fd).cloned() {
+                Some(f) if new != fd => {
+                    files.insert(new, f);
+                }
+                Some(_) => {}
+                None => {
+                    files.remove(&new);
                 }
             }
-            libc::SYS_read | libc::SYS_write | libc::SYS_readv | libc::SYS_writev => {
+            return Ok(());
+        }
+        if let Some(closed) = spec.fds.closed_fd(args) {
+            files.remove(&(closed as i32));
+        }
+        match spec.follow.stream {
+            Stream::Read { .. } | Stream::Write { .. } => {
                 if let Some(f) = files.get_mut(&fd) {
                     f.offset += s.ret as u64;
                 }
             }
-            libc::SYS_lseek => {
+            Stream::Seek => {
                 if let Some(f) = files.get_mut(&fd) {
                     f.offset = s.ret as u64;
                 }
             }
-            libc::SYS_close => {
-                files.remove(&fd);
-            }
-            libc::SYS_dup | libc::SYS_dup2 | libc::SYS_dup3 | libc::SYS_fcntl => {
-                let new = match i64::from(spec.nr) {
-                    libc::SYS_fcntl if matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => s.ret,
-                    libc::SYS_fcntl => return Ok(()),
-                    libc::SYS_dup => s.ret,
-                    _ => args[1] as i64,
-                };
-                let copy = files.get(&fd).cloned();
-                match copy {
-                    Some(f) if new != i64::from(fd) => {
-                        files.insert(new as i32, f);
-                    }
-                    Some(_) => {}
-                    None => {
-                        files.remove(&(new as i32));
-                    }
-                }
-            }
-            _ => {}
+            Stream::None | Stream::Shutdown => {}
         }
         Ok(())
     }
@@ -2050,12 +2058,13 @@ impl Replayer<'_> {
 
     /// Follows the counter of one of the program's eventfds (see `eventfds`).
     fn follow_eventfd(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
-        if ret != 8 || !matches!(i64::from(spec.nr), libc::SYS_read | libc::SYS_write) || self.eventfds.is_empty() {
+        let plain = matches!(spec.follow.stream, Stream::Read { vectored: false } | Stream::Write { vectored: false });
+        if ret != 8 || !plain || self.eventfds.is_empty() {
             return Ok(());
         }
         let Some(id) = crate::live::eventfd_id(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
         let Some(ev) = self.eventfds.get_mut(&id) else { return Ok(()) };
-        if i64::from(spec.nr) == libc::SYS_write {
+        if matches!(spec.follow.stream, Stream::Write { .. }) {
             let v = t.read(args[1], 8)?.try_into().map(u64::from_le_bytes).unwrap_or(0);
             ev.count = ev.count.saturating_add(v);
         } else if ev.flags & libc::EFD_SEMAPHORE != 0 {
@@ -2069,12 +2078,10 @@ impl Replayer<'_> {
     /// Follows the bytes in flight in the program's pipes (see `pipes`): a logged write adds
     /// what the program wrote (read from its memory), a logged read takes as many away.
     fn follow_pipes(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], n: usize) -> Result<()> {
-        let (writes, vectored) = match i64::from(spec.nr) {
-            libc::SYS_write => (true, false),
-            libc::SYS_writev => (true, true),
-            libc::SYS_read => (false, false),
-            libc::SYS_readv => (false, true),
-            _ => return Ok(()),
+        let (writes, vectored) = match spec.follow.stream {
+            Stream::Write { vectored } => (true, vectored),
+            Stream::Read { vectored } => (false, vectored),
+            Stream::None | Stream::Seek | Stream::Shutdown => return Ok(()),
         };
         let Some((ino, _)) = crate::live::pipe_of(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
         // Only pipes the program made with pipe/pipe2 (a socketpair's stand-in is a pipe too).
@@ -2113,17 +2120,22 @@ impl Replayer<'_> {
 
     /// Notes an interval timer the program set (see `itimers`).
     fn note_itimer(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
-        let itv = match i64::from(spec.nr) {
-            libc::SYS_alarm if ret >= 0 => [0, 0, args[0] as u32 as i64, 0],
-            libc::SYS_setitimer if ret == 0 && args[1] != 0 => {
-                let b = t.read(args[1], 32)?;
+        let (which, itv) = match spec.follow.timer {
+            Timer::Alarm { secs } if ret >= 0 => (libc::ITIMER_REAL, [0, 0, args[usize::from(secs)] as u32 as i64, 0]),
+            Timer::Itimer { which, new } if ret == 0 && args[usize::from(new)] != 0 => {
+                let b = t.read(args[usize::from(new)], 32)?;
                 let word =
                     |i: usize| b.get(i * 8..i * 8 + 8).and_then(|w| w.try_into().ok()).map_or(0, i64::from_le_bytes);
-                [word(0), word(1), word(2), word(3)]
+                (args[usize::from(which)] as i32, [word(0), word(1), word(2), word(3)])
             }
-            _ => return Ok(()),
+            Timer::Alarm { .. } | Timer::Itimer { .. } | Timer::None => return Ok(()),
+            Timer::Posix | Timer::Fd => {
+                if ret >= 0 {
+                    self.unarmed_timers.insert(spec.name);
+                }
+                return Ok(());
+            }
         };
-        let which = if i64::from(spec.nr) == libc::SYS_alarm { libc::ITIMER_REAL } else { args[0] as i32 };
         let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
         if itv[2] == 0 && itv[3] == 0 {
             self.itimers.remove(&(proc, which));
@@ -2160,22 +2172,37 @@ impl Replayer<'_> {
         out
     }
 
+    /// The process (pid as the program sees it) a pidfd of task `vtid` refers to: one that
+    /// pidfd_open made (a stand-in at replay), or a real pidfd (clone's CLONE_PIDFD), whose
+    /// fdinfo names its pid in every namespace, the program's last.
+    fn pidfd_target(&self, t: &Stopped, vtid: u32, fd: i32) -> Option<i32> {
+        let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
+        if let Some(&pid) = self.pidfds.get(&(proc, fd)) {
+            return Some(pid);
+        }
+        let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", t.pid())).ok()?;
+        let line = info.lines().find(|l| l.starts_with("NSpid:"))?;
+        line.split_whitespace().last()?.parse().ok().filter(|pid: &i32| *pid > 0)
+    }
+
     /// Notes a signal the program sent (see [`SentSignal`]) or took with sigtimedwait.
     fn note_signal_syscall(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) {
         let at = self.source.position();
-        let (target, thread, sig, info_at) = match i64::from(spec.nr) {
-            libc::SYS_rt_sigtimedwait if ret > 0 => {
-                self.source.taken.push((at, vtid, ret as i32));
-                return;
-            }
-            _ if ret != 0 => return,
-            libc::SYS_kill => (args[0] as i32, false, args[1] as i32, None),
-            libc::SYS_tkill => (args[0] as i32, true, args[1] as i32, None),
-            libc::SYS_tgkill => (args[1] as i32, true, args[2] as i32, None),
-            libc::SYS_rt_sigqueueinfo => (args[0] as i32, false, args[1] as i32, Some(args[2])),
-            libc::SYS_rt_tgsigqueueinfo => (args[1] as i32, true, args[2] as i32, Some(args[3])),
-            _ => return,
+        if spec.signals.takes && ret > 0 {
+            self.source.taken.push((at, vtid, ret as i32));
+            return;
+        }
+        let Some(send) = spec.follow.sends.filter(|_| ret == 0) else { return };
+        let arg = |i: u8| args[usize::from(i)];
+        let (target, thread) = match send.target {
+            Target::Process(i) => (arg(i) as i32, false),
+            Target::Thread(i) => (arg(i) as i32, true),
+            Target::PidFd(i) => match self.pidfd_target(t, vtid, arg(i) as i32) {
+                Some(pid) => (pid, false),
+                None => return,
+            },
         };
+        let (sig, info_at) = (arg(send.sig) as i32, send.info.map(arg).filter(|p| *p != 0));
         if !(1..=ft_libos::signal::SIG_MAX).contains(&sig) || target == -1 {
             return;
         }
@@ -2343,15 +2370,18 @@ impl Replayer<'_> {
         }
         let fd = args[0] as i32;
         let read = |ptr: u64, len: u64, max: u64| t.read(ptr, len.min(max) as usize);
-        match spec.live {
-            Live::None | Live::Epoll => {}
-            Live::Socket => {
+        match spec.fds.object {
+            Object::Socket => {
                 let made = Some((args[0] as i32, args[1] as i32, args[2] as i32));
                 socks.insert(s.ret as i32, SockShadow { made, ..Default::default() });
             }
-            Live::Accepted(_) => {
+            Object::Connection => {
                 socks.insert(s.ret as i32, SockShadow::default());
             }
+            _ => {}
+        }
+        match spec.follow.live {
+            Live::None => {}
             Live::Bind => {
                 if let Some(sh) = socks.get_mut(&fd) {
                     sh.addr = read(args[1], args[2], 128)?;
@@ -2381,12 +2411,24 @@ impl Replayer<'_> {
         let mut made = crate::live::MadeReal::new();
         self.refill_pipes(&procs);
         let mut timers = self.itimers_to_arm();
+        if !self.unarmed_timers.is_empty() {
+            let mut calls: Vec<&str> = self.unarmed_timers.iter().copied().collect();
+            calls.sort_unstable();
+            slog::warn!(self.log, "going live: timers the program armed are not armed again (not supported yet): a program that waits for them will wait longer or forever"; "armed by" => calls.join(", "));
+        }
         let mut deferred = HashMap::new();
         for proc in procs {
             let socks = self.sockets.get(&proc).cloned().unwrap_or_default();
             let files = self.files.get(&proc).cloned().unwrap_or_default();
-            let work = crate::live::ProcWork { timers: timers.remove(&proc).unwrap_or_default() };
-            if socks.is_empty() && files.is_empty() && work.timers.is_empty() && self.eventfds.is_empty() {
+            let pidfds =
+                self.pidfds.iter().filter(|((p, _), _)| *p == proc).map(|((_, fd), pid)| (*fd, *pid)).collect();
+            let work = crate::live::ProcWork { timers: timers.remove(&proc).unwrap_or_default(), pidfds };
+            if socks.is_empty()
+                && files.is_empty()
+                && work.timers.is_empty()
+                && work.pidfds.is_empty()
+                && self.eventfds.is_empty()
+            {
                 continue;
             }
             let candidate = self.tasks.iter().find_map(|(v, t)| {
@@ -2426,9 +2468,8 @@ impl Replayer<'_> {
         // The clock pages record from now on.
         for proc in self.clocks.ready_procs() {
             // A process inside an execve gets a fresh page, in record mode, in its new image.
-            let execs = |v: &u32| {
-                self.calls.get(v).is_some_and(|c| matches!(c.nr as i64, libc::SYS_execve | libc::SYS_execveat))
-            };
+            let execs =
+                |v: &u32| self.calls.get(v).is_some_and(|c| lookup(c.nr).is_some_and(|s| s.special == Special::Exec));
             let executing = self.exec_running.contains(&proc)
                 || self.tasks.iter().any(|(v, t)| t.proc == proc && matches!(t.state, RState::Executing) && execs(v));
             if executing {
@@ -2649,17 +2690,15 @@ fn is_async(s: &ft_libos::proto::Signal) -> bool {
 /// The temporary signal mask a syscall waited with, if it was still in effect at its exit (the
 /// recorded result is the code of a wait a signal interrupted): the address of the sigset.
 fn temporary_mask(t: &Stopped, nr: u64, args: &[u64; 6], ret: i64) -> Result<Option<u64>> {
-    const ERESTARTNOHAND: i64 = -514;
-    let mask = match nr as i64 {
-        libc::SYS_rt_sigsuspend => args[0],
-        libc::SYS_ppoll if ret == ERESTARTNOHAND => args[3],
-        libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 if ret == -i64::from(libc::EINTR) => args[4],
-        libc::SYS_pselect6 if ret == ERESTARTNOHAND && args[5] != 0 => {
+    let Some(m) = lookup(nr).and_then(|s| s.signals.mask).filter(|m| m.interrupted_by(ret)) else { return Ok(None) };
+    let mask = match m.at {
+        MaskAt::Arg(i) => args[usize::from(i)],
+        MaskAt::Pselect if args[5] != 0 => {
             // struct { const sigset_t *ss; size_t ss_len; }
             let b = t.read(args[5], 8)?;
             b.try_into().map(u64::from_le_bytes).unwrap_or(0)
         }
-        _ => 0,
+        MaskAt::Pselect => 0,
     };
     Ok((mask != 0).then_some(mask))
 }
@@ -2668,23 +2707,23 @@ fn temporary_mask(t: &Stopped, nr: u64, args: &[u64; 6], ret: i64) -> Result<Opt
 fn quiet_clone(p: &Parked) -> Result<()> {
     let mut regs = p.regs;
     let mut a = p.args;
-    match i64::from(p.spec.nr) {
-        libc::SYS_clone => a[0] &= !0xff,
-        libc::SYS_fork => {
+    match p.spec.task.clone {
+        CloneKind::Clone => a[0] &= !0xff,
+        CloneKind::Fork => {
             regs.rewrite(libc::SYS_clone as u64, &[0, 0, 0, 0, 0, 0]);
             return Ok(p.t.set_regs(&regs)?);
         }
-        libc::SYS_vfork => {
+        CloneKind::Vfork => {
             let flags = (libc::CLONE_VFORK | libc::CLONE_VM) as u64;
             regs.rewrite(libc::SYS_clone as u64, &[flags, 0, 0, 0, 0, 0]);
             return Ok(p.t.set_regs(&regs)?);
         }
-        libc::SYS_clone3 => {
+        CloneKind::Clone3 => {
             // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, ...
             p.t.write(a[0] + 32, &0u64.to_le_bytes())?;
             return Ok(());
         }
-        _ => {}
+        CloneKind::None => {}
     }
     regs.rewrite(u64::from(p.spec.nr), &a);
     Ok(p.t.set_regs(&regs)?)

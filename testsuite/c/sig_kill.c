@@ -3,11 +3,13 @@
 // raise) is already incremented; the time printed differs natively.
 // argv[1] "child": kill() of a forked child that spins in syscalls until its SIGUSR1 handler
 // fires; the child prints how many iterations it made, the parent reaps it with waitpid.
+// argv[1] "pidfd": the same, with the signal sent through pidfd_open + pidfd_send_signal.
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@ static void on_usr1(int sig) {
 
 int main(int argc, char **argv) {
     int self = argc > 1 && strcmp(argv[1], "self") == 0;
+    int by_pidfd = argc > 1 && strcmp(argv[1], "pidfd") == 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
     struct sigaction sa = {0};
     sa.sa_handler = on_usr1;
@@ -64,7 +67,14 @@ int main(int argc, char **argv) {
     }
     struct timespec pause = {0, 20000000};
     nanosleep(&pause, NULL);
-    if (kill(child, SIGUSR1) != 0) {
+    if (by_pidfd) {
+        int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+        if (pidfd < 0 || syscall(SYS_pidfd_send_signal, pidfd, SIGUSR1, NULL, 0) != 0) {
+            perror("pidfd_send_signal");
+            return 1;
+        }
+        close(pidfd);
+    } else if (kill(child, SIGUSR1) != 0) {
         perror("kill child");
         return 1;
     }

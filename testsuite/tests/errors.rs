@@ -109,6 +109,47 @@ fn missing_and_changed_binaries_are_refused() {
     assert!(stderr(&out).contains("program not found"), "{out}");
 }
 
+/// A program that execs a binary it opened itself: through openat2 (read-only, so verified by
+/// hash like any executable or library it opens) or written through creat (the execve checks
+/// the new image). Changed after the recording, each replay refuses, naming the file.
+#[test]
+fn an_executable_opened_by_openat2_or_creat_is_verified() {
+    let dir = temp_dir("exec-opened");
+    let text = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let append_a_byte = |p: &Path| {
+        let mut bytes = fs::read(p).expect("read");
+        bytes.push(0);
+        fs::write(p, &bytes).expect("write");
+    };
+
+    let prog = dir.path().join("prog");
+    fs::copy(c_program("exec_opened"), &prog).expect("copy program");
+    let log = dir.path().join("openat2.ftlog");
+    let run = record(&log, None, &c_program("exec_opened"), &["openat2", &text(&prog)]);
+    assert_eq!(run.status, 0, "{run}");
+    assert_eq!(run.stdout_text(), "openat2: read an ELF file\nchild: running\n");
+    let same = replay(&log, None);
+    assert_eq!((same.status, same.stdout_text()), (0, run.stdout_text()), "{same}");
+    append_a_byte(&prog);
+    let out = replay(&log, None);
+    assert_eq!(out.status, 125, "{out}");
+    assert!(stderr(&out).contains(&format!("the file {}", prog.display())), "{out}");
+    assert!(stderr(&out).contains("opened by the recorded run"), "{out}");
+
+    let made = dir.path().join("made");
+    let log = dir.path().join("creat.ftlog");
+    let run = record(&log, None, &c_program("exec_opened"), &["creat", &text(&made), &text(&c_program("exec_opened"))]);
+    assert_eq!(run.status, 0, "{run}");
+    assert_eq!(run.stdout_text(), "creat: copied the program\nchild: running\n");
+    let same = replay(&log, None);
+    assert_eq!((same.status, same.stdout_text()), (0, run.stdout_text()), "{same}");
+    append_a_byte(&made);
+    let out = replay(&log, None);
+    assert_eq!(out.status, 125, "{out}");
+    assert!(stderr(&out).contains(&made.display().to_string()), "{out}");
+    assert!(stderr(&out).contains("missing or different"), "{out}");
+}
+
 #[test]
 fn data_dir_must_match_the_recorded_start() {
     let Some(sqlite3) = find_program("sqlite3") else {

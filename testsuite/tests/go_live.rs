@@ -77,17 +77,20 @@ fn continue_then_replay(cut: &Path, out: &Path) -> (Run, Run) {
 fn a_signal_the_log_ends_with_is_delivered_once_after_going_live() {
     let tmp = temp_dir("live-signal");
     // Signal deliveries, and (with `sends`) the syscalls that send signals: kill, rt_sigqueueinfo,
-    // tkill, tgkill. Not the kill of itself by `sig_kill self`: natively its signal is delivered at
+    // tkill, tgkill, pidfd_send_signal. Not the kill of itself by `sig_kill self`: natively its signal is delivered at
     // that kill's exit; cut in between, it comes at the next syscall after going live.
     let cut_point = |sends: bool| {
         move |ev: &Event| match &ev.kind {
             Some(EventKind::Signal(_)) => true,
-            Some(EventKind::Syscall(sc)) => sends && matches!(sc.nr, 62 | 129 | 200 | 234),
+            Some(EventKind::Syscall(sc)) => {
+                sends && ft_libos::lookup(u64::from(sc.nr)).is_some_and(|s| s.follow.sends.is_some())
+            }
             _ => false,
         }
     };
     let programs = [
         ("sig_kill", "child", true),
+        ("sig_kill", "pidfd", true),
         ("sig_kill", "self", false),
         ("sig_realtime", "", true),
         ("sig_realtime", "masked", true),

@@ -108,6 +108,20 @@ fn kill_a_child() {
     assert!(out.ends_with("parent: child exited 7, signaled 0\n"), "{out}");
 }
 
+/// 4a'. The same, with pidfd_open + pidfd_send_signal instead of kill.
+#[test]
+fn pidfd_send_signal_to_a_child() {
+    let out = check("sig_kill", &["pidfd"]);
+    assert!(number_after(&out, "child: got SIGUSR1 after ") >= 0, "{out}");
+    assert!(
+        out.ends_with(
+            "parent: child exited 7, signaled 0
+"
+        ),
+        "{out}"
+    );
+}
+
 /// 4b. kill() and raise() of itself: natively the handler has run when kill (and raise) return.
 #[test]
 fn kill_and_raise_itself() {

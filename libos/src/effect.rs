@@ -1,0 +1,338 @@
+//! What a syscall does to the process state ftexec models, declared per table entry.
+//!
+//! [`crate::table::Spec`] says how a syscall is treated (its class, the arguments checked, the
+//! memory written); the groups here say what it changes that record, replay, go-live and ftdbg
+//! must follow: the fd table ([`FdEffect`]), the streams, signals sent, timers and the sockets
+//! rebuilt at go-live ([`Follow`]), signal masks and restarts ([`SigEffect`]), and the tasks it
+//! creates or reaps ([`TaskEffect`]). Those sessions read these fields; none of them matches on
+//! syscall numbers. A table test checks the declarations against an independent list of the
+//! syscalls that create fds, send signals, arm timers or wait with a temporary mask.
+//!
+//! Argument positions are register indices (0..=5) of the syscall's arguments.
+
+/// What a syscall does to the fd table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdEffect {
+    /// The fds it creates.
+    pub creates: NewFd,
+    /// The fds it closes.
+    pub closes: Closes,
+    /// What a new fd refers to.
+    pub object: Object,
+    /// Where the new fd's flags are (O_* for files, SOCK_* for sockets, EFD_* for eventfds).
+    pub flags: FlagsArg,
+}
+
+impl FdEffect {
+    pub const NONE: FdEffect =
+        FdEffect { creates: NewFd::None, closes: Closes::None, object: Object::None, flags: FlagsArg::None };
+
+    /// Whether the new fd is non-blocking (SOCK_NONBLOCK, EFD_NONBLOCK and O_NONBLOCK are the
+    /// same bit): a stand-in carries it to the real fd of go-live.
+    pub fn nonblocking(&self, args: &[u64; 6]) -> bool {
+        match (self.object, self.flags) {
+            (Object::Socket | Object::Connection | Object::EventFd, FlagsArg::Arg(i)) => {
+                args[usize::from(i)] & libc::O_NONBLOCK as u64 != 0
+            }
+            _ => false,
+        }
+    }
+
+    /// The flags the new fd was opened with; `read_u64` reads a word of the caller's memory
+    /// (openat2 keeps them in its struct open_how). None where the table declares none.
+    pub fn open_flags(&self, args: &[u64; 6], read_u64: impl FnOnce(u64) -> Option<u64>) -> Option<i32> {
+        match self.flags {
+            FlagsArg::None => None,
+            FlagsArg::Arg(i) => Some(args[usize::from(i)] as i32),
+            FlagsArg::Const(f) => Some(f),
+            // struct open_how { u64 flags; u64 mode; u64 resolve; }
+            FlagsArg::OpenHow(i) => read_u64(args[usize::from(i)]).map(|f| f as i32),
+        }
+    }
+
+    /// The fd a call closes before it runs, if it names one (close, the target of dup2/dup3);
+    /// None for close_range and for calls that close nothing.
+    pub fn closed_fd(&self, args: &[u64; 6]) -> Option<u64> {
+        match self.closes {
+            Closes::Arg(i) => Some(args[usize::from(i)]),
+            Closes::None | Closes::Range => None,
+        }
+    }
+}
+
+/// Which new fds a syscall creates (so the fd model can follow the fd table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewFd {
+    None,
+    /// The return value is a new fd.
+    Ret,
+    /// The return value is a new fd that duplicates the fd in argument i (dup2 and dup3
+    /// return the target they were given).
+    Dup(u8),
+    /// fcntl: with F_DUPFD or F_DUPFD_CLOEXEC (argument 1) the return value duplicates the fd
+    /// in argument 0; other commands create nothing.
+    DupCmd,
+    /// Two fds written as int[2] at argument i (pipe, socketpair).
+    Pair(u8),
+    /// Fds received in SCM_RIGHTS control data (recvmsg, recvmmsg).
+    Rights,
+}
+
+/// Which fds a syscall closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closes {
+    None,
+    /// The fd in argument i (close; dup2 and dup3 close their target first).
+    Arg(u8),
+    /// close_range(first, last, flags): every fd in the range, unless CLOSE_RANGE_CLOEXEC.
+    Range,
+}
+
+/// What a new fd refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Object {
+    None,
+    /// The same open file as the fd it duplicates.
+    Same,
+    /// A file opened by path.
+    File,
+    /// Anonymous memory with an fd (memfd_create): private to the program.
+    Memfd,
+    Pipe,
+    EventFd,
+    /// An epoll instance: replay stands in a real (empty) one, so that epoll_ctl runs at
+    /// replay and the registrations are in place when the replica goes live.
+    Epoll,
+    /// socket(): rebuilt at go-live as a listening socket if it was bound and listening,
+    /// otherwise as a socket whose peer has closed.
+    Socket,
+    /// A connection (accept): at go-live a socket whose peer has closed (the client's
+    /// connection died with the old leader).
+    Connection,
+    /// A socket pair (socketpair).
+    SocketPair,
+    /// A pidfd of the process whose pid is in argument i.
+    PidFd {
+        pid: u8,
+    },
+    TimerFd,
+    SignalFd,
+    Inotify,
+}
+
+/// Where a new fd's flags are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagsArg {
+    None,
+    /// In argument i.
+    Arg(u8),
+    /// Always these (creat: O_CREAT | O_WRONLY | O_TRUNC).
+    Const(i32),
+    /// In the first word of the struct open_how at argument i (openat2).
+    OpenHow(u8),
+}
+
+/// What replay and go-live follow of a syscall besides the fd table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Follow {
+    /// Its effect on the stream of the fd in argument 0.
+    pub stream: Stream,
+    /// A signal it sends.
+    pub sends: Option<Send>,
+    /// A timer it arms.
+    pub timer: Timer,
+    /// What a replica that goes live (failover) needs to know of it.
+    pub live: Live,
+}
+
+impl Follow {
+    pub const NONE: Follow = Follow { stream: Stream::None, sends: None, timer: Timer::None, live: Live::None };
+}
+
+/// The effect of a syscall on the stream of the fd in argument 0 (buffer in argument 1, count
+/// or iovec count in argument 2): followed for pipes, eventfds and files outside the data
+/// directory, whose content or offset a replica that goes live must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    None,
+    /// Consumes the return value's bytes, moving the offset (read, readv).
+    Read {
+        vectored: bool,
+    },
+    /// Adds the return value's bytes, moving the offset (write, writev).
+    Write {
+        vectored: bool,
+    },
+    /// Sets the offset to the return value (lseek).
+    Seek,
+    /// Ends a socket's stream (shutdown): replies queued for it go first.
+    Shutdown,
+}
+
+/// A signal a syscall sends: target, signal number and siginfo arguments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Send {
+    pub target: Target,
+    pub sig: u8,
+    /// A siginfo_t the caller supplies (sigqueue).
+    pub info: Option<u8>,
+}
+
+/// Whom a signal goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A process (pid > 0), the caller's process group (0) or a group (-pgid), in argument i.
+    Process(u8),
+    /// The thread whose tid is in argument i.
+    Thread(u8),
+    /// The process a pidfd in argument i refers to.
+    PidFd(u8),
+}
+
+/// A timer a syscall arms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    None,
+    /// alarm(seconds): ITIMER_REAL, one shot.
+    Alarm {
+        secs: u8,
+    },
+    /// setitimer(which, new, old).
+    Itimer {
+        which: u8,
+        new: u8,
+    },
+    /// A POSIX timer (timer_settime): not armed again at go-live (its id is the recording's).
+    Posix,
+    /// A timerfd (timerfd_settime): its stand-in is not armed at go-live.
+    Fd,
+}
+
+/// Going live turns a follower's stand-ins for sockets into real ones: these syscalls tell how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Live {
+    None,
+    /// setsockopt(fd, level, name, value, len): replayed on the rebuilt socket.
+    SockOpt,
+    /// bind(fd, addr, len): the address the rebuilt socket binds.
+    Bind,
+    /// listen(fd, backlog).
+    Listen,
+}
+
+/// What a syscall does with signals besides sending them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SigEffect {
+    /// It waits with a temporary signal mask.
+    pub mask: Option<TempMask>,
+    /// An interrupted sleep that the kernel continues as restart_syscall.
+    pub restart: Option<Sleep>,
+    /// It takes a pending signal, whose number is its (positive) result (sigtimedwait).
+    pub takes: bool,
+}
+
+impl SigEffect {
+    pub const NONE: SigEffect = SigEffect { mask: None, restart: None, takes: false };
+}
+
+/// A temporary signal mask a syscall waits with, and the result that says a signal
+/// interrupted the wait while the mask was still in effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TempMask {
+    pub at: MaskAt,
+    pub interrupted: Interrupted,
+}
+
+/// Where the temporary mask is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaskAt {
+    /// A sigset_t pointer in argument i.
+    Arg(u8),
+    /// pselect6: argument 5 points to struct { const sigset_t *ss; size_t len; }.
+    Pselect,
+}
+
+/// Which result means a signal interrupted the wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interrupted {
+    /// Every result (sigsuspend only returns when a signal interrupts it).
+    Always,
+    /// This (negative) result.
+    Ret(i64),
+}
+
+impl TempMask {
+    /// Whether `ret` says a signal interrupted the wait with the temporary mask in effect.
+    pub fn interrupted_by(&self, ret: i64) -> bool {
+        match self.interrupted {
+            Interrupted::Always => true,
+            Interrupted::Ret(r) => ret == r,
+        }
+    }
+}
+
+/// How an interrupted sleep runs again: with the time left that the kernel wrote in `rem`
+/// as its request, unless the flags in `abs` say its time is absolute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sleep {
+    pub req: u8,
+    pub rem: u8,
+    /// (flags argument, bit): an absolute sleep runs again as it was.
+    pub abs: Option<(u8, u64)>,
+}
+
+impl Sleep {
+    /// The arguments that sleep for the time left, given the call's own.
+    pub fn continued(&self, args: &[u64; 6]) -> [u64; 6] {
+        let mut a = *args;
+        let absolute = self.abs.is_some_and(|(i, bit)| a[usize::from(i)] & bit != 0);
+        if !absolute && a[usize::from(self.rem)] != 0 {
+            a[usize::from(self.req)] = a[usize::from(self.rem)];
+        }
+        a
+    }
+}
+
+/// What a syscall does to tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskEffect {
+    pub clone: CloneKind,
+    pub wait: Option<Wait>,
+}
+
+impl TaskEffect {
+    pub const NONE: TaskEffect = TaskEffect { clone: CloneKind::None, wait: None };
+}
+
+/// How a syscall creates a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloneKind {
+    None,
+    /// clone(flags, ...): flags (with the exit signal in the low byte) in argument 0.
+    Clone,
+    /// fork(): a process with SIGCHLD as its exit signal.
+    Fork,
+    /// vfork(): CLONE_VM | CLONE_VFORK, SIGCHLD.
+    Vfork,
+    /// clone3(struct clone_args *, size): flags in its first word, the exit signal in its fifth.
+    Clone3,
+}
+
+/// How a syscall reaps a child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// wait4(pid, status, options, rusage): the child's pid is the result.
+    Wait4,
+    /// waitid(idtype, id, info, options, rusage): the child is in the siginfo.
+    Waitid,
+}
+
+impl Wait {
+    /// The argument that holds the options.
+    pub fn options_arg(self) -> usize {
+        match self {
+            Wait::Wait4 => 2,
+            Wait::Waitid => 3,
+        }
+    }
+}
