@@ -4,6 +4,7 @@
 //!   with its effects on the modelled process state grouped in [`effect`];
 //! - [`policy`]: the decision at each stop, from the table, the [`fd`] model and path facts;
 //! - [`proto`]: the event and header types (protobuf), and [`log`]: the log file format;
+//! - [`event`]: an event's task and kind name ([`Event::task`], [`Event::kind_name`]);
 //! - [`digest`]: content digests of buffers, files and the data directory;
 //! - [`clock`]: the layout of the clock page (vDSO clock reads without a ptrace stop);
 //! - [`signal`]: signal numbers 1..=64 ([`Sig`]), real-time signals included;
@@ -15,6 +16,7 @@ pub mod batch;
 pub mod clock;
 pub mod digest;
 pub mod effect;
+pub mod event;
 pub mod fd;
 pub mod log;
 pub mod policy;

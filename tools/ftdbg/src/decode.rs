@@ -647,48 +647,7 @@ pub fn class_name(c: Class) -> &'static str {
     }
 }
 
-/// The kind of an event as a word: syscall, rdtsc, signal, start, exit, empty, or for a kind
-/// this ftdbg does not decode, its protobuf name in lower case.
-#[allow(unreachable_patterns)] // The catch-all is for kinds newer than this code.
-pub fn kind_name(ev: &Event) -> String {
-    match &ev.kind {
-        Some(Kind::Syscall(_)) => "syscall".into(),
-        Some(Kind::Rdtsc(_)) => "rdtsc".into(),
-        Some(Kind::Signal(_)) => "signal".into(),
-        Some(Kind::Start(_)) => "start".into(),
-        Some(Kind::Exit(_)) => "exit".into(),
-        Some(Kind::Run(_)) => "run".into(),
-        Some(Kind::Spawn(_)) => "spawn".into(),
-        Some(Kind::Exec(_)) => "exec".into(),
-        Some(Kind::Clocks(_)) => "clocks".into(),
-        Some(Kind::Preempt(_)) => "preempt".into(),
-        Some(other) => format!("{other:?}").split('(').next().unwrap_or("unknown").to_lowercase(),
-        None => "empty".into(),
-    }
-}
-
-/// The task (thread) of an event: the task it happened to (the parent for a spawn, the task
-/// that gets the token for a run); the start is task 0's.
-#[allow(unreachable_patterns)]
-pub fn task(ev: &Event) -> Option<u32> {
-    match &ev.kind {
-        Some(Kind::Syscall(s)) => Some(s.task),
-        Some(Kind::Rdtsc(r)) => Some(r.task),
-        Some(Kind::Signal(g)) => Some(g.task),
-        Some(Kind::Exit(e)) => Some(e.task),
-        Some(Kind::Run(r)) => Some(r.task),
-        Some(Kind::Spawn(sp)) => Some(sp.parent),
-        Some(Kind::Exec(ex)) => Some(ex.task),
-        Some(Kind::Clocks(c)) => Some(c.task),
-        Some(Kind::Preempt(p)) => Some(p.task),
-        Some(Kind::Start(_)) => Some(0),
-        _ => None,
-    }
-}
-
-/// `write(1, "hello\n", 6) = 6 <inject>` and the like, without index and task. Kinds this ftdbg
-/// does not decode are shown in their debug form.
-#[allow(unreachable_patterns)]
+/// `write(1, "hello\n", 6) = 6 <inject>` and the like, without index and task.
 pub fn text(ev: &Event) -> String {
     match &ev.kind {
         Some(Kind::Syscall(s)) => {
@@ -756,14 +715,13 @@ pub fn text(ev: &Event) -> String {
             hex_bytes(&p.digest, 16),
             ft_replay::describe::preempt_outcome(p)
         ),
-        Some(other) => format!("{other:?}"),
         None => "(empty event)".into(),
     }
 }
 
 /// One output line: log index, task (`-` when the event records none), the decoded event.
 pub fn line(index: u64, ev: &Event) -> String {
-    let task = task(ev).map(|t| t.to_string()).unwrap_or_else(|| "-".into());
+    let task = ev.task().map(|t| t.to_string()).unwrap_or_else(|| "-".into());
     format!("{index:>6} [{task}] {}", text(ev))
 }
 
@@ -771,15 +729,14 @@ fn lossy(b: &[u8]) -> Value {
     Value::String(String::from_utf8_lossy(b).into_owned())
 }
 
-#[allow(unreachable_patterns)]
 /// The event as a JSON object. Field names are stable: index, task, kind, text, and per kind
 /// syscall/nr/class/args/decoded_args/ret/errno/disposition/path/path2/stdio/stdio_fd/new_fds/mem/
 /// verified_file; tsc/aux/rdtscp/ip; signo/signal/synchronous; sp/at_random; code/signal/status.
 pub fn json(index: u64, ev: &Event) -> Value {
     let mut v = json!({
         "index": index,
-        "task": task(ev),
-        "kind": kind_name(ev),
+        "task": ev.task(),
+        "kind": ev.kind_name(),
         "text": text(ev),
     });
     let extra = match &ev.kind {
@@ -853,7 +810,7 @@ pub fn json(index: u64, ev: &Event) -> Value {
             "signal": if e.signal != 0 { Some(signal_name(e.signal)) } else { None },
             "status": e.status(),
         }),
-        _ => json!({}),
+        None => json!({}),
     };
     if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
         obj.extend(more);

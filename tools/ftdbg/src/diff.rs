@@ -2,7 +2,10 @@
 
 use crate::source::Log;
 use crate::{decode, Error};
-use ft_libos::proto::{event::Kind, Event, Header};
+use ft_libos::clock;
+use ft_libos::proto::{
+    event::Kind, Clocks, Event, Exec, Exit, Header, Preempt, Rdtsc, Run, Signal, Spawn, Start, Syscall,
+};
 use std::io::Write;
 use std::path::Path;
 
@@ -48,42 +51,126 @@ pub fn header_fields(a: &Header, b: &Header) -> Vec<&'static str> {
     v
 }
 
-/// The fields in which two events differ ("kind" when they are of different kinds).
+/// The fields in which two events of the same kind differ, by name, in the order the schema
+/// declares them (`args[2]` for a syscall argument, `reads[3]` for the first differing clock-page
+/// read, `signals[0]` for a signal a preemption delivered); `kind` when the kinds differ.
+///
+/// Each arm takes its event apart with a pattern that names every field, so a field or a kind
+/// added to the schema does not compile until it is compared here.
 pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
-    macro_rules! cmp {
-        ($x:ident, $y:ident, $($f:ident),*) => {{
-            $(if $x.$f != $y.$f { v.push(stringify!($f).to_string()); })*
+    // Each field bound by the arm's pattern against the same field of `$y`; a differing one named.
+    macro_rules! same {
+        ($y:ident; $($f:ident),* $(,)?) => {{
+            $(if $f != &$y.$f { v.push(stringify!($f).to_string()); })*
         }};
     }
     match (&a.kind, &b.kind) {
         (Some(Kind::Syscall(x)), Some(Kind::Syscall(y))) => {
-            cmp!(x, y, nr);
-            let n = x.args.len().max(y.args.len());
-            for i in 0..n {
-                if x.args.get(i) != y.args.get(i) {
+            let Syscall {
+                nr,
+                args,
+                input_digest,
+                ret,
+                disposition,
+                mem,
+                out_digest,
+                stdio,
+                stdio_fd,
+                new_fds,
+                path,
+                file_hash,
+                path_arg,
+                task,
+                in_tracer,
+            } = x;
+            same!(y; nr);
+            for i in 0..args.len().max(y.args.len()) {
+                if args.get(i) != y.args.get(i) {
                     v.push(format!("args[{i}]"));
                 }
             }
-            cmp!(x, y, input_digest, ret, disposition, mem, out_digest, stdio, stdio_fd, new_fds, path, file_hash);
-            cmp!(x, y, path_arg, task);
+            same!(y; input_digest, ret, disposition, mem, out_digest, stdio, stdio_fd, new_fds, path, file_hash);
+            same!(y; path_arg, task, in_tracer);
         }
-        (Some(Kind::Rdtsc(x)), Some(Kind::Rdtsc(y))) => cmp!(x, y, tsc, aux, rdtscp, ip),
+        (Some(Kind::Rdtsc(x)), Some(Kind::Rdtsc(y))) => {
+            let Rdtsc { tsc, aux, rdtscp, ip, task } = x;
+            same!(y; tsc, aux, rdtscp, ip, task);
+        }
         (Some(Kind::Signal(x)), Some(Kind::Signal(y))) => {
-            cmp!(x, y, signo, synchronous, at_syscall, siginfo, at_exit, orig_rax, rax, grouped, silent)
+            let Signal { signo, synchronous, task, at_syscall, siginfo, at_exit, orig_rax, rax, grouped, silent } = x;
+            same!(y; signo, synchronous, task, at_syscall, siginfo, at_exit, orig_rax, rax, grouped, silent);
         }
-        (Some(Kind::Start(x)), Some(Kind::Start(y))) => cmp!(x, y, at_random, sp),
-        (Some(Kind::Exit(x)), Some(Kind::Exit(y))) => cmp!(x, y, code, signal),
-        _ if a != b => v.push("kind".into()),
-        _ => {}
-    }
-    if !matches!(a.kind, Some(Kind::Syscall(_))) && decode::task(a) != decode::task(b) {
-        v.push("task".into());
+        (Some(Kind::Start(x)), Some(Kind::Start(y))) => {
+            let Start { at_random, sp, clock_page } = x;
+            same!(y; at_random, sp, clock_page);
+        }
+        (Some(Kind::Exit(x)), Some(Kind::Exit(y))) => {
+            let Exit { code, signal, task } = x;
+            same!(y; code, signal, task);
+        }
+        (Some(Kind::Run(x)), Some(Kind::Run(y))) => {
+            let Run { task } = x;
+            same!(y; task);
+        }
+        (Some(Kind::Spawn(x)), Some(Kind::Spawn(y))) => {
+            let Spawn { parent, child, thread } = x;
+            same!(y; parent, child, thread);
+        }
+        (Some(Kind::Exec(x)), Some(Kind::Exec(y))) => {
+            let Exec { task, exe_path, exe_hash, at_random, sp, clock_page } = x;
+            same!(y; task, exe_path, exe_hash, at_random, sp, clock_page);
+        }
+        (Some(Kind::Clocks(x)), Some(Kind::Clocks(y))) => {
+            let Clocks { task, reads } = x;
+            same!(y; task);
+            if *reads != y.reads {
+                v.push(match (clock::decode(reads), clock::decode(&y.reads)) {
+                    (Some(rx), Some(ry)) => first_difference("reads", &rx, &ry),
+                    _ => "reads".into(),
+                });
+            }
+        }
+        (Some(Kind::Preempt(x)), Some(Kind::Preempt(y))) => {
+            let Preempt { task, ip, digest, steps, yielded, signals } = x;
+            same!(y; task, ip, digest, steps, yielded);
+            if *signals != y.signals {
+                v.push(first_difference("signals", signals, &y.signals));
+            }
+        }
+        // Different kinds (or an event without a kind). The left side lists every kind, so that
+        // a new one does not compile until it has its arm above.
+        (
+            Some(
+                Kind::Syscall(_)
+                | Kind::Rdtsc(_)
+                | Kind::Signal(_)
+                | Kind::Start(_)
+                | Kind::Exit(_)
+                | Kind::Run(_)
+                | Kind::Spawn(_)
+                | Kind::Exec(_)
+                | Kind::Clocks(_)
+                | Kind::Preempt(_),
+            )
+            | None,
+            _,
+        ) => {
+            if a != b {
+                v.push("kind".into())
+            }
+        }
     }
     if v.is_empty() && a != b {
         v.push("fields this ftdbg does not know".into());
     }
     v
+}
+
+/// `name[i]` for the first index where two lists differ (one of them may be shorter).
+fn first_difference<T: PartialEq>(name: &str, a: &[T], b: &[T]) -> String {
+    let i = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)).unwrap_or(0);
+    format!("{name}[{i}]")
 }
 
 /// Compares the logs at `a` and `b` event by event and writes what it finds to `out`.
@@ -143,4 +230,89 @@ fn prefix(
     writeln!(out, "{short} is a prefix of {long}: the first {index} events are equal, then {long} goes on with")?;
     writeln!(out, "  {:<width$} {}", format!("{long}:"), decode::line(index, next))?;
     Ok(Outcome::Prefix { shorter, events: index })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ft_libos::clock::{pack, to_raw, Read};
+
+    fn fields(a: Kind, b: Kind) -> Vec<String> {
+        event_fields(&Event { kind: Some(a) }, &Event { kind: Some(b) })
+    }
+
+    /// For each `field: value => name`, a copy of `base` with that one field changed differs from
+    /// `base` in exactly the field `name`, whichever side it is on.
+    macro_rules! names_each_field {
+        ($kind:ident, $base:expr, $($f:ident: $value:expr => $name:expr),+ $(,)?) => {{
+            let base = $base;
+            assert!(fields(Kind::$kind(base.clone()), Kind::$kind(base.clone())).is_empty());
+            $(
+                let mut changed = base.clone();
+                changed.$f = $value;
+                let what = concat!(stringify!($kind), ".", stringify!($f));
+                assert_eq!(fields(Kind::$kind(base.clone()), Kind::$kind(changed.clone())), [$name], "{what}");
+                assert_eq!(fields(Kind::$kind(changed), Kind::$kind(base.clone())), [$name], "{what}");
+            )+
+        }};
+    }
+
+    fn reads(values: &[i64]) -> Vec<u8> {
+        let reads: Vec<Read> = values.iter().map(|&b| Read { func: 0, arg: 1, ret: 0, a: 100, b }).collect();
+        pack(&to_raw(&reads)).unwrap_or_default()
+    }
+
+    #[test]
+    fn names_the_differing_field_of_spawn_exec_run_clocks_preempt() {
+        names_each_field!(Spawn, Spawn { parent: 1, child: 5, thread: false },
+            parent: 2 => "parent", child: 6 => "child", thread: true => "thread");
+        let exec = Exec {
+            task: 1,
+            exe_path: b"/bin/a".to_vec(),
+            exe_hash: vec![1; 32],
+            at_random: vec![2; 16],
+            sp: 0x7fff_0000,
+            clock_page: true,
+        };
+        names_each_field!(Exec, exec,
+            task: 2 => "task", exe_path: b"/bin/b".to_vec() => "exe_path", exe_hash: vec![3; 32] => "exe_hash",
+            at_random: vec![4; 16] => "at_random", sp: 0x7fff_1000 => "sp", clock_page: false => "clock_page");
+        names_each_field!(Run, Run { task: 1 }, task: 2 => "task");
+        let clocks = Clocks { task: 1, reads: reads(&[5, 6, 7]) };
+        names_each_field!(Clocks, clocks.clone(), task: 2 => "task", reads: reads(&[5, 6, 8]) => "reads[2]");
+        names_each_field!(Clocks, clocks, reads: reads(&[5, 6]) => "reads[2]", reads: vec![0xff] => "reads");
+        let held = Signal { signo: 10, task: 1, at_syscall: true, ..Default::default() };
+        let preempt = Preempt {
+            task: 1,
+            ip: 0x401000,
+            digest: vec![9; 16],
+            steps: 3,
+            yielded: false,
+            signals: vec![held.clone()],
+        };
+        names_each_field!(Preempt, preempt,
+            task: 2 => "task", ip: 0x401004 => "ip", digest: vec![8; 16] => "digest", steps: 4 => "steps",
+            yielded: true => "yielded", signals: vec![Signal { signo: 12, ..held.clone() }] => "signals[0]",
+            signals: vec![held.clone(), held] => "signals[1]");
+    }
+
+    #[test]
+    fn names_the_differing_field_of_the_other_kinds() {
+        names_each_field!(Start, Start { at_random: vec![1; 16], sp: 0x7fff_0000, clock_page: true },
+            at_random: vec![2; 16] => "at_random", sp: 0 => "sp", clock_page: false => "clock_page");
+        names_each_field!(Syscall, Syscall { nr: 0, args: vec![3, 0x1000, 10], ..Default::default() },
+            args: vec![3, 0x1000, 11] => "args[2]", task: 1 => "task", in_tracer: true => "in_tracer");
+        names_each_field!(Rdtsc, Rdtsc { tsc: 1, ..Default::default() }, tsc: 2 => "tsc", task: 1 => "task");
+        names_each_field!(Signal, Signal { signo: 2, ..Default::default() }, signo: 15 => "signo", task: 1 => "task");
+        names_each_field!(Exit, Exit { code: 0, ..Default::default() }, code: 1 => "code", task: 1 => "task");
+    }
+
+    #[test]
+    fn different_kinds_are_a_kind_difference() {
+        let run = Event { kind: Some(Kind::Run(Run { task: 0 })) };
+        let exit = Event { kind: Some(Kind::Exit(Exit::default())) };
+        assert_eq!(event_fields(&run, &exit), ["kind"]);
+        assert_eq!(event_fields(&run, &Event { kind: None }), ["kind"]);
+        assert!(event_fields(&Event { kind: None }, &Event { kind: None }).is_empty());
+    }
 }

@@ -65,7 +65,7 @@ pub struct Filter {
     pub from: Option<u64>,
     /// Last log index shown (inclusive).
     pub to: Option<u64>,
-    /// Only the events of this task (see [`decode::task`]).
+    /// Only the events of this task (see [`Event::task`]).
     pub task: Option<u32>,
     /// Only syscall events with one of these numbers.
     pub syscalls: Option<Vec<u32>>,
@@ -94,20 +94,26 @@ impl Filter {
         if self.from.is_some_and(|f| index < f) || self.to.is_some_and(|t| index > t) {
             return false;
         }
-        if let Some(t) = self.task {
-            if decode::task(ev) != Some(t) {
-                return false;
-            }
+        if self.task.is_some_and(|t| ev.task() != Some(t)) {
+            return false;
         }
-        if let Some(nrs) = &self.syscalls {
-            match &ev.kind {
-                Some(Kind::Syscall(s)) if nrs.contains(&s.nr) => {}
-                // Clock reads through the clock page count as the syscalls they stand for.
-                Some(Kind::Clocks(c)) if clock_read_nrs(c).any(|nr| nrs.contains(&nr)) => {}
-                _ => return false,
-            }
+        let Some(nrs) = &self.syscalls else { return true };
+        match &ev.kind {
+            Some(Kind::Syscall(s)) => nrs.contains(&s.nr),
+            // Clock reads through the clock page count as the syscalls they stand for.
+            Some(Kind::Clocks(c)) => clock_read_nrs(c).any(|nr| nrs.contains(&nr)),
+            Some(
+                Kind::Rdtsc(_)
+                | Kind::Signal(_)
+                | Kind::Start(_)
+                | Kind::Exit(_)
+                | Kind::Run(_)
+                | Kind::Spawn(_)
+                | Kind::Exec(_)
+                | Kind::Preempt(_),
+            )
+            | None => false,
         }
-        true
     }
 }
 

@@ -77,7 +77,7 @@ impl Stats {
         };
         while let Some(ev) = reader.next_event()? {
             st.events += 1;
-            let k = st.by_kind.entry(decode::kind_name(&ev)).or_default();
+            let k = st.by_kind.entry(ev.kind_name().to_string()).or_default();
             k.0 += 1;
             k.1 += 8 + ev.encoded_len() as u64;
             match &ev.kind {
@@ -113,7 +113,10 @@ impl Stats {
                         c.readings += 1;
                     }
                 }
-                _ => {}
+                Some(
+                    Kind::Rdtsc(_) | Kind::Signal(_) | Kind::Start(_) | Kind::Run(_) | Kind::Spawn(_) | Kind::Exec(_),
+                )
+                | None => {}
             }
         }
         Ok(st)
