@@ -579,22 +579,6 @@ impl Replayer<'_> {
         self.fds.entry(proc).or_default()
     }
 
-    /// The task an event concerns.
-    fn owner(ev: &Event) -> Option<u32> {
-        match &ev.kind {
-            Some(Kind::Syscall(s)) => Some(s.task),
-            Some(Kind::Rdtsc(r)) => Some(r.task),
-            Some(Kind::Signal(s)) => Some(s.task),
-            Some(Kind::Exit(e)) => Some(e.task),
-            Some(Kind::Exec(e)) => Some(e.task),
-            Some(Kind::Spawn(s)) => Some(s.parent),
-            Some(Kind::Run(r)) => Some(r.task),
-            Some(Kind::Clocks(c)) => Some(c.task),
-            Some(Kind::Preempt(p)) => Some(p.task),
-            Some(Kind::Start(_)) | None => None,
-        }
-    }
-
     fn run(&mut self) -> Result<Ended> {
         loop {
             let index = self.source.position();
@@ -623,7 +607,7 @@ impl Replayer<'_> {
                 return Ok(Ended::Live);
             }
             let (owner, async_signal) = match self.source.peek_event()? {
-                Some(ev) => (Self::owner(ev), matches!(&ev.kind, Some(Kind::Signal(s)) if is_async(s))),
+                Some(ev) => (ev.task(), matches!(&ev.kind, Some(Kind::Signal(s)) if is_async(s))),
                 None => return Err(SessionError::LogEnded { index }),
             };
             let exec_released = self.release_exec(index)?;
@@ -1258,7 +1242,7 @@ impl Replayer<'_> {
     fn next_for(&mut self, vtid: u32) -> Result<(u64, Event)> {
         let index = self.source.position();
         match self.source.next_event()? {
-            Some(ev) if Self::owner(&ev) == Some(vtid) => Ok((index, ev)),
+            Some(ev) if ev.task() == Some(vtid) => Ok((index, ev)),
             Some(ev) => Err(self.diverge(index, describe::event(&ev), format!("an event of task {vtid}"))),
             None => Err(SessionError::LogEnded { index }),
         }
