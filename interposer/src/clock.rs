@@ -485,7 +485,7 @@ fn inject_and_retry(t: Stopped, nr: u64, args: [u64; 6]) -> Result<(Stopped, i64
     let ret = s.regs()?.ret();
     let mut back = orig;
     back.0.rax = orig.0.orig_rax;
-    back.0.rip -= 2;
+    back.rewind();
     s.set_regs(&back)?;
     Ok((s, ret))
 }

@@ -14,7 +14,9 @@
 pub mod clock;
 pub mod fdcopy;
 pub mod filter;
+pub mod inject;
 pub mod launch;
+pub mod procfs;
 pub mod regs;
 pub mod spin;
 pub mod tracee;

@@ -38,6 +38,12 @@ impl Regs {
         self.0.rax = ret as u64;
     }
 
+    /// Moves the instruction pointer back over the `syscall` instruction (2 bytes) that stopped:
+    /// resumed, the task makes that syscall again.
+    pub fn rewind(&mut self) {
+        self.0.rip -= 2;
+    }
+
     /// Replaces the syscall at a seccomp stop by another (the kernel re-reads the registers).
     pub fn rewrite(&mut self, nr: u64, args: &[u64; 6]) {
         self.0.orig_rax = nr;

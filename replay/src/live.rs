@@ -22,8 +22,9 @@
 //! new leader's memory layout stays the followers'.
 
 use crate::error::{Result, SessionError};
-use ft_interposer::tracee::wait_for;
-use ft_interposer::{Regs, Stop, Stopped, Waited};
+use ft_interposer::inject::Remote;
+use ft_interposer::procfs::{epoll_registrations, eventfd_id, fd_flags, is_stand_in};
+use ft_interposer::Stopped;
 use slog::{debug, info, warn, Logger};
 use std::collections::HashMap;
 
@@ -101,121 +102,6 @@ impl SockShadow {
     fn listening(&self) -> bool {
         self.made.is_some() && !self.addr.is_empty() && self.backlog.is_some()
     }
-}
-
-/// Syscalls injected into a task stopped at the seccomp stop of one of its own syscalls; after
-/// each, the task is brought back to that same stop.
-struct Remote {
-    t: Option<Stopped>,
-    orig: Regs,
-}
-
-fn unexpected(pid: nix::unistd::Pid, what: String) -> SessionError {
-    SessionError::Trace(ft_interposer::TraceError::Unexpected { pid, what })
-}
-
-impl Remote {
-    fn new(t: Stopped) -> Result<Remote> {
-        let orig = t.regs()?;
-        Ok(Remote { t: Some(t), orig })
-    }
-
-    fn call(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
-        let t = self.t.take().ok_or_else(|| unexpected(nix::unistd::Pid::from_raw(0), "no stopped task".into()))?;
-        let pid = t.pid();
-        let mut r = self.orig;
-        r.rewrite(nr as u64, &args);
-        t.set_regs(&r)?;
-        t.cont_to_exit()?;
-        let s = match wait_for(Some(pid))?.1 {
-            Waited::Stopped(s) if s.stop == Stop::SyscallExit => s,
-            Waited::Stopped(s) => return Err(unexpected(pid, format!("{:?} during an injected syscall", s.stop))),
-            _ => return Err(unexpected(pid, "death during an injected syscall".into())),
-        };
-        let ret = s.regs()?.ret();
-        // Back to the seccomp stop of the task's own syscall: rewind to its instruction.
-        let mut back = self.orig;
-        back.skip_with(self.orig.nr() as i64);
-        back.0.rip -= 2;
-        s.set_regs(&back)?;
-        s.cont(None)?;
-        match wait_for(Some(pid))?.1 {
-            Waited::Stopped(s) if s.stop == Stop::Seccomp => {
-                s.set_regs(&self.orig)?;
-                self.t = Some(s);
-            }
-            Waited::Stopped(s) => {
-                return Err(unexpected(pid, format!("{:?} instead of the syscall it was parked at", s.stop)))
-            }
-            _ => return Err(unexpected(pid, "death instead of the syscall it was parked at".into())),
-        }
-        Ok(ret)
-    }
-
-    /// The task, unless an injected syscall failed and lost it (then nothing may go on).
-    fn task(&self) -> Result<&Stopped> {
-        self.t.as_ref().ok_or_else(|| unexpected(nix::unistd::Pid::from_raw(0), "no stopped task".into()))
-    }
-
-    fn write(&self, addr: u64, data: &[u8]) -> Result<()> {
-        Ok(self.task()?.write(addr, data)?)
-    }
-
-    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
-        Ok(self.task()?.read(addr, len)?)
-    }
-
-    fn into_stopped(mut self) -> Option<Stopped> {
-        self.t.take()
-    }
-}
-
-/// (epoll fd, target fd, events, data) of every registration in the process.
-fn epoll_registrations(pid: i32) -> Vec<(i32, i32, u32, u64)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return out };
-    for e in dir.flatten() {
-        let Some(epfd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        if std::fs::read_link(e.path()).ok().and_then(|l| l.to_str().map(str::to_owned)).as_deref()
-            != Some("anon_inode:[eventpoll]")
-        {
-            continue;
-        }
-        let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{epfd}")) else { continue };
-        for line in info.lines().filter(|l| l.starts_with("tfd:")) {
-            let w: Vec<&str> = line.split_whitespace().collect();
-            // tfd: N events: HEX data: HEX pos:...
-            let tfd = w.get(1).and_then(|v| v.parse::<i32>().ok());
-            let events = w.get(3).and_then(|v| u32::from_str_radix(v, 16).ok());
-            let data = w.get(5).and_then(|v| u64::from_str_radix(v, 16).ok());
-            if let (Some(tfd), Some(events), Some(data)) = (tfd, events, data) {
-                out.push((epfd, tfd, events, data));
-            }
-        }
-    }
-    out
-}
-
-/// The fd's status flags (O_NONBLOCK, O_CLOEXEC...) from fdinfo.
-fn fd_flags(pid: i32, fd: i32) -> i32 {
-    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("flags:").and_then(|v| i32::from_str_radix(v.trim(), 8).ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn is_stand_in(pid: i32, fd: i32) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok().and_then(|l| l.to_str().map(str::to_owned)).as_deref()
-        == Some("anon_inode:[eventfd]")
-}
-
-/// The kernel's id of the eventfd at `fd` (fdinfo `eventfd-id`): the same for every process
-/// that shares the stand-in.
-pub(crate) fn eventfd_id(pid: i32, fd: i32) -> Option<u64> {
-    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
-    info.lines().find_map(|l| l.strip_prefix("eventfd-id:")).and_then(|v| v.trim().parse().ok())
 }
 
 /// The real sockets made so far in this go-live, by the eventfd id of the stand-in they
@@ -297,6 +183,10 @@ pub(crate) fn make_real(
     r.into_stopped().ok_or_else(|| unexpected(t_pid(tgid), "lost the task".into()))
 }
 
+fn unexpected(pid: nix::unistd::Pid, what: String) -> SessionError {
+    SessionError::Trace(ft_interposer::TraceError::Unexpected { pid, what })
+}
+
 fn t_pid(p: i32) -> nix::unistd::Pid {
     nix::unistd::Pid::from_raw(p)
 }
@@ -346,13 +236,6 @@ fn arm_timers(r: &mut Remote, scratch: u64, tgid: i32, timers: &[(i32, [i64; 4])
         info!(log, "going live: interval timer armed"; "which" => which, "value_s" => itv[2], "interval_s" => itv[0]);
     }
     Ok(())
-}
-
-/// The pipe (its inode) at `fd` of `pid`, and whether that fd may write.
-pub(crate) fn pipe_of(pid: i32, fd: i32) -> Option<(u64, bool)> {
-    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
-    let ino = link.to_str()?.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok()?;
-    Some((ino, fd_flags(pid, fd) & libc::O_ACCMODE != libc::O_RDONLY))
 }
 
 /// Takes the socket at `fd` of process `owner` (pid as the program sees it) into the process

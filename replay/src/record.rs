@@ -1788,7 +1788,7 @@ impl Recorder<'_> {
             }
             for (fd, kind) in created {
                 self.fds_of(pid).set(fd, kind);
-                let cloexec = cloexec(pid, fd);
+                let cloexec = ft_interposer::procfs::fd_flags(pid.as_raw(), fd) & libc::O_CLOEXEC != 0;
                 ev.new_fds.push(NewFd { fd, kind: kind as i32, cloexec });
             }
         }
@@ -2123,7 +2123,7 @@ fn disposition(pid: Pid, sig: Sig) -> Disposition_ {
 pub(crate) fn bounce(t: &Stopped, regs: &mut Regs, sigs: &[Sig]) -> Result<()> {
     let nr = regs.nr();
     regs.skip_with(nr as i64);
-    regs.0.rip -= 2;
+    regs.rewind();
     t.set_regs(regs)?;
     for &sig in sigs {
         let _ = send_signal_to_thread(t.pid(), sig);
@@ -2139,7 +2139,7 @@ pub(crate) fn let_interrupt_in(t: Stopped) -> ft_interposer::Result<()> {
     let mut regs = t.regs()?;
     let nr = regs.nr();
     regs.skip_with(nr as i64);
-    regs.0.rip -= 2;
+    regs.rewind();
     t.set_regs(&regs)?;
     t.cont(None)?;
     Ok(())
@@ -2156,17 +2156,6 @@ fn is_thread_clone(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
         CloneKind::Fork | CloneKind::Vfork | CloneKind::None => 0,
     };
     flags & libc::CLONE_THREAD as u64 != 0
-}
-
-/// Whether fd `fd` of `pid` has FD_CLOEXEC (the "flags:" line of /proc/PID/fdinfo/FD, in octal).
-fn cloexec(pid: nix::unistd::Pid, fd: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("flags:"))?;
-            u32::from_str_radix(line["flags:".len()..].trim(), 8).ok()
-        })
-        .is_some_and(|flags| flags & libc::O_CLOEXEC as u32 != 0)
 }
 
 /// Whether a Tracer syscall can really run in the tracer (its buffers are of a sane size).

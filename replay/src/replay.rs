@@ -1770,7 +1770,7 @@ impl Replayer<'_> {
                     u64::from(spec.nr)
                 };
                 regs.skip_with(nr as i64);
-                regs.0.rip -= 2;
+                regs.rewind();
                 t.set_regs(&regs)?;
                 self.put_mem(&t, &s, false)?;
                 t
@@ -1920,20 +1920,22 @@ impl Replayer<'_> {
     /// an eventfd whose stand-in id another stand-in takes.
     fn follow_new_pipes_and_eventfds(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], s: &Syscall) {
         if spec.fds.object == Object::Pipe && s.ret == 0 {
-            if let Some((ino, _)) = s.new_fds.first().and_then(|nf| crate::live::pipe_of(t.pid().as_raw(), nf.fd)) {
+            if let Some((ino, _)) =
+                s.new_fds.first().and_then(|nf| ft_interposer::procfs::pipe_of(t.pid().as_raw(), nf.fd))
+            {
                 self.pipes.insert(ino, Flow::default());
             }
         }
         if spec.fds.object == Object::EventFd && s.ret >= 0 {
             let flags = spec.fds.open_flags(args, |_| None).unwrap_or(0);
-            if let Some(id) = crate::live::eventfd_id(t.pid().as_raw(), s.ret as i32) {
+            if let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), s.ret as i32) {
                 self.eventfds.insert(id, crate::live::EventShadow { count: args[0] & 0xffff_ffff, flags });
             }
         } else if s.disposition() == Disposition::Placeholder && !self.eventfds.is_empty() {
             // Another stand-in (all are eventfds) may take the id of a closed eventfd of the
             // program's: that one is gone.
             for nf in &s.new_fds {
-                if let Some(id) = crate::live::eventfd_id(t.pid().as_raw(), nf.fd) {
+                if let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), nf.fd) {
                     self.eventfds.remove(&id);
                 }
             }
@@ -2012,7 +2014,7 @@ impl Replayer<'_> {
                 let Ok(fds) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else { continue };
                 let fd = fds.flatten().find_map(|e| {
                     let fd: i32 = e.file_name().to_str()?.parse().ok()?;
-                    (crate::live::pipe_of(tgid, fd)? == (ino, false)).then_some(fd)
+                    (ft_interposer::procfs::pipe_of(tgid, fd)? == (ino, false)).then_some(fd)
                 });
                 if let Some(fd) = fd {
                     reader = Some((tgid, fd));
@@ -2046,7 +2048,7 @@ impl Replayer<'_> {
         if ret != 8 || !plain || self.eventfds.is_empty() {
             return Ok(());
         }
-        let Some(id) = crate::live::eventfd_id(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
+        let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
         let Some(ev) = self.eventfds.get_mut(&id) else { return Ok(()) };
         if matches!(spec.follow.stream, Stream::Write { .. }) {
             let v = t.read(args[1], 8)?.try_into().map(u64::from_le_bytes).unwrap_or(0);
@@ -2067,7 +2069,7 @@ impl Replayer<'_> {
             Stream::Read { vectored } => (false, vectored),
             Stream::None | Stream::Seek | Stream::Shutdown => return Ok(()),
         };
-        let Some((ino, _)) = crate::live::pipe_of(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
+        let Some((ino, _)) = ft_interposer::procfs::pipe_of(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
         // Only pipes the program made with pipe/pipe2 (a socketpair's stand-in is a pipe too).
         let Some(flow) = self.pipes.get_mut(&ino) else { return Ok(()) };
         if !writes {

@@ -1,0 +1,57 @@
+//! What the tracer reads of a tracee's fds in /proc: epoll registrations, status flags, the
+//! kind of object behind an fd (a pipe's inode, an eventfd's id).
+
+/// (epoll fd, target fd, events, data) of every registration in the process.
+pub fn epoll_registrations(pid: i32) -> Vec<(i32, i32, u32, u64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return out };
+    for e in dir.flatten() {
+        let Some(epfd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if std::fs::read_link(e.path()).ok().and_then(|l| l.to_str().map(str::to_owned)).as_deref()
+            != Some("anon_inode:[eventpoll]")
+        {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{epfd}")) else { continue };
+        for line in info.lines().filter(|l| l.starts_with("tfd:")) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            // tfd: N events: HEX data: HEX pos:...
+            let tfd = w.get(1).and_then(|v| v.parse::<i32>().ok());
+            let events = w.get(3).and_then(|v| u32::from_str_radix(v, 16).ok());
+            let data = w.get(5).and_then(|v| u64::from_str_radix(v, 16).ok());
+            if let (Some(tfd), Some(events), Some(data)) = (tfd, events, data) {
+                out.push((epfd, tfd, events, data));
+            }
+        }
+    }
+    out
+}
+
+/// The fd's status flags (O_NONBLOCK, O_CLOEXEC...) from fdinfo.
+pub fn fd_flags(pid: i32, fd: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("flags:").and_then(|v| i32::from_str_radix(v.trim(), 8).ok()))
+        })
+        .unwrap_or(0)
+}
+
+pub fn is_stand_in(pid: i32, fd: i32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok().and_then(|l| l.to_str().map(str::to_owned)).as_deref()
+        == Some("anon_inode:[eventfd]")
+}
+
+/// The kernel's id of the eventfd at `fd` (fdinfo `eventfd-id`): the same for every process
+/// that shares the stand-in.
+pub fn eventfd_id(pid: i32, fd: i32) -> Option<u64> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    info.lines().find_map(|l| l.strip_prefix("eventfd-id:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The pipe (its inode) at `fd` of `pid`, and whether that fd may write.
+pub fn pipe_of(pid: i32, fd: i32) -> Option<(u64, bool)> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    let ino = link.to_str()?.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok()?;
+    Some((ino, fd_flags(pid, fd) & libc::O_ACCMODE != libc::O_RDONLY))
+}
