@@ -6,11 +6,15 @@ pub mod capture;
 pub mod debug;
 pub mod describe;
 pub mod error;
+mod handover;
+mod launch;
 mod live;
 pub mod program;
 pub mod record;
 pub mod release;
 pub mod replay;
+mod sink;
+mod source;
 
 pub use error::{Result, SessionError};
 pub use record::{record, EventSink, RecordOptions};

@@ -1,0 +1,529 @@
+//! Recording a syscall at its seccomp stop: the table's class and policy decide; the result and
+//! the memory it wrote are logged, run in the tracer, the tracee or not at all.
+
+use super::*;
+
+impl Recorder<'_> {
+    pub(super) fn warn_once(&mut self, nr: u64, msg: String) {
+        if self.warned.insert(nr) {
+            warn!(self.log, "{}", msg);
+        }
+    }
+
+    /// Whether the path argument of `spec` resolves into the data directory.
+    pub(super) fn path_local(&self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<bool> {
+        let (Some(dir), Some((dirfd, arg))) = (&self.data_dir, spec.path) else {
+            return Ok(false);
+        };
+        let raw = match t.read_cstr(args[arg as usize], 4096) {
+            Ok(p) => p,
+            Err(e) if e.is_gone() => return Err(e.into()),
+            Err(_) => return Ok(false),
+        };
+        let path = Path::new(std::ffi::OsStr::from_bytes(&raw));
+        let base = path_base(t.pid(), dirfd.map(|i| args[i as usize] as i32), path);
+        Ok(base.map(|b| policy::inside(&b, path, dir)).unwrap_or(false))
+    }
+
+    pub(super) fn on_syscall(&mut self, t: Stopped) -> Result<()> {
+        let pid = t.pid();
+        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
+        // The first syscalls after an exec map the clock page (replay does the same here).
+        let t = match self.clocks.install_step(t, proc, ft_libos::clock::MODE_RECORD)? {
+            Ok(_) => return Ok(()),
+            Err(t) => t,
+        };
+        let t = match self.deferred_real.remove(&proc) {
+            Some(d) => crate::live::make_real(
+                t,
+                &d.sockets,
+                &d.files,
+                &d.work,
+                &self.eventfds,
+                &mut self.made_real,
+                &self.log,
+            )?,
+            None => t,
+        };
+        let mut regs = t.regs()?;
+        let nr = regs.nr();
+        let group = self.take_deliverable(&t, nr)?;
+        if !group.is_empty() {
+            // Deliver the held signals here: skip the syscall, rewind to it, let them all in at
+            // once (the kernel orders and nests them as natively); the syscall runs again after
+            // the handlers.
+            let task = self.vtid(pid);
+            for (i, held) in group.iter().enumerate() {
+                let siginfo = held.info.as_ref().map(siginfo_to_bytes).unwrap_or_default();
+                self.emit(Kind::Signal(Signal {
+                    signo: held.sig.raw(),
+                    task,
+                    at_syscall: true,
+                    grouped: i > 0,
+                    siginfo,
+                    ..Default::default()
+                }))?;
+            }
+            let sigs: Vec<Sig> = group.iter().map(|h| h.sig).collect();
+            bounce(&t, &mut regs, &sigs)?;
+            self.bouncing.entry(pid).or_default().extend(group);
+            self.silent.insert(pid, 0);
+            t.cont(None)?;
+            return Ok(());
+        }
+        let Some(spec) = lookup(nr) else {
+            *self.silent.entry(pid).or_default() += 1;
+            self.warn_once(nr, format!("unknown syscall {} refused with ENOSYS", nr as i64));
+            regs.skip_with(-i64::from(libc::ENOSYS));
+            t.set_regs(&regs)?;
+            t.cont(None)?;
+            return Ok(());
+        };
+        let args = regs.args();
+        let path_local = self.path_local(&t, spec, &args)?;
+        let action = policy::decide(spec, &args, self.fds_of(pid), path_local);
+        // Lazy: slog builds key-values before filtering, and this runs at every stop.
+        debug!(self.log, "syscall"; "task" => self.vtid(pid), "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
+        let silent = {
+            let n = self.silent.entry(pid).or_default();
+            *n = if policy::logs_nothing(action) { *n + 1 } else { 0 };
+            *n
+        };
+        if spec.fds.closes != Closes::None {
+            self.before_close(&t, spec, &args)?;
+        }
+        if let Exec::Copy(op) = spec.exec {
+            if matches!(action, Action::Record { .. } | Action::Output { stdio: None })
+                && self.on_copy(&t, &mut regs, spec, &args, op)?
+            {
+                t.cont(None)?;
+                return Ok(());
+            }
+        }
+        match action {
+            // Runs in the kernel and returns without an exit stop.
+            Action::Pass => {
+                self.exits.insert(pid, ExitPoint { regs, silent, events: self.events });
+                let waiting = signal_waiting(&t)?;
+                t.cont(None)?;
+                if waiting {
+                    self.wait_own_stop(pid)?;
+                }
+                return Ok(());
+            }
+            Action::Emulate(e) => emulate(&t, &mut regs, e)?,
+            Action::Refuse(Refusal::Errno(errno, why)) => {
+                self.warn_once(nr, format!("{} refused with {}: {why}", spec.name, nix::Error::from_raw(errno)));
+                regs.skip_with(-i64::from(errno));
+                t.set_regs(&regs)?;
+            }
+            Action::Refuse(Refusal::Unsupported(why)) => {
+                return Err(SessionError::Unsupported {
+                    what: format!("the program called {}", describe::call(spec, &args)),
+                    why: why.into(),
+                })
+            }
+            Action::Record { exec: Exec::Tracer } if tracer_can_run(spec, &args) => {
+                return self.in_tracer(t, regs, spec, args).map(drop)
+            }
+            Action::Execute | Action::Output { stdio: Some(_) } => {
+                // Replicated state, or ftexec's own stdout/stderr (whose byte order must be the
+                // log's): done while holding the token.
+                if matches!(action, Action::Output { .. }) {
+                    self.sink.before_output()?;
+                }
+                let p = Pending { spec, args, input: capture::input(&t, spec.input, &args)?, action };
+                t.cont_to_exit()?;
+                return match wait_for(Some(pid))? {
+                    (_, Waited::Stopped(s)) if s.stop == Stop::SyscallExit => {
+                        self.complete(&s, &p)?;
+                        self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
+                        let waiting = signal_waiting(&s)?;
+                        s.cont(None)?;
+                        if waiting {
+                            self.wait_own_stop(pid)?;
+                        }
+                        Ok(())
+                    }
+                    (_, Waited::Stopped(s)) => Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
+                        pid,
+                        what: format!("{:?} instead of the exit of {}", s.stop, spec.name),
+                    })),
+                    (_, Waited::Exited(code)) => self.on_death(pid, Exit { code, signal: 0, task: 0 }),
+                    (_, Waited::Killed(sig)) => self.on_death(pid, Exit { code: 0, signal: sig.raw(), task: 0 }),
+                };
+            }
+            _ => {
+                // Runs in the kernel, may block on another task: the token is free meanwhile.
+                let input = capture::input(&t, spec.input, &args)?;
+                self.before_blocking(&t, spec, &args)?;
+                if matches!(action, Action::Output { .. }) {
+                    // Replies queued for this socket go first (shutdown, sendmsg, a write the
+                    // tracer could not take); other fds do not wait for them.
+                    let stream_fd = (spec.follow.stream != Stream::None).then_some(args[0]);
+                    let fd = spec.fd.map(|i| args[i as usize]).or(stream_fd);
+                    if let Some(k) = fd.and_then(|fd| self.queued_socket(pid, fd)) {
+                        self.drain_outputs(Some(k))?;
+                    }
+                    self.sink.before_output()?;
+                }
+                t.cont_to_exit()?;
+                self.set_state(pid, TState::InKernel(Pending { spec, args, input, action }));
+                self.holder = None;
+                return Ok(());
+            }
+        }
+        t.cont(None)?;
+        Ok(())
+    }
+
+    /// Runs a pure syscall in the tracer with its own buffers, copies the results into the
+    /// tracee and skips the tracee's syscall: one stop.
+    pub(super) fn in_tracer(&mut self, t: Stopped, mut regs: Regs, spec: &Spec, args: [u64; 6]) -> Result<Running> {
+        let mut a = args;
+        let mut bufs: Vec<(usize, Vec<u8>, bool)> = Vec::new();
+        for w in spec.writes {
+            let p = w.ptr as usize;
+            if args[p] == 0 {
+                continue;
+            }
+            let Some((cap, by_ret)) = tracer_buffer(w.len, &args) else { continue };
+            bufs.push((p, vec![0u8; cap as usize], by_ret));
+        }
+        for (p, buf, _) in bufs.iter_mut() {
+            a[*p] = buf.as_mut_ptr() as u64;
+        }
+        // SAFETY: the table marks only pure syscalls (time, random, uname, ids) as Tracer; every
+        // pointer argument now points to a buffer of the size the table declares.
+        let r = unsafe { libc::syscall(spec.nr as libc::c_long, a[0], a[1], a[2], a[3], a[4], a[5]) };
+        let mut ret = if r == -1 { -i64::from(nix::errno::Errno::last_raw()) } else { r as i64 };
+        let mut mem = Vec::with_capacity(bufs.len());
+        for (p, mut buf, by_ret) in bufs {
+            if by_ret {
+                buf.truncate(ret.max(0) as usize);
+            }
+            match t.write(args[p], &buf) {
+                Ok(()) => mem.push(MemWrite { addr: args[p], data: buf }),
+                Err(e) if e.is_gone() => return Err(e.into()),
+                Err(_) => ret = -i64::from(libc::EFAULT),
+            }
+        }
+        regs.skip_with(ret);
+        t.set_regs(&regs)?;
+        let task = self.vtid(t.pid());
+        self.emit(Kind::Syscall(Syscall {
+            nr: spec.nr,
+            args: args.to_vec(),
+            ret,
+            disposition: Disposition::Inject as i32,
+            mem,
+            task,
+            ..Default::default()
+        }))?;
+        Ok(t.cont(None)?)
+    }
+
+    /// Runs the syscall in the tracee to its exit stop and logs what the action calls for.
+    /// Logs a syscall that ran in the tracee, at its exit stop.
+    pub(super) fn complete(&mut self, t: &Stopped, p: &Pending) -> Result<()> {
+        let (spec, args, action, input) = (p.spec, p.args, p.action, &p.input);
+        let task = self.vtid(t.pid());
+        let ret = t.regs()?.ret();
+        let mut ev = Syscall {
+            nr: spec.nr,
+            args: args.to_vec(),
+            input_digest: if input.is_empty() { Vec::new() } else { digest::short(input) },
+            ret,
+            path_arg: match spec.input {
+                ft_libos::table::Input::Path(_) | ft_libos::table::Input::Paths(..) => input.clone(),
+                _ => Vec::new(),
+            },
+            task,
+            ..Default::default()
+        };
+        let restarted = match self.restart_of.get(&t.pid()) {
+            Some(&(orig, orig_args)) if spec.special == Special::RestartSyscall => Some((orig, orig_args)),
+            _ => None,
+        };
+        if ret != ft_libos::signal::ERESTART_RESTARTBLOCK {
+            self.restart_of.remove(&t.pid());
+        } else if restarted.is_none() {
+            self.restart_of.insert(t.pid(), (spec, args));
+        }
+        let regions = match restarted {
+            Some((orig, orig_args)) => capture::regions(t, orig.writes, &orig_args, ret)?,
+            None => capture::regions(t, spec.writes, &args, ret)?,
+        };
+        let extra = fcntl_writes(spec, &args);
+        let regions =
+            if extra.is_empty() { regions } else { [regions, capture::regions(t, extra, &args, ret)?].concat() };
+        let mut fresh = FdKind::External;
+        let mut disposition = match action {
+            Action::Execute => {
+                ev.out_digest = capture::digest_writes(&capture::read_regions(t, &regions)?);
+                if spec.path.is_some() || spec.fds.creates != NewFdEffect::None {
+                    fresh = if spec.fds.object == Object::Memfd { FdKind::Private } else { FdKind::Data };
+                }
+                Disposition::Execute
+            }
+            Action::ExecuteInject => Disposition::ExecuteInject,
+            Action::Clone if ret >= 0 => Disposition::ExecuteInject,
+            Action::Exec if ret >= 0 => Disposition::Execute,
+            Action::AnonMap if ret >= 0 => {
+                ev.mem = self.capture_mapping(t, &args, ret)?;
+                Disposition::AnonMap
+            }
+            Action::Output { stdio } => {
+                if let Some(fd) = stdio {
+                    ev.stdio_fd = fd;
+                    ev.stdio = input[..(ret.max(0) as usize).min(input.len())].to_vec();
+                }
+                Disposition::Inject
+            }
+            _ => {
+                ev.mem = capture::read_regions(t, &regions)?;
+                Disposition::Inject
+            }
+        };
+        let pid = t.pid();
+        if policy::creates_fds(spec, &args) && ret >= 0 {
+            let pair = match spec.fds.creates {
+                NewFdEffect::Pair(p) => {
+                    let b = t.read(args[p as usize], 8)?;
+                    Some([i32::from_le_bytes([b[0], b[1], b[2], b[3]]), i32::from_le_bytes([b[4], b[5], b[6], b[7]])])
+                }
+                _ => None,
+            };
+            if disposition == Disposition::Inject && spec.path.is_some() {
+                // An opened file outside the data directory: executables and libraries are
+                // verified by hash and opened for real at replay; anything else is recorded.
+                if let Some((path, hash)) = self.verified_file(t, ret as i32, &args, spec)? {
+                    fresh = FdKind::Verified;
+                    ev.path = path;
+                    ev.file_hash = hash;
+                    disposition = Disposition::Execute;
+                }
+            }
+            let created = policy::new_fds(spec, &args, ret, pair, self.fds_of(pid), fresh);
+            if disposition == Disposition::Inject && created.iter().any(|(_, k)| *k == FdKind::External) {
+                disposition = Disposition::Placeholder;
+            }
+            for (fd, kind) in created {
+                self.fds_of(pid).set(fd, kind);
+                let cloexec = ft_interposer::procfs::fd_flags(pid.as_raw(), fd) & libc::O_CLOEXEC != 0;
+                ev.new_fds.push(NewFd { fd, kind: kind as i32, cloexec });
+            }
+        }
+        ev.disposition = disposition as i32;
+        if matches!(action, Action::Output { .. }) {
+            self.events += 1;
+            return self.sink.append_output(&Event { kind: Some(Kind::Syscall(ev)) });
+        }
+        self.emit(Kind::Syscall(ev))
+    }
+
+    /// If fd `fd` (just opened) is a read-only regular ELF file, its path and blake3.
+    pub(super) fn verified_file(
+        &mut self,
+        t: &Stopped,
+        fd: i32,
+        args: &[u64; 6],
+        spec: &Spec,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if spec.fds.object != Object::File {
+            return Ok(None);
+        }
+        let read_word = |addr: u64| t.read(addr, 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+        let Some(flags) = spec.fds.open_flags(args, read_word) else { return Ok(None) };
+        let proc_path = format!("/proc/{}/fd/{fd}", t.pid());
+        let Ok(md) = std::fs::metadata(&proc_path) else {
+            return Ok(None);
+        };
+        let mut magic = [0u8; 4];
+        let elf = std::fs::File::open(&proc_path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .map(|()| &magic == b"\x7fELF")
+            .unwrap_or(false);
+        let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
+        if policy::opened_file_kind(false, md.is_file(), read_only, elf) != FdKind::Verified {
+            return Ok(None);
+        }
+        let key = (md.dev(), md.ino(), md.size(), md.mtime_nsec() + md.mtime() * 1_000_000_000);
+        let hash = match self.hashes.get(&key) {
+            Some(h) => h.clone(),
+            None => {
+                let h = program::hash_file(Path::new(&proc_path))?;
+                self.hashes.insert(key, h.clone());
+                h
+            }
+        };
+        let path = std::fs::read_link(&proc_path).map(|p| p.into_os_string().into_vec()).unwrap_or_default();
+        Ok(Some((path, hash)))
+    }
+
+    /// The bytes of a private file mapping just made at `addr` (up to the end of the file).
+    pub(super) fn capture_mapping(&self, t: &Stopped, args: &[u64; 6], addr: i64) -> Result<Vec<MemWrite>> {
+        let fd = args[4] as i32;
+        let size = std::fs::metadata(format!("/proc/{}/fd/{fd}", t.pid())).map(|m| m.len()).unwrap_or(0);
+        let len = args[1].min(size.saturating_sub(args[5]));
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let data = t.read_forced(addr as u64, len as usize)?;
+        Ok(vec![MemWrite { addr: addr as u64, data }])
+    }
+
+    /// Register changes for a syscall about to block in the kernel, given back at its exit
+    /// ([`Recorder::after_blocking`]): a wait's `__WALL` ([`Recorder::widen_wait`]) and an
+    /// adopted restart ([`Recorder::adopted_restart`]).
+    pub(super) fn before_blocking(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<()> {
+        self.widen_wait(t, spec, args)?;
+        self.adopted_restart(t, spec)
+    }
+
+    /// A handed-over task at restart_syscall, continuing a syscall that the log interrupted with
+    /// -ERESTART_RESTARTBLOCK: it runs that syscall again (the log still shows restart_syscall,
+    /// which is what the followers wait at). A relative sleep sleeps for the time left that the
+    /// kernel wrote at the interruption (in its `rem`); an absolute one is the same call; poll
+    /// and futex waits get their first timeout again.
+    pub(super) fn adopted_restart(&mut self, t: &Stopped, spec: &Spec) -> Result<()> {
+        if spec.special != Special::RestartSyscall || !self.adopted_restart.remove(&t.pid()) {
+            return Ok(());
+        }
+        let Some(&(orig, orig_args)) = self.restart_of.get(&t.pid()) else { return Ok(()) };
+        let a = orig.signals.restart.map_or(orig_args, |sleep| sleep.continued(&orig_args));
+        debug!(self.log, "a handed-over restart_syscall runs as its syscall again"; "call" => orig.name);
+        let mut regs = t.regs()?;
+        regs.rewrite(u64::from(orig.nr), &a);
+        Ok(t.set_regs(&regs)?)
+    }
+
+    /// A wait4/waitid of a process that has [`Recorder::quiet`] children: `__WALL` added to
+    /// its options, so that it sees them (the options register is given back at its exit).
+    pub(super) fn widen_wait(&self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<()> {
+        let Some(i) = spec.task.wait.map(|w| w.options_arg()) else { return Ok(()) };
+        let proc = self.tasks.get(&t.pid()).map(|t| t.proc);
+        if args[i] & ft_libos::wait::WALL != 0 || !self.quiet.values().any(|q| Some(q.parent) == proc) {
+            return Ok(());
+        }
+        let mut regs = t.regs()?;
+        let mut a = *args;
+        a[i] |= ft_libos::wait::WALL;
+        regs.set_args(&a);
+        Ok(t.set_regs(&regs)?)
+    }
+
+    /// At the exit of a syscall [`Recorder::before_blocking`] may have changed: the argument
+    /// registers as the program set them; after a wait, the quiet children it reaped forgotten.
+    pub(super) fn after_blocking(&mut self, s: &Stopped, p: &Pending) -> Result<()> {
+        let waits = p.spec.task.wait.is_some();
+        let adopted = self.restore_args.remove(&s.pid());
+        let restart = p.spec.special == Special::RestartSyscall;
+        if !waits && !adopted && !restart {
+            return Ok(());
+        }
+        let mut regs = s.regs()?;
+        // An adopted restart_syscall ran as its syscall: it is restart_syscall again at its exit,
+        // where a signal delivery is logged with the syscall number (replay has restart_syscall
+        // there) and where the kernel restarts it (its restart block is real now).
+        let renamed = restart && regs.nr() != u64::from(p.spec.nr);
+        if regs.args() != p.args || renamed {
+            regs.set_args(&p.args);
+            regs.0.orig_rax = u64::from(p.spec.nr);
+            s.set_regs(&regs)?;
+        }
+        if waits && !self.quiet.is_empty() {
+            self.quiet.retain(|child, _| Path::new(&format!("/proc/{child}")).exists());
+        }
+        Ok(())
+    }
+
+    /// A child forked by replay (exit signal 0, no execve since: [`Recorder::on_exec`] forgets
+    /// one that calls it) ended: the kernel sent its parent nothing, so the recorder sends the
+    /// SIGCHLD natively due, if the parent catches it (its handler gets the kernel's siginfo
+    /// for it) or blocks it (for sigwaitinfo or a signalfd, which then read a kill's siginfo),
+    /// unless a SIGCHLD is pending already (the kernel would keep that one). The child stays a
+    /// zombie until the parent's (widened) wait.
+    pub(super) fn quiet_ended(&mut self, child: Pid, exit: &Exit) {
+        let Some(&q) = self.quiet.get(&child) else { return };
+        let Some(leader) = self.tasks.iter().find(|(_, t)| t.vtid == q.parent).map(|(p, _)| *p) else { return };
+        let caught = matches!(disposition(leader, Sig::SIGCHLD), Disposition_::Caught);
+        let masks = status_masks(leader);
+        let bit = Sig::SIGCHLD.mask_bit();
+        if (!caught && masks("SigBlk:") & bit == 0) || (masks("ShdPnd:") | masks("SigPnd:")) & bit != 0 {
+            return;
+        }
+        if caught {
+            let (code, status) = if exit.signal != 0 {
+                (ft_libos::wait::CLD_KILLED, exit.signal)
+            } else {
+                (ft_libos::wait::CLD_EXITED, exit.code)
+            };
+            let bytes = ft_libos::wait::sigchld_info(q.ns_pid, q.uid, code, status);
+            if let Some(info) = ft_interposer::tracee::siginfo_from_bytes(&bytes) {
+                self.chld_info.insert(q.parent, info);
+            }
+        }
+        debug!(self.log, "SIGCHLD for a child forked at replay"; "child" => child.as_raw(), "parent" => q.parent);
+        let _ = send_signal(leader, Sig::SIGCHLD);
+    }
+}
+
+/// Whether a clone creates a thread (CLONE_THREAD) rather than a process. clone3 keeps its
+/// flags in struct clone_args, whose first field they are.
+pub(super) fn is_thread_clone(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
+    let flags = match spec.task.clone {
+        CloneKind::Clone => args[0],
+        CloneKind::Clone3 => {
+            t.read(args[0], 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
+        }
+        CloneKind::Fork | CloneKind::Vfork | CloneKind::None => 0,
+    };
+    flags & libc::CLONE_THREAD as u64 != 0
+}
+
+/// Whether a Tracer syscall can really run in the tracer (its buffers are of a sane size).
+pub(crate) fn tracer_can_run(spec: &Spec, args: &[u64; 6]) -> bool {
+    spec.writes.iter().all(|w| tracer_buffer(w.len, args).is_some_and(|(cap, _)| cap <= MAX_TRACER_BUF))
+}
+
+/// The buffer the tracer uses for one write of a Tracer syscall: its capacity and whether the
+/// return value says how much of it the kernel filled (getrandom: capacity from argument 1).
+/// None for lengths a tracer buffer cannot express (the syscall then runs in the tracee).
+pub(super) fn tracer_buffer(len: Len, args: &[u64; 6]) -> Option<(u64, bool)> {
+    match len {
+        Len::Fixed(n) => Some((u64::from(n), false)),
+        Len::Ret => Some((args[1], true)),
+        Len::Arg(i) => Some((args[i as usize], false)),
+        _ => None,
+    }
+}
+
+/// fcntl(F_GETLK) writes a struct flock the table cannot express per command.
+pub(crate) fn fcntl_writes(spec: &Spec, args: &[u64; 6]) -> &'static [ft_libos::table::Write] {
+    const FLOCK: &[ft_libos::table::Write] = &[ft_libos::table::Write { ptr: 2, len: Len::Fixed(32) }];
+    if spec.special == ft_libos::table::Special::Fcntl && matches!(args[1] as i32, libc::F_GETLK | libc::F_OFD_GETLK) {
+        FLOCK
+    } else {
+        &[]
+    }
+}
+
+/// Answers an emulated syscall in the tracer.
+pub(crate) fn emulate(t: &Stopped, regs: &mut Regs, e: Emulation) -> Result<()> {
+    let args = regs.args();
+    let ret = match e {
+        Emulation::Errno(errno) => -i64::from(errno),
+        Emulation::GetCpu => {
+            for a in [args[0], args[1]] {
+                if a != 0 {
+                    t.write(a, &0u32.to_le_bytes())?;
+                }
+            }
+            0
+        }
+    };
+    regs.skip_with(ret);
+    t.set_regs(regs)?;
+    Ok(())
+}

@@ -1,0 +1,471 @@
+//! Go-live bookkeeping: what replay follows of the program's outside world while it replays
+//! (sockets and how they were made, files outside the data directory and their offsets, the
+//! bytes in flight in its pipes, eventfd counters, pidfds, interval timers, the signals it sent
+//! and took), read from the table's declared effects, so that a replica that goes live can
+//! rebuild them.
+
+use super::*;
+
+impl Replayer<'_> {
+    /// Registers the pipes and eventfds the program makes (see `pipes`, `eventfds`), and forgets
+    /// an eventfd whose stand-in id another stand-in takes.
+    pub(super) fn follow_new_pipes_and_eventfds(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], s: &Syscall) {
+        if spec.fds.object == Object::Pipe && s.ret == 0 {
+            if let Some((ino, _)) =
+                s.new_fds.first().and_then(|nf| ft_interposer::procfs::pipe_of(t.pid().as_raw(), nf.fd))
+            {
+                self.pipes.insert(ino, Flow::default());
+            }
+        }
+        if spec.fds.object == Object::EventFd && s.ret >= 0 {
+            let flags = spec.fds.open_flags(args, |_| None).unwrap_or(0);
+            if let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), s.ret as i32) {
+                self.eventfds.insert(id, crate::live::EventShadow { count: args[0] & 0xffff_ffff, flags });
+            }
+        } else if s.disposition() == Disposition::Placeholder && !self.eventfds.is_empty() {
+            // Another stand-in (all are eventfds) may take the id of a closed eventfd of the
+            // program's: that one is gone.
+            for nf in &s.new_fds {
+                if let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), nf.fd) {
+                    self.eventfds.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Learns which files outside the data directory the program has open (they are stand-ins
+    /// at replay), with their flags and offsets, to open them again if it goes live.
+    pub(super) fn follow_files(
+        &mut self,
+        t: &Stopped,
+        vtid: u32,
+        spec: &Spec,
+        args: &[u64; 6],
+        s: &Syscall,
+    ) -> Result<()> {
+        let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+        let files = self.files.entry(proc).or_default();
+        for nf in &s.new_fds {
+            files.remove(&nf.fd);
+        }
+        if s.ret < 0 {
+            return Ok(());
+        }
+        let fd = args[0] as i32;
+        if spec.fds.object == Object::File {
+            let Some(nf) = s.new_fds.first().filter(|nf| nf.kind() == ft_libos::FdKind::External) else {
+                return Ok(());
+            };
+            let Some((dirfd, path_arg)) = spec.path else { return Ok(()) };
+            let read_word = |addr: u64| t.read(addr, 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+            let flags = spec.fds.open_flags(args, read_word).unwrap_or(0);
+            let raw = t.read_cstr(args[path_arg as usize], 4095)?;
+            let path = PathBuf::from(OsStr::from_bytes(&raw));
+            let dirfd = dirfd.map(|i| args[i as usize] as i32);
+            if let Some(base) = crate::record::path_base(t.pid(), dirfd, &path).filter(|b| b.is_absolute()) {
+                files.insert(nf.fd, FileShadow { path: base.join(path), flags, offset: 0 });
+            }
+            return Ok(());
+        }
+        if policy::duplicates_fd(spec, args) {
+            let new = s.ret as i32;
+            match files.get(&fd).cloned() {
+                Some(f) if new != fd => {
+                    files.insert(new, f);
+                }
+                Some(_) => {}
+                None => {
+                    files.remove(&new);
+                }
+            }
+            return Ok(());
+        }
+        if let Some(closed) = spec.fds.closed_fd(args) {
+            files.remove(&(closed as i32));
+        }
+        match spec.follow.stream {
+            Stream::Read { .. } | Stream::Write { .. } => {
+                if let Some(f) = files.get_mut(&fd) {
+                    f.offset += s.ret as u64;
+                }
+            }
+            Stream::Seek => {
+                if let Some(f) = files.get_mut(&fd) {
+                    f.offset = s.ret as u64;
+                }
+            }
+            Stream::None | Stream::Shutdown => {}
+        }
+        Ok(())
+    }
+
+    /// Going live: writes the bytes in flight into each pipe that a process can still read.
+    /// The tracer opens a write end of its own through `/proc/PID/fd/N` of any fd on the pipe
+    /// (the writer may have closed its end or ended: natively the bytes stay in the pipe).
+    pub(super) fn refill_pipes(&mut self, procs: &[u32]) {
+        use std::io::Write as _;
+        for (ino, flow) in self.pipes.drain().filter(|(_, f)| !f.queue.is_empty()) {
+            let bytes = flow.queue;
+            let mut reader = None;
+            for proc in procs {
+                let Some(tgid) = self.tasks.get(proc).map(|t| t.tid.as_raw()) else { continue };
+                let Ok(fds) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else { continue };
+                let fd = fds.flatten().find_map(|e| {
+                    let fd: i32 = e.file_name().to_str()?.parse().ok()?;
+                    (ft_interposer::procfs::pipe_of(tgid, fd)? == (ino, false)).then_some(fd)
+                });
+                if let Some(fd) = fd {
+                    reader = Some((tgid, fd));
+                    break;
+                }
+            }
+            // None: nobody can read them any more.
+            let Some((tgid, fd)) = reader else { continue };
+            let (data, _) = bytes.as_slices();
+            // Non-blocking: the pipe is empty here, but a program may have enlarged it at record
+            // (F_SETPIPE_SZ is not run at replay); what does not fit is lost, with a warning.
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(format!("/proc/{tgid}/fd/{fd}"))
+                .and_then(|mut w| w.write_all(data).and_then(|()| w.write_all(bytes.as_slices().1)));
+            match written {
+                Ok(()) => {
+                    slog::info!(self.log, "going live: bytes in flight written into a pipe"; "bytes" => bytes.len())
+                }
+                Err(e) => {
+                    slog::warn!(self.log, "going live: bytes in flight in a pipe are lost"; "bytes" => bytes.len(), "error" => e.to_string())
+                }
+            }
+        }
+    }
+
+    /// Follows the counter of one of the program's eventfds (see `eventfds`).
+    pub(super) fn follow_eventfd(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
+        let plain = matches!(spec.follow.stream, Stream::Read { vectored: false } | Stream::Write { vectored: false });
+        if ret != 8 || !plain || self.eventfds.is_empty() {
+            return Ok(());
+        }
+        let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
+        let Some(ev) = self.eventfds.get_mut(&id) else { return Ok(()) };
+        if matches!(spec.follow.stream, Stream::Write { .. }) {
+            let v = t.read(args[1], 8)?.try_into().map(u64::from_le_bytes).unwrap_or(0);
+            ev.count = ev.count.saturating_add(v);
+        } else if ev.flags & libc::EFD_SEMAPHORE != 0 {
+            ev.count = ev.count.saturating_sub(1);
+        } else {
+            ev.count = 0;
+        }
+        Ok(())
+    }
+
+    /// Follows the bytes in flight in the program's pipes (see `pipes`): a logged write adds
+    /// what the program wrote (read from its memory), a logged read takes as many away.
+    pub(super) fn follow_pipes(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], n: usize) -> Result<()> {
+        let (writes, vectored) = match spec.follow.stream {
+            Stream::Write { vectored } => (true, vectored),
+            Stream::Read { vectored } => (false, vectored),
+            Stream::None | Stream::Seek | Stream::Shutdown => return Ok(()),
+        };
+        let Some((ino, _)) = ft_interposer::procfs::pipe_of(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
+        // Only pipes the program made with pipe/pipe2 (a socketpair's stand-in is a pipe too).
+        let Some(flow) = self.pipes.get_mut(&ino) else { return Ok(()) };
+        if !writes {
+            let had = flow.queue.len();
+            flow.queue.drain(..n.min(had));
+            flow.debt += n.saturating_sub(had);
+            return Ok(());
+        }
+        let pieces: Vec<(u64, usize)> = if vectored {
+            let iov = t.read(args[1], 16 * (args[2] as usize).min(1024))?;
+            iov.chunks_exact(16)
+                .map(|c| {
+                    let word = |b: &[u8]| b.try_into().map(u64::from_le_bytes).unwrap_or(0);
+                    (word(&c[..8]), word(&c[8..]) as usize)
+                })
+                .collect()
+        } else {
+            vec![(args[1], n)]
+        };
+        let mut left = n;
+        for (base, len) in pieces {
+            let take = len.min(left);
+            if take == 0 {
+                break;
+            }
+            let bytes = t.read(base, take)?;
+            let paid = flow.debt.min(bytes.len());
+            flow.debt -= paid;
+            flow.queue.extend(&bytes[paid..]);
+            left -= take;
+        }
+        Ok(())
+    }
+
+    /// Notes an interval timer the program set (see `itimers`).
+    pub(super) fn note_itimer(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
+        let (which, itv) = match spec.follow.timer {
+            Timer::Alarm { secs } if ret >= 0 => (libc::ITIMER_REAL, [0, 0, args[usize::from(secs)] as u32 as i64, 0]),
+            Timer::Itimer { which, new } if ret == 0 && args[usize::from(new)] != 0 => {
+                let b = t.read(args[usize::from(new)], 32)?;
+                let word =
+                    |i: usize| b.get(i * 8..i * 8 + 8).and_then(|w| w.try_into().ok()).map_or(0, i64::from_le_bytes);
+                (args[usize::from(which)] as i32, [word(0), word(1), word(2), word(3)])
+            }
+            Timer::Alarm { .. } | Timer::Itimer { .. } | Timer::None => return Ok(()),
+            Timer::Posix | Timer::Fd => {
+                if ret >= 0 {
+                    self.unarmed_timers.insert(spec.name);
+                }
+                return Ok(());
+            }
+        };
+        let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
+        if itv[2] == 0 && itv[3] == 0 {
+            self.itimers.remove(&(proc, which));
+        } else {
+            let at = self.source.position();
+            self.itimers.insert((proc, which), Itimer { itv, at });
+        }
+        Ok(())
+    }
+
+    /// Going live: the interval timers to arm per process. A periodic one is armed for its
+    /// interval; a one-shot one whose signal a task of its process took since it was set has
+    /// fired, the others are armed again for their whole value (the time already gone by at
+    /// record is not known here: they fire late by as much).
+    pub(super) fn itimers_to_arm(&self) -> HashMap<u32, Vec<(i32, [i64; 4])>> {
+        let mut out: HashMap<u32, Vec<(i32, [i64; 4])>> = HashMap::new();
+        for (&(proc, which), t) in &self.itimers {
+            let sig = match which {
+                libc::ITIMER_REAL => libc::SIGALRM,
+                libc::ITIMER_VIRTUAL => libc::SIGVTALRM,
+                _ => libc::SIGPROF,
+            };
+            let periodic = t.itv[0] != 0 || t.itv[1] != 0;
+            let fired = self.source.taken.iter().any(|(pos, task, signo)| {
+                *signo == sig && *pos > t.at && self.ids.get(task).map(|i| i.1) == Some(proc)
+            });
+            let itv = match (periodic, fired) {
+                (true, _) => [t.itv[0], t.itv[1], t.itv[0], t.itv[1]],
+                (false, false) => t.itv,
+                (false, true) => continue,
+            };
+            out.entry(proc).or_default().push((which, itv));
+        }
+        out
+    }
+
+    /// The process (pid as the program sees it) a pidfd of task `vtid` refers to: one that
+    /// pidfd_open made (a stand-in at replay), or a real pidfd (clone's CLONE_PIDFD), whose
+    /// fdinfo names its pid in every namespace, the program's last.
+    pub(super) fn pidfd_target(&self, t: &Stopped, vtid: u32, fd: i32) -> Option<i32> {
+        let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
+        if let Some(&pid) = self.pidfds.get(&(proc, fd)) {
+            return Some(pid);
+        }
+        let info = std::fs::read_to_string(format!("/proc/{}/fdinfo/{fd}", t.pid())).ok()?;
+        let line = info.lines().find(|l| l.starts_with("NSpid:"))?;
+        line.split_whitespace().last()?.parse().ok().filter(|pid: &i32| *pid > 0)
+    }
+
+    /// Notes a signal the program sent (see [`SentSignal`]) or took with sigtimedwait.
+    pub(super) fn note_signal_syscall(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) {
+        let at = self.source.position();
+        if spec.signals.takes && ret > 0 {
+            self.source.taken.push((at, vtid, ret as i32));
+            return;
+        }
+        let Some(send) = spec.follow.sends.filter(|_| ret == 0) else { return };
+        let arg = |i: u8| args[usize::from(i)];
+        let (target, thread) = match send.target {
+            Target::Process(i) => (arg(i) as i32, false),
+            Target::Thread(i) => (arg(i) as i32, true),
+            Target::PidFd(i) => match self.pidfd_target(t, vtid, arg(i) as i32) {
+                Some(pid) => (pid, false),
+                None => return,
+            },
+        };
+        let (sig, info_at) = (arg(send.sig) as i32, send.info.map(arg).filter(|p| *p != 0));
+        if !(1..=ft_libos::signal::SIG_MAX).contains(&sig) || target == -1 {
+            return;
+        }
+        let info = info_at.and_then(|p| t.read(p, ft_interposer::tracee::SIGINFO_SIZE).ok());
+        let info = info.as_deref().and_then(ft_interposer::tracee::siginfo_from_bytes);
+        // A signal that does nothing to its target is not logged when it arrives: not a send
+        // to follow (its disposition is real at replay: sigaction runs).
+        let effect = |this: &Self, ns: i32| {
+            let task = this.tasks.iter().find(|(v, _)| this.ids.get(v).map(|i| i.0) == Some(ns));
+            match (task, Sig::new(sig)) {
+                (Some((_, task)), Some(s)) => !crate::record::has_no_effect(task.tid, s),
+                _ => true,
+            }
+        };
+        if target > 0 {
+            if effect(self, target) {
+                self.sent.push(SentSignal { at, target, thread, sig, info });
+            }
+            return;
+        }
+        // kill(0 or -pgid): one send to each process of the group (real at replay: setpgid runs).
+        let outer_pgid = |pid: Pid| -> Option<i32> {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            stat[stat.rfind(')')? + 1..].split_whitespace().nth(2)?.parse().ok()
+        };
+        let group = if target == 0 {
+            outer_pgid(t.pid())
+        } else {
+            let leader = self
+                .ids
+                .iter()
+                .find(|(_, (tid, proc))| *tid == -target && self.ids.get(proc).map(|i| i.0) == Some(*tid));
+            leader.and_then(|(v, _)| self.tasks.get(v)).map(|l| l.tid.as_raw())
+        };
+        let Some(group) = group else { return };
+        let members: Vec<i32> = self
+            .tasks
+            .iter()
+            .filter(|(v, task)| **v == task.proc && outer_pgid(task.tid) == Some(group))
+            .filter_map(|(v, _)| self.ids.get(v).map(|i| i.0))
+            .collect();
+        for target in members {
+            if effect(self, target) {
+                self.sent.push(SentSignal { at, target, thread: false, sig, info });
+            }
+        }
+    }
+
+    /// Going live: sends again each signal the program sent that no task of its target took in
+    /// the log since (a standard signal is taken by any later delivery of its number, as the
+    /// kernel merges them; a real-time one by one delivery each), if its target still runs. A
+    /// sigqueue goes with its siginfo; a kill is a kill from outside the program's namespace
+    /// (si_pid 0). SIGKILL and SIGSTOP are left out (the log shows their effect).
+    /// Returns (process, signal, siginfo) of each sigqueue sent again: the kernel zeroes si_pid
+    /// for a sender outside the program's PID namespace, so the recorder gives the signal its
+    /// siginfo at its delivery stop.
+    pub(super) fn resend_pending(&mut self) -> Result<Vec<(u32, i32, libc::siginfo_t)>> {
+        let mut queued = Vec::new();
+        let mut used = vec![false; self.source.taken.len()];
+        let in_target = |task: u32, s: &SentSignal, ids: &HashMap<u32, (i32, u32)>| {
+            let (tid, proc) = ids.get(&task).copied().unwrap_or((0, u32::MAX));
+            if s.thread {
+                tid == s.target
+            } else {
+                ids.get(&proc).map(|i| i.0) == Some(s.target)
+            }
+        };
+        let mut resend = Vec::new();
+        for s in &self.sent {
+            if matches!(s.sig, libc::SIGKILL | libc::SIGSTOP) {
+                continue;
+            }
+            let later = |(i, (pos, task, signo)): (usize, &(u64, u32, i32))| {
+                (*pos > s.at && *signo == s.sig && in_target(*task, s, &self.ids)).then_some(i)
+            };
+            let taken = if s.sig < 32 {
+                self.source.taken.iter().enumerate().any(|e| later(e).is_some())
+            } else {
+                match self.source.taken.iter().enumerate().filter(|(i, _)| !used[*i]).find_map(later) {
+                    Some(i) => {
+                        used[i] = true;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            if !taken {
+                resend.push(s);
+            }
+        }
+        for s in resend {
+            let target = self.tasks.iter().find(|(v, _)| {
+                let (tid, proc) = self.ids.get(v).copied().unwrap_or((0, u32::MAX));
+                if s.thread {
+                    tid == s.target
+                } else {
+                    **v == proc && tid == s.target
+                }
+            });
+            let Some((v, t)) = target else { continue };
+            let tgid = self.tasks.get(&t.proc).map_or(t.tid, |l| l.tid);
+            slog::info!(self.log, "going live: a signal the program sent is still pending"; "signal" => s.sig, "task" => v);
+            let sig = Sig::new(s.sig).ok_or_else(|| SessionError::Mismatch {
+                what: "the log".into(),
+                detail: format!("signal number {}", s.sig),
+            })?;
+            // SAFETY: rt_(tg)sigqueueinfo read a siginfo_t of ours; kill and tgkill take integers.
+            let r = unsafe {
+                match (&s.info, s.thread) {
+                    (Some(info), false) if info.si_code < 0 => {
+                        libc::syscall(libc::SYS_rt_sigqueueinfo, tgid.as_raw(), s.sig, info as *const libc::siginfo_t)
+                    }
+                    (Some(info), true) if info.si_code < 0 => libc::syscall(
+                        libc::SYS_rt_tgsigqueueinfo,
+                        tgid.as_raw(),
+                        t.tid.as_raw(),
+                        s.sig,
+                        info as *const libc::siginfo_t,
+                    ),
+                    (_, true) => libc::syscall(libc::SYS_tgkill, tgid.as_raw(), t.tid.as_raw(), s.sig),
+                    (_, false) => i64::from(send_signal(tgid, sig).map_or(-1, |()| 0)),
+                }
+            };
+            if r != 0 {
+                slog::warn!(self.log, "going live: could not send a pending signal again"; "signal" => s.sig, "task" => v);
+            } else if let Some(info) = s.info.filter(|i| i.si_code < 0) {
+                queued.push((t.proc, s.sig, info));
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Learns how the program made and configured its sockets, to rebuild them if it goes live.
+    pub(super) fn follow_sockets(
+        &mut self,
+        t: &Stopped,
+        vtid: u32,
+        spec: &Spec,
+        args: &[u64; 6],
+        s: &Syscall,
+    ) -> Result<()> {
+        let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+        let socks = self.sockets.entry(proc).or_default();
+        for nf in &s.new_fds {
+            socks.remove(&nf.fd);
+        }
+        if s.ret < 0 {
+            return Ok(());
+        }
+        let fd = args[0] as i32;
+        let read = |ptr: u64, len: u64, max: u64| t.read(ptr, len.min(max) as usize);
+        match spec.fds.object {
+            Object::Socket => {
+                let made = Some((args[0] as i32, args[1] as i32, args[2] as i32));
+                socks.insert(s.ret as i32, SockShadow { made, ..Default::default() });
+            }
+            Object::Connection => {
+                socks.insert(s.ret as i32, SockShadow::default());
+            }
+            _ => {}
+        }
+        match spec.follow.live {
+            Live::None => {}
+            Live::Bind => {
+                if let Some(sh) = socks.get_mut(&fd) {
+                    sh.addr = read(args[1], args[2], 128)?;
+                }
+            }
+            Live::Listen => {
+                if let Some(sh) = socks.get_mut(&fd) {
+                    sh.backlog = Some(args[1] as i32);
+                }
+            }
+            Live::SockOpt => {
+                if let Some(sh) = socks.get_mut(&fd) {
+                    sh.opts.push((args[1] as i32, args[2] as i32, read(args[3], args[4], 256)?));
+                }
+            }
+        }
+        Ok(())
+    }
+}

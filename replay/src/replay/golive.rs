@@ -1,0 +1,170 @@
+//! Going live: the committed log is replayed; the stand-ins become real kernel objects and the
+//! tasks are handed to a recorder (the go-live contract is [`crate::handover::Handover`]).
+
+use super::*;
+
+impl Replayer<'_> {
+    /// The committed log is replayed: make the stand-ins real and hand the tasks to a recorder.
+    pub(super) fn go_live(&mut self) -> Result<crate::record::Handover> {
+        use crate::record::{Adopted, AdoptedState};
+        // One task per process at a seccomp stop injects the syscalls that make its fds real.
+        let mut procs: Vec<u32> = self.tasks.values().map(|t| t.proc).collect();
+        procs.sort_unstable();
+        procs.dedup();
+        let mut made = crate::live::MadeReal::new();
+        self.refill_pipes(&procs);
+        let mut timers = self.itimers_to_arm();
+        if !self.unarmed_timers.is_empty() {
+            let mut calls: Vec<&str> = self.unarmed_timers.iter().copied().collect();
+            calls.sort_unstable();
+            slog::warn!(self.log, "going live: timers the program armed are not armed again (not supported yet): a program that waits for them will wait longer or forever"; "armed by" => calls.join(", "));
+        }
+        let mut deferred = HashMap::new();
+        for proc in procs {
+            let socks = self.sockets.get(&proc).cloned().unwrap_or_default();
+            let files = self.files.get(&proc).cloned().unwrap_or_default();
+            let pidfds =
+                self.pidfds.iter().filter(|((p, _), _)| *p == proc).map(|((_, fd), pid)| (*fd, *pid)).collect();
+            let work = crate::live::ProcWork { timers: timers.remove(&proc).unwrap_or_default(), pidfds };
+            if socks.is_empty()
+                && files.is_empty()
+                && work.timers.is_empty()
+                && work.pidfds.is_empty()
+                && self.eventfds.is_empty()
+            {
+                continue;
+            }
+            let candidate = self.tasks.iter().find_map(|(v, t)| {
+                let at_seccomp = match &t.state {
+                    RState::Parked(_) | RState::CloneParked(_) | RState::ExecParked(_) => true,
+                    RState::Fresh(s) | RState::Idle(s) => s.stop == Stop::Seccomp,
+                    _ => false,
+                };
+                (t.proc == proc && at_seccomp).then_some(*v)
+            });
+            // A process whose execve runs (released by the log) is losing its other threads.
+            let candidate = candidate.filter(|_| !self.exec_running.contains(&proc));
+            let Some(v) = candidate else {
+                // Its tasks run user code or are inside a clone: the recorder makes its fds real
+                // at its first syscall stop, before that syscall runs.
+                slog::debug!(
+                    self.log,
+                    "going live: process {proc} is not at a syscall; its fds are made real at its first"
+                );
+                deferred.insert(proc, crate::live::Deferred { sockets: socks, files, work });
+                continue;
+            };
+            let taken = self.take_state(v);
+            let log = self.log.clone();
+            let evs = &self.eventfds;
+            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &files, &work, evs, &mut made, &log);
+            let state = match taken {
+                RState::Parked(p) => RState::Parked(Parked { t: real(p.t)?, ..p }),
+                RState::CloneParked(p) => RState::CloneParked(Parked { t: real(p.t)?, ..p }),
+                RState::ExecParked(p) => RState::ExecParked(Parked { t: real(p.t)?, ..p }),
+                RState::Fresh(s) => RState::Fresh(real(s)?),
+                RState::Idle(s) => RState::Idle(real(s)?),
+                other => other,
+            };
+            self.set_state(v, state);
+        }
+        // The clock pages record from now on.
+        for proc in self.clocks.ready_procs() {
+            // A process inside an execve gets a fresh page, in record mode, in its new image.
+            let execs =
+                |v: &u32| self.calls.get(v).is_some_and(|c| lookup(c.nr).is_some_and(|s| s.special == Special::Exec));
+            let executing = self.exec_running.contains(&proc)
+                || self.tasks.iter().any(|(v, t)| t.proc == proc && matches!(t.state, RState::Executing) && execs(v));
+            if executing {
+                continue;
+            }
+            if let Some(t) = self.tasks.values().find(|t| t.proc == proc) {
+                match ft_interposer::clock::to_record(t.tid) {
+                    Err(e) if e.is_gone() => {}
+                    other => other?,
+                }
+            }
+        }
+        let resent = self.resend_pending()?;
+        let mut tasks = Vec::new();
+        let vtids: Vec<u32> = self.tasks.keys().copied().collect();
+        for v in vtids {
+            let Some(t) = self.tasks.remove(&v) else { continue };
+            let state = match t.state {
+                RState::Starting => AdoptedState::Starting,
+                RState::Idle(s) => AdoptedState::Idle(s),
+                RState::Parked(p) | RState::ExecParked(p) | RState::CloneParked(p) => AdoptedState::Parked(p.t),
+                RState::Fresh(s) => AdoptedState::Fresh(s),
+                RState::Running => AdoptedState::Holding,
+                RState::Executing => {
+                    // A clone or execve whose Spawn or Exec is logged and its result is not: the
+                    // recorder logs the result when it returns (a vfork returns only once its
+                    // child has exec'd or ended, so it is not waited for here).
+                    let Some(call) = self.calls.get(&v) else {
+                        return Err(SessionError::Unsupported {
+                            what: format!("going live while task {v} is inside a clone or execve"),
+                            why: "replay did not keep the syscall it made".into(),
+                        });
+                    };
+                    let args = self.clone_args.remove(&v).unwrap_or(call.args);
+                    AdoptedState::Completing { nr: call.nr, args }
+                }
+            };
+            let first_args = if matches!(state, AdoptedState::Starting) { self.clone_args.remove(&v) } else { None };
+            tasks.push(Adopted { tid: t.tid, vtid: v, proc: t.proc, state, pending: t.pending, first_args });
+        }
+        let mut waited: Vec<(Pid, Waited)> = self.arrived.drain().collect();
+        for (v, e) in self.early_deaths.drain() {
+            if let Some(a) = tasks.iter().find(|a| a.vtid == v) {
+                let w = if e.signal != 0 {
+                    Waited::Killed(Sig::new(e.signal).unwrap_or(Sig::SIGKILL))
+                } else {
+                    Waited::Exited(e.code)
+                };
+                waited.push((a.tid, w));
+            }
+        }
+        let max_task = tasks.iter().map(|t| t.vtid).max().unwrap_or(0);
+        // The children forked at replay that are still there without an exit signal (no execve
+        // since); for one that ended, whether the log gave its parent a SIGCHLD after that.
+        let quiet = self
+            .born
+            .values()
+            .filter(|b| ft_interposer::tracee::exit_signal(b.tid) == Some(0))
+            .map(|b| {
+                let q = crate::record::Quiet { parent: b.parent, ns_pid: b.ns_pid, uid: b.uid };
+                let told = |at: u64| {
+                    self.source.taken.iter().any(|(pos, task, signo)| {
+                        *signo == libc::SIGCHLD && *pos > at && self.ids.get(task).map(|i| i.1) == Some(b.parent)
+                    })
+                };
+                let owed = b.ended.filter(|(at, _)| !told(*at));
+                (b.tid, q, owed.map(|(_, (code, signal))| Exit { code, signal, task: 0 }))
+            })
+            .collect();
+        let restarts = self
+            .restarts
+            .iter()
+            .filter_map(|(v, r)| Some((tasks.iter().find(|a| a.vtid == *v)?.tid, r.0, r.1)))
+            .collect();
+        Ok(crate::record::Handover {
+            tasks,
+            fds: std::mem::take(&mut self.fds),
+            holder: self.fresh_holder,
+            last_run: self.last_run,
+            next_vtid: self.max_vtid.max(max_task) + 1,
+            events: self.source.position(),
+            waited,
+            status0: self.status0,
+            clocks: std::mem::take(&mut self.clocks),
+            silent: std::mem::take(&mut self.silent),
+            interrupting: self.interrupting,
+            restarts,
+            quiet,
+            deferred,
+            made,
+            eventfds: std::mem::take(&mut self.eventfds),
+            resent,
+        })
+    }
+}

@@ -1,0 +1,104 @@
+//! Where replay takes its events from: a log file ([`FileSource`]), or a replica's committed
+//! Raft entries (`crate::raft`).
+
+use crate::error::Result;
+use ft_libos::log::LogReader;
+use ft_libos::proto::{event::Kind, Event, Header};
+use std::path::Path;
+
+/// Where replayed events come from.
+pub trait EventSource {
+    /// The next event, or None at the end of what is available.
+    fn next_event(&mut self) -> Result<Option<Event>>;
+    /// The next event without consuming it.
+    fn peek_event(&mut self) -> Result<Option<&Event>>;
+    /// Index of the next event.
+    fn position(&self) -> u64;
+    /// After `peek_event` returned None: whether this replica must now go live (it leads, and
+    /// every committed event has been replayed) rather than stop.
+    fn live(&self) -> bool {
+        false
+    }
+}
+
+/// Events from a log file.
+pub struct FileSource {
+    reader: LogReader,
+    peeked: Option<Event>,
+    pos: u64,
+    /// The end of the file is the end of what a leader committed: a replay goes live there.
+    live_at_end: bool,
+}
+
+impl FileSource {
+    /// Opens a log after checking every record's checksum, so a damaged log is refused before
+    /// the program prints anything.
+    pub fn open(path: &Path) -> Result<Self> {
+        LogReader::open(path)?.verify_rest()?;
+        Ok(FileSource { reader: LogReader::open(path)?, peeked: None, pos: 0, live_at_end: false })
+    }
+
+    /// Makes the end of the file the end of a committed log: [`replay_then_live`] goes live
+    /// there, as a follower does when its leader dies (`ftexec replay --continue-into`).
+    pub fn live_at_end(mut self) -> Self {
+        self.live_at_end = true;
+        self
+    }
+    pub fn header(&self) -> &Header {
+        self.reader.header()
+    }
+}
+
+impl EventSource for FileSource {
+    fn next_event(&mut self) -> Result<Option<Event>> {
+        let ev = match self.peeked.take() {
+            Some(e) => Some(e),
+            None => self.reader.next_event()?,
+        };
+        if ev.is_some() {
+            self.pos += 1;
+        }
+        Ok(ev)
+    }
+    fn peek_event(&mut self) -> Result<Option<&Event>> {
+        if self.peeked.is_none() {
+            self.peeked = self.reader.next_event()?;
+        }
+        Ok(self.peeked.as_ref())
+    }
+    fn position(&self) -> u64 {
+        self.pos
+    }
+    fn live(&self) -> bool {
+        self.live_at_end
+    }
+}
+
+/// The log as replay takes it, noting every signal a task took (going live: a child that ended
+/// after its parent's last SIGCHLD is owed one; a signal the program sent that no task took
+/// since is still pending, see `SentSignal`).
+pub(crate) struct Noted<'a> {
+    pub(crate) inner: &'a mut dyn EventSource,
+    /// (log position, task, signal) of each signal event, in order; replay adds the signals
+    /// that sigtimedwait took.
+    pub(crate) taken: Vec<(u64, u32, i32)>,
+}
+
+impl EventSource for Noted<'_> {
+    fn next_event(&mut self) -> Result<Option<Event>> {
+        let ev = self.inner.next_event()?;
+        if let Some(Event { kind: Some(Kind::Signal(s)) }) = &ev {
+            self.taken.push((self.inner.position(), s.task, s.signo));
+        }
+        Ok(ev)
+    }
+    fn peek_event(&mut self) -> Result<Option<&Event>> {
+        self.inner.peek_event()
+    }
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+    fn live(&self) -> bool {
+        self.inner.live()
+    }
+}
