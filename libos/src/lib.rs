@@ -1,7 +1,8 @@
 //! ft-libos: ftexec's model of the outside world.
 //!
 //! - [`table`]: one declarative entry per x86-64 syscall (class, checked arguments, memory written),
-//!   with its effects on the modelled process state grouped in [`effect`];
+//!   with its effects on the modelled process state grouped in [`effect`] and the types of its
+//!   arguments and result, for showing them, in [`arg`];
 //! - [`policy`]: the decision at each stop, from the table, the [`fd`] model and path facts;
 //! - [`proto`]: the event and header types (protobuf), and [`log`]: the log file format;
 //! - [`event`]: an event's task and kind name ([`Event::task`], [`Event::kind_name`]);
@@ -12,6 +13,7 @@
 //!
 //! This crate never touches ptrace, sockets or Raft.
 
+pub mod arg;
 pub mod batch;
 pub mod clock;
 pub mod digest;
@@ -28,4 +30,4 @@ pub mod wait;
 pub use fd::FdTable;
 pub use proto::{event::Kind as EventKind, Disposition, Event, FdKind, Header};
 pub use signal::Sig;
-pub use table::{lookup, Class, Spec};
+pub use table::{lookup, Arg, Class, Spec};

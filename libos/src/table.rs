@@ -7,10 +7,12 @@
 //! an fd the syscall creates. Nothing else in ftexec matches on syscall numbers for policy; the
 //! handful of irregular syscalls (fcntl, ioctl, mmap, prctl) name a [`Special`] here.
 //!
-//! The man-page signature of each syscall is the comment beside its entry. What a syscall
-//! changes in the process state (fds, streams, signals, timers, tasks) is declared in the groups
-//! of [`crate::effect`].
+//! The man-page signature of each syscall is the comment beside its entry, and the types of its
+//! arguments, as far as showing them goes, are its `args` ([`Arg`], from [`crate::arg`]). What a
+//! syscall changes in the process state (fds, streams, signals, timers, tasks) is declared in the
+//! groups of [`crate::effect`].
 
+pub use crate::arg::{Arg, Now, Returns};
 pub use crate::effect::{
     CloneKind, Closes, FdEffect, FlagsArg, Follow, Interrupted, Live, MaskAt, NewFd, Object, Send, SigEffect, Sleep,
     Stream, Target, TaskEffect, TempMask, Timer, Wait,
@@ -210,6 +212,13 @@ pub struct Spec {
     pub signals: SigEffect,
     /// Tasks created or reaped.
     pub task: TaskEffect,
+    /// The types of its arguments, in order (empty: not declared; ftdbg then shows the arguments
+    /// replay checks).
+    pub args: &'static [Arg],
+    /// How its result reads.
+    pub returns: Returns,
+    /// Whether it reads a clock, and where the time it read is.
+    pub now: Option<Now>,
 }
 
 const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
@@ -229,6 +238,9 @@ const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
         follow: Follow::NONE,
         signals: SigEffect::NONE,
         task: TaskEffect::NONE,
+        args: &[],
+        returns: Returns::Number,
+        now: None,
     }
 }
 
@@ -353,6 +365,19 @@ impl Spec {
         self.task.wait = Some(w);
         self
     }
+    /// The argument types, from the man-page signature.
+    const fn args(mut self, a: &'static [Arg]) -> Self {
+        self.args = a;
+        self
+    }
+    const fn returns(mut self, r: Returns) -> Self {
+        self.returns = r;
+        self
+    }
+    const fn now(mut self, n: Now) -> Self {
+        self.now = Some(n);
+        self
+    }
 
     /// Whether argument `i` is compared at replay.
     pub fn checks_arg(&self, i: usize) -> bool {
@@ -361,6 +386,7 @@ impl Spec {
 }
 
 use libc::{ENOSYS, EPERM};
+use Arg::*;
 use Len::*;
 
 /// The result of a wait with a temporary mask that a handled signal interrupted (ppoll,
@@ -395,75 +421,75 @@ const NEWER: &str = "not supported yet by ftexec; ENOSYS lets programs fall back
 #[rustfmt::skip]
 pub static TABLE: &[Spec] = &[
     // ssize_t read(int fd, void *buf, size_t count)
-    rec(0, "read").fd(0).check(A0 | A2).w(&[w(1, Ret)]).copy(CopyOp::Recv { flags: None, addr: None }).stream(Stream::Read { vectored: false }),
+    rec(0, "read").fd(0).check(A0 | A2).w(&[w(1, Ret)]).copy(CopyOp::Recv { flags: None, addr: None }).stream(Stream::Read { vectored: false }).args(&[Fd, OutBuf, Uint]),
     // ssize_t write(int fd, const void *buf, size_t count)
-    out(1, "write").fd(0).check(A0 | A2).input(Input::Buf(1, 2)).copy(CopyOp::Send { flags: None, addr: None }).stream(Stream::Write { vectored: false }),
+    out(1, "write").fd(0).check(A0 | A2).input(Input::Buf(1, 2)).copy(CopyOp::Send { flags: None, addr: None }).stream(Stream::Write { vectored: false }).args(&[Fd, InBuf, Uint]),
     // int open(const char *path, int flags, mode_t mode)
-    rec(2, "open").path(0).check(A1).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::Arg(1)),
+    rec(2, "open").path(0).check(A1).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::Arg(1)).args(&[Path, OpenFlags, Mode]),
     // int close(int fd)
-    Spec { special: Special::Close, ..det(3, "close") }.closes(Closes::Arg(0)),
+    Spec { special: Special::Close, ..det(3, "close") }.closes(Closes::Arg(0)).args(&[Fd]),
     // int stat(const char *path, struct stat *st)
-    rec(4, "stat").input(Input::Path(0)).w(&[w(1, Fixed(SIZEOF_STAT))]),
+    rec(4, "stat").input(Input::Path(0)).w(&[w(1, Fixed(SIZEOF_STAT))]).args(&[Path, Stat]),
     // int fstat(int fd, struct stat *st)
-    rec(5, "fstat").check(A0).w(&[w(1, Fixed(SIZEOF_STAT))]),
+    rec(5, "fstat").check(A0).w(&[w(1, Fixed(SIZEOF_STAT))]).args(&[Fd, Stat]),
     // int lstat(const char *path, struct stat *st)
-    rec(6, "lstat").input(Input::Path(0)).w(&[w(1, Fixed(SIZEOF_STAT))]),
+    rec(6, "lstat").input(Input::Path(0)).w(&[w(1, Fixed(SIZEOF_STAT))]).args(&[Path, Stat]),
     // int poll(struct pollfd *fds, nfds_t nfds, int timeout)
-    rec(7, "poll").check(A1).w(&[w(0, ArgTimes(1, 8))]),
+    rec(7, "poll").check(A1).w(&[w(0, ArgTimes(1, 8))]).args(&[Ptr, Uint, Int]),
     // off_t lseek(int fd, off_t offset, int whence)
-    rec(8, "lseek").fd(0).check(A0 | A1 | A2).stream(Stream::Seek),
+    rec(8, "lseek").fd(0).check(A0 | A1 | A2).stream(Stream::Seek).args(&[Fd, Int, Whence]),
     // void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
     // Anonymous mappings are allowed by the filter; file mappings stop here.
-    det(9, "mmap").fd(4).check(A1 | A2 | A3 | A4 | A5).special(Special::Mmap),
+    det(9, "mmap").fd(4).check(A1 | A2 | A3 | A4 | A5).special(Special::Mmap).args(&[Hex, Uint, Prot, MapFlags, Fd, Hex]).returns(Returns::Addr),
     // int mprotect(void *addr, size_t len, int prot)
-    det(10, "mprotect"),
+    det(10, "mprotect").args(&[Hex, Uint, Prot]),
     // int munmap(void *addr, size_t len)
-    det(11, "munmap"),
+    det(11, "munmap").args(&[Hex, Uint]),
     // void *brk(void *addr)
-    det(12, "brk"),
+    det(12, "brk").args(&[Hex]).returns(Returns::Addr),
     // int rt_sigaction(int sig, const struct sigaction *act, struct sigaction *old, size_t sz)
-    det(13, "rt_sigaction"),
+    det(13, "rt_sigaction").args(&[Signal, Ptr, Ptr, Uint]),
     // int rt_sigprocmask(int how, const sigset_t *set, sigset_t *old, size_t sz)
-    det(14, "rt_sigprocmask").special(Special::SigMask),
+    det(14, "rt_sigprocmask").special(Special::SigMask).args(&[Int, Ptr, Ptr, Uint]),
     // int rt_sigreturn(void)
     det(15, "rt_sigreturn"),
     // int ioctl(int fd, unsigned long req, ...)
-    rec(16, "ioctl").check(A0 | A1).w(&[w(2, IocRead)]),
+    rec(16, "ioctl").check(A0 | A1).w(&[w(2, IocRead)]).args(&[Fd, Hex, Hex]),
     // ssize_t pread64(int fd, void *buf, size_t count, off_t off)
-    rec(17, "pread64").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret)]),
+    rec(17, "pread64").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret)]).args(&[Fd, OutBuf, Uint, Int]),
     // ssize_t pwrite64(int fd, const void *buf, size_t count, off_t off)
-    out(18, "pwrite64").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)),
+    out(18, "pwrite64").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)).args(&[Fd, InBuf, Uint, Int]),
     // ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
-    rec(19, "readv").fd(0).check(A0 | A2).w(&[w(1, Iov(2))]).stream(Stream::Read { vectored: true }),
+    rec(19, "readv").fd(0).check(A0 | A2).w(&[w(1, Iov(2))]).stream(Stream::Read { vectored: true }).args(&[Fd, Ptr, Int]),
     // ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
-    out(20, "writev").fd(0).check(A0 | A2).input(Input::Iov(1, 2)).copy(CopyOp::Send { flags: None, addr: None }).stream(Stream::Write { vectored: true }),
+    out(20, "writev").fd(0).check(A0 | A2).input(Input::Iov(1, 2)).copy(CopyOp::Send { flags: None, addr: None }).stream(Stream::Write { vectored: true }).args(&[Fd, InBuf, Int]),
     // int access(const char *path, int mode)
-    rec(21, "access").input(Input::Path(0)).check(A1),
+    rec(21, "access").input(Input::Path(0)).check(A1).args(&[Path, AccessMode]),
     // int pipe(int fds[2])
-    rec(22, "pipe").creates(NewFd::Pair(0)).object(Object::Pipe).w(&[w(0, Fixed(8))]),
+    rec(22, "pipe").creates(NewFd::Pair(0)).object(Object::Pipe).w(&[w(0, Fixed(8))]).args(&[FdPair]),
     // int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
     rec(23, "select").check(A0).w(&[w(1, FdSet(0)), w(2, FdSet(0)), w(3, FdSet(0)), w(4, Fixed(16))]),
     // int sched_yield(void)
     det(24, "sched_yield"),
     // void *mremap(void *old, size_t old_len, size_t new_len, int flags, void *new)
-    det(25, "mremap"),
+    det(25, "mremap").returns(Returns::Addr),
     // int msync(void *addr, size_t len, int flags)
     det(26, "msync"),
     // int mincore(void *addr, size_t len, unsigned char *vec)
     rec(27, "mincore").w(&[w(2, Pages(1))]),
     // int madvise(void *addr, size_t len, int advice)
-    det(28, "madvise"),
+    det(28, "madvise").args(&[Hex, Uint, Int]),
     no(29, "shmget", ENOSYS, SYSV),
     no(30, "shmat", ENOSYS, SYSV),
     no(31, "shmctl", ENOSYS, SYSV),
     // int dup(int fd)
-    loc(32, "dup").check(A0).creates(NewFd::Dup(0)).object(Object::Same),
+    loc(32, "dup").check(A0).creates(NewFd::Dup(0)).object(Object::Same).args(&[Fd]),
     // int dup2(int old, int new)
-    loc(33, "dup2").check(A0 | A1).creates(NewFd::Dup(0)).object(Object::Same).closes(Closes::Arg(1)),
+    loc(33, "dup2").check(A0 | A1).creates(NewFd::Dup(0)).object(Object::Same).closes(Closes::Arg(1)).args(&[Fd, Fd]),
     // int pause(void)
     rec(34, "pause"),
     // int nanosleep(const struct timespec *req, struct timespec *rem)
-    rec(35, "nanosleep").w(&[w(1, Fixed(SIZEOF_TIMESPEC))]).restart(Sleep { req: 0, rem: 1, abs: None }),
+    rec(35, "nanosleep").w(&[w(1, Fixed(SIZEOF_TIMESPEC))]).restart(Sleep { req: 0, rem: 1, abs: None }).args(&[Ptr, Ptr]),
     // int getitimer(int which, struct itimerval *cur)
     rec(36, "getitimer").check(A0).w(&[w(1, Fixed(SIZEOF_ITIMERVAL))]),
     // unsigned alarm(unsigned seconds)
@@ -475,51 +501,51 @@ pub static TABLE: &[Spec] = &[
     // ssize_t sendfile(int out, int in, off_t *off, size_t count)
     no(40, "sendfile", ENOSYS, "copies between two fds in the kernel; programs fall back to read/write"),
     // int socket(int domain, int type, int protocol)
-    rec(41, "socket").check(A0 | A1 | A2).creates(NewFd::Ret).object(Object::Socket).flags(FlagsArg::Arg(1)),
+    rec(41, "socket").check(A0 | A1 | A2).creates(NewFd::Ret).object(Object::Socket).flags(FlagsArg::Arg(1)).args(&[SockDomain, SockType, Int]),
     // int connect(int fd, const struct sockaddr *addr, socklen_t len)
-    rec(42, "connect").check(A0 | A2).input(Input::Buf(1, 2)),
+    rec(42, "connect").check(A0 | A2).input(Input::Buf(1, 2)).args(&[Fd, Ptr, Uint]),
     // int accept(int fd, struct sockaddr *addr, socklen_t *len)
-    rec(43, "accept").check(A0).creates(NewFd::Ret).object(Object::Connection).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
+    rec(43, "accept").check(A0).creates(NewFd::Ret).object(Object::Connection).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]).args(&[Fd, Ptr, Ptr]),
     // ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
-    out(44, "sendto").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)).copy(CopyOp::Send { flags: Some(3), addr: Some(4) }),
+    out(44, "sendto").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)).copy(CopyOp::Send { flags: Some(3), addr: Some(4) }).args(&[Fd, InBuf, Uint, Hex, Ptr, Uint]),
     // ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
-    rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]).copy(CopyOp::Recv { flags: Some(3), addr: Some(4) }),
+    rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]).copy(CopyOp::Recv { flags: Some(3), addr: Some(4) }).args(&[Fd, OutBuf, Uint, Hex, Ptr, Ptr]),
     // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
-    out(46, "sendmsg").fd(0).check(A0 | A2).input(Input::Msghdr(1)),
+    out(46, "sendmsg").fd(0).check(A0 | A2).input(Input::Msghdr(1)).args(&[Fd, Ptr, Hex]),
     // ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
-    rec(47, "recvmsg").fd(0).check(A0 | A2).w(&[w(1, Msghdr)]).creates(NewFd::Rights),
+    rec(47, "recvmsg").fd(0).check(A0 | A2).w(&[w(1, Msghdr)]).creates(NewFd::Rights).args(&[Fd, Ptr, Hex]),
     // int shutdown(int fd, int how)
-    out(48, "shutdown").check(A0 | A1).stream(Stream::Shutdown),
+    out(48, "shutdown").check(A0 | A1).stream(Stream::Shutdown).args(&[Fd, Int]),
     // int bind(int fd, const struct sockaddr *addr, socklen_t len)
-    rec(49, "bind").check(A0 | A2).input(Input::Buf(1, 2)).live(Live::Bind),
+    rec(49, "bind").check(A0 | A2).input(Input::Buf(1, 2)).live(Live::Bind).args(&[Fd, Ptr, Uint]),
     // int listen(int fd, int backlog)
-    rec(50, "listen").check(A0 | A1).live(Live::Listen),
+    rec(50, "listen").check(A0 | A1).live(Live::Listen).args(&[Fd, Int]),
     // int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
     rec(51, "getsockname").check(A0).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
     // int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
     rec(52, "getpeername").check(A0).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
     // int socketpair(int domain, int type, int protocol, int sv[2])
-    rec(53, "socketpair").check(A0 | A1 | A2).creates(NewFd::Pair(3)).object(Object::SocketPair).flags(FlagsArg::Arg(1)).w(&[w(3, Fixed(8))]),
+    rec(53, "socketpair").check(A0 | A1 | A2).creates(NewFd::Pair(3)).object(Object::SocketPair).flags(FlagsArg::Arg(1)).w(&[w(3, Fixed(8))]).args(&[SockDomain, SockType, Int, FdPair]),
     // int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
     rec(54, "setsockopt").check(A0 | A1 | A2 | A4).input(Input::Buf(3, 4)).live(Live::SockOpt),
     // int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     rec(55, "getsockopt").check(A0 | A1 | A2).w(&[w(3, DerefU32(4)), w(4, Fixed(4))]),
     // long clone(unsigned long flags, void *stack, int *ptid, int *ctid, unsigned long tls)
-    loc(56, "clone").check(A0).special(Special::Clone).clone_kind(CloneKind::Clone),
+    loc(56, "clone").check(A0).special(Special::Clone).clone_kind(CloneKind::Clone).args(&[Hex, Ptr, Ptr, Ptr, Hex]),
     // pid_t fork(void)
     loc(57, "fork").special(Special::Clone).clone_kind(CloneKind::Fork),
     // pid_t vfork(void)
     loc(58, "vfork").special(Special::Clone).clone_kind(CloneKind::Vfork),
     // int execve(const char *path, char *const argv[], char *const envp[])
-    loc(59, "execve").input(Input::Path(0)).special(Special::Exec),
+    loc(59, "execve").input(Input::Path(0)).special(Special::Exec).args(&[Path, Ptr, Ptr]),
     // void exit(int status)
-    Spec { special: Special::Exit, ..det(60, "exit") },
+    Spec { special: Special::Exit, ..det(60, "exit") }.args(&[Int]),
     // pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
-    rec(61, "wait4").check(A0 | A2).w(&[w(1, Fixed(4)), w(3, Fixed(SIZEOF_RUSAGE))]).wait(Wait::Wait4),
+    rec(61, "wait4").check(A0 | A2).w(&[w(1, Fixed(4)), w(3, Fixed(SIZEOF_RUSAGE))]).wait(Wait::Wait4).args(&[Int, Ptr, Hex, Ptr]),
     // int kill(pid_t pid, int sig)
-    rec(62, "kill").check(A0 | A1).sends(Target::Process(0), 1, None),
+    rec(62, "kill").check(A0 | A1).sends(Target::Process(0), 1, None).args(&[Int, Signal]),
     // int uname(struct utsname *buf)
-    rec(63, "uname").tracer().w(&[w(0, Fixed(SIZEOF_UTSNAME))]),
+    rec(63, "uname").tracer().w(&[w(0, Fixed(SIZEOF_UTSNAME))]).args(&[Utsname]),
     no(64, "semget", ENOSYS, SYSV),
     no(65, "semop", ENOSYS, SYSV),
     no(66, "semctl", ENOSYS, SYSV),
@@ -529,45 +555,45 @@ pub static TABLE: &[Spec] = &[
     no(70, "msgrcv", ENOSYS, SYSV),
     no(71, "msgctl", ENOSYS, SYSV),
     // int fcntl(int fd, int cmd, ...)
-    rec(72, "fcntl").fd(0).check(A0 | A1).special(Special::Fcntl).creates(NewFd::DupCmd).object(Object::Same),
+    rec(72, "fcntl").fd(0).check(A0 | A1).special(Special::Fcntl).creates(NewFd::DupCmd).object(Object::Same).args(&[Fd, FcntlCmd, Hex]),
     // int flock(int fd, int op)
-    rec(73, "flock").check(A0 | A1),
+    rec(73, "flock").check(A0 | A1).args(&[Fd, Int]),
     // int fsync(int fd)
-    rec(74, "fsync").fd(0).check(A0),
+    rec(74, "fsync").fd(0).check(A0).args(&[Fd]),
     // int fdatasync(int fd)
-    rec(75, "fdatasync").fd(0).check(A0),
+    rec(75, "fdatasync").fd(0).check(A0).args(&[Fd]),
     // int truncate(const char *path, off_t len)
-    out(76, "truncate").path(0).check(A1),
+    out(76, "truncate").path(0).check(A1).args(&[Path, Int]),
     // int ftruncate(int fd, off_t len)
-    out(77, "ftruncate").fd(0).check(A0 | A1),
+    out(77, "ftruncate").fd(0).check(A0 | A1).args(&[Fd, Int]),
     // long getdents(unsigned fd, struct linux_dirent *d, unsigned count)
-    rec(78, "getdents").check(A0 | A2).w(&[w(1, Ret)]),
+    rec(78, "getdents").check(A0 | A2).w(&[w(1, Ret)]).args(&[Fd, Ptr, Uint]),
     // char *getcwd(char *buf, size_t size)
-    rec(79, "getcwd").check(A1).w(&[w(0, Ret)]),
+    rec(79, "getcwd").check(A1).w(&[w(0, Ret)]).args(&[OutStr, Uint]),
     // int chdir(const char *path)
-    rec(80, "chdir").path(0),
+    rec(80, "chdir").path(0).args(&[Path]),
     // int fchdir(int fd)
-    rec(81, "fchdir").fd(0).check(A0),
+    rec(81, "fchdir").fd(0).check(A0).args(&[Fd]),
     // int rename(const char *old, const char *new)
-    out(82, "rename").path(0).input(Input::Paths(0, 1)),
+    out(82, "rename").path(0).input(Input::Paths(0, 1)).args(&[Path, Path]),
     // int mkdir(const char *path, mode_t mode)
-    out(83, "mkdir").path(0).check(A1),
+    out(83, "mkdir").path(0).check(A1).args(&[Path, Mode]),
     // int rmdir(const char *path)
-    out(84, "rmdir").path(0),
+    out(84, "rmdir").path(0).args(&[Path]),
     // int creat(const char *path, mode_t mode)
-    rec(85, "creat").path(0).check(A1).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::Const(libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC)),
+    rec(85, "creat").path(0).check(A1).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::Const(libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC)).args(&[Path, Mode]),
     // int link(const char *old, const char *new)
-    out(86, "link").path(1).input(Input::Paths(0, 1)),
+    out(86, "link").path(1).input(Input::Paths(0, 1)).args(&[Path, Path]),
     // int unlink(const char *path)
-    out(87, "unlink").path(0),
+    out(87, "unlink").path(0).args(&[Path]),
     // int symlink(const char *target, const char *linkpath)
-    out(88, "symlink").path(1).input(Input::Paths(0, 1)),
+    out(88, "symlink").path(1).input(Input::Paths(0, 1)).args(&[Path, Path]),
     // ssize_t readlink(const char *path, char *buf, size_t size)
-    rec(89, "readlink").input(Input::Path(0)).check(A2).w(&[w(1, Ret)]),
+    rec(89, "readlink").input(Input::Path(0)).check(A2).w(&[w(1, Ret)]).args(&[Path, OutBuf, Uint]),
     // int chmod(const char *path, mode_t mode)
-    out(90, "chmod").path(0).check(A1),
+    out(90, "chmod").path(0).check(A1).args(&[Path, Mode]),
     // int fchmod(int fd, mode_t mode)
-    out(91, "fchmod").fd(0).check(A0 | A1),
+    out(91, "fchmod").fd(0).check(A0 | A1).args(&[Fd, Mode]),
     // int chown(const char *path, uid_t uid, gid_t gid)
     out(92, "chown").path(0).check(A1 | A2),
     // int fchown(int fd, uid_t uid, gid_t gid)
@@ -575,17 +601,17 @@ pub static TABLE: &[Spec] = &[
     // int lchown(const char *path, uid_t uid, gid_t gid)
     out(94, "lchown").path(0).check(A1 | A2),
     // mode_t umask(mode_t mask)
-    det(95, "umask"),
+    det(95, "umask").args(&[Mode]),
     // int gettimeofday(struct timeval *tv, struct timezone *tz)
-    rec(96, "gettimeofday").tracer().w(&[w(0, Fixed(16)), w(1, Fixed(8))]),
+    rec(96, "gettimeofday").tracer().w(&[w(0, Fixed(16)), w(1, Fixed(8))]).args(&[Timeval, Ptr]).now(Now::At { at: 0, clock: None }),
     // int getrlimit(int res, struct rlimit *rlim)
-    rec(97, "getrlimit").check(A0).w(&[w(1, Fixed(SIZEOF_RLIMIT))]),
+    rec(97, "getrlimit").check(A0).w(&[w(1, Fixed(SIZEOF_RLIMIT))]).args(&[Resource, Rlimit]),
     // int getrusage(int who, struct rusage *usage)
-    rec(98, "getrusage").check(A0).w(&[w(1, Fixed(SIZEOF_RUSAGE))]),
+    rec(98, "getrusage").check(A0).w(&[w(1, Fixed(SIZEOF_RUSAGE))]).args(&[Int, Ptr]),
     // int sysinfo(struct sysinfo *info)
-    rec(99, "sysinfo").tracer().w(&[w(0, Fixed(SIZEOF_SYSINFO))]),
+    rec(99, "sysinfo").tracer().w(&[w(0, Fixed(SIZEOF_SYSINFO))]).args(&[Ptr]),
     // clock_t times(struct tms *buf)
-    rec(100, "times").w(&[w(0, Fixed(SIZEOF_TMS))]),
+    rec(100, "times").w(&[w(0, Fixed(SIZEOF_TMS))]).args(&[Ptr]),
     no(101, "ptrace", EPERM, "the program is already traced by ftexec"),
     // uid_t getuid(void)
     rec(102, "getuid").tracer(),
@@ -648,7 +674,7 @@ pub static TABLE: &[Spec] = &[
     // int rt_sigsuspend(const sigset_t *mask, size_t sz)
     rec(130, "rt_sigsuspend").mask(MaskAt::Arg(0), Interrupted::Always),
     // int sigaltstack(const stack_t *ss, stack_t *old)
-    det(131, "sigaltstack"),
+    det(131, "sigaltstack").args(&[Ptr, Ptr]),
     // int utime(const char *path, const struct utimbuf *times)
     out(132, "utime").path(0),
     // int mknod(const char *path, mode_t mode, dev_t dev)
@@ -694,13 +720,13 @@ pub static TABLE: &[Spec] = &[
     no(155, "pivot_root", EPERM, ADMIN),
     no(156, "_sysctl", ENOSYS, OBSOLETE),
     // int prctl(int option, unsigned long arg2, ...)
-    loc(157, "prctl").check(A0).special(Special::Prctl),
+    loc(157, "prctl").check(A0).special(Special::Prctl).args(&[Int, Hex, Hex, Hex, Hex]),
     // int arch_prctl(int code, unsigned long addr)
-    det(158, "arch_prctl"),
+    det(158, "arch_prctl").args(&[Hex, Hex]),
     // int adjtimex(struct timex *buf)
     rec(159, "adjtimex").w(&[w(0, Fixed(SIZEOF_TIMEX))]),
     // int setrlimit(int res, const struct rlimit *rlim)
-    rec(160, "setrlimit").check(A0),
+    rec(160, "setrlimit").check(A0).args(&[Resource, Ptr]),
     no(161, "chroot", EPERM, ADMIN),
     // void sync(void)
     rec(162, "sync"),
@@ -750,14 +776,14 @@ pub static TABLE: &[Spec] = &[
     // int tkill(pid_t tid, int sig)
     rec(200, "tkill").check(A1).sends(Target::Thread(0), 1, None),
     // time_t time(time_t *t)
-    rec(201, "time").tracer().w(&[w(0, Fixed(8))]),
+    rec(201, "time").tracer().w(&[w(0, Fixed(8))]).args(&[TimePtr]).now(Now::Ret),
     // long futex(u32 *uaddr, int op, u32 val, const struct timespec *t, u32 *uaddr2, u32 val3)
     // Waits and wakes are ordered by the log: which waiter wakes is up to the kernel (dettrace #52).
-    rec(202, "futex").check(A1),
+    rec(202, "futex").check(A1).args(&[Ptr, Int, Int, Ptr, Ptr, Int]),
     // int sched_setaffinity(pid_t pid, size_t sz, const cpu_set_t *mask)
     rec(203, "sched_setaffinity"),
     // int sched_getaffinity(pid_t pid, size_t sz, cpu_set_t *mask)
-    rec(204, "sched_getaffinity").check(A1).w(&[w(2, Ret)]),
+    rec(204, "sched_getaffinity").check(A1).w(&[w(2, Ret)]).args(&[Int, Uint, Ptr]),
     // int set_thread_area(struct user_desc *u)
     det(205, "set_thread_area"),
     no(206, "io_setup", ENOSYS, AIO),
@@ -774,9 +800,9 @@ pub static TABLE: &[Spec] = &[
     no(215, "epoll_wait_old", ENOSYS, OBSOLETE),
     no(216, "remap_file_pages", ENOSYS, OBSOLETE),
     // long getdents64(unsigned fd, struct linux_dirent64 *d, unsigned count)
-    rec(217, "getdents64").check(A0 | A2).w(&[w(1, Ret)]),
+    rec(217, "getdents64").check(A0 | A2).w(&[w(1, Ret)]).args(&[Fd, Ptr, Uint]),
     // pid_t set_tid_address(int *tidptr)
-    rec(218, "set_tid_address").replay_runs(),
+    rec(218, "set_tid_address").replay_runs().args(&[Ptr]),
     // long restart_syscall(void): continues an interrupted sleep, so it blocks like one
     rec(219, "restart_syscall").special(Special::RestartSyscall),
     no(220, "semtimedop", ENOSYS, SYSV),
@@ -794,19 +820,19 @@ pub static TABLE: &[Spec] = &[
     rec(226, "timer_delete").check(A0),
     no(227, "clock_settime", EPERM, ADMIN),
     // int clock_gettime(clockid_t clk, struct timespec *tp)
-    rec(228, "clock_gettime").tracer().check(A0).w(&[w(1, Fixed(SIZEOF_TIMESPEC))]),
+    rec(228, "clock_gettime").tracer().check(A0).w(&[w(1, Fixed(SIZEOF_TIMESPEC))]).args(&[ClockId, Timespec]).now(Now::At { at: 1, clock: Some(0) }),
     // int clock_getres(clockid_t clk, struct timespec *res)
-    rec(229, "clock_getres").tracer().check(A0).w(&[w(1, Fixed(SIZEOF_TIMESPEC))]),
+    rec(229, "clock_getres").tracer().check(A0).w(&[w(1, Fixed(SIZEOF_TIMESPEC))]).args(&[ClockId, Timespec]),
     // int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
-    rec(230, "clock_nanosleep").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_TIMESPEC))]).restart(Sleep { req: 2, rem: 3, abs: Some((1, libc::TIMER_ABSTIME as u64)) }),
+    rec(230, "clock_nanosleep").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_TIMESPEC))]).restart(Sleep { req: 2, rem: 3, abs: Some((1, libc::TIMER_ABSTIME as u64)) }).args(&[ClockId, Hex, Ptr, Ptr]),
     // void exit_group(int status)
-    Spec { special: Special::Exit, ..det(231, "exit_group") },
+    Spec { special: Special::Exit, ..det(231, "exit_group") }.args(&[Int]),
     // int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
-    rec(232, "epoll_wait").check(A0 | A2).w(&[w(1, RetTimes(12))]).copy(CopyOp::EpollWait { mask: None }),
+    rec(232, "epoll_wait").check(A0 | A2).w(&[w(1, RetTimes(12))]).copy(CopyOp::EpollWait { mask: None }).args(&[Fd, Ptr, Int, Int]),
     // int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
-    rec(233, "epoll_ctl").check(A0 | A1 | A2).replay_runs(),
+    rec(233, "epoll_ctl").check(A0 | A1 | A2).replay_runs().args(&[Fd, Int, Fd, Ptr]),
     // int tgkill(pid_t tgid, pid_t tid, int sig)
-    rec(234, "tgkill").check(A2).sends(Target::Thread(1), 2, None),
+    rec(234, "tgkill").check(A2).sends(Target::Thread(1), 2, None).args(&[Int, Int, Signal]),
     // int utimes(const char *path, const struct timeval times[2])
     out(235, "utimes").path(0),
     no(236, "vserver", ENOSYS, OBSOLETE),
@@ -841,9 +867,9 @@ pub static TABLE: &[Spec] = &[
     // long migrate_pages(int pid, unsigned long maxnode, ...)
     rec(256, "migrate_pages"),
     // int openat(int dirfd, const char *path, int flags, mode_t mode)
-    rec(257, "openat").path_at(0, 1).check(A2).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::Arg(2)),
+    rec(257, "openat").path_at(0, 1).check(A2).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::Arg(2)).args(&[DirFd, Path, OpenFlags, Mode]),
     // int mkdirat(int dirfd, const char *path, mode_t mode)
-    out(258, "mkdirat").path_at(0, 1).check(A2),
+    out(258, "mkdirat").path_at(0, 1).check(A2).args(&[DirFd, Path, Mode]),
     // int mknodat(int dirfd, const char *path, mode_t mode, dev_t dev)
     out(259, "mknodat").path_at(0, 1).check(A2 | A3),
     // int fchownat(int dirfd, const char *path, uid_t uid, gid_t gid, int flags)
@@ -851,28 +877,28 @@ pub static TABLE: &[Spec] = &[
     // int futimesat(int dirfd, const char *path, const struct timeval times[2])
     out(261, "futimesat").path_at(0, 1),
     // int newfstatat(int dirfd, const char *path, struct stat *st, int flags)
-    rec(262, "newfstatat").input(Input::Path(1)).check(A3).w(&[w(2, Fixed(SIZEOF_STAT))]),
+    rec(262, "newfstatat").input(Input::Path(1)).check(A3).w(&[w(2, Fixed(SIZEOF_STAT))]).args(&[DirFd, Path, Stat, AtFlags]),
     // int unlinkat(int dirfd, const char *path, int flags)
-    out(263, "unlinkat").path_at(0, 1).check(A2),
+    out(263, "unlinkat").path_at(0, 1).check(A2).args(&[DirFd, Path, AtFlags]),
     // int renameat(int olddirfd, const char *old, int newdirfd, const char *new)
-    out(264, "renameat").path_at(0, 1).input(Input::Paths(1, 3)),
+    out(264, "renameat").path_at(0, 1).input(Input::Paths(1, 3)).args(&[DirFd, Path, DirFd, Path]),
     // int linkat(int olddirfd, const char *old, int newdirfd, const char *new, int flags)
     out(265, "linkat").path_at(2, 3).input(Input::Paths(1, 3)),
     // int symlinkat(const char *target, int newdirfd, const char *linkpath)
     out(266, "symlinkat").path_at(1, 2).input(Input::Paths(0, 2)),
     // ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
-    rec(267, "readlinkat").input(Input::Path(1)).check(A3).w(&[w(2, Ret)]),
+    rec(267, "readlinkat").input(Input::Path(1)).check(A3).w(&[w(2, Ret)]).args(&[DirFd, Path, OutBuf, Uint]),
     // int fchmodat(int dirfd, const char *path, mode_t mode, int flags)
-    out(268, "fchmodat").path_at(0, 1).check(A2),
+    out(268, "fchmodat").path_at(0, 1).check(A2).args(&[DirFd, Path, Mode, AtFlags]),
     // int faccessat(int dirfd, const char *path, int mode, int flags)
-    rec(269, "faccessat").input(Input::Path(1)).check(A2),
+    rec(269, "faccessat").input(Input::Path(1)).check(A2).args(&[DirFd, Path, AccessMode, AtFlags]),
     // int pselect6(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timespec *t, void *sigmask)
-    rec(270, "pselect6").check(A0).w(&[w(1, FdSet(0)), w(2, FdSet(0)), w(3, FdSet(0)), w(4, Fixed(SIZEOF_TIMESPEC))]).mask(MaskAt::Pselect, Interrupted::Ret(ERESTARTNOHAND)),
+    rec(270, "pselect6").check(A0).w(&[w(1, FdSet(0)), w(2, FdSet(0)), w(3, FdSet(0)), w(4, Fixed(SIZEOF_TIMESPEC))]).mask(MaskAt::Pselect, Interrupted::Ret(ERESTARTNOHAND)).args(&[Int, Ptr, Ptr, Ptr, Ptr, Ptr]),
     // int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *mask, size_t sz)
-    rec(271, "ppoll").check(A1).w(&[w(0, ArgTimes(1, 8)), w(2, Fixed(SIZEOF_TIMESPEC))]).mask(MaskAt::Arg(3), Interrupted::Ret(ERESTARTNOHAND)),
+    rec(271, "ppoll").check(A1).w(&[w(0, ArgTimes(1, 8)), w(2, Fixed(SIZEOF_TIMESPEC))]).mask(MaskAt::Arg(3), Interrupted::Ret(ERESTARTNOHAND)).args(&[Ptr, Uint, Ptr, Ptr, Uint]),
     no(272, "unshare", EPERM, "namespaces are set up by ftexec, not by the replicated program"),
     // long set_robust_list(struct robust_list_head *head, size_t len)
-    det(273, "set_robust_list"),
+    det(273, "set_robust_list").args(&[Ptr, Uint]),
     // long get_robust_list(int pid, struct robust_list_head **head, size_t *len)
     det(274, "get_robust_list"),
     no(275, "splice", ENOSYS, "moves data between fds inside the kernel; programs fall back to read/write"),
@@ -899,19 +925,19 @@ pub static TABLE: &[Spec] = &[
     // int timerfd_gettime(int fd, struct itimerspec *cur)
     rec(287, "timerfd_gettime").check(A0).w(&[w(1, Fixed(SIZEOF_ITIMERSPEC))]),
     // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
-    rec(288, "accept4").check(A0 | A3).creates(NewFd::Ret).object(Object::Connection).flags(FlagsArg::Arg(3)).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]),
+    rec(288, "accept4").check(A0 | A3).creates(NewFd::Ret).object(Object::Connection).flags(FlagsArg::Arg(3)).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]).args(&[Fd, Ptr, Ptr, Hex]),
     // int signalfd4(int fd, const sigset_t *mask, size_t sz, int flags)
     rec(289, "signalfd4").creates(NewFd::Ret).object(Object::SignalFd).flags(FlagsArg::Arg(3)),
     // int eventfd2(unsigned initval, int flags)
-    rec(290, "eventfd2").check(A0 | A1).creates(NewFd::Ret).object(Object::EventFd).flags(FlagsArg::Arg(1)),
+    rec(290, "eventfd2").check(A0 | A1).creates(NewFd::Ret).object(Object::EventFd).flags(FlagsArg::Arg(1)).args(&[Uint, Hex]),
     // int epoll_create1(int flags)
-    rec(291, "epoll_create1").check(A0).creates(NewFd::Ret).object(Object::Epoll).flags(FlagsArg::Arg(0)),
+    rec(291, "epoll_create1").check(A0).creates(NewFd::Ret).object(Object::Epoll).flags(FlagsArg::Arg(0)).args(&[Hex]),
     // int dup3(int old, int new, int flags)
-    loc(292, "dup3").check(A0 | A1 | A2).creates(NewFd::Dup(0)).object(Object::Same).closes(Closes::Arg(1)).flags(FlagsArg::Arg(2)),
+    loc(292, "dup3").check(A0 | A1 | A2).creates(NewFd::Dup(0)).object(Object::Same).closes(Closes::Arg(1)).flags(FlagsArg::Arg(2)).args(&[Fd, Fd, OpenFlags]),
     // int pipe2(int fds[2], int flags)
-    rec(293, "pipe2").check(A1).creates(NewFd::Pair(0)).object(Object::Pipe).flags(FlagsArg::Arg(1)).w(&[w(0, Fixed(8))]),
+    rec(293, "pipe2").check(A1).creates(NewFd::Pair(0)).object(Object::Pipe).flags(FlagsArg::Arg(1)).w(&[w(0, Fixed(8))]).args(&[FdPair, OpenFlags]),
     // int inotify_init1(int flags)
-    rec(294, "inotify_init1").creates(NewFd::Ret).object(Object::Inotify).flags(FlagsArg::Arg(0)),
+    rec(294, "inotify_init1").creates(NewFd::Ret).object(Object::Inotify).flags(FlagsArg::Arg(0)).args(&[Hex]),
     // ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
     rec(295, "preadv").fd(0).check(A0 | A2 | A3).w(&[w(1, Iov(2))]),
     // ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
@@ -924,7 +950,7 @@ pub static TABLE: &[Spec] = &[
     no(300, "fanotify_init", EPERM, ADMIN),
     no(301, "fanotify_mark", EPERM, ADMIN),
     // int prlimit64(pid_t pid, int res, const struct rlimit *new, struct rlimit *old)
-    rec(302, "prlimit64").check(A1).w(&[w(3, Fixed(SIZEOF_RLIMIT))]),
+    rec(302, "prlimit64").check(A1).w(&[w(3, Fixed(SIZEOF_RLIMIT))]).args(&[Int, Resource, Ptr, Rlimit]),
     no(303, "name_to_handle_at", ENOSYS, "file handles are host state"),
     no(304, "open_by_handle_at", ENOSYS, "file handles are host state"),
     // int clock_adjtime(clockid_t clk, struct timex *buf)
@@ -946,13 +972,13 @@ pub static TABLE: &[Spec] = &[
     // int sched_getattr(pid_t pid, struct sched_attr *a, unsigned size, unsigned flags)
     rec(315, "sched_getattr").w(&[w(1, Arg(2))]),
     // int renameat2(int olddirfd, const char *old, int newdirfd, const char *new, unsigned flags)
-    out(316, "renameat2").path_at(0, 1).input(Input::Paths(1, 3)).check(A4),
+    out(316, "renameat2").path_at(0, 1).input(Input::Paths(1, 3)).check(A4).args(&[DirFd, Path, DirFd, Path, Hex]),
     // int seccomp(unsigned op, unsigned flags, void *args)
     loc(317, "seccomp").check(A0 | A1),
     // ssize_t getrandom(void *buf, size_t len, unsigned flags)
-    rec(318, "getrandom").tracer().check(A1 | A2).w(&[w(0, Ret)]),
+    rec(318, "getrandom").tracer().check(A1 | A2).w(&[w(0, Ret)]).args(&[Random, Uint, Hex]),
     // int memfd_create(const char *name, unsigned flags): anonymous memory with an fd
-    loc(319, "memfd_create").check(A1).creates(NewFd::Ret).object(Object::Memfd).flags(FlagsArg::Arg(1)),
+    loc(319, "memfd_create").check(A1).creates(NewFd::Ret).object(Object::Memfd).flags(FlagsArg::Arg(1)).args(&[Ptr, Hex]),
     no(320, "kexec_file_load", EPERM, ADMIN),
     no(321, "bpf", EPERM, ADMIN),
     // int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags)
@@ -974,11 +1000,11 @@ pub static TABLE: &[Spec] = &[
     // int pkey_free(int pkey)
     det(331, "pkey_free"),
     // int statx(int dirfd, const char *path, int flags, unsigned mask, struct statx *buf)
-    rec(332, "statx").input(Input::Path(1)).check(A2 | A3).w(&[w(4, Fixed(SIZEOF_STATX))]),
+    rec(332, "statx").input(Input::Path(1)).check(A2 | A3).w(&[w(4, Fixed(SIZEOF_STATX))]).args(&[DirFd, Path, AtFlags, Hex, Ptr]),
     no(333, "io_pgetevents", ENOSYS, AIO),
     // int rseq(struct rseq *rseq, u32 len, int flags, u32 sig): refused so glibc never reads a CPU
     // number from it (rr #2277).
-    emu(334, "rseq", Emulation::Errno(ENOSYS)),
+    emu(334, "rseq", Emulation::Errno(ENOSYS)).args(&[Ptr, Uint, Hex, Hex]),
     no(335, "uretprobe", ENOSYS, NEWER),
     no(336, "uprobe", ENOSYS, NEWER),
     // int pidfd_send_signal(int pidfd, int sig, siginfo_t *info, unsigned flags)
@@ -997,12 +1023,12 @@ pub static TABLE: &[Spec] = &[
     // long clone3(struct clone_args *args, size_t size)
     loc(435, "clone3").special(Special::Clone).clone_kind(CloneKind::Clone3),
     // int close_range(unsigned first, unsigned last, unsigned flags)
-    Spec { special: Special::Close, ..det(436, "close_range") }.closes(Closes::Range),
+    Spec { special: Special::Close, ..det(436, "close_range") }.closes(Closes::Range).args(&[Uint, Uint, Hex]),
     // int openat2(int dirfd, const char *path, struct open_how *how, size_t sz)
-    rec(437, "openat2").path_at(0, 1).check(A3).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::OpenHow(2)),
+    rec(437, "openat2").path_at(0, 1).check(A3).creates(NewFd::Ret).object(Object::File).flags(FlagsArg::OpenHow(2)).args(&[DirFd, Path, Ptr, Uint]),
     no(438, "pidfd_getfd", EPERM, FOREIGN),
     // int faccessat2(int dirfd, const char *path, int mode, int flags)
-    rec(439, "faccessat2").input(Input::Path(1)).check(A2 | A3),
+    rec(439, "faccessat2").input(Input::Path(1)).check(A2 | A3).args(&[DirFd, Path, AccessMode, AtFlags]),
     // ssize_t process_madvise(int pidfd, const struct iovec *iov, size_t n, int advice, unsigned flags)
     rec(440, "process_madvise"),
     // int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *t, const sigset_t *mask, size_t sz)
@@ -1135,6 +1161,101 @@ mod tests {
         assert!(matches!(lookup(334).map(|s| s.class), Some(Class::Emulated(_))));
         assert!(lookup(400).is_none());
         assert!(lookup(u64::MAX).is_none());
+    }
+
+    /// The argument types agree with what the rest of the entry says about the same arguments:
+    /// an fd the policy looks at is an `Fd`, a path it reads is a `Path` (after its `DirFd`), the
+    /// paths ftdbg shows from `path_arg` are exactly the `input` paths, memory the type says the
+    /// kernel fills is a declared write, a sent signal is a `Signal`. Pairs that legitimately
+    /// differ are not compared: a flags argument (`FlagsArg::Arg`) is whatever flags type the
+    /// call takes (OpenFlags, SockType or a plain Hex word); a sockaddr `Input::Buf` (connect,
+    /// bind) is a `Ptr`, since its bytes are not text; a write at a `Ptr` (readv's iovecs, a
+    /// sleep's remaining time) is simply not decoded; the target pid of a signal is an `Int`.
+    #[test]
+    fn args_agree_with_the_declarations() {
+        let mut wrong = Vec::new();
+        for s in TABLE {
+            let a = s.args;
+            assert!(a.len() <= 6, "{}: {} argument types", s.name, a.len());
+            if a.is_empty() {
+                continue;
+            }
+            let mut expect = |i: u8, want: &[Arg], what: &str| {
+                let got = a.get(usize::from(i));
+                if !got.is_some_and(|g| want.contains(g)) {
+                    wrong.push(format!("{}: argument {i} is {what}, so {want:?}, not {got:?}", s.name));
+                }
+            };
+            if let Some(fd) = s.fd {
+                expect(fd, &[Fd], ".fd()");
+            }
+            if let Some((dirfd, path)) = s.path {
+                if let Some(d) = dirfd {
+                    expect(d, &[DirFd], "the dirfd of .path_at()");
+                }
+                expect(path, &[Path], "a .path()");
+            }
+            match s.fds.closes {
+                Closes::Arg(i) => expect(i, &[Fd], "closed"),
+                Closes::None | Closes::Range => {}
+            }
+            match s.fds.creates {
+                NewFd::Dup(i) => expect(i, &[Fd], "duplicated"),
+                NewFd::Pair(i) => expect(i, &[FdPair], "a new fd pair"),
+                _ => {}
+            }
+            if let FlagsArg::Arg(i) = s.fds.flags {
+                expect(i, &[OpenFlags, SockType, Hex], "the new fd's flags");
+            }
+            if let Some(send) = s.follow.sends {
+                expect(send.sig, &[Signal], "the signal sent");
+            }
+            match s.now {
+                Some(Now::At { at, clock }) => {
+                    expect(at, &[Timespec, Timeval], "where the time read is");
+                    if let Some(c) = clock {
+                        expect(c, &[ClockId], "the clock read");
+                    }
+                }
+                Some(Now::Ret) | None => {}
+            }
+            match s.input {
+                Input::Buf(i, _) | Input::Iov(i, _) if a.get(usize::from(i)) != Some(&Ptr) => {
+                    expect(i, &[InBuf], "bytes written out")
+                }
+                _ => {}
+            }
+            // The paths in path_arg, in order, are the Path arguments, in order.
+            let inputs: Vec<usize> = match s.input {
+                Input::Path(i) => vec![usize::from(i)],
+                Input::Paths(i, j) => vec![usize::from(i), usize::from(j)],
+                _ => Vec::new(),
+            };
+            let paths: Vec<usize> = (0..a.len()).filter(|&i| a[i] == Path).collect();
+            if paths != inputs {
+                wrong.push(format!("{}: Path arguments {paths:?}, logged paths {inputs:?}", s.name));
+            }
+            for (i, t) in a.iter().enumerate() {
+                if t.kernel_writes() && !s.writes.iter().any(|wr| usize::from(wr.ptr) == i) {
+                    wrong.push(format!("{}: argument {i} is {t:?}, but no write at it is declared", s.name));
+                }
+                if *t == InBuf && !matches!(s.input, Input::Buf(j, _) | Input::Iov(j, _) if usize::from(j) == i) {
+                    wrong.push(format!("{}: argument {i} is InBuf, but the input is {:?}", s.name, s.input));
+                }
+            }
+        }
+        for s in TABLE {
+            if let Some(Now::At { at, .. }) = s.now {
+                assert!(s.writes.iter().any(|wr| wr.ptr == at), "{}: the time read is not a declared write", s.name);
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        // Spot checks against the man pages.
+        let args = |nr: u64| lookup(nr).map(|s| s.args);
+        assert_eq!(args(257), Some(&[DirFd, Path, OpenFlags, Mode][..]));
+        assert_eq!(args(9), Some(&[Hex, Uint, Prot, MapFlags, Fd, Hex][..]));
+        assert_eq!(lookup(9).map(|s| s.returns), Some(Returns::Addr));
+        assert_eq!(lookup(229).and_then(|s| s.now), None, "clock_getres reads a resolution, not the time");
     }
 
     /// Independent of the table (from the man pages): the syscalls that change state a replica

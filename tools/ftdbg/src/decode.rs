@@ -1,13 +1,14 @@
 //! Decoding of log events into strace-like text and JSON.
 //!
-//! The syscall table (`ft_libos::table`) says what ftexec does with a syscall; it does not know the
-//! types of the arguments. The small signature list in [`signature`] does, for the syscalls that
-//! ordinary programs make; any other syscall is shown with the arguments replay checks
+//! The syscall table (`ft_libos::table`) says what ftexec does with a syscall and, for the
+//! syscalls that ordinary programs make, the types of its arguments (`Spec::args`), how its result
+//! reads (`Spec::returns`) and where a clock read puts the time (`Spec::now`). A syscall whose
+//! entry declares no argument types is shown with the arguments replay checks
 //! (`ft_replay::describe::call`).
 
 use ft_libos::clock;
 use ft_libos::proto::{event::Kind, Clocks, Disposition, Event, FdKind, Syscall};
-use ft_libos::table::{self, Class, Input};
+use ft_libos::table::{self, Arg, Class, Input, Now, Returns};
 use serde_json::{json, Value};
 
 /// How long a decoded byte string may get before it is cut (strace's default is 32).
@@ -15,160 +16,7 @@ pub const STRING_LIMIT: usize = 40;
 /// How many random bytes are shown as hex before "...".
 const HEX_LIMIT: usize = 32;
 
-/// The type of one syscall argument, as far as decoding goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum T {
-    /// A file descriptor (decimal).
-    Fd,
-    /// A dirfd: AT_FDCWD or an fd.
-    DirFd,
-    /// A signed integer.
-    Int,
-    /// An unsigned integer or a size.
-    Uint,
-    /// A flags word or address shown in hex.
-    Hex,
-    /// A pointer whose target is not decoded (NULL or hex).
-    Ptr,
-    /// A path: the recorded `path_arg` (first or second part).
-    Path,
-    /// A buffer the program wrote out: stdout/stderr bytes when recorded.
-    InBuf,
-    /// A buffer the kernel filled: the recorded memory write at that address.
-    OutBuf,
-    /// Like OutBuf, a NUL-terminated string (getcwd).
-    OutStr,
-    OpenFlags,
-    Mode,
-    Prot,
-    MapFlags,
-    ClockId,
-    Whence,
-    AtFlags,
-    AccessMode,
-    FcntlCmd,
-    Signal,
-    /// struct timespec the kernel wrote.
-    Timespec,
-    /// struct timeval the kernel wrote.
-    Timeval,
-    /// time_t * the kernel wrote (time()).
-    TimePtr,
-    /// Bytes from the kernel's random pool, as hex.
-    Random,
-    /// struct stat.
-    Stat,
-    /// int[2] (pipe, pipe2, socketpair).
-    FdPair,
-    /// struct rlimit.
-    Rlimit,
-    Resource,
-    Utsname,
-    SockDomain,
-    SockType,
-}
-
-use T::*;
-
-/// The argument types of the syscalls this tool decodes; None for the others.
-fn signature(name: &str) -> Option<&'static [T]> {
-    Some(match name {
-        "read" => &[Fd, OutBuf, Uint],
-        "write" => &[Fd, InBuf, Uint],
-        "open" => &[Path, OpenFlags, Mode],
-        "close" | "fsync" | "fdatasync" | "fchdir" | "dup" => &[Fd],
-        "stat" | "lstat" => &[Path, Stat],
-        "fstat" => &[Fd, Stat],
-        "poll" => &[Ptr, Uint, Int],
-        "lseek" => &[Fd, Int, Whence],
-        "mmap" => &[Hex, Uint, Prot, MapFlags, Fd, Hex],
-        "mprotect" => &[Hex, Uint, Prot],
-        "munmap" => &[Hex, Uint],
-        "brk" => &[Hex],
-        "ioctl" => &[Fd, Hex, Hex],
-        "pread64" => &[Fd, OutBuf, Uint, Int],
-        "pwrite64" => &[Fd, InBuf, Uint, Int],
-        "readv" => &[Fd, Ptr, Int],
-        "writev" => &[Fd, InBuf, Int],
-        "access" => &[Path, AccessMode],
-        "pipe" => &[FdPair],
-        "pipe2" => &[FdPair, OpenFlags],
-        "dup2" => &[Fd, Fd],
-        "dup3" => &[Fd, Fd, OpenFlags],
-        "nanosleep" => &[Ptr, Ptr],
-        "getpid" | "getppid" | "getuid" | "geteuid" | "getgid" | "getegid" | "gettid" | "getpgrp" | "setsid"
-        | "sync" | "sched_yield" | "pause" | "inotify_init" => &[],
-        "socket" => &[SockDomain, SockType, Int],
-        "connect" | "bind" => &[Fd, Ptr, Uint],
-        "accept" => &[Fd, Ptr, Ptr],
-        "accept4" => &[Fd, Ptr, Ptr, Hex],
-        "sendto" => &[Fd, InBuf, Uint, Hex, Ptr, Uint],
-        "recvfrom" => &[Fd, OutBuf, Uint, Hex, Ptr, Ptr],
-        "sendmsg" | "recvmsg" => &[Fd, Ptr, Hex],
-        "shutdown" | "listen" => &[Fd, Int],
-        "socketpair" => &[SockDomain, SockType, Int, FdPair],
-        "wait4" => &[Int, Ptr, Hex, Ptr],
-        "kill" => &[Int, Signal],
-        "tgkill" => &[Int, Int, Signal],
-        "uname" => &[Utsname],
-        "fcntl" => &[Fd, FcntlCmd, Hex],
-        "flock" => &[Fd, Int],
-        "truncate" => &[Path, Int],
-        "ftruncate" => &[Fd, Int],
-        "getdents" | "getdents64" => &[Fd, Ptr, Uint],
-        "getcwd" => &[OutStr, Uint],
-        "chdir" | "rmdir" | "unlink" => &[Path],
-        "rename" | "link" | "symlink" => &[Path, Path],
-        "mkdir" | "creat" | "chmod" => &[Path, Mode],
-        "fchmod" => &[Fd, Mode],
-        "readlink" => &[Path, OutBuf, Uint],
-        "umask" => &[Mode],
-        "gettimeofday" => &[Timeval, Ptr],
-        "getrlimit" => &[Resource, Rlimit],
-        "setrlimit" => &[Resource, Ptr],
-        "getrusage" => &[Int, Ptr],
-        "sysinfo" | "times" | "set_tid_address" => &[Ptr],
-        "arch_prctl" => &[Hex, Hex],
-        "prctl" => &[Int, Hex, Hex, Hex, Hex],
-        "time" => &[TimePtr],
-        "futex" => &[Ptr, Int, Int, Ptr, Ptr, Int],
-        "sched_getaffinity" => &[Int, Uint, Ptr],
-        "clock_gettime" | "clock_getres" => &[ClockId, Timespec],
-        "clock_nanosleep" => &[ClockId, Hex, Ptr, Ptr],
-        "exit" | "exit_group" => &[Int],
-        "epoll_wait" => &[Fd, Ptr, Int, Int],
-        "epoll_ctl" => &[Fd, Int, Fd, Ptr],
-        "epoll_create1" | "inotify_init1" => &[Hex],
-        "openat" => &[DirFd, Path, OpenFlags, Mode],
-        "openat2" => &[DirFd, Path, Ptr, Uint],
-        "mkdirat" => &[DirFd, Path, Mode],
-        "newfstatat" => &[DirFd, Path, Stat, AtFlags],
-        "unlinkat" => &[DirFd, Path, AtFlags],
-        "renameat" => &[DirFd, Path, DirFd, Path],
-        "renameat2" => &[DirFd, Path, DirFd, Path, Hex],
-        "readlinkat" => &[DirFd, Path, OutBuf, Uint],
-        "faccessat" | "faccessat2" => &[DirFd, Path, AccessMode, AtFlags],
-        "fchmodat" => &[DirFd, Path, Mode, AtFlags],
-        "statx" => &[DirFd, Path, AtFlags, Hex, Ptr],
-        "ppoll" => &[Ptr, Uint, Ptr, Ptr, Uint],
-        "pselect6" => &[Int, Ptr, Ptr, Ptr, Ptr, Ptr],
-        "set_robust_list" => &[Ptr, Uint],
-        "eventfd2" => &[Uint, Hex],
-        "prlimit64" => &[Int, Resource, Ptr, Rlimit],
-        "getrandom" => &[Random, Uint, Hex],
-        "memfd_create" => &[Ptr, Hex],
-        "rseq" => &[Ptr, Uint, Hex, Hex],
-        "close_range" => &[Uint, Uint, Hex],
-        "rt_sigaction" => &[Signal, Ptr, Ptr, Uint],
-        "rt_sigprocmask" => &[Int, Ptr, Ptr, Uint],
-        "madvise" => &[Hex, Uint, Int],
-        "execve" => &[Path, Ptr, Ptr],
-        "clone" => &[Hex, Ptr, Ptr, Ptr, Hex],
-        "fork" | "vfork" => &[],
-        "sigaltstack" => &[Ptr, Ptr],
-        _ => return None,
-    })
-}
+use Arg::*;
 
 /// A byte string as a C-style quoted literal, cut after `limit` bytes with "...".
 pub fn escape(bytes: &[u8], limit: usize) -> String {
@@ -500,7 +348,7 @@ fn utsname(b: &[u8]) -> Option<String> {
 }
 
 /// One argument, decoded.
-fn decode_arg(s: &Syscall, t: T, v: u64, path: Option<&[u8]>) -> String {
+fn decode_arg(s: &Syscall, t: Arg, v: u64, path: Option<&[u8]>) -> String {
     let out = |f: &dyn Fn(&[u8]) -> Option<String>| mem_at(s, v).and_then(f).unwrap_or_else(|| ptr(v));
     match t {
         Fd | Int => int(v as i32 as u64),
@@ -566,34 +414,30 @@ pub fn paths(s: &Syscall) -> Vec<&[u8]> {
 
 /// The decoded arguments of a syscall, one string each.
 pub fn args(s: &Syscall) -> Vec<String> {
-    let name = table::name(u64::from(s.nr));
     let reg = |i: usize| s.args.get(i).copied().unwrap_or(0);
-    match signature(&name) {
-        Some(sig) => {
-            let paths = paths(s);
-            let mut next_path = 0;
-            sig.iter()
-                .enumerate()
-                .map(|(i, &t)| {
-                    let p = if t == Path {
-                        next_path += 1;
-                        paths.get(next_path - 1).copied()
-                    } else {
-                        None
-                    };
-                    decode_arg(s, t, reg(i), p)
-                })
-                .collect()
-        }
-        None => match table::lookup(u64::from(s.nr)) {
-            // Without a signature, the arguments replay checks (the others as `_`).
-            Some(spec) => {
-                let last = (0..6).rev().find(|&i| spec.checks_arg(i)).map(|i| i + 1).unwrap_or(0);
-                (0..last).map(|i| if spec.checks_arg(i) { int(reg(i)) } else { "_".into() }).collect()
-            }
-            None => (0..6).map(|i| format!("{:#x}", reg(i))).collect(),
-        },
+    let Some(spec) = ft_libos::lookup(u64::from(s.nr)) else {
+        return (0..6).map(|i| format!("{:#x}", reg(i))).collect();
+    };
+    if spec.args.is_empty() {
+        // Without argument types, the arguments replay checks (the others as `_`).
+        let last = (0..6).rev().find(|&i| spec.checks_arg(i)).map(|i| i + 1).unwrap_or(0);
+        return (0..last).map(|i| if spec.checks_arg(i) { int(reg(i)) } else { "_".into() }).collect();
     }
+    let paths = paths(s);
+    let mut next_path = 0;
+    spec.args
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let p = if t == Path {
+                next_path += 1;
+                paths.get(next_path - 1).copied()
+            } else {
+                None
+            };
+            decode_arg(s, t, reg(i), p)
+        })
+        .collect()
 }
 
 /// The result: `-1 ENOENT (No such file or directory)` for errors, hex for addresses.
@@ -608,9 +452,9 @@ pub fn result(s: &Syscall) -> String {
             None => format!("-1 errno {e}"),
         };
     }
-    match table::name(u64::from(s.nr)).as_str() {
-        "mmap" | "brk" | "mremap" => format!("{:#x}", s.ret),
-        _ => s.ret.to_string(),
+    match ft_libos::lookup(u64::from(s.nr)).map(|spec| spec.returns) {
+        Some(Returns::Addr) => format!("{:#x}", s.ret),
+        Some(Returns::Number) | None => s.ret.to_string(),
     }
 }
 
@@ -818,8 +662,7 @@ pub fn json(index: u64, ev: &Event) -> Value {
     v
 }
 
-/// A time reading found in a syscall's result: (clock name, nanoseconds).
-/// The clock and time (ns) a clock-page read returned (None for a failed read).
+/// The time (ns) a clock-page read returned (None for a failed read).
 pub fn read_ns(r: &clock::Read) -> Option<i128> {
     if r.ret < 0 {
         return None;
@@ -868,24 +711,28 @@ fn clock_reads_text(c: &Clocks) -> String {
     format!("clock reads: {}{more}", shown.join(", "))
 }
 
+/// The time a syscall that reads a clock returned, where its table entry's `now` says it is:
+/// (clock name, nanoseconds). None for other syscalls, failed reads and missing memory.
 pub fn time_reading(s: &Syscall) -> Option<(String, i128)> {
     if s.ret < 0 {
         return None;
     }
-    let reg = |i: usize| s.args.get(i).copied().unwrap_or(0);
-    match table::name(u64::from(s.nr)).as_str() {
-        "clock_gettime" => {
-            let b = mem_at(s, reg(1))?;
-            let ns = i128::from(le_u64(b, 0)? as i64) * 1_000_000_000 + i128::from(le_u64(b, 8)? as i64);
-            Some((clock_id(reg(0)), ns))
+    let spec = ft_libos::lookup(u64::from(s.nr))?;
+    let reg = |i: u8| s.args.get(usize::from(i)).copied().unwrap_or(0);
+    match spec.now? {
+        Now::Ret => Some(("CLOCK_REALTIME".into(), i128::from(s.ret) * 1_000_000_000)),
+        Now::At { at, clock } => {
+            // The second field of a timespec counts nanoseconds, of a timeval microseconds.
+            let unit = match spec.args.get(usize::from(at))? {
+                Timespec => 1,
+                Timeval => 1000,
+                _ => return None,
+            };
+            let b = mem_at(s, reg(at))?;
+            let ns = i128::from(le_u64(b, 0)? as i64) * 1_000_000_000 + i128::from(le_u64(b, 8)? as i64) * unit;
+            let clock = clock.map_or_else(|| "CLOCK_REALTIME".into(), |c| clock_id(reg(c)));
+            Some((clock, ns))
         }
-        "gettimeofday" => {
-            let b = mem_at(s, reg(0))?;
-            let ns = i128::from(le_u64(b, 0)? as i64) * 1_000_000_000 + i128::from(le_u64(b, 8)? as i64) * 1000;
-            Some(("CLOCK_REALTIME".into(), ns))
-        }
-        "time" => Some(("CLOCK_REALTIME".into(), i128::from(s.ret) * 1_000_000_000)),
-        _ => None,
     }
 }
 
@@ -965,6 +812,23 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(text(&ev), "clock_gettime(CLOCK_REALTIME, 0x7ff0) = 0 <inject>");
+    }
+
+    #[test]
+    fn time_readings_follow_the_table() {
+        let mut tv = 1_700_000_000u64.to_le_bytes().to_vec();
+        tv.extend_from_slice(&5u64.to_le_bytes());
+        let mem = vec![MemWrite { addr: 0x7ff0, data: tv }];
+        let at = |nr: u32, args: Vec<u64>, ret: i64| {
+            time_reading(&Syscall { nr, args, ret, mem: mem.clone(), ..Default::default() })
+        };
+        // gettimeofday: a timeval (microseconds) of the realtime clock.
+        assert_eq!(at(96, vec![0x7ff0, 0], 0), Some(("CLOCK_REALTIME".into(), 1_700_000_000_000_005_000)));
+        // time: the result, in seconds.
+        assert_eq!(at(201, vec![0], 1_700_000_000), Some(("CLOCK_REALTIME".into(), 1_700_000_000_000_000_000)));
+        // clock_getres writes a resolution, not the time; a failed read reads nothing.
+        assert_eq!(at(229, vec![1, 0x7ff0], 0), None);
+        assert_eq!(at(228, vec![1, 0x7ff0], -22), None);
     }
 
     #[test]
