@@ -1,6 +1,6 @@
 //! ft-replay: record sessions (leader) and replay sessions (follower, offline), divergence
 //! detection. Events flow through [`record::EventSink`] and [`replay::EventSource`], so a log
-//! file and the Raft log are interchangeable.
+//! file and the Raft log ([`raft`]) are interchangeable.
 
 pub mod capture;
 pub mod debug;
@@ -8,6 +8,7 @@ pub mod describe;
 pub mod error;
 mod live;
 pub mod program;
+pub mod raft;
 pub mod record;
 pub mod release;
 pub mod replay;
