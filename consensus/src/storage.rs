@@ -31,8 +31,25 @@ use slog::{info, warn, Logger};
 
 use crate::config::FsyncPolicy;
 
-const MAGIC: &[u8; 8] = b"FTRAFT\0\x01";
-const LOG_FILE: &str = "raft.log";
+/// What every Raft log file starts with, before the byte of its format version: tools that only
+/// need to recognise a log (of any version) compare this.
+pub const LOG_MAGIC: &[u8; 7] = b"FTRAFT\0";
+/// The format version this code reads and writes.
+const LOG_VERSION: u8 = 1;
+/// The file's header: [`LOG_MAGIC`] then [`LOG_VERSION`].
+const MAGIC: &[u8; 8] = &magic();
+/// The log's file name inside a node's data directory.
+pub const LOG_FILE: &str = "raft.log";
+
+const fn magic() -> [u8; 8] {
+    let mut m = [LOG_VERSION; 8];
+    let mut i = 0;
+    while i < LOG_MAGIC.len() {
+        m[i] = LOG_MAGIC[i];
+        i += 1;
+    }
+    m
+}
 const KIND_ENTRY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
 const KIND_CONF_STATE: u8 = 3;
@@ -851,6 +868,13 @@ mod tests {
         let (_s, rec) = DiskStorage::open(&d, FsyncPolicy::Always, &logger()).expect("reopen");
         assert_eq!(rec.truncate_reason.as_deref(), Some("checksum mismatch"));
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn header_is_magic_then_version() {
+        // The bytes on disk must not change with how the constants are spelled.
+        assert_eq!(MAGIC, b"FTRAFT\0\x01");
+        assert!(MAGIC.starts_with(LOG_MAGIC));
     }
 
     #[test]

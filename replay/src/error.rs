@@ -1,6 +1,8 @@
-//! Errors of record and replay sessions.
+//! Errors of record and replay sessions, and of reading the replicated log.
 
+use ft_consensus::StoreError;
 use ft_interposer::TraceError;
+use ft_libos::batch::BatchError;
 use ft_libos::log::LogError;
 use std::path::PathBuf;
 
@@ -32,6 +34,9 @@ pub enum SessionError {
     /// The replicated log failed: this replica lost leadership, or its Raft node stopped.
     #[error("replication: {0}")]
     Replication(String),
+    /// A committed Raft entry does not hold what a recording's log holds.
+    #[error("replication: {0}")]
+    Entry(#[from] EntryError),
     /// A debugger ended the replay (to replay again from the start, or to quit).
     #[error("the debugger ended this replay")]
     Restart,
@@ -45,3 +50,38 @@ impl SessionError {
 }
 
 pub type Result<T> = std::result::Result<T, SessionError>;
+
+/// A committed Raft entry that is not a batch of the recording ([`crate::raft::EntryDecoder`]).
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// Its data is not the node's framing of proposals (a length before each batch).
+    #[error("entry {index} of the log is not framed as batches")]
+    Unframed { index: u64 },
+    #[error("entry {index} of the log has {source}")]
+    Batch {
+        index: u64,
+        #[source]
+        source: BatchError,
+    },
+    /// The recording's identity is proposed once, by the replica that started the program.
+    #[error("entry {index} of the log has a second header")]
+    SecondHeader { index: u64 },
+}
+
+/// Why the recording in a stopped replica's Raft log cannot be read ([`crate::raft::read_recording`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RaftLogError {
+    /// The file cannot be read: a running node holds it, it is not a Raft log, it is damaged.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: the replicated log cannot be read: {source}")]
+    Entry {
+        path: PathBuf,
+        #[source]
+        source: EntryError,
+    },
+    #[error("{path}: the replicated log cannot be read: its entries before {first_index} were compacted away: the recording's start is gone")]
+    Compacted { path: PathBuf, first_index: u64 },
+    #[error("{path}: the replicated log cannot be read: none of its {entries} committed entries (commit index {commit}) holds a recording yet")]
+    NoRecording { path: PathBuf, entries: usize, commit: u64 },
+}

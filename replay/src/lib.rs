@@ -1,6 +1,6 @@
 //! ft-replay: record sessions (leader) and replay sessions (follower, offline), divergence
 //! detection. Events flow through [`record::EventSink`] and [`replay::EventSource`], so a log
-//! file and the Raft log are interchangeable.
+//! file and the Raft log ([`raft`]) are interchangeable.
 
 pub mod capture;
 pub mod debug;
@@ -10,6 +10,7 @@ mod handover;
 mod launch;
 mod live;
 pub mod program;
+pub mod raft;
 pub mod record;
 pub mod release;
 pub mod replay;

@@ -36,11 +36,10 @@ pub enum Error {
     Listen { port: u16, source: io::Error },
     #[error("waiting for gdb to connect failed: {0}")]
     Connection(io::Error),
-    /// A replica's Raft log cannot be read (running node, not a Raft log, damaged).
+    /// A replica's Raft log cannot be read (running node, not a Raft log, damaged, no
+    /// recording in it).
     #[error(transparent)]
-    Raft(#[from] ft_consensus::StoreError),
-    #[error("{path}: the replicated log cannot be read: {what}")]
-    RaftLog { path: PathBuf, what: String },
+    Raft(#[from] ft_replay::raft::RaftLogError),
     #[error(
         "{path} is a directory without a raft.log: give a log written by `ftexec record` or a replica's data directory"
     )]

@@ -3,10 +3,9 @@
 //! same events as a recording of the same session; only its committed entries are read.
 
 use crate::Error;
-use ft_libos::batch::{self, Batch};
 use ft_libos::log::LogReader;
 use ft_libos::proto::{Event, Header};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// An open log, read event by event.
 pub enum Log {
@@ -14,25 +13,16 @@ pub enum Log {
     Raft { header: Header, events: std::vec::IntoIter<Event>, position: u64, bytes: u64 },
 }
 
-/// The first bytes of a Raft log file (consensus/src/storage.rs).
-const RAFT_MAGIC: &[u8] = b"FTRAFT\0";
-
 impl Log {
     /// Opens a recording, a replica's data directory, or its raft.log.
     pub fn open(path: &Path) -> Result<Log, Error> {
-        let raft_file = if path.is_dir() { path.join("raft.log") } else { path.to_path_buf() };
-        let mut magic = [0u8; 7];
-        let is_raft = std::fs::File::open(&raft_file)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-            .is_ok_and(|()| magic == RAFT_MAGIC);
-        if path.is_dir() && !is_raft {
-            return Err(Error::NotALog { path: path.into() });
-        }
-        if !is_raft {
-            return Ok(Log::File(LogReader::open(path)?));
-        }
+        let raft_file = match ft_replay::raft::replica_log(path) {
+            Some(f) => f,
+            None if path.is_dir() => return Err(Error::NotALog { path: path.into() }),
+            None => return Ok(Log::File(LogReader::open(path)?)),
+        };
         let bytes = std::fs::metadata(&raft_file).map(|m| m.len()).unwrap_or(0);
-        let (header, events) = read_raft(path)?;
+        let (header, events) = ft_replay::raft::read_recording(path)?;
         Ok(Log::Raft { header, events: events.into_iter(), position: 0, bytes })
     }
 
@@ -78,43 +68,5 @@ impl Log {
             events.push(ev);
         }
         Ok((log.header().clone(), events))
-    }
-}
-
-/// The recording inside a replica's committed Raft entries.
-fn read_raft(path: &Path) -> Result<(Header, Vec<Event>), Error> {
-    let bad = |what: String| Error::RaftLog { path: PathBuf::from(path), what };
-    let log = ft_consensus::storage::read_committed(path)?;
-    // Index 1 is the bootstrap snapshot; a log that starts later lost its beginning.
-    if log.first_index > 2 {
-        return Err(bad(format!(
-            "its entries before {} were compacted away: the recording's start is gone",
-            log.first_index
-        )));
-    }
-    let mut header = None;
-    let mut events = Vec::new();
-    for e in &log.entries {
-        if e.data.is_empty() {
-            continue;
-        }
-        let batches = ft_consensus::node::decode_batches(&e.data)
-            .ok_or_else(|| bad(format!("entry {} is not framed as batches", e.index)))?;
-        for b in batches {
-            match batch::decode(&b).map_err(|why| bad(format!("entry {} has {why}", e.index)))? {
-                Batch::Header(h) if header.is_none() => header = Some(*h),
-                Batch::Header(_) => return Err(bad(format!("entry {} has a second header", e.index))),
-                Batch::Events(evs) => events.extend(evs),
-                Batch::Barrier { .. } => {}
-            }
-        }
-    }
-    match header {
-        Some(h) => Ok((h, events)),
-        None => Err(bad(format!(
-            "none of its {} committed entries (commit index {}) holds a recording yet",
-            log.entries.len(),
-            log.commit
-        ))),
     }
 }
