@@ -8,7 +8,7 @@ N=${1:-200000}
 RUNS=${RUNS:-3}
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release -q -p ftexec -p ft-interposer --bins
-FT=target/release/ftexec
+FT=${FTEXEC:-target/release/ftexec}   # FTEXEC=another build to compare (before/after)
 BARE=target/release/ft-bare-tracer
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

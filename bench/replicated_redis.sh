@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p ftexec -p ftctl
-FT=$PWD/target/release/ftexec
+FT=${FTEXEC:-$PWD/target/release/ftexec}   # FTEXEC=another build to compare (before/after)
 N=${N:-20000}; C=${C:-50}; FSYNC=${FSYNC:-never}
 work=$(mktemp -d /tmp/ftexec-bench.XXXXXX)
 wait_port() { for _ in $(seq 200); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }

@@ -55,3 +55,13 @@ pub fn pipe_of(pid: i32, fd: i32) -> Option<(u64, bool)> {
     let ino = link.to_str()?.strip_prefix("pipe:[")?.strip_suffix(']')?.parse().ok()?;
     Some((ino, fd_flags(pid, fd) & libc::O_ACCMODE != libc::O_RDONLY))
 }
+
+/// The directory a path argument of task `pid` is relative to: "/" for an absolute path, else
+/// what `dirfd` names (its target) or the task's cwd. None if /proc cannot tell.
+pub fn path_base(pid: i32, dirfd: Option<i32>, path: &std::path::Path) -> Option<std::path::PathBuf> {
+    match dirfd {
+        _ if path.is_absolute() => Some(std::path::PathBuf::from("/")),
+        Some(fd) if fd != libc::AT_FDCWD => std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok(),
+        _ => std::fs::read_link(format!("/proc/{pid}/cwd")).ok(),
+    }
+}

@@ -353,3 +353,96 @@ pub fn stop_pending(tid: Pid) -> bool {
 /// How long a probe's SIGSTOP may take to arrive before its sender checks that it is still
 /// pending (a running thread takes it within microseconds).
 pub const INTERRUPT_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The probe's SIGSTOP outstanding, if any: the one watchdog state record and replay share.
+/// At most one is in flight; one the kernel discarded (a SIGCONT to the process) is forgotten
+/// after [`INTERRUPT_PATIENCE`], so that another is sent when due.
+#[derive(Debug, Clone, Copy)]
+pub struct Interrupter {
+    target: Option<Pid>,
+    sent_at: std::time::Instant,
+}
+
+impl Default for Interrupter {
+    fn default() -> Self {
+        Interrupter { target: None, sent_at: std::time::Instant::now() }
+    }
+}
+
+impl Interrupter {
+    /// Takes over a SIGSTOP sent by another session (go-live: the replay's becomes the
+    /// recorder's).
+    pub fn adopt(target: Option<Pid>) -> Self {
+        Interrupter { target, sent_at: std::time::Instant::now() }
+    }
+
+    /// The thread the outstanding SIGSTOP was sent to.
+    pub fn target(&self) -> Option<Pid> {
+        self.target
+    }
+
+    /// Whether the outstanding SIGSTOP is `tid`'s.
+    pub fn is(&self, tid: Pid) -> bool {
+        self.target == Some(tid)
+    }
+
+    /// The SIGSTOP arrived (or its thread died): none is outstanding.
+    pub fn clear(&mut self) {
+        self.target = None;
+    }
+
+    /// Forgets the SIGSTOP of `tid`, if the outstanding one is its.
+    pub fn clear_if(&mut self, tid: Pid) {
+        if self.is(tid) {
+            self.target = None;
+        }
+    }
+
+    /// A pending SIGSTOP goes with its thread when an exec gives it the leader's tid.
+    pub fn moved(&mut self, from: Pid, to: Pid) {
+        if self.is(from) {
+            self.target = Some(to);
+        }
+    }
+
+    /// One watchdog step: forgets a SIGSTOP the kernel discarded, then, when `due` and none is
+    /// outstanding, sends one to `tid` (a thread that is gone is not an error: its death is
+    /// reported by wait).
+    pub fn tend(&mut self, tid: Option<Pid>, due: bool) -> Result<()> {
+        if let Some(p) = self.target {
+            if self.sent_at.elapsed() > INTERRUPT_PATIENCE && !stop_pending(p) {
+                self.target = None;
+            }
+        }
+        match (self.target, tid) {
+            (None, Some(tid)) if due => match interrupt(tid) {
+                Ok(()) => {
+                    self.target = Some(tid);
+                    self.sent_at = std::time::Instant::now();
+                    Ok(())
+                }
+                Err(e) if e.is_gone() => Ok(()),
+                Err(e) => Err(e),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The watchdog's sleep between polls: doubling from `first` up to `most`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    nap: std::time::Duration,
+    most: std::time::Duration,
+}
+
+impl Backoff {
+    pub fn new(first: std::time::Duration, most: std::time::Duration) -> Self {
+        Backoff { nap: first, most }
+    }
+
+    pub fn sleep(&mut self) {
+        std::thread::sleep(self.nap);
+        self.nap = (self.nap * 2).min(self.most);
+    }
+}

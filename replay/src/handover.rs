@@ -2,7 +2,7 @@
 //! program on. The replay fills one [`Handover`] in one place (`Replayer::go_live`); the recorder
 //! is built from it in one place (`record::continue_live`).
 
-use crate::record::{Held, Quiet};
+use crate::stop::Held;
 use ft_interposer::clock::ClockPages;
 use ft_interposer::{Stopped, Waited};
 use ft_libos::proto::Exit;
@@ -76,4 +76,15 @@ pub(crate) struct Handover {
     pub eventfds: HashMap<u64, crate::live::EventShadow>,
     /// Sigqueues replay sent again (process, signal, siginfo): see [`Recorder::incoming_info`].
     pub resent: Vec<(u32, i32, libc::siginfo_t)>,
+}
+
+/// A child process that replay forked (see `Recorder::quiet`), which the recorder
+/// watches as its own.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Quiet {
+    /// Its parent's process (task number of the leader).
+    pub parent: u32,
+    /// Its pid and uid as its parent sees them (for the siginfo of its SIGCHLD).
+    pub ns_pid: i32,
+    pub uid: u32,
 }

@@ -16,6 +16,7 @@ pub mod release;
 pub mod replay;
 mod sink;
 mod source;
+mod stop;
 
 pub use error::{Result, SessionError};
 pub use record::{record, EventSink, RecordOptions};

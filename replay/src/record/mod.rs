@@ -7,17 +7,18 @@ mod signals;
 mod syscall;
 mod takeover;
 
-pub(crate) use crate::handover::{Adopted, AdoptedState, Handover};
+pub(crate) use crate::handover::{AdoptedState, Handover, Quiet};
 pub use crate::launch::header;
 pub(crate) use crate::launch::launch_spec;
 pub use crate::sink::EventSink;
-pub(crate) use signals::{bounce, has_no_effect, is_synchronous, let_interrupt_in};
-use signals::{disposition, signal_waiting, status_masks};
 use syscall::is_thread_clone;
-pub(crate) use syscall::{emulate, fcntl_writes, tracer_can_run};
 pub(crate) use takeover::continue_live;
 
 use crate::capture;
+use crate::stop::{
+    self, disposition, emulate, fcntl_writes, is_synchronous, signal_waiting, status_masks, tracer_buffer,
+    tracer_can_run, Decided, Entry, Handling, Held, MAX_TRACER_BUF, PROBE_GAP,
+};
 use crate::error::{Result, SessionError};
 use crate::program;
 use crate::release::{Drained, Releaser, SOCKET_QUEUE_LIMIT};
@@ -34,7 +35,7 @@ use ft_libos::proto::{
     Run, Signal, Spawn, Start, Syscall,
 };
 use ft_libos::table::{
-    CloneKind, Closes, CopyOp, Emulation, Exec, Len, NewFd as NewFdEffect, Object, Refusal, Spec, Special, Stream,
+    CloneKind, Closes, CopyOp, Exec, NewFd as NewFdEffect, Object, Refusal, Spec, Special, Stream,
 };
 use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
@@ -86,26 +87,6 @@ pub fn record(
     rec.tasks.insert(pid, Task { vtid: 0, proc: 0, state: TState::Ready(launched.tracee) });
     rec.ready.push_back(pid);
     rec.finish(pid)
-}
-
-/// The directory a path argument of task `pid` is relative to: "/" for an absolute path, else
-/// what `dirfd` names (its target) or the task's cwd. None if /proc cannot tell.
-pub(crate) fn path_base(pid: Pid, dirfd: Option<i32>, path: &Path) -> Option<PathBuf> {
-    match dirfd {
-        _ if path.is_absolute() => Some(PathBuf::from("/")),
-        Some(fd) if fd != libc::AT_FDCWD => std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok(),
-        _ => std::fs::read_link(format!("/proc/{pid}/cwd")).ok(),
-    }
-}
-
-/// A child process that replay forked (see [`Recorder::quiet`]).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Quiet {
-    /// Its parent's process (task number of the leader).
-    pub parent: u32,
-    /// Its pid and uid as its parent sees them (for the siginfo of its SIGCHLD).
-    pub ns_pid: i32,
-    pub uid: u32,
 }
 
 /// What a task is doing, from the tracer's point of view.
@@ -161,9 +142,7 @@ struct Recorder<'a> {
     spinning: Option<(u32, usize)>,
     /// The holder was sent a SIGSTOP to probe it for a fixpoint (see [`spin`]); its delivery
     /// stop is not the program's.
-    interrupting: Option<Pid>,
-    /// When that SIGSTOP was sent.
-    interrupted_at: std::time::Instant,
+    interrupter: spin::Interrupter,
     /// Since when the holder has run without a stop other than probes (None: not probing).
     probing_since: Option<std::time::Instant>,
     /// How long the holder runs without a stop before the next probe (doubles while probes
@@ -229,12 +208,7 @@ struct Recorder<'a> {
 
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
 const SPIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long the token holder runs without a stop, while others wait or a caught signal waits
-/// for it, before it is probed for a fixpoint (see [`spin`]).
-pub(crate) const PROBE_GAP: std::time::Duration = std::time::Duration::from_millis(10);
 const PROBE_GAP_MAX: std::time::Duration = std::time::Duration::from_secs(1);
-
-const MAX_TRACER_BUF: u64 = 1 << 20;
 
 impl<'a> Recorder<'a> {
     fn new(sink: &'a mut dyn EventSink, log: &Logger, data_dir: Option<&Path>, events: u64) -> Self {
@@ -255,8 +229,7 @@ impl<'a> Recorder<'a> {
             status0: None,
             progress: std::time::Instant::now(),
             spinning: None,
-            interrupting: None,
-            interrupted_at: std::time::Instant::now(),
+            interrupter: spin::Interrupter::default(),
             probing_since: None,
             probe_gap: PROBE_GAP,
             probed: false,
@@ -360,19 +333,3 @@ const FRAME_INFO: u64 = 8 + 304;
 /// r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp).
 const UC_RSP: u64 = 8 + 8 + 24 + 15 * 8;
 
-/// A caught signal taken from the kernel at its delivery stop, to deliver again at a syscall.
-pub(crate) struct Held {
-    pub sig: Sig,
-    /// Its siginfo, given back at the delivery stop of the re-sent signal.
-    pub info: Option<libc::siginfo_t>,
-}
-
-/// What delivering an asynchronous signal would do.
-enum Disposition_ {
-    /// Ignored, or ignored by default (SIGCHLD, SIGWINCH, SIGURG, SIGCONT): nothing.
-    NoEffect,
-    /// A handler runs: its position matters, so it is delivered at a syscall boundary.
-    Caught,
-    /// The default action (terminate, core dump, stop): delivered at once.
-    Default,
-}

@@ -65,30 +65,16 @@ impl Recorder<'_> {
     /// preempted (see [`Recorder::on_interrupt`]). One that runs for SPIN_LIMIT without reaching
     /// one while others wait would starve them (hermit #33): fail with a clear error instead.
     pub(super) fn wait_watchdog(&mut self) -> ft_interposer::Result<(Pid, Waited)> {
-        let mut nap = std::time::Duration::from_micros(50);
+        let mut backoff = spin::Backoff::new(std::time::Duration::from_micros(50), std::time::Duration::from_millis(2));
         loop {
             if let Some(w) = ft_interposer::tracee::try_wait_for(None)? {
                 return Ok(w);
             }
-            if let Some(p) = self.interrupting {
-                if self.interrupted_at.elapsed() > spin::INTERRUPT_PATIENCE && !spin::stop_pending(p) {
-                    // Discarded by a SIGCONT to the process: send another when due.
-                    self.interrupting = None;
-                }
+            let due = self.holder.is_some() && self.progress.elapsed() >= self.probe_gap;
+            if due && self.interrupter.target().is_none() {
+                self.probing_since.get_or_insert(self.progress);
             }
-            if let (None, Some(h)) = (self.interrupting, self.holder) {
-                if self.progress.elapsed() >= self.probe_gap {
-                    self.probing_since.get_or_insert(self.progress);
-                    match spin::interrupt(h) {
-                        Ok(()) => {
-                            self.interrupting = Some(h);
-                            self.interrupted_at = std::time::Instant::now();
-                        }
-                        Err(e) if e.is_gone() => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
+            self.interrupter.tend(self.holder, due)?;
             if !self.ready.is_empty() && self.probing_since.unwrap_or(self.progress).elapsed() > SPIN_LIMIT {
                 let task = self.holder.map(|h| self.vtid(h)).unwrap_or(u32::MAX);
                 self.spinning = Some((task, self.ready.len()));
@@ -97,8 +83,7 @@ impl Recorder<'_> {
                     what: "spinning".into(),
                 });
             }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(std::time::Duration::from_millis(2));
+            backoff.sleep();
         }
     }
 
@@ -329,10 +314,8 @@ impl Recorder<'_> {
         if !held.is_empty() {
             self.held.insert(leader, held);
         }
-        if self.interrupting == Some(former) {
-            // A probe's SIGSTOP still pending goes with the thread, which now has the leader's tid.
-            self.interrupting = Some(leader);
-        }
+        // A probe's SIGSTOP still pending goes with the thread, which now has the leader's tid.
+        self.interrupter.moved(former, leader);
         for p in [leader, former] {
             self.bouncing.remove(&p);
             self.exits.remove(&p);
@@ -357,9 +340,7 @@ impl Recorder<'_> {
     pub(super) fn on_death(&mut self, pid: Pid, mut exit: Exit) -> Result<()> {
         let Some(task) = self.tasks.remove(&pid) else { return Ok(()) };
         self.copier.forget(pid);
-        if self.interrupting == Some(pid) {
-            self.interrupting = None;
-        }
+        self.interrupter.clear_if(pid);
         if self.holder == Some(pid) {
             self.holder = None;
         }
@@ -398,13 +379,13 @@ impl Recorder<'_> {
 
     pub(super) fn on_holder_stop(&mut self, s: Stopped) -> Result<()> {
         let pid = s.pid();
-        if self.interrupting == Some(pid) {
+        if self.interrupter.is(pid) {
             match s.stop {
                 Stop::Signal(Sig::SIGSTOP) => {
-                    self.interrupting = None;
+                    self.interrupter.clear();
                     return self.on_interrupt(s);
                 }
-                Stop::Seccomp => return Ok(let_interrupt_in(s)?),
+                Stop::Seccomp => return Ok(stop::let_interrupt_in(s)?),
                 // The SIGSTOP comes at the next return to user code.
                 _ => {}
             }
@@ -470,13 +451,13 @@ impl Recorder<'_> {
                     return Ok(());
                 }
                 match disposition(pid, sig) {
-                    Disposition_::NoEffect => s.cont(None)?,
-                    Disposition_::Caught => {
+                    Handling::NoEffect => s.cont(None)?,
+                    Handling::Caught => {
                         let held = Held { sig, info: self.incoming_info(&s, sig) };
                         self.held.entry(pid).or_default().push(held);
                         s.cont(None)?
                     }
-                    Disposition_::Default => {
+                    Handling::Default => {
                         self.emit(Kind::Signal(Signal {
                             signo: sig.raw(),
                             synchronous: false,
@@ -533,7 +514,7 @@ impl Recorder<'_> {
             });
         };
         let args = regs.args();
-        let path_local = self.path_local(&t, spec, &args)?;
+        let path_local = stop::Side::path_local(self, &t, spec, &args)?;
         let action = policy::decide(spec, &args, self.fds_of(pid), path_local);
         let input = capture::input(&t, spec.input, &args)?;
         if matches!(action, Action::Output { .. }) {

@@ -136,8 +136,8 @@ impl Recorder<'_> {
         // happened. Both are delivered now. A caught asynchronous signal is delivered here if
         // this is the exit of a syscall (raised by it, or interrupting it), which replay finds
         // again; otherwise it waits for a syscall.
-        match if synchronous { Disposition_::Default } else { disposition(pid, sig) } {
-            Disposition_::NoEffect => {
+        match if synchronous { Handling::Default } else { disposition(pid, sig) } {
+            Handling::NoEffect => {
                 // Suppressed: the kernel goes on from the same point.
                 if let Some(e) = after.exit {
                     self.exits.insert(pid, e);
@@ -147,7 +147,7 @@ impl Recorder<'_> {
                 }
                 Ok(t.cont(None)?)
             }
-            Disposition_::Caught => match point {
+            Handling::Caught => match point {
                 Some(p) => {
                     let info = self.incoming_info(&t, sig);
                     self.emit(Kind::Signal(at_exit(sig, task, &p, info.as_ref())))?;
@@ -159,7 +159,7 @@ impl Recorder<'_> {
                     Ok(t.cont(None)?)
                 }
             },
-            Disposition_::Default => {
+            Handling::Default => {
                 let ev = match point {
                     Some(p) => at_exit(sig, task, &p, None),
                     None => Signal { signo: sig.raw(), synchronous, task, ..Default::default() },
@@ -168,29 +168,6 @@ impl Recorder<'_> {
                 Ok(t.cont(Some(sig))?)
             }
         }
-    }
-}
-
-/// Whether a signal is pending for the stopped thread (its own or its process's) that its mask
-/// lets in: resumed, it stops for the delivery before running any code. (Its mask from
-/// /proc: PTRACE_GETSIGMASK shows the mask a wait such as sigsuspend restores, not its own.)
-pub(super) fn signal_waiting(t: &Stopped) -> ft_interposer::Result<bool> {
-    if !t.has_pending_signal()? {
-        return Ok(false);
-    }
-    let mask = status_masks(t.pid());
-    Ok((mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0)
-}
-
-/// The signal masks of /proc/TID/status by field name ("SigBlk:", "SigCgt:", …); 0 if absent.
-pub(super) fn status_masks(pid: Pid) -> impl Fn(&str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    move |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
     }
 }
 
@@ -234,55 +211,3 @@ pub(super) fn is_fresh_frame(t: &Stopped, regs: &Regs, prev: Sig) -> bool {
     saved_rsp.is_some_and(|sp| sp > r.rsp)
 }
 
-/// Whether delivering `sig` to `pid` would do nothing (ignored, or ignored by default).
-pub(crate) fn has_no_effect(pid: Pid, sig: Sig) -> bool {
-    matches!(disposition(pid, sig), Disposition_::NoEffect)
-}
-
-/// Reads the signal's disposition from /proc/TID/status (SigIgn, SigCgt).
-pub(super) fn disposition(pid: Pid, sig: Sig) -> Disposition_ {
-    let mask = status_masks(pid);
-    let bit = sig.mask_bit();
-    if mask("SigCgt:") & bit != 0 {
-        Disposition_::Caught
-    } else if mask("SigIgn:") & bit != 0 || matches!(sig, Sig::SIGCHLD | Sig::SIGWINCH | Sig::SIGURG | Sig::SIGCONT) {
-        Disposition_::NoEffect
-    } else {
-        Disposition_::Default
-    }
-}
-
-/// Delivers `sigs` at a syscall-entry stop: the syscall is skipped and the task rewound to it,
-/// so it runs again once the signals are handled. They go to this thread alone, in this order,
-/// all before it resumes: the kernel delivers them as it would natively (lowest number first,
-/// one nesting into the handler of another that does not block it).
-pub(crate) fn bounce(t: &Stopped, regs: &mut Regs, sigs: &[Sig]) -> Result<()> {
-    let nr = regs.nr();
-    regs.skip_with(nr as i64);
-    regs.rewind();
-    t.set_regs(regs)?;
-    for &sig in sigs {
-        let _ = send_signal_to_thread(t.pid(), sig);
-    }
-    Ok(())
-}
-
-/// A seccomp stop of a task with a probe's SIGSTOP pending: that signal would interrupt the
-/// syscall (a blocking one returns -ERESTARTSYS and runs again, adding a stop replay does not
-/// see). The syscall is skipped and the task rewound to it, so the SIGSTOP is taken first and
-/// the syscall then stops again as if for the first time.
-pub(crate) fn let_interrupt_in(t: Stopped) -> ft_interposer::Result<()> {
-    let mut regs = t.regs()?;
-    let nr = regs.nr();
-    regs.skip_with(nr as i64);
-    regs.rewind();
-    t.set_regs(&regs)?;
-    t.cont(None)?;
-    Ok(())
-}
-
-/// A fault raised by the tracee's own instruction (it recurs by itself at replay).
-pub(crate) fn is_synchronous(t: &Stopped, sig: Sig) -> bool {
-    matches!(sig, Sig::SIGSEGV | Sig::SIGBUS | Sig::SIGFPE | Sig::SIGILL | Sig::SIGTRAP | Sig::SIGSYS)
-        && t.siginfo().map(|si| si.si_code > 0).unwrap_or(false)
-}

@@ -10,85 +10,20 @@ impl Recorder<'_> {
         }
     }
 
-    /// Whether the path argument of `spec` resolves into the data directory.
-    pub(super) fn path_local(&self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<bool> {
-        let (Some(dir), Some((dirfd, arg))) = (&self.data_dir, spec.path) else {
-            return Ok(false);
-        };
-        let raw = match t.read_cstr(args[arg as usize], 4096) {
-            Ok(p) => p,
-            Err(e) if e.is_gone() => return Err(e.into()),
-            Err(_) => return Ok(false),
-        };
-        let path = Path::new(std::ffi::OsStr::from_bytes(&raw));
-        let base = path_base(t.pid(), dirfd.map(|i| args[i as usize] as i32), path);
-        Ok(base.map(|b| policy::inside(&b, path, dir)).unwrap_or(false))
-    }
-
     pub(super) fn on_syscall(&mut self, t: Stopped) -> Result<()> {
         let pid = t.pid();
-        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
-        // The first syscalls after an exec map the clock page (replay does the same here).
-        let t = match self.clocks.install_step(t, proc, ft_libos::clock::MODE_RECORD)? {
-            Ok(_) => return Ok(()),
-            Err(t) => t,
-        };
-        let t = match self.deferred_real.remove(&proc) {
-            Some(d) => crate::live::make_real(
-                t,
-                &d.sockets,
-                &d.files,
-                &d.work,
-                &self.eventfds,
-                &mut self.made_real,
-                &self.log,
-            )?,
-            None => t,
-        };
-        let mut regs = t.regs()?;
-        let nr = regs.nr();
-        let group = self.take_deliverable(&t, nr)?;
-        if !group.is_empty() {
-            // Deliver the held signals here: skip the syscall, rewind to it, let them all in at
-            // once (the kernel orders and nests them as natively); the syscall runs again after
-            // the handlers.
-            let task = self.vtid(pid);
-            for (i, held) in group.iter().enumerate() {
-                let siginfo = held.info.as_ref().map(siginfo_to_bytes).unwrap_or_default();
-                self.emit(Kind::Signal(Signal {
-                    signo: held.sig.raw(),
-                    task,
-                    at_syscall: true,
-                    grouped: i > 0,
-                    siginfo,
-                    ..Default::default()
-                }))?;
+        let Decided { t, mut regs, spec, args, action, silent } = match stop::prelude(self, pid, t)? {
+            Entry::Done => return Ok(()),
+            Entry::Unknown { t, nr } => {
+                self.warn_once(nr, format!("unknown syscall {} refused with ENOSYS", nr as i64));
+                t.cont(None)?;
+                return Ok(());
             }
-            let sigs: Vec<Sig> = group.iter().map(|h| h.sig).collect();
-            bounce(&t, &mut regs, &sigs)?;
-            self.bouncing.entry(pid).or_default().extend(group);
-            self.silent.insert(pid, 0);
-            t.cont(None)?;
-            return Ok(());
-        }
-        let Some(spec) = lookup(nr) else {
-            *self.silent.entry(pid).or_default() += 1;
-            self.warn_once(nr, format!("unknown syscall {} refused with ENOSYS", nr as i64));
-            regs.skip_with(-i64::from(libc::ENOSYS));
-            t.set_regs(&regs)?;
-            t.cont(None)?;
-            return Ok(());
+            Entry::Call(c) => c,
         };
-        let args = regs.args();
-        let path_local = self.path_local(&t, spec, &args)?;
-        let action = policy::decide(spec, &args, self.fds_of(pid), path_local);
+        let nr = regs.nr();
         // Lazy: slog builds key-values before filtering, and this runs at every stop.
         debug!(self.log, "syscall"; "task" => self.vtid(pid), "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
-        let silent = {
-            let n = self.silent.entry(pid).or_default();
-            *n = if policy::logs_nothing(action) { *n + 1 } else { 0 };
-            *n
-        };
         if spec.fds.closes != Closes::None {
             self.before_close(&t, spec, &args)?;
         }
@@ -447,7 +382,7 @@ impl Recorder<'_> {
     pub(super) fn quiet_ended(&mut self, child: Pid, exit: &Exit) {
         let Some(&q) = self.quiet.get(&child) else { return };
         let Some(leader) = self.tasks.iter().find(|(_, t)| t.vtid == q.parent).map(|(p, _)| *p) else { return };
-        let caught = matches!(disposition(leader, Sig::SIGCHLD), Disposition_::Caught);
+        let caught = matches!(disposition(leader, Sig::SIGCHLD), Handling::Caught);
         let masks = status_masks(leader);
         let bit = Sig::SIGCHLD.mask_bit();
         if (!caught && masks("SigBlk:") & bit == 0) || (masks("ShdPnd:") | masks("SigPnd:")) & bit != 0 {
@@ -482,48 +417,69 @@ pub(super) fn is_thread_clone(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool
     flags & libc::CLONE_THREAD as u64 != 0
 }
 
-/// Whether a Tracer syscall can really run in the tracer (its buffers are of a sane size).
-pub(crate) fn tracer_can_run(spec: &Spec, args: &[u64; 6]) -> bool {
-    spec.writes.iter().all(|w| tracer_buffer(w.len, args).is_some_and(|(cap, _)| cap <= MAX_TRACER_BUF))
-}
+impl stop::Side for Recorder<'_> {
+    type Task = Pid;
+    const CLOCK_MODE: u32 = ft_libos::clock::MODE_RECORD;
 
-/// The buffer the tracer uses for one write of a Tracer syscall: its capacity and whether the
-/// return value says how much of it the kernel filled (getrandom: capacity from argument 1).
-/// None for lengths a tracer buffer cannot express (the syscall then runs in the tracee).
-pub(super) fn tracer_buffer(len: Len, args: &[u64; 6]) -> Option<(u64, bool)> {
-    match len {
-        Len::Fixed(n) => Some((u64::from(n), false)),
-        Len::Ret => Some((args[1], true)),
-        Len::Arg(i) => Some((args[i as usize], false)),
-        _ => None,
+    fn proc_of(&self, pid: Pid) -> u32 {
+        self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0)
     }
-}
 
-/// fcntl(F_GETLK) writes a struct flock the table cannot express per command.
-pub(crate) fn fcntl_writes(spec: &Spec, args: &[u64; 6]) -> &'static [ft_libos::table::Write] {
-    const FLOCK: &[ft_libos::table::Write] = &[ft_libos::table::Write { ptr: 2, len: Len::Fixed(32) }];
-    if spec.special == ft_libos::table::Special::Fcntl && matches!(args[1] as i32, libc::F_GETLK | libc::F_OFD_GETLK) {
-        FLOCK
-    } else {
-        &[]
+    fn clock_pages(&mut self) -> &mut ClockPages {
+        &mut self.clocks
     }
-}
 
-/// Answers an emulated syscall in the tracer.
-pub(crate) fn emulate(t: &Stopped, regs: &mut Regs, e: Emulation) -> Result<()> {
-    let args = regs.args();
-    let ret = match e {
-        Emulation::Errno(errno) => -i64::from(errno),
-        Emulation::GetCpu => {
-            for a in [args[0], args[1]] {
-                if a != 0 {
-                    t.write(a, &0u32.to_le_bytes())?;
-                }
-            }
-            0
+    /// Once the program went live, a process's first stop makes its stand-ins real.
+    fn before_signals(&mut self, pid: Pid, t: Stopped, regs: Regs) -> Result<Option<(Stopped, Regs)>> {
+        let Some(d) = self.deferred_real.remove(&self.proc_of(pid)) else { return Ok(Some((t, regs))) };
+        let t = crate::live::make_real(t, &d.sockets, &d.files, &d.work, &self.eventfds, &mut self.made_real, &self.log)?;
+        let regs = t.regs()?;
+        Ok(Some((t, regs)))
+    }
+
+    /// The held signals the task can take now, each logged (the first one of a group, the
+    /// others `grouped`).
+    fn signals_here(&mut self, pid: Pid, t: &Stopped, nr: u64) -> Result<Vec<Held>> {
+        let group = self.take_deliverable(t, nr)?;
+        let task = self.vtid(pid);
+        for (i, held) in group.iter().enumerate() {
+            let siginfo = held.info.as_ref().map(siginfo_to_bytes).unwrap_or_default();
+            self.emit(Kind::Signal(Signal {
+                signo: held.sig.raw(),
+                task,
+                at_syscall: true,
+                grouped: i > 0,
+                siginfo,
+                ..Default::default()
+            }))?;
         }
-    };
-    regs.skip_with(ret);
-    t.set_regs(regs)?;
-    Ok(())
+        Ok(group)
+    }
+
+    fn keep_bouncing(&mut self, pid: Pid, group: Vec<Held>) {
+        self.bouncing.entry(pid).or_default().extend(group);
+    }
+
+    fn silent(&mut self) -> &mut HashMap<Pid, u32> {
+        &mut self.silent
+    }
+
+    fn fds(&mut self, pid: Pid) -> &FdTable {
+        self.fds_of(pid)
+    }
+
+    /// Whether the path argument of `spec` resolves into the data directory.
+    fn path_local(&self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<bool> {
+        let (Some(dir), Some((dirfd, arg))) = (&self.data_dir, spec.path) else {
+            return Ok(false);
+        };
+        let raw = match t.read_cstr(args[arg as usize], 4096) {
+            Ok(p) => p,
+            Err(e) if e.is_gone() => return Err(e.into()),
+            Err(_) => return Ok(false),
+        };
+        let path = Path::new(std::ffi::OsStr::from_bytes(&raw));
+        let base = ft_interposer::procfs::path_base(t.pid().as_raw(), dirfd.map(|i| args[i as usize] as i32), path);
+        Ok(base.map(|b| policy::inside(&b, path, dir)).unwrap_or(false))
+    }
 }

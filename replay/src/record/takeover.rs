@@ -16,7 +16,7 @@ pub(crate) fn continue_live(
     rec.next_vtid = h.next_vtid;
     rec.status0 = h.status0;
     rec.clocks = h.clocks;
-    rec.interrupting = h.interrupting;
+    rec.interrupter = spin::Interrupter::adopt(h.interrupting);
     let owed: Vec<(Pid, Exit)> = h.quiet.iter().filter_map(|(c, _, e)| Some((*c, e.clone()?))).collect();
     rec.quiet = h.quiet.into_iter().map(|(c, q, _)| (c, q)).collect();
     rec.deferred_real = h.deferred;

@@ -29,71 +29,12 @@ impl Replayer<'_> {
     }
 
     pub(super) fn on_syscall(&mut self, vtid: u32, t: Stopped) -> Result<()> {
-        let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
         slog::debug!(self.log, "stop"; "task" => vtid, "at" => self.source.position(), "regs" => slog::FnValue(|_| format!("{:?}", t.regs())));
-        // As at record: the first syscalls after an exec map the clock page.
-        let t = match self.clocks.install_step(t, proc, ft_libos::clock::MODE_REPLAY)? {
-            Ok(_) => return Ok(()),
-            Err(t) => t,
+        let Decided { t, mut regs, spec, args, action, .. } = match stop::prelude(self, vtid, t)? {
+            Entry::Done => return Ok(()),
+            Entry::Unknown { t, .. } => return self.resume(vtid, t),
+            Entry::Call(c) => c,
         };
-        let mut regs = t.regs()?;
-        let nr = regs.nr();
-        if self.clocks.used(proc) && ft_interposer::clock::is_stub_syscall(regs.ip(), nr) {
-            if let Some(Event { kind: Some(Kind::Clocks(c)) }) = self.source.peek_event()? {
-                if c.task == vtid {
-                    // The stub found its buffer empty: load the reads the recording made next and
-                    // let it start over (REFILLED) instead of making this syscall.
-                    let Some(reads) = ft_libos::clock::decode(&c.reads) else {
-                        return Err(self.diverge(
-                            self.source.position(),
-                            "clock reads (the event is damaged)".into(),
-                            "a clock read".into(),
-                        ));
-                    };
-                    self.source.next_event()?;
-                    ft_interposer::clock::refill(&t, &ft_libos::clock::to_raw(&reads))?;
-                    self.refilled.insert(proc);
-                    regs.skip_with(0);
-                    t.set_regs(&regs)?;
-                    t.cont(None)?;
-                    return Ok(());
-                }
-            }
-        }
-        self.check_clock_reads(proc, &t)?;
-        // Caught signals the recording delivered just before this syscall (a group sent at once).
-        let mut group = Vec::new();
-        while let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
-            if !(s.at_syscall && s.task == vtid && (group.is_empty() || s.grouped)) {
-                break;
-            }
-            let (signo, info) = (s.signo, siginfo_from_bytes(&s.siginfo));
-            self.source.next_event()?;
-            if let Some(sig) = Sig::new(signo) {
-                group.push(Held { sig, info });
-            }
-        }
-        if !group.is_empty() {
-            let sigs: Vec<Sig> = group.iter().map(|h| h.sig).collect();
-            crate::record::bounce(&t, &mut regs, &sigs)?;
-            if let Some(task) = self.tasks.get_mut(&vtid) {
-                task.pending.extend(group);
-            }
-            self.silent.insert(vtid, 0);
-            t.cont(None)?;
-            return Ok(());
-        }
-        self.calls.insert(vtid, Call { nr, ip: regs.ip(), args: regs.args() });
-        let Some(spec) = lookup(nr) else {
-            *self.silent.entry(vtid).or_default() += 1;
-            regs.skip_with(-i64::from(libc::ENOSYS));
-            t.set_regs(&regs)?;
-            return self.resume(vtid, t);
-        };
-        let args = regs.args();
-        let action = policy::decide(spec, &args, self.fds_of(vtid), false);
-        let n = self.silent.entry(vtid).or_default();
-        *n = if policy::logs_nothing(action) { *n + 1 } else { 0 };
         if self.answered_in_tracer(vtid, spec, action)? {
             // The recorder answered it at this stop, holding the token: so does replay.
             let (index, ev) = self.next_for(vtid)?;
@@ -714,5 +655,82 @@ pub(super) fn write_stdio(fd: i32, bytes: &[u8]) -> Result<()> {
         // The reader went away (replay | head): the program's output is simply not wanted.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(SessionError::Io { what: "write the replayed output".into(), source: e }),
+    }
+}
+
+impl stop::Side for Replayer<'_> {
+    type Task = u32;
+    const CLOCK_MODE: u32 = ft_libos::clock::MODE_REPLAY;
+
+    fn proc_of(&self, vtid: u32) -> u32 {
+        self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0)
+    }
+
+    fn clock_pages(&mut self) -> &mut ClockPages {
+        &mut self.clocks
+    }
+
+    /// The clock stub found its buffer empty: it gets the reads the recording made next and
+    /// starts over (REFILLED) instead of making its syscall. At any other stop, the program must
+    /// have read every clock value the recording read before it.
+    fn before_signals(&mut self, vtid: u32, t: Stopped, mut regs: ft_interposer::Regs) -> Result<Option<(Stopped, ft_interposer::Regs)>> {
+        let proc = self.proc_of(vtid);
+        if self.clocks.used(proc) && ft_interposer::clock::is_stub_syscall(regs.ip(), regs.nr()) {
+            if let Some(Event { kind: Some(Kind::Clocks(c)) }) = self.source.peek_event()? {
+                if c.task == vtid {
+                    let Some(reads) = ft_libos::clock::decode(&c.reads) else {
+                        return Err(self.diverge(
+                            self.source.position(),
+                            "clock reads (the event is damaged)".into(),
+                            "a clock read".into(),
+                        ));
+                    };
+                    self.source.next_event()?;
+                    ft_interposer::clock::refill(&t, &ft_libos::clock::to_raw(&reads))?;
+                    self.refilled.insert(proc);
+                    regs.skip_with(0);
+                    t.set_regs(&regs)?;
+                    t.cont(None)?;
+                    return Ok(None);
+                }
+            }
+        }
+        self.check_clock_reads(proc, &t)?;
+        Ok(Some((t, regs)))
+    }
+
+    /// The caught signals the recording delivered just before this syscall (a group sent at
+    /// once), consumed from the log.
+    fn signals_here(&mut self, vtid: u32, _t: &Stopped, _nr: u64) -> Result<Vec<Held>> {
+        let mut group = Vec::new();
+        while let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
+            if !(s.at_syscall && s.task == vtid && (group.is_empty() || s.grouped)) {
+                break;
+            }
+            let (signo, info) = (s.signo, siginfo_from_bytes(&s.siginfo));
+            self.source.next_event()?;
+            if let Some(sig) = Sig::new(signo) {
+                group.push(Held { sig, info });
+            }
+        }
+        Ok(group)
+    }
+
+    fn keep_bouncing(&mut self, vtid: u32, group: Vec<Held>) {
+        if let Some(task) = self.tasks.get_mut(&vtid) {
+            task.pending.extend(group);
+        }
+    }
+
+    fn at_call(&mut self, vtid: u32, regs: &ft_interposer::Regs) {
+        self.calls.insert(vtid, Call { nr: regs.nr(), ip: regs.ip(), args: regs.args() });
+    }
+
+    fn silent(&mut self) -> &mut HashMap<u32, u32> {
+        &mut self.silent
+    }
+
+    fn fds(&mut self, vtid: u32) -> &FdTable {
+        self.fds_of(vtid)
     }
 }

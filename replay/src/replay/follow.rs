@@ -62,7 +62,7 @@ impl Replayer<'_> {
             let raw = t.read_cstr(args[path_arg as usize], 4095)?;
             let path = PathBuf::from(OsStr::from_bytes(&raw));
             let dirfd = dirfd.map(|i| args[i as usize] as i32);
-            if let Some(base) = crate::record::path_base(t.pid(), dirfd, &path).filter(|b| b.is_absolute()) {
+            if let Some(base) = ft_interposer::procfs::path_base(t.pid().as_raw(), dirfd, &path).filter(|b| b.is_absolute()) {
                 files.insert(nf.fd, FileShadow { path: base.join(path), flags, offset: 0 });
             }
             return Ok(());
@@ -297,7 +297,7 @@ impl Replayer<'_> {
         let effect = |this: &Self, ns: i32| {
             let task = this.tasks.iter().find(|(v, _)| this.ids.get(v).map(|i| i.0) == Some(ns));
             match (task, Sig::new(sig)) {
-                (Some((_, task)), Some(s)) => !crate::record::has_no_effect(task.tid, s),
+                (Some((_, task)), Some(s)) => !has_no_effect(task.tid, s),
                 _ => true,
             }
         };

@@ -5,8 +5,8 @@ use super::*;
 
 impl Replayer<'_> {
     /// The committed log is replayed: make the stand-ins real and hand the tasks to a recorder.
-    pub(super) fn go_live(&mut self) -> Result<crate::record::Handover> {
-        use crate::record::{Adopted, AdoptedState};
+    pub(super) fn go_live(&mut self) -> Result<crate::handover::Handover> {
+        use crate::handover::{Adopted, AdoptedState};
         // One task per process at a seccomp stop injects the syscalls that make its fds real.
         let mut procs: Vec<u32> = self.tasks.values().map(|t| t.proc).collect();
         procs.sort_unstable();
@@ -132,7 +132,7 @@ impl Replayer<'_> {
             .values()
             .filter(|b| ft_interposer::tracee::exit_signal(b.tid) == Some(0))
             .map(|b| {
-                let q = crate::record::Quiet { parent: b.parent, ns_pid: b.ns_pid, uid: b.uid };
+                let q = crate::handover::Quiet { parent: b.parent, ns_pid: b.ns_pid, uid: b.uid };
                 let told = |at: u64| {
                     self.source.taken.iter().any(|(pos, task, signo)| {
                         *signo == libc::SIGCHLD && *pos > at && self.ids.get(task).map(|i| i.1) == Some(b.parent)
@@ -147,7 +147,7 @@ impl Replayer<'_> {
             .iter()
             .filter_map(|(v, r)| Some((tasks.iter().find(|a| a.vtid == *v)?.tid, r.0, r.1)))
             .collect();
-        Ok(crate::record::Handover {
+        Ok(crate::handover::Handover {
             tasks,
             fds: std::mem::take(&mut self.fds),
             holder: self.fresh_holder,
@@ -158,7 +158,7 @@ impl Replayer<'_> {
             status0: self.status0,
             clocks: std::mem::take(&mut self.clocks),
             silent: std::mem::take(&mut self.silent),
-            interrupting: self.interrupting,
+            interrupting: self.interrupter.target(),
             restarts,
             quiet,
             deferred,

@@ -17,7 +17,8 @@ use crate::error::{Result, SessionError};
 pub use crate::launch::check_inputs;
 use crate::live::{FileShadow, SockShadow};
 use crate::program;
-use crate::record::{emulate, fcntl_writes, is_synchronous, launch_spec, tracer_can_run, Held};
+use crate::launch::launch_spec;
+use crate::stop::{self, emulate, fcntl_writes, has_no_effect, is_synchronous, let_interrupt_in, tracer_can_run, Decided, Entry, Held};
 use crate::source::Noted;
 pub use crate::source::{EventSource, FileSource};
 use crate::Outcome;
@@ -51,7 +52,7 @@ pub struct ReplayOptions {
 
 /// Where a replica that goes live records from then on.
 pub struct GoLive<'a> {
-    pub sink: &'a mut dyn crate::record::EventSink,
+    pub sink: &'a mut dyn crate::sink::EventSink,
     /// The data directory as the program sees it.
     pub data_dir: Option<PathBuf>,
     /// Called once the replica is live, before it records its first event.
@@ -139,8 +140,7 @@ fn session<'a>(
         exec_running: HashSet::new(),
         calls: HashMap::new(),
         silent: HashMap::new(),
-        interrupting: None,
-        interrupted_at: std::time::Instant::now(),
+        interrupter: spin::Interrupter::default(),
         yielded: None,
         born: HashMap::new(),
         restarts: HashMap::new(),
@@ -281,9 +281,7 @@ struct Replayer<'a> {
     silent: HashMap<u32, u32>,
     /// The task sent a SIGSTOP to probe it for a fixpoint (see [`Replayer::preempt`]); its
     /// delivery stop is not the program's.
-    interrupting: Option<Pid>,
-    /// When that SIGSTOP was sent.
-    interrupted_at: std::time::Instant,
+    interrupter: spin::Interrupter,
     /// The task that gave up the token at a Preempt: the token goes back to it only by a switch
     /// or by its own next event, not by default as to a task that stopped at a syscall.
     yielded: Option<u32>,

@@ -292,12 +292,12 @@ impl Replayer<'_> {
             // it as the recorder would (the handover tells the recorder the SIGSTOP is its). A
             // syscall it reaches first lets the SIGSTOP in before it and stops again.
             loop {
-                let Some(w) = self.wait_or_interrupt(tid, crate::record::PROBE_GAP, None)? else {
+                let Some(w) = self.wait_or_interrupt(tid, stop::PROBE_GAP, None)? else {
                     return Err(SessionError::LogEnded { index });
                 };
                 match w {
-                    Waited::Stopped(s) if s.stop == Stop::Seccomp && self.interrupting == Some(tid) => {
-                        crate::record::let_interrupt_in(s)?;
+                    Waited::Stopped(s) if s.stop == Stop::Seccomp && self.interrupter.is(tid) => {
+                        let_interrupt_in(s)?;
                     }
                     w => break w,
                 }
@@ -340,7 +340,7 @@ impl Replayer<'_> {
         limit: Option<std::time::Duration>,
     ) -> Result<Option<Waited>> {
         let start = std::time::Instant::now();
-        let mut nap = std::time::Duration::from_micros(20);
+        let mut backoff = spin::Backoff::new(std::time::Duration::from_micros(20), std::time::Duration::from_millis(1));
         loop {
             if let Some(w) = self.arrived.remove(&tid) {
                 return Ok(Some(w));
@@ -351,24 +351,8 @@ impl Replayer<'_> {
             if limit.is_some_and(|l| start.elapsed() > l) {
                 return Ok(None);
             }
-            if let Some(p) = self.interrupting {
-                if self.interrupted_at.elapsed() > spin::INTERRUPT_PATIENCE && !spin::stop_pending(p) {
-                    // Discarded by a SIGCONT to the process: send another.
-                    self.interrupting = None;
-                }
-            }
-            if self.interrupting.is_none() && start.elapsed() >= gap {
-                match spin::interrupt(tid) {
-                    Ok(()) => {
-                        self.interrupting = Some(tid);
-                        self.interrupted_at = std::time::Instant::now();
-                    }
-                    Err(e) if e.is_gone() => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(std::time::Duration::from_millis(1));
+            self.interrupter.tend(Some(tid), start.elapsed() >= gap)?;
+            backoff.sleep();
         }
     }
 
@@ -393,7 +377,7 @@ impl Replayer<'_> {
                 ));
             };
             let s = match w {
-                Waited::Stopped(s) if self.interrupting == Some(tid) && s.stop == Stop::Signal(Sig::SIGSTOP) => s,
+                Waited::Stopped(s) if self.interrupter.is(tid) && s.stop == Stop::Signal(Sig::SIGSTOP) => s,
                 // A stop of its own on the way (one that logged nothing at record), or a
                 // divergence, which handling it reports.
                 Waited::Stopped(s) => {
@@ -404,7 +388,7 @@ impl Replayer<'_> {
                 }
                 w => return self.on_death(vtid, w, index),
             };
-            self.interrupting = None;
+            self.interrupter.clear();
             match spin::probe(s, Some(p.ip))? {
                 Probe::Fixpoint(point, t) if point.digest[..] == p.digest[..] => return self.preempted(vtid, t, p),
                 Probe::Fixpoint(point, _) => {
@@ -521,8 +505,8 @@ impl Replayer<'_> {
 
     /// A task died; the log's next event must say so.
     pub(super) fn on_death(&mut self, vtid: u32, w: Waited, index: u64) -> Result<()> {
-        if self.interrupting.is_some() && self.interrupting == self.tasks.get(&vtid).map(|t| t.tid) {
-            self.interrupting = None;
+        if let Some(tid) = self.tasks.get(&vtid).map(|t| t.tid) {
+            self.interrupter.clear_if(tid);
         }
         let exit = match w {
             Waited::Exited(code) => Exit { code, signal: 0, task: vtid },
@@ -629,15 +613,15 @@ impl Replayer<'_> {
     }
 
     pub(super) fn on_stop(&mut self, vtid: u32, t: Stopped) -> Result<()> {
-        if self.interrupting == Some(t.pid()) {
+        if self.interrupter.is(t.pid()) {
             match t.stop {
                 // A probe's SIGSTOP that came after the probe was over: not the program's.
                 Stop::Signal(Sig::SIGSTOP) => {
-                    self.interrupting = None;
+                    self.interrupter.clear();
                     t.cont(None)?;
                     return Ok(());
                 }
-                Stop::Seccomp => return Ok(crate::record::let_interrupt_in(t)?),
+                Stop::Seccomp => return Ok(let_interrupt_in(t)?),
                 _ => {}
             }
         }
