@@ -31,6 +31,11 @@ pub struct LaunchSpec {
     pub pid_ns: bool,
     /// What to do with the vDSO at exec.
     pub vdso: Vdso,
+    /// The umask to start the program with (replay: the recording's); None keeps ftexec's.
+    pub umask: Option<u32>,
+    /// Resource limits to start the program with, (resource, soft, hard) (replay: the
+    /// recording's, so that a replica that goes live has them); empty keeps ftexec's.
+    pub limits: Vec<(u32, u64, u64)>,
 }
 
 /// The vDSO at an exec.
@@ -68,7 +73,7 @@ pub struct AfterExec {
 }
 
 // Steps reported by the child through the error pipe.
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 14] = [
     "unshare(CLONE_NEWNS)",
     "make / private",
     "bind-mount the data directory",
@@ -81,12 +86,28 @@ const STEPS: [&str; 12] = [
     "execve",
     "mount /proc for the new PID namespace",
     "fork the program inside the PID namespace",
+    "close_range(3, ~0, CLOSE_RANGE_CLOEXEC) on the fds ftexec inherited",
+    "set the recording's resource limits",
 ];
 
 const AT_NULL: u64 = 0;
 const AT_IGNORE: u64 = 1;
 const AT_RANDOM: u64 = 25;
 const AT_SYSINFO_EHDR: u64 = 33;
+
+/// The fds beyond 0-2 that ftexec inherited without close-on-exec, with what they name: the
+/// program does not get them (they are not in the log; see `program_setup`), and a caller says
+/// so.
+pub fn inherited_fds() -> Vec<(i32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    let mut fds: Vec<(i32, String)> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| fd > 2 && crate::procfs::fd_flags(std::process::id() as i32, fd) & libc::O_CLOEXEC == 0)
+        .filter_map(|fd| Some((fd, std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?.display().to_string())))
+        .collect();
+    fds.sort();
+    fds
+}
 
 /// Starts the program under the tracer and returns it stopped after exec.
 pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<Launched> {
@@ -284,6 +305,22 @@ unsafe fn program_setup(f: &Fresh<'_>, fd: i32) -> ! {
         if libc::prctl(libc::PR_SET_TSC, libc::PR_TSC_SIGSEGV, 0, 0, 0) != 0 {
             die(fd, 6);
         }
+        // Only stdin, stdout and stderr reach the program: an fd ftexec inherited is not in the
+        // log, so a replica (or a replay from another shell) would not have it (see
+        // `inherited_fds`). Marked close-on-exec, so that the error pipe still reports a failed
+        // exec; the kernel closes them at the exec.
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+            die(fd, 12);
+        }
+        if let Some(mask) = f.spec.umask {
+            libc::umask(mask as libc::mode_t);
+        }
+        for &(resource, soft, hard) in &f.spec.limits {
+            let new = libc::rlimit64 { rlim_cur: soft, rlim_max: hard };
+            if libc::prlimit64(0, resource as _, &new, std::ptr::null_mut()) != 0 {
+                die(fd, 13);
+            }
+        }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             die(fd, 7);
         }
@@ -323,6 +360,7 @@ fn child_failure(pid: Pid, errfd: &OwnedFd, status: String) -> TraceError {
             (0..=2, nix::Error::EPERM) => " (a bind mount needs root; or replay with the recorded data directory path)",
             (6, _) => " (this kernel or CPU cannot trap rdtsc)",
             (8, _) => " (this kernel lacks seccomp filters)",
+            (13, nix::Error::EPERM) => " (a hard limit above this user's needs CAP_SYS_RESOURCE: replay as root or as the user that recorded)",
             _ => "",
         };
         format!("{step} failed in the child: {errno}{hint}")

@@ -65,3 +65,58 @@ pub fn path_base(pid: i32, dirfd: Option<i32>, path: &std::path::Path) -> Option
         _ => std::fs::read_link(format!("/proc/{pid}/cwd")).ok(),
     }
 }
+
+/// The process state of `pid` outside memory and fds (see [`ft_libos::proto::ProcState`]):
+/// /proc/PID/status, cwd and limits. Err names what could not
+/// be read (the process is gone, or /proc cannot tell).
+pub fn proc_state(pid: i32) -> Result<ft_libos::proto::ProcState, String> {
+    use std::os::unix::ffi::OsStringExt;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+    let numbers = |name: &str| -> Result<Vec<u32>, String> {
+        field(name)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|v| v.parse().map_err(|_| format!("{name} {v:?} in /proc/{pid}/status")))
+            .collect()
+    };
+    let hex = |name: &str| {
+        field(name).and_then(|v| u64::from_str_radix(v, 16).ok()).ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map_err(|e| format!("/proc/{pid}/cwd: {e}"))?;
+    let limits = limits(pid)?;
+    Ok(ft_libos::proto::ProcState {
+        cwd: cwd.into_os_string().into_vec(),
+        uids: numbers("Uid:")?,
+        gids: numbers("Gid:")?,
+        groups: numbers("Groups:")?,
+        umask: field("Umask:")
+            .and_then(|v| u32::from_str_radix(v, 8).ok())
+            .ok_or_else(|| format!("no Umask in /proc/{pid}/status"))?,
+        caps: ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"].iter().map(|n| hex(n)).collect::<Result<_, _>>()?,
+        limits,
+    })
+}
+
+/// The soft and hard limit of each resource, RLIMIT_CPU to RLIMIT_RTTIME, from /proc/PID/limits
+/// (readable without CAP_SYS_RESOURCE, which prlimit on another user's process needs): rows in
+/// resource order, the name in 26 columns, then the soft and hard limit in 21 each.
+fn limits(pid: i32) -> Result<Vec<u64>, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).map_err(|e| format!("/proc/{pid}/limits: {e}"))?;
+    let value = |v: &str| match v.trim() {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
+    };
+    let mut out = Vec::with_capacity(2 * ft_libos::process::RESOURCES as usize);
+    for line in text.lines().skip(1).take(ft_libos::process::RESOURCES as usize) {
+        let (soft, hard) = (line.get(26..47).and_then(value), line.get(47..68).and_then(value));
+        let (Some(soft), Some(hard)) = (soft, hard) else {
+            return Err(format!("an unexpected line in /proc/{pid}/limits: {line:?}"));
+        };
+        out.extend([soft, hard]);
+    }
+    if out.len() != 2 * ft_libos::process::RESOURCES as usize {
+        return Err(format!("/proc/{pid}/limits has fewer than {} resources", ft_libos::process::RESOURCES));
+    }
+    Ok(out)
+}

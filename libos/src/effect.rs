@@ -336,3 +336,18 @@ impl Wait {
         }
     }
 }
+
+/// Process state outside memory and fds that a syscall changes (its working directory,
+/// credentials, umask, resource limits, capabilities). Such a syscall runs for real at replay
+/// (class Local), so a replica's process has the recording's state when it goes live; the state
+/// after it is logged ([`crate::proto::ProcState`]) and checked at replay and at go-live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Changes {
+    None,
+    Cwd,
+    Creds,
+    Umask,
+    Limits,
+    /// Capabilities, securebits and the like (prctl, capset).
+    Caps,
+}

@@ -22,6 +22,7 @@ pub mod event;
 pub mod fd;
 pub mod log;
 pub mod policy;
+pub mod process;
 pub mod proto;
 pub mod signal;
 pub mod table;

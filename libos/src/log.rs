@@ -13,7 +13,9 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const MAGIC: &[u8; 8] = b"FTEXECLG";
-pub const VERSION: u32 = 1;
+/// 2: process state (`ProcState`) in Start, Exec and state-changing Syscall events; those
+/// syscalls (chdir, setuid, umask, setrlimit...) run at replay.
+pub const VERSION: u32 = 2;
 /// A record larger than this is taken as a corrupt length, not an allocation request.
 pub const MAX_RECORD: u32 = 256 << 20;
 

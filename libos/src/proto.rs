@@ -150,6 +150,9 @@ pub struct Syscall {
     /// holding the token: replay answers it there too instead of waiting for its completion.
     #[prost(bool, tag = "15")]
     pub in_tracer: bool,
+    /// For a syscall that changes process state (table `Changes`): the state after it.
+    #[prost(message, optional, tag = "16")]
+    pub state: Option<ProcState>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -267,6 +270,10 @@ pub struct Start {
     /// is hidden and every clock read is a syscall.
     #[prost(bool, tag = "3")]
     pub clock_page: bool,
+    /// The program's process state when it started (cwd, credentials, umask, limits,
+    /// capabilities): replay starts with the same umask and limits and refuses other credentials.
+    #[prost(message, optional, tag = "4")]
+    pub state: Option<ProcState>,
 }
 
 /// Clock reads `task` made through the clock page since its last stop, in order (packed, see
@@ -328,6 +335,9 @@ pub struct Exec {
     /// As [`Start::clock_page`], for the new image.
     #[prost(bool, tag = "6")]
     pub clock_page: bool,
+    /// The process state after the exec (capabilities are recomputed there).
+    #[prost(message, optional, tag = "7")]
+    pub state: Option<ProcState>,
 }
 
 impl Exit {
@@ -339,4 +349,31 @@ impl Exit {
             self.code
         }
     }
+}
+
+/// The state of a process that the kernel keeps outside its memory and fd table and that a
+/// replica must share: replayed by running the syscalls that change it, checked after each of
+/// them and when a replica goes live (see [`crate::process`]).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProcState {
+    /// The working directory (readlink of /proc/PID/cwd).
+    #[prost(bytes = "vec", tag = "1")]
+    pub cwd: Vec<u8>,
+    /// Real, effective, saved and filesystem uid.
+    #[prost(uint32, repeated, tag = "2")]
+    pub uids: Vec<u32>,
+    /// Real, effective, saved and filesystem gid.
+    #[prost(uint32, repeated, tag = "3")]
+    pub gids: Vec<u32>,
+    /// Supplementary groups.
+    #[prost(uint32, repeated, tag = "4")]
+    pub groups: Vec<u32>,
+    #[prost(uint32, tag = "5")]
+    pub umask: u32,
+    /// Inheritable, permitted, effective, bounding and ambient capability sets.
+    #[prost(uint64, repeated, tag = "6")]
+    pub caps: Vec<u64>,
+    /// Soft and hard limit of each resource, RLIMIT_CPU (0) to RLIMIT_RTTIME (15).
+    #[prost(uint64, repeated, tag = "7")]
+    pub limits: Vec<u64>,
 }

@@ -14,7 +14,7 @@
 
 pub use crate::arg::{Arg, Now, Returns};
 pub use crate::effect::{
-    CloneKind, Closes, FdEffect, FlagsArg, Follow, Interrupted, Live, MaskAt, NewFd, Object, Send, SigEffect, Sleep,
+    Changes, CloneKind, Closes, FdEffect, FlagsArg, Follow, Interrupted, Live, MaskAt, NewFd, Object, Send, SigEffect, Sleep,
     Stream, Target, TaskEffect, TempMask, Timer, Wait,
 };
 
@@ -219,6 +219,8 @@ pub struct Spec {
     pub returns: Returns,
     /// Whether it reads a clock, and where the time it read is.
     pub now: Option<Now>,
+    /// The process state it changes (cwd, credentials, umask, limits, capabilities).
+    pub process: Changes,
 }
 
 const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
@@ -241,6 +243,7 @@ const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
         args: &[],
         returns: Returns::Number,
         now: None,
+        process: Changes::None,
     }
 }
 
@@ -307,6 +310,12 @@ impl Spec {
     }
     const fn special(mut self, s: Special) -> Self {
         self.special = s;
+        self
+    }
+    /// Changes process state: runs for real at replay, the state after it logged and checked.
+    const fn changes(mut self, c: Changes) -> Self {
+        self.process = c;
+        self.class = Class::Local;
         self
     }
     const fn replay_runs(mut self) -> Self {
@@ -571,9 +580,9 @@ pub static TABLE: &[Spec] = &[
     // char *getcwd(char *buf, size_t size)
     rec(79, "getcwd").check(A1).w(&[w(0, Ret)]).args(&[OutStr, Uint]),
     // int chdir(const char *path)
-    rec(80, "chdir").path(0).args(&[Path]),
+    rec(80, "chdir").path(0).changes(Changes::Cwd).args(&[Path]),
     // int fchdir(int fd)
-    rec(81, "fchdir").fd(0).check(A0).args(&[Fd]),
+    rec(81, "fchdir").fd(0).check(A0).changes(Changes::Cwd).args(&[Fd]),
     // int rename(const char *old, const char *new)
     out(82, "rename").path(0).input(Input::Paths(0, 1)).args(&[Path, Path]),
     // int mkdir(const char *path, mode_t mode)
@@ -601,7 +610,7 @@ pub static TABLE: &[Spec] = &[
     // int lchown(const char *path, uid_t uid, gid_t gid)
     out(94, "lchown").path(0).check(A1 | A2),
     // mode_t umask(mode_t mask)
-    det(95, "umask").args(&[Mode]),
+    det(95, "umask").check(A0).changes(Changes::Umask).args(&[Mode]),
     // int gettimeofday(struct timeval *tv, struct timezone *tz)
     rec(96, "gettimeofday").tracer().w(&[w(0, Fixed(16)), w(1, Fixed(8))]).args(&[Timeval, Ptr]).now(Now::At { at: 0, clock: None }),
     // int getrlimit(int res, struct rlimit *rlim)
@@ -614,19 +623,19 @@ pub static TABLE: &[Spec] = &[
     rec(100, "times").w(&[w(0, Fixed(SIZEOF_TMS))]).args(&[Ptr]),
     no(101, "ptrace", EPERM, "the program is already traced by ftexec"),
     // uid_t getuid(void)
-    rec(102, "getuid").tracer(),
+    det(102, "getuid"),
     // int syslog(int type, char *buf, int len)
     rec(103, "syslog").check(A0).w(&[w(1, Ret)]),
     // gid_t getgid(void)
-    rec(104, "getgid").tracer(),
+    det(104, "getgid"),
     // int setuid(uid_t uid)
-    rec(105, "setuid").check(A0),
+    rec(105, "setuid").check(A0).changes(Changes::Creds),
     // int setgid(gid_t gid)
-    rec(106, "setgid").check(A0),
+    rec(106, "setgid").check(A0).changes(Changes::Creds),
     // uid_t geteuid(void)
-    rec(107, "geteuid").tracer(),
+    det(107, "geteuid"),
     // gid_t getegid(void)
-    rec(108, "getegid").tracer(),
+    det(108, "getegid"),
     // int setpgid(pid_t pid, pid_t pgid): runs at replay too (pids are the recording's), so the
     // process groups are real when a replica goes live; its result is the log's (a parent's
     // setpgid of a child that is exec'ing at that moment may fail with EACCES or not)
@@ -638,33 +647,33 @@ pub static TABLE: &[Spec] = &[
     // pid_t setsid(void): runs at replay too, as setpgid
     rec(112, "setsid").replay_runs(),
     // int setreuid(uid_t r, uid_t e)
-    rec(113, "setreuid"),
+    rec(113, "setreuid").check(A0 | A1).changes(Changes::Creds),
     // int setregid(gid_t r, gid_t e)
-    rec(114, "setregid"),
+    rec(114, "setregid").check(A0 | A1).changes(Changes::Creds),
     // int getgroups(int size, gid_t list[])
-    rec(115, "getgroups").check(A0).w(&[w(1, RetTimes(4))]),
+    det(115, "getgroups"),
     // int setgroups(size_t size, const gid_t *list)
-    rec(116, "setgroups"),
+    rec(116, "setgroups").check(A0).changes(Changes::Creds),
     // int setresuid(uid_t r, uid_t e, uid_t s)
-    rec(117, "setresuid"),
+    rec(117, "setresuid").check(A0 | A1 | A2).changes(Changes::Creds),
     // int getresuid(uid_t *r, uid_t *e, uid_t *s)
-    rec(118, "getresuid").w(&[w(0, Fixed(4)), w(1, Fixed(4)), w(2, Fixed(4))]),
+    det(118, "getresuid"),
     // int setresgid(gid_t r, gid_t e, gid_t s)
-    rec(119, "setresgid"),
+    rec(119, "setresgid").check(A0 | A1 | A2).changes(Changes::Creds),
     // int getresgid(gid_t *r, gid_t *e, gid_t *s)
-    rec(120, "getresgid").w(&[w(0, Fixed(4)), w(1, Fixed(4)), w(2, Fixed(4))]),
+    det(120, "getresgid"),
     // pid_t getpgid(pid_t pid)
     rec(121, "getpgid"),
     // int setfsuid(uid_t uid)
-    rec(122, "setfsuid"),
+    rec(122, "setfsuid").check(A0).changes(Changes::Creds),
     // int setfsgid(gid_t gid)
-    rec(123, "setfsgid"),
+    rec(123, "setfsgid").check(A0).changes(Changes::Creds),
     // pid_t getsid(pid_t pid)
     rec(124, "getsid"),
     // int capget(cap_user_header_t hdr, cap_user_data_t data)
-    rec(125, "capget").w(&[w(0, Fixed(8)), w(1, Fixed(24))]),
+    det(125, "capget"),
     // int capset(cap_user_header_t hdr, const cap_user_data_t data)
-    rec(126, "capset"),
+    rec(126, "capset").changes(Changes::Caps),
     // int rt_sigpending(sigset_t *set, size_t sz)
     rec(127, "rt_sigpending").w(&[w(0, Arg(1))]),
     // int rt_sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *t, size_t sz)
@@ -720,13 +729,13 @@ pub static TABLE: &[Spec] = &[
     no(155, "pivot_root", EPERM, ADMIN),
     no(156, "_sysctl", ENOSYS, OBSOLETE),
     // int prctl(int option, unsigned long arg2, ...)
-    loc(157, "prctl").check(A0).special(Special::Prctl).args(&[Int, Hex, Hex, Hex, Hex]),
+    loc(157, "prctl").check(A0).special(Special::Prctl).changes(Changes::Caps).args(&[Int, Hex, Hex, Hex, Hex]),
     // int arch_prctl(int code, unsigned long addr)
     det(158, "arch_prctl").args(&[Hex, Hex]),
     // int adjtimex(struct timex *buf)
     rec(159, "adjtimex").w(&[w(0, Fixed(SIZEOF_TIMEX))]),
     // int setrlimit(int res, const struct rlimit *rlim)
-    rec(160, "setrlimit").check(A0).args(&[Resource, Ptr]),
+    rec(160, "setrlimit").check(A0).changes(Changes::Limits).args(&[Resource, Ptr]),
     no(161, "chroot", EPERM, ADMIN),
     // void sync(void)
     rec(162, "sync"),
@@ -950,7 +959,7 @@ pub static TABLE: &[Spec] = &[
     no(300, "fanotify_init", EPERM, ADMIN),
     no(301, "fanotify_mark", EPERM, ADMIN),
     // int prlimit64(pid_t pid, int res, const struct rlimit *new, struct rlimit *old)
-    rec(302, "prlimit64").check(A1).w(&[w(3, Fixed(SIZEOF_RLIMIT))]).args(&[Int, Resource, Ptr, Rlimit]),
+    rec(302, "prlimit64").check(A1).w(&[w(3, Fixed(SIZEOF_RLIMIT))]).changes(Changes::Limits).args(&[Int, Resource, Ptr, Rlimit]),
     no(303, "name_to_handle_at", ENOSYS, "file handles are host state"),
     no(304, "open_by_handle_at", ENOSYS, "file handles are host state"),
     // int clock_adjtime(clockid_t clk, struct timex *buf)
@@ -1316,7 +1325,26 @@ mod tests {
         const CLONES: &[&str] = &["clone", "fork", "vfork", "clone3"];
         const WAITS: &[&str] = &["wait4", "waitid"];
         const STREAMS: &[&str] = &["read", "write", "readv", "writev", "lseek", "shutdown"];
-        let checks: [(&str, &[&str], fn(&Spec) -> bool); 9] = [
+        // chroot and the namespace and mount calls are refused.
+        const PROCESS_STATE: &[&str] = &[
+            "chdir",
+            "fchdir",
+            "umask",
+            "setuid",
+            "setgid",
+            "setreuid",
+            "setregid",
+            "setgroups",
+            "setresuid",
+            "setresgid",
+            "setfsuid",
+            "setfsgid",
+            "capset",
+            "setrlimit",
+            "prlimit64",
+            "prctl",
+        ];
+        let checks: [(&str, &[&str], fn(&Spec) -> bool); 10] = [
             ("creates fds", CREATE_FDS, |s| s.fds.creates != NewFd::None),
             ("closes fds", CLOSE_FDS, |s| s.fds.closes != Closes::None),
             ("sends a signal", SEND_SIGNALS, |s| s.follow.sends.is_some()),
@@ -1326,6 +1354,7 @@ mod tests {
             ("creates a task", CLONES, |s| s.task.clone != CloneKind::None && s.special == Special::Clone),
             ("reaps children", WAITS, |s| s.task.wait.is_some()),
             ("moves a stream", STREAMS, |s| s.follow.stream != Stream::None),
+            ("changes process state", PROCESS_STATE, |s| s.process != Changes::None && s.class == Class::Local),
         ];
         let mut missing = Vec::new();
         for s in TABLE {

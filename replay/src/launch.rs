@@ -65,6 +65,7 @@ pub(crate) fn launch_spec(
     at_random: Option<[u8; 16]>,
     bind: Option<(CString, CString)>,
     vdso: Vdso,
+    state: Option<&ft_libos::proto::ProcState>,
 ) -> Result<LaunchSpec> {
     let exe = CString::new(h.exe_path.clone())
         .map_err(|_| SessionError::Mismatch { what: "program path".into(), detail: "contains a NUL byte".into() })?;
@@ -78,6 +79,10 @@ pub(crate) fn launch_spec(
         at_random,
         pid_ns: true,
         vdso,
+        umask: state.map(|s| s.umask),
+        limits: state
+            .map(|s| s.limits.chunks_exact(2).zip(0u32..).map(|(l, r)| (r, l[0], l[1])).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -160,4 +165,15 @@ pub fn check_inputs(h: &Header, opts: &ReplayOptions) -> Result<Option<(CString,
     }
     let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).ok();
     Ok(c(&dir).zip(c(&recorded)))
+}
+
+/// At record, says which fds ftexec inherited beyond 0-2 (without close-on-exec): the program
+/// does not get them, since they are not in the log and a replica would not have them. (Replay
+/// never passes them either; it says nothing.)
+pub(crate) fn warn_inherited_fds(log: &slog::Logger) {
+    let fds = ft_interposer::launch::inherited_fds();
+    if !fds.is_empty() {
+        let list: Vec<String> = fds.iter().map(|(fd, what)| format!("{fd} ({what})")).collect();
+        slog::warn!(log, "fds inherited by ftexec are not passed to the program (only 0, 1 and 2 are): {}", list.join(", "));
+    }
 }

@@ -84,6 +84,21 @@ impl Run {
     }
 }
 
+/// Whether a line is one of ftexec's own log lines (slog: "Dec 07 06:58:25.303 WARN ..."),
+/// not the program's.
+pub fn is_ftexec_log_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    b.len() > 25
+        && b[..3].iter().all(u8::is_ascii_alphabetic)
+        && digits(4..6)
+        && digits(7..9)
+        && digits(10..12)
+        && digits(13..15)
+        && digits(16..19)
+        && ["TRCE ", "DEBG ", "INFO ", "WARN ", "ERRO ", "CRIT "].iter().any(|l| line[20..].starts_with(l))
+}
+
 impl fmt::Display for Run {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "status: {}", self.status)?;

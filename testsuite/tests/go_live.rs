@@ -257,3 +257,70 @@ fn interval_timers_fire_after_going_live() {
         assert!(n > 2, "{name}: no timer in the recording");
     }
 }
+
+/// Process state outside memory (issue 16): `proc_state` sets a umask, a lower RLIMIT_NOFILE and
+/// a working directory, drops to nobody, then prints what the kernel says of each. Replay runs
+/// the syscalls that change that state (before, chdir and setuid ran at record only, and a
+/// replica went live as root in the launch directory); cut after every third event, the
+/// continued run prints the recording's lines exactly (a relative open finds the marker file of
+/// the working directory, /proc/self/status shows uid 65534) and OUT replays to its bytes.
+#[test]
+fn process_state_survives_going_live() {
+    let tmp = temp_dir("live-state");
+    let dir = tmp.path().join("www");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("marker"), "served from www\n").unwrap();
+    // nobody must reach the directory.
+    for d in [tmp.path(), dir.as_path()] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let log = tmp.path().join("state.ftlog");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let recorded = record(&log, None, &c_program("proc_state"), &[&dir_arg, "4"]);
+    assert_eq!(recorded.status, 0, "recording failed: {}", String::from_utf8_lossy(&recorded.stderr));
+    let want = String::from_utf8_lossy(&recorded.stdout).into_owned();
+    let expected_line = format!(
+        "uid 65534/65534/65534 gid 65534/65534/65534 groups 0; Uid: 65534 65534 65534 65534; cwd {dir_arg}; marker served from www; umask 027; nofile 512/1024"
+    );
+    assert_eq!(want.lines().collect::<Vec<_>>(), vec![expected_line.as_str(); 4], "the recording's own view");
+    let mut cuts = 0;
+    let mut k = 1;
+    while let Some(kept) = cut_after(&log, &tmp.path().join("cut.ftlog"), k, |_| true) {
+        let (continued, replayed) = continue_then_replay(&tmp.path().join("cut.ftlog"), &tmp.path().join("out.ftlog"));
+        assert_eq!(String::from_utf8_lossy(&continued.stdout), want, "continued after event {kept}");
+        assert_same_output(&continued, &replayed, &format!("OUT continued after event {kept}"));
+        cuts += 1;
+        k += 3;
+    }
+    println!("{cuts} cuts continued and replayed alike");
+    assert!(cuts > 5, "too short a recording");
+}
+
+/// The state check can fail: a log whose chdir event says the working directory it left is
+/// another one stops the replay at that event, naming the working directory.
+#[test]
+fn a_process_state_that_differs_from_the_log_stops_the_replay() {
+    let tmp = temp_dir("state-differs");
+    let log = tmp.path().join("state.ftlog");
+    let recorded = record(&log, None, &c_program("proc_state"), &["/tmp", "1"]);
+    assert_eq!(recorded.status, 0, "recording failed: {}", String::from_utf8_lossy(&recorded.stderr));
+    let bad = tmp.path().join("bad.ftlog");
+    let mut changed = 0;
+    rewrite_log(&log, &bad, |mut ev| {
+        if let Some(EventKind::Syscall(s)) = &mut ev.kind {
+            if let Some(st) = s.state.as_mut().filter(|st| st.cwd == b"/tmp") {
+                st.cwd = b"/var/tmp".to_vec();
+                changed += 1;
+            }
+        }
+        vec![ev]
+    });
+    assert!(changed > 0, "no state event names /tmp");
+    let r = replay(&bad, None);
+    assert_ne!(r.status, 0);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("working directory: the log's /var/tmp, this process's /tmp"),
+        "the error must name the working directory: {err}"
+    );
+}

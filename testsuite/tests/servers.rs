@@ -19,7 +19,10 @@ fn interrupt(server: Running) -> Run {
 
 /// The program's lines of `text` (not ftexec's own) that contain `needle`.
 fn lines_with(text: &str, needle: &str) -> Vec<String> {
-    text.lines().filter(|l| l.contains(needle) && !l.starts_with("ftexec:")).map(String::from).collect()
+    text.lines()
+        .filter(|l| l.contains(needle) && !l.starts_with("ftexec:") && !is_ftexec_log_line(l))
+        .map(String::from)
+        .collect()
 }
 
 /// Asserts equal line lists, showing the first difference only (the lists are long).

@@ -38,6 +38,8 @@ fn main() -> ExitCode {
         at_random: None,
         pid_ns: false,
         vdso: ft_interposer::Vdso::Hide,
+        umask: None,
+        limits: Vec::new(),
     };
     let run = || -> ft_interposer::Result<i32> {
         let prog = filter::build()?;

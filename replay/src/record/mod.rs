@@ -35,7 +35,7 @@ use ft_libos::proto::{
     Run, Signal, Spawn, Start, Syscall,
 };
 use ft_libos::table::{
-    CloneKind, Closes, CopyOp, Exec, NewFd as NewFdEffect, Object, Refusal, Spec, Special, Stream,
+    Changes, CloneKind, Closes, CopyOp, Exec, NewFd as NewFdEffect, Object, Refusal, Spec, Special, Stream,
 };
 use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
@@ -71,14 +71,16 @@ pub fn record(
     log: &Logger,
 ) -> Result<Outcome> {
     let filter = filter::build()?;
-    let launched = launch(&launch_spec(header, None, bind, Vdso::TryClockPage)?, &filter)?;
+    crate::launch::warn_inherited_fds(log);
+    let launched = launch(&launch_spec(header, None, bind, Vdso::TryClockPage, None)?, &filter)?;
     info!(log, "recording"; "pid" => launched.tracee.pid().as_raw(), "exe" => String::from_utf8_lossy(&header.exe_path).into_owned());
     if let Some(why) = &launched.no_clock_page {
         warn!(log, "clock reads will be syscalls (slower): {}", why);
     }
     let (at_random, sp, clock_page) = (launched.at_random.to_vec(), launched.sp, launched.clock_page);
-    sink.append(&Event { kind: Some(Kind::Start(Start { at_random, sp, clock_page })) })?;
     let pid = launched.tracee.pid();
+    let state = ft_interposer::procfs::proc_state(pid.as_raw()).ok();
+    sink.append(&Event { kind: Some(Kind::Start(Start { at_random, sp, clock_page, state })) })?;
     crate::set_current_tracee(pid.as_raw());
     let mut rec = Recorder::new(sink, log, data_dir, 1);
     if clock_page {

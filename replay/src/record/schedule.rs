@@ -497,6 +497,7 @@ impl Recorder<'_> {
             at_random: a.at_random.to_vec(),
             sp: a.sp,
             clock_page: a.clock_page,
+            state: ft_interposer::procfs::proc_state(pid.as_raw()).ok(),
         }))?;
         s.cont_to_exit()?;
         self.set_state(pid, TState::InKernel(p));

@@ -249,6 +249,10 @@ impl Recorder<'_> {
                 ev.new_fds.push(NewFd { fd, kind: kind as i32, cloexec });
             }
         }
+        if spec.process != Changes::None && ret >= 0 {
+            // The state it left (cwd, credentials...): replay checks its own against it.
+            ev.state = ft_interposer::procfs::proc_state(t.pid().as_raw()).ok();
+        }
         ev.disposition = disposition as i32;
         if matches!(action, Action::Output { .. }) {
             self.events += 1;

@@ -265,6 +265,9 @@ impl Replayer<'_> {
         let ns_tid = ft_interposer::tracee::ns_pid_uid(child).map_or(0, |(p, _)| p);
         self.ids.insert(sp.child, (ns_tid, proc));
         self.tasks.insert(sp.child, RTask { tid: child, proc, state: RState::Starting, pending: Vec::new() });
+        if let Some(st) = self.states.get(&sp.parent).cloned() {
+            self.states.insert(sp.child, st);
+        }
         Ok(())
     }
 
@@ -326,6 +329,13 @@ impl Replayer<'_> {
                 }
                 self.clocks.exec(proc, ex.clock_page);
                 self.refilled.remove(&proc);
+                if let Some(st) = ex.state.clone() {
+                    if let Some(d) = state_differs(tid, &st) {
+                        let expected = describe::event(&Event { kind: Some(Kind::Exec(ex)) });
+                        return Err(self.diverge(index, expected, format!("a process state that differs after the exec: {d}")));
+                    }
+                    self.note_state(vtid, st);
+                }
                 s.cont_to_exit()?;
             }
             Waited::Stopped(s) => {
@@ -482,6 +492,19 @@ impl Replayer<'_> {
                 if ret != s.ret {
                     let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
                     return Err(self.diverge(index, expected, format!("{} = {ret}", describe::call(spec, args))));
+                }
+                if let Some(st) = &s.state {
+                    // A syscall that changes process state (cwd, credentials, ...) ran here as at
+                    // record: the state it left must be the recording's.
+                    if let Some(d) = state_differs(t.pid(), st) {
+                        let expected = describe::event(&Event { kind: Some(Kind::Syscall(s.clone())) });
+                        return Err(self.diverge(
+                            index,
+                            expected,
+                            format!("{} leaving another process state: {d}", describe::call(spec, args)),
+                        ));
+                    }
+                    self.note_state(vtid, st.clone());
                 }
                 if !s.out_digest.is_empty() {
                     let mut regions = capture::regions(&t, spec.writes, args, ret)?;

@@ -7,6 +7,7 @@ impl Replayer<'_> {
     /// The committed log is replayed: make the stand-ins real and hand the tasks to a recorder.
     pub(super) fn go_live(&mut self) -> Result<crate::handover::Handover> {
         use crate::handover::{Adopted, AdoptedState};
+        self.check_states()?;
         // One task per process at a seccomp stop injects the syscalls that make its fds real.
         let mut procs: Vec<u32> = self.tasks.values().map(|t| t.proc).collect();
         procs.sort_unstable();
@@ -165,6 +166,40 @@ impl Replayer<'_> {
             made,
             eventfds: std::mem::take(&mut self.eventfds),
             resent,
+        })
+    }
+
+    /// Before a replica goes live: every task's process state (cwd, credentials, umask, limits,
+    /// capabilities) must be the one the log implies; a replica that would serve with another
+    /// one stops here instead, naming each difference. Tasks in an execve are skipped (their
+    /// state is settled by the Exec event).
+    fn check_states(&self) -> Result<()> {
+        let mut wrong = Vec::new();
+        let mut tasks: Vec<(&u32, &RTask)> = self.tasks.iter().collect();
+        tasks.sort_unstable_by_key(|(v, _)| **v);
+        for (v, t) in tasks {
+            if matches!(t.state, RState::Executing) || self.exec_running.contains(&t.proc) {
+                continue;
+            }
+            let Some(expected) = self.states.get(v) else { continue };
+            match ft_interposer::procfs::proc_state(t.tid.as_raw()) {
+                Ok(got) => {
+                    let d = ft_libos::process::differences(expected, &got);
+                    if !d.is_empty() {
+                        wrong.push(format!("task {v}: {}", d.join("; ")));
+                    }
+                }
+                // An exiting task (its cwd and files are released before it is reaped) goes
+                // live as the exit the recorder reports next.
+                Err(why) => slog::debug!(self.log, "going live: task {v} has no readable state: {why}"),
+            }
+        }
+        if wrong.is_empty() {
+            return Ok(());
+        }
+        Err(SessionError::Mismatch {
+            what: "the process state this replica would go live with".into(),
+            detail: format!("it is not the one the log implies: {}", wrong.join("; ")),
         })
     }
 }

@@ -28,7 +28,7 @@ use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_from_byt
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
-use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, Spawn, Syscall};
+use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, ProcState, Spawn, Syscall};
 use ft_libos::table::{CloneKind, Exec, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer};
 use ft_libos::{lookup, FdKind, FdTable, Sig};
 use nix::unistd::Pid;
@@ -113,7 +113,7 @@ fn session<'a>(
     })?;
     let filter = filter::build()?;
     let vdso = if start.clock_page { Vdso::ClockPage } else { Vdso::Hide };
-    let launched = launch(&launch_spec(h, Some(at_random), bind, vdso)?, &filter)?;
+    let launched = launch(&launch_spec(h, Some(at_random), bind, vdso, start.state.as_ref())?, &filter)?;
     let pid = launched.tracee.pid();
     crate::set_current_tracee(pid.as_raw());
     info!(log, "replaying"; "pid" => pid.as_raw());
@@ -151,6 +151,7 @@ fn session<'a>(
         pipes: HashMap::new(),
         eventfds: HashMap::new(),
         itimers: HashMap::new(),
+        states: HashMap::new(),
     };
     let ns_pid = ft_interposer::tracee::ns_pid_uid(pid).map_or(0, |(p, _)| p);
     r.ids.insert(0, (ns_pid, 0));
@@ -165,7 +166,17 @@ fn session<'a>(
                 launched.sp, start.sp
             ),
         })
+    } else if let Some(d) = start.state.as_ref().and_then(|e| state_differs(pid, e)) {
+        Err(SessionError::Mismatch {
+            what: "the program's process state at its start".into(),
+            detail: format!(
+                "{d} (replay sets the recording's working directory, umask and resource limits; run it as the user that recorded, with the same capabilities)"
+            ),
+        })
     } else {
+        if let Some(st) = start.state {
+            r.states.insert(0, st);
+        }
         r.tasks.insert(0, RTask { tid: pid, proc: 0, state: RState::Idle(launched.tracee), pending: Vec::new() });
         match r.run() {
             Ok(Ended::Done(o)) => Ok(o),
@@ -310,6 +321,10 @@ struct Replayer<'a> {
     /// Interval timers armed by the program (alarm, setitimer), by (process, which): replay
     /// arms none (the log has their signals), a replay that goes live arms them.
     itimers: HashMap<(u32, i32), Itimer>,
+    /// Per task, the process state the log implies (cwd, credentials, umask, limits,
+    /// capabilities: `ProcState` of the Start, Exec and state-changing Syscall events), checked
+    /// against the kernel's after each change and at go-live.
+    states: HashMap<u32, ProcState>,
 }
 
 /// The bytes in flight in one of the program's pipes (see `Replayer::pipes`).
@@ -408,5 +423,34 @@ impl Replayer<'_> {
     fn fds_of(&mut self, vtid: u32) -> &mut FdTable {
         let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
         self.fds.entry(proc).or_default()
+    }
+}
+
+/// How the process state of task `tid` differs from `expected` (each difference, joined), or
+/// None when they agree.
+fn state_differs(tid: Pid, expected: &ProcState) -> Option<String> {
+    match ft_interposer::procfs::proc_state(tid.as_raw()) {
+        Err(why) => Some(format!("the state of task {tid} cannot be read: {why}")),
+        Ok(got) => {
+            let d = ft_libos::process::differences(expected, &got);
+            (!d.is_empty()).then(|| d.join("; "))
+        }
+    }
+}
+
+impl Replayer<'_> {
+    /// A state event of task `vtid`: its state now; the other threads of its process share its
+    /// working directory, umask and limits (threads are created with CLONE_FS).
+    fn note_state(&mut self, vtid: u32, st: ProcState) {
+        let proc = self.tasks.get(&vtid).map_or(vtid, |t| t.proc);
+        let others: Vec<u32> = self.tasks.iter().filter(|(&v, t)| v != vtid && t.proc == proc).map(|(&v, _)| v).collect();
+        for v in others {
+            if let Some(o) = self.states.get_mut(&v) {
+                o.cwd.clone_from(&st.cwd);
+                o.umask = st.umask;
+                o.limits.clone_from(&st.limits);
+            }
+        }
+        self.states.insert(vtid, st);
     }
 }

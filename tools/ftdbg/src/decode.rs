@@ -211,20 +211,7 @@ fn fcntl_cmd(v: u64) -> String {
 }
 
 fn resource(v: u64) -> String {
-    let name = match v as u32 {
-        0 => "RLIMIT_CPU",
-        1 => "RLIMIT_FSIZE",
-        2 => "RLIMIT_DATA",
-        3 => "RLIMIT_STACK",
-        4 => "RLIMIT_CORE",
-        5 => "RLIMIT_RSS",
-        6 => "RLIMIT_NPROC",
-        7 => "RLIMIT_NOFILE",
-        8 => "RLIMIT_MEMLOCK",
-        9 => "RLIMIT_AS",
-        _ => return int(v),
-    };
-    name.into()
+    u32::try_from(v).ok().and_then(ft_libos::process::limit_name).map_or_else(|| int(v), String::from)
 }
 
 fn sock_domain(v: u64) -> String {

@@ -4,7 +4,7 @@ use crate::source::Log;
 use crate::{decode, Error};
 use ft_libos::clock;
 use ft_libos::proto::{
-    event::Kind, Clocks, Event, Exec, Exit, Header, Preempt, Rdtsc, Run, Signal, Spawn, Start, Syscall,
+    event::Kind, Clocks, Event, Exec, Exit, Header, Preempt, ProcState, Rdtsc, Run, Signal, Spawn, Start, Syscall,
 };
 use std::io::Write;
 use std::path::Path;
@@ -57,6 +57,18 @@ pub fn header_fields(a: &Header, b: &Header) -> Vec<&'static str> {
 ///
 /// Each arm takes its event apart with a pattern that names every field, so a field or a kind
 /// added to the schema does not compile until it is compared here.
+/// The differing fields of two events' process states ("state.cwd"), or "state" when only
+/// one has one.
+fn state_fields(v: &mut Vec<String>, a: &Option<ProcState>, b: &Option<ProcState>) {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            v.extend(ft_libos::process::differing_fields(a, b).into_iter().map(|f| format!("state.{f}")))
+        }
+        (None, None) => {}
+        _ => v.push("state".into()),
+    }
+}
+
 pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     // Each field bound by the arm's pattern against the same field of `$y`; a differing one named.
@@ -83,6 +95,7 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 path_arg,
                 task,
                 in_tracer,
+                state,
             } = x;
             same!(y; nr);
             for i in 0..args.len().max(y.args.len()) {
@@ -92,6 +105,7 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
             }
             same!(y; input_digest, ret, disposition, mem, out_digest, stdio, stdio_fd, new_fds, path, file_hash);
             same!(y; path_arg, task, in_tracer);
+            state_fields(&mut v, state, &y.state);
         }
         (Some(Kind::Rdtsc(x)), Some(Kind::Rdtsc(y))) => {
             let Rdtsc { tsc, aux, rdtscp, ip, task } = x;
@@ -102,8 +116,9 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
             same!(y; signo, synchronous, task, at_syscall, siginfo, at_exit, orig_rax, rax, grouped, silent);
         }
         (Some(Kind::Start(x)), Some(Kind::Start(y))) => {
-            let Start { at_random, sp, clock_page } = x;
+            let Start { at_random, sp, clock_page, state } = x;
             same!(y; at_random, sp, clock_page);
+            state_fields(&mut v, state, &y.state);
         }
         (Some(Kind::Exit(x)), Some(Kind::Exit(y))) => {
             let Exit { code, signal, task } = x;
@@ -118,8 +133,9 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
             same!(y; parent, child, thread);
         }
         (Some(Kind::Exec(x)), Some(Kind::Exec(y))) => {
-            let Exec { task, exe_path, exe_hash, at_random, sp, clock_page } = x;
+            let Exec { task, exe_path, exe_hash, at_random, sp, clock_page, state } = x;
             same!(y; task, exe_path, exe_hash, at_random, sp, clock_page);
+            state_fields(&mut v, state, &y.state);
         }
         (Some(Kind::Clocks(x)), Some(Kind::Clocks(y))) => {
             let Clocks { task, reads } = x;
@@ -273,6 +289,7 @@ mod tests {
             at_random: vec![2; 16],
             sp: 0x7fff_0000,
             clock_page: true,
+            state: None,
         };
         names_each_field!(Exec, exec,
             task: 2 => "task", exe_path: b"/bin/b".to_vec() => "exe_path", exe_hash: vec![3; 32] => "exe_hash",
@@ -298,8 +315,14 @@ mod tests {
 
     #[test]
     fn names_the_differing_field_of_the_other_kinds() {
-        names_each_field!(Start, Start { at_random: vec![1; 16], sp: 0x7fff_0000, clock_page: true },
-            at_random: vec![2; 16] => "at_random", sp: 0 => "sp", clock_page: false => "clock_page");
+        names_each_field!(Start, Start { at_random: vec![1; 16], sp: 0x7fff_0000, clock_page: true, state: None },
+            at_random: vec![2; 16] => "at_random", sp: 0 => "sp", clock_page: false => "clock_page",
+            state: Some(ProcState::default()) => "state");
+        let st = ProcState { cwd: b"/srv".to_vec(), uids: vec![0; 4], ..Default::default() };
+        names_each_field!(Syscall, Syscall { nr: 80, state: Some(st.clone()), ..Default::default() },
+            state: Some(ProcState { cwd: b"/".to_vec(), ..st.clone() }) => "state.cwd",
+            state: Some(ProcState { uids: vec![65534; 4], ..st.clone() }) => "state.uids",
+            state: None => "state");
         names_each_field!(Syscall, Syscall { nr: 0, args: vec![3, 0x1000, 10], ..Default::default() },
             args: vec![3, 0x1000, 11] => "args[2]", task: 1 => "task", in_tracer: true => "in_tracer");
         names_each_field!(Rdtsc, Rdtsc { tsc: 1, ..Default::default() }, tsc: 2 => "tsc", task: 1 => "task");

@@ -105,6 +105,10 @@ enum Cmd {
         /// process crashes; for benchmarks).
         #[arg(long, default_value = "always", value_parser = ["always", "never"])]
         fsync: String,
+        /// A directory whose content every replica's data directory starts from (copied at each
+        /// start with owners and modes, as `cp -a`): a database's initdb output, a site's files.
+        #[arg(long, value_name = "SRC")]
+        initial_data: Option<PathBuf>,
         /// The program and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
         command: Vec<OsString>,
@@ -316,13 +320,14 @@ fn main() -> ExitCode {
             continue_into(path, out, data_dir, *allow_cpu_mismatch, &log)
         }
         Cmd::Run { config, node, command } => replica::run(config, *node, command, &log),
-        Cmd::Up { replicas, dir, fresh, fsync, command } => up::up(up::UpOptions {
+        Cmd::Up { replicas, dir, fresh, fsync, initial_data, command } => up::up(up::UpOptions {
             replicas: *replicas,
             dir: dir.clone(),
             fresh: *fresh,
             fsync: fsync.clone(),
             command: command.clone(),
             verbose: cli.verbose,
+            initial_data: initial_data.clone(),
         }),
     };
     match r {

@@ -36,8 +36,15 @@ fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Writes DIR/cluster.toml for `replicas` nodes running `command`.
-fn generate(dir: &Path, replicas: u64, fsync: &str, command: &[OsString]) -> anyhow::Result<PathBuf> {
+/// Writes DIR/cluster.toml for `replicas` nodes running `command`, their data copies starting
+/// from `initial_data` (an absolute directory) if given.
+fn generate(
+    dir: &Path,
+    replicas: u64,
+    fsync: &str,
+    command: &[OsString],
+    initial_data: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
     let mut t = String::new();
@@ -52,6 +59,9 @@ fn generate(dir: &Path, replicas: u64, fsync: &str, command: &[OsString]) -> any
         toml_str(&data.to_string_lossy()),
         toml_str(&data.to_string_lossy())
     ));
+    if let Some(init) = initial_data {
+        t.push_str(&format!("initial_data = {}\n", toml_str(&init.to_string_lossy())));
+    }
     let mut held = Vec::new();
     for i in 1..=replicas {
         let nd = dir.join(format!("n{i}"));
@@ -95,7 +105,31 @@ pub struct UpOptions {
     pub fsync: String,
     pub command: Vec<OsString>,
     pub verbose: u8,
+    /// Copied into every replica's data directory at each start (cp -a: owners and modes kept).
+    pub initial_data: Option<PathBuf>,
 }
+
+/// Whether this process may make the private mount namespaces the replicas bind their data
+/// copies in (CAP_SYS_ADMIN in CapEff).
+fn can_mount() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()))
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// The last `n` lines of a replica's log, indented, for an error that stops `up`.
+fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("  {l}\n")).collect()
+}
+
+/// A replica that dies this many times in a row, each within QUICK_DEATH of its start, cannot
+/// start at all: `up` stops and shows why instead of restarting it forever.
+const QUICK_DEATHS: u32 = 3;
+const QUICK_DEATH: Duration = Duration::from_secs(10);
 
 pub fn up(o: UpOptions) -> anyhow::Result<i32> {
     if !(1..=9).contains(&o.replicas) {
@@ -106,11 +140,32 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
     }
     std::fs::create_dir_all(&o.dir).with_context(|| format!("creating {}", o.dir.display()))?;
     let dir = std::fs::canonicalize(&o.dir)?;
+    let initial_data = match &o.initial_data {
+        Some(d) => {
+            let abs = std::fs::canonicalize(d)
+                .with_context(|| format!("--initial-data {}: no such directory", d.display()))?;
+            if !abs.is_dir() {
+                bail!("--initial-data {} is not a directory", d.display());
+            }
+            Some(abs)
+        }
+        None => None,
+    };
     let existing = dir.join("cluster.toml");
     let config = if existing.exists() {
         let cfg = ClusterConfig::load(&existing)?;
         let want: Vec<String> = o.command.iter().map(|w| w.to_string_lossy().into_owned()).collect();
         let have = cfg.service.as_ref().map(|s| s.command.clone()).unwrap_or_default();
+        let init_differs = initial_data.is_some()
+            && initial_data != cfg.service.as_ref().and_then(|s| s.initial_data.clone());
+        if init_differs {
+            bail!(
+                "{} already holds a cluster whose initial data is {}; pass --fresh to start over with --initial-data {}",
+                dir.display(),
+                cfg.service.as_ref().and_then(|s| s.initial_data.as_ref()).map_or("empty".into(), |d| d.display().to_string()),
+                o.initial_data.as_deref().unwrap_or(Path::new("")).display()
+            );
+        }
         if !o.command.is_empty() && have != want || cfg.nodes.len() as u64 != o.replicas {
             bail!(
                 "{} already holds a cluster of {} replicas running `{}`; use it with the same command, or pass --fresh to start over (its log is deleted)",
@@ -124,9 +179,25 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
         if o.command.is_empty() {
             bail!("no program given: ftexec up --replicas 3 -- PROG ARGS...");
         }
-        generate(&dir, o.replicas, &o.fsync, &o.command)?
+        generate(&dir, o.replicas, &o.fsync, &o.command, initial_data.as_deref())?
     };
     let cfg = ClusterConfig::load(&config)?;
+    if let Some(svc) = &cfg.service {
+        if svc.data_dir.is_some() && !can_mount() {
+            bail!(
+                "ftexec up needs root (CAP_SYS_ADMIN): each replica mounts its own copy of the data directory in a private mount namespace, which this user (uid {}) may not create; run it with sudo",
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                unsafe { libc::geteuid() }
+            );
+        }
+        let mount_point_used = svc.data_dir.as_ref().and_then(|d| std::fs::read_dir(d).ok()).is_some_and(|mut d| d.next().is_some());
+        if svc.initial_data.is_none() && mount_point_used {
+            eprintln!(
+                "ftexec up: warning: {} has files, which the program does not see (each replica mounts its own data copy there, empty at start); give the program its initial files with --initial-data DIR (use --fresh to change an existing cluster)",
+                svc.data_dir.as_deref().unwrap_or(Path::new("")).display()
+            );
+        }
+    }
     let exe = std::env::current_exe().context("finding ftexec's own path")?;
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: the handler only stores an atomic.
@@ -135,9 +206,13 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
     eprintln!("ftexec up: {} replicas, config {}", cfg.nodes.len(), config.display());
     eprintln!("ftexec up: each replica logs to {}/nN/ftexec.log; Ctrl-C stops all", dir.display());
     let mut children: Vec<(u64, Option<Child>, Option<Instant>)> = Vec::new();
+    // Per replica: when it was last started, and how many times in a row it died soon after.
+    let mut starts: std::collections::HashMap<u64, (Instant, u32)> = std::collections::HashMap::new();
     for n in &cfg.nodes {
         children.push((n.id, Some(spawn(&exe, &config, n.id, &dir, o.verbose)?), None));
+        starts.insert(n.id, (Instant::now(), 0));
     }
+    let mut cannot_start: Option<u64> = None;
     let mut leader: Option<(u64, u64)> = None;
     let mut last_poll = Instant::now() - Duration::from_secs(1);
     let mut status = 0;
@@ -151,6 +226,12 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
                     // Killed, or ftexec itself failed: restart. Otherwise the program ended
                     // (on every replica alike) with this status.
                     if st.code().is_none_or(|c| c == i32::from(crate::EXIT_FTEXEC_FAILED)) {
+                        let entry = starts.entry(*id).or_insert((Instant::now(), 0));
+                        entry.1 = if entry.0.elapsed() < QUICK_DEATH { entry.1 + 1 } else { 0 };
+                        if entry.1 >= QUICK_DEATHS {
+                            cannot_start = Some(*id);
+                            continue;
+                        }
                         eprintln!(
                             "ftexec up: replica {id} died ({st}); restarting it in {} s",
                             RESTART_DELAY.as_secs()
@@ -166,9 +247,13 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
             }
             if child.is_none() && died.is_some_and(|d| d.elapsed() >= RESTART_DELAY) {
                 *child = Some(spawn(&exe, &config, *id, &dir, o.verbose)?);
+                starts.entry(*id).or_insert((Instant::now(), 0)).0 = Instant::now();
                 *died = None;
                 running += 1;
             }
+        }
+        if cannot_start.is_some() {
+            break;
         }
         if running == 0 && children.iter().all(|(_, c, d)| c.is_none() && d.is_none()) {
             eprintln!("ftexec up: the program exited; every replica ended");
@@ -207,6 +292,15 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+    if let Some(id) = cannot_start {
+        let log = dir.join(format!("n{id}")).join("ftexec.log");
+        bail!(
+            "replica {id} failed {QUICK_DEATHS} times in a row within {} s of its start; the end of its log ({}):\n{}",
+            QUICK_DEATH.as_secs(),
+            log.display(),
+            log_tail(&log, 8)
+        );
     }
     Ok(0)
 }
