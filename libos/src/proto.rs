@@ -153,6 +153,21 @@ pub struct Syscall {
     /// For a syscall that changes process state (table `Changes`): the state after it.
     #[prost(message, optional, tag = "16")]
     pub state: Option<ProcState>,
+    /// For the completion of a syscall that ran in the kernel while another task held the token:
+    /// how many silent stops (see `stop::prelude`) that task had passed since its last event when
+    /// this completion was logged. Replay applies the completion at the holder's next stop after
+    /// as many, so that the holder's syscalls the kernel had run by then (a close that freed the
+    /// fd an accept then got) have run at replay too.
+    #[prost(uint32, optional, tag = "17")]
+    pub holder_silent: Option<u32>,
+    /// For such a completion logged while no task held the token: the task that last held it
+    /// released it after the previous event (replay first lets its holder run until it parks),
+    /// or (`token_free`) no task ran since the previous event (replay applies it before giving
+    /// the token to anyone).
+    #[prost(bool, tag = "18")]
+    pub token_released: bool,
+    #[prost(bool, tag = "19")]
+    pub token_free: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

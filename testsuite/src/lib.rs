@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 pub use tempfile::TempDir;
 
 /// How long any process started by the harness may run before it is killed

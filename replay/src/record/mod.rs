@@ -163,6 +163,9 @@ struct Recorder<'a> {
     /// Per task, its syscall stops that logged nothing since its last one that logged an event
     /// (replay counts the same; see `Signal.silent`).
     silent: HashMap<Pid, u32>,
+    /// The task that released the token since the last event, if one did (see
+    /// `Syscall::token_released`).
+    released: Option<Pid>,
     /// The signal a task was just given at a delivery stop, until its next stop: a signal stop
     /// on that signal's fresh frame is the kernel delivering the next one in the same pass.
     chain: HashMap<Pid, (Sig, u64)>,
@@ -239,6 +242,7 @@ impl<'a> Recorder<'a> {
             bouncing: HashMap::new(),
             exits: HashMap::new(),
             silent: HashMap::new(),
+            released: None,
             chain: HashMap::new(),
             restart_of: HashMap::new(),
             fresh: HashSet::new(),
@@ -285,7 +289,17 @@ const ORDER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 impl Recorder<'_> {
     fn emit(&mut self, kind: Kind) -> Result<()> {
         self.events += 1;
+        self.released = None;
         self.sink.append(&Event { kind: Some(kind) })
+    }
+
+    /// The holder `pid` no longer holds the token (it blocks in the kernel, is ready again or is
+    /// gone).
+    fn release(&mut self, pid: Pid) {
+        if self.holder == Some(pid) {
+            self.holder = None;
+            self.released = Some(pid);
+        }
     }
 
     fn vtid(&self, pid: Pid) -> u32 {

@@ -202,6 +202,7 @@ impl Recorder<'_> {
         t.set_regs(regs)?;
         self.one_stop += 1;
         self.events += 1;
+        self.released = None;
         let ev = Event { kind: Some(Kind::Syscall(ev)) };
         if output {
             self.sink.append_output(&ev)

@@ -256,9 +256,7 @@ impl Recorder<'_> {
     /// Puts a stopped task in the ready queue.
     pub(super) fn make_ready(&mut self, s: Stopped) {
         let pid = s.pid();
-        if self.holder == Some(pid) {
-            self.holder = None;
-        }
+        self.release(pid);
         self.set_state(pid, TState::Ready(s));
         self.ready.push_back(pid);
     }
@@ -304,9 +302,7 @@ impl Recorder<'_> {
         let Some(mut task) = self.tasks.remove(&former) else { return Ok(()) };
         let from = task.vtid;
         if self.tasks.remove(&leader).is_some() {
-            if self.holder == Some(leader) {
-                self.holder = None;
-            }
+            self.release(leader);
             self.ready.retain(|p| *p != leader);
         }
         let mut held = self.held.remove(&leader).unwrap_or_default();
@@ -341,9 +337,7 @@ impl Recorder<'_> {
         let Some(task) = self.tasks.remove(&pid) else { return Ok(()) };
         self.copier.forget(pid);
         self.interrupter.clear_if(pid);
-        if self.holder == Some(pid) {
-            self.holder = None;
-        }
+        self.release(pid);
         self.ready.retain(|p| *p != pid);
         self.exits.remove(&pid);
         self.chain.remove(&pid);

@@ -104,7 +104,7 @@ impl Recorder<'_> {
                 }
                 t.cont_to_exit()?;
                 self.set_state(pid, TState::InKernel(Pending { spec, args, input, action }));
-                self.holder = None;
+                self.release(pid);
                 return Ok(());
             }
         }
@@ -249,6 +249,14 @@ impl Recorder<'_> {
                 ev.new_fds.push(NewFd { fd, kind: kind as i32, cloexec });
             }
         }
+        if self.holder != Some(t.pid()) {
+            // Logged while another task ran, or none: where replay applies it.
+            match self.holder {
+                Some(h) => ev.holder_silent = Some(self.silent.get(&h).copied().unwrap_or(0)),
+                None if self.released.is_some_and(|r| r != t.pid()) => ev.token_released = true,
+                None => ev.token_free = true,
+            }
+        }
         if spec.process != Changes::None && ret >= 0 {
             // The state it left (cwd, credentials...): replay checks its own against it.
             ev.state = ft_interposer::procfs::proc_state(t.pid().as_raw()).ok();
@@ -256,6 +264,7 @@ impl Recorder<'_> {
         ev.disposition = disposition as i32;
         if matches!(action, Action::Output { .. }) {
             self.events += 1;
+            self.released = None;
             return self.sink.append_output(&Event { kind: Some(Kind::Syscall(ev)) });
         }
         self.emit(Kind::Syscall(ev))

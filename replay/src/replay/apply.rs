@@ -451,19 +451,33 @@ impl Replayer<'_> {
                         libc::SYS_eventfd2
                     }
                 };
+                let entry = regs;
                 regs.rewrite(nr as u64, &a);
                 t.set_regs(&regs)?;
                 let t = self.run_to_exit(t, index)?;
                 let made = t.regs()?.ret();
-                let ok = match spec.fds.creates {
-                    NewFd::Pair(p) => {
-                        made == 0
-                            && s.mem.iter().any(|m| {
-                                m.addr == args[p as usize]
-                                    && t.read(m.addr, 8).ok().as_deref() == Some(&m.data[..8.min(m.data.len())])
-                            })
-                    }
-                    _ => made == s.ret,
+                // The fds the kernel gave here, and the ones the recording has.
+                let got: Vec<i32> = match spec.fds.creates {
+                    NewFd::Pair(p) if made == 0 => t
+                        .read(args[p as usize], 8)
+                        .ok()
+                        .map(|b| vec![i32::from_le_bytes([b[0], b[1], b[2], b[3]]), i32::from_le_bytes([b[4], b[5], b[6], b[7]])])
+                        .unwrap_or_default(),
+                    NewFd::Pair(_) => Vec::new(),
+                    _ if made >= 0 => vec![made as i32],
+                    _ => Vec::new(),
+                };
+                let want: Vec<i32> = s.new_fds.iter().map(|f| f.fd).collect();
+                let renumbered = got.len() == want.len() && !got.is_empty() && got != want;
+                let (t, ok) = if renumbered {
+                    // Allocated in another order than at record (another thread closed or
+                    // created an fd while this syscall was in the kernel there): the program's
+                    // fds go to the recording's numbers.
+                    let moves: Vec<(i32, i32, bool)> =
+                        got.iter().zip(&s.new_fds).map(|(&g, f)| (g, f.fd, f.cloexec)).collect();
+                    (self.renumber(t, entry, &moves, index)?, true)
+                } else {
+                    (t, got == want && (made == s.ret || matches!(spec.fds.creates, NewFd::Pair(_))))
                 };
                 if !ok {
                     return Err(self.diverge(
@@ -478,14 +492,34 @@ impl Replayer<'_> {
                 // The program sees its own arguments again (the kernel preserves them).
                 let mut regs = t.regs()?;
                 regs.set_args(args);
-                regs.set_ret(s.ret);
+                if renumbered {
+                    // At the syscall's seccomp stop again: skipped, with the recorded result.
+                    regs.skip_with(s.ret);
+                } else {
+                    regs.set_ret(s.ret);
+                }
                 t.set_regs(&regs)?;
                 self.put_mem(&t, &s, false)?;
                 t
             }
             Disposition::Execute => {
+                let entry = regs;
                 let t = self.run_to_exit(t, index)?;
-                let ret = t.regs()?.ret();
+                let mut ret = t.regs()?.ret();
+                let single = matches!(spec.fds.creates, NewFd::Ret | NewFd::Dup(_) | NewFd::DupCmd);
+                let t = match s.new_fds.as_slice() {
+                    [f] if single && ret >= 0 && ret != s.ret && i64::from(f.fd) == s.ret => {
+                        // As for a placeholder: the recording's number (a file of the data
+                        // directory opened while another thread's accept was in the kernel).
+                        let t = self.renumber(t, entry, &[(ret as i32, f.fd, f.cloexec)], index)?;
+                        ret = s.ret;
+                        let mut r = t.regs()?;
+                        r.skip_with(ret);
+                        t.set_regs(&r)?;
+                        t
+                    }
+                    _ => t,
+                };
                 if !s.file_hash.is_empty() {
                     self.verify_file(&t, ret, &s)?;
                 }
@@ -596,6 +630,81 @@ impl Replayer<'_> {
     }
 
     /// Runs the syscall to its exit stop.
+    /// At the exit stop of a syscall that created fds: moves each (got, want, cloexec) fd to
+    /// the recording's number `want` (dup3, then close of `got`), through syscalls injected at
+    /// the syscall's own seccomp stop, where it leaves the task (the caller puts the result in
+    /// and skips the syscall). `want` must be free here: an fd still open at that number is a
+    /// divergence (the recording had closed it before this syscall).
+    pub(super) fn renumber(
+        &mut self,
+        t: Stopped,
+        entry: ft_interposer::Regs,
+        moves: &[(i32, i32, bool)],
+        index: u64,
+    ) -> Result<Stopped> {
+        let pid = t.pid();
+        let busy: Vec<i32> = moves
+            .iter()
+            .map(|m| m.1)
+            .filter(|w| !moves.iter().any(|m| m.0 == *w) && Path::new(&format!("/proc/{pid}/fd/{w}")).exists())
+            .collect();
+        let cyclic = moves.iter().any(|a| a.0 != a.1 && moves.iter().any(|b| b.0 == a.1 && b.1 == a.0));
+        if !busy.is_empty() || cyclic {
+            let got: Vec<i32> = moves.iter().map(|m| m.0).collect();
+            let want: Vec<i32> = moves.iter().map(|m| m.1).collect();
+            return Err(self.diverge(
+                index,
+                format!("new fd(s) {want:?}"),
+                format!("fd(s) {got:?}, and {busy:?} still open here: the fd table differs"),
+            ));
+        }
+        // Back to the syscall's seccomp stop (as inject::Remote does), then the moves.
+        let mut back = entry;
+        back.skip_with(entry.nr() as i64);
+        back.rewind();
+        t.set_regs(&back)?;
+        t.cont(None)?;
+        let t = match self.wait_tid(pid)? {
+            Waited::Stopped(s) if s.stop == Stop::Seccomp => s,
+            Waited::Stopped(s) => {
+                return Err(SessionError::Trace(ft_interposer::TraceError::Unexpected {
+                    pid,
+                    what: format!("{:?} instead of the syscall's stop again", s.stop),
+                }))
+            }
+            w => return self.on_death_during(index, w),
+        };
+        t.set_regs(&entry)?;
+        let mut remote = ft_interposer::inject::Remote::new(t)?;
+        // A move whose target is another move's source goes after that one.
+        let mut order: Vec<&(i32, i32, bool)> = moves.iter().filter(|m| m.0 != m.1).collect();
+        order.sort_by_key(|m| moves.iter().any(|o| o.0 == m.1));
+        for &&(got, want, cloexec) in &order {
+            let flags = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+            let r = remote.call(libc::SYS_dup3, [got as u64, want as u64, flags, 0, 0, 0])?;
+            if r != i64::from(want) {
+                return Err(self.diverge(index, format!("fd {want}"), format!("dup3 to it failed ({r})")));
+            }
+            if !moves.iter().any(|m| m.1 == got) {
+                remote.call(libc::SYS_close, [got as u64, 0, 0, 0, 0, 0])?;
+            }
+        }
+        slog::debug!(self.log, "fds moved to the recording's numbers"; "moves" => format!("{moves:?}"), "at" => index);
+        remote.into_stopped().ok_or_else(|| {
+            SessionError::Trace(ft_interposer::TraceError::Unexpected { pid, what: "lost during injected dup3".into() })
+        })
+    }
+
+    /// A task that died where the replay injected syscalls into it: a divergence.
+    fn on_death_during(&mut self, index: u64, w: Waited) -> Result<Stopped> {
+        let how = match w {
+            Waited::Exited(code) => format!("exit status {code}"),
+            Waited::Killed(sig) => format!("killed by {sig}"),
+            Waited::Stopped(_) => "a stop".into(),
+        };
+        Err(self.diverge(index, "a syscall".into(), format!("the task ended ({how}) while its fds were renumbered")))
+    }
+
     pub(super) fn run_to_exit(&mut self, t: Stopped, index: u64) -> Result<Stopped> {
         let pid = t.pid();
         t.cont_to_exit()?;

@@ -438,6 +438,10 @@ fn state_differs(tid: Pid, expected: &ProcState) -> Option<String> {
     }
 }
 
+/// How long a running holder may take to reach its next stop before a completion logged
+/// during its run is applied (see `Replayer::holder_catches_up`).
+const HOLDER_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Replayer<'_> {
     /// A state event of task `vtid`: its state now; the other threads of its process share its
     /// working directory, umask and limits (threads are created with CLONE_FS).

@@ -16,6 +16,7 @@ impl Replayer<'_> {
             // At record a free token goes at once to the only ready task, without a Run event when
             // it is the task that had it last: do the same here, before reading on.
             if self.holder.is_none()
+                && !self.next_is_free_completion()?
                 && self.yielded != Some(self.last_run)
                 && matches!(self.tasks.get(&self.last_run).map(|t| &t.state), Some(RState::Idle(_)))
             {
@@ -59,6 +60,7 @@ impl Replayer<'_> {
                     continue;
                 }
             }
+            self.holder_catches_up(owner)?;
             let Some(ev) = self.source.peek_event()?.cloned() else { return Err(SessionError::LogEnded { index }) };
             slog::debug!(self.log, "event"; "index" => index, "holder" => ?self.holder, "event" => slog::FnValue(|_| describe::event(&ev)));
             match ev.kind.clone() {
@@ -108,6 +110,63 @@ impl Replayer<'_> {
                     self.implicit_token(task, index, &ev)?;
                 }
             }
+        }
+    }
+
+    /// Whether the next event completes a parked syscall while, at record, no task had run since
+    /// the previous event (`token_free`): it is applied before the token goes to anyone.
+    fn next_is_free_completion(&mut self) -> Result<bool> {
+        Ok(match self.source.peek_event()? {
+            Some(Event { kind: Some(Kind::Syscall(s)) }) if s.token_free => {
+                matches!(self.tasks.get(&s.task).map(|t| &t.state), Some(RState::Parked(_) | RState::Executing))
+            }
+            _ => false,
+        })
+    }
+
+    /// Before the completion of another task's syscall: the running holder first passes as many
+    /// silent stops as it had at record when the completion was logged (`holder_silent`), and
+    /// reaches its next stop, kept in `arrived` for [`Replayer::advance`]. So a syscall it made
+    /// before that point (a close that freed the fd an accept got) has run here too. A holder that
+    /// does not stop within HOLDER_CATCH_UP (computing) lets the completion go first.
+    pub(super) fn holder_catches_up(&mut self, owner: Option<u32>) -> Result<()> {
+        let (n, released) = match self.source.peek_event()? {
+            Some(Event { kind: Some(Kind::Syscall(s)) }) => (s.holder_silent, s.token_released),
+            _ => return Ok(()),
+        };
+        loop {
+            let Some(h) = self.holder.filter(|h| Some(*h) != owner) else { return Ok(()) };
+            let Some((tid, running)) = self.tasks.get(&h).map(|t| (t.tid, matches!(t.state, RState::Running))) else {
+                return Ok(());
+            };
+            if !running || self.arrived.contains_key(&tid) {
+                return Ok(());
+            }
+            if released {
+                // The holder released the token at record before this was logged: it first
+                // parks here too (its stops until then log nothing).
+                self.advance(h)?;
+                continue;
+            }
+            let Some(n) = n else { return Ok(()) };
+            let count = self.silent.get(&h).copied().unwrap_or(0);
+            if count > n {
+                return Ok(());
+            }
+            if count < n {
+                self.advance(h)?;
+                continue;
+            }
+            let t0 = std::time::Instant::now();
+            let mut backoff = spin::Backoff::new(std::time::Duration::from_micros(10), std::time::Duration::from_millis(1));
+            while t0.elapsed() < HOLDER_CATCH_UP {
+                if let Some((_, w)) = ft_interposer::tracee::try_wait_for(Some(tid))? {
+                    self.arrived.insert(tid, w);
+                    break;
+                }
+                backoff.sleep();
+            }
+            return Ok(());
         }
     }
 

@@ -593,6 +593,13 @@ pub fn json(index: u64, ev: &Event) -> Value {
                 })).collect::<Vec<_>>(),
                 "mem": s.mem.iter().map(|m| json!({"addr": m.addr, "len": m.data.len()})).collect::<Vec<_>>(),
                 "verified_file": if s.path.is_empty() { None } else { Some(lossy(&s.path)) },
+                "holder_silent": s.holder_silent,
+                "token_released": s.token_released,
+                "token_free": s.token_free,
+                "state": s.state.as_ref().map(|st| json!({
+                    "cwd": lossy(&st.cwd), "uids": st.uids, "gids": st.gids, "groups": st.groups,
+                    "umask": format!("{:04o}", st.umask),
+                })),
             })
         }
         Some(Kind::Rdtsc(r)) => json!({"tsc": r.tsc, "aux": r.aux, "rdtscp": r.rdtscp, "ip": r.ip}),

@@ -96,6 +96,9 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 task,
                 in_tracer,
                 state,
+                holder_silent,
+                token_released,
+                token_free,
             } = x;
             same!(y; nr);
             for i in 0..args.len().max(y.args.len()) {
@@ -104,7 +107,7 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 }
             }
             same!(y; input_digest, ret, disposition, mem, out_digest, stdio, stdio_fd, new_fds, path, file_hash);
-            same!(y; path_arg, task, in_tracer);
+            same!(y; path_arg, task, in_tracer, holder_silent, token_released, token_free);
             state_fields(&mut v, state, &y.state);
         }
         (Some(Kind::Rdtsc(x)), Some(Kind::Rdtsc(y))) => {

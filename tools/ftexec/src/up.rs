@@ -116,7 +116,7 @@ fn can_mount() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()))
-        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+        .is_some_and(|caps| (caps >> CAP_SYS_ADMIN) & 1 == 1)
 }
 
 /// The last `n` lines of a replica's log, indented, for an error that stops `up`.
@@ -126,8 +126,9 @@ fn log_tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("  {l}\n")).collect()
 }
 
-/// A replica that dies this many times in a row, each within QUICK_DEATH of its start, cannot
-/// start at all: `up` stops and shows why instead of restarting it forever.
+/// A replica whose ftexec fails this many times in a row, each within QUICK_DEATH of its start,
+/// cannot start at all: `up` shows why and leaves it down instead of restarting it forever
+/// (and stops if no replica can start: not root, a missing program...).
 const QUICK_DEATHS: u32 = 3;
 const QUICK_DEATH: Duration = Duration::from_secs(10);
 
@@ -212,7 +213,8 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
         children.push((n.id, Some(spawn(&exe, &config, n.id, &dir, o.verbose)?), None));
         starts.insert(n.id, (Instant::now(), 0));
     }
-    let mut cannot_start: Option<u64> = None;
+    // Replicas that cannot start (see QUICK_DEATHS): not restarted; `up` fails if all are.
+    let mut given_up: Vec<u64> = Vec::new();
     let mut leader: Option<(u64, u64)> = None;
     let mut last_poll = Instant::now() - Duration::from_secs(1);
     let mut status = 0;
@@ -226,10 +228,19 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
                     // Killed, or ftexec itself failed: restart. Otherwise the program ended
                     // (on every replica alike) with this status.
                     if st.code().is_none_or(|c| c == i32::from(crate::EXIT_FTEXEC_FAILED)) {
+                        // ftexec failing (not a kill) soon after each start: it cannot start.
+                        let failed = st.code() == Some(i32::from(crate::EXIT_FTEXEC_FAILED));
                         let entry = starts.entry(*id).or_insert((Instant::now(), 0));
-                        entry.1 = if entry.0.elapsed() < QUICK_DEATH { entry.1 + 1 } else { 0 };
+                        entry.1 = if failed && entry.0.elapsed() < QUICK_DEATH { entry.1 + 1 } else { 0 };
                         if entry.1 >= QUICK_DEATHS {
-                            cannot_start = Some(*id);
+                            let log = dir.join(format!("n{id}")).join("ftexec.log");
+                            eprintln!(
+                                "ftexec up: replica {id} failed {QUICK_DEATHS} times in a row within {} s of its start; it stays down. The end of its log ({}):\n{}",
+                                QUICK_DEATH.as_secs(),
+                                log.display(),
+                                log_tail(&log, 8)
+                            );
+                            given_up.push(*id);
                             continue;
                         }
                         eprintln!(
@@ -252,7 +263,7 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
                 running += 1;
             }
         }
-        if cannot_start.is_some() {
+        if given_up.len() == children.len() {
             break;
         }
         if running == 0 && children.iter().all(|(_, c, d)| c.is_none() && d.is_none()) {
@@ -293,14 +304,8 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
             let _ = c.wait();
         }
     }
-    if let Some(id) = cannot_start {
-        let log = dir.join(format!("n{id}")).join("ftexec.log");
-        bail!(
-            "replica {id} failed {QUICK_DEATHS} times in a row within {} s of its start; the end of its log ({}):\n{}",
-            QUICK_DEATH.as_secs(),
-            log.display(),
-            log_tail(&log, 8)
-        );
+    if given_up.len() == children.len() {
+        bail!("no replica could start (each failed {QUICK_DEATHS} times in a row; see above)");
     }
     Ok(0)
 }

@@ -1,0 +1,151 @@
+//! A cluster of replicas on this machine, started by `ftexec up --replicas 3`, for end-to-end
+//! tests: its status through `ftctl`, a kill -9 of its leader, its logs when a test fails.
+
+use crate::ftexec;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ftctl() -> PathBuf {
+    ftexec().with_file_name("ftctl")
+}
+
+/// `ftexec up` running a program on 3 replicas; stopped (with its replicas) when dropped.
+pub struct Up {
+    up: Child,
+    pub dir: PathBuf,
+}
+
+impl Up {
+    /// `ftexec up --replicas 3 --fsync never --dir DIR ARGS -- COMMAND`, with `env` added to the
+    /// environment of `up` and of its replicas; what it prints goes to DIR.up.log.
+    pub fn start(dir: &Path, command: &[String], args: &[&str], env: &[(&str, &str)]) -> Up {
+        let mut c = Command::new(ftexec());
+        c.args(["up", "--replicas", "3", "--fsync", "never", "--dir"]).arg(dir).args(args).arg("--");
+        c.args(command);
+        c.envs(env.iter().copied());
+        let log = std::fs::File::create(dir.with_extension("up.log")).expect("up log");
+        c.stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log).process_group(0);
+        let up = c.spawn().expect("starting ftexec up");
+        Up { up, dir: dir.to_path_buf() }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("cluster.toml")
+    }
+
+    /// `ftctl status --json`: one object per node.
+    pub fn status(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(ftctl())
+            .args(["status", "--json", "--timeout-ms", "500", "--config"])
+            .arg(self.config())
+            .output()
+            .expect("running ftctl");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        doc["nodes"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `ftctl fault --node ID ACTION` (isolate / heal): whether it succeeded, and its stdout+stderr.
+    pub fn fault(&self, id: u64, action: &str) -> (bool, String) {
+        let out = Command::new(ftctl())
+            .args(["fault", "--node", &id.to_string(), action, "--config"])
+            .arg(self.config())
+            .output()
+            .expect("running ftctl");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// What `ftexec up` printed, and the last lines of each replica's ftexec.log.
+    pub fn logs(&self) -> String {
+        let mut out = format!("ftexec up said:\n{}", self.up_log());
+        for n in 1..=3 {
+            let log = std::fs::read_to_string(self.dir.join(format!("n{n}/ftexec.log"))).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            out +=
+                &format!("\nreplica {n}'s ftexec.log (end):\n{}", lines[lines.len().saturating_sub(30)..].join("\n"));
+        }
+        out
+    }
+
+    /// What `ftexec up` has printed so far.
+    pub fn up_log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("up.log")).unwrap_or_default()
+    }
+
+    /// The pid of the `ftexec run` that leads and records.
+    pub fn leader_pid(&self) -> u32 {
+        let t0 = Instant::now();
+        loop {
+            let st = self.status();
+            if let Some(n) = st.iter().find(|n| n["role"] == "leader" && n["mode"] == "recording") {
+                return n["pid"].as_u64().expect("pid") as u32;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "no recording leader after 30 s: {st:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9 of the recording leader's ftexec process, as a machine death would; returns when
+    /// the kill was.
+    pub fn kill_leader(&self) -> Instant {
+        let pid = self.leader_pid();
+        // SAFETY: kill -9 of a process of this cluster.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        Instant::now()
+    }
+
+    /// The pids of the program's processes named `name` that run under this cluster's replicas
+    /// (found through /proc: the children of each replica's `ftexec run`, recursively).
+    pub fn program_pids(&self, name: &str) -> Vec<u32> {
+        let runs: Vec<u32> = self.status().iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect();
+        let mut out = Vec::new();
+        let mut frontier = runs;
+        while let Some(p) = frontier.pop() {
+            for c in children(p) {
+                let comm = std::fs::read_to_string(format!("/proc/{c}/comm")).unwrap_or_default();
+                if comm.trim() == name {
+                    out.push(c);
+                }
+                frontier.push(c);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Stops `ftexec up` with SIGINT (as Ctrl-C) and waits for it; its exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        // SAFETY: signals our own child's process group.
+        unsafe { libc::kill(-(self.up.id() as i32), libc::SIGINT) };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(8) {
+            if let Ok(Some(st)) = self.up.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// The children of process `pid` (/proc/PID/task/*/children).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|s| s.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.stop().is_none() {
+            // SAFETY: signals our own child's process group.
+            unsafe { libc::kill(-(self.up.id() as i32), libc::SIGKILL) };
+            let _ = self.up.wait();
+        }
+    }
+}
