@@ -120,3 +120,20 @@ fn limits(pid: i32) -> Result<Vec<u64>, String> {
     }
     Ok(out)
 }
+
+/// The pid, as the tracer sees it, of the process that is `ns_pid` in the PID namespace of
+/// process `peer` (found by the last field of each process's NSpid line). None if there is none.
+pub fn host_pid(ns_pid: i32, peer: i32) -> Option<i32> {
+    let ns = std::fs::read_link(format!("/proc/{peer}/ns/pid")).ok()?;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        let last = status.lines().find_map(|l| l.strip_prefix("NSpid:")).and_then(|v| v.split_whitespace().last());
+        if last.and_then(|v| v.parse::<i32>().ok()) == Some(ns_pid)
+            && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() == Some(&ns)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}

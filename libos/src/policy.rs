@@ -121,9 +121,28 @@ pub fn new_fds(
         NewFd::Ret => vec![(ret as i32, fresh)],
         NewFd::Dup(i) => vec![(ret as i32, dup_of(args[i as usize]))],
         NewFd::Pair(_) => pair.map(|p| vec![(p[0], fresh), (p[1], fresh)]).unwrap_or_default(),
-        // Received fds are not followed yet (issue 16): nothing is known of them here.
+        // Received fds are in the control data the caller reads (see `scm_rights`).
         NewFd::Rights => Vec::new(),
     }
+}
+
+/// The fds an SCM_RIGHTS message carried, from the control data a recvmsg filled (the struct
+/// cmsghdr records: a u64 length, the level, the type, then the data, each record 8-aligned).
+pub fn scm_rights(control: &[u8]) -> Vec<i32> {
+    let mut fds = Vec::new();
+    let mut off = 0usize;
+    while off + 16 <= control.len() {
+        let word = |at: usize| control.get(at..at + 4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let len = control.get(off..off + 8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))) as usize;
+        if len < 16 || off + len > control.len() {
+            break;
+        }
+        if word(off + 8) == Some(libc::SOL_SOCKET) && word(off + 12) == Some(libc::SCM_RIGHTS) {
+            fds.extend((off + 16..off + len).step_by(4).filter_map(|at| word(at).filter(|_| at + 4 <= off + len)));
+        }
+        off += (len + 7) & !7;
+    }
+    fds
 }
 
 /// fcntl(fd, F_DUPFD or F_DUPFD_CLOEXEC, min).
@@ -180,6 +199,32 @@ pub fn opened_file_kind(in_data_dir: bool, regular: bool, read_only: bool, elf: 
         FdKind::Verified
     } else {
         FdKind::External
+    }
+}
+
+#[cfg(test)]
+mod scm_tests {
+    use super::scm_rights;
+
+    fn cmsg(level: i32, kind: i32, data: &[i32]) -> Vec<u8> {
+        let mut v = ((16 + 4 * data.len()) as u64).to_le_bytes().to_vec();
+        v.extend(level.to_le_bytes());
+        v.extend(kind.to_le_bytes());
+        data.iter().for_each(|d| v.extend(d.to_le_bytes()));
+        while v.len() % 8 != 0 {
+            v.push(0);
+        }
+        v
+    }
+
+    #[test]
+    fn fds_of_scm_rights_records_only() {
+        let mut control = cmsg(libc::SOL_SOCKET, libc::SCM_CREDENTIALS, &[1, 2, 3]);
+        control.extend(cmsg(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[8]));
+        control.extend(cmsg(libc::SOL_SOCKET, libc::SCM_RIGHTS, &[9, 10]));
+        assert_eq!(scm_rights(&control), vec![8, 9, 10]);
+        assert_eq!(scm_rights(&control[..control.len() - 3]), vec![8], "a truncated record is not read");
+        assert!(scm_rights(&[]).is_empty());
     }
 }
 

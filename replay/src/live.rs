@@ -240,13 +240,18 @@ fn arm_timers(r: &mut Remote, scratch: u64, tgid: i32, timers: &[(i32, [i64; 4])
 
 /// Takes the socket at `fd` of process `owner` (pid as the program sees it) into the process
 /// of `r`: returns its new fd there.
-fn take_shared(r: &mut Remote, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
+fn take_shared(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
     let pidfd = r.call(libc::SYS_pidfd_open, [owner as u64, 0, 0, 0, 0, 0])?;
     if pidfd < 0 {
         return Err(unexpected(t_pid(tgid), format!("pidfd_open({owner}) to share its fd {fd} failed with {pidfd}")));
     }
     let new = r.call(libc::SYS_pidfd_getfd, [pidfd as u64, fd as u64, 0, 0, 0, 0])?;
     r.call(libc::SYS_close, [pidfd as u64, 0, 0, 0, 0, 0])?;
+    if new == -i64::from(libc::EPERM) {
+        // This process may not take from that one (a worker that dropped its privileges, the
+        // owner still root): the tracer takes the socket and passes it over.
+        return pass_over(r, scratch, tgid, owner, fd);
+    }
     if new < 0 {
         return Err(SessionError::Unsupported {
             what: format!("going live: taking the socket at fd {fd} of process {owner} into a process that shares it"),
@@ -254,6 +259,82 @@ fn take_shared(r: &mut Remote, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
         });
     }
     Ok(new)
+}
+
+/// Takes the socket at `fd` of process `owner` (pid in the program's namespace) in the tracer,
+/// which may (pidfd_getfd with the tracer's privileges), and passes it to the process of `r`
+/// over a unix socket of the abstract namespace that `r` connects to: SCM_RIGHTS, received by an
+/// injected recvmsg. Returns its new fd there.
+fn pass_over(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::linux::net::SocketAddrExt;
+    let fail = |what: String| unexpected(t_pid(tgid), what);
+    let host = ft_interposer::procfs::host_pid(owner, tgid)
+        .ok_or_else(|| fail(format!("process {owner}, which has the socket at fd {fd}, is not found")))?;
+    // SAFETY: pidfd_open and pidfd_getfd take plain integers; each result is checked and owned.
+    let taken = unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, host, 0);
+        if pidfd < 0 {
+            return Err(fail(format!("pidfd_open({host}): {}", std::io::Error::last_os_error())));
+        }
+        let pidfd = OwnedFd::from_raw_fd(pidfd as i32);
+        let got = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0);
+        if got < 0 {
+            return Err(fail(format!("pidfd_getfd({host}, {fd}) in the tracer: {}", std::io::Error::last_os_error())));
+        }
+        OwnedFd::from_raw_fd(got as i32)
+    };
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!("ftexec-pass-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(|e| fail(format!("abstract socket name: {e}")))?;
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
+        .map_err(|e| fail(format!("binding the hand-over socket: {e}")))?;
+    // In the process: socket, connect (queued in the backlog), recvmsg.
+    let s = r.call(libc::SYS_socket, [libc::AF_UNIX as u64, (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64, 0, 0, 0, 0])?;
+    if s < 0 {
+        return Err(fail(format!("socket for the hand-over failed with {s}")));
+    }
+    let mut sun = (libc::AF_UNIX as u16).to_le_bytes().to_vec();
+    sun.push(0);
+    sun.extend_from_slice(name.as_bytes());
+    r.write(scratch, &sun)?;
+    let c = r.call(libc::SYS_connect, [s as u64, scratch, sun.len() as u64, 0, 0, 0])?;
+    let result = (|| {
+        if c < 0 {
+            return Err(fail(format!("connect to the hand-over socket failed with {c}")));
+        }
+        let (conn, _) = listener.accept().map_err(|e| fail(format!("accepting the hand-over: {e}")))?;
+        let fds = [taken.as_raw_fd()];
+        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+        let iov = [std::io::IoSlice::new(b"F")];
+        nix::sys::socket::sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None)
+            .map_err(|e| fail(format!("sending the socket over: {e}")))?;
+        // struct msghdr at +256 (iov at +384, one byte at +400), control buffer at +512.
+        let (msg, iov_at, byte, control) = (scratch + 256, scratch + 384, scratch + 400, scratch + 512);
+        let mut iovec = byte.to_le_bytes().to_vec();
+        iovec.extend_from_slice(&1u64.to_le_bytes());
+        r.write(iov_at, &iovec)?;
+        let mut hdr = vec![0u8; 56];
+        hdr[16..24].copy_from_slice(&iov_at.to_le_bytes());
+        hdr[24..32].copy_from_slice(&1u64.to_le_bytes());
+        hdr[32..40].copy_from_slice(&control.to_le_bytes());
+        hdr[40..48].copy_from_slice(&64u64.to_le_bytes());
+        r.write(msg, &hdr)?;
+        let n = r.call(libc::SYS_recvmsg, [s as u64, msg, libc::MSG_CMSG_CLOEXEC as u64, 0, 0, 0])?;
+        if n != 1 {
+            return Err(fail(format!("recvmsg of the handed-over socket returned {n}")));
+        }
+        // struct cmsghdr: len (8), level (4), type (4), then the fd.
+        let c = r.read(control, 20)?;
+        let (level, kind) = (i32::from_le_bytes([c[8], c[9], c[10], c[11]]), i32::from_le_bytes([c[12], c[13], c[14], c[15]]));
+        if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
+            return Err(fail("the hand-over message carried no fd".into()));
+        }
+        Ok(i64::from(i32::from_le_bytes([c[16], c[17], c[18], c[19]])))
+    })();
+    r.call(libc::SYS_close, [s as u64, 0, 0, 0, 0, 0])?;
+    result
 }
 
 /// Makes each stand-in of `todo` real; returns the (eventfd id, fd) of those it made (not the
@@ -284,7 +365,7 @@ fn rebuild_all(
             d
         } else if let Some((owner, owner_fd)) = shared {
             debug!(log, "going live: an fd shared with another process"; "fd" => fd, "from" => owner);
-            take_shared(r, tgid, owner, owner_fd)?
+            take_shared(r, scratch, tgid, owner, owner_fd)?
         } else if let Stand::File(f) = stand {
             reopen(r, scratch, tgid, fd, f, log)?
         } else if let Stand::PidFd(pid) = stand {

@@ -225,3 +225,71 @@ fn up_with_initial_data_starts_every_replica_from_it() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("--fresh"), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(Path::new(&dir).join("cluster.toml").exists());
 }
+
+/// nginx with its default process model: a master (root) and 4 workers (dropped to nobody) that
+/// share the listening socket; the master passes each worker the others' channel sockets with
+/// SCM_RIGHTS. Before, a follower diverged at the first recvmsg that carried an fd ("the
+/// recording has new fd(s) [8], but the program now does a placeholder at 4") and the cluster
+/// lost its quorum; going live could not share the listening socket with a worker that had
+/// dropped its privileges (pidfd_getfd EPERM). 100 requests, a kill -9 of the leader, 100 more.
+#[test]
+fn nginx_with_4_workers_serves_across_a_failover() {
+    let Some(nginx) = find_program("nginx").or_else(|| Some(Path::new("/usr/sbin/nginx").to_path_buf()).filter(|p| p.exists()))
+    else {
+        println!("SKIPPED: nginx is not installed (scripts/deps.sh installs nginx-light)");
+        return;
+    };
+    let tmp = temp_dir("srv-nginx");
+    let prefix = tmp.path().join("nginx");
+    for d in ["conf", "html", "logs"] {
+        std::fs::create_dir_all(prefix.join(d)).unwrap();
+    }
+    // The workers run as nobody: they must reach the site.
+    for d in [tmp.path(), prefix.as_path(), prefix.join("html").as_path()] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    std::fs::write(prefix.join("html/index.html"), "<h1>nginx under ftexec</h1>\n").unwrap();
+    let port = free_port();
+    std::fs::write(
+        prefix.join("conf/nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process on;\nworker_processes 4;\nerror_log stderr notice;\npid {}/logs/nginx.pid;\n\
+             events {{ worker_connections 64; }}\nhttp {{ access_log off; server {{ listen 127.0.0.1:{port}; root {}/html; }} }}\n",
+            prefix.display(),
+            prefix.display()
+        ),
+    )
+    .unwrap();
+    let cmd: Vec<String> = vec![
+        nginx.to_string_lossy().into_owned(),
+        "-p".into(),
+        prefix.to_string_lossy().into_owned(),
+        "-c".into(),
+        "conf/nginx.conf".into(),
+    ];
+    let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
+    let serve = |up: &Up, what: &str| {
+        for i in 0..100 {
+            let (status, body) =
+                retry(up, Duration::from_secs(30), &format!("nginx answering request {i} {what}"), || http_get(port, "/"));
+            assert!(status.contains("200") && body == "<h1>nginx under ftexec</h1>\n", "{what}, request {i}: {status} {body:?}");
+        }
+    };
+    serve(&up, "before the failover");
+    let workers = retry(&up, Duration::from_secs(30), "3 x (master + 4 workers)", || {
+        let p = up.program_pids("nginx");
+        (p.len() == 15).then_some(p)
+    });
+    let nobody = uid_of("nobody").unwrap_or(65534);
+    let as_nobody = workers.iter().filter(|p| uids(**p) == vec![nobody; 4]).count();
+    assert_eq!(as_nobody, 12, "every replica's 4 workers run as nobody");
+    up.kill_leader();
+    std::thread::sleep(Duration::from_millis(200));
+    serve(&up, "after the failover");
+    let st = up.status();
+    assert!(
+        st.iter().filter(|n| n["live"] == true).count() >= 2 && up.up_log().matches("died").count() == 1,
+        "only the killed replica may die: {st:?}\n{}",
+        up.logs()
+    );
+}

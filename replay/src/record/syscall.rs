@@ -249,6 +249,15 @@ impl Recorder<'_> {
                 ev.new_fds.push(NewFd { fd, kind: kind as i32, cloexec });
             }
         }
+        if spec.fds.creates == NewFdEffect::Rights && ret >= 0 {
+            // fds received in SCM_RIGHTS control data (a master passing sockets to workers):
+            // stand-ins at their numbers at replay.
+            for fd in received_fds(t, &args) {
+                self.fds_of(pid).set(fd, FdKind::External);
+                let cloexec = ft_interposer::procfs::fd_flags(pid.as_raw(), fd) & libc::O_CLOEXEC != 0;
+                ev.new_fds.push(NewFd { fd, kind: FdKind::External as i32, cloexec });
+            }
+        }
         if self.holder != Some(t.pid()) {
             // Logged while another task ran, or none: where replay applies it.
             match self.holder {
@@ -495,4 +504,15 @@ impl stop::Side for Recorder<'_> {
         let base = ft_interposer::procfs::path_base(t.pid().as_raw(), dirfd.map(|i| args[i as usize] as i32), path);
         Ok(base.map(|b| policy::inside(&b, path, dir)).unwrap_or(false))
     }
+}
+
+/// The fds a recvmsg received in SCM_RIGHTS control data: its struct msghdr (argument 1) has
+/// msg_control at offset 32 and msg_controllen, which the kernel set, at 40.
+fn received_fds(t: &Stopped, args: &[u64; 6]) -> Vec<i32> {
+    let word = |at: u64| t.read(at, 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let (Some(control), Some(len)) = (word(args[1] + 32), word(args[1] + 40)) else { return Vec::new() };
+    if control == 0 || len == 0 || len > 4096 {
+        return Vec::new();
+    }
+    t.read(control, len as usize).map(|c| policy::scm_rights(&c)).unwrap_or_default()
 }

@@ -421,6 +421,11 @@ impl Replayer<'_> {
                     Some((child, b)) => self.reap_born(t, regs, child, b, index)?,
                     None => t,
                 };
+                let t = if spec.fds.creates == NewFd::Rights && !s.new_fds.is_empty() {
+                    self.received_stand_ins(t, &s, index)?
+                } else {
+                    t
+                };
                 regs.skip_with(s.ret);
                 t.set_regs(&regs)?;
                 self.put_mem(&t, &s, false)?;
@@ -692,6 +697,37 @@ impl Replayer<'_> {
         slog::debug!(self.log, "fds moved to the recording's numbers"; "moves" => format!("{moves:?}"), "at" => index);
         remote.into_stopped().ok_or_else(|| {
             SessionError::Trace(ft_interposer::TraceError::Unexpected { pid, what: "lost during injected dup3".into() })
+        })
+    }
+
+    /// The fds a recvmsg received at record (SCM_RIGHTS): stand-ins (eventfds) at their numbers,
+    /// made by syscalls injected at the recvmsg's seccomp stop, where the task is left.
+    pub(super) fn received_stand_ins(&mut self, t: Stopped, s: &Syscall, index: u64) -> Result<Stopped> {
+        let pid = t.pid();
+        let busy: Vec<i32> =
+            s.new_fds.iter().map(|f| f.fd).filter(|fd| Path::new(&format!("/proc/{pid}/fd/{fd}")).exists()).collect();
+        if !busy.is_empty() {
+            let want: Vec<i32> = s.new_fds.iter().map(|f| f.fd).collect();
+            return Err(self.diverge(index, format!("received fd(s) {want:?}"), format!("{busy:?} still open here: the fd table differs")));
+        }
+        let mut remote = ft_interposer::inject::Remote::new(t)?;
+        for f in &s.new_fds {
+            let flags = if f.cloexec { libc::EFD_CLOEXEC as u64 } else { 0 };
+            let got = remote.call(libc::SYS_eventfd2, [0, flags, 0, 0, 0, 0])?;
+            if got < 0 {
+                return Err(self.diverge(index, format!("received fd {}", f.fd), format!("no stand-in for it (eventfd2: {got})")));
+            }
+            if got != i64::from(f.fd) {
+                let dup_flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+                let r = remote.call(libc::SYS_dup3, [got as u64, f.fd as u64, dup_flags, 0, 0, 0])?;
+                remote.call(libc::SYS_close, [got as u64, 0, 0, 0, 0, 0])?;
+                if r != i64::from(f.fd) {
+                    return Err(self.diverge(index, format!("received fd {}", f.fd), format!("dup3 to it failed ({r})")));
+                }
+            }
+        }
+        remote.into_stopped().ok_or_else(|| {
+            SessionError::Trace(ft_interposer::TraceError::Unexpected { pid, what: "lost while making received fds".into() })
         })
     }
 
