@@ -73,7 +73,12 @@ pub struct AfterExec {
 }
 
 // Steps reported by the child through the error pipe.
-const STEPS: [&str; 14] = [
+/// Where a program launched in its own namespaces has a tmpfs of its own (POSIX shared memory:
+/// PostgreSQL's dynamic shared memory, shm_open): what it creates there is its own replicated
+/// state, made for real in every run like the data directory's files.
+pub const PRIVATE_SHM: &std::ffi::CStr = c"/dev/shm";
+
+const STEPS: [&str; 15] = [
     "unshare(CLONE_NEWNS)",
     "make / private",
     "bind-mount the data directory",
@@ -88,6 +93,7 @@ const STEPS: [&str; 14] = [
     "fork the program inside the PID namespace",
     "close_range(3, ~0, CLOSE_RANGE_CLOEXEC) on the fds ftexec inherited",
     "set the recording's resource limits",
+    "mount a tmpfs of the program's own at /dev/shm",
 ];
 
 const AT_NULL: u64 = 0;
@@ -128,11 +134,12 @@ pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<
     let proc_src = c"proc";
     let fresh = Fresh { spec, argv: &argv, envp: &envp, prog: &prog, root: root.as_ptr(), proc: proc_src.as_ptr() };
     if spec.pid_ns {
-        // A fork-like clone whose child is the init (pid 1) of a new PID namespace; the program
-        // will be its child, pid 2. Without the privilege, fall back to a plain fork below.
+        // A fork-like clone whose child is the init (pid 1) of a new PID namespace, and of a new
+        // IPC namespace (System V IPC and its ids are the program's own, the same in every run);
+        // the program will be its child, pid 2. Without the privilege, fall back to a plain fork below.
         // SAFETY: clone without CLONE_VM and without a new stack behaves like fork.
         let r = unsafe {
-            libc::syscall(libc::SYS_clone, (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong, 0, 0, 0, 0)
+            libc::syscall(libc::SYS_clone, (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::SIGCHLD) as libc::c_ulong, 0, 0, 0, 0)
         };
         if r == 0 {
             drop(rd);
@@ -221,6 +228,14 @@ unsafe fn mounts(f: &Fresh<'_>, errfd: i32, proc: bool) {
             let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
             if libc::mount(f.proc, c"/proc".as_ptr(), f.proc, flags, std::ptr::null()) != 0 {
                 die(errfd, 10);
+            }
+            // POSIX shared memory (shm_open, /dev/shm) of the program's own, empty at start as
+            // its IPC namespace is: files in it are replicated state (see PRIVATE_SHM).
+            let shm_flags = libc::MS_NOSUID | libc::MS_NODEV;
+            if libc::mount(c"tmpfs".as_ptr(), PRIVATE_SHM.as_ptr(), c"tmpfs".as_ptr(), shm_flags, c"mode=1777".as_ptr().cast())
+                != 0
+            {
+                die(errfd, 14);
             }
         }
         if let Some((src, dst)) = &f.spec.bind {

@@ -137,3 +137,14 @@ pub fn host_pid(ns_pid: i32, peer: i32) -> Option<i32> {
     }
     None
 }
+
+/// Whether process `pid` has a /dev/shm of its own (the tmpfs its launch mounted; see
+/// `launch::PRIVATE_SHM`), not the tracer's.
+pub fn private_shm(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let dir = crate::launch::PRIVATE_SHM.to_string_lossy();
+    match (std::fs::metadata(format!("/proc/{pid}/root{dir}")), std::fs::metadata(&*dir)) {
+        (Ok(theirs), Ok(ours)) => theirs.dev() != ours.dev(),
+        _ => false,
+    }
+}

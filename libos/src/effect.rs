@@ -351,3 +351,18 @@ pub enum Changes {
     /// Capabilities, securebits and the like (prctl, capset).
     Caps,
 }
+
+/// Whether a Local syscall may wait in the kernel for another task of the program (a semaphore
+/// another process posts, a message another process sends). One that may wait runs without the
+/// token at record and, at replay, when the log completes it (its wake-up came after the posts
+/// before it, which run holding the token, so it does not wait at replay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waits {
+    Never,
+    /// semop-like: an array of struct sembuf (u16 num, i16 op, i16 flags) at argument `ops`,
+    /// `count` of them at argument `count`: waits if one takes (op < 0) or waits for zero
+    /// (op == 0) without IPC_NOWAIT.
+    SemOps { ops: u8, count: u8 },
+    /// Waits unless argument `arg` has IPC_NOWAIT (msgrcv).
+    UnlessNoWait { arg: u8 },
+}

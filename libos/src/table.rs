@@ -15,7 +15,7 @@
 pub use crate::arg::{Arg, Now, Returns};
 pub use crate::effect::{
     Changes, CloneKind, Closes, FdEffect, FlagsArg, Follow, Interrupted, Live, MaskAt, NewFd, Object, Send, SigEffect, Sleep,
-    Stream, Target, TaskEffect, TempMask, Timer, Wait,
+    Stream, Target, TaskEffect, TempMask, Timer, Wait, Waits,
 };
 
 /// How a syscall is treated. See DESIGN.md, "The event model".
@@ -221,6 +221,8 @@ pub struct Spec {
     pub now: Option<Now>,
     /// The process state it changes (cwd, credentials, umask, limits, capabilities).
     pub process: Changes,
+    /// Whether it may wait in the kernel for another task of the program (semop, msgrcv).
+    pub waits: Waits,
 }
 
 const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
@@ -244,6 +246,7 @@ const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
         returns: Returns::Number,
         now: None,
         process: Changes::None,
+        waits: Waits::Never,
     }
 }
 
@@ -316,6 +319,10 @@ impl Spec {
     const fn changes(mut self, c: Changes) -> Self {
         self.process = c;
         self.class = Class::Local;
+        self
+    }
+    const fn waits(mut self, w: Waits) -> Self {
+        self.waits = w;
         self
     }
     const fn replay_runs(mut self) -> Self {
@@ -417,7 +424,7 @@ const SIZEOF_UTSNAME: u32 = 390;
 const SIZEOF_SYSINFO: u32 = 112;
 const SIZEOF_TMS: u32 = 32;
 
-const SYSV: &str = "System V IPC is shared with processes ftexec does not trace";
+const SYSV: &str = "POSIX message queues are not replayed yet";
 const ADMIN: &str = "administrative syscall that a replicated service must not make";
 const AIO: &str = "asynchronous I/O completes outside any syscall stop, so it cannot be ordered";
 const URING: &str = "io_uring bypasses syscall interposition (rr #2613); programs fall back to plain syscalls";
@@ -488,9 +495,15 @@ pub static TABLE: &[Spec] = &[
     rec(27, "mincore").w(&[w(2, Pages(1))]),
     // int madvise(void *addr, size_t len, int advice)
     det(28, "madvise").args(&[Hex, Uint, Int]),
-    no(29, "shmget", ENOSYS, SYSV),
-    no(30, "shmat", ENOSYS, SYSV),
-    no(31, "shmctl", ENOSYS, SYSV),
+    // System V IPC runs for real in every mode, in the program's own IPC namespace (ftexec makes
+    // one with the PID namespace): with one task at a time its ids, values and shared memory are
+    // as deterministic as threads' memory. IPC_STAT times are the replay's own.
+    // int shmget(key_t key, size_t size, int flags)
+    loc(29, "shmget").check(A0 | A1 | A2).args(&[Hex, Uint, Hex]),
+    // void *shmat(int id, const void *addr, int flags)
+    loc(30, "shmat").check(A0 | A1 | A2).args(&[Int, Hex, Hex]),
+    // int shmctl(int id, int cmd, struct shmid_ds *buf)
+    loc(31, "shmctl").check(A0 | A1).args(&[Int, Int, Ptr]),
     // int dup(int fd)
     loc(32, "dup").check(A0).creates(NewFd::Dup(0)).object(Object::Same).args(&[Fd]),
     // int dup2(int old, int new)
@@ -555,14 +568,23 @@ pub static TABLE: &[Spec] = &[
     rec(62, "kill").check(A0 | A1).sends(Target::Process(0), 1, None).args(&[Int, Signal]),
     // int uname(struct utsname *buf)
     rec(63, "uname").tracer().w(&[w(0, Fixed(SIZEOF_UTSNAME))]).args(&[Utsname]),
-    no(64, "semget", ENOSYS, SYSV),
-    no(65, "semop", ENOSYS, SYSV),
-    no(66, "semctl", ENOSYS, SYSV),
-    no(67, "shmdt", ENOSYS, SYSV),
-    no(68, "msgget", ENOSYS, SYSV),
-    no(69, "msgsnd", ENOSYS, SYSV),
-    no(70, "msgrcv", ENOSYS, SYSV),
-    no(71, "msgctl", ENOSYS, SYSV),
+    // int semget(key_t key, int nsems, int flags)
+    loc(64, "semget").check(A0 | A1 | A2).args(&[Hex, Int, Hex]),
+    // int semop(int id, struct sembuf *sops, size_t nsops): may wait for another process
+    loc(65, "semop").check(A0 | A2).waits(Waits::SemOps { ops: 1, count: 2 }).args(&[Int, Ptr, Uint]),
+    // int semctl(int id, int num, int cmd, ...)
+    loc(66, "semctl").check(A0 | A1 | A2).args(&[Int, Int, Int, Hex]),
+    // int shmdt(const void *addr)
+    loc(67, "shmdt").check(A0).args(&[Hex]),
+    // int msgget(key_t key, int flags)
+    loc(68, "msgget").check(A0 | A1).args(&[Hex, Hex]),
+    // int msgsnd(int id, const void *msg, size_t size, int flags): runs holding the token, so
+    // that a receiver finds the message where the log has it (a full queue would wait with it)
+    loc(69, "msgsnd").check(A0 | A2 | A3).args(&[Int, Ptr, Uint, Hex]),
+    // ssize_t msgrcv(int id, void *msg, size_t size, long type, int flags): may wait for one
+    loc(70, "msgrcv").check(A0 | A2 | A3 | A4).waits(Waits::UnlessNoWait { arg: 4 }).args(&[Int, Ptr, Uint, Int, Hex]),
+    // int msgctl(int id, int cmd, struct msqid_ds *buf)
+    loc(71, "msgctl").check(A0 | A1).args(&[Int, Int, Ptr]),
     // int fcntl(int fd, int cmd, ...)
     rec(72, "fcntl").fd(0).check(A0 | A1).special(Special::Fcntl).creates(NewFd::DupCmd).object(Object::Same).args(&[Fd, FcntlCmd, Hex]),
     // int flock(int fd, int op)
@@ -814,7 +836,8 @@ pub static TABLE: &[Spec] = &[
     rec(218, "set_tid_address").replay_runs().args(&[Ptr]),
     // long restart_syscall(void): continues an interrupted sleep, so it blocks like one
     rec(219, "restart_syscall").special(Special::RestartSyscall),
-    no(220, "semtimedop", ENOSYS, SYSV),
+    // int semtimedop(int id, struct sembuf *sops, size_t nsops, const struct timespec *t)
+    loc(220, "semtimedop").check(A0 | A2).waits(Waits::SemOps { ops: 1, count: 2 }).args(&[Int, Ptr, Uint, Ptr]),
     // int fadvise64(int fd, off_t off, off_t len, int advice)
     rec(221, "fadvise64").check(A0 | A3),
     // int timer_create(clockid_t clk, struct sigevent *sev, timer_t *id)

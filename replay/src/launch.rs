@@ -4,14 +4,34 @@
 
 use crate::error::{Result, SessionError};
 use crate::program;
-use crate::record::RecordOptions;
-use crate::replay::ReplayOptions;
 use ft_interposer::{LaunchSpec, Vdso};
 use ft_libos::digest;
 use ft_libos::proto::Header;
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+/// What to record.
+pub struct RecordOptions {
+    /// PROG as given (resolved through PATH).
+    pub prog: std::ffi::OsString,
+    /// argv[0..]; argv[0] is PROG as given.
+    pub argv: Vec<std::ffi::OsString>,
+    pub env: Vec<std::ffi::OsString>,
+    pub cwd: PathBuf,
+    /// Replicated state: syscalls on files in here run for real at replay.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// How to replay.
+pub struct ReplayOptions {
+    /// The data directory to replay into (None: the recorded path).
+    pub data_dir: Option<PathBuf>,
+    /// Replay even if the CPU model differs from the recording's.
+    pub allow_cpu_mismatch: bool,
+    /// Write the recorded stdout/stderr bytes to ftexec's own.
+    pub print_stdio: bool,
+}
 
 /// The header for a recording: identity of the program and of its inputs.
 pub fn header(opts: &RecordOptions) -> Result<(PathBuf, Header)> {

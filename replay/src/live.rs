@@ -419,6 +419,9 @@ fn rebuild_all(
                 if b == 0 {
                     break;
                 }
+                if b == -i64::from(libc::EADDRINUSE) && remove_stale_unix_socket(tgid, &sh.addr, log) {
+                    continue;
+                }
                 if b != -i64::from(libc::EADDRINUSE) || started.elapsed() > BIND_PATIENCE {
                     return Err(SessionError::Unsupported {
                         what: format!(
@@ -474,4 +477,27 @@ fn rebuild_all(
         }
     }
     Ok(done)
+}
+
+/// A unix socket address whose file the dead leader's program left behind (nobody listens:
+/// connecting is refused): removes the file, as a server removes its own stale socket at start.
+/// Whether it did. The path is looked up in the program's root (its mount namespace).
+fn remove_stale_unix_socket(tgid: i32, addr: &[u8], log: &Logger) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let family = addr.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]));
+    let path = addr.get(2..).map(|p| &p[..p.iter().position(|&c| c == 0).unwrap_or(p.len())]);
+    let (Some(f), Some(path)) = (family, path) else { return false };
+    if f != libc::AF_UNIX as u16 || path.first() != Some(&b'/') {
+        return false;
+    }
+    let file = std::path::PathBuf::from(format!("/proc/{tgid}/root")).join(std::ffi::OsStr::from_bytes(&path[1..]));
+    let refused = matches!(
+        std::os::unix::net::UnixStream::connect(&file),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    );
+    if refused && std::fs::remove_file(&file).is_ok() {
+        info!(log, "going live: removed a stale unix socket nobody listens on"; "path" => String::from_utf8_lossy(path).into_owned());
+        return true;
+    }
+    false
 }

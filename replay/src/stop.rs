@@ -9,7 +9,7 @@ use ft_interposer::clock::ClockPages;
 use ft_interposer::tracee::send_signal_to_thread;
 use ft_interposer::{Regs, Stopped};
 use ft_libos::policy::{self, Action};
-use ft_libos::table::{Emulation, Len, Spec};
+use ft_libos::table::{Emulation, Len, Spec, Waits};
 use ft_libos::{lookup, FdTable, Sig};
 use nix::unistd::Pid;
 use std::collections::HashMap;
@@ -249,4 +249,21 @@ pub(crate) fn emulate(t: &Stopped, regs: &mut Regs, e: Emulation) -> Result<()> 
     regs.skip_with(ret);
     t.set_regs(regs)?;
     Ok(())
+}
+
+/// Whether a Local syscall may wait in the kernel for another task of the program (table
+/// `Waits`): then it runs without the token at record, and at replay where the log completes it.
+pub(crate) fn may_wait(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
+    match spec.waits {
+        Waits::Never => false,
+        Waits::UnlessNoWait { arg } => args[usize::from(arg)] & libc::IPC_NOWAIT as u64 == 0,
+        Waits::SemOps { ops, count } => {
+            let n = args[usize::from(count)].min(1024) as usize;
+            let Ok(b) = t.read(args[usize::from(ops)], 6 * n) else { return true };
+            b.chunks_exact(6).any(|op| {
+                let (sem_op, flags) = (i16::from_le_bytes([op[2], op[3]]), i16::from_le_bytes([op[4], op[5]]));
+                sem_op <= 0 && (flags as i32) & libc::IPC_NOWAIT == 0
+            })
+        }
+    }
 }

@@ -8,7 +8,7 @@ mod syscall;
 mod takeover;
 
 pub(crate) use crate::handover::{AdoptedState, Handover, Quiet};
-pub use crate::launch::header;
+pub use crate::launch::{header, RecordOptions};
 pub(crate) use crate::launch::launch_spec;
 pub use crate::sink::EventSink;
 use syscall::is_thread_clone;
@@ -42,22 +42,10 @@ use nix::unistd::Pid;
 use slog::{debug, info, warn, Logger};
 use std::collections::VecDeque;
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-
-/// What to record.
-pub struct RecordOptions {
-    /// PROG as given (resolved through PATH).
-    pub prog: OsString,
-    /// argv[0..]; argv[0] is PROG as given.
-    pub argv: Vec<OsString>,
-    pub env: Vec<OsString>,
-    pub cwd: PathBuf,
-    /// Replicated state: syscalls on files in here run for real at replay.
-    pub data_dir: Option<PathBuf>,
-}
 
 /// Records the program described by `header` into `sink`.
 ///
@@ -83,6 +71,7 @@ pub fn record(
     sink.append(&Event { kind: Some(Kind::Start(Start { at_random, sp, clock_page, state })) })?;
     crate::set_current_tracee(pid.as_raw());
     let mut rec = Recorder::new(sink, log, data_dir, 1);
+    rec.note_private_shm(pid);
     if clock_page {
         rec.clocks.exec(0, true);
     }
@@ -124,6 +113,9 @@ struct Recorder<'a> {
     /// The fd model of each process (by the vtid of its leader).
     fds: HashMap<u32, FdTable>,
     data_dir: Option<PathBuf>,
+    /// The program's own /dev/shm, when it has one (see `launch::PRIVATE_SHM`): files there are
+    /// replicated state as the data directory's are.
+    private_shm: Option<PathBuf>,
     warned: HashSet<u64>,
     events: u64,
     /// blake3 of verified files by (dev, ino, size, mtime).
@@ -222,6 +214,7 @@ impl<'a> Recorder<'a> {
             log: log.clone(),
             fds: HashMap::from([(0, FdTable::new())]),
             data_dir: data_dir.map(Path::to_path_buf),
+            private_shm: None,
             warned: HashSet::new(),
             events,
             hashes: HashMap::new(),
@@ -291,6 +284,13 @@ impl Recorder<'_> {
         self.events += 1;
         self.released = None;
         self.sink.append(&Event { kind: Some(kind) })
+    }
+
+    /// Whether the program's /dev/shm is its own (then its files are replicated state).
+    pub(crate) fn note_private_shm(&mut self, pid: Pid) {
+        if ft_interposer::procfs::private_shm(pid.as_raw()) {
+            self.private_shm = Some(PathBuf::from(ft_interposer::launch::PRIVATE_SHM.to_string_lossy().into_owned()));
+        }
     }
 
     /// The holder `pid` no longer holds the token (it blocks in the kernel, is ready again or is

@@ -61,7 +61,7 @@ impl Recorder<'_> {
             Action::Record { exec: Exec::Tracer } if tracer_can_run(spec, &args) => {
                 return self.in_tracer(t, regs, spec, args).map(drop)
             }
-            Action::Execute | Action::Output { stdio: Some(_) } => {
+            Action::Execute | Action::Output { stdio: Some(_) } if !stop::may_wait(&t, spec, &args) => {
                 // Replicated state, or ftexec's own stdout/stderr (whose byte order must be the
                 // log's): done while holding the token.
                 if matches!(action, Action::Output { .. }) {
@@ -492,9 +492,10 @@ impl stop::Side for Recorder<'_> {
 
     /// Whether the path argument of `spec` resolves into the data directory.
     fn path_local(&self, t: &Stopped, spec: &Spec, args: &[u64; 6]) -> Result<bool> {
-        let (Some(dir), Some((dirfd, arg))) = (&self.data_dir, spec.path) else {
+        let Some((dirfd, arg)) = spec.path else { return Ok(false) };
+        if self.data_dir.is_none() && self.private_shm.is_none() {
             return Ok(false);
-        };
+        }
         let raw = match t.read_cstr(args[arg as usize], 4096) {
             Ok(p) => p,
             Err(e) if e.is_gone() => return Err(e.into()),
@@ -502,7 +503,8 @@ impl stop::Side for Recorder<'_> {
         };
         let path = Path::new(std::ffi::OsStr::from_bytes(&raw));
         let base = ft_interposer::procfs::path_base(t.pid().as_raw(), dirfd.map(|i| args[i as usize] as i32), path);
-        Ok(base.map(|b| policy::inside(&b, path, dir)).unwrap_or(false))
+        let Some(base) = base else { return Ok(false) };
+        Ok([&self.data_dir, &self.private_shm].into_iter().flatten().any(|dir| policy::inside(&base, path, dir)))
     }
 }
 

@@ -17,6 +17,9 @@ pub(crate) fn continue_live(
     rec.status0 = h.status0;
     rec.clocks = h.clocks;
     rec.interrupter = spin::Interrupter::adopt(h.interrupting);
+    if let Some(t) = h.tasks.first() {
+        rec.note_private_shm(t.tid);
+    }
     let owed: Vec<(Pid, Exit)> = h.quiet.iter().filter_map(|(c, _, e)| Some((*c, e.clone()?))).collect();
     rec.quiet = h.quiet.into_iter().map(|(c, q, _)| (c, q)).collect();
     rec.deferred_real = h.deferred;

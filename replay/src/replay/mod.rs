@@ -2,6 +2,7 @@
 //! instead of the world, checking that the program does what the recording says it did.
 
 mod apply;
+mod fds;
 mod follow;
 mod golive;
 mod schedule;
@@ -18,6 +19,7 @@ pub use crate::launch::check_inputs;
 use crate::live::{FileShadow, SockShadow};
 use crate::program;
 use crate::launch::launch_spec;
+pub use crate::launch::ReplayOptions;
 use crate::stop::{self, emulate, fcntl_writes, has_no_effect, is_synchronous, let_interrupt_in, tracer_can_run, Decided, Entry, Held};
 use crate::source::Noted;
 pub use crate::source::{EventSource, FileSource};
@@ -39,16 +41,6 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-
-/// How to replay.
-pub struct ReplayOptions {
-    /// The data directory to replay into (None: the recorded path).
-    pub data_dir: Option<PathBuf>,
-    /// Replay even if the CPU model differs from the recording's.
-    pub allow_cpu_mismatch: bool,
-    /// Write the recorded stdout/stderr bytes to ftexec's own.
-    pub print_stdio: bool,
-}
 
 /// Where a replica that goes live records from then on.
 pub struct GoLive<'a> {

@@ -12,6 +12,7 @@ use ft_replay::{GoLive, RecordOptions, ReplayOptions};
 use slog::{info, warn, Logger};
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -124,6 +125,12 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
             .with_context(|| format!("creating the replica's data copy {}", service_dir.display()))?;
         if let Some(init) = svc.as_ref().and_then(|s| s.initial_data.as_ref()) {
             copy_dir(init, &service_dir)?;
+            // The directory itself too (PostgreSQL wants its data directory its own, 0700).
+            let md = std::fs::metadata(init).with_context(|| format!("reading {}", init.display()))?;
+            std::os::unix::fs::chown(&service_dir, Some(md.uid()), Some(md.gid()))
+                .with_context(|| format!("giving {} the owner of {}", service_dir.display(), init.display()))?;
+            std::fs::set_permissions(&service_dir, md.permissions())
+                .with_context(|| format!("giving {} the mode of {}", service_dir.display(), init.display()))?;
         }
     }
     if let Some(d) = &data_dir {
