@@ -4,7 +4,12 @@
 //! header batch:  1 | Header (protobuf)
 //! events batch:  2 | { u32 len (LE) | Event (protobuf) }*
 //! barrier batch: 3 | node id: u64 LE | term: u64 LE
+//! part batch:    4 | more: u8 | bytes of one encoded Event
 //! ```
+//! An event too large for one entry (a 128 MiB file read) is proposed as parts, one entry each,
+//! in order: the reader joins them (`more` = 1 until the last) and decodes the event. Parts
+//! interrupted by any other batch (a new leader's barrier: the old one died in the middle) were
+//! never whole in the log and are dropped.
 //! A new leader proposes a barrier; when its own barrier comes back committed it has read the
 //! whole committed log. `ftexec run` writes these batches, its followers and `ftdbg` read them.
 
@@ -14,6 +19,9 @@ use prost::Message;
 pub const TAG_HEADER: u8 = 1;
 pub const TAG_EVENTS: u8 = 2;
 pub const TAG_BARRIER: u8 = 3;
+pub const TAG_PART: u8 = 4;
+/// The largest part of an event in one entry (Raft entries are limited to 16 MiB).
+pub const PART_BYTES: usize = 8 << 20;
 
 /// One decoded batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +29,8 @@ pub enum Batch {
     Header(Box<Header>),
     Events(Vec<Event>),
     Barrier { node: u64, term: u64 },
+    /// Bytes of one event's encoding; more follow unless `last`.
+    Part { last: bool, bytes: Vec<u8> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +70,32 @@ pub fn push_event(ev: &Event, out: &mut Vec<u8>) {
     let _ = ev.encode(out);
 }
 
+/// The part batches of an event whose encoding is larger than [`PART_BYTES`] (None for a
+/// smaller one, which goes in an events batch).
+pub fn parts(ev: &Event) -> Option<Vec<Vec<u8>>> {
+    if ev.encoded_len() <= PART_BYTES {
+        return None;
+    }
+    let bytes = ev.encode_to_vec();
+    let n = bytes.len().div_ceil(PART_BYTES);
+    Some(
+        bytes
+            .chunks(PART_BYTES)
+            .enumerate()
+            .map(|(i, c)| {
+                let mut b = vec![TAG_PART, u8::from(i + 1 < n)];
+                b.extend_from_slice(c);
+                b
+            })
+            .collect(),
+    )
+}
+
+/// The event whose parts' bytes are `joined`.
+pub fn event_of_parts(joined: &[u8]) -> Result<Event, BatchError> {
+    Event::decode(joined).map_err(BatchError::Event)
+}
+
 /// Decodes one batch.
 pub fn decode(b: &[u8]) -> Result<Batch, BatchError> {
     match b.split_first() {
@@ -80,6 +116,9 @@ pub fn decode(b: &[u8]) -> Result<Batch, BatchError> {
         Some((&TAG_BARRIER, rest)) if rest.len() == 16 => {
             let word = |i: usize| u64::from_le_bytes(rest[i..i + 8].try_into().unwrap_or_default());
             Ok(Batch::Barrier { node: word(0), term: word(8) })
+        }
+        Some((&TAG_PART, rest)) if !rest.is_empty() => {
+            Ok(Batch::Part { last: rest[0] == 0, bytes: rest[1..].to_vec() })
         }
         other => Err(BatchError::Unknown(other.map(|(t, _)| *t))),
     }
@@ -103,5 +142,28 @@ mod tests {
         assert!(matches!(decode(&b[..b.len() - 1]), Err(BatchError::Truncated)));
         assert!(matches!(decode(&[9]), Err(BatchError::Unknown(Some(9)))));
         assert!(matches!(decode(&[]), Err(BatchError::Unknown(None))));
+    }
+
+    #[test]
+    fn a_large_event_is_cut_into_parts_that_join_again() {
+        use crate::proto::{MemWrite, Syscall};
+        let small = Event { kind: Some(Kind::Exit(Exit::default())) };
+        assert!(parts(&small).is_none());
+        let data: Vec<u8> = (0..PART_BYTES * 2 + 100).map(|i| (i % 251) as u8).collect();
+        let big = Event { kind: Some(Kind::Syscall(Syscall { mem: vec![MemWrite { addr: 1, data }], ..Default::default() })) };
+        let ps = parts(&big).expect("parts");
+        assert_eq!(ps.len(), 3);
+        assert!(ps.iter().all(|p| p.len() <= PART_BYTES + 2));
+        let mut joined = Vec::new();
+        for (i, p) in ps.iter().enumerate() {
+            match decode(p).expect("part") {
+                Batch::Part { last, bytes } => {
+                    assert_eq!(last, i == 2);
+                    joined.extend(bytes);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(Event::decode(joined.as_slice()).expect("event"), big);
     }
 }

@@ -37,6 +37,8 @@ const COMMIT_POLL: Duration = Duration::from_millis(50);
 #[derive(Debug, Default)]
 pub struct EntryDecoder {
     header_seen: bool,
+    /// The parts of a large event read so far (see `batch::parts`).
+    partial: Vec<u8>,
 }
 
 impl EntryDecoder {
@@ -56,7 +58,21 @@ impl EntryDecoder {
                 }
                 self.header_seen = true;
             }
-            out.push(b);
+            match b {
+                Batch::Part { last, bytes } => {
+                    self.partial.extend_from_slice(&bytes);
+                    if last {
+                        let whole = std::mem::take(&mut self.partial);
+                        let ev = batch::event_of_parts(&whole).map_err(|source| EntryError::Batch { index, source })?;
+                        out.push(Batch::Events(vec![ev]));
+                    }
+                }
+                other => {
+                    // Parts cut short by another batch: their leader died before the last one.
+                    self.partial.clear();
+                    out.push(other);
+                }
+            }
         }
         Ok(out)
     }
@@ -102,7 +118,8 @@ pub fn read_recording(path: &Path) -> Result<(Header, Vec<Event>), RaftLogError>
             match b {
                 Batch::Header(h) => header = Some(*h),
                 Batch::Events(evs) => events.extend(evs),
-                Batch::Barrier { .. } => {}
+                // Joined into events by the decoder.
+                Batch::Barrier { .. } | Batch::Part { .. } => {}
             }
         }
     }
@@ -246,6 +263,8 @@ impl RaftSource {
             match b {
                 Batch::Header(h) => self.header = Some(*h),
                 Batch::Events(evs) => self.queue.extend(evs),
+                // Joined into events by the decoder.
+                Batch::Part { .. } => {}
                 Batch::Barrier { node, term } => {
                     if node == self.node.id() && term == self.node.term() && self.node.is_leader() {
                         self.live_at = Some(self.pos + self.queue.len() as u64);
@@ -389,6 +408,17 @@ impl RaftSink {
     }
 
     fn push(&mut self, ev: &Event) -> crate::Result<()> {
+        if let Some(parts) = batch::parts(ev) {
+            // Larger than an entry may be: the held events first, then one entry per part.
+            self.submit()?;
+            for p in parts {
+                self.buf = p;
+                self.submit()?;
+            }
+            self.appended += 1;
+            self.progress.events.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
         if self.buf.is_empty() {
             self.since = Instant::now();
         }
@@ -495,6 +525,25 @@ mod tests {
         let e = d.entry(5, &[batch::header(&h)]).expect_err("second header");
         assert!(matches!(e, EntryError::SecondHeader { index: 5 }), "{e}");
         assert_eq!(e.to_string(), "entry 5 of the log has a second header");
+    }
+
+    #[test]
+    fn a_large_event_in_parts_is_joined_across_entries_and_cut_parts_are_dropped() {
+        use ft_libos::proto::{event::Kind, MemWrite, Syscall};
+        let data = vec![7u8; batch::PART_BYTES + 10];
+        let big = Event { kind: Some(Kind::Syscall(Syscall { mem: vec![MemWrite { addr: 1, data }], ..Default::default() })) };
+        let parts = batch::parts(&big).expect("parts");
+        assert_eq!(parts.len(), 2);
+        let mut d = EntryDecoder::new();
+        assert!(d.entry(3, &[parts[0].clone()]).expect("first part").is_empty());
+        let got = d.entry(4, &[parts[1].clone(), events_batch(1)]).expect("last part");
+        assert!(matches!(&got[..], [Batch::Events(a), Batch::Events(b)] if a == &vec![big.clone()] && b.len() == 1));
+        // A leader that died after the first part: the next leader's barrier drops it.
+        let mut d = EntryDecoder::new();
+        d.entry(3, &[parts[0].clone()]).expect("first part");
+        let got = d.entry(4, &[batch::barrier(2, 5), events_batch(1)]).expect("barrier");
+        assert!(matches!(&got[..], [Batch::Barrier { node: 2, term: 5 }, Batch::Events(e)] if e.len() == 1));
+        assert!(d.entry(5, &[parts[1].clone()]).is_err(), "a last part without its first is not an event");
     }
 
     #[test]

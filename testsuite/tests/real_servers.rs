@@ -383,3 +383,49 @@ fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
     assert_eq!(sql("insert into pgbench_history (tid, bid, aid, delta) values (1, 1, 1, 1)").as_deref(), Some("INSERT 0 1"));
     assert_eq!(sql("select count(*) from pgbench_history").and_then(|v| v.parse::<u64>().ok()), Some(history + 1));
 }
+
+/// One event larger than a Raft entry may be (16 MiB): a server that reads a 20 MiB file
+/// outside the data directory with one read at start (python's `read()`), so the recorded
+/// result is one 20 MiB event. It is proposed in parts and joined by the followers (before, the
+/// proposal was refused and the cluster elected leaders forever without starting); the answer
+/// is the same after a kill -9 of the leader.
+#[test]
+fn an_event_larger_than_a_raft_entry_is_replicated_in_parts() {
+    let Some(python) = find_program("python3") else {
+        println!("SKIPPED: python3 is not installed (scripts/deps.sh installs it)");
+        return;
+    };
+    let tmp = temp_dir("srv-large-event");
+    let big = tmp.path().join("big.bin");
+    let data: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    std::fs::write(&big, &data).unwrap();
+    let port = free_port();
+    let script = format!(
+        "import socket\nd = open({:?}, 'rb').read()\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', {port}))\ns.listen()\nwhile True:\n    c, _ = s.accept()\n    c.recv(100)\n    \
+         c.sendall(b'%d %d\\n' % (len(d), sum(d[::4096])))\n    c.close()\n",
+        big.to_string_lossy()
+    );
+    let cmd = vec![python.to_string_lossy().into_owned(), "-c".into(), script];
+    let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
+    let ask = |up: &Up| {
+        retry(up, Duration::from_secs(60), "the server answering", || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            s.write_all(b"?\n").ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).ok()?;
+            (!out.is_empty()).then_some(out)
+        })
+    };
+    let want = format!("{} {}\n", data.len(), data.iter().step_by(4096).map(|&b| u64::from(b)).sum::<u64>());
+    assert_eq!(ask(&up), want);
+    // Every replica replayed the 20 MiB event.
+    retry(&up, Duration::from_secs(60), "3 replicas live at the same event", || {
+        let st = up.status();
+        let ev: Vec<u64> = st.iter().filter_map(|n| n["events"].as_u64()).collect();
+        (ev.len() == 3 && ev.windows(2).all(|w| w[0] == w[1]) && st.iter().all(|n| n["live"] == true)).then_some(())
+    });
+    up.kill_leader();
+    assert_eq!(ask(&up), want, "after the failover");
+}
