@@ -59,15 +59,10 @@ pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> 
         }
         Special::Mmap => {
             let flags = args[3] as i32;
-            let prot = args[2] as i32;
             return if flags & libc::MAP_ANONYMOUS != 0 {
                 Action::Pass
             } else if fd_replicated {
                 Action::Execute
-            } else if flags & libc::MAP_SHARED != 0 && prot & libc::PROT_WRITE != 0 {
-                Action::Refuse(Refusal::Unsupported(
-                    "a shared writable mapping of a file outside the data directory is an output ftexec cannot order; put the file in --data-dir",
-                ))
             } else {
                 Action::AnonMap
             };
@@ -145,6 +140,20 @@ pub fn scm_rights(control: &[u8]) -> Vec<i32> {
     fds
 }
 
+/// Whether an mmap shares writes with a file (MAP_SHARED or MAP_SHARED_VALIDATE, PROT_WRITE).
+/// Outside the data directory such a mapping is made private at record (`private_flags`): the
+/// program's writes through it stay its own, the same at replay and after going live; other
+/// processes do not see them (they are an output ftexec cannot order).
+pub fn shares_writes(args: &[u64; 6]) -> bool {
+    let (prot, flags) = (args[2] as i32, args[3] as i32);
+    flags & 0x3 != libc::MAP_PRIVATE && prot & libc::PROT_WRITE != 0
+}
+
+/// mmap flags with the mapping type made MAP_PRIVATE.
+pub fn private_flags(flags: u64) -> u64 {
+    (flags & !0x3) | libc::MAP_PRIVATE as u64
+}
+
 /// fcntl(fd, F_DUPFD or F_DUPFD_CLOEXEC, min).
 fn duplicates(args: &[u64; 6]) -> bool {
     matches!(args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC)
@@ -189,13 +198,18 @@ pub fn inside(base: &Path, path: &Path, dir: &Path) -> bool {
     normalize(base, path).starts_with(dir)
 }
 
-/// What a freshly opened file is: Data inside the data directory, Verified for a read-only regular
-/// file that starts with the ELF magic (executables and shared libraries, which replay opens and
-/// maps for real after checking their hash), External otherwise.
-pub fn opened_file_kind(in_data_dir: bool, regular: bool, read_only: bool, elf: bool) -> FdKind {
+/// A read-only file at least this large outside the data directory is verified by hash and
+/// opened for real at replay, not logged byte for byte (a JVM maps its 128 MiB `lib/modules`).
+pub const LARGE_FILE: u64 = 1 << 20;
+
+/// What a freshly opened file is: Data inside the data directory; Verified for a read-only regular
+/// file that starts with the ELF magic (executables and shared libraries) or holds at least
+/// [`LARGE_FILE`] bytes: replay opens it, reads it and maps it for real after checking its
+/// hash, so it must be the same file on every replica; External otherwise.
+pub fn opened_file_kind(in_data_dir: bool, regular: bool, read_only: bool, elf: bool, size: u64) -> FdKind {
     if in_data_dir {
         FdKind::Data
-    } else if regular && read_only && elf {
+    } else if regular && read_only && (elf || size >= LARGE_FILE) {
         FdKind::Verified
     } else {
         FdKind::External
@@ -262,7 +276,10 @@ mod tests {
         assert_eq!(decide(spec(9), &a(&[0, 4096, 3, anon, u64::MAX, 0]), &fds, false), Action::Pass);
         assert_eq!(decide(spec(9), &a(&[0, 4096, 1, 2, 5, 0]), &fds, false), Action::AnonMap);
         assert_eq!(decide(spec(9), &a(&[0, 4096, 1, 2, 6, 0]), &fds, false), Action::Execute);
-        assert!(matches!(decide(spec(9), &a(&[0, 4096, 3, 1, 5, 0]), &fds, false), Action::Refuse(_)));
+        // A shared writable mapping of a file outside the data directory: made private at record.
+        assert_eq!(decide(spec(9), &a(&[0, 4096, 3, 1, 5, 0]), &fds, false), Action::AnonMap);
+        assert!(shares_writes(&a(&[0, 4096, 3, 1, 5, 0])) && !shares_writes(&a(&[0, 4096, 1, 1, 5, 0])));
+        assert_eq!(private_flags(0x03 | 0x20000), 0x02 | 0x20000);
         // fcntl(F_DUPFD) always runs; F_SETFL on a socket is recorded.
         assert_eq!(decide(spec(72), &a(&[5, libc::F_DUPFD as u64]), &fds, false), Action::Execute);
         assert_eq!(decide(spec(72), &a(&[5, libc::F_SETFL as u64]), &fds, false), Action::ExecuteInject);

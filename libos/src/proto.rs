@@ -105,6 +105,10 @@ pub enum FdKind {
     Private = 3,
     /// The inherited stdin/stdout/stderr.
     Stdio = 4,
+    /// A directory outside the data directory: its listing is recorded like any outside input,
+    /// but replay opens it for real (O_RDONLY|O_DIRECTORY) in place of a stand-in, so that
+    /// fchdir and paths relative to it work as at record.
+    Directory = 5,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -27,6 +27,22 @@ impl Recorder<'_> {
         if spec.fds.closes != Closes::None {
             self.before_close(&t, spec, &args)?;
         }
+        if action == Action::AnonMap && policy::shares_writes(&args) {
+            // A file outside the data directory mapped shared and writable (a JVM's hsperfdata):
+            // mapped private, so that the program's writes are its own in every run.
+            let file = std::fs::read_link(format!("/proc/{pid}/fd/{}", args[4] as i32)).unwrap_or_default();
+            self.warn_once(
+                nr,
+                format!(
+                    "a shared writable mapping of {} is made private: other processes do not see the program's writes to it (put the file in --data-dir to share it)",
+                    file.display()
+                ),
+            );
+            let mut a = args;
+            a[3] = policy::private_flags(a[3]);
+            regs.set_args(&a);
+            t.set_regs(&regs)?;
+        }
         if let Exec::Copy(op) = spec.exec {
             if matches!(action, Action::Record { .. } | Action::Output { stdio: None })
                 && self.on_copy(&t, &mut regs, spec, &args, op)?
@@ -237,10 +253,17 @@ impl Recorder<'_> {
                     ev.path = path;
                     ev.file_hash = hash;
                     disposition = Disposition::Execute;
+                } else if ret >= 0
+                    && spec.fds.object == Object::File
+                    && std::fs::metadata(format!("/proc/{}/fd/{ret}", t.pid())).is_ok_and(|m| m.is_dir())
+                {
+                    fresh = FdKind::Directory;
                 }
             }
             let created = policy::new_fds(spec, &args, ret, pair, self.fds_of(pid), fresh);
-            if disposition == Disposition::Inject && created.iter().any(|(_, k)| *k == FdKind::External) {
+            if disposition == Disposition::Inject
+                && created.iter().any(|(_, k)| matches!(k, FdKind::External | FdKind::Directory))
+            {
                 disposition = Disposition::Placeholder;
             }
             for (fd, kind) in created {
@@ -279,7 +302,8 @@ impl Recorder<'_> {
         self.emit(Kind::Syscall(ev))
     }
 
-    /// If fd `fd` (just opened) is a read-only regular ELF file, its path and blake3.
+    /// If fd `fd` (just opened) is a file replay opens for real after a hash check (a read-only
+    /// ELF or large file: `policy::opened_file_kind`), its path and blake3.
     pub(super) fn verified_file(
         &mut self,
         t: &Stopped,
@@ -302,7 +326,7 @@ impl Recorder<'_> {
             .map(|()| &magic == b"\x7fELF")
             .unwrap_or(false);
         let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
-        if policy::opened_file_kind(false, md.is_file(), read_only, elf) != FdKind::Verified {
+        if policy::opened_file_kind(false, md.is_file(), read_only, elf, md.len()) != FdKind::Verified {
             return Ok(None);
         }
         let key = (md.dev(), md.ino(), md.size(), md.mtime_nsec() + md.mtime() * 1_000_000_000);

@@ -437,8 +437,17 @@ impl Replayer<'_> {
             Disposition::Placeholder => {
                 let mut a = [0u64; 6];
                 let cloexec = s.new_fds.first().is_some_and(|f| f.cloexec);
-                let nr = match spec.fds.creates {
-                    NewFd::Pair(p) => {
+                let directory = s.new_fds.first().is_some_and(|f| f.kind() == FdKind::Directory);
+                let nr = match (spec.fds.creates, spec.fds.flags) {
+                    // A directory outside the data directory: opened for real by the program's
+                    // own path, read-only (see FdKind::Directory).
+                    (_, FlagsArg::Arg(i)) if directory => {
+                        a = *args;
+                        a[usize::from(i)] = (libc::O_RDONLY | libc::O_DIRECTORY) as u64
+                            | if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
+                        u64::from(spec.nr) as i64
+                    }
+                    (NewFd::Pair(p), _) => {
                         a[0] = args[p as usize];
                         a[1] = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
                         libc::SYS_pipe2

@@ -31,7 +31,7 @@ use ft_interposer::{filter, launch, tsc, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, ProcState, Spawn, Syscall};
-use ft_libos::table::{CloneKind, Exec, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer};
+use ft_libos::table::{CloneKind, Exec, FlagsArg, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer};
 use ft_libos::{lookup, FdKind, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{info, Logger};

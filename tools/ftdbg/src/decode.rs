@@ -463,6 +463,7 @@ pub fn fd_kind_name(k: i32) -> String {
         Ok(FdKind::Verified) => "verified".into(),
         Ok(FdKind::Private) => "private".into(),
         Ok(FdKind::Stdio) => "stdio".into(),
+        Ok(FdKind::Directory) => "directory".into(),
         Err(_) => format!("kind {k}"),
     }
 }
