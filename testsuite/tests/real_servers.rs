@@ -37,16 +37,38 @@ fn memcached(port: u16, cmd: &str, end: &str) -> Option<String> {
     Some(out)
 }
 
-/// GET `path` over HTTP/1.0: the status line and the body.
-fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+/// One HTTP/1.0 request (`body` sent with its length): the status line and the reply's body.
+fn request(port: u16, method: &str, path: &str, body: &str) -> Option<(String, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    s.write_all(req.as_bytes()).ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.lines().next()?.to_string();
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
+}
+
+/// GET `path`: the status line and the body.
+fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    request(port, "GET", path, "")
+}
+
+/// The body of a 200 reply to one request; None for another status or no answer.
+fn http(port: u16, method: &str, path: &str, body: &str) -> Option<String> {
+    let (status, body) = request(port, method, path, body)?;
+    (status.split_whitespace().nth(1) == Some("200")).then_some(body)
+}
+
+/// `busybox httpd -f` serving `root` on `port`, or None (with a note) when busybox is missing.
+fn busybox_httpd(port: u16, root: &Path) -> Option<Vec<String>> {
+    let Some(busybox) = find_program("busybox") else {
+        println!("SKIPPED: busybox is not installed (scripts/deps.sh installs busybox-static)");
+        return None;
+    };
+    let args = ["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h", &root.to_string_lossy()].map(String::from);
+    Some([vec![busybox.to_string_lossy().into_owned()], args.to_vec()].concat())
 }
 
 /// The uid of a user from /etc/passwd.
@@ -133,25 +155,13 @@ fn memcached_runs_as_its_user_on_every_replica_and_after_failover() {
 /// 404. The same files and the same 404 before and after a kill -9 of the leader.
 #[test]
 fn busybox_httpd_serves_the_same_files_after_failover() {
-    let Some(busybox) = find_program("busybox") else {
-        println!("SKIPPED: busybox is not installed (scripts/deps.sh installs busybox-static)");
-        return;
-    };
     let tmp = temp_dir("srv-httpd");
     let site = tmp.path().join("site");
     std::fs::create_dir_all(site.join("docs")).unwrap();
     std::fs::write(site.join("index.html"), "<h1>ftexec</h1>\n").unwrap();
     std::fs::write(site.join("docs/a.txt"), "replicated, not copied\n").unwrap();
     let port = free_port();
-    let cmd: Vec<String> = vec![
-        busybox.to_string_lossy().into_owned(),
-        "httpd".into(),
-        "-f".into(),
-        "-p".into(),
-        format!("127.0.0.1:{port}"),
-        "-h".into(),
-        site.to_string_lossy().into_owned(),
-    ];
+    let Some(cmd) = busybox_httpd(port, &site) else { return };
     let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
     let pages = |up: &Up| {
         ["/index.html", "/docs/a.txt", "/missing.html"].map(|p| {
@@ -176,27 +186,14 @@ fn busybox_httpd_serves_the_same_files_after_failover() {
 /// there are hidden by each replica's mount). Served the same after a kill -9 of the leader.
 #[test]
 fn up_with_initial_data_starts_every_replica_from_it() {
-    let Some(busybox) = find_program("busybox") else {
-        println!("SKIPPED: busybox is not installed (scripts/deps.sh installs busybox-static)");
-        return;
-    };
     let tmp = temp_dir("srv-initial");
     let src = tmp.path().join("initial");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("page.txt"), "from --initial-data\n").unwrap();
     std::fs::set_permissions(src.join("page.txt"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     let dir = tmp.path().join("cluster");
-    let data = dir.join("data");
     let port = free_port();
-    let cmd: Vec<String> = vec![
-        busybox.to_string_lossy().into_owned(),
-        "httpd".into(),
-        "-f".into(),
-        "-p".into(),
-        format!("127.0.0.1:{port}"),
-        "-h".into(),
-        data.to_string_lossy().into_owned(),
-    ];
+    let Some(cmd) = busybox_httpd(port, &dir.join("data")) else { return };
     let up = Up::start(&dir, &cmd, &["--initial-data", src.to_str().unwrap()], &[]);
     let get = |up: &Up| retry(up, Duration::from_secs(30), "httpd answering", || http_get(port, "/page.txt"));
     assert_eq!(get(&up).1, "from --initial-data\n");
@@ -428,17 +425,6 @@ fn an_event_larger_than_a_raft_entry_is_replicated_in_parts() {
     });
     up.kill_leader();
     assert_eq!(ask(&up), want, "after the failover");
-}
-
-/// One HTTP request with a body; the reply's body.
-fn http(port: u16, method: &str, path: &str, body: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let req = format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    s.write_all(req.as_bytes()).ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.split_once("\r\n\r\n").map(|(head, b)| (head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")).then(|| b.to_string()))?
 }
 
 /// OpenJDK 17 with default flags: `java Server.java` (testsuite/java: an in-memory map behind
