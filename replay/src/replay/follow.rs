@@ -44,10 +44,7 @@ impl Replayer<'_> {
         s: &Syscall,
     ) -> Result<()> {
         let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
-        let files = self.files.entry(proc).or_default();
-        for nf in &s.new_fds {
-            files.remove(&nf.fd);
-        }
+        let files = without_new_fds(&mut self.files, proc, s);
         if s.ret < 0 {
             return Ok(());
         }
@@ -62,7 +59,9 @@ impl Replayer<'_> {
             let raw = t.read_cstr(args[path_arg as usize], 4095)?;
             let path = PathBuf::from(OsStr::from_bytes(&raw));
             let dirfd = dirfd.map(|i| args[i as usize] as i32);
-            if let Some(base) = ft_interposer::procfs::path_base(t.pid().as_raw(), dirfd, &path).filter(|b| b.is_absolute()) {
+            if let Some(base) =
+                ft_interposer::procfs::path_base(t.pid().as_raw(), dirfd, &path).filter(|b| b.is_absolute())
+            {
                 files.insert(nf.fd, FileShadow { path: base.join(path), flags, offset: 0 });
             }
             return Ok(());
@@ -429,10 +428,7 @@ impl Replayer<'_> {
         s: &Syscall,
     ) -> Result<()> {
         let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
-        let socks = self.sockets.entry(proc).or_default();
-        for nf in &s.new_fds {
-            socks.remove(&nf.fd);
-        }
+        let socks = without_new_fds(&mut self.sockets, proc, s);
         if s.ret < 0 {
             return Ok(());
         }
@@ -468,4 +464,18 @@ impl Replayer<'_> {
         }
         Ok(())
     }
+}
+
+/// The per-process map of what the process's fds stand for, without the fds `s` made: those
+/// numbers name new objects now.
+fn without_new_fds<'m, V>(
+    maps: &'m mut HashMap<u32, HashMap<i32, V>>,
+    proc: u32,
+    s: &Syscall,
+) -> &'m mut HashMap<i32, V> {
+    let m = maps.entry(proc).or_default();
+    for nf in &s.new_fds {
+        m.remove(&nf.fd);
+    }
+    m
 }
