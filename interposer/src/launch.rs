@@ -139,7 +139,14 @@ pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<
         // the program will be its child, pid 2. Without the privilege, fall back to a plain fork below.
         // SAFETY: clone without CLONE_VM and without a new stack behaves like fork.
         let r = unsafe {
-            libc::syscall(libc::SYS_clone, (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::SIGCHLD) as libc::c_ulong, 0, 0, 0, 0)
+            libc::syscall(
+                libc::SYS_clone,
+                (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::SIGCHLD) as libc::c_ulong,
+                0,
+                0,
+                0,
+                0,
+            )
         };
         if r == 0 {
             drop(rd);
@@ -232,8 +239,13 @@ unsafe fn mounts(f: &Fresh<'_>, errfd: i32, proc: bool) {
             // POSIX shared memory (shm_open, /dev/shm) of the program's own, empty at start as
             // its IPC namespace is: files in it are replicated state (see PRIVATE_SHM).
             let shm_flags = libc::MS_NOSUID | libc::MS_NODEV;
-            if libc::mount(c"tmpfs".as_ptr(), PRIVATE_SHM.as_ptr(), c"tmpfs".as_ptr(), shm_flags, c"mode=1777".as_ptr().cast())
-                != 0
+            if libc::mount(
+                c"tmpfs".as_ptr(),
+                PRIVATE_SHM.as_ptr(),
+                c"tmpfs".as_ptr(),
+                shm_flags,
+                c"mode=1777".as_ptr().cast(),
+            ) != 0
             {
                 die(errfd, 14);
             }
@@ -375,7 +387,9 @@ fn child_failure(pid: Pid, errfd: &OwnedFd, status: String) -> TraceError {
             (0..=2, nix::Error::EPERM) => " (a bind mount needs root; or replay with the recorded data directory path)",
             (6, _) => " (this kernel or CPU cannot trap rdtsc)",
             (8, _) => " (this kernel lacks seccomp filters)",
-            (13, nix::Error::EPERM) => " (a hard limit above this user's needs CAP_SYS_RESOURCE: replay as root or as the user that recorded)",
+            (13, nix::Error::EPERM) => {
+                " (a hard limit above this user's needs CAP_SYS_RESOURCE: replay as root or as the user that recorded)"
+            }
             _ => "",
         };
         format!("{step} failed in the child: {errno}{hint}")

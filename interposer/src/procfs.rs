@@ -71,7 +71,8 @@ pub fn path_base(pid: i32, dirfd: Option<i32>, path: &std::path::Path) -> Option
 /// be read (the process is gone, or /proc cannot tell).
 pub fn proc_state(pid: i32) -> Result<ft_libos::proto::ProcState, String> {
     use std::os::unix::ffi::OsStringExt;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| format!("/proc/{pid}/status: {e}"))?;
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
     let numbers = |name: &str| -> Result<Vec<u32>, String> {
         field(name)
@@ -81,7 +82,9 @@ pub fn proc_state(pid: i32) -> Result<ft_libos::proto::ProcState, String> {
             .collect()
     };
     let hex = |name: &str| {
-        field(name).and_then(|v| u64::from_str_radix(v, 16).ok()).ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
+        field(name)
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))
     };
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).map_err(|e| format!("/proc/{pid}/cwd: {e}"))?;
     let limits = limits(pid)?;
@@ -93,7 +96,10 @@ pub fn proc_state(pid: i32) -> Result<ft_libos::proto::ProcState, String> {
         umask: field("Umask:")
             .and_then(|v| u32::from_str_radix(v, 8).ok())
             .ok_or_else(|| format!("no Umask in /proc/{pid}/status"))?,
-        caps: ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"].iter().map(|n| hex(n)).collect::<Result<_, _>>()?,
+        caps: ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"]
+            .iter()
+            .map(|n| hex(n))
+            .collect::<Result<_, _>>()?,
         limits,
     })
 }
@@ -102,7 +108,8 @@ pub fn proc_state(pid: i32) -> Result<ft_libos::proto::ProcState, String> {
 /// (readable without CAP_SYS_RESOURCE, which prlimit on another user's process needs): rows in
 /// resource order, the name in 26 columns, then the soft and hard limit in 21 each.
 fn limits(pid: i32) -> Result<Vec<u64>, String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).map_err(|e| format!("/proc/{pid}/limits: {e}"))?;
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/limits")).map_err(|e| format!("/proc/{pid}/limits: {e}"))?;
     let value = |v: &str| match v.trim() {
         "unlimited" => Some(u64::MAX),
         n => n.parse().ok(),

@@ -28,9 +28,15 @@ pub const PART_BYTES: usize = 8 << 20;
 pub enum Batch {
     Header(Box<Header>),
     Events(Vec<Event>),
-    Barrier { node: u64, term: u64 },
+    Barrier {
+        node: u64,
+        term: u64,
+    },
     /// Bytes of one event's encoding; more follow unless `last`.
-    Part { last: bool, bytes: Vec<u8> },
+    Part {
+        last: bool,
+        bytes: Vec<u8>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +156,9 @@ mod tests {
         let small = Event { kind: Some(Kind::Exit(Exit::default())) };
         assert!(parts(&small).is_none());
         let data: Vec<u8> = (0..PART_BYTES * 2 + 100).map(|i| (i % 251) as u8).collect();
-        let big = Event { kind: Some(Kind::Syscall(Syscall { mem: vec![MemWrite { addr: 1, data }], ..Default::default() })) };
+        let big = Event {
+            kind: Some(Kind::Syscall(Syscall { mem: vec![MemWrite { addr: 1, data }], ..Default::default() })),
+        };
         let ps = parts(&big).expect("parts");
         assert_eq!(ps.len(), 3);
         assert!(ps.iter().all(|p| p.len() <= PART_BYTES + 2));

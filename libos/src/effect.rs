@@ -362,7 +362,12 @@ pub enum Waits {
     /// semop-like: an array of struct sembuf (u16 num, i16 op, i16 flags) at argument `ops`,
     /// `count` of them at argument `count`: waits if one takes (op < 0) or waits for zero
     /// (op == 0) without IPC_NOWAIT.
-    SemOps { ops: u8, count: u8 },
+    SemOps {
+        ops: u8,
+        count: u8,
+    },
     /// Waits unless argument `arg` has IPC_NOWAIT (msgrcv).
-    UnlessNoWait { arg: u8 },
+    UnlessNoWait {
+        arg: u8,
+    },
 }

@@ -14,8 +14,8 @@
 
 pub use crate::arg::{Arg, Now, Returns};
 pub use crate::effect::{
-    Changes, CloneKind, Closes, FdEffect, FlagsArg, Follow, Interrupted, Live, MaskAt, NewFd, Object, Send, SigEffect, Sleep,
-    Stream, Target, TaskEffect, TempMask, Timer, Wait, Waits,
+    Changes, CloneKind, Closes, FdEffect, FlagsArg, Follow, Interrupted, Live, MaskAt, NewFd, Object, Send, SigEffect,
+    Sleep, Stream, Target, TaskEffect, TempMask, Timer, Wait, Waits,
 };
 
 /// How a syscall is treated. See DESIGN.md, "The event model".

@@ -194,6 +194,10 @@ pub(crate) fn warn_inherited_fds(log: &slog::Logger) {
     let fds = ft_interposer::launch::inherited_fds();
     if !fds.is_empty() {
         let list: Vec<String> = fds.iter().map(|(fd, what)| format!("{fd} ({what})")).collect();
-        slog::warn!(log, "fds inherited by ftexec are not passed to the program (only 0, 1 and 2 are): {}", list.join(", "));
+        slog::warn!(
+            log,
+            "fds inherited by ftexec are not passed to the program (only 0, 1 and 2 are): {}",
+            list.join(", ")
+        );
     }
 }

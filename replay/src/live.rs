@@ -199,6 +199,15 @@ fn reopen(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, f: &FileShadow, log:
     let is_fifo = std::fs::metadata(&f.path).map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()));
     let mut path = f.path.as_os_str().as_bytes().to_vec();
     path.push(0);
+    if let Some(std_fd) = stdio_alias(&f.path) {
+        // The program's own stdin/stdout/stderr, which are this replica's (its fd may have been
+        // replaced since: nginx dup2s its error log over 2): the tracer's own, passed over.
+        // SAFETY: 0, 1 and 2 stay open for the tracer's whole life.
+        let own = unsafe { std::os::fd::BorrowedFd::borrow_raw(std_fd) };
+        let got = send_fd(r, scratch, tgid, own)?;
+        info!(log, "going live: a standard stream opened by path is this replica's"; "fd" => fd, "path" => f.path.display().to_string());
+        return Ok(got);
+    }
     let opened = if path.len() <= 4096 && !matches!(is_fifo, Ok(true)) {
         r.write(scratch, &path)?;
         r.call(libc::SYS_openat, [libc::AT_FDCWD as i64 as u64, scratch, flags as u64, 0, 0, 0])?
@@ -263,11 +272,9 @@ fn take_shared(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> 
 
 /// Takes the socket at `fd` of process `owner` (pid in the program's namespace) in the tracer,
 /// which may (pidfd_getfd with the tracer's privileges), and passes it to the process of `r`
-/// over a unix socket of the abstract namespace that `r` connects to: SCM_RIGHTS, received by an
-/// injected recvmsg. Returns its new fd there.
+/// (see [`send_fd`]). Returns its new fd there.
 fn pass_over(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    use std::os::linux::net::SocketAddrExt;
+    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
     let fail = |what: String| unexpected(t_pid(tgid), what);
     let host = ft_interposer::procfs::host_pid(owner, tgid)
         .ok_or_else(|| fail(format!("process {owner}, which has the socket at fd {fd}, is not found")))?;
@@ -284,6 +291,16 @@ fn pass_over(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> Re
         }
         OwnedFd::from_raw_fd(got as i32)
     };
+    send_fd(r, scratch, tgid, taken.as_fd())
+}
+
+/// Gives the process of `r` a duplicate of the tracer's `fd`, over a unix socket of the abstract
+/// namespace that `r` connects to: SCM_RIGHTS, received by an injected recvmsg (close-on-exec).
+/// Returns its new fd there.
+fn send_fd(r: &mut Remote, scratch: u64, tgid: i32, fd: std::os::fd::BorrowedFd<'_>) -> Result<i64> {
+    use std::os::fd::AsRawFd;
+    use std::os::linux::net::SocketAddrExt;
+    let fail = |what: String| unexpected(t_pid(tgid), what);
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let name = format!("ftexec-pass-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
@@ -291,7 +308,8 @@ fn pass_over(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> Re
     let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
         .map_err(|e| fail(format!("binding the hand-over socket: {e}")))?;
     // In the process: socket, connect (queued in the backlog), recvmsg.
-    let s = r.call(libc::SYS_socket, [libc::AF_UNIX as u64, (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64, 0, 0, 0, 0])?;
+    let s =
+        r.call(libc::SYS_socket, [libc::AF_UNIX as u64, (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64, 0, 0, 0, 0])?;
     if s < 0 {
         return Err(fail(format!("socket for the hand-over failed with {s}")));
     }
@@ -305,11 +323,11 @@ fn pass_over(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> Re
             return Err(fail(format!("connect to the hand-over socket failed with {c}")));
         }
         let (conn, _) = listener.accept().map_err(|e| fail(format!("accepting the hand-over: {e}")))?;
-        let fds = [taken.as_raw_fd()];
+        let fds = [fd.as_raw_fd()];
         let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
         let iov = [std::io::IoSlice::new(b"F")];
         nix::sys::socket::sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None)
-            .map_err(|e| fail(format!("sending the socket over: {e}")))?;
+            .map_err(|e| fail(format!("sending the fd over: {e}")))?;
         // struct msghdr at +256 (iov at +384, one byte at +400), control buffer at +512.
         let (msg, iov_at, byte, control) = (scratch + 256, scratch + 384, scratch + 400, scratch + 512);
         let mut iovec = byte.to_le_bytes().to_vec();
@@ -323,18 +341,30 @@ fn pass_over(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> Re
         r.write(msg, &hdr)?;
         let n = r.call(libc::SYS_recvmsg, [s as u64, msg, libc::MSG_CMSG_CLOEXEC as u64, 0, 0, 0])?;
         if n != 1 {
-            return Err(fail(format!("recvmsg of the handed-over socket returned {n}")));
+            return Err(fail(format!("recvmsg of the handed-over fd returned {n}")));
         }
         // struct cmsghdr: len (8), level (4), type (4), then the fd.
-        let c = r.read(control, 20)?;
-        let (level, kind) = (i32::from_le_bytes([c[8], c[9], c[10], c[11]]), i32::from_le_bytes([c[12], c[13], c[14], c[15]]));
-        if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
+        let got = r.read(control, 20)?;
+        let word = |i: usize| i32::from_le_bytes([got[i], got[i + 1], got[i + 2], got[i + 3]]);
+        if word(8) != libc::SOL_SOCKET || word(12) != libc::SCM_RIGHTS {
             return Err(fail("the hand-over message carried no fd".into()));
         }
-        Ok(i64::from(i32::from_le_bytes([c[16], c[17], c[18], c[19]])))
+        Ok(i64::from(word(16)))
     })();
     r.call(libc::SYS_close, [s as u64, 0, 0, 0, 0, 0])?;
     result
+}
+
+/// The standard fd that `path` names in the process that opens it (/dev/stderr is 2), if any.
+fn stdio_alias(path: &std::path::Path) -> Option<i32> {
+    let p = path.to_str()?;
+    let n = match p {
+        "/dev/stdin" => return Some(0),
+        "/dev/stdout" => return Some(1),
+        "/dev/stderr" => return Some(2),
+        _ => ["/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/"].iter().find_map(|pre| p.strip_prefix(pre))?,
+    };
+    n.parse().ok().filter(|fd| (0..3).contains(fd))
 }
 
 /// Makes each stand-in of `todo` real; returns the (eventfd id, fd) of those it made (not the

@@ -531,7 +531,9 @@ mod tests {
     fn a_large_event_in_parts_is_joined_across_entries_and_cut_parts_are_dropped() {
         use ft_libos::proto::{event::Kind, MemWrite, Syscall};
         let data = vec![7u8; batch::PART_BYTES + 10];
-        let big = Event { kind: Some(Kind::Syscall(Syscall { mem: vec![MemWrite { addr: 1, data }], ..Default::default() })) };
+        let big = Event {
+            kind: Some(Kind::Syscall(Syscall { mem: vec![MemWrite { addr: 1, data }], ..Default::default() })),
+        };
         let parts = batch::parts(&big).expect("parts");
         assert_eq!(parts.len(), 2);
         let mut d = EntryDecoder::new();

@@ -296,11 +296,16 @@ pub fn replay(log: &Path, data_dir: Option<&Path>) -> Run {
 
 /// A fresh temporary directory for one test, removed when dropped. Its name
 /// starts with `ft-NAME-` to help find leftovers.
+/// FT_KEEP_TEMP=1 keeps it after the test (to read a failed cluster's logs).
 pub fn temp_dir(name: &str) -> TempDir {
-    tempfile::Builder::new()
+    let mut d = tempfile::Builder::new()
         .prefix(&format!("ft-{name}-"))
         .tempdir()
-        .unwrap_or_else(|e| panic!("cannot create a temp dir for {name}: {e}"))
+        .unwrap_or_else(|e| panic!("cannot create a temp dir for {name}: {e}"));
+    if std::env::var_os("FT_KEEP_TEMP").is_some() {
+        d.disable_cleanup(true);
+    }
+    d
 }
 
 /// Asserts that `replayed` has exactly the stdout bytes and status of

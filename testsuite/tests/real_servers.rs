@@ -164,9 +164,8 @@ fn busybox_httpd_serves_the_same_files_after_failover() {
     let Some(cmd) = busybox_httpd(port, &site) else { return };
     let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
     let pages = |up: &Up| {
-        ["/index.html", "/docs/a.txt", "/missing.html"].map(|p| {
-            retry(up, Duration::from_secs(30), &format!("httpd answering {p}"), || http_get(port, p))
-        })
+        ["/index.html", "/docs/a.txt", "/missing.html"]
+            .map(|p| retry(up, Duration::from_secs(30), &format!("httpd answering {p}"), || http_get(port, p)))
     };
     let before = pages(&up);
     assert!(before[0].0.contains("200") && before[0].1 == "<h1>ftexec</h1>\n", "{before:?}");
@@ -175,9 +174,11 @@ fn busybox_httpd_serves_the_same_files_after_failover() {
     up.kill_leader();
     std::thread::sleep(Duration::from_millis(200));
     let after = pages(&up);
-    assert_eq!(after.map(|(s, b)| (s.split_whitespace().nth(1).map(String::from), b)),
+    assert_eq!(
+        after.map(|(s, b)| (s.split_whitespace().nth(1).map(String::from), b)),
         before.map(|(s, b)| (s.split_whitespace().nth(1).map(String::from), b)),
-        "the pages after the failover");
+        "the pages after the failover"
+    );
 }
 
 /// `ftexec up --initial-data SRC`: every replica's data directory starts as a copy of SRC
@@ -228,10 +229,12 @@ fn up_with_initial_data_starts_every_replica_from_it() {
 /// SCM_RIGHTS. Before, a follower diverged at the first recvmsg that carried an fd ("the
 /// recording has new fd(s) [8], but the program now does a placeholder at 4") and the cluster
 /// lost its quorum; going live could not share the listening socket with a worker that had
-/// dropped its privileges (pidfd_getfd EPERM). 100 requests, a kill -9 of the leader, 100 more.
+/// dropped its privileges (pidfd_getfd EPERM), and its error log, opened as /dev/stderr, went
+/// to /dev/null. 100 requests, a kill -9 of the leader, 100 more.
 #[test]
 fn nginx_with_4_workers_serves_across_a_failover() {
-    let Some(nginx) = find_program("nginx").or_else(|| Some(Path::new("/usr/sbin/nginx").to_path_buf()).filter(|p| p.exists()))
+    let Some(nginx) =
+        find_program("nginx").or_else(|| Some(Path::new("/usr/sbin/nginx").to_path_buf()).filter(|p| p.exists()))
     else {
         println!("SKIPPED: nginx is not installed (scripts/deps.sh installs nginx-light)");
         return;
@@ -250,7 +253,7 @@ fn nginx_with_4_workers_serves_across_a_failover() {
     std::fs::write(
         prefix.join("conf/nginx.conf"),
         format!(
-            "daemon off;\nmaster_process on;\nworker_processes 4;\nerror_log stderr notice;\npid {}/logs/nginx.pid;\n\
+            "daemon off;\nmaster_process on;\nworker_processes 4;\nerror_log /dev/stderr notice;\npid {}/logs/nginx.pid;\n\
              events {{ worker_connections 64; }}\nhttp {{ access_log off; server {{ listen 127.0.0.1:{port}; root {}/html; }} }}\n",
             prefix.display(),
             prefix.display()
@@ -268,8 +271,13 @@ fn nginx_with_4_workers_serves_across_a_failover() {
     let serve = |up: &Up, what: &str| {
         for i in 0..100 {
             let (status, body) =
-                retry(up, Duration::from_secs(30), &format!("nginx answering request {i} {what}"), || http_get(port, "/"));
-            assert!(status.contains("200") && body == "<h1>nginx under ftexec</h1>\n", "{what}, request {i}: {status} {body:?}");
+                retry(up, Duration::from_secs(30), &format!("nginx answering request {i} {what}"), || {
+                    http_get(port, "/")
+                });
+            assert!(
+                status.contains("200") && body == "<h1>nginx under ftexec</h1>\n",
+                "{what}, request {i}: {status} {body:?}"
+            );
         }
     };
     serve(&up, "before the failover");
@@ -289,6 +297,8 @@ fn nginx_with_4_workers_serves_across_a_failover() {
         "only the killed replica may die: {st:?}\n{}",
         up.logs()
     );
+    // The error log opened as /dev/stderr is the new leader's own stderr, not /dev/null.
+    assert!(!up.logs().contains("cannot be opened again"), "{}", up.logs());
 }
 
 /// Runs `prog args` as the postgres user (runuser); its output.
@@ -346,7 +356,8 @@ fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
     .to_vec();
     let up = Up::start(&dir, &cmd, &["--initial-data", init.to_str().unwrap()], &[]);
     let sql = |q: &str| {
-        let o = as_postgres(bin.join("psql").to_str().unwrap(), &["-h", "127.0.0.1", "-p", &port, "-tAc", q, "postgres"]);
+        let o =
+            as_postgres(bin.join("psql").to_str().unwrap(), &["-h", "127.0.0.1", "-p", &port, "-tAc", q, "postgres"]);
         o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     retry(&up, Duration::from_secs(60), "postgres answering", || sql("select 1"));
@@ -357,7 +368,21 @@ fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
         let port = port.clone();
         move || {
             std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--", &pgbench, "-h", "127.0.0.1", "-p", &port, "-c", "4", "-T", "8", "postgres"])
+                .args([
+                    "-u",
+                    "postgres",
+                    "--",
+                    &pgbench,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-c",
+                    "4",
+                    "-T",
+                    "8",
+                    "postgres",
+                ])
                 .output()
                 .expect("pgbench")
         }
@@ -377,7 +402,10 @@ fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
     });
     println!("pgbench saw {done} transactions committed; pgbench_history has {history}");
     assert!(history >= done, "pgbench saw {done} committed, pgbench_history has {history}");
-    assert_eq!(sql("insert into pgbench_history (tid, bid, aid, delta) values (1, 1, 1, 1)").as_deref(), Some("INSERT 0 1"));
+    assert_eq!(
+        sql("insert into pgbench_history (tid, bid, aid, delta) values (1, 1, 1, 1)").as_deref(),
+        Some("INSERT 0 1")
+    );
     assert_eq!(sql("select count(*) from pgbench_history").and_then(|v| v.parse::<u64>().ok()), Some(history + 1));
 }
 
@@ -446,7 +474,9 @@ fn java_http_server_keeps_every_put_across_a_failover() {
     let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
     retry(&up, Duration::from_secs(120), "the JVM answering", || http(port, "GET", "/none", ""));
     let put = |up: &Up, i: u32| {
-        let r = retry(up, Duration::from_secs(60), &format!("PUT /k{i}"), || http(port, "PUT", &format!("/k{i}"), &format!("v{i}")));
+        let r = retry(up, Duration::from_secs(60), &format!("PUT /k{i}"), || {
+            http(port, "PUT", &format!("/k{i}"), &format!("v{i}"))
+        });
         assert_eq!(r, "OK\n", "PUT /k{i}");
     };
     for i in 0..50 {

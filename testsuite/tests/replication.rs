@@ -56,7 +56,11 @@ impl Cluster {
                 }
             }
             if t0.elapsed() > within {
-                panic!("the service on port {} did not answer within {within:?}; ftexec up said:\n{}", self.port, self.up_log());
+                panic!(
+                    "the service on port {} did not answer within {within:?}; ftexec up said:\n{}",
+                    self.port,
+                    self.up_log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -194,7 +198,10 @@ fn assert_lockstep(cl: &Cluster) {
                 }
             }
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "replicas did not reach the leader's position (events and commit index): {st:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "replicas did not reach the leader's position (events and commit index): {st:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

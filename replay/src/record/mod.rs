@@ -8,20 +8,20 @@ mod syscall;
 mod takeover;
 
 pub(crate) use crate::handover::{AdoptedState, Handover, Quiet};
-pub use crate::launch::{header, RecordOptions};
 pub(crate) use crate::launch::launch_spec;
+pub use crate::launch::{header, RecordOptions};
 pub use crate::sink::EventSink;
 use syscall::is_thread_clone;
 pub(crate) use takeover::continue_live;
 
 use crate::capture;
+use crate::error::{Result, SessionError};
+use crate::program;
+use crate::release::{Drained, Releaser, SOCKET_QUEUE_LIMIT};
 use crate::stop::{
     self, disposition, emulate, fcntl_writes, is_synchronous, signal_waiting, status_masks, tracer_buffer,
     tracer_can_run, Decided, Entry, Handling, Held, MAX_TRACER_BUF, PROBE_GAP,
 };
-use crate::error::{Result, SessionError};
-use crate::program;
-use crate::release::{Drained, Releaser, SOCKET_QUEUE_LIMIT};
 use crate::{describe, Outcome};
 use ft_interposer::clock::ClockPages;
 use ft_interposer::fdcopy::{self, FdCopier};
@@ -348,4 +348,3 @@ const FRAME_INFO: u64 = 8 + 304;
 /// Offset of the saved rsp in the ucontext (uc_flags, uc_link, uc_stack, then the sigcontext's
 /// r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp).
 const UC_RSP: u64 = 8 + 8 + 24 + 15 * 8;
-

@@ -210,4 +210,3 @@ pub(super) fn is_fresh_frame(t: &Stopped, regs: &Regs, prev: Sig) -> bool {
     let saved_rsp = t.read(r.rdx + UC_RSP, 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
     saved_rsp.is_some_and(|sp| sp > r.rsp)
 }
-

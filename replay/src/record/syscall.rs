@@ -478,7 +478,8 @@ impl stop::Side for Recorder<'_> {
     /// Once the program went live, a process's first stop makes its stand-ins real.
     fn before_signals(&mut self, pid: Pid, t: Stopped, regs: Regs) -> Result<Option<(Stopped, Regs)>> {
         let Some(d) = self.deferred_real.remove(&self.proc_of(pid)) else { return Ok(Some((t, regs))) };
-        let t = crate::live::make_real(t, &d.sockets, &d.files, &d.work, &self.eventfds, &mut self.made_real, &self.log)?;
+        let t =
+            crate::live::make_real(t, &d.sockets, &d.files, &d.work, &self.eventfds, &mut self.made_real, &self.log)?;
         let regs = t.regs()?;
         Ok(Some((t, regs)))
     }

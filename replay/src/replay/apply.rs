@@ -332,7 +332,11 @@ impl Replayer<'_> {
                 if let Some(st) = ex.state.clone() {
                     if let Some(d) = state_differs(tid, &st) {
                         let expected = describe::event(&Event { kind: Some(Kind::Exec(ex)) });
-                        return Err(self.diverge(index, expected, format!("a process state that differs after the exec: {d}")));
+                        return Err(self.diverge(
+                            index,
+                            expected,
+                            format!("a process state that differs after the exec: {d}"),
+                        ));
                     }
                     self.note_state(vtid, st);
                 }
@@ -475,7 +479,12 @@ impl Replayer<'_> {
                     NewFd::Pair(p) if made == 0 => t
                         .read(args[p as usize], 8)
                         .ok()
-                        .map(|b| vec![i32::from_le_bytes([b[0], b[1], b[2], b[3]]), i32::from_le_bytes([b[4], b[5], b[6], b[7]])])
+                        .map(|b| {
+                            vec![
+                                i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                                i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+                            ]
+                        })
                         .unwrap_or_default(),
                     NewFd::Pair(_) => Vec::new(),
                     _ if made >= 0 => vec![made as i32],
@@ -744,7 +753,12 @@ impl stop::Side for Replayer<'_> {
     /// The clock stub found its buffer empty: it gets the reads the recording made next and
     /// starts over (REFILLED) instead of making its syscall. At any other stop, the program must
     /// have read every clock value the recording read before it.
-    fn before_signals(&mut self, vtid: u32, t: Stopped, mut regs: ft_interposer::Regs) -> Result<Option<(Stopped, ft_interposer::Regs)>> {
+    fn before_signals(
+        &mut self,
+        vtid: u32,
+        t: Stopped,
+        mut regs: ft_interposer::Regs,
+    ) -> Result<Option<(Stopped, ft_interposer::Regs)>> {
         let proc = self.proc_of(vtid);
         if self.clocks.used(proc) && ft_interposer::clock::is_stub_syscall(regs.ip(), regs.nr()) {
             if let Some(Event { kind: Some(Kind::Clocks(c)) }) = self.source.peek_event()? {

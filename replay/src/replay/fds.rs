@@ -89,26 +89,41 @@ impl Replayer<'_> {
             s.new_fds.iter().map(|f| f.fd).filter(|fd| Path::new(&format!("/proc/{pid}/fd/{fd}")).exists()).collect();
         if !busy.is_empty() {
             let want: Vec<i32> = s.new_fds.iter().map(|f| f.fd).collect();
-            return Err(self.diverge(index, format!("received fd(s) {want:?}"), format!("{busy:?} still open here: the fd table differs")));
+            return Err(self.diverge(
+                index,
+                format!("received fd(s) {want:?}"),
+                format!("{busy:?} still open here: the fd table differs"),
+            ));
         }
         let mut remote = ft_interposer::inject::Remote::new(t)?;
         for f in &s.new_fds {
             let flags = if f.cloexec { libc::EFD_CLOEXEC as u64 } else { 0 };
             let got = remote.call(libc::SYS_eventfd2, [0, flags, 0, 0, 0, 0])?;
             if got < 0 {
-                return Err(self.diverge(index, format!("received fd {}", f.fd), format!("no stand-in for it (eventfd2: {got})")));
+                return Err(self.diverge(
+                    index,
+                    format!("received fd {}", f.fd),
+                    format!("no stand-in for it (eventfd2: {got})"),
+                ));
             }
             if got != i64::from(f.fd) {
                 let dup_flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
                 let r = remote.call(libc::SYS_dup3, [got as u64, f.fd as u64, dup_flags, 0, 0, 0])?;
                 remote.call(libc::SYS_close, [got as u64, 0, 0, 0, 0, 0])?;
                 if r != i64::from(f.fd) {
-                    return Err(self.diverge(index, format!("received fd {}", f.fd), format!("dup3 to it failed ({r})")));
+                    return Err(self.diverge(
+                        index,
+                        format!("received fd {}", f.fd),
+                        format!("dup3 to it failed ({r})"),
+                    ));
                 }
             }
         }
         remote.into_stopped().ok_or_else(|| {
-            SessionError::Trace(ft_interposer::TraceError::Unexpected { pid, what: "lost while making received fds".into() })
+            SessionError::Trace(ft_interposer::TraceError::Unexpected {
+                pid,
+                what: "lost while making received fds".into(),
+            })
         })
     }
 }

@@ -16,13 +16,15 @@ use crate::debug::{self, Debugger, Resume, StopReason};
 use crate::describe;
 use crate::error::{Result, SessionError};
 pub use crate::launch::check_inputs;
-use crate::live::{FileShadow, SockShadow};
-use crate::program;
 use crate::launch::launch_spec;
 pub use crate::launch::ReplayOptions;
-use crate::stop::{self, emulate, fcntl_writes, has_no_effect, is_synchronous, let_interrupt_in, tracer_can_run, Decided, Entry, Held};
+use crate::live::{FileShadow, SockShadow};
+use crate::program;
 use crate::source::Noted;
 pub use crate::source::{EventSource, FileSource};
+use crate::stop::{
+    self, emulate, fcntl_writes, has_no_effect, is_synchronous, let_interrupt_in, tracer_can_run, Decided, Entry, Held,
+};
 use crate::Outcome;
 use ft_interposer::clock::ClockPages;
 use ft_interposer::spin::{self, Probe};
@@ -30,8 +32,12 @@ use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_from_byt
 use ft_interposer::{filter, launch, tsc, Stop, Stopped, Vdso, Waited};
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
-use ft_libos::proto::{event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, ProcState, Spawn, Syscall};
-use ft_libos::table::{CloneKind, Exec, FlagsArg, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer};
+use ft_libos::proto::{
+    event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, ProcState, Spawn, Syscall,
+};
+use ft_libos::table::{
+    CloneKind, Exec, FlagsArg, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer,
+};
 use ft_libos::{lookup, FdKind, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{info, Logger};
@@ -430,16 +436,19 @@ fn state_differs(tid: Pid, expected: &ProcState) -> Option<String> {
     }
 }
 
-/// How long a running holder may take to reach its next stop before a completion logged
-/// during its run is applied (see `Replayer::holder_catches_up`).
-const HOLDER_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long a running holder may take to reach its next stop, before a completion logged
+/// during its run, before the replay stops it with a probe's SIGSTOP (see
+/// `Replayer::holder_catches_up`), and how long it waits for that stop at most.
+const HOLDER_CATCH_UP: std::time::Duration = std::time::Duration::from_millis(5);
+const HOLDER_CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Replayer<'_> {
     /// A state event of task `vtid`: its state now; the other threads of its process share its
     /// working directory, umask and limits (threads are created with CLONE_FS).
     fn note_state(&mut self, vtid: u32, st: ProcState) {
         let proc = self.tasks.get(&vtid).map_or(vtid, |t| t.proc);
-        let others: Vec<u32> = self.tasks.iter().filter(|(&v, t)| v != vtid && t.proc == proc).map(|(&v, _)| v).collect();
+        let others: Vec<u32> =
+            self.tasks.iter().filter(|(&v, t)| v != vtid && t.proc == proc).map(|(&v, _)| v).collect();
         for v in others {
             if let Some(o) = self.states.get_mut(&v) {
                 o.cwd.clone_from(&st.cwd);

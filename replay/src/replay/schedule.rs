@@ -128,7 +128,8 @@ impl Replayer<'_> {
     /// silent stops as it had at record when the completion was logged (`holder_silent`), and
     /// reaches its next stop, kept in `arrived` for [`Replayer::advance`]. So a syscall it made
     /// before that point (a close that freed the fd an accept got) has run here too. A holder that
-    /// does not stop within HOLDER_CATCH_UP (computing) lets the completion go first.
+    /// does not stop within HOLDER_CATCH_UP (computing, spinning) gets a probe's SIGSTOP (see
+    /// [`spin`]), whose stop the scheduler later lets go as any probe's.
     pub(super) fn holder_catches_up(&mut self, owner: Option<u32>) -> Result<()> {
         let (n, released) = match self.source.peek_event()? {
             Some(Event { kind: Some(Kind::Syscall(s)) }) => (s.holder_silent, s.token_released),
@@ -157,14 +158,10 @@ impl Replayer<'_> {
                 self.advance(h)?;
                 continue;
             }
-            let t0 = std::time::Instant::now();
-            let mut backoff = spin::Backoff::new(std::time::Duration::from_micros(10), std::time::Duration::from_millis(1));
-            while t0.elapsed() < HOLDER_CATCH_UP {
-                if let Some((_, w)) = ft_interposer::tracee::try_wait_for(Some(tid))? {
-                    self.arrived.insert(tid, w);
-                    break;
-                }
-                backoff.sleep();
+            // Its next stop; one that computes or spins is stopped by a probe's SIGSTOP, whose
+            // delivery stop comes in user code: the syscall before it has run.
+            if let Some(w) = self.wait_or_interrupt(tid, HOLDER_CATCH_UP, Some(HOLDER_CATCH_UP_LIMIT))? {
+                self.arrived.insert(tid, w);
             }
             return Ok(());
         }

@@ -131,7 +131,9 @@ fn can_mount() -> bool {
     const CAP_SYS_ADMIN: u32 = 21;
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()))
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
         .is_some_and(|caps| (caps >> CAP_SYS_ADMIN) & 1 == 1)
 }
 
@@ -173,8 +175,8 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
         let cfg = ClusterConfig::load(&existing)?;
         let want: Vec<String> = o.command.iter().map(|w| w.to_string_lossy().into_owned()).collect();
         let have = cfg.service.as_ref().map(|s| s.command.clone()).unwrap_or_default();
-        let init_differs = initial_data.is_some()
-            && initial_data != cfg.service.as_ref().and_then(|s| s.initial_data.clone());
+        let init_differs =
+            initial_data.is_some() && initial_data != cfg.service.as_ref().and_then(|s| s.initial_data.clone());
         if init_differs {
             bail!(
                 "{} already holds a cluster whose initial data is {}; pass --fresh to start over with --initial-data {}",
@@ -207,7 +209,8 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
                 unsafe { libc::geteuid() }
             );
         }
-        let mount_point_used = svc.data_dir.as_ref().and_then(|d| std::fs::read_dir(d).ok()).is_some_and(|mut d| d.next().is_some());
+        let mount_point_used =
+            svc.data_dir.as_ref().and_then(|d| std::fs::read_dir(d).ok()).is_some_and(|mut d| d.next().is_some());
         if svc.initial_data.is_none() && mount_point_used {
             eprintln!(
                 "ftexec up: warning: {} has files, which the program does not see (each replica mounts its own data copy there, empty at start); give the program its initial files with --initial-data DIR (use --fresh to change an existing cluster)",
