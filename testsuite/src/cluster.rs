@@ -115,6 +115,19 @@ impl Up {
         out
     }
 
+    /// Retries `f` every 50 ms until it gives Some, for at most `within`; panics with the
+    /// cluster's logs, naming `what`.
+    pub fn retry<T>(&self, within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let t0 = Instant::now();
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(t0.elapsed() < within, "{what} within {within:?}:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops `ftexec up` with SIGINT (as Ctrl-C) and waits for it; its exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         // SAFETY: signals our own child's process group.

@@ -8,19 +8,7 @@ use ft_testsuite::{find_program, free_port, temp_dir};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// Retries `f` every 50 ms until it gives Some, for at most `within`; panics with `up`'s logs.
-fn retry<T>(up: &Up, within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(t0.elapsed() < within, "{what} within {within:?}:\n{}", up.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::time::Duration;
 
 /// One memcached text command and its reply up to `end`; None if the server does not answer.
 fn memcached(port: u16, cmd: &str, end: &str) -> Option<String> {
@@ -55,12 +43,6 @@ fn http_get(port: u16, path: &str) -> Option<(String, String)> {
     request(port, "GET", path, "")
 }
 
-/// The body of a 200 reply to one request; None for another status or no answer.
-fn http(port: u16, method: &str, path: &str, body: &str) -> Option<String> {
-    let (status, body) = request(port, method, path, body)?;
-    (status.split_whitespace().nth(1) == Some("200")).then_some(body)
-}
-
 /// `busybox httpd -f` serving `root` on `port`, or None (with a note) when busybox is missing.
 fn busybox_httpd(port: u16, root: &Path) -> Option<Vec<String>> {
     let Some(busybox) = find_program("busybox") else {
@@ -93,7 +75,7 @@ fn uids(pid: u32) -> Vec<u32> {
 /// Waits until each of the 3 replicas runs a `name` process, all as `uid`; returns their pids.
 fn all_run_as(up: &Up, name: &str, uid: u32) -> Vec<u32> {
     let mut last = Vec::new();
-    retry(up, Duration::from_secs(30), &format!("3 {name} processes running as uid {uid}"), || {
+    up.retry(Duration::from_secs(30), &format!("3 {name} processes running as uid {uid}"), || {
         let pids = up.program_pids(name);
         last = pids.iter().map(|p| uids(*p)).collect::<Vec<_>>();
         (pids.len() == 3 && last.iter().all(|u| u == &vec![uid; 4])).then_some(pids)
@@ -125,7 +107,7 @@ fn memcached_runs_as_its_user_on_every_replica_and_after_failover() {
         "127.0.0.1".into(),
     ];
     let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
-    retry(&up, Duration::from_secs(30), "memcached answering", || memcached(port, "version\r\n", "\r\n"));
+    up.retry(Duration::from_secs(30), "memcached answering", || memcached(port, "version\r\n", "\r\n"));
     let before = all_run_as(&up, "memcached", uid);
     // A connection per command: the main thread accepts while the workers close connections,
     // so fds are freed and taken again across threads (before, a follower diverged within a
@@ -141,7 +123,7 @@ fn memcached_runs_as_its_user_on_every_replica_and_after_failover() {
         up.logs()
     );
     up.kill_leader();
-    let got = retry(&up, Duration::from_secs(30), "memcached answering after the failover", || {
+    let got = up.retry(Duration::from_secs(30), "memcached answering after the failover", || {
         memcached(port, "get k0 k7 k299\r\n", "END\r\n")
     });
     assert_eq!(got, "VALUE k0 0 2\r\nv0\r\nVALUE k7 0 2\r\nv7\r\nVALUE k299 0 4\r\nv299\r\nEND\r\n");
@@ -165,7 +147,7 @@ fn busybox_httpd_serves_the_same_files_after_failover() {
     let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
     let pages = |up: &Up| {
         ["/index.html", "/docs/a.txt", "/missing.html"]
-            .map(|p| retry(up, Duration::from_secs(30), &format!("httpd answering {p}"), || http_get(port, p)))
+            .map(|p| up.retry(Duration::from_secs(30), &format!("httpd answering {p}"), || http_get(port, p)))
     };
     let before = pages(&up);
     assert!(before[0].0.contains("200") && before[0].1 == "<h1>ftexec</h1>\n", "{before:?}");
@@ -196,7 +178,7 @@ fn up_with_initial_data_starts_every_replica_from_it() {
     let port = free_port();
     let Some(cmd) = busybox_httpd(port, &dir.join("data")) else { return };
     let up = Up::start(&dir, &cmd, &["--initial-data", src.to_str().unwrap()], &[]);
-    let get = |up: &Up| retry(up, Duration::from_secs(30), "httpd answering", || http_get(port, "/page.txt"));
+    let get = |up: &Up| up.retry(Duration::from_secs(30), "httpd answering", || http_get(port, "/page.txt"));
     assert_eq!(get(&up).1, "from --initial-data\n");
     let config = std::fs::read_to_string(up.config()).unwrap();
     assert!(config.contains("initial_data"), "{config}");
@@ -271,7 +253,7 @@ fn nginx_with_4_workers_serves_across_a_failover() {
     let serve = |up: &Up, what: &str| {
         for i in 0..100 {
             let (status, body) =
-                retry(up, Duration::from_secs(30), &format!("nginx answering request {i} {what}"), || {
+                up.retry(Duration::from_secs(30), &format!("nginx answering request {i} {what}"), || {
                     http_get(port, "/")
                 });
             assert!(
@@ -281,7 +263,7 @@ fn nginx_with_4_workers_serves_across_a_failover() {
         }
     };
     serve(&up, "before the failover");
-    let workers = retry(&up, Duration::from_secs(30), "3 x (master + 4 workers)", || {
+    let workers = up.retry(Duration::from_secs(30), "3 x (master + 4 workers)", || {
         let p = up.program_pids("nginx");
         (p.len() == 15).then_some(p)
     });
@@ -360,7 +342,7 @@ fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
             as_postgres(bin.join("psql").to_str().unwrap(), &["-h", "127.0.0.1", "-p", &port, "-tAc", q, "postgres"]);
         o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    retry(&up, Duration::from_secs(60), "postgres answering", || sql("select 1"));
+    up.retry(Duration::from_secs(60), "postgres answering", || sql("select 1"));
     let pgbench = bin.join("pgbench").to_string_lossy().into_owned();
     let i = as_postgres(&pgbench, &["-h", "127.0.0.1", "-p", &port, "-i", "-s", "1", "postgres"]);
     assert!(i.status.success(), "pgbench -i: {}\n{}", String::from_utf8_lossy(&i.stderr), up.logs());
@@ -397,7 +379,7 @@ fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
         .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
         .unwrap_or_else(|| panic!("pgbench said: {text}{}", String::from_utf8_lossy(&out.stderr)));
     assert!(done > 0, "no transaction before the kill: {text}");
-    let history: u64 = retry(&up, Duration::from_secs(60), "postgres answering after the failover", || {
+    let history: u64 = up.retry(Duration::from_secs(60), "postgres answering after the failover", || {
         sql("select count(*) from pgbench_history")?.parse().ok()
     });
     println!("pgbench saw {done} transactions committed; pgbench_history has {history}");
@@ -434,7 +416,7 @@ fn an_event_larger_than_a_raft_entry_is_replicated_in_parts() {
     let cmd = vec![python.to_string_lossy().into_owned(), "-c".into(), script];
     let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
     let ask = |up: &Up| {
-        retry(up, Duration::from_secs(60), "the server answering", || {
+        up.retry(Duration::from_secs(60), "the server answering", || {
             let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
             s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
             s.write_all(b"?\n").ok()?;
@@ -446,49 +428,11 @@ fn an_event_larger_than_a_raft_entry_is_replicated_in_parts() {
     let want = format!("{} {}\n", data.len(), data.iter().step_by(4096).map(|&b| u64::from(b)).sum::<u64>());
     assert_eq!(ask(&up), want);
     // Every replica replayed the 20 MiB event.
-    retry(&up, Duration::from_secs(60), "3 replicas live at the same event", || {
+    up.retry(Duration::from_secs(60), "3 replicas live at the same event", || {
         let st = up.status();
         let ev: Vec<u64> = st.iter().filter_map(|n| n["events"].as_u64()).collect();
         (ev.len() == 3 && ev.windows(2).all(|w| w[0] == w[1]) && st.iter().all(|n| n["live"] == true)).then_some(())
     });
     up.kill_leader();
     assert_eq!(ask(&up), want, "after the failover");
-}
-
-/// OpenJDK 17 with default flags: `java Server.java` (testsuite/java: an in-memory map behind
-/// com.sun.net.httpserver). The JVM maps its hsperfdata file in /tmp shared and writable (made
-/// private, with a warning: other processes do not see its counters), maps its 128 MiB
-/// `lib/modules` read-only (now a Verified file: hashed, mapped for real at replay at the same
-/// address, not logged byte for byte) and fchdirs to a directory it opened (a real directory fd
-/// at replay). 50 PUTs, a kill -9 of the leader, 50 more: all 100 read back.
-#[test]
-fn java_http_server_keeps_every_put_across_a_failover() {
-    let Some(java) = find_program("java") else {
-        println!("SKIPPED: java is not installed (scripts/deps.sh installs openjdk-17-jdk-headless)");
-        return;
-    };
-    let tmp = temp_dir("srv-java");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("java/Server.java");
-    let port = free_port();
-    let cmd = vec![java.to_string_lossy().into_owned(), src.to_string_lossy().into_owned(), port.to_string()];
-    let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
-    retry(&up, Duration::from_secs(120), "the JVM answering", || http(port, "GET", "/none", ""));
-    let put = |up: &Up, i: u32| {
-        let r = retry(up, Duration::from_secs(60), &format!("PUT /k{i}"), || {
-            http(port, "PUT", &format!("/k{i}"), &format!("v{i}"))
-        });
-        assert_eq!(r, "OK\n", "PUT /k{i}");
-    };
-    for i in 0..50 {
-        put(&up, i);
-    }
-    up.kill_leader();
-    for i in 50..100 {
-        put(&up, i);
-    }
-    for i in 0..100 {
-        assert_eq!(http(port, "GET", &format!("/k{i}"), "").as_deref(), Some(format!("v{i}\n").as_str()), "GET /k{i}");
-    }
-    let log = std::fs::read_to_string(up.dir.join("n1/ftexec.log")).unwrap_or_default();
-    assert!(!log.contains("divergence"), "{}", up.logs());
 }
