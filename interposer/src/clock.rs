@@ -426,7 +426,9 @@ pub enum Install {
     Patched,
     /// The code page is mapped.
     CodeMapped,
-    /// Both pages exist: the stub works.
+    /// The data page too (the syscall buffer's region is next).
+    DataMapped,
+    /// Every page exists: the stub and the syscall buffer's handler work.
     Ready,
 }
 
@@ -439,7 +441,8 @@ pub fn install(t: Stopped, state: Install, mode: u32) -> Result<(Install, Runnin
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
     let (addr, len, prot, next) = match state {
         Install::Patched => (CODE_ADDR, CODE_LEN, prot_code, Install::CodeMapped),
-        Install::CodeMapped => (DATA_ADDR, DATA_LEN, prot_data, Install::Ready),
+        Install::CodeMapped => (DATA_ADDR, DATA_LEN, prot_data, Install::DataMapped),
+        Install::DataMapped => (ft_libos::sysbuf::ADDR, ft_libos::sysbuf::LEN, prot_data, Install::Ready),
         Install::Ready => return Ok((Install::Ready, t.cont(None)?)),
     };
     let args = [addr, len, prot as u64, flags, u64::MAX, 0];
@@ -448,14 +451,19 @@ pub fn install(t: Stopped, state: Install, mode: u32) -> Result<(Install, Runnin
         return Err(TraceError::Unexpected {
             pid: s.pid(),
             what: format!(
-                "mapping ftexec's clock page at {addr:#x} failed ({}); something is mapped there already",
+                "mapping ftexec's clock page or syscall buffer at {addr:#x} failed ({}); something is mapped there already",
                 nix::Error::from_raw((-ret) as i32)
             ),
         });
     }
     match next {
-        Install::CodeMapped => s.write_forced(CODE_ADDR, code())?,
-        _ => {
+        Install::CodeMapped => {
+            s.write_forced(CODE_ADDR, code())?;
+            s.write_forced(crate::sysbuf::HANDLER_ADDR, crate::sysbuf::handler())?;
+        }
+        // Zero-filled: the handler is off (every call traced) until the recorder turns it on.
+        Install::Ready => {}
+        Install::DataMapped | Install::Patched => {
             let mut h = [0u8; HEADER_LEN];
             h[MODE..MODE + 4].copy_from_slice(&mode.to_le_bytes());
             h[CAP..CAP + 4].copy_from_slice(&CAPACITY.to_le_bytes());
@@ -469,7 +477,7 @@ pub fn install(t: Stopped, state: Install, mode: u32) -> Result<(Install, Runnin
 /// syscall instruction with its registers as they were: resumed, it makes its own syscall again.
 /// Returns the tracee stopped at the injected syscall's exit (registers already rewound) and the
 /// injected call's result.
-fn inject_and_retry(t: Stopped, nr: u64, args: [u64; 6]) -> Result<(Stopped, i64)> {
+pub(crate) fn inject_and_retry(t: Stopped, nr: u64, args: [u64; 6]) -> Result<(Stopped, i64)> {
     let pid = t.pid();
     let orig = t.regs()?;
     let mut r = orig;

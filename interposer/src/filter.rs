@@ -53,8 +53,16 @@ pub fn build() -> Result<BpfProgram> {
     Ok(prog)
 }
 
-/// Allows the buffered clock syscalls from exactly one instruction address; everything else
-/// falls through to the table's program. Jump offsets count from the next instruction.
+/// The syscalls ftexec's own code makes untraced from its one allowed instruction: the clock
+/// stub's reads, and the syscall buffer handler's non-blocking forms (see `crate::sysbuf`).
+pub fn allowed_from_stub() -> Vec<u32> {
+    let mut nrs: Vec<u32> = ft_libos::clock::BUFFERED.iter().map(|&n| n as u32).collect();
+    nrs.extend(crate::sysbuf::HANDLER_SYSCALLS.iter().map(|&n| n as u32));
+    nrs
+}
+
+/// Allows [`allowed_from_stub`] from exactly one instruction address; everything else falls
+/// through to the table's program. Jump offsets count from the next instruction.
 fn clock_prefix(ip: u64) -> BpfProgram {
     use seccompiler::sock_filter;
     const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
@@ -62,22 +70,28 @@ fn clock_prefix(ip: u64) -> BpfProgram {
     const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
     const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
     let ins = |code: u16, jt: u8, jf: u8, k: u32| sock_filter { code, jt, jf, k };
-    let [c0, c1, c2] = ft_libos::clock::BUFFERED;
+    let nrs = allowed_from_stub();
+    let n = nrs.len() as u8;
     // seccomp_data: nr at 0, arch at 4, instruction_pointer at 8 (low word) and 12 (high word).
-    vec![
-        ins(LD_W_ABS, 0, 0, 8),                    // 0
-        ins(JEQ_K, 0, 10, ip as u32),              // 1: else to 12
-        ins(LD_W_ABS, 0, 0, 12),                   // 2
-        ins(JEQ_K, 0, 8, (ip >> 32) as u32),       // 3: else to 12
-        ins(LD_W_ABS, 0, 0, 4),                    // 4
-        ins(JEQ_K, 0, 6, 0xc000_003e),             // 5: AUDIT_ARCH_X86_64, else to 12
-        ins(LD_W_ABS, 0, 0, 0),                    // 6
-        ins(JEQ_K, 3, 0, c0 as u32),               // 7: to 11
-        ins(JEQ_K, 2, 0, c1 as u32),               // 8: to 11
-        ins(JEQ_K, 1, 0, c2 as u32),               // 9: to 11
-        ins(JA, 0, 0, 1),                          // 10: to 12
-        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW), // 11
-    ]
+    // Layout: 0-6 the checks of ip and arch, 7.. one JEQ per number, then JA (to the table),
+    // then RET ALLOW; `out` is the distance from instruction i's successor to the table.
+    let out = |i: u8| 7 + n + 2 - (i + 1);
+    let mut p = vec![
+        ins(LD_W_ABS, 0, 0, 8),
+        ins(JEQ_K, 0, out(1), ip as u32),
+        ins(LD_W_ABS, 0, 0, 12),
+        ins(JEQ_K, 0, out(3), (ip >> 32) as u32),
+        ins(LD_W_ABS, 0, 0, 4),
+        ins(JEQ_K, 0, out(5), 0xc000_003e), // AUDIT_ARCH_X86_64
+        ins(LD_W_ABS, 0, 0, 0),
+    ];
+    for (k, nr) in nrs.iter().enumerate() {
+        // To the RET ALLOW after the remaining JEQs and the JA.
+        p.push(ins(JEQ_K, n - k as u8, 0, *nr));
+    }
+    p.push(ins(JA, 0, 0, 1));
+    p.push(ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW));
+    p
 }
 
 /// How many syscall numbers the filter lets through without a stop.

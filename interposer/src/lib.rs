@@ -8,6 +8,7 @@
 //!   redirected to the clock page or hidden, AT_RANDOM captured or restored, the filter
 //!   installed before exec);
 //! - [`clock`]: the clock page, vDSO clock reads without a ptrace stop;
+//! - [`sysbuf`]: the syscall buffer, socket syscalls recorded in the tracee without a stop;
 //! - [`spin`]: finding a thread that spins without syscalls at a fixpoint, where it can be
 //!   preempted deterministically without a PMU.
 
@@ -19,6 +20,7 @@ pub mod launch;
 pub mod procfs;
 pub mod regs;
 pub mod spin;
+pub mod sysbuf;
 pub mod tracee;
 pub mod tsc;
 

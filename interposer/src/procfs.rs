@@ -155,3 +155,16 @@ pub fn private_shm(pid: i32) -> bool {
         _ => false,
     }
 }
+
+/// The address ranges (start, end) mapped in process `pid`, from /proc/PID/maps.
+pub fn mapped_ranges(pid: i32) -> std::io::Result<Vec<(u64, u64)>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (range, _) = l.split_once(' ')?;
+            let (a, b) = range.split_once('-')?;
+            Some((u64::from_str_radix(a, 16).ok()?, u64::from_str_radix(b, 16).ok()?))
+        })
+        .collect())
+}

@@ -13,9 +13,10 @@
 //!
 //! This module is the layout both sides share (the stub itself is in ft-interposer).
 
-/// Where the stub's code is mapped (one page, read + execute).
+/// Where the stub's code is mapped (read + execute): the clock stub, then the syscall
+/// buffer's handler (see [`crate::sysbuf`]).
 pub const CODE_ADDR: u64 = 0x7ff0_0000_0000;
-pub const CODE_LEN: u64 = 0x1000;
+pub const CODE_LEN: u64 = 0x2000;
 /// Where its data page is mapped (read + write): a header, then the entries.
 pub const DATA_ADDR: u64 = CODE_ADDR + CODE_LEN;
 pub const DATA_LEN: u64 = 0x10000;

@@ -21,12 +21,13 @@ impl Event {
             Some(Kind::Exec(e)) => Some(e.task),
             Some(Kind::Clocks(c)) => Some(c.task),
             Some(Kind::Preempt(p)) => Some(p.task),
+            Some(Kind::Patch(p)) => Some(p.task),
             None => None,
         }
     }
 
     /// The kind as one lower-case word (`syscall`, `rdtsc`, `signal`, `start`, `exit`, `run`,
-    /// `spawn`, `exec`, `clocks`, `preempt`), `empty` for an event without a kind. Stable: tools
+    /// `spawn`, `exec`, `clocks`, `preempt`, `patch`), `empty` for an event without a kind. Stable: tools
     /// print it and match on it.
     pub fn kind_name(&self) -> &'static str {
         match &self.kind {
@@ -40,6 +41,7 @@ impl Event {
             Some(Kind::Exec(_)) => "exec",
             Some(Kind::Clocks(_)) => "clocks",
             Some(Kind::Preempt(_)) => "preempt",
+            Some(Kind::Patch(_)) => "patch",
             None => "empty",
         }
     }

@@ -8,6 +8,7 @@
 //! - [`event`]: an event's task and kind name ([`Event::task`], [`Event::kind_name`]);
 //! - [`digest`]: content digests of buffers, files and the data directory;
 //! - [`clock`]: the layout of the clock page (vDSO clock reads without a ptrace stop);
+//! - [`sysbuf`]: the layout of the syscall buffer (socket syscalls without a ptrace stop);
 //! - [`signal`]: signal numbers 1..=64 ([`Sig`]), real-time signals included;
 //! - [`wait`]: which child a logged wait4/waitid reaped, and a child's SIGCHLD siginfo.
 //!
@@ -25,6 +26,7 @@ pub mod policy;
 pub mod process;
 pub mod proto;
 pub mod signal;
+pub mod sysbuf;
 pub mod table;
 pub mod wait;
 

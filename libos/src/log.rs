@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub const MAGIC: &[u8; 8] = b"FTEXECLG";
 /// 2: process state (`ProcState`) in Start, Exec and state-changing Syscall events; those
 /// syscalls (chdir, setuid, umask, setrlimit...) run at replay.
-pub const VERSION: u32 = 2;
+/// 3: the syscall buffer (`Patch` events, `Syscall.buffered`).
+pub const VERSION: u32 = 3;
 /// A record larger than this is taken as a corrupt length, not an allocation request.
 pub const MAX_RECORD: u32 = 256 << 20;
 

@@ -43,7 +43,7 @@ pub struct Header {
 /// One thing that happened to the tracee, in log order.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Event {
-    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "event::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub kind: Option<event::Kind>,
 }
 
@@ -70,6 +70,8 @@ pub mod event {
         Clocks(super::Clocks),
         #[prost(message, tag = "10")]
         Preempt(super::Preempt),
+        #[prost(message, tag = "11")]
+        Patch(super::Patch),
     }
 }
 
@@ -172,6 +174,10 @@ pub struct Syscall {
     pub token_released: bool,
     #[prost(bool, tag = "19")]
     pub token_free: bool,
+    /// Made by the syscall buffer's handler without a stop (see `sysbuf`); `in_tracer` is set
+    /// too: replay answers it at the stop where it meets it.
+    #[prost(bool, tag = "20")]
+    pub buffered: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -275,6 +281,37 @@ pub struct Preempt {
     /// Caught signals held for the task, delivered here (signo and siginfo, in this order).
     #[prost(message, repeated, tag = "6")]
     pub signals: Vec<Signal>,
+}
+
+/// A syscall site rewritten into a jump to a trampoline of the syscall buffer, at the seccomp
+/// stop of `task`'s syscall there (see `sysbuf`). Replay makes the same rewrite at the same stop.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Patch {
+    #[prost(uint32, tag = "1")]
+    pub task: u32,
+    /// The address of the `syscall` instruction.
+    #[prost(uint64, tag = "2")]
+    pub site: u64,
+    /// The site's bytes before (checked at replay) and after.
+    #[prost(bytes = "vec", tag = "3")]
+    pub before: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub after: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    pub tramp: u64,
+    #[prost(bytes = "vec", tag = "6")]
+    pub tramp_bytes: Vec<u8>,
+    /// Where the stopped task continues (its syscall returns into the trampoline).
+    #[prost(uint64, tag = "7")]
+    pub resume: u64,
+    /// The task's silent count at that stop (see `Signal.silent`): the stop is found by its
+    /// address and this count.
+    #[prost(uint32, tag = "8")]
+    pub silent: u32,
+    /// Nonzero: no rewrite yet; a trampoline page is mapped here first, and the task makes its
+    /// syscall again (the rewrite is the next Patch, at that stop).
+    #[prost(uint64, tag = "9")]
+    pub page: u64,
 }
 
 /// The program's exec completed: the kernel's random bytes for it.

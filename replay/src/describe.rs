@@ -38,7 +38,8 @@ pub fn event(ev: &Event) -> String {
             } else {
                 arg(s.ret as u64)
             };
-            format!("{call} = {ret} in task {}", s.task)
+            let how = if s.buffered { " (buffered)" } else { "" };
+            format!("{call} = {ret} in task {}{how}", s.task)
         }
         Some(Kind::Rdtsc(r)) => format!("{} at {:#x}", if r.rdtscp { "rdtscp" } else { "rdtsc" }, r.ip),
         Some(Kind::Signal(s)) => format!("delivery of {}", signal_name(s.signo)),
@@ -61,6 +62,13 @@ pub fn event(ev: &Event) -> String {
             p.steps,
             ft_libos::digest::hex(&p.digest),
             preempt_outcome(p)
+        ),
+        Some(Kind::Patch(p)) if p.page != 0 => {
+            format!("task {} mapping a trampoline page of the syscall buffer at {:#x}", p.task, p.page)
+        }
+        Some(Kind::Patch(p)) => format!(
+            "task {} rewriting the syscall at {:#x} into a jump to the syscall buffer's trampoline at {:#x}",
+            p.task, p.site, p.tramp
         ),
         None => "an empty event".into(),
     }

@@ -484,6 +484,9 @@ impl EventSink for RaftSink {
     fn idle(&mut self) -> crate::Result<()> {
         self.submit()
     }
+    fn commits_outputs(&self) -> bool {
+        true
+    }
     fn output_ticket(&mut self) -> crate::Result<Option<Ticket>> {
         // Only outputs since the last ticket: the next output does not depend on them.
         if !self.inputs {

@@ -26,6 +26,15 @@ pub trait Commit: Send + Sync {
 /// What an output waits for. Outputs with no new event between them share one ticket.
 pub type Ticket = Arc<dyn Commit>;
 
+/// A ticket for nothing: the events before the output are durable already.
+pub struct Durable;
+
+impl Commit for Durable {
+    fn wait(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+}
+
 /// Queued bytes of one socket above which a write takes the slow path (it waits for the queue
 /// to be sent, then runs in the program), so that memory stays bounded for a client that does
 /// not read.

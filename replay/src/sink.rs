@@ -30,6 +30,11 @@ pub trait EventSink {
     fn output_ticket(&mut self) -> Result<Option<Ticket>> {
         Ok(None)
     }
+    /// Whether outputs wait for a commit (a replicated log): the syscall buffer then keeps a
+    /// socket write's bytes for the recorder to queue instead of sending them.
+    fn commits_outputs(&self) -> bool {
+        false
+    }
 }
 
 impl EventSink for ft_libos::log::LogWriter {

@@ -1,6 +1,7 @@
 //! The record session: run the program under the interposer and send every nondeterministic
 //! result to an [`EventSink`] (a log file now, the Raft log later).
 
+pub(crate) mod buffer;
 mod output;
 mod schedule;
 mod signals;
@@ -12,6 +13,7 @@ pub(crate) use crate::launch::launch_spec;
 pub use crate::launch::{header, RecordOptions};
 pub use crate::sink::EventSink;
 use syscall::is_thread_clone;
+pub use buffer::set_enabled as set_syscall_buffer;
 pub(crate) use takeover::continue_live;
 
 use crate::capture;
@@ -31,7 +33,7 @@ use ft_interposer::{filter, launch, tsc, Regs, Running, Stop, Stopped, Vdso, Wai
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{
-    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Preempt, Rdtsc,
+    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Patch, Preempt, Rdtsc,
     Run, Signal, Spawn, Start, Syscall,
 };
 use ft_libos::table::{
@@ -177,6 +179,10 @@ struct Recorder<'a> {
     one_stop: u64,
     /// The tracer's buffer for socket reads answered on a copy of the fd.
     scratch: Vec<u8>,
+    /// The syscall buffer of each process (by the vtid of its leader).
+    bufs: HashMap<u32, buffer::BufProc>,
+    /// Each task's last seccomp stop's instruction pointer (where a task in the kernel returns).
+    syscall_ip: HashMap<Pid, u64>,
     /// Children forked by a replay before it went live, by tid, with their parent's process.
     /// Their exit signal is 0: the kernel neither sends SIGCHLD for them nor shows them to a
     /// wait without `__WALL`. So the parent's waits get `__WALL` while it has one, and the
@@ -244,6 +250,8 @@ impl<'a> Recorder<'a> {
             releaser: None,
             one_stop: 0,
             scratch: Vec::new(),
+            bufs: HashMap::new(),
+            syscall_ip: HashMap::new(),
             quiet: HashMap::new(),
             adopted_restart: HashSet::new(),
             restore_args: HashSet::new(),

@@ -65,6 +65,9 @@ impl Recorder<'_> {
     /// preempted (see [`Recorder::on_interrupt`]). One that runs for SPIN_LIMIT without reaching
     /// one while others wait would starve them (hermit #33): fail with a clear error instead.
     pub(super) fn wait_watchdog(&mut self) -> ft_interposer::Result<(Pid, Waited)> {
+        if let Err(SessionError::Trace(e)) = self.pause_holder() {
+            return Err(e);
+        }
         let mut backoff = spin::Backoff::new(std::time::Duration::from_micros(50), std::time::Duration::from_millis(2));
         loop {
             if let Some(w) = ft_interposer::tracee::try_wait_for(None)? {
@@ -85,29 +88,6 @@ impl Recorder<'_> {
             }
             backoff.sleep();
         }
-    }
-
-    /// Logs the clock reads in the holder's clock-page buffer. Only the holder runs user code, so
-    /// they are its own, made since its last stop: logged before whatever this stop logs. Not at
-    /// a signal stop inside the stub: it may be between writing an entry and the count (a probe's
-    /// steps or a signal can stop it anywhere), and emptying the buffer there would let the
-    /// stub's count write bring the drained entries back. They are drained at the next stop.
-    pub(super) fn drain_clocks(&mut self, s: &Stopped) -> Result<()> {
-        let pid = s.pid();
-        let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0);
-        if !self.clocks.ready(proc) {
-            return Ok(());
-        }
-        if matches!(s.stop, Stop::Signal(_)) && ft_interposer::clock::in_stub(s.regs()?.ip()) {
-            return Ok(());
-        }
-        let raw = ft_interposer::clock::drain(s)?;
-        if !raw.is_empty() {
-            let reads = ft_libos::clock::pack(&raw).unwrap_or_default();
-            let task = self.vtid(pid);
-            self.emit(Kind::Clocks(Clocks { task, reads }))?;
-        }
-        Ok(())
     }
 
     pub(super) fn holder_has_held(&self) -> bool {
@@ -143,7 +123,7 @@ impl Recorder<'_> {
             }
         };
         let task = self.vtid(pid);
-        self.drain_clocks(&t)?;
+        self.drain_buffers(&t)?;
         let sigs: Vec<Held> = match self.held.get_mut(&pid) {
             Some(v) => {
                 let (free, still) = std::mem::take(v).into_iter().partition(|h| blocked & h.sig.mask_bit() == 0);
@@ -385,7 +365,7 @@ impl Recorder<'_> {
             }
         }
         if matches!(s.stop, Stop::Seccomp | Stop::Signal(_)) {
-            self.drain_clocks(&s)?;
+            self.drain_buffers(&s)?;
         }
         let after = After { exit: self.exits.remove(&pid), chain: self.chain.remove(&pid) };
         match s.stop {
@@ -420,6 +400,9 @@ impl Recorder<'_> {
                     let table = self.fds.get(&proc).cloned().unwrap_or_default();
                     self.fds.insert(child_vtid, table);
                     self.clocks.fork(proc, child_vtid);
+                    if let Some(b) = self.bufs.get(&proc).cloned() {
+                        self.bufs.insert(child_vtid, b);
+                    }
                 }
                 self.emit(Kind::Spawn(Spawn { parent: vtid, child: child_vtid, thread }))?;
                 self.tasks.insert(child, Task { vtid: child_vtid, proc: child_proc, state: TState::Starting });
@@ -484,6 +467,7 @@ impl Recorder<'_> {
         // and task number; `task` is the thread that called execve).
         let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(task);
         self.clocks.exec(proc, a.clock_page);
+        self.bufs.remove(&proc);
         self.emit(Kind::Exec(ExecEvent {
             task,
             exe_path: exe.into_os_string().into_vec(),

@@ -117,6 +117,9 @@ impl Recorder<'_> {
         }
         let pid = t.pid();
         let synchronous = is_synchronous(&t, sig);
+        if synchronous {
+            debug!(self.log, "synchronous signal"; "task" => task, "signal" => ?sig, "ip" => slog::FnValue(|_| format!("{:#x}", t.regs().map(|r| r.ip()).unwrap_or(0))));
+        }
         let point = if synchronous { None } else { self.delivery_point(&t, &after)? };
         let bounced = self.take_bouncing(pid, sig);
         if let Some(held) = bounced {

@@ -22,8 +22,14 @@ impl Recorder<'_> {
             Entry::Call(c) => c,
         };
         let nr = regs.nr();
+        self.syscall_ip.insert(pid, regs.ip());
+        self.unapprove(&t, spec, &args)?;
+        if let buffer::PatchStep::Page(page) = self.try_patch(&t, &mut regs, spec, silent)? {
+            ft_interposer::sysbuf::add_page(t, page)?;
+            return Ok(());
+        }
         // Lazy: slog builds key-values before filtering, and this runs at every stop.
-        debug!(self.log, "syscall"; "task" => self.vtid(pid), "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
+        debug!(self.log, "syscall"; "ip" => slog::FnValue(|_| format!("{:#x}", regs.ip())), "task" => self.vtid(pid), "call" => slog::FnValue(|_| describe::call(spec, &args)), "action" => slog::FnValue(|_| format!("{action:?}")));
         if spec.fds.closes != Closes::None {
             self.before_close(&t, spec, &args)?;
         }
@@ -44,11 +50,15 @@ impl Recorder<'_> {
             t.set_regs(&regs)?;
         }
         if let Exec::Copy(op) = spec.exec {
-            if matches!(action, Action::Record { .. } | Action::Output { stdio: None })
-                && self.on_copy(&t, &mut regs, spec, &args, op)?
-            {
-                t.cont(None)?;
-                return Ok(());
+            if matches!(action, Action::Record { .. } | Action::Output { stdio: None }) {
+                let ok = self.on_copy(&t, &mut regs, spec, &args, op)?;
+                if ok || matches!(op, CopyOp::Send { .. }) {
+                    self.approve(&t, args[0], op, ok)?;
+                }
+                if ok {
+                    t.cont(None)?;
+                    return Ok(());
+                }
             }
         }
         match action {

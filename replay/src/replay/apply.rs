@@ -30,11 +30,22 @@ impl Replayer<'_> {
 
     pub(super) fn on_syscall(&mut self, vtid: u32, t: Stopped) -> Result<()> {
         slog::debug!(self.log, "stop"; "task" => vtid, "at" => self.source.position(), "regs" => slog::FnValue(|_| format!("{:?}", t.regs())));
-        let Decided { t, mut regs, spec, args, action, .. } = match stop::prelude(self, vtid, t)? {
+        let Decided { t, mut regs, spec, args, action, silent } = match stop::prelude(self, vtid, t)? {
             Entry::Done => return Ok(()),
             Entry::Unknown { t, .. } => return self.resume(vtid, t),
             Entry::Call(c) => c,
         };
+        if let Some(Event { kind: Some(Kind::Patch(p)) }) = self.source.peek_event()? {
+            if p.task == vtid && p.silent == silent && p.site.wrapping_add(2) == regs.ip() {
+                let (p, index) = (p.clone(), self.source.position());
+                self.source.next_event()?;
+                if p.page != 0 {
+                    ft_interposer::sysbuf::add_page(t, p.page)?;
+                    return Ok(());
+                }
+                self.apply_patch(&t, &mut regs, &p, index)?;
+            }
+        }
         if self.answered_in_tracer(vtid, spec, action)? {
             // The recorder answered it at this stop, holding the token: so does replay.
             let (index, ev) = self.next_for(vtid)?;
@@ -99,6 +110,34 @@ impl Replayer<'_> {
             }
         }
         self.resume(vtid, t)
+    }
+
+    /// The recording rewrote the syscall site this task stops at into a jump to the syscall
+    /// buffer's trampoline (see `ft_libos::sysbuf`): so does replay, with the same bytes, and
+    /// the task's syscall returns into the trampoline as it did.
+    pub(super) fn apply_patch(
+        &mut self,
+        t: &Stopped,
+        regs: &mut ft_interposer::Regs,
+        p: &ft_libos::proto::Patch,
+        index: u64,
+    ) -> Result<()> {
+        let here = format!("a syscall at {:#x}", regs.ip().wrapping_sub(2));
+        if regs.ip() != p.site.wrapping_add(2) {
+            return Err(self.diverge(index, describe::event(&Event { kind: Some(Kind::Patch(p.clone())) }), here));
+        }
+        if t.read(p.site, p.before.len())? != p.before {
+            return Err(self.diverge(
+                index,
+                describe::event(&Event { kind: Some(Kind::Patch(p.clone())) }),
+                format!("{here} with other code around it"),
+            ));
+        }
+        t.write_forced(p.tramp, &p.tramp_bytes)?;
+        t.write_forced(p.site, &p.after)?;
+        regs.0.rip = p.resume;
+        t.set_regs(regs)?;
+        Ok(())
     }
 
     /// Resumes a task from the stop of a syscall it has done (its seccomp stop with the result

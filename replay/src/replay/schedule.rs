@@ -105,7 +105,11 @@ impl Replayer<'_> {
                         }
                     }
                 }
-                Some(Kind::Rdtsc(_)) | Some(Kind::Signal(_)) | Some(Kind::Clocks(_)) | Some(Kind::Preempt(_)) => {
+                Some(Kind::Rdtsc(_))
+                | Some(Kind::Signal(_))
+                | Some(Kind::Clocks(_))
+                | Some(Kind::Preempt(_))
+                | Some(Kind::Patch(_)) => {
                     let task = owner.unwrap_or(u32::MAX);
                     self.implicit_token(task, index, &ev)?;
                 }

@@ -547,6 +547,13 @@ pub fn text(ev: &Event) -> String {
             hex_bytes(&p.digest, 16),
             ft_replay::describe::preempt_outcome(p)
         ),
+        Some(Kind::Patch(p)) if p.page != 0 => {
+            format!("--- trampoline page for the syscall buffer mapped at {:#x} ---", p.page)
+        }
+        Some(Kind::Patch(p)) => format!(
+            "--- syscall at {:#x} rewritten: jumps to the syscall buffer's trampoline at {:#x} ---",
+            p.site, p.tramp
+        ),
         None => "(empty event)".into(),
     }
 }
@@ -597,6 +604,7 @@ pub fn json(index: u64, ev: &Event) -> Value {
                 "holder_silent": s.holder_silent,
                 "token_released": s.token_released,
                 "token_free": s.token_free,
+                "buffered": s.buffered,
                 "state": s.state.as_ref().map(|st| json!({
                     "cwd": lossy(&st.cwd), "uids": st.uids, "gids": st.gids, "groups": st.groups,
                     "umask": format!("{:04o}", st.umask),
@@ -644,6 +652,7 @@ pub fn json(index: u64, ev: &Event) -> Value {
             "yielded": p.yielded,
             "signals": p.signals.iter().map(|s| signal_name(s.signo)).collect::<Vec<_>>(),
         }),
+        Some(Kind::Patch(p)) => json!({"site": p.site, "tramp": p.tramp, "resume": p.resume, "page": p.page}),
         Some(Kind::Exit(e)) => json!({
             "code": e.code,
             "signal": if e.signal != 0 { Some(signal_name(e.signal)) } else { None },

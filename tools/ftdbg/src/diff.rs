@@ -4,7 +4,7 @@ use crate::source::Log;
 use crate::{decode, Error};
 use ft_libos::clock;
 use ft_libos::proto::{
-    event::Kind, Clocks, Event, Exec, Exit, Header, Preempt, ProcState, Rdtsc, Run, Signal, Spawn, Start, Syscall,
+    event::Kind, Clocks, Event, Exec, Exit, Header, Patch, Preempt, ProcState, Rdtsc, Run, Signal, Spawn, Start, Syscall,
 };
 use std::io::Write;
 use std::path::Path;
@@ -99,6 +99,7 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 holder_silent,
                 token_released,
                 token_free,
+                buffered,
             } = x;
             same!(y; nr);
             for i in 0..args.len().max(y.args.len()) {
@@ -107,7 +108,7 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 }
             }
             same!(y; input_digest, ret, disposition, mem, out_digest, stdio, stdio_fd, new_fds, path, file_hash);
-            same!(y; path_arg, task, in_tracer, holder_silent, token_released, token_free);
+            same!(y; path_arg, task, in_tracer, holder_silent, token_released, token_free, buffered);
             state_fields(&mut v, state, &y.state);
         }
         (Some(Kind::Rdtsc(x)), Some(Kind::Rdtsc(y))) => {
@@ -157,6 +158,10 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 v.push(first_difference("signals", signals, &y.signals));
             }
         }
+        (Some(Kind::Patch(x)), Some(Kind::Patch(y))) => {
+            let Patch { task, site, before, after, tramp, tramp_bytes, resume, silent, page } = x;
+            same!(y; task, site, before, after, tramp, tramp_bytes, resume, silent, page);
+        }
         // Different kinds (or an event without a kind). The left side lists every kind, so that
         // a new one does not compile until it has its arm above.
         (
@@ -170,7 +175,8 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 | Kind::Spawn(_)
                 | Kind::Exec(_)
                 | Kind::Clocks(_)
-                | Kind::Preempt(_),
+                | Kind::Preempt(_)
+                | Kind::Patch(_),
             )
             | None,
             _,

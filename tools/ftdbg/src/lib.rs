@@ -109,7 +109,8 @@ impl Filter {
                 | Kind::Run(_)
                 | Kind::Spawn(_)
                 | Kind::Exec(_)
-                | Kind::Preempt(_),
+                | Kind::Preempt(_)
+                | Kind::Patch(_),
             )
             | None => false,
         }

@@ -49,6 +49,9 @@ pub struct Stats {
     pub clock_page_reads: u64,
     /// Preemptions of a task spinning without syscalls (yields, deliveries of signals).
     pub preemptions: u64,
+    /// Syscall sites rewritten to the syscall buffer, and syscalls it served without a stop.
+    pub patched_sites: u64,
+    pub buffered: u64,
     pub exit: Option<String>,
 }
 
@@ -73,6 +76,8 @@ impl Stats {
             clocks: BTreeMap::new(),
             clock_page_reads: 0,
             preemptions: 0,
+            patched_sites: 0,
+            buffered: 0,
             exit: None,
         };
         while let Some(ev) = reader.next_event()? {
@@ -96,6 +101,7 @@ impl Stats {
                     }
                     *st.by_disposition.entry(disposition_name(s.disposition)).or_default() += 1;
                     *st.tasks.entry(s.task).or_default() += 1;
+                    st.buffered += u64::from(s.buffered);
                     if let Some((clock, ns)) = decode::time_reading(s) {
                         let c = st.clocks.entry(clock).or_insert(Clock { first_ns: ns, last_ns: ns, readings: 0 });
                         c.last_ns = ns;
@@ -104,6 +110,7 @@ impl Stats {
                 }
                 Some(Kind::Exit(_)) => st.exit = Some(decode::text(&ev)),
                 Some(Kind::Preempt(_)) => st.preemptions += 1,
+                Some(Kind::Patch(p)) => st.patched_sites += u64::from(p.page == 0),
                 Some(Kind::Clocks(c)) => {
                     let reads = ft_libos::clock::decode(&c.reads).unwrap_or_default();
                     st.clock_page_reads += reads.len() as u64;
@@ -175,6 +182,13 @@ impl Stats {
         if self.clock_page_reads > 0 {
             writeln!(out, "clock reads through the clock page (no syscall): {}", self.clock_page_reads)?;
         }
+        if self.patched_sites > 0 {
+            writeln!(
+                out,
+                "syscall buffer: {} site(s) rewritten, {} syscall(s) recorded without a stop",
+                self.patched_sites, self.buffered
+            )?;
+        }
         writeln!(out, "by kind:                 events       bytes")?;
         for (k, (n, b)) in &self.by_kind {
             writeln!(out, "  {k:<20} {n:>9} {b:>11}")?;
@@ -226,6 +240,8 @@ impl Stats {
             "duration_clock": self.duration().map(|d| d.1),
             "clock_page_reads": self.clock_page_reads,
             "preemptions": self.preemptions,
+            "patched_sites": self.patched_sites,
+            "buffered": self.buffered,
             "by_kind": self.by_kind.iter().map(|(k, (n, b))| (k.to_string(), json!({"events": n, "bytes": b})))
                 .collect::<serde_json::Map<_, _>>(),
             "by_class": self.by_class.iter().map(|(k, c)| (k.to_string(), count(c)))
