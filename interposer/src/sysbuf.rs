@@ -17,9 +17,9 @@ use crate::tracee::{Running, Stopped};
 use crate::{Result, TraceError};
 use ft_libos::clock::{CODE_ADDR, COUNT as CLOCK_COUNT, DATA_ADDR as CLOCK_DATA};
 use ft_libos::sysbuf::{
-    ADDR, E_ARGS, E_CLOCKS, E_DATA_LEN, E_LEN, E_NR, E_RET, ENTRY_HEADER, FDS, FD_EPOLL, FD_LIMIT, FD_QUEUE,
-    FD_RECV, FD_SEND, MAX_DATA, MAX_PAGES, MODE, MODE_RECORD, PAGES, PAGE_LEN, PAUSE, RING_LEN, RING_OFFSET,
-    SITE_LEN, TRAMP_LEN, USED,
+    ADDR, ENTRY_HEADER, E_ARGS, E_CLOCKS, E_DATA_LEN, E_LEN, E_NR, E_RET, FDS, FD_EPOLL, FD_LIMIT, FD_QUEUE, FD_RECV,
+    FD_SEND, MAX_DATA, MAX_PAGES, MODE, MODE_RECORD, PAGES, PAGE_LEN, PAUSE, RING_LEN, RING_OFFSET, SITE_LEN,
+    TRAMP_LEN, USED,
 };
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic};
 
@@ -436,7 +436,8 @@ pub fn plan(site: u64, code: &[u8], tramp: u64) -> std::result::Result<Plan, &'s
         return Err("the moved instructions do not fit a trampoline");
     }
     let mut site_bytes = vec![0xe9];
-    site_bytes.extend_from_slice(&rel32(site + 5, tramp).ok_or("the trampoline is too far from the site")?.to_le_bytes());
+    site_bytes
+        .extend_from_slice(&rel32(site + 5, tramp).ok_or("the trampoline is too far from the site")?.to_le_bytes());
     // Never executed: a branch into the moved bytes (none is expected) traps instead of
     // running the middle of the jump.
     site_bytes.resize((at - site) as usize, 0xcc);
@@ -513,7 +514,8 @@ pub fn add_page(t: Stopped, addr: u64) -> Result<Running> {
     }
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
     let prot = (libc::PROT_READ | libc::PROT_EXEC) as u64;
-    let (s, ret) = crate::clock::inject_and_retry(t, libc::SYS_mmap as u64, [addr, PAGE_LEN, prot, flags, u64::MAX, 0])?;
+    let (s, ret) =
+        crate::clock::inject_and_retry(t, libc::SYS_mmap as u64, [addr, PAGE_LEN, prot, flags, u64::MAX, 0])?;
     if ret as u64 != addr {
         return Err(TraceError::Unexpected {
             pid,

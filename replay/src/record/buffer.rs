@@ -8,9 +8,10 @@ use super::*;
 use ft_interposer::sysbuf as isb;
 use ft_libos::sysbuf::{self as lsb, FD_EPOLL, FD_LIMIT, FD_QUEUE, FD_RECV, FD_SEND};
 
-static ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+static ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Turns the syscall buffer on or off for the recordings of this process (`--no-syscall-buffer`).
+/// Turns the syscall buffer on or off for the recordings of this process (`--syscall-buffer`;
+/// off by default).
 pub fn set_enabled(on: bool) {
     ON.store(on, std::sync::atomic::Ordering::Relaxed);
 }
@@ -282,7 +283,8 @@ impl Recorder<'_> {
         }
         ev.input_digest = if e.data.is_empty() { Vec::new() } else { digest::short(&e.data) };
         let fd = e.args[0];
-        let queued = self.bufs.get(&self.proc_of_pid(pid)).is_some_and(|b| b.fds[fd as usize % FD_LIMIT] & FD_QUEUE != 0);
+        let queued =
+            self.bufs.get(&self.proc_of_pid(pid)).is_some_and(|b| b.fds[fd as usize % FD_LIMIT] & FD_QUEUE != 0);
         if queued && e.ret > 0 {
             // The handler answered "sent"; the bytes go out once the log before them is
             // committed, as a write answered on a copy would.

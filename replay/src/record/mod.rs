@@ -12,8 +12,8 @@ pub(crate) use crate::handover::{AdoptedState, Handover, Quiet};
 pub(crate) use crate::launch::launch_spec;
 pub use crate::launch::{header, RecordOptions};
 pub use crate::sink::EventSink;
-use syscall::is_thread_clone;
 pub use buffer::set_enabled as set_syscall_buffer;
+use syscall::is_thread_clone;
 pub(crate) use takeover::continue_live;
 
 use crate::capture;
@@ -33,8 +33,8 @@ use ft_interposer::{filter, launch, tsc, Regs, Running, Stop, Stopped, Vdso, Wai
 use ft_libos::digest;
 use ft_libos::policy::{self, Action};
 use ft_libos::proto::{
-    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Patch, Preempt, Rdtsc,
-    Run, Signal, Spawn, Start, Syscall,
+    event::Kind, Clocks, Disposition, Event, Exec as ExecEvent, Exit, FdKind, Header, MemWrite, NewFd, Patch, Preempt,
+    Rdtsc, Run, Signal, Spawn, Start, Syscall,
 };
 use ft_libos::table::{
     Changes, CloneKind, Closes, CopyOp, Exec, NewFd as NewFdEffect, Object, Refusal, Spec, Special, Stream,

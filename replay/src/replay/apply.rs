@@ -137,6 +137,10 @@ impl Replayer<'_> {
         t.write_forced(p.site, &p.after)?;
         regs.0.rip = p.resume;
         t.set_regs(regs)?;
+        // The syscall's exit (a signal delivered there, a restart, going live) is now there.
+        if let Some(call) = self.calls.get_mut(&p.task) {
+            call.ip = p.resume;
+        }
         Ok(())
     }
 

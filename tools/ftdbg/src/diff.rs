@@ -4,7 +4,8 @@ use crate::source::Log;
 use crate::{decode, Error};
 use ft_libos::clock;
 use ft_libos::proto::{
-    event::Kind, Clocks, Event, Exec, Exit, Header, Patch, Preempt, ProcState, Rdtsc, Run, Signal, Spawn, Start, Syscall,
+    event::Kind, Clocks, Event, Exec, Exit, Header, Patch, Preempt, ProcState, Rdtsc, Run, Signal, Spawn, Start,
+    Syscall,
 };
 use std::io::Write;
 use std::path::Path;

@@ -1,0 +1,84 @@
+//! The syscall buffer (issue 17): socket syscalls recorded in the program without a ptrace stop,
+//! through rewritten call sites. Each program is recorded with the buffer on and off, and every
+//! recording replays byte for byte. The buffer-on recordings must really have used it (rewritten
+//! sites, buffered syscalls in `ftdbg stats`), and the buffer-off ones must not.
+
+use ft_testsuite::*;
+use std::path::Path;
+
+/// Records `prog args` with the syscall buffer on or off, replays it three times with the same
+/// output, and returns the recording and its `ftdbg stats`.
+fn record_both_ways(prog: &Path, args: &[&str], what: &str, buffer: bool) -> (Run, serde_json::Value) {
+    let what = format!("{what}-{}", if buffer { "buffered" } else { "traced" });
+    let dir = temp_dir(&what);
+    let log = dir.path().join("run.ftlog");
+    let mut cmd = record_command(&log, None, prog, args);
+    cmd.env("FTEXEC_SYSCALL_BUFFER", if buffer { "1" } else { "0" });
+    let recorded = run(cmd);
+    assert_recorded_ok(&log, &recorded, &what);
+    for round in 1..=3 {
+        let replayed = replay(&log, None);
+        assert_same_output(&recorded, &replayed, &format!("{what} (replay {round})"));
+    }
+    let stats = ftdbg_stats(&log);
+    (recorded, stats)
+}
+
+fn count(stats: &serde_json::Value, key: &str) -> u64 {
+    stats[key].as_u64().unwrap_or_else(|| panic!("no {key} in ftdbg stats: {stats}"))
+}
+
+#[test]
+fn socket_families_replay_with_and_without_the_buffer() {
+    let prog = c_program("sysbuf");
+    let native_run = native(&prog, &[]);
+    assert_eq!(native_run.status, 0, "native run failed\n{native_run}");
+    let (on, on_stats) = record_both_ways(&prog, &[], "sysbuf", true);
+    let (off, off_stats) = record_both_ways(&prog, &[], "sysbuf", false);
+    for r in [&on, &off] {
+        assert_like_native(r, &native_run, "sysbuf");
+        let out = r.stdout_text();
+        assert!(out.contains(" exit 0\n") && out.contains("eof read 0\n"), "{out}");
+    }
+    assert!(count(&on_stats, "patched_sites") >= 3, "the buffer rewrote no sites: {on_stats}");
+    assert!(count(&on_stats, "buffered") >= 50, "the buffer recorded too little: {on_stats}");
+    assert_eq!(count(&off_stats, "patched_sites"), 0, "{off_stats}");
+    assert_eq!(count(&off_stats, "buffered"), 0, "{off_stats}");
+}
+
+/// redis-server under record with the buffer, a client's commands, then replay: the log's
+/// buffered reads, writes and epoll_waits replay to the same output and exit.
+#[test]
+fn redis_with_the_buffer_replays() {
+    let Some(redis) = find_program("redis-server") else {
+        eprintln!("SKIP: redis-server is not installed (scripts/deps.sh installs it)");
+        return;
+    };
+    let dir = temp_dir("sysbuf-redis");
+    let log = dir.path().join("redis.ftlog");
+    let port = free_port();
+    let port_s = port.to_string();
+    let args = ["--port", &port_s, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"];
+    let mut cmd = record_command(&log, None, &redis, &args);
+    cmd.env("FTEXEC_SYSCALL_BUFFER", "1");
+    let server = spawn(cmd);
+    let mut conn = connect_retry(port, std::time::Duration::from_secs(20));
+    use std::io::{Read, Write};
+    let mut reply = |conn: &mut std::net::TcpStream, cmd: &str| -> String {
+        conn.write_all(cmd.as_bytes()).expect("send");
+        let mut buf = [0u8; 256];
+        let n = conn.read(&mut buf).expect("reply");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    for i in 0..200 {
+        assert_eq!(reply(&mut conn, &format!("SET k{i} v{i}\r\n")), "+OK\r\n");
+    }
+    assert_eq!(reply(&mut conn, "GET k123\r\n"), "$4\r\nv123\r\n");
+    let _ = conn.write_all(b"SHUTDOWN NOSAVE\r\n");
+    let recorded = server.wait();
+    assert_recorded_ok(&log, &recorded, "redis");
+    let stats = ftdbg_stats(&log);
+    assert!(count(&stats, "buffered") >= 200, "redis recorded too little through the buffer: {stats}");
+    let replayed = replay(&log, None);
+    assert_same_output(&recorded, &replayed, "redis with the buffer");
+}
