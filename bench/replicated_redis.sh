@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # redis-benchmark against redis-server: native, under `ftexec record` (no Raft), and under
-# `ftexec up --replicas 3` (Raft, output commit). Prints requests/s and p50/p99 latency (ms).
-# N=requests (default 20000), C=clients (50). FSYNC=never|always for the replicated run.
+# `ftexec up --replicas 3` (Raft, output commit), each without and with the syscall buffer
+# (`+sb`: --syscall-buffer). Prints requests/s and p50/p99 latency (ms), then how long a replay
+# of each recording takes. N=requests (default 20000), C=clients (50). FSYNC=never|always for
+# the replicated runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p ftexec -p ftctl
+cargo build --release -q -p ftexec -p ftctl -p ftdbg
 FT=${FTEXEC:-$PWD/target/release/ftexec}   # FTEXEC=another build to compare (before/after)
 N=${N:-20000}; C=${C:-50}; FSYNC=${FSYNC:-never}
 work=$(mktemp -d /tmp/ftexec-bench.XXXXXX)
@@ -26,10 +28,21 @@ run_mode() { # mode port
 p=$((7400 + RANDOM % 500))
 redis-server --port $p --save '' >/dev/null & pid=$!
 wait_port $p; run_mode native $p; kill $pid; wait $pid 2>/dev/null || true
-p=$((p + 1))
-"$FT" -q record -o "$work/r.ftlog" -- redis-server --port $p --save '' >/dev/null 2>&1 & pid=$!
-wait_port $p; run_mode record $p; redis-cli -p $p shutdown nosave >/dev/null 2>&1 || true; wait $pid 2>/dev/null || true
-p=$((p + 1))
-"$FT" up --replicas 3 --fsync "$FSYNC" --dir "$work/up" -- redis-server --port $p --save '' >/dev/null 2>&1 & pid=$!
-wait_port $p; run_mode "up-$FSYNC" $p; kill -INT $pid; wait $pid 2>/dev/null || true
+for sb in "" "+sb"; do
+  flag=--no-syscall-buffer; [ -n "$sb" ] && flag=--syscall-buffer
+  p=$((p + 1))
+  "$FT" -q $flag record -o "$work/r$sb.ftlog" -- redis-server --port $p --save '' >/dev/null 2>&1 & pid=$!
+  wait_port $p; run_mode "record$sb" $p; redis-cli -p $p shutdown nosave >/dev/null 2>&1 || true; wait $pid 2>/dev/null || true
+done
+for sb in "" "+sb"; do
+  flag=--no-syscall-buffer; [ -n "$sb" ] && flag=--syscall-buffer
+  p=$((p + 1))
+  "$FT" $flag up --replicas 3 --fsync "$FSYNC" --dir "$work/up$sb" -- redis-server --port $p --save '' >/dev/null 2>&1 & pid=$!
+  wait_port $p; run_mode "up$sb" $p; kill -INT $pid; wait $pid 2>/dev/null || true
+done
+for sb in "" "+sb"; do
+  s=$(date +%s.%N); "$FT" -q replay "$work/r$sb.ftlog" >/dev/null 2>&1 || echo "replay of record$sb failed"
+  printf "replay of record%-3s %6.2f s (%s events)\n" "$sb" "$(echo "$(date +%s.%N) - $s" | bc)" \
+    "$("${FT%/*}/ftdbg" stats "$work/r$sb.ftlog" | sed -n 's/^events: //p')"
+done
 rm -rf "$work"
