@@ -518,12 +518,22 @@ pub fn drain(t: &Stopped) -> Result<Vec<u8>> {
 
 /// Replay: loads logged entries into the buffer and flags the refill for the stub.
 pub fn refill(t: &Stopped, entries: &[u8]) -> Result<()> {
+    put(t, entries, true)
+}
+
+/// Replay: loads logged entries into the buffer without the refill flag (the stub is not in
+/// its traced syscall: the syscall buffer's handler is being refilled).
+pub fn load(t: &Stopped, entries: &[u8]) -> Result<()> {
+    put(t, entries, false)
+}
+
+fn put(t: &Stopped, entries: &[u8], refilled: bool) -> Result<()> {
     let count = (entries.len() / ENTRY_LEN).min(CAPACITY as usize);
     let mut page = vec![0u8; HEADER_LEN + count * ENTRY_LEN];
     page[MODE..MODE + 4].copy_from_slice(&MODE_REPLAY.to_le_bytes());
     page[COUNT..COUNT + 4].copy_from_slice(&(count as u32).to_le_bytes());
     page[CAP..CAP + 4].copy_from_slice(&CAPACITY.to_le_bytes());
-    page[REFILLED..REFILLED + 4].copy_from_slice(&1u32.to_le_bytes());
+    page[REFILLED..REFILLED + 4].copy_from_slice(&u32::from(refilled).to_le_bytes());
     page[HEADER_LEN..].copy_from_slice(&entries[..count * ENTRY_LEN]);
     t.write(DATA_ADDR, &page)
 }

@@ -18,8 +18,8 @@ use crate::{Result, TraceError};
 use ft_libos::clock::{CODE_ADDR, COUNT as CLOCK_COUNT, DATA_ADDR as CLOCK_DATA};
 use ft_libos::sysbuf::{
     ADDR, ENTRY_HEADER, E_ARGS, E_CLOCKS, E_DATA_LEN, E_LEN, E_NR, E_RET, FDS, FD_EPOLL, FD_LIMIT, FD_QUEUE, FD_RECV,
-    FD_SEND, MAX_DATA, MAX_PAGES, MODE, MODE_RECORD, PAGES, PAGE_LEN, PAUSE, RING_LEN, RING_OFFSET, SITE_LEN,
-    TRAMP_LEN, USED,
+    FD_SEND, MAX_DATA, MAX_PAGES, MODE, MODE_RECORD, MODE_REPLAY, PAGES, PAGE_LEN, PAUSE, RING_LEN, RING_OFFSET, RPOS,
+    SITE_LEN, TRAMP_LEN, USED,
 };
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic};
 
@@ -79,6 +79,8 @@ std::arch::global_asm!(
     "    push r15",
     "    cld",
     "    movabs rbx, {base}",
+    "    cmp dword ptr [rbx + {mode}], {replay}",
+    "    je .Lsb_replay",
     "    cmp dword ptr [rbx + {mode}], {record}",
     "    jne .Lsb_fallback",
     "    cmp dword ptr [rbx + {pause}], 0",
@@ -279,19 +281,76 @@ std::arch::global_asm!(
     "    mov r11, qword ptr [rsp]",
     "    popfq",
     "    ret",
+    // Replay: the next entry, if it is this call (number, fd, length, and flags for recvfrom
+    // and sendto): its bytes into the program's buffer (a read's, epoll's events), or the
+    // program's bytes into the entry (a write's, checked by the replayer at the next stop).
+    // Otherwise, or with the ring served, the program's own syscall, traced.
+    ".Lsb_replay:",
+    "    mov r12d, dword ptr [rbx + {rpos}]",
+    "    cmp r12d, dword ptr [rbx + {used}]",
+    "    jae .Lsb_fallback",
+    "    lea r13, [rbx + r12 + {ring}]",
+    "    cmp eax, dword ptr [r13 + {e_nr}]",
+    "    jne .Lsb_fallback",
+    "    cmp rdi, qword ptr [r13 + {e_args}]",
+    "    jne .Lsb_fallback",
+    "    cmp rdx, qword ptr [r13 + {e_args} + 16]",
+    "    jne .Lsb_fallback",
+    "    cmp rax, {nr_recvfrom}",
+    "    je .Lsb_replay_flags",
+    "    cmp rax, {nr_sendto}",
+    "    jne .Lsb_replay_match",
+    ".Lsb_replay_flags:",
+    "    cmp r10, qword ptr [r13 + {e_args} + 24]",
+    "    jne .Lsb_fallback",
+    ".Lsb_replay_match:",
+    "    mov ecx, dword ptr [r13 + {e_data_len}]",
+    "    lea r14, [r13 + {entry_header}]",
+    "    cmp rax, {nr_write}",
+    "    je .Lsb_replay_write",
+    "    cmp rax, {nr_sendto}",
+    "    je .Lsb_replay_write",
+    "    mov rdi, rsi",
+    "    mov rsi, r14",
+    "    rep movsb",
+    "    jmp .Lsb_replay_done",
+    ".Lsb_replay_write:",
+    "    mov rdi, r14",
+    "    rep movsb",
+    ".Lsb_replay_done:",
+    "    mov r15, qword ptr [r13 + {e_ret}]",
+    "    mov ecx, dword ptr [r13 + {e_len}]",
+    "    add r12d, ecx",
+    "    mov dword ptr [rbx + {rpos}], r12d",
+    "    mov rax, r15",
+    "    ftexec_sb_restore",
+    "    add rsp, 8",
+    "    mov r11, qword ptr [rsp]",
+    "    popfq",
+    "    ret",
     ".Lsb_fallback:",
     "    ftexec_sb_restore",
     "    pop rax",
     "    syscall",
+    ".globl ftexec_sysbuf_fallback_ret",
+    "ftexec_sysbuf_fallback_ret:",
     "    mov r11, qword ptr [rsp]",
     "    popfq",
     "    ret",
+    // Where the replayer sends the handler after filling the ring at the fallback's stop (rax
+    // set to the call's number again): the flags saved at entry back, and a fresh start.
+    ".globl ftexec_sysbuf_restart",
+    "ftexec_sysbuf_restart:",
+    "    popfq",
+    "    jmp ftexec_sysbuf_start",
     ".globl ftexec_sysbuf_end",
     "ftexec_sysbuf_end:",
     ".popsection",
     base = const ADDR,
     mode = const MODE,
     record = const MODE_RECORD,
+    replay = const MODE_REPLAY,
+    rpos = const RPOS,
     pause = const PAUSE,
     used = const USED,
     fds = const FDS,
@@ -332,7 +391,25 @@ std::arch::global_asm!(
 
 unsafe extern "C" {
     static ftexec_sysbuf_start: u8;
+    static ftexec_sysbuf_fallback_ret: u8;
+    static ftexec_sysbuf_restart: u8;
     static ftexec_sysbuf_end: u8;
+}
+
+/// Where a symbol of the handler is in the tracee.
+fn at(sym: *const u8) -> u64 {
+    HANDLER_ADDR + (sym as u64 - std::ptr::addr_of!(ftexec_sysbuf_start) as u64)
+}
+
+/// The address after the handler's fallback `syscall` (a seccomp stop there is the program's
+/// own call, made from the handler).
+pub fn fallback_ip() -> u64 {
+    at(std::ptr::addr_of!(ftexec_sysbuf_fallback_ret))
+}
+
+/// Where the handler starts over after the replayer filled its ring (see the asm).
+pub fn restart_ip() -> u64 {
+    at(std::ptr::addr_of!(ftexec_sysbuf_restart))
 }
 
 /// The handler's bytes, as copied to [`HANDLER_ADDR`].
@@ -518,6 +595,40 @@ pub fn add_page(t: Stopped, addr: u64) -> Result<Running> {
     }
     s.write(ADDR + (PAGES + 8 * n) as u64, &addr.to_le_bytes())?;
     s.cont(None)
+}
+
+/// Replay: puts `ring` (encoded entries) in the ring, to be served from its start.
+pub fn fill(t: &Stopped, ring: &[u8]) -> Result<()> {
+    t.write(ADDR + RING_OFFSET as u64, ring)?;
+    let mut h = [0u8; 16];
+    h[MODE..MODE + 4].copy_from_slice(&MODE_REPLAY.to_le_bytes());
+    h[USED..USED + 4].copy_from_slice(&(ring.len() as u32).to_le_bytes());
+    h[RPOS..RPOS + 4].copy_from_slice(&0u32.to_le_bytes());
+    t.write(ADDR, &h)
+}
+
+/// Replay: (bytes served, bytes filled) of the ring.
+pub fn served(t: &Stopped) -> Result<(u32, u32)> {
+    let b = t.read(ADDR, 16)?;
+    let word = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    Ok((word(RPOS), word(USED)))
+}
+
+/// The ring's first `len` bytes (replay: the entries served, writes' bytes filled in).
+pub fn ring(t: &Stopped, len: usize) -> Result<Vec<u8>> {
+    t.read(ADDR + RING_OFFSET as u64, len)
+}
+
+/// Record: the handler records from now on, with an empty ring.
+pub fn start_recording(t: &Stopped) -> Result<()> {
+    let mut h = [0u8; 16];
+    h[MODE..MODE + 4].copy_from_slice(&MODE_RECORD.to_le_bytes());
+    t.write(ADDR, &h)
+}
+
+/// Going live: the handler traces every call until the recorder approves fds again.
+pub fn to_off(pid: nix::unistd::Pid) -> Result<()> {
+    Stopped::assume_stopped(pid).write(ADDR, &[0u8; 16])
 }
 
 /// Whether the header says the handler records.

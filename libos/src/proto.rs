@@ -178,6 +178,10 @@ pub struct Syscall {
     /// too: replay answers it at the stop where it meets it.
     #[prost(bool, tag = "20")]
     pub buffered: bool,
+    /// The last buffered syscall of its drain (the recorder drains at the holder's stops): replay
+    /// fills the handler's ring with one drain at a time.
+    #[prost(bool, tag = "21")]
+    pub drain_end: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

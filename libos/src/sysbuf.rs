@@ -11,8 +11,11 @@
 //! events (`buffered` set), interleaved with the clock reads they followed. Whatever the handler
 //! does not handle (would block, ring full, an fd the recorder has not approved, a flag, any
 //! error) it turns into the program's own syscall, traced as before. Replay rewrites the same
-//! sites at the same events (`Patch`) and, in this version, serves every buffered syscall at the
-//! handler's traced syscall.
+//! sites at the same events (`Patch`); when the handler finds its ring empty, the replayer fills
+//! it with the rest of the recording's drain (the buffered syscalls the recorder drained at one
+//! stop, and the clock reads between them) and the handler serves them without a stop, checking
+//! each call against its entry and copying a write's bytes into the entry for the replayer to
+//! check at the next stop.
 //!
 //! This module is the layout both sides share (the handler is in ft-interposer).
 
@@ -32,6 +35,8 @@ pub const USED: usize = 4;
 /// Nonzero: every call takes the traced path (another task waits to run, or a signal waits for
 /// this one).
 pub const PAUSE: usize = 8;
+/// Replay: bytes of the ring the handler has served (the ring holds USED bytes).
+pub const RPOS: usize = 12;
 /// Per fd below [`FD_LIMIT`], what the handler may do with it ([`FD_RECV`] ...).
 pub const FDS: usize = 64;
 pub const FD_LIMIT: usize = 1024;

@@ -82,23 +82,48 @@ pub(crate) struct Noted<'a> {
     /// (log position, task, signal) of each signal event, in order; replay adds the signals
     /// that sigtimedwait took.
     pub(crate) taken: Vec<(u64, u32, i32)>,
+    /// Events taken from `inner` by [`Noted::peek_nth`] and not consumed yet.
+    pub(crate) ahead: std::collections::VecDeque<Event>,
+}
+
+impl Noted<'_> {
+    /// The event `n` places after the next one, if it is available now (never waits).
+    pub(crate) fn peek_nth(&mut self, n: usize) -> Result<Option<&Event>> {
+        while self.ahead.len() <= n {
+            if self.inner.peek_event()?.is_none() {
+                return Ok(None);
+            }
+            match self.inner.next_event()? {
+                Some(ev) => self.ahead.push_back(ev),
+                None => return Ok(None),
+            }
+        }
+        Ok(self.ahead.get(n))
+    }
 }
 
 impl EventSource for Noted<'_> {
     fn next_event(&mut self) -> Result<Option<Event>> {
-        let ev = self.inner.next_event()?;
+        let position = self.position();
+        let ev = match self.ahead.pop_front() {
+            Some(ev) => Some(ev),
+            None => self.inner.next_event()?,
+        };
         if let Some(Event { kind: Some(Kind::Signal(s)) }) = &ev {
-            self.taken.push((self.inner.position(), s.task, s.signo));
+            self.taken.push((position + 1, s.task, s.signo));
         }
         Ok(ev)
     }
     fn peek_event(&mut self) -> Result<Option<&Event>> {
+        if !self.ahead.is_empty() {
+            return Ok(self.ahead.front());
+        }
         self.inner.peek_event()
     }
     fn position(&self) -> u64 {
-        self.inner.position()
+        self.inner.position() - self.ahead.len() as u64
     }
     fn live(&self) -> bool {
-        self.inner.live()
+        self.ahead.is_empty() && self.inner.live()
     }
 }

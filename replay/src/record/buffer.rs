@@ -175,7 +175,8 @@ impl Recorder<'_> {
         b.on = true;
         isb::set_fd(t, fd as usize, new)?;
         if turn_on {
-            isb::set_word(t, lsb::MODE, lsb::MODE_RECORD)?;
+            // USED, PAUSE and RPOS too: a replay that went live may have left its ring.
+            isb::start_recording(t)?;
         }
         Ok(())
     }
@@ -235,11 +236,12 @@ impl Recorder<'_> {
         };
         let task = self.vtid(pid);
         let mut done = 0usize;
-        for e in entries {
+        let last = entries.len().saturating_sub(1);
+        for (i, e) in entries.into_iter().enumerate() {
             let upto = (e.clocks as usize).clamp(done, reads.len());
             self.emit_clocks(task, &reads[done..upto])?;
             done = upto;
-            self.emit_buffered(s, task, e)?;
+            self.emit_buffered(s, task, e, i == last)?;
             self.silent.insert(pid, 0);
         }
         self.emit_clocks(task, &reads[done..])?;
@@ -261,7 +263,7 @@ impl Recorder<'_> {
     }
 
     /// One drained entry as the event the recorder logs for the same syscall answered on a copy.
-    fn emit_buffered(&mut self, s: &Stopped, task: u32, e: lsb::Entry) -> Result<()> {
+    fn emit_buffered(&mut self, s: &Stopped, task: u32, e: lsb::Entry, drain_end: bool) -> Result<()> {
         let pid = s.pid();
         let mut ev = Syscall {
             nr: e.nr,
@@ -271,6 +273,7 @@ impl Recorder<'_> {
             task,
             in_tracer: true,
             buffered: true,
+            drain_end,
             ..Default::default()
         };
         let send = lookup(u64::from(e.nr)).is_some_and(|sp| matches!(sp.exec, Exec::Copy(CopyOp::Send { .. })));

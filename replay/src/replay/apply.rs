@@ -823,7 +823,12 @@ impl stop::Side for Replayer<'_> {
                 }
             }
         }
+        self.check_ring(proc, &t)?;
         self.check_clock_reads(proc, &t)?;
+        if self.fill_ring(vtid, &t, &mut regs)? {
+            t.cont(None)?;
+            return Ok(None);
+        }
         Ok(Some((t, regs)))
     }
 

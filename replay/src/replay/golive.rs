@@ -84,6 +84,15 @@ impl Replayer<'_> {
                     Err(e) if e.is_gone() => {}
                     other => other?,
                 }
+                // The syscall buffer traces every call until the recorder approves fds; a ring
+                // filled from the log and not served yet is served first (its calls are in the
+                // log), and the recorder resets the ring when it turns the handler on.
+                if !self.fills.contains_key(&proc) {
+                    match ft_interposer::sysbuf::to_off(t.tid) {
+                        Err(e) if e.is_gone() => {}
+                        other => other?,
+                    }
+                }
             }
         }
         let resent = self.resend_pending()?;

@@ -2,6 +2,7 @@
 //! instead of the world, checking that the program does what the recording says it did.
 
 mod apply;
+mod buffer;
 mod fds;
 mod follow;
 mod golive;
@@ -116,7 +117,7 @@ fn session<'a>(
     crate::set_current_tracee(pid.as_raw());
     info!(log, "replaying"; "pid" => pid.as_raw());
     let mut r = Replayer {
-        source: Noted { inner: source, taken: Vec::new() },
+        source: Noted { inner: source, taken: Vec::new(), ahead: std::collections::VecDeque::new() },
         fds: HashMap::from([(0, FdTable::new())]),
         print: opts.print_stdio,
         tasks: HashMap::new(),
@@ -134,6 +135,7 @@ fn session<'a>(
         stepping: None,
         clocks: ClockPages::default(),
         refilled: HashSet::new(),
+        fills: HashMap::new(),
         clone_args: HashMap::new(),
         exec_running: HashSet::new(),
         calls: HashMap::new(),
@@ -275,6 +277,8 @@ struct Replayer<'a> {
     clocks: ClockPages,
     /// Processes whose clock buffer was refilled since their last checked stop.
     refilled: HashSet<u32>,
+    /// Processes whose syscall buffer ring was filled since their last checked stop.
+    fills: HashMap<u32, buffer::Fill>,
     /// The argument registers of a clone/fork/vfork that [`quiet_clone`] rewrote, by task (the
     /// parent until the call completes, then the child until its first stop): given back so that
     /// both see the registers the kernel preserves (glibc's vfork keeps its return address in

@@ -479,6 +479,7 @@ impl Replayer<'_> {
     pub(super) fn preempted(&mut self, vtid: u32, t: Stopped, p: Preempt) -> Result<()> {
         self.source.next_event()?;
         let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+        self.check_ring(proc, &t)?;
         self.check_clock_reads(proc, &t)?;
         if p.yielded {
             self.holder = None;

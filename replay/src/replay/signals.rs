@@ -118,6 +118,7 @@ impl Replayer<'_> {
                 ));
             }
         }
+        self.check_ring(proc, &t)?;
         self.check_clock_reads(proc, &t)?;
         if sig == Sig::SIGSEGV {
             let mut regs = t.regs()?;

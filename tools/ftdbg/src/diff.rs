@@ -101,6 +101,7 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 token_released,
                 token_free,
                 buffered,
+                drain_end,
             } = x;
             same!(y; nr);
             for i in 0..args.len().max(y.args.len()) {
@@ -109,7 +110,7 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 }
             }
             same!(y; input_digest, ret, disposition, mem, out_digest, stdio, stdio_fd, new_fds, path, file_hash);
-            same!(y; path_arg, task, in_tracer, holder_silent, token_released, token_free, buffered);
+            same!(y; path_arg, task, in_tracer, holder_silent, token_released, token_free, buffered, drain_end);
             state_fields(&mut v, state, &y.state);
         }
         (Some(Kind::Rdtsc(x)), Some(Kind::Rdtsc(y))) => {
