@@ -8,10 +8,10 @@ use super::*;
 use ft_interposer::sysbuf as isb;
 use ft_libos::sysbuf::{self as lsb, FD_EPOLL, FD_LIMIT, FD_QUEUE, FD_RECV, FD_SEND};
 
-static ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Turns the syscall buffer on or off for the recordings of this process (`--syscall-buffer`;
-/// off by default).
+/// Turns the syscall buffer on or off for the recordings of this process (on by default;
+/// `--no-syscall-buffer`).
 pub fn set_enabled(on: bool) {
     ON.store(on, std::sync::atomic::Ordering::Relaxed);
 }

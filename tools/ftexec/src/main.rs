@@ -43,11 +43,10 @@ struct Cli {
     quiet: bool,
     /// Record the hot socket syscalls (read, recvfrom, write, sendto, epoll_wait) in the program,
     /// without a ptrace stop each: their call sites are rewritten into jumps to ftexec's
-    /// handler. Experimental, off by default (see docs/ARCHITECTURE.md); also
-    /// FTEXEC_SYSCALL_BUFFER=1. Replay follows the log either way.
+    /// handler (the default; see docs/ARCHITECTURE.md). Replay follows the log either way.
     #[arg(long, global = true, conflicts_with = "no_syscall_buffer")]
     syscall_buffer: bool,
-    /// Every syscall of the program is traced (the default).
+    /// Trace every syscall of the program, like rr's -n (also FTEXEC_SYSCALL_BUFFER=0).
     #[arg(long, global = true)]
     no_syscall_buffer: bool,
     #[command(subcommand)]
@@ -326,7 +325,7 @@ fn main() -> ExitCode {
     } else if cli.no_syscall_buffer {
         std::env::set_var("FTEXEC_SYSCALL_BUFFER", "0");
     }
-    ft_replay::record::set_syscall_buffer(std::env::var_os("FTEXEC_SYSCALL_BUFFER").is_some_and(|v| v == "1"));
+    ft_replay::record::set_syscall_buffer(std::env::var_os("FTEXEC_SYSCALL_BUFFER").is_none_or(|v| v != "0"));
     let r = match &cli.cmd {
         Cmd::Record { output, data_dir, command } => record(&cli, output, data_dir, command, &log),
         Cmd::Replay { log: path, data_dir, allow_cpu_mismatch, continue_into: None } => {
