@@ -68,6 +68,12 @@ impl Recorder<'_> {
         let task = self.vtid(pid);
         let reach = |p: u64| p.abs_diff(site) < (1 << 31) - lsb::PAGE_LEN;
         let pages = isb::pages(t)?;
+        if pages.iter().any(|&p| (p..p + lsb::PAGE_LEN).contains(&site)) {
+            // The copy of `syscall` in a trampoline (a task that was stopped at the site when it
+            // was rewritten, restarted or handed over there).
+            self.refuse_site(proc, site);
+            return Ok(PatchStep::Go);
+        }
         let mut tramp = None;
         for p in pages.iter().copied().filter(|&p| reach(p)) {
             if let Some(slot) = isb::free_slot(t, p)? {

@@ -44,6 +44,13 @@ impl Replayer<'_> {
                     return Ok(());
                 }
                 self.apply_patch(&t, &mut regs, &p, index)?;
+                if self.source.peek_event()?.is_none() {
+                    // The log ends with the rewrite: the syscall is the live program's, at this
+                    // stop (going live hands the task over here).
+                    self.set_state(vtid, RState::Fresh(t));
+                    self.holder = None;
+                    return Ok(());
+                }
             }
         }
         if self.answered_in_tracer(vtid, spec, action)? {
