@@ -144,10 +144,17 @@ impl Replayer<'_> {
             let Some((tid, running)) = self.tasks.get(&h).map(|t| (t.tid, matches!(t.state, RState::Running))) else {
                 return Ok(());
             };
-            if !running || self.arrived.contains_key(&tid) {
+            if !running {
                 return Ok(());
             }
+            // A stop of the holder collected already (for an earlier completion) is handled
+            // first when the holder has more silent stops to pass: it may be one of them (a
+            // close the completion's fd needs).
+            let arrived = self.arrived.contains_key(&tid);
             if released {
+                if arrived {
+                    return Ok(());
+                }
                 // The holder released the token at record before this was logged: it first
                 // parks here too (its stops until then log nothing).
                 self.advance(h)?;
@@ -161,6 +168,9 @@ impl Replayer<'_> {
             if count < n {
                 self.advance(h)?;
                 continue;
+            }
+            if arrived {
+                return Ok(());
             }
             // Its next stop; one that computes or spins is stopped by a probe's SIGSTOP, whose
             // delivery stop comes in user code: the syscall before it has run.
