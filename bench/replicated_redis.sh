@@ -27,7 +27,12 @@ run_mode() { # mode port
 }
 p=$((7400 + RANDOM % 500))
 redis-server --port $p --save '' >/dev/null & pid=$!
-wait_port $p; run_mode native $p; kill $pid; wait $pid 2>/dev/null || true
+wait_port $p; run_mode native $p
+redis-benchmark -p $p -t set -n 5000 -c 1 -P 1 --csv 2>/dev/null | python3 -c '
+import csv,sys
+r=list(csv.reader(sys.stdin))[1]
+print("%-10s %-3s %-4s %12s %9s %9s" % ("native", "1", "SET", r[1], r[4], r[6]), "(C=1)")'
+kill $pid; wait $pid 2>/dev/null || true
 for sb in "" "+sb"; do
   flag=--no-syscall-buffer; [ -n "$sb" ] && flag=--syscall-buffer
   p=$((p + 1))
@@ -38,7 +43,13 @@ for sb in "" "+sb"; do
   flag=--no-syscall-buffer; [ -n "$sb" ] && flag=--syscall-buffer
   p=$((p + 1))
   "$FT" $flag up --replicas 3 --fsync "$FSYNC" --dir "$work/up$sb" -- redis-server --port $p --save '' >/dev/null 2>&1 & pid=$!
-  wait_port $p; run_mode "up$sb" $p; kill -INT $pid; wait $pid 2>/dev/null || true
+  wait_port $p; run_mode "up$sb" $p
+  # One client, one request at a time: the latency output commit adds.
+  redis-benchmark -p $p -t set -n 5000 -c 1 -P 1 --csv 2>/dev/null | python3 -c '
+import csv,sys
+r=list(csv.reader(sys.stdin))[1]
+print("%-10s %-3s %-4s %12s %9s %9s" % (sys.argv[1], "1", "SET", r[1], r[4], r[6]), "(C=1)")' "up$sb"
+  kill -INT $pid; wait $pid 2>/dev/null || true
 done
 for sb in "" "+sb"; do
   s=$(date +%s.%N); "$FT" -q replay "$work/r$sb.ftlog" >/dev/null 2>&1 || echo "replay of record$sb failed"
