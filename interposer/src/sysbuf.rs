@@ -275,6 +275,9 @@ std::arch::global_asm!(
     "    mov rcx, r14",
     "    rep movsb",
     "    mov dword ptr [rbx + {used}], r12d",
+    // The call's result (r15) to the program, with its registers and flags (r11 as `syscall`
+    // leaves it).
+    ".Lsb_return:",
     "    mov rax, r15",
     "    ftexec_sb_restore",
     "    add rsp, 8",
@@ -322,12 +325,7 @@ std::arch::global_asm!(
     "    mov ecx, dword ptr [r13 + {e_len}]",
     "    add r12d, ecx",
     "    mov dword ptr [rbx + {rpos}], r12d",
-    "    mov rax, r15",
-    "    ftexec_sb_restore",
-    "    add rsp, 8",
-    "    mov r11, qword ptr [rsp]",
-    "    popfq",
-    "    ret",
+    "    jmp .Lsb_return",
     ".Lsb_fallback:",
     "    ftexec_sb_restore",
     "    pop rax",
