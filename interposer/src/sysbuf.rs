@@ -424,10 +424,12 @@ pub fn handler() -> &'static [u8] {
 /// The syscalls the handler itself makes, untraced (see `crate::filter`).
 pub const HANDLER_SYSCALLS: [i64; 4] = [libc::SYS_recvfrom, libc::SYS_sendto, libc::SYS_epoll_wait, libc::SYS_fcntl];
 
-/// The syscalls the handler buffers (the table's `Exec::Copy` ones, but writev).
+/// The syscalls the handler buffers: the table's `Exec::Copy` ones, but the vectored (writev).
 pub fn buffers(nr: u64) -> bool {
-    [libc::SYS_read, libc::SYS_write, libc::SYS_recvfrom, libc::SYS_sendto, libc::SYS_epoll_wait, libc::SYS_epoll_pwait]
-        .contains(&(nr as i64))
+    use ft_libos::table::{Exec, Stream};
+    ft_libos::lookup(nr).is_some_and(|s| {
+        matches!(s.exec, Exec::Copy(_)) && !matches!(s.follow.stream, Stream::Write { vectored: true })
+    })
 }
 
 /// A site rewrite: the trampoline's bytes (at `tramp`), the site's new bytes (at `site`), and
@@ -695,6 +697,20 @@ mod tests {
         // A static binary at 0x400000: below it there is little room, above it plenty.
         let c = page_for(0x40_1234, 0x10000, &[(0x40_0000, 0x50_0000)]).expect("room");
         assert!(c >= 0x50_0000 || c + 0x10000 <= 0x40_0000);
+    }
+
+    #[test]
+    fn the_table_names_what_the_handler_dispatches() {
+        let handled = [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_sendto,
+            libc::SYS_recvfrom,
+            libc::SYS_epoll_wait,
+            libc::SYS_epoll_pwait,
+        ];
+        let buffered: Vec<i64> = (0..512).filter(|&nr| buffers(nr)).map(|nr| nr as i64).collect();
+        assert_eq!(buffered, handled, "the asm's dispatch and the table's Copy syscalls differ");
     }
 
     #[test]
