@@ -182,6 +182,10 @@ pub struct Syscall {
     /// fills the handler's ring with one drain at a time.
     #[prost(bool, tag = "21")]
     pub drain_end: bool,
+    /// A buffered write's length in bytes (a writev's is the sum of its buffers): replay gives
+    /// the handler room for them.
+    #[prost(uint64, tag = "22")]
+    pub input_len: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -2,7 +2,8 @@
 // socketpair, and the parent multiplexes with epoll. Covered: full and partial reads, EAGAIN on
 // a non-blocking socket, recv with MSG_DONTWAIT and MSG_PEEK, write/send/sendto, epoll_wait
 // with events and with a zero timeout, a signal arriving while the parent sits in a read, a
-// blocking read that has to wait, a fork with replies in flight, and EOF when the peer closes.
+// blocking read that has to wait, a fork with replies in flight, writev, and EOF when the peer
+// closes.
 // Every value that differs between native runs (the pids, clock readings, a hash of what was
 // read) is printed, so a wrong replay changes the output.
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,8 +44,11 @@ static void child(int s, int rounds) {
         char out[128];
         int len = snprintf(out, sizeof out, "%d:%d:%ld:%016llx\n", i, (int)getpid(), now_ns() % 1000003,
                            (unsigned long long)fnv(buf, (size_t)n, 1469598103934665603ULL));
-        if (i % 2) {
+        if (i % 3 == 1) {
             if (write(s, out, 5) != 5 || send(s, out + 5, (size_t)len - 5, 0) != len - 5) _exit(4);
+        } else if (i % 3 == 2) {
+            struct iovec iov[3] = {{out, 3}, {out + 3, 4}, {out + 7, (size_t)len - 7}};
+            if (writev(s, iov, 3) != len) _exit(4);
         } else if (sendto(s, out, (size_t)len, 0, NULL, 0) != len) {
             _exit(4);
         }
@@ -79,7 +84,12 @@ int main(void) {
     for (int i = 0; i < rounds; i++) {
         char req[64];
         int len = snprintf(req, sizeof req, "request %d at %ld\n", i, now_ns() % 1000003);
-        if (write(s, req, (size_t)len) != len) return 5;
+        if (i % 4 == 3) {
+            struct iovec iov[2] = {{req, 4}, {req + 4, (size_t)len - 4}};
+            if (writev(s, iov, 2) != len) return 5;
+        } else if (write(s, req, (size_t)len) != len) {
+            return 5;
+        }
         size_t got = 0;
         while (got == 0 || buf[got - 1] != '\n') {
             struct epoll_event out[4];

@@ -64,7 +64,7 @@ fn redis_with_the_buffer_replays() {
     let server = spawn(cmd);
     let mut conn = connect_retry(port, std::time::Duration::from_secs(20));
     use std::io::{Read, Write};
-    let mut reply = |conn: &mut std::net::TcpStream, cmd: &str| -> String {
+    let reply = |conn: &mut std::net::TcpStream, cmd: &str| -> String {
         conn.write_all(cmd.as_bytes()).expect("send");
         let mut buf = [0u8; 256];
         let n = conn.read(&mut buf).expect("reply");

@@ -291,6 +291,7 @@ impl Recorder<'_> {
             return self.emit(Kind::Syscall(ev));
         }
         ev.input_digest = if e.data.is_empty() { Vec::new() } else { digest::short(&e.data) };
+        ev.input_len = e.data.len() as u64;
         let fd = e.args[0];
         let queued =
             self.bufs.get(&self.proc_of_pid(pid)).is_some_and(|b| b.fds[fd as usize % FD_LIMIT] & FD_QUEUE != 0);

@@ -145,10 +145,10 @@ fn entry_of(s: &Syscall) -> Option<Entry> {
         *a = *v;
     }
     let data = if is_write(s.nr) {
-        if args[2] > lsb::MAX_DATA {
+        if s.input_len > lsb::MAX_DATA {
             return None;
         }
-        vec![0u8; args[2] as usize]
+        vec![0u8; s.input_len as usize]
     } else {
         match s.mem.as_slice() {
             [] => Vec::new(),

@@ -102,6 +102,7 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 token_free,
                 buffered,
                 drain_end,
+                input_len,
             } = x;
             same!(y; nr);
             for i in 0..args.len().max(y.args.len()) {
@@ -110,7 +111,7 @@ pub fn event_fields(a: &Event, b: &Event) -> Vec<String> {
                 }
             }
             same!(y; input_digest, ret, disposition, mem, out_digest, stdio, stdio_fd, new_fds, path, file_hash);
-            same!(y; path_arg, task, in_tracer, holder_silent, token_released, token_free, buffered, drain_end);
+            same!(y; path_arg, task, in_tracer, holder_silent, token_released, token_free, buffered, drain_end, input_len);
             state_fields(&mut v, state, &y.state);
         }
         (Some(Kind::Rdtsc(x)), Some(Kind::Rdtsc(y))) => {
