@@ -65,6 +65,26 @@ impl Recorder<'_> {
             Some(b) if !b.refused.contains(&site) => {}
             _ => return Ok(PatchStep::Go),
         }
+        // Another task of the process inside the bytes a rewrite may cover (the syscall and at
+        // most one more instruction past its first 5 bytes) would return into the middle of the
+        // jump: try again at a later stop. Checked first: it is the cheap test.
+        let end = site + 20;
+        for (&other, other_task) in &self.tasks {
+            if other == pid || other_task.proc != proc {
+                continue;
+            }
+            let ip = match &other_task.state {
+                TState::Ready(s) => s.regs()?.ip(),
+                TState::InKernel(_) => match self.syscall_ip.get(&other) {
+                    Some(&ip) => ip,
+                    None => return Ok(PatchStep::Go),
+                },
+                TState::Starting | TState::Holding => return Ok(PatchStep::Go),
+            };
+            if ip > site && ip < end {
+                return Ok(PatchStep::Go);
+            }
+        }
         let task = self.vtid(pid);
         let reach = |p: u64| p.abs_diff(site) < (1 << 31) - lsb::PAGE_LEN;
         let pages = isb::pages(t)?;
@@ -108,25 +128,6 @@ impl Recorder<'_> {
                 return Ok(PatchStep::Go);
             }
         };
-        // Another task of the process inside the rewritten bytes would return into the middle
-        // of the jump: try again at a later stop.
-        let end = site + plan.site_bytes.len() as u64;
-        for (&other, other_task) in &self.tasks {
-            if other == pid || other_task.proc != proc {
-                continue;
-            }
-            let ip = match &other_task.state {
-                TState::Ready(s) => s.regs()?.ip(),
-                TState::InKernel(_) => match self.syscall_ip.get(&other) {
-                    Some(&ip) => ip,
-                    None => return Ok(PatchStep::Go),
-                },
-                TState::Starting | TState::Holding => return Ok(PatchStep::Go),
-            };
-            if ip > site && ip < end {
-                return Ok(PatchStep::Go);
-            }
-        }
         let before = t.read(site, plan.site_bytes.len())?;
         t.write_forced(tramp, &plan.tramp_bytes)?;
         t.write_forced(site, &plan.site_bytes)?;
