@@ -5,13 +5,8 @@
 //! - [`plan`]: whether a syscall site can jump to a trampoline, and the trampoline's bytes;
 //! - [`drain`], [`set_fd`], [`set_word`]: the tracer's side of the ring.
 //!
-//! A rewritten site: the `syscall` instruction and the instructions after it, 14 bytes or more,
-//! become `jmp [rip+0]` and the trampoline's address. The trampoline steps over the red zone,
-//! calls the handler, leaves rcx as the kernel would (the address after the syscall), runs the
-//! moved instructions (a conditional branch becomes an inverted short branch over an absolute
-//! jump) and jumps back. Bytes after an unconditional transfer in the moved range must be
-//! padding (never executed, so never a branch target we would break); a moved instruction that
-//! addresses memory relative to rip, calls, or is itself a syscall keeps the site traced.
+//! A rewritten site: the `syscall` instruction and the straight-line instructions after it, 5
+//! bytes or more, become `jmp rel32` to a trampoline in a page within 2 GiB (see [`plan`]).
 
 use crate::tracee::{Running, Stopped};
 use crate::{Result, TraceError};
@@ -203,8 +198,11 @@ std::arch::global_asm!(
     "    mov r10, qword ptr [rsp + 56]",
     "    mov r8, qword ptr [rsp + 48]",
     "    mov r9, qword ptr [rsp + 40]",
-    // A broken connection: the program meets EPIPE (and SIGPIPE) in its own syscall.
+    // A broken connection: the program meets EPIPE (and SIGPIPE) in its own syscall; a bad
+    // buffer: EFAULT there (nothing was sent either way).
     "    cmp rax, {epipe}",
+    "    je .Lsb_fallback",
+    "    cmp rax, {efault}",
     "    je .Lsb_fallback",
     "    mov r15, rax",
     "    mov r13, rsi",
@@ -222,9 +220,8 @@ std::arch::global_asm!(
     ".Lsb_writev:",
     "    test r13b, {fd_queue} | {fd_send}",
     "    jz .Lsb_fallback",
-    "    mov ecx, edx",
-    "    dec ecx",
-    "    cmp ecx, 63",
+    "    lea rcx, [rdx - 1]",
+    "    cmp rcx, 63",
     "    ja .Lsb_fallback",
     "    xor r14d, r14d",
     "    xor r9d, r9d",
@@ -261,6 +258,8 @@ std::arch::global_asm!(
     "    mov rsi, qword ptr [rsp + 72]",
     "    mov rdx, qword ptr [rsp + 64]",
     "    cmp rax, {epipe}",
+    "    je .Lsb_fallback",
+    "    cmp rax, {efault}",
     "    je .Lsb_fallback",
     "    mov r15, rax",
     ".Lwv_gather:",
@@ -354,8 +353,8 @@ std::arch::global_asm!(
     "    mov r11, qword ptr [rsp]",
     "    popfq",
     "    ret",
-    // Replay: the next entry, if it is this call (number, fd, length, and flags for recvfrom
-    // and sendto): its bytes into the program's buffer (a read's, epoll's events), or the
+    // Replay: the next entry, if it is this call (number, fd, buffer, length; the flags, timeout
+    // and address or mask where the call has them): its bytes into the program's buffer (a read's, epoll's events), or the
     // program's bytes into the entry (a write's, checked by the replayer at the next stop).
     // Otherwise, or with the ring served, the program's own syscall, traced.
     ".Lsb_replay:",
@@ -367,14 +366,22 @@ std::arch::global_asm!(
     "    jne .Lsb_fallback",
     "    cmp rdi, qword ptr [r13 + {e_args}]",
     "    jne .Lsb_fallback",
+    "    cmp rsi, qword ptr [r13 + {e_args} + 8]",
+    "    jne .Lsb_fallback",
     "    cmp rdx, qword ptr [r13 + {e_args} + 16]",
     "    jne .Lsb_fallback",
-    "    cmp rax, {nr_recvfrom}",
-    "    je .Lsb_replay_flags",
-    "    cmp rax, {nr_sendto}",
-    "    jne .Lsb_replay_match",
-    ".Lsb_replay_flags:",
+    // The flags of recvfrom and sendto, the timeout of epoll; their address or mask (r8).
+    "    cmp rax, {nr_read}",
+    "    je .Lsb_replay_match",
+    "    cmp rax, {nr_write}",
+    "    je .Lsb_replay_match",
+    "    cmp rax, {nr_writev}",
+    "    je .Lsb_replay_match",
     "    cmp r10, qword ptr [r13 + {e_args} + 24]",
+    "    jne .Lsb_fallback",
+    "    cmp rax, {nr_epoll_wait}",
+    "    je .Lsb_replay_match",
+    "    cmp r8, qword ptr [r13 + {e_args} + 32]",
     "    jne .Lsb_fallback",
     ".Lsb_replay_match:",
     "    mov ecx, dword ptr [r13 + {e_data_len}]",
@@ -401,6 +408,7 @@ std::arch::global_asm!(
     "    mov r11, r9",
     "    shl r11, 4",
     "    add r10, qword ptr [rsi + r11 + 8]",
+    "    jc .Lsb_fallback",
     "    inc r9d",
     "    cmp r9d, edx",
     "    jb .Lrw_sum",
@@ -474,6 +482,7 @@ std::arch::global_asm!(
     send_other = const !((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE) as i64),
     eagain = const -(libc::EAGAIN as i64),
     epipe = const -(libc::EPIPE as i64),
+    efault = const -(libc::EFAULT as i64),
     f_getfl = const libc::F_GETFL,
     o_nonblock = const libc::O_NONBLOCK,
     nr_read = const libc::SYS_read,

@@ -244,11 +244,19 @@ impl Recorder<'_> {
         let task = self.vtid(pid);
         let mut done = 0usize;
         let last = entries.len().saturating_sub(1);
+        // What the handler was allowed to do when it made these calls: a socket that passes the
+        // release queue's limit below loses its approval for the calls after this drain only.
+        let fds = if entries.is_empty() {
+            Vec::new()
+        } else {
+            self.bufs.get(&proc).map(|b| b.fds.clone()).unwrap_or_default()
+        };
         for (i, e) in entries.into_iter().enumerate() {
             let upto = (e.clocks as usize).clamp(done, reads.len());
             self.emit_clocks(task, &reads[done..upto])?;
             done = upto;
-            self.emit_buffered(s, task, e, i == last)?;
+            let queued = fds.get(e.args[0] as usize).is_some_and(|b| b & FD_QUEUE != 0);
+            self.emit_buffered(s, task, e, i == last, queued)?;
             self.silent.insert(pid, 0);
         }
         self.emit_clocks(task, &reads[done..])?;
@@ -270,7 +278,7 @@ impl Recorder<'_> {
     }
 
     /// One drained entry as the event the recorder logs for the same syscall answered on a copy.
-    fn emit_buffered(&mut self, s: &Stopped, task: u32, e: lsb::Entry, drain_end: bool) -> Result<()> {
+    fn emit_buffered(&mut self, s: &Stopped, task: u32, e: lsb::Entry, drain_end: bool, queued: bool) -> Result<()> {
         let pid = s.pid();
         let mut ev = Syscall {
             nr: e.nr,
@@ -294,8 +302,6 @@ impl Recorder<'_> {
         ev.input_digest = if e.data.is_empty() { Vec::new() } else { digest::short(&e.data) };
         ev.input_len = e.data.len() as u64;
         let fd = e.args[0];
-        let queued =
-            self.bufs.get(&self.proc_of_pid(pid)).is_some_and(|b| b.fds[fd as usize % FD_LIMIT] & FD_QUEUE != 0);
         if queued && e.ret > 0 {
             // The handler answered "sent"; the bytes go out once the log before them is
             // committed, as a write answered on a copy would.

@@ -45,7 +45,9 @@ impl Replayer<'_> {
         loop {
             let Some(ev) = self.source.peek_nth(events)? else { break };
             match &ev.kind {
-                Some(Kind::Clocks(c)) if c.task == vtid => {
+                // The reads after the drain's last call are the clock stub's to load: a stop
+                // that logs nothing may separate them from the next drain's.
+                Some(Kind::Clocks(c)) if c.task == vtid && !ended => {
                     let Some(more) = ft_libos::clock::decode(&c.reads) else { break };
                     if reads.len() + more.len() > ft_libos::clock::CAPACITY as usize {
                         break;
