@@ -24,7 +24,7 @@ pub const HANDLER_ADDR: u64 = CODE_ADDR + 0x1000;
 // The handler. Called from a trampoline with the program's syscall registers (rax = number,
 // rdi, rsi, rdx, r10, r8, r9), it returns with rax = the result, r11 = the program's flags
 // (as `syscall` leaves it), the flags restored and every other register as it was, except
-// rcx (the trampoline sets it). Stack after the 13 saves: r15 +0, r14 +8, r13 +16, r12 +24,
+// rcx (the trampoline sets it); or, falling back, goes to the trampoline's own `syscall`. Stack after the 13 saves: r15 +0, r14 +8, r13 +16, r12 +24,
 // rbx +32, r9 +40, r8 +48, r10 +56, rdx +64, rsi +72, rdi +80, rax +88, flags +96. Inside:
 // rbx = the buffer region, r12 = ring bytes used, r13 = the data to copy, r14 its length, r15
 // the result. Allowed syscalls go through the clock stub's `syscall; ret` at CODE_ADDR
@@ -432,21 +432,18 @@ std::arch::global_asm!(
     "    add r12d, ecx",
     "    mov dword ptr [rbx + {rpos}], r12d",
     "    jmp .Lsb_return",
+    // The program's own syscall, traced: every register, the flags and the stack as they
+    // were at the site, then the trampoline's copy of `syscall` (10 bytes after the return
+    // address; see `plan`), so that a clone with a new stack, a vfork or a signal frame finds
+    // the program's stack, not the handler's frame.
     ".Lsb_fallback:",
     "    ftexec_sb_restore",
     "    pop rax",
-    "    syscall",
-    ".globl ftexec_sysbuf_fallback_ret",
-    "ftexec_sysbuf_fallback_ret:",
-    "    mov r11, qword ptr [rsp]",
     "    popfq",
-    "    ret",
-    // Where the replayer sends the handler after filling the ring at the fallback's stop (rax
-    // set to the call's number again): the flags saved at entry back, and a fresh start.
-    ".globl ftexec_sysbuf_restart",
-    "ftexec_sysbuf_restart:",
-    "    popfq",
-    "    jmp ftexec_sysbuf_start",
+    "    pop r11",
+    "    lea rsp, [rsp + 128]",
+    "    lea r11, [r11 + 10]",
+    "    jmp r11",
     ".globl ftexec_sysbuf_end",
     "ftexec_sysbuf_end:",
     ".popsection",
@@ -498,26 +495,12 @@ std::arch::global_asm!(
 
 unsafe extern "C" {
     static ftexec_sysbuf_start: u8;
-    static ftexec_sysbuf_fallback_ret: u8;
-    static ftexec_sysbuf_restart: u8;
     static ftexec_sysbuf_end: u8;
 }
 
-/// Where a symbol of the handler is in the tracee.
-fn at(sym: *const u8) -> u64 {
-    HANDLER_ADDR + (sym as u64 - std::ptr::addr_of!(ftexec_sysbuf_start) as u64)
-}
-
-/// The address after the handler's fallback `syscall` (a seccomp stop there is the program's
-/// own call, made from the handler).
-pub fn fallback_ip() -> u64 {
-    at(std::ptr::addr_of!(ftexec_sysbuf_fallback_ret))
-}
-
-/// Where the handler starts over after the replayer filled its ring (see the asm).
-pub fn restart_ip() -> u64 {
-    at(std::ptr::addr_of!(ftexec_sysbuf_restart))
-}
+/// The offset of the instruction after a trampoline's copy of `syscall` (where the program's
+/// own syscall stops when the handler falls back), from the trampoline's start.
+pub const TRAMP_RESUME: u64 = 30;
 
 /// The handler's bytes, as copied to [`HANDLER_ADDR`].
 pub fn handler() -> &'static [u8] {
@@ -575,11 +558,14 @@ pub fn plan(site: u64, code: &[u8], tramp: u64) -> std::result::Result<Plan, &'s
     t.extend_from_slice(&HANDLER_ADDR.to_le_bytes());
     t.extend_from_slice(&[0x41, 0xff, 0xd3]); // call r11
     t.extend_from_slice(&[0x48, 0x8d, 0xa4, 0x24, 0x80, 0, 0, 0]); // lea rsp, [rsp+128]
-    t.extend_from_slice(&[0x48, 0xb9]); // movabs rcx, site + 2
-    t.extend_from_slice(&(site + 2).to_le_bytes());
     t.extend_from_slice(&[0xeb, 0x02]); // jmp over the syscall
-    t.extend_from_slice(&[0x0f, 0x05]); // syscall (a restarted syscall of the resumed task)
+                                        // syscall: the handler's fallback (the program's own call, on its own stack), and a
+                                        // restarted syscall of a task resumed here
+    t.extend_from_slice(&[0x0f, 0x05]);
     let resume = tramp + t.len() as u64;
+    debug_assert_eq!(resume - tramp, TRAMP_RESUME);
+    t.extend_from_slice(&[0x48, 0xb9]); // movabs rcx, site + 2 (as the kernel leaves it)
+    t.extend_from_slice(&(site + 2).to_le_bytes());
     let moved = code.get(2..).ok_or("short code")?;
     let mut decoder = Decoder::with_ip(64, moved, site + 2, DecoderOptions::NONE);
     let mut at = site + 2;
@@ -766,11 +752,14 @@ mod tests {
         assert_eq!((site + 5).wrapping_add(rel as i64 as u64), tramp);
         assert_eq!(&p.site_bytes[5..], &[0xcc; 3]);
         assert_eq!(&p.tramp_bytes[(p.resume - tramp - 2) as usize..][..2], &[0x0f, 0x05]);
+        assert_eq!(p.resume - tramp, TRAMP_RESUME);
         let after = &p.tramp_bytes[(p.resume - tramp) as usize..];
-        assert_eq!(&after[..6], &EPOLL[2..8]);
-        assert_eq!(after[6], 0xe9);
-        let back = i32::from_le_bytes(after[7..11].try_into().expect("4 bytes"));
-        assert_eq!((p.resume + 11).wrapping_add(back as i64 as u64), site + 8);
+        assert_eq!(&after[..2], &[0x48, 0xb9], "rcx set as the kernel would");
+        assert_eq!(&after[2..10], &(site + 2).to_le_bytes());
+        assert_eq!(&after[10..16], &EPOLL[2..8]);
+        assert_eq!(after[16], 0xe9);
+        let back = i32::from_le_bytes(after[17..21].try_into().expect("4 bytes"));
+        assert_eq!((p.resume + 21).wrapping_add(back as i64 as u64), site + 8);
     }
 
     #[test]

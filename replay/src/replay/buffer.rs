@@ -22,12 +22,17 @@ pub(super) struct Fill {
 }
 
 impl Replayer<'_> {
-    /// At a seccomp stop at the handler's fallback: if the log's next event is this call,
-    /// buffered at record, fills the ring and sets the handler to start over (true: the caller
-    /// resumes the task).
+    /// At a seccomp stop at the handler's fallback (a trampoline's own syscall): if the log's
+    /// next event is this call, buffered at record, fills the ring and sends the task back to the
+    /// trampoline's start (true: the caller resumes it).
     pub(super) fn fill_ring(&mut self, vtid: u32, t: &Stopped, regs: &mut ft_interposer::Regs) -> Result<bool> {
         let proc = self.proc_of_vtid(vtid);
-        if regs.ip() != isb::fallback_ip() || !isb::buffers(regs.nr()) || self.fills.contains_key(&proc) {
+        if !isb::buffers(regs.nr()) || self.fills.contains_key(&proc) {
+            return Ok(false);
+        }
+        // The handler's fallback: the trampoline's own syscall, in a trampoline page.
+        let ip = regs.ip();
+        if !isb::pages(t)?.iter().any(|&p| (p..p + lsb::PAGE_LEN).contains(&ip)) {
             return Ok(false);
         }
         let args = regs.args();
@@ -91,7 +96,7 @@ impl Replayer<'_> {
         let nr = regs.nr();
         regs.skip_with(0);
         regs.0.rax = nr;
-        regs.0.rip = isb::restart_ip();
+        regs.0.rip = ip - isb::TRAMP_RESUME;
         t.set_regs(regs)?;
         Ok(true)
     }
