@@ -385,6 +385,9 @@ impl Replayer<'_> {
                 Ok(())
             }
             Waited::Stopped(s) if self.source.peek_event()?.is_none() && self.source.live() => {
+                // The syscall buffer's ring filled from the end of the log is served by now.
+                let proc = self.tasks.get(&vtid).map(|t| t.proc).unwrap_or(0);
+                self.check_ring(proc, &s)?;
                 self.set_state(vtid, RState::Fresh(s));
                 self.holder = None;
                 self.fresh_holder = Some(vtid);
