@@ -724,12 +724,6 @@ pub fn to_off(pid: nix::unistd::Pid) -> Result<()> {
     Stopped::assume_stopped(pid).write(ADDR, &[0u8; 16])
 }
 
-/// Whether the header says the handler records.
-pub fn records(t: &Stopped) -> Result<bool> {
-    let b = t.read(ADDR + MODE as u64, 4)?;
-    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) == MODE_RECORD)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

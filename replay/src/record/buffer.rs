@@ -55,7 +55,8 @@ impl Recorder<'_> {
     /// rewrites the site (logging a `Patch` before the syscall's own event) when it is safe,
     /// and moves the task's return into the trampoline; or asks for a trampoline page first.
     pub(super) fn try_patch(&mut self, t: &Stopped, regs: &mut Regs, spec: &Spec, silent: u32) -> Result<PatchStep> {
-        if !enabled() || !isb::buffers(u64::from(spec.nr)) || ft_interposer::clock::in_stub(regs.ip()) {
+        // The table's Copy syscalls are the buffered ones (`ft_interposer::sysbuf::buffers`).
+        if !enabled() || !matches!(spec.exec, Exec::Copy(_)) || ft_interposer::clock::in_stub(regs.ip()) {
             return Ok(PatchStep::Go);
         }
         let pid = t.pid();

@@ -30,15 +30,16 @@ impl Replayer<'_> {
         if !isb::buffers(regs.nr()) || self.fills.contains_key(&proc) {
             return Ok(false);
         }
-        // The handler's fallback: the trampoline's own syscall, in a trampoline page.
-        let ip = regs.ip();
-        if !isb::pages(t)?.iter().any(|&p| (p..p + lsb::PAGE_LEN).contains(&ip)) {
-            return Ok(false);
-        }
+        // The log's next event first (in memory); the tracee's page list only then.
         let args = regs.args();
         let first = self.source.peek_event()?;
         let Some(Event { kind: Some(Kind::Syscall(s)) }) = first else { return Ok(false) };
         if !(s.buffered && s.task == vtid && u64::from(s.nr) == regs.nr() && s.args.first() == Some(&args[0])) {
+            return Ok(false);
+        }
+        // The handler's fallback: the trampoline's own syscall, in a trampoline page.
+        let ip = regs.ip();
+        if !isb::pages(t)?.iter().any(|&p| (p..p + lsb::PAGE_LEN).contains(&ip)) {
             return Ok(false);
         }
         let base = self.source.position();
