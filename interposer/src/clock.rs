@@ -420,7 +420,7 @@ pub fn patch_vdso(t: &Stopped, base: u64) -> Result<std::result::Result<(), NoPa
 }
 
 /// How far the clock page of a process is installed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Install {
     /// The vDSO points at the stub; no page is mapped yet.
     Patched,
@@ -607,6 +607,15 @@ impl ClockPages {
             }
             _ => Ok(Err(t)),
         }
+    }
+
+    /// Every process's install state (a checkpoint keeps them).
+    pub fn entries(&self) -> Vec<(u32, Install)> {
+        self.0.iter().map(|(&p, &s)| (p, s)).collect()
+    }
+
+    pub fn from_entries(entries: &[(u32, Install)]) -> ClockPages {
+        ClockPages(entries.iter().copied().collect())
     }
 
     /// The processes whose page is installed.

@@ -12,6 +12,7 @@
 //! - [`spin`]: finding a thread that spins without syscalls at a fixpoint, where it can be
 //!   preempted deterministically without a PMU.
 
+pub mod checkpoint;
 pub mod clock;
 pub mod fdcopy;
 pub mod filter;

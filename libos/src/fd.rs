@@ -32,6 +32,18 @@ impl FdTable {
         self.kinds.insert(fd, kind);
     }
 
+    /// Every known fd and its kind, in fd order (a checkpoint keeps them).
+    pub fn entries(&self) -> Vec<(i32, FdKind)> {
+        let mut v: Vec<(i32, FdKind)> = self.kinds.iter().map(|(&f, &k)| (f, k)).collect();
+        v.sort_unstable_by_key(|e| e.0);
+        v
+    }
+
+    /// A table of exactly these fds.
+    pub fn from_entries(entries: impl IntoIterator<Item = (i32, FdKind)>) -> Self {
+        FdTable { kinds: entries.into_iter().collect() }
+    }
+
     /// Whether syscalls on `fd` act on replicated state and so run for real at replay.
     pub fn is_replicated(&self, fd: i64) -> bool {
         matches!(self.kind(fd), FdKind::Data | FdKind::Verified | FdKind::Private)

@@ -26,6 +26,7 @@ pub mod policy;
 pub mod process;
 pub mod proto;
 pub mod signal;
+pub mod snapshot;
 pub mod sysbuf;
 pub mod table;
 pub mod wait;

@@ -37,6 +37,11 @@ pub enum SessionError {
     /// A committed Raft entry does not hold what a recording's log holds.
     #[error("replication: {0}")]
     Entry(#[from] EntryError),
+    /// A checkpoint that cannot be used (damaged, foreign, or its restore failed).
+    #[error("checkpoint {path}: {why}")]
+    Checkpoint { path: PathBuf, why: String },
+    #[error(transparent)]
+    Snapshot(#[from] ft_libos::snapshot::SnapshotError),
     /// A debugger ended the replay (to replay again from the start, or to quit).
     #[error("the debugger ended this replay")]
     Restart,

@@ -31,6 +31,27 @@ pub struct ReplayOptions {
     pub allow_cpu_mismatch: bool,
     /// Write the recorded stdout/stderr bytes to ftexec's own.
     pub print_stdio: bool,
+    /// Take checkpoints while replaying.
+    pub checkpoints: Option<Checkpoints>,
+    /// Start from this checkpoint (of the same log) instead of the log's start.
+    pub from_checkpoint: Option<PathBuf>,
+}
+
+/// Where and how often a replay takes checkpoints.
+#[derive(Clone, Debug)]
+pub struct Checkpoints {
+    /// Written here as `event-N.ftckpt`.
+    pub dir: PathBuf,
+    /// One at the first event boundary where the program can be checkpointed at or after
+    /// every multiple of this many events.
+    pub every: u64,
+}
+
+impl ReplayOptions {
+    /// Replay as `ftexec replay` does by default: no checkpoints, stdio printed.
+    pub fn new(data_dir: Option<PathBuf>, allow_cpu_mismatch: bool, print_stdio: bool) -> Self {
+        ReplayOptions { data_dir, allow_cpu_mismatch, print_stdio, checkpoints: None, from_checkpoint: None }
+    }
 }
 
 /// The header for a recording: identity of the program and of its inputs.
@@ -108,6 +129,16 @@ pub(crate) fn launch_spec(
 
 /// Checks that this machine can replay the log; returns the bind mount the data directory needs.
 pub fn check_inputs(h: &Header, opts: &ReplayOptions) -> Result<Option<(CString, CString)>> {
+    check_inputs_with(h, opts, true)
+}
+
+/// [`check_inputs`]; `initial_data` false skips the data directory's digest (a restore puts
+/// the checkpoint's content there, not the recording's initial one).
+pub(crate) fn check_inputs_with(
+    h: &Header,
+    opts: &ReplayOptions,
+    initial_data: bool,
+) -> Result<Option<(CString, CString)>> {
     let exe = Path::new(OsStr::from_bytes(&h.exe_path));
     if !exe.exists() {
         return Err(SessionError::ProgramNotFound {
@@ -158,9 +189,13 @@ pub fn check_inputs(h: &Header, opts: &ReplayOptions) -> Result<Option<(CString,
     let recorded = PathBuf::from(OsStr::from_bytes(&h.data_dir));
     let dir = opts.data_dir.clone().unwrap_or_else(|| recorded.clone());
     let dir = std::fs::canonicalize(&dir).map_err(SessionError::io(format!("data directory {}", dir.display())))?;
-    let got = digest::dir(&dir)
-        .map_err(|e| SessionError::Io { what: format!("data directory {}", dir.display()), source: e.source })?;
-    if got != h.data_dir_digest {
+    let got = if !initial_data {
+        h.data_dir_digest.clone()
+    } else {
+        digest::dir(&dir)
+            .map_err(|e| SessionError::Io { what: format!("data directory {}", dir.display()), source: e.source })?
+    };
+    if initial_data && got != h.data_dir_digest {
         return Err(SessionError::Mismatch {
             what: format!("the data directory {}", dir.display()),
             detail: format!(

@@ -20,7 +20,7 @@ mod stop;
 
 pub use error::{Result, SessionError};
 pub use record::{record, EventSink, RecordOptions};
-pub use replay::{replay, replay_debug, replay_then_live, EventSource, FileSource, GoLive, ReplayOptions};
+pub use replay::{replay, replay_debug, replay_then_live, Checkpoints, EventSource, FileSource, GoLive, ReplayOptions};
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

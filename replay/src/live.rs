@@ -29,7 +29,7 @@ use slog::{debug, info, warn, Logger};
 use std::collections::HashMap;
 
 /// What replay learned of a socket from the syscalls that made and configured it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SockShadow {
     /// socket() arguments; None for an accepted connection.
     pub made: Option<(i32, i32, i32)>,
@@ -40,7 +40,7 @@ pub(crate) struct SockShadow {
 }
 
 /// What replay learned of a file outside the data directory from the syscalls on it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct FileShadow {
     /// Absolute, as resolved when it was opened.
     pub path: std::path::PathBuf,
@@ -73,7 +73,7 @@ impl ProcWork {
 
 /// An eventfd the program made (a stand-in at replay: its reads and writes are logged): its
 /// counter as the log's writes and reads leave it, and its flags.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct EventShadow {
     pub count: u64,
     pub flags: i32,

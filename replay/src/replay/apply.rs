@@ -80,12 +80,14 @@ impl Replayer<'_> {
                 let (index, ev) = self.next_for(vtid)?;
                 let s = self.check_syscall(&t, spec, &args, index, ev)?;
                 let t = self.apply(Parked { t, regs, spec, args }, index, s)?;
+                let t = self.at_boundary(vtid, t, &regs, true)?;
                 return self.resume(vtid, t);
             }
             Action::Execute | Action::Output { stdio: Some(_) } if !stop::may_wait(&t, spec, &args) => {
                 let (index, ev) = self.next_for(vtid)?;
                 let s = self.check_syscall(&t, spec, &args, index, ev)?;
                 let t = self.apply(Parked { t, regs, spec, args }, index, s)?;
+                let t = self.at_boundary(vtid, t, &regs, true)?;
                 return self.resume(vtid, t);
             }
             Action::Clone => {
@@ -483,8 +485,11 @@ impl Replayer<'_> {
                 regs.skip_with(s.ret);
                 t.set_regs(&regs)?;
                 self.put_mem(&t, &s, false)?;
-                if self.print && (s.stdio_fd == 1 || s.stdio_fd == 2) && !s.stdio.is_empty() {
-                    write_stdio(s.stdio_fd, &s.stdio)?;
+                if (s.stdio_fd == 1 || s.stdio_fd == 2) && !s.stdio.is_empty() {
+                    self.stdio_out[s.stdio_fd as usize - 1] += s.stdio.len() as u64;
+                    if self.print {
+                        write_stdio(s.stdio_fd, &s.stdio)?;
+                    }
                 }
                 t
             }

@@ -3,6 +3,7 @@
 
 mod apply;
 mod buffer;
+mod checkpoint;
 mod fds;
 mod follow;
 mod golive;
@@ -18,7 +19,7 @@ use crate::describe;
 use crate::error::{Result, SessionError};
 pub use crate::launch::check_inputs;
 use crate::launch::launch_spec;
-pub use crate::launch::ReplayOptions;
+pub use crate::launch::{Checkpoints, ReplayOptions};
 use crate::live::{FileShadow, SockShadow};
 use crate::program;
 use crate::source::Noted;
@@ -27,6 +28,7 @@ use crate::stop::{
     self, emulate, fcntl_writes, has_no_effect, is_synchronous, let_interrupt_in, tracer_can_run, Decided, Entry, Held,
 };
 use crate::Outcome;
+pub use checkpoint::{log_id, read_head as read_checkpoint_head, Head as CheckpointHead};
 use ft_interposer::clock::ClockPages;
 use ft_interposer::spin::{self, Probe};
 use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_from_bytes, wait_for};
@@ -94,6 +96,9 @@ fn session<'a>(
     debug: Option<&'a mut dyn Debugger>,
     log: &Logger,
 ) -> Result<Outcome> {
+    if let Some(file) = &opts.from_checkpoint {
+        return checkpoint::restore_session(h, source, opts, live, debug, file, log);
+    }
     let bind = check_inputs(h, opts)?;
     let start = match source.next_event()? {
         Some(Event { kind: Some(Kind::Start(s)) }) => s,
@@ -116,49 +121,17 @@ fn session<'a>(
     let pid = launched.tracee.pid();
     crate::set_current_tracee(pid.as_raw());
     info!(log, "replaying"; "pid" => pid.as_raw());
-    let mut r = Replayer {
-        source: Noted { inner: source, taken: Vec::new(), ahead: std::collections::VecDeque::new() },
-        fds: HashMap::from([(0, FdTable::new())]),
-        print: opts.print_stdio,
-        tasks: HashMap::new(),
-        holder: None,
-        last_run: 0,
-        status0: None,
-        arrived: HashMap::new(),
-        early_deaths: HashMap::new(),
-        sockets: HashMap::new(),
-        files: HashMap::new(),
-        max_vtid: 0,
-        log: log.clone(),
-        fresh_holder: None,
-        debug,
-        stepping: None,
-        clocks: ClockPages::default(),
-        refilled: HashSet::new(),
-        fills: HashMap::new(),
-        clone_args: HashMap::new(),
-        exec_running: HashSet::new(),
-        calls: HashMap::new(),
-        silent: HashMap::new(),
-        interrupter: spin::Interrupter::default(),
-        yielded: None,
-        born: HashMap::new(),
-        restarts: HashMap::new(),
-        pidfds: HashMap::new(),
-        unarmed_timers: HashSet::new(),
-        ids: HashMap::new(),
-        sent: Vec::new(),
-        pipes: HashMap::new(),
-        eventfds: HashMap::new(),
-        itimers: HashMap::new(),
-        states: HashMap::new(),
-    };
+    let mut r = Replayer::new(source, opts, debug, log);
+    if let Some(p) = r.plan.as_mut() {
+        p.data_dir = checkpoint::data_dir_view(h, opts);
+        p.log_id = checkpoint::log_id(h);
+    }
     let ns_pid = ft_interposer::tracee::ns_pid_uid(pid).map_or(0, |(p, _)| p);
     r.ids.insert(0, (ns_pid, 0));
     if start.clock_page {
         r.clocks.exec(0, true);
     }
-    let result = if launched.sp != start.sp {
+    let checked = if launched.sp != start.sp {
         Err(SessionError::Mismatch {
             what: "the program's initial stack".into(),
             detail: format!(
@@ -174,29 +147,89 @@ fn session<'a>(
             ),
         })
     } else {
-        if let Some(st) = start.state {
-            r.states.insert(0, st);
-        }
-        r.tasks.insert(0, RTask { tid: pid, proc: 0, state: RState::Idle(launched.tracee), pending: Vec::new() });
-        match r.run() {
-            Ok(Ended::Done(o)) => Ok(o),
-            Ok(Ended::Live) => match live {
-                Some(l) => {
-                    let handover = r.go_live()?;
-                    info!(log, "live: recording from event {}", handover.events);
-                    r.tasks.clear();
-                    (l.on_live)();
-                    crate::record::continue_live(handover, l.data_dir.as_deref(), l.sink, log)
-                }
-                None => Err(SessionError::LogEnded { index: r.source.position() }),
-            },
-            Err(e) => Err(e),
-        }
+        Ok(())
+    };
+    if let Err(e) = checked {
+        ft_interposer::tracee::kill_and_reap_all([pid]);
+        return Err(e);
+    }
+    if let Some(st) = start.state {
+        r.states.insert(0, st);
+    }
+    r.tasks.insert(0, RTask { tid: pid, proc: 0, state: RState::Idle(launched.tracee), pending: Vec::new() });
+    drive(r, live, pid, log)
+}
+
+/// Runs a replayer to the end of its log, and on into live recording if `live` says so.
+fn drive(mut r: Replayer<'_>, live: Option<GoLive<'_>>, pid: Pid, log: &Logger) -> Result<Outcome> {
+    let result = match r.run() {
+        Ok(Ended::Done(o)) => Ok(o),
+        Ok(Ended::Live) => match live {
+            Some(l) => {
+                let handover = r.go_live()?;
+                info!(log, "live: recording from event {}", handover.events);
+                r.tasks.clear();
+                (l.on_live)();
+                crate::record::continue_live(handover, l.data_dir.as_deref(), l.sink, log)
+            }
+            None => Err(SessionError::LogEnded { index: r.source.position() }),
+        },
+        Err(e) => Err(e),
     };
     if result.is_err() {
         ft_interposer::tracee::kill_and_reap_all(r.tasks.values().map(|t| t.tid).chain([pid]));
     }
     result
+}
+
+impl<'a> Replayer<'a> {
+    /// A replayer at the start of a log (nothing known yet).
+    fn new(
+        source: &'a mut dyn EventSource,
+        opts: &ReplayOptions,
+        debug: Option<&'a mut dyn Debugger>,
+        log: &Logger,
+    ) -> Replayer<'a> {
+        Replayer {
+            source: Noted { inner: source, taken: Vec::new(), ahead: std::collections::VecDeque::new() },
+            fds: HashMap::from([(0, FdTable::new())]),
+            print: opts.print_stdio,
+            tasks: HashMap::new(),
+            holder: None,
+            last_run: 0,
+            status0: None,
+            arrived: HashMap::new(),
+            early_deaths: HashMap::new(),
+            sockets: HashMap::new(),
+            files: HashMap::new(),
+            max_vtid: 0,
+            log: log.clone(),
+            fresh_holder: None,
+            debug,
+            stepping: None,
+            clocks: ClockPages::default(),
+            refilled: HashSet::new(),
+            fills: HashMap::new(),
+            clone_args: HashMap::new(),
+            exec_running: HashSet::new(),
+            calls: HashMap::new(),
+            silent: HashMap::new(),
+            interrupter: spin::Interrupter::default(),
+            yielded: None,
+            born: HashMap::new(),
+            restarts: HashMap::new(),
+            pidfds: HashMap::new(),
+            unarmed_timers: HashSet::new(),
+            ids: HashMap::new(),
+            sent: Vec::new(),
+            pipes: HashMap::new(),
+            eventfds: HashMap::new(),
+            itimers: HashMap::new(),
+            states: HashMap::new(),
+            plan: opts.checkpoints.clone().map(checkpoint::Plan::new),
+            stdio_out: [0; 2],
+        }
+    }
 }
 
 /// What a task is doing at replay. Exactly one task runs at a time: the one the log names.
@@ -327,10 +360,14 @@ struct Replayer<'a> {
     /// capabilities: `ProcState` of the Start, Exec and state-changing Syscall events), checked
     /// against the kernel's after each change and at go-live.
     states: HashMap<u32, ProcState>,
+    /// Where and how often this replay takes checkpoints (`ReplayOptions::checkpoints`).
+    plan: Option<checkpoint::Plan>,
+    /// Bytes of the program's stdout and stderr replayed so far.
+    stdio_out: [u64; 2],
 }
 
 /// The bytes in flight in one of the program's pipes (see `Replayer::pipes`).
-#[derive(Default)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Flow {
     queue: VecDeque<u8>,
     /// Bytes read before the write that brought them was logged (a blocking write bigger
@@ -339,7 +376,7 @@ struct Flow {
 }
 
 /// An interval timer as the program last set it, and the log position then.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Itimer {
     /// struct itimerval: interval s, µs, value s, µs.
     itv: [i64; 4],
@@ -389,7 +426,7 @@ enum Sent {
 }
 
 /// A syscall as the task made it: its number, the address after it, its arguments.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct Call {
     nr: u64,
     ip: u64,

@@ -91,7 +91,9 @@ impl Replayer<'_> {
                     match self.take_state(task) {
                         RState::Parked(p) => {
                             self.source.next_event()?;
+                            let orig = p.regs;
                             let t = self.complete(p, index, s)?;
+                            let t = self.at_boundary(task, t, &orig, false)?;
                             self.set_state(task, RState::Idle(t));
                         }
                         RState::Executing => {

@@ -40,11 +40,7 @@ pub fn serve(opts: &Options, announce: &mut dyn Write, log: &Logger) -> Result<(
     if opts.at >= total {
         return Err(Error::NoSuchEvent { index: opts.at, events: total });
     }
-    let ropts = ReplayOptions {
-        data_dir: opts.data_dir.clone(),
-        allow_cpu_mismatch: opts.allow_cpu_mismatch,
-        print_stdio: true,
-    };
+    let ropts = ReplayOptions::new(opts.data_dir.clone(), opts.allow_cpu_mismatch, true);
     // A log of another binary (or a changed library) is refused before gdb connects.
     ft_replay::replay::check_inputs(&header, &ropts).map_err(session)?;
     let listener =

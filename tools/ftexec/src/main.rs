@@ -84,6 +84,17 @@ enum Cmd {
         /// record into FILE: LOG's events, then the new ones.
         #[arg(long, value_name = "FILE")]
         continue_into: Option<PathBuf>,
+        /// Take a checkpoint of the program every N events (at the first event boundary where
+        /// it can be checkpointed), into --checkpoint-dir.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        checkpoint_every: Option<u64>,
+        /// Where checkpoints go [default: LOG's path + .ckpt].
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: Option<PathBuf>,
+        /// Start from this checkpoint of LOG (`ftdbg checkpoints LOG` lists them) instead of the
+        /// log's start: the program's state is restored, then the rest of the log is replayed.
+        #[arg(long, value_name = "FILE")]
+        from_checkpoint: Option<PathBuf>,
     },
     /// Run one replica of a replicated program (see the cluster file's [service] section).
     Run {
@@ -253,16 +264,16 @@ fn record(
     Ok(outcome.status)
 }
 
-fn replay(
-    cli: &Cli,
-    path: &Path,
-    data_dir: &Option<PathBuf>,
-    allow_cpu_mismatch: bool,
-    log: &Logger,
-) -> anyhow::Result<i32> {
+/// Where `ftexec replay --checkpoint-every` puts checkpoints by default: LOG.ckpt.
+fn default_checkpoint_dir(log: &Path) -> PathBuf {
+    let mut s = log.as_os_str().to_owned();
+    s.push(".ckpt");
+    PathBuf::from(s)
+}
+
+fn replay(cli: &Cli, path: &Path, opts: ReplayOptions, log: &Logger) -> anyhow::Result<i32> {
     let mut source = FileSource::open(path)?;
     let header = source.header().clone();
-    let opts = ReplayOptions { data_dir: data_dir.clone(), allow_cpu_mismatch, print_stdio: true };
     interrupt_on_signals();
     let result = ft_replay::replay(&header, &mut source, &opts, log);
     let sig = INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
@@ -284,13 +295,7 @@ fn replay(
 
 /// `ftexec replay LOG --continue-into OUT`: replays LOG, then goes live at its end and records
 /// into OUT (a copy of LOG's events first, so OUT is a whole recording).
-fn continue_into(
-    path: &Path,
-    out: &Path,
-    data_dir: &Option<PathBuf>,
-    allow_cpu_mismatch: bool,
-    log: &Logger,
-) -> anyhow::Result<i32> {
+fn continue_into(path: &Path, out: &Path, opts: ReplayOptions, log: &Logger) -> anyhow::Result<i32> {
     if std::fs::canonicalize(path).ok() == std::fs::canonicalize(out).ok() {
         anyhow::bail!("--continue-into {} is the log being replayed: name another file", out.display());
     }
@@ -301,7 +306,6 @@ fn continue_into(
     while let Some(ev) = copy.next_event()? {
         writer.append(&ev)?;
     }
-    let opts = ReplayOptions { data_dir: data_dir.clone(), allow_cpu_mismatch, print_stdio: true };
     let recorded_dir =
         (!header.data_dir.is_empty()).then(|| PathBuf::from(std::ffi::OsStr::from_bytes(&header.data_dir)));
     let live_log = log.clone();
@@ -328,11 +332,25 @@ fn main() -> ExitCode {
     ft_replay::record::set_syscall_buffer(std::env::var_os("FTEXEC_SYSCALL_BUFFER").is_none_or(|v| v != "0"));
     let r = match &cli.cmd {
         Cmd::Record { output, data_dir, command } => record(&cli, output, data_dir, command, &log),
-        Cmd::Replay { log: path, data_dir, allow_cpu_mismatch, continue_into: None } => {
-            replay(&cli, path, data_dir, *allow_cpu_mismatch, &log)
-        }
-        Cmd::Replay { log: path, data_dir, allow_cpu_mismatch, continue_into: Some(out) } => {
-            continue_into(path, out, data_dir, *allow_cpu_mismatch, &log)
+        Cmd::Replay {
+            log: path,
+            data_dir,
+            allow_cpu_mismatch,
+            continue_into: out,
+            checkpoint_every,
+            checkpoint_dir,
+            from_checkpoint,
+        } => {
+            let mut opts = ReplayOptions::new(data_dir.clone(), *allow_cpu_mismatch, true);
+            opts.checkpoints = checkpoint_every.map(|every| ft_replay::Checkpoints {
+                dir: checkpoint_dir.clone().unwrap_or_else(|| default_checkpoint_dir(path)),
+                every,
+            });
+            opts.from_checkpoint.clone_from(from_checkpoint);
+            match out {
+                None => replay(&cli, path, opts, &log),
+                Some(out) => continue_into(path, out, opts, &log),
+            }
         }
         Cmd::Run { config, node, command } => replica::run(config, *node, command, &log),
         Cmd::Up { replicas, dir, fresh, fsync, initial_data, command } => up::up(up::UpOptions {

@@ -224,11 +224,7 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
             }
             info!(log, "following: replaying the committed log"; "node" => id);
             progress.set_mode(Mode::Replaying);
-            let ropts = ReplayOptions {
-                data_dir: data_dir.as_ref().map(|_| service_dir.clone()),
-                allow_cpu_mismatch: false,
-                print_stdio: false,
-            };
+            let ropts = ReplayOptions::new(data_dir.as_ref().map(|_| service_dir.clone()), false, false);
             let mut sink = RaftSink::new(node.clone(), progress.clone());
             let p2 = progress.clone();
             let live = GoLive {

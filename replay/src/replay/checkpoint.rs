@@ -1,0 +1,548 @@
+//! Checkpoints of a replay: the program's whole state at an event boundary, written to a file
+//! (`ft_libos::snapshot`), and a replay that starts from one instead of the log's start.
+//!
+//! A checkpoint is taken at the seccomp stop of a syscall whose event replay has just applied
+//! (the result is in the registers, the task not resumed yet): the kernel state of the process
+//! (`ft_interposer::checkpoint`: mappings and written pages, registers, handlers, fds), the data
+//! directory's content, and this replayer's own bookkeeping (the fd model, what going live
+//! needs, the clock page's state, the counters that place signals). A restore launches the
+//! program as replay does, rebuilds that state in it through injected syscalls, skips the log
+//! to the checkpoint's event and replays on from there.
+//!
+//! Built so far: a program of one process with one thread (the common server after start-up:
+//! redis, memcached with -t 1, a Python or Node server). Anything else is not checkpointed
+//! (the reason is logged once); the log stays whole for it.
+
+use super::*;
+use ft_interposer::checkpoint::{self as kernel, CheckpointError, Process, TRAP_NR};
+use ft_interposer::clock::Install;
+use ft_interposer::inject::Remote;
+use ft_libos::snapshot;
+use serde::{Deserialize, Serialize};
+
+const FORMAT: &str = "ftexec checkpoint";
+
+/// What `ftdbg checkpoints` lists without reading the rest (the file's head).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Head {
+    pub format: String,
+    pub ftexec_version: String,
+    /// The log position it resumes at (events before it are in the checkpoint).
+    pub event: u64,
+    /// blake3 of the log's header: the recording it belongs to.
+    pub log_id: String,
+    pub program: String,
+    pub created_unix: u64,
+    /// Bytes of written memory kept.
+    pub memory_bytes: u64,
+    /// Bytes of the data directory kept.
+    pub data_bytes: u64,
+    /// Bytes of the program's stdout and stderr before it.
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+}
+
+/// The identity of a recording: blake3 of its encoded header.
+pub fn log_id(h: &Header) -> String {
+    digest::hex(blake3::hash(&prost::Message::encode_to_vec(h)).as_bytes())
+}
+
+/// When the next checkpoint is due, and where they go.
+pub(super) struct Plan {
+    pub(super) opts: crate::launch::Checkpoints,
+    pub(super) next_due: u64,
+    /// The data directory as the tracer sees it.
+    pub(super) data_dir: Option<PathBuf>,
+    /// The recording's identity ([`log_id`]).
+    pub(super) log_id: String,
+    /// Reasons already logged for not taking one.
+    said: HashSet<String>,
+    pub(super) taken: u64,
+}
+
+impl Plan {
+    pub(super) fn new(opts: crate::launch::Checkpoints) -> Plan {
+        let next_due = opts.every.max(1);
+        Plan { opts, next_due, data_dir: None, log_id: String::new(), said: HashSet::new(), taken: 0 }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SentS {
+    at: u64,
+    target: i32,
+    thread: bool,
+    sig: i32,
+    info: Option<Vec<u8>>,
+}
+
+/// The replayer's bookkeeping (see the fields of [`Replayer`]), maps as lists.
+#[derive(Serialize, Deserialize)]
+struct Book {
+    fds: Vec<(u32, Vec<(i32, i32)>)>,
+    last_run: u32,
+    status0: Option<i32>,
+    max_vtid: u32,
+    yielded: Option<u32>,
+    sockets: Vec<(u32, Vec<(i32, crate::live::SockShadow)>)>,
+    files: Vec<(u32, Vec<(i32, crate::live::FileShadow)>)>,
+    refilled: Vec<u32>,
+    calls: Vec<(u32, Call)>,
+    silent: Vec<(u32, u32)>,
+    restarts: Vec<(u32, (u32, [u64; 6]))>,
+    pidfds: Vec<((u32, i32), i32)>,
+    unarmed_timers: Vec<String>,
+    ids: Vec<(u32, (i32, u32))>,
+    sent: Vec<SentS>,
+    pipes: Vec<(u64, Flow)>,
+    eventfds: Vec<(u64, crate::live::EventShadow)>,
+    itimers: Vec<((u32, i32), Itimer)>,
+    states: Vec<(u32, Vec<u8>)>,
+    clocks: Vec<(u32, Install)>,
+    taken: Vec<(u64, u32, i32)>,
+    stdio_out: [u64; 2],
+}
+
+/// Everything a restore needs besides the page bytes and the data directory.
+#[derive(Serialize, Deserialize)]
+struct State {
+    vtid: u32,
+    proc: u32,
+    /// The task held the token (resumed at once) rather than waiting for it.
+    running: bool,
+    /// The registers at the syscall's seccomp stop before its result was applied.
+    orig_regs: Vec<u64>,
+    process: Process,
+    /// The process's ProcState (cwd, credentials, umask, limits), encoded.
+    proc_state: Vec<u8>,
+    /// The highest pid the program's namespace handed out.
+    last_pid: i32,
+    book: Book,
+}
+
+fn map_list<K: Copy + Ord, V: Clone>(m: &HashMap<K, V>) -> Vec<(K, V)> {
+    let mut v: Vec<(K, V)> = m.iter().map(|(k, v)| (*k, v.clone())).collect();
+    v.sort_by_key(|e| e.0);
+    v
+}
+
+impl Replayer<'_> {
+    /// Called where a syscall's event was applied and its task is at the seccomp stop with the
+    /// result in place (`orig`: the registers before): takes a checkpoint if one is due and the
+    /// program can be checkpointed here. Gives the task back as it was.
+    pub(super) fn at_boundary(
+        &mut self,
+        vtid: u32,
+        t: Stopped,
+        orig: &ft_interposer::Regs,
+        running: bool,
+    ) -> Result<Stopped> {
+        let index = self.source.position();
+        let due = self.plan.as_ref().is_some_and(|p| index >= p.next_due);
+        if !due {
+            return Ok(t);
+        }
+        if let Some(why) = self.why_not(vtid, &t, orig)? {
+            if let Some(p) = self.plan.as_mut() {
+                if p.said.insert(why.clone()) {
+                    info!(self.log, "no checkpoint here"; "event" => index, "why" => why);
+                }
+            }
+            return Ok(t);
+        }
+        let (t, got) = self.capture(vtid, t, orig, running)?;
+        match got {
+            Ok((path, size)) => {
+                info!(self.log, "checkpoint"; "event" => index, "file" => %path.display(), "bytes" => size);
+                if let Some(p) = self.plan.as_mut() {
+                    p.taken += 1;
+                    p.next_due = (index / p.opts.every.max(1) + 1) * p.opts.every.max(1);
+                }
+            }
+            Err(why) => {
+                slog::warn!(self.log, "checkpoint not taken"; "event" => index, "why" => %why);
+                if let Some(p) = self.plan.as_mut() {
+                    p.next_due = (index / p.opts.every.max(1) + 1) * p.opts.every.max(1);
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// Why the program cannot be checkpointed at this stop, if it cannot.
+    fn why_not(&mut self, vtid: u32, t: &Stopped, orig: &ft_interposer::Regs) -> Result<Option<String>> {
+        if self.tasks.len() != 1 || !self.born.is_empty() {
+            return Ok(Some(format!(
+                "{} tasks (checkpoints of programs with several threads or processes are not built yet)",
+                self.tasks.len() + self.born.len()
+            )));
+        }
+        let pending = self.tasks.get(&vtid).is_some_and(|t| !t.pending.is_empty());
+        let busy = !self.arrived.is_empty()
+            || !self.early_deaths.is_empty()
+            || !self.clone_args.is_empty()
+            || !self.exec_running.is_empty()
+            || !self.fills.is_empty()
+            || self.interrupter.target().is_some()
+            || self.debug.is_some()
+            || pending;
+        if busy {
+            return Ok(Some("a signal, a death or a syscall buffer fill is in flight".into()));
+        }
+        if t.stop != Stop::Seccomp {
+            return Ok(Some("not at a seccomp stop".into()));
+        }
+        let fin = t.regs()?;
+        if fin.ip() != orig.ip() || t.read_forced(orig.ip().wrapping_sub(2), 2).ok().as_deref() != Some(&[0x0f, 0x05]) {
+            return Ok(Some("the syscall moved its task elsewhere".into()));
+        }
+        if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
+            if s.task == vtid && (s.at_exit || s.at_syscall) {
+                return Ok(Some("a signal is delivered at this syscall".into()));
+            }
+        }
+        if self.ids.get(&vtid).map(|i| i.0) != Some(2) {
+            return Ok(Some("the program's process is not pid 2 of its namespace".into()));
+        }
+        Ok(None)
+    }
+
+    /// Takes the checkpoint. The outer error loses the task (nothing can go on); the inner one
+    /// is a checkpoint not taken.
+    fn capture(
+        &mut self,
+        vtid: u32,
+        t: Stopped,
+        orig: &ft_interposer::Regs,
+        running: bool,
+    ) -> Result<(Stopped, std::result::Result<(PathBuf, u64), String>)> {
+        let fin = t.regs()?;
+        let mut inj = fin;
+        inj.0.orig_rax = TRAP_NR;
+        t.set_regs(&inj)?;
+        let mut r = Remote::new(t)?;
+        let queried = kernel::task_state(&mut r, &fin);
+        let t = r.into_stopped().ok_or_else(|| SessionError::Unsupported {
+            what: "a checkpoint".into(),
+            why: "the task was lost during an injected query".into(),
+        })?;
+        t.set_regs(&fin)?;
+        let result = queried.map_err(|e| e.to_string()).and_then(|(task, brk)| {
+            let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
+            self.write_checkpoint(vtid, proc, &t, orig, task, brk, running)
+        });
+        Ok((t, result))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_checkpoint(
+        &self,
+        vtid: u32,
+        proc: u32,
+        t: &Stopped,
+        orig: &ft_interposer::Regs,
+        task: kernel::TaskState,
+        brk: u64,
+        running: bool,
+    ) -> std::result::Result<(PathBuf, u64), String> {
+        let pid = t.pid().as_raw();
+        let (memory, pages) = kernel::memory(t, brk).map_err(|e| e.to_string())?;
+        let fdt = self.fds.get(&proc).cloned().unwrap_or_default();
+        let fds = kernel::fds(pid, &|fd| fdt.kind(i64::from(fd)) == FdKind::Stdio).map_err(|e| e.to_string())?;
+        let proc_state = ft_interposer::procfs::proc_state(pid)?;
+        let plan = self.plan.as_ref().ok_or("no checkpoint plan")?;
+        let data = match &plan.data_dir {
+            Some(d) => snapshot::pack_dir(d).map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        let state = State {
+            vtid,
+            proc,
+            running,
+            orig_regs: kernel::regs_words(&orig.0),
+            process: Process { memory, task, fds },
+            proc_state: prost::Message::encode_to_vec(&proc_state),
+            last_pid: self.ids.values().map(|i| i.0).max().unwrap_or(2),
+            book: self.book(),
+        };
+        let state = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
+        let index = self.source.position();
+        let head = Head {
+            format: FORMAT.into(),
+            ftexec_version: env!("CARGO_PKG_VERSION").into(),
+            event: index,
+            log_id: plan.log_id.clone(),
+            program: String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default())
+                .trim()
+                .to_string(),
+            created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            memory_bytes: pages.len() as u64,
+            data_bytes: data.len() as u64,
+            stdout_bytes: self.stdio_out[0],
+            stderr_bytes: self.stdio_out[1],
+        };
+        let head = serde_json::to_vec(&head).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&plan.opts.dir).map_err(|e| format!("{}: {e}", plan.opts.dir.display()))?;
+        let path = plan.opts.dir.join(format!("event-{index}.ftckpt"));
+        let size = snapshot::write(&path, &head, &[&state, &pages, &data]).map_err(|e| e.to_string())?;
+        Ok((path, size))
+    }
+
+    fn book(&self) -> Book {
+        Book {
+            fds: {
+                let mut v: Vec<(u32, Vec<(i32, i32)>)> = self
+                    .fds
+                    .iter()
+                    .map(|(p, t)| (*p, t.entries().into_iter().map(|(f, k)| (f, k as i32)).collect()))
+                    .collect();
+                v.sort_by_key(|e| e.0);
+                v
+            },
+            last_run: self.last_run,
+            status0: self.status0,
+            max_vtid: self.max_vtid,
+            yielded: self.yielded,
+            sockets: self.sockets.iter().map(|(p, m)| (*p, map_list(m))).collect(),
+            files: self.files.iter().map(|(p, m)| (*p, map_list(m))).collect(),
+            refilled: self.refilled.iter().copied().collect(),
+            calls: map_list(&self.calls),
+            silent: map_list(&self.silent),
+            restarts: map_list(&self.restarts),
+            pidfds: map_list(&self.pidfds),
+            unarmed_timers: self.unarmed_timers.iter().map(|s| s.to_string()).collect(),
+            ids: map_list(&self.ids),
+            sent: self
+                .sent
+                .iter()
+                .map(|s| SentS {
+                    at: s.at,
+                    target: s.target,
+                    thread: s.thread,
+                    sig: s.sig,
+                    info: s.info.as_ref().map(ft_interposer::tracee::siginfo_to_bytes),
+                })
+                .collect(),
+            pipes: map_list(&self.pipes),
+            eventfds: map_list(&self.eventfds),
+            itimers: map_list(&self.itimers),
+            states: self.states.iter().map(|(v, s)| (*v, prost::Message::encode_to_vec(s))).collect(),
+            clocks: self.clocks.entries(),
+            taken: self.source.taken.clone(),
+            stdio_out: self.stdio_out,
+        }
+    }
+
+    /// Takes `book` over; `pipes` and `eventfds` are keyed by kernel ids of the checkpointed
+    /// process, renamed here by `pipe_ino` and `event_id` (old id to new).
+    fn load_book(&mut self, b: Book, pipe_ino: &HashMap<u64, u64>, event_id: &HashMap<u64, u64>) -> Result<()> {
+        let bad = |what: &str| SessionError::Mismatch { what: "the checkpoint".into(), detail: format!("bad {what}") };
+        self.fds = b
+            .fds
+            .into_iter()
+            .map(|(p, l)| {
+                let t = l.into_iter().filter_map(|(f, k)| FdKind::try_from(k).ok().map(|k| (f, k)));
+                (p, FdTable::from_entries(t))
+            })
+            .collect();
+        self.last_run = b.last_run;
+        self.status0 = b.status0;
+        self.max_vtid = b.max_vtid;
+        self.yielded = b.yielded;
+        self.sockets = b.sockets.into_iter().map(|(p, l)| (p, l.into_iter().collect())).collect();
+        self.files = b.files.into_iter().map(|(p, l)| (p, l.into_iter().collect())).collect();
+        self.refilled = b.refilled.into_iter().collect();
+        self.calls = b.calls.into_iter().collect();
+        self.silent = b.silent.into_iter().collect();
+        self.restarts = b.restarts.into_iter().collect();
+        self.pidfds = b.pidfds.into_iter().collect();
+        self.unarmed_timers = b
+            .unarmed_timers
+            .iter()
+            .filter_map(|n| ft_libos::table::TABLE.iter().find(|s| s.name == n).map(|s| s.name))
+            .collect();
+        self.ids = b.ids.into_iter().collect();
+        self.sent = b
+            .sent
+            .into_iter()
+            .map(|s| SentSignal {
+                at: s.at,
+                target: s.target,
+                thread: s.thread,
+                sig: s.sig,
+                info: s.info.as_deref().and_then(ft_interposer::tracee::siginfo_from_bytes),
+            })
+            .collect();
+        self.pipes = b.pipes.into_iter().map(|(ino, f)| (pipe_ino.get(&ino).copied().unwrap_or(ino), f)).collect();
+        self.eventfds = b.eventfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
+        self.itimers = b.itimers.into_iter().collect();
+        self.states = b
+            .states
+            .into_iter()
+            .map(|(v, bytes)| {
+                <ProcState as prost::Message>::decode(bytes.as_slice())
+                    .map(|s| (v, s))
+                    .map_err(|_| bad("process state"))
+            })
+            .collect::<Result<_>>()?;
+        self.clocks = ClockPages::from_entries(&b.clocks);
+        self.source.taken = b.taken;
+        self.stdio_out = b.stdio_out;
+        Ok(())
+    }
+}
+
+/// The head of a checkpoint file, checked to be one ftexec reads (`ftdbg checkpoints`).
+pub fn read_head(path: &Path) -> Result<Head> {
+    let raw = snapshot::read_head(path)?;
+    let head: Head = serde_json::from_slice(&raw).map_err(|e| SessionError::Checkpoint {
+        path: path.to_path_buf(),
+        why: format!("its head does not decode ({e})"),
+    })?;
+    if head.format != FORMAT {
+        return Err(SessionError::Checkpoint { path: path.to_path_buf(), why: format!("format {:?}", head.format) });
+    }
+    Ok(head)
+}
+
+/// Replays from the checkpoint in `file`: see the module's documentation.
+pub(super) fn restore_session<'a>(
+    h: &Header,
+    source: &'a mut dyn EventSource,
+    opts: &ReplayOptions,
+    live: Option<GoLive<'_>>,
+    debug: Option<&'a mut dyn Debugger>,
+    file: &Path,
+    log: &Logger,
+) -> Result<Outcome> {
+    let refuse = |why: String| SessionError::Checkpoint { path: file.to_path_buf(), why };
+    let head = read_head(file)?;
+    if head.ftexec_version != env!("CARGO_PKG_VERSION") {
+        return Err(refuse(format!(
+            "it was made by ftexec {}, this is ftexec {}: replay the log from its start, or take checkpoints with this ftexec",
+            head.ftexec_version,
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    if head.log_id != log_id(h) {
+        return Err(refuse(format!(
+            "it belongs to another recording (of {}), not to this log",
+            if head.program.is_empty() { "another program" } else { &head.program }
+        )));
+    }
+    let (_, parts) = snapshot::read(file)?;
+    let [state, pages, data] = parts.as_slice() else {
+        return Err(refuse(format!("it has {} parts, not 3", parts.len())));
+    };
+    let state: State = serde_json::from_slice(state).map_err(|e| refuse(format!("its state does not decode ({e})")))?;
+    let start = match source.next_event()? {
+        Some(Event { kind: Some(Kind::Start(s)) }) => s,
+        _ => return Err(refuse("the log does not begin with the program's start".into())),
+    };
+    while source.position() < head.event {
+        if source.next_event()?.is_none() {
+            return Err(refuse(format!(
+                "it is at event {}, but the log has only {} events",
+                head.event,
+                source.position()
+            )));
+        }
+    }
+    let proc_state = <ProcState as prost::Message>::decode(state.proc_state.as_slice())
+        .map_err(|_| refuse("its process state does not decode".into()))?;
+    if !h.data_dir.is_empty() {
+        let recorded = PathBuf::from(OsStr::from_bytes(&h.data_dir));
+        let dir = opts.data_dir.clone().unwrap_or(recorded);
+        snapshot::unpack_dir(data, &dir)?;
+    }
+    let bind = crate::launch::check_inputs_with(h, opts, false)?;
+    let at_random: Option<[u8; 16]> = start.at_random.as_slice().try_into().ok();
+    let filter = filter::build()?;
+    let vdso = if start.clock_page { Vdso::ClockPage } else { Vdso::Hide };
+    let launched = launch(&launch_spec(h, at_random, bind, vdso, Some(&proc_state))?, &filter)?;
+    let pid = launched.tracee.pid();
+    crate::set_current_tracee(pid.as_raw());
+    info!(log, "restoring"; "checkpoint" => %file.display(), "event" => head.event, "pid" => pid.as_raw());
+    let rebuilt = rebuild(launched.tracee, &state, pages, &proc_state);
+    let t = match rebuilt {
+        Ok(t) => t,
+        Err(e) => {
+            ft_interposer::tracee::kill_and_reap_all([pid]);
+            return Err(refuse(format!("restoring it failed: {e}")));
+        }
+    };
+    let mut r = Replayer::new(source, opts, debug, log);
+    if let Some(p) = r.plan.as_mut() {
+        p.data_dir = data_dir_view(h, opts);
+        p.log_id = log_id(h);
+        p.next_due = (head.event / p.opts.every.max(1) + 1) * p.opts.every.max(1);
+    }
+    // Kernel ids of pipes and eventfds are this process's now.
+    let mut pipe_ino = HashMap::new();
+    let mut event_id = HashMap::new();
+    for f in &state.process.fds {
+        match f.object {
+            kernel::Object::Pipe { ino } => {
+                if let Some((new, _)) = ft_interposer::procfs::pipe_of(pid.as_raw(), f.fd) {
+                    pipe_ino.insert(ino, new);
+                }
+            }
+            kernel::Object::EventFd { .. } => {
+                if let (Some(old), Some(new)) = (f.event_id, ft_interposer::procfs::eventfd_id(pid.as_raw(), f.fd)) {
+                    event_id.insert(old, new);
+                }
+            }
+            _ => {}
+        }
+    }
+    let checked = r.load_book(state.book, &pipe_ino, &event_id).and_then(|()| {
+        let ns_pid = ft_interposer::tracee::ns_pid_uid(pid).map_or(0, |(p, _)| p);
+        if r.ids.get(&state.vtid).map(|i| i.0) != Some(ns_pid) {
+            return Err(refuse(format!("the restored process is pid {ns_pid} of its namespace, not the checkpoint's")));
+        }
+        if state.last_pid > ns_pid {
+            kernel::set_last_pid(pid, state.last_pid).map_err(|e| refuse(e.to_string()))?;
+        }
+        match state_differs(pid, &proc_state) {
+            Some(d) => Err(refuse(format!("the restored process state differs: {d}"))),
+            None => Ok(()),
+        }
+    });
+    if let Err(e) = checked {
+        ft_interposer::tracee::kill_and_reap_all([pid]);
+        return Err(e);
+    }
+    let vtid = state.vtid;
+    r.tasks.insert(vtid, RTask { tid: pid, proc: state.proc, state: RState::Running, pending: Vec::new() });
+    if state.running {
+        r.holder = Some(vtid);
+        r.last_run = vtid;
+        if let Err(e) = r.resume(vtid, t) {
+            ft_interposer::tracee::kill_and_reap_all([pid]);
+            return Err(e);
+        }
+    } else {
+        r.set_state(vtid, RState::Idle(t));
+    }
+    drive(r, live, pid, log)
+}
+
+/// The data directory as the tracer sees it (None without one).
+pub(super) fn data_dir_view(h: &Header, opts: &ReplayOptions) -> Option<PathBuf> {
+    if h.data_dir.is_empty() {
+        return None;
+    }
+    let d = opts.data_dir.clone().unwrap_or_else(|| PathBuf::from(OsStr::from_bytes(&h.data_dir)));
+    Some(std::fs::canonicalize(&d).unwrap_or(d))
+}
+
+fn rebuild(t: Stopped, s: &State, pages: &[u8], ps: &ProcState) -> std::result::Result<Stopped, CheckpointError> {
+    let orig = kernel::regs_from_words(&s.orig_regs)
+        .ok_or_else(|| CheckpointError::Unsupported("its registers are malformed".into()))?;
+    let mut b = kernel::Rebuild::start(t, &s.process.memory.vmas)?;
+    b.memory(&s.process.memory, pages)?;
+    b.fds(&s.process.fds)?;
+    b.task(&s.process.task, &String::from_utf8_lossy(&ps.cwd))?;
+    b.creds(&ps.uids, &ps.gids, &ps.groups)?;
+    b.finish(&orig, &s.process.task)
+}
