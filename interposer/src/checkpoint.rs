@@ -81,10 +81,18 @@ impl Vma {
 }
 
 /// `vmas` with neighbours the kernel may merge or keep apart (same protection, sharing, name,
-/// and for files the next offset) joined: two layouts compare equal when they map the same.
+/// and for files the next offset) joined, [heap] as any anonymous memory: two layouts compare
+/// equal when they map the same.
 fn normalized(vmas: &[Vma]) -> Vec<Vma> {
     let mut out: Vec<Vma> = Vec::new();
     for v in vmas {
+        // The kernel names an anonymous mapping [heap] when it overlaps the break's range,
+        // also after it merged with the program's .bss next to it.
+        let mut v = v.clone();
+        if v.name == "[heap]" {
+            v.name.clear();
+        }
+        let v = &v;
         if let Some(last) = out.last_mut() {
             let joins = last.end == v.start
                 && last.prot == v.prot
@@ -205,11 +213,11 @@ pub struct Fd {
     pub event_id: Option<u64>,
 }
 
-/// A single-threaded process's kernel state; the page bytes are kept apart (see [`capture`]).
+/// A process's kernel state besides its threads' (the page bytes are kept apart, see
+/// [`memory`]).
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Process {
     pub memory: Memory,
-    pub task: TaskState,
     pub fds: Vec<Fd>,
 }
 
@@ -455,14 +463,15 @@ impl Scratch {
 /// Reads the task's state outside memory; `r` holds it at a seccomp stop (its syscall number
 /// [`TRAP_NR`]), `fin` are the registers it resumes with. Injects only queries, and a scratch
 /// page it unmaps again.
-pub fn task_state(r: &mut Remote, fin: &crate::Regs) -> CResult<(TaskState, u64)> {
+/// `with_process`: also the process's signal actions and break (once per process).
+pub fn task_state(r: &mut Remote, fin: &crate::Regs, with_process: bool) -> CResult<(TaskState, u64)> {
     let pid = r.task()?.pid();
     let s = Scratch::map(r)?;
     let result = (|| -> CResult<(TaskState, u64)> {
         let a = s.0;
         let mut actions = Vec::new();
         for sig in 1..=64i32 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            if !with_process || sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
             }
             let ret = r.call(libc::SYS_rt_sigaction, [sig as u64, 0, a, 8, 0, 0])?;
@@ -478,7 +487,7 @@ pub fn task_state(r: &mut Remote, fin: &crate::Regs) -> CResult<(TaskState, u64)
         let altstack = r.read(a, STACK_T_LEN)?;
         r.call(libc::SYS_prctl, [libc::PR_GET_TID_ADDRESS as u64, a, 0, 0, 0, 0])?;
         let tid_address = u64::from_le_bytes(r.read(a, 8)?.try_into().unwrap_or([0; 8]));
-        let brk = r.call(libc::SYS_brk, [0; 6])? as u64;
+        let brk = if with_process { r.call(libc::SYS_brk, [0; 6])? as u64 } else { 0 };
         let mut head: u64 = 0;
         let mut len: usize = 0;
         // SAFETY: get_robust_list writes one pointer and one size_t at the given addresses.
@@ -591,7 +600,7 @@ impl Rebuild {
     }
 
     fn put(&self, b: &[u8]) -> CResult<u64> {
-        let at = self.scratch + 2 * PAGE;
+        let at = self.data();
         self.r.write(at, b)?;
         Ok(at)
     }
@@ -680,9 +689,21 @@ impl Rebuild {
         let now = normalized(&maps(pid)?);
         let differs = |v: &Vma| !now.iter().any(|n| n == v);
         if let Some(v) = normalized(&m.vmas).iter().find(|v| differs(v)) {
+            let here: Vec<String> = now
+                .iter()
+                .filter(|n| n.start < v.end && v.start < n.end)
+                .map(|n| format!("{:#x}-{:#x} prot {} {}", n.start, n.end, n.prot, n.name))
+                .collect();
             return Err(restore_err(
                 "the restored address space",
-                format!("mapping {:#x}-{:#x} {} is not as in the checkpoint", v.start, v.end, v.name),
+                format!(
+                    "mapping {:#x}-{:#x} prot {} {} is not as in the checkpoint (here: {})",
+                    v.start,
+                    v.end,
+                    v.prot,
+                    v.name,
+                    here.join(", ")
+                ),
             ));
         }
         Ok(())
@@ -786,34 +807,89 @@ impl Rebuild {
         Ok(())
     }
 
-    /// The task's state outside memory: handlers, alternate stack, robust list, clear_child_tid,
-    /// name and working directory (the mask and registers come with [`Rebuild::finish`]).
-    pub fn task(&mut self, s: &TaskState, cwd: &str) -> CResult<()> {
-        for (sig, act) in &s.actions {
+    /// The process's signal actions and working directory.
+    pub fn process(&mut self, actions: &[(i32, Vec<u8>)], cwd: &str) -> CResult<()> {
+        for (sig, act) in actions {
             let at = self.put(act)?;
             self.call(&format!("the action of signal {sig}"), libc::SYS_rt_sigaction, [*sig as u64, at, 0, 8, 0, 0])?;
         }
-        let flags = s.altstack.get(8..12).map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-        if flags & libc::SS_DISABLE == 0 && s.altstack.len() == STACK_T_LEN {
-            let mut st = s.altstack.clone();
-            st[8..12].copy_from_slice(&0i32.to_le_bytes());
-            let at = self.put(&st)?;
-            self.call("the alternate signal stack", libc::SYS_sigaltstack, [at, 0, 0, 0, 0, 0])?;
-        }
-        if s.robust.0 != 0 {
-            self.call("the robust futex list", libc::SYS_set_robust_list, [s.robust.0, s.robust.1, 0, 0, 0, 0])?;
-        }
-        self.call("clear_child_tid", libc::SYS_set_tid_address, [s.tid_address, 0, 0, 0, 0, 0])?;
-        let mut comm = s.comm.clone();
-        comm.truncate(15);
-        comm.push(0);
-        let at = self.put(&comm)?;
-        self.call("the task's name", libc::SYS_prctl, [libc::PR_SET_NAME as u64, at, 0, 0, 0, 0])?;
         let at = self.put_str(cwd)?;
         self.call(&format!("the working directory {cwd}"), libc::SYS_chdir, [at, 0, 0, 0, 0, 0])?;
         Ok(())
     }
 
+    /// A new thread of the process, at its first stop (SIGSTOP, before any instruction). With
+    /// `tid` (as the program sees it), the PID namespace is made to hand out that one.
+    pub fn spawn_thread(&mut self, program: nix::unistd::Pid, tid: Option<i32>) -> CResult<Stopped> {
+        if let Some(tid) = tid {
+            set_last_pid(program, tid - 1)?;
+        }
+        let flags = libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM;
+        let (ret, born) = self.r.call_creating(libc::SYS_clone, [flags as u64, 0, 0, 0, 0, 0])?;
+        let child = match born {
+            Some(c) if ret > 0 => c,
+            _ => return Err(restore_err("a thread", format!("clone gave {ret}"))),
+        };
+        match crate::tracee::wait_for(Some(child))?.1 {
+            crate::Waited::Stopped(s) => Ok(s),
+            _ => Err(restore_err("a thread", "it died before its first stop")),
+        }
+    }
+
+    /// Puts thread `t` (a new one at its first stop) where the checkpoint has it: its per-thread
+    /// attributes, then [`settle`] at its syscall site.
+    pub fn place_thread(&mut self, t: Stopped, orig: &crate::Regs, s: &TaskState, parked: bool) -> CResult<Stopped> {
+        let t = to_site(t, orig)?;
+        let mut r = Remote::new(t)?;
+        attrs(&mut r, self.data(), s)?;
+        let t = r.into_stopped().ok_or_else(|| restore_err("a thread", "lost during injection"))?;
+        settle(t, orig, s, parked)
+    }
+
+    fn data(&self) -> u64 {
+        self.scratch + 2 * PAGE
+    }
+}
+
+/// A thread's own attributes: robust list, clear_child_tid, alternate stack, name (`data`:
+/// scratch memory for the arguments).
+fn attrs(r: &mut Remote, data: u64, s: &TaskState) -> CResult<()> {
+    {
+        let call = |r: &mut Remote, what: &str, nr: i64, args: [u64; 6]| -> CResult<i64> {
+            let ret = r.call(nr, args)?;
+            if (-4095..0).contains(&ret) {
+                return Err(restore_err(what, format!("failed with errno {}", -ret)));
+            }
+            Ok(ret)
+        };
+        let flags = s.altstack.get(8..12).map_or(0, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if flags & libc::SS_DISABLE == 0 && s.altstack.len() == STACK_T_LEN {
+            let mut st = s.altstack.clone();
+            st[8..12].copy_from_slice(&0i32.to_le_bytes());
+            r.write(data, &st)?;
+            let at = data;
+            call(r, "the alternate signal stack", libc::SYS_sigaltstack, [at, 0, 0, 0, 0, 0])?;
+        }
+        if s.robust.0 != 0 {
+            call(r, "the robust futex list", libc::SYS_set_robust_list, [s.robust.0, s.robust.1, 0, 0, 0, 0])?;
+        }
+        call(r, "clear_child_tid", libc::SYS_set_tid_address, [s.tid_address, 0, 0, 0, 0, 0])?;
+        let mut comm = s.comm.clone();
+        comm.truncate(15);
+        comm.push(0);
+        r.write(data, &comm)?;
+        let at = data;
+        call(r, "the thread's name", libc::SYS_prctl, [libc::PR_SET_NAME as u64, at, 0, 0, 0, 0])?;
+        Ok(())
+    }
+}
+
+impl Rebuild {
     /// Credentials as in the checkpoint (groups, then gids, then uids: the order that keeps
     /// the privilege to set the next), when they differ from the fresh process's.
     pub fn creds(&mut self, uids: &[u32], gids: &[u32], groups: &[u32]) -> CResult<()> {
@@ -833,30 +909,64 @@ impl Rebuild {
         Ok(())
     }
 
-    /// Sends the task to the checkpoint's syscall site (its registers `orig` as at that
-    /// syscall's seccomp stop), unmaps the scratch page from there, and sets the registers, the
-    /// XSAVE area and the mask the checkpoint resumes with. Returns the task at that seccomp
-    /// stop, exactly as it was when the checkpoint was taken.
-    pub fn finish(mut self, orig: &crate::Regs, s: &TaskState) -> CResult<Stopped> {
-        let fin = regs_from_words(&s.regs).ok_or_else(|| restore_err("the checkpoint's registers", "malformed"))?;
-        let mask = self.put(&s.sigmask.to_le_bytes())?;
-        self.call("the signal mask", libc::SYS_rt_sigprocmask, [libc::SIG_SETMASK as u64, mask, 0, 8, 0, 0])?;
+    /// The thread that made the others (the process's leader) last: its attributes, then to
+    /// its syscall site, from where the scratch page is unmapped, then [`settle`]. Returns the
+    /// task at that seccomp stop, exactly as it was when the checkpoint was taken.
+    pub fn finish(mut self, orig: &crate::Regs, s: &TaskState, parked: bool) -> CResult<Stopped> {
+        let data = self.data();
+        attrs(&mut self.r, data, s)?;
         let t = self.r.into_stopped().ok_or_else(|| restore_err("the restored process", "lost during injection"))?;
-        let mut go = *orig;
-        go.skip_with(TRAP_NR as i64);
-        go.rewind();
-        t.set_regs(&go)?;
-        let t = to_seccomp_stop(t)?;
+        let t = to_site(t, orig)?;
         let mut r = Remote::new(t)?;
         let un = r.call(libc::SYS_munmap, [self.scratch, 4 * PAGE, 0, 0, 0, 0])?;
         if un != 0 {
             return Err(restore_err("the restore's scratch page", format!("munmap failed with errno {}", -un)));
         }
         let t = r.into_stopped().ok_or_else(|| restore_err("the restored process", "lost during injection"))?;
-        set_xstate(t.pid().as_raw(), &s.xstate)?;
-        t.set_regs(&fin)?;
-        Ok(t)
+        settle(t, orig, s, parked)
     }
+}
+
+/// Sends `t` (stopped anywhere) to the `syscall` instruction of its checkpointed stop, `orig`
+/// the registers at that stop, as a [`TRAP_NR`] call: returns it at that seccomp stop.
+fn to_site(t: Stopped, orig: &crate::Regs) -> CResult<Stopped> {
+    let mut go = *orig;
+    go.skip_with(TRAP_NR as i64);
+    go.rewind();
+    t.set_regs(&go)?;
+    to_seccomp_stop(t)
+}
+
+/// From the [`TRAP_NR`] stop at its site, the task's final state: a `parked` task makes its own
+/// syscall again (the seccomp stop replay waits at for the log to complete it); another gets
+/// the registers it resumes with. Then the XSAVE area and the signal mask.
+fn settle(t: Stopped, orig: &crate::Regs, s: &TaskState, parked: bool) -> CResult<Stopped> {
+    let t = if parked {
+        let mut go = *orig;
+        go.skip_with(orig.nr() as i64);
+        go.rewind();
+        t.set_regs(&go)?;
+        let t = to_seccomp_stop(t)?;
+        if t.regs()?.nr() != orig.nr() {
+            return Err(restore_err("a parked thread", "it did not stop at its own syscall again"));
+        }
+        t
+    } else {
+        let fin = regs_from_words(&s.regs).ok_or_else(|| restore_err("the checkpoint's registers", "malformed"))?;
+        t.set_regs(&fin)?;
+        t
+    };
+    set_xstate(t.pid().as_raw(), &s.xstate)?;
+    let mask = s.sigmask;
+    // SAFETY: PTRACE_SETSIGMASK reads the 8-byte kernel sigset_t at the data pointer (its size
+    // is the address argument); `mask` outlives the call.
+    let r = unsafe {
+        libc::ptrace(libc::PTRACE_SETSIGMASK, t.pid().as_raw(), std::mem::size_of::<u64>(), &mask as *const u64)
+    };
+    if r < 0 {
+        return Err(TraceError::ptrace(t.pid(), "PTRACE_SETSIGMASK", nix::Error::last()).into());
+    }
+    Ok(t)
 }
 
 /// Makes the next pid that the PID namespace of `program` hands out `last + 1`, as it was in

@@ -25,16 +25,31 @@ impl Remote {
 
     /// Runs syscall `nr` with `args` in the task; its result (a negative errno on failure).
     pub fn call(&mut self, nr: i64, args: [u64; 6]) -> Result<i64> {
+        self.call_creating(nr, args).map(|(ret, _)| ret)
+    }
+
+    /// [`Remote::call`] for a syscall that may create a task (clone): also the new task, which
+    /// the tracer now traces (PTRACE_O_TRACECLONE) and which waits for its first stop.
+    pub fn call_creating(&mut self, nr: i64, args: [u64; 6]) -> Result<(i64, Option<Pid>)> {
         let t = self.t.take().ok_or_else(|| unexpected(Pid::from_raw(0), "no stopped task".into()))?;
         let pid = t.pid();
         let mut r = self.orig;
         r.rewrite(nr as u64, &args);
         t.set_regs(&r)?;
         t.cont_to_exit()?;
-        let s = match wait_for(Some(pid))?.1 {
-            Waited::Stopped(s) if s.stop == Stop::SyscallExit => s,
-            Waited::Stopped(s) => return Err(unexpected(pid, format!("{:?} during an injected syscall", s.stop))),
-            _ => return Err(unexpected(pid, "death during an injected syscall".into())),
+        let mut born = None;
+        let s = loop {
+            match wait_for(Some(pid))?.1 {
+                Waited::Stopped(s) if s.stop == Stop::SyscallExit => break s,
+                Waited::Stopped(s) => match s.stop {
+                    Stop::NewTask(child) if born.is_none() => {
+                        born = Some(child);
+                        s.cont_to_exit()?;
+                    }
+                    other => return Err(unexpected(pid, format!("{other:?} during an injected syscall"))),
+                },
+                _ => return Err(unexpected(pid, "death during an injected syscall".into())),
+            }
         };
         let ret = s.regs()?.ret();
         // Back to the seccomp stop of the task's own syscall: rewind to its instruction.
@@ -53,7 +68,7 @@ impl Remote {
             }
             _ => return Err(unexpected(pid, "death instead of the syscall it was parked at".into())),
         }
-        Ok(ret)
+        Ok((ret, born))
     }
 
     /// The task, unless an injected syscall failed and lost it (then nothing may go on).

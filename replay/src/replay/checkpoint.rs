@@ -103,15 +103,35 @@ struct Book {
     stdio_out: [u64; 2],
 }
 
+/// Where a task was when the checkpoint was taken. Every task is at a seccomp stop.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+enum How {
+    /// Its syscall's event was just applied and it holds the token: resumed at once.
+    Running,
+    /// Its syscall's result is in place; it waits for the token.
+    Idle,
+    /// At its own syscall's seccomp stop, until the log completes that syscall.
+    Parked,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedTask {
+    vtid: u32,
+    /// Its tid as the program sees it.
+    ns_tid: i32,
+    how: How,
+    /// The registers at its syscall's seccomp stop before a result was applied.
+    orig_regs: Vec<u64>,
+    state: kernel::TaskState,
+}
+
 /// Everything a restore needs besides the page bytes and the data directory.
 #[derive(Serialize, Deserialize)]
 struct State {
-    vtid: u32,
+    /// The process (its leader's task number).
     proc: u32,
-    /// The task held the token (resumed at once) rather than waiting for it.
-    running: bool,
-    /// The registers at the syscall's seccomp stop before its result was applied.
-    orig_regs: Vec<u64>,
+    /// Every task of the process, its leader first.
+    tasks: Vec<SavedTask>,
     process: Process,
     /// The process's ProcState (cwd, credentials, umask, limits), encoded.
     proc_state: Vec<u8>,
@@ -171,13 +191,16 @@ impl Replayer<'_> {
 
     /// Why the program cannot be checkpointed at this stop, if it cannot.
     fn why_not(&mut self, vtid: u32, t: &Stopped, orig: &ft_interposer::Regs) -> Result<Option<String>> {
-        if self.tasks.len() != 1 || !self.born.is_empty() {
-            return Ok(Some(format!(
-                "{} tasks (checkpoints of programs with several threads or processes are not built yet)",
-                self.tasks.len() + self.born.len()
-            )));
+        let proc = self.tasks.get(&vtid).map_or(vtid, |t| t.proc);
+        if self.tasks.values().any(|t| t.proc != proc) || !self.born.is_empty() {
+            return Ok(Some(
+                "the program has several processes (checkpoints of process trees are not built yet)".into(),
+            ));
         }
-        let pending = self.tasks.get(&vtid).is_some_and(|t| !t.pending.is_empty());
+        if !self.tasks.contains_key(&proc) {
+            return Ok(Some("the process's leader thread has ended".into()));
+        }
+        let pending = self.tasks.values().any(|t| !t.pending.is_empty());
         let busy = !self.arrived.is_empty()
             || !self.early_deaths.is_empty()
             || !self.clone_args.is_empty()
@@ -192,22 +215,37 @@ impl Replayer<'_> {
         if t.stop != Stop::Seccomp {
             return Ok(Some("not at a seccomp stop".into()));
         }
+        let at_syscall =
+            |t: &Stopped, ip: u64| t.read_forced(ip.wrapping_sub(2), 2).ok().as_deref() == Some(&[0x0f, 0x05]);
         let fin = t.regs()?;
-        if fin.ip() != orig.ip() || t.read_forced(orig.ip().wrapping_sub(2), 2).ok().as_deref() != Some(&[0x0f, 0x05]) {
+        if fin.ip() != orig.ip() || !at_syscall(t, orig.ip()) {
             return Ok(Some("the syscall moved its task elsewhere".into()));
         }
-        if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
-            if s.task == vtid && (s.at_exit || s.at_syscall) {
-                return Ok(Some("a signal is delivered at this syscall".into()));
+        for (v, task) in &self.tasks {
+            if *v == vtid {
+                continue;
+            }
+            let ok = match &task.state {
+                RState::Idle(s) => s.stop == Stop::Seccomp && at_syscall(s, s.regs()?.ip()),
+                RState::Parked(p) => p.t.stop == Stop::Seccomp && at_syscall(&p.t, p.regs.ip()),
+                _ => false,
+            };
+            if !ok {
+                return Ok(Some("another task is not stopped at a syscall".into()));
             }
         }
-        if self.ids.get(&vtid).map(|i| i.0) != Some(2) {
+        if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
+            if s.at_exit || s.at_syscall {
+                return Ok(Some("a signal is delivered at a syscall next".into()));
+            }
+        }
+        if self.ids.get(&proc).map(|i| i.0) != Some(2) {
             return Ok(Some("the program's process is not pid 2 of its namespace".into()));
         }
         Ok(None)
     }
 
-    /// Takes the checkpoint. The outer error loses the task (nothing can go on); the inner one
+    /// Takes the checkpoint. The outer error loses a task (nothing can go on); the inner one
     /// is a checkpoint not taken.
     fn capture(
         &mut self,
@@ -216,37 +254,65 @@ impl Replayer<'_> {
         orig: &ft_interposer::Regs,
         running: bool,
     ) -> Result<(Stopped, std::result::Result<(PathBuf, u64), String>)> {
-        let fin = t.regs()?;
-        let mut inj = fin;
-        inj.0.orig_rax = TRAP_NR;
-        t.set_regs(&inj)?;
-        let mut r = Remote::new(t)?;
-        let queried = kernel::task_state(&mut r, &fin);
-        let t = r.into_stopped().ok_or_else(|| SessionError::Unsupported {
-            what: "a checkpoint".into(),
-            why: "the task was lost during an injected query".into(),
-        })?;
-        t.set_regs(&fin)?;
-        let result = queried.map_err(|e| e.to_string()).and_then(|(task, brk)| {
-            let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
-            self.write_checkpoint(vtid, proc, &t, orig, task, brk, running)
-        });
+        let proc = self.tasks.get(&vtid).map_or(vtid, |t| t.proc);
+        let mut tasks = Vec::new();
+        let mut brk = 0;
+        let mut failed = None;
+        let mut order: Vec<u32> = self.tasks.keys().copied().collect();
+        order.sort_unstable_by_key(|v| (*v != proc, *v));
+        let mut t = Some(t);
+        for v in order {
+            let (st, how, orig_regs) = if v == vtid {
+                let Some(cur) = t.as_ref() else { continue };
+                (Stopped::assume_stopped(cur.pid()), if running { How::Running } else { How::Idle }, *orig)
+            } else {
+                match self.tasks.get(&v).map(|t| &t.state) {
+                    Some(RState::Idle(s)) => (Stopped::assume_stopped(s.pid()), How::Idle, s.regs()?),
+                    Some(RState::Parked(p)) => (Stopped::assume_stopped(p.t.pid()), How::Parked, p.regs),
+                    _ => continue,
+                }
+            };
+            let fin = st.regs()?;
+            let mut inj = fin;
+            inj.0.orig_rax = TRAP_NR;
+            st.set_regs(&inj)?;
+            let mut r = Remote::new(st)?;
+            let queried = kernel::task_state(&mut r, &fin, v == proc);
+            let st = r.into_stopped().ok_or_else(|| SessionError::Unsupported {
+                what: "a checkpoint".into(),
+                why: "a task was lost during an injected query".into(),
+            })?;
+            st.set_regs(&fin)?;
+            match queried {
+                Ok((state, b)) => {
+                    if v == proc {
+                        brk = b;
+                    }
+                    let ns_tid = self.ids.get(&v).map_or(0, |i| i.0);
+                    tasks.push(SavedTask { vtid: v, ns_tid, how, orig_regs: kernel::regs_words(&orig_regs.0), state });
+                }
+                Err(e) => failed = Some(e.to_string()),
+            }
+        }
+        let t =
+            t.take().ok_or_else(|| SessionError::Unsupported { what: "a checkpoint".into(), why: "no task".into() })?;
+        let result = match failed {
+            Some(why) => Err(why),
+            None => self.write_checkpoint(proc, &t, tasks, brk),
+        };
         Ok((t, result))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn write_checkpoint(
         &self,
-        vtid: u32,
         proc: u32,
         t: &Stopped,
-        orig: &ft_interposer::Regs,
-        task: kernel::TaskState,
+        tasks: Vec<SavedTask>,
         brk: u64,
-        running: bool,
     ) -> std::result::Result<(PathBuf, u64), String> {
-        let pid = t.pid().as_raw();
-        let (memory, pages) = kernel::memory(t, brk).map_err(|e| e.to_string())?;
+        let pid = self.tasks.get(&proc).map_or(t.pid(), |t| t.tid).as_raw();
+        let leader = Stopped::assume_stopped(nix::unistd::Pid::from_raw(pid));
+        let (memory, pages) = kernel::memory(&leader, brk).map_err(|e| e.to_string())?;
         let fdt = self.fds.get(&proc).cloned().unwrap_or_default();
         let fds = kernel::fds(pid, &|fd| fdt.kind(i64::from(fd)) == FdKind::Stdio).map_err(|e| e.to_string())?;
         let proc_state = ft_interposer::procfs::proc_state(pid)?;
@@ -256,11 +322,9 @@ impl Replayer<'_> {
             None => Vec::new(),
         };
         let state = State {
-            vtid,
             proc,
-            running,
-            orig_regs: kernel::regs_words(&orig.0),
-            process: Process { memory, task, fds },
+            tasks,
+            process: Process { memory, fds },
             proc_state: prost::Message::encode_to_vec(&proc_state),
             last_pid: self.ids.values().map(|i| i.0).max().unwrap_or(2),
             book: self.book(),
@@ -464,13 +528,14 @@ pub(super) fn restore_session<'a>(
     crate::set_current_tracee(pid.as_raw());
     info!(log, "restoring"; "checkpoint" => %file.display(), "event" => head.event, "pid" => pid.as_raw());
     let rebuilt = rebuild(launched.tracee, &state, pages, &proc_state);
-    let t = match rebuilt {
+    let stopped = match rebuilt {
         Ok(t) => t,
-        Err(e) => {
-            ft_interposer::tracee::kill_and_reap_all([pid]);
+        Err((e, tids)) => {
+            ft_interposer::tracee::kill_and_reap_all(tids.into_iter().chain([pid]));
             return Err(refuse(format!("restoring it failed: {e}")));
         }
     };
+    let all_tids: Vec<nix::unistd::Pid> = stopped.iter().map(|(_, t)| t.pid()).collect();
     let mut r = Replayer::new(source, opts, debug, log);
     if let Some(p) = r.plan.as_mut() {
         p.data_dir = data_dir_view(h, opts);
@@ -496,11 +561,17 @@ pub(super) fn restore_session<'a>(
         }
     }
     let checked = r.load_book(state.book, &pipe_ino, &event_id).and_then(|()| {
-        let ns_pid = ft_interposer::tracee::ns_pid_uid(pid).map_or(0, |(p, _)| p);
-        if r.ids.get(&state.vtid).map(|i| i.0) != Some(ns_pid) {
-            return Err(refuse(format!("the restored process is pid {ns_pid} of its namespace, not the checkpoint's")));
+        for ((v, t), saved) in stopped.iter().zip(&state.tasks) {
+            let ns_tid = ft_interposer::tracee::ns_pid_uid(t.pid()).map_or(0, |(p, _)| p);
+            if ns_tid != saved.ns_tid || r.ids.get(v).map(|i| i.0) != Some(ns_tid) {
+                return Err(refuse(format!(
+                    "task {v} was restored as tid {ns_tid} of its namespace, not the checkpoint's {}",
+                    saved.ns_tid
+                )));
+            }
         }
-        if state.last_pid > ns_pid {
+        let highest = state.tasks.iter().map(|t| t.ns_tid).max().unwrap_or(2);
+        if state.last_pid > highest {
             kernel::set_last_pid(pid, state.last_pid).map_err(|e| refuse(e.to_string()))?;
         }
         match state_differs(pid, &proc_state) {
@@ -509,20 +580,39 @@ pub(super) fn restore_session<'a>(
         }
     });
     if let Err(e) = checked {
-        ft_interposer::tracee::kill_and_reap_all([pid]);
+        ft_interposer::tracee::kill_and_reap_all(all_tids);
         return Err(e);
     }
-    let vtid = state.vtid;
-    r.tasks.insert(vtid, RTask { tid: pid, proc: state.proc, state: RState::Running, pending: Vec::new() });
-    if state.running {
-        r.holder = Some(vtid);
-        r.last_run = vtid;
-        if let Err(e) = r.resume(vtid, t) {
-            ft_interposer::tracee::kill_and_reap_all([pid]);
+    let mut resume = None;
+    for ((v, t), saved) in stopped.into_iter().zip(&state.tasks) {
+        let tid = t.pid();
+        let orig = kernel::regs_from_words(&saved.orig_regs);
+        let st = match (saved.how, orig) {
+            (How::Running, _) => {
+                r.holder = Some(v);
+                resume = Some((v, t));
+                RState::Running
+            }
+            (How::Idle, _) => RState::Idle(t),
+            (How::Parked, Some(regs)) => match lookup(regs.nr()) {
+                Some(spec) => RState::Parked(Parked { t, regs, spec, args: regs.args() }),
+                None => {
+                    ft_interposer::tracee::kill_and_reap_all(all_tids);
+                    return Err(refuse(format!("task {v} is parked at syscall {}, which the table lacks", regs.nr())));
+                }
+            },
+            (How::Parked, None) => {
+                ft_interposer::tracee::kill_and_reap_all(all_tids);
+                return Err(refuse("its registers are malformed".into()));
+            }
+        };
+        r.tasks.insert(v, RTask { tid, proc: state.proc, state: st, pending: Vec::new() });
+    }
+    if let Some((v, t)) = resume {
+        if let Err(e) = r.resume(v, t) {
+            ft_interposer::tracee::kill_and_reap_all(all_tids);
             return Err(e);
         }
-    } else {
-        r.set_state(vtid, RState::Idle(t));
     }
     drive(r, live, pid, log)
 }
@@ -536,13 +626,51 @@ pub(super) fn data_dir_view(h: &Header, opts: &ReplayOptions) -> Option<PathBuf>
     Some(std::fs::canonicalize(&d).unwrap_or(d))
 }
 
-fn rebuild(t: Stopped, s: &State, pages: &[u8], ps: &ProcState) -> std::result::Result<Stopped, CheckpointError> {
-    let orig = kernel::regs_from_words(&s.orig_regs)
-        .ok_or_else(|| CheckpointError::Unsupported("its registers are malformed".into()))?;
-    let mut b = kernel::Rebuild::start(t, &s.process.memory.vmas)?;
-    b.memory(&s.process.memory, pages)?;
-    b.fds(&s.process.fds)?;
-    b.task(&s.process.task, &String::from_utf8_lossy(&ps.cwd))?;
-    b.creds(&ps.uids, &ps.gids, &ps.groups)?;
-    b.finish(&orig, &s.process.task)
+/// Rebuilds the checkpointed process in the fresh one at `t`: every task, in the checkpoint's
+/// order (its leader first), at its seccomp stop. On failure, also the tids made so far.
+#[allow(clippy::type_complexity)]
+fn rebuild(
+    t: Stopped,
+    s: &State,
+    pages: &[u8],
+    ps: &ProcState,
+) -> std::result::Result<Vec<(u32, Stopped)>, (CheckpointError, Vec<nix::unistd::Pid>)> {
+    let program = t.pid();
+    let mut made: Vec<(u32, Stopped)> = Vec::new();
+    let tids = |made: &Vec<(u32, Stopped)>| made.iter().map(|(_, t)| t.pid()).collect::<Vec<_>>();
+    let regs_of = |task: &SavedTask| {
+        kernel::regs_from_words(&task.orig_regs)
+            .ok_or_else(|| CheckpointError::Unsupported("its registers are malformed".into()))
+    };
+    let Some((leader, others)) = s.tasks.split_first() else {
+        return Err((CheckpointError::Unsupported("it has no task".into()), Vec::new()));
+    };
+    let mut b = kernel::Rebuild::start(t, &s.process.memory.vmas).map_err(|e| (e, Vec::new()))?;
+    let setup = (|| {
+        b.memory(&s.process.memory, pages)?;
+        b.fds(&s.process.fds)?;
+        b.process(&leader.state.actions, &String::from_utf8_lossy(&ps.cwd))?;
+        b.creds(&ps.uids, &ps.gids, &ps.groups)
+    })();
+    setup.map_err(|e| (e, Vec::new()))?;
+    for task in others {
+        let placed = (|| {
+            let orig = regs_of(task)?;
+            let t = b.spawn_thread(program, Some(task.ns_tid))?;
+            made.push((task.vtid, Stopped::assume_stopped(t.pid())));
+            b.place_thread(t, &orig, &task.state, task.how == How::Parked)
+        })();
+        match placed {
+            Ok(t) => {
+                if let Some(last) = made.last_mut() {
+                    *last = (task.vtid, t);
+                }
+            }
+            Err(e) => return Err((e, tids(&made))),
+        }
+    }
+    let orig = regs_of(leader).map_err(|e| (e, tids(&made)))?;
+    let t = b.finish(&orig, &leader.state, leader.how == How::Parked).map_err(|e| (e, tids(&made)))?;
+    made.insert(0, (leader.vtid, t));
+    Ok(made)
 }
