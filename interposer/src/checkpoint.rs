@@ -282,7 +282,9 @@ pub fn fds(pid: i32, inherited: &dyn Fn(i32) -> bool) -> CResult<Vec<Fd>> {
 
 /// blake3 of a mapped file, cached by (device, inode, size, mtime): libraries are hashed once.
 fn file_hash(path: &str) -> CResult<MappedFile> {
-    static CACHE: Mutex<Option<HashMap<(u64, u64, u64, i64, i64), Vec<u8>>>> = Mutex::new(None);
+    /// (device, inode, size, mtime s, mtime ns) to blake3.
+    type Key = (u64, u64, u64, i64, i64);
+    static CACHE: Mutex<Option<HashMap<Key, Vec<u8>>>> = Mutex::new(None);
     let md = std::fs::metadata(path).map_err(io(path))?;
     let key = (md.dev(), md.ino(), md.size(), md.mtime(), md.mtime_nsec());
     let cached = CACHE.lock().ok().and_then(|c| c.as_ref().and_then(|m| m.get(&key).cloned()));

@@ -42,6 +42,9 @@ pub struct Head {
     pub stderr_bytes: u64,
 }
 
+/// A checkpoint written (its file and size), or why not.
+type Taken = std::result::Result<(PathBuf, u64), String>;
+
 /// The identity of a recording: blake3 of its encoded header.
 pub fn log_id(h: &Header) -> String {
     digest::hex(blake3::hash(&prost::Message::encode_to_vec(h)).as_bytes())
@@ -253,7 +256,7 @@ impl Replayer<'_> {
         t: Stopped,
         orig: &ft_interposer::Regs,
         running: bool,
-    ) -> Result<(Stopped, std::result::Result<(PathBuf, u64), String>)> {
+    ) -> Result<(Stopped, Taken)> {
         let proc = self.tasks.get(&vtid).map_or(vtid, |t| t.proc);
         let mut tasks = Vec::new();
         let mut brk = 0;

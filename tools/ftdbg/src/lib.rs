@@ -5,6 +5,7 @@
 //! Every function reads the log as a stream, so a truncated or corrupt log shows everything up to
 //! the damage and then a [`Error::Log`] naming the file, the record and the byte offset.
 
+pub mod checkpoints;
 pub mod decode;
 pub mod diff;
 pub mod gdb;

@@ -58,6 +58,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the checkpoints of a log (`ftexec replay LOG --checkpoint-every N` writes them into
+    /// LOG.ckpt): event, size, age, memory and data kept; a damaged or foreign one says why.
+    Checkpoints {
+        log: PathBuf,
+        /// Another directory of checkpoints than LOG.ckpt.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// One JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the first event where two logs differ, both sides decoded. Exit status 0: identical,
     /// 1: different (or one is a prefix of the other), 2: error.
     Diff { log1: PathBuf, log2: PathBuf },
@@ -101,6 +112,7 @@ fn run(cli: &Cli, out: &mut dyn Write) -> Result<u8, Error> {
             }
             Ok(0)
         }
+        Cmd::Checkpoints { log, dir, json } => ftdbg::checkpoints::list(log, dir.as_deref(), *json, out),
         Cmd::Diff { log1, log2 } => Ok(if diff::diff(log1, log2, out)?.identical() { 0 } else { 1 }),
         Cmd::Gdb { log, at, port, data_dir, allow_cpu_mismatch, verbose } => {
             let opts = ftdbg::gdb::Options {

@@ -1,0 +1,209 @@
+//! Checkpoints (issue 18): `ftexec replay LOG --checkpoint-every N` writes the program's whole
+//! state at event boundaries; `--from-checkpoint FILE` restores one in a fresh process and
+//! replays the rest of the log. From every checkpoint, the program must print exactly what the
+//! full replay printed after that point, and end with the same status (the replay checks every
+//! event on the way: a wrong register, page, fd or handler diverges or changes the output).
+//!
+//! The checkpoint interval is seeded (printed; FT_CHECKPOINT_SEED replays a failure).
+
+use ft_testsuite::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn seed() -> u64 {
+    let s = std::env::var("FT_CHECKPOINT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.subsec_nanos() as u64)
+    });
+    println!("checkpoint seed {s} (FT_CHECKPOINT_SEED={s} to repeat)");
+    s
+}
+
+/// The checkpoint files of `log`, by event.
+fn checkpoints(log: &Path) -> Vec<(u64, PathBuf, serde_json::Value)> {
+    let mut dir = log.as_os_str().to_owned();
+    dir.push(".ckpt");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(PathBuf::from(dir)).map(|d| d.flatten().collect::<Vec<_>>()).unwrap_or_default() {
+        let head = ft_libos::snapshot::read_head(&e.path()).expect("a readable checkpoint head");
+        let head: serde_json::Value = serde_json::from_slice(&head).expect("a JSON head");
+        out.push((head["event"].as_u64().expect("event"), e.path(), head));
+    }
+    out.sort_by_key(|c| c.0);
+    out
+}
+
+fn from_checkpoint(log: &Path, file: &Path) -> Run {
+    let mut cmd = replay_command(log, None);
+    cmd.arg("--from-checkpoint").arg(file);
+    run(cmd)
+}
+
+/// Records `name`, replays it taking a checkpoint about every `every` events, and restores up
+/// to `samples` of them, each to the same output and status as the full replay's tail.
+fn restores_from_checkpoints(name: &str, every: u64, samples: usize, min: usize) {
+    let dir = temp_dir(&format!("ckpt-{name}"));
+    let log = dir.path().join("run.ftlog");
+    let recorded = record(&log, None, &c_program(name), &[]);
+    assert_eq!(recorded.status, 0, "{name}: recording failed\n{recorded}");
+    let mut cmd = replay_command(&log, None);
+    cmd.arg("--checkpoint-every").arg(every.to_string());
+    let full = run(cmd);
+    assert_same_output(&recorded, &full, &format!("{name}: the replay that takes checkpoints"));
+    let all = checkpoints(&log);
+    assert!(
+        all.len() >= min,
+        "{name}: {} checkpoints every {every} events, expected at least {min}\n{full}",
+        all.len()
+    );
+    let picked: Vec<_> = if all.len() <= samples {
+        all.iter().collect()
+    } else {
+        (0..samples).map(|i| &all[i * (all.len() - 1) / (samples - 1).max(1)]).collect()
+    };
+    for (event, file, head) in picked {
+        let tail = from_checkpoint(&log, file);
+        let before = head["stdout_bytes"].as_u64().expect("stdout_bytes") as usize;
+        let expected = &full.stdout[before.min(full.stdout.len())..];
+        assert!(
+            tail.stdout == expected && tail.status == full.status,
+            "{name}: from the checkpoint at event {event} ({}): status {} (want {}), stdout:\n{}\n----- want -----\n{}\n----- stderr -----\n{}",
+            file.display(),
+            tail.status,
+            full.status,
+            String::from_utf8_lossy(&tail.stdout),
+            String::from_utf8_lossy(expected),
+            tail.stderr_text()
+        );
+        println!("{name}: restored from event {event} ({} bytes of memory): same tail", head["memory_bytes"]);
+    }
+}
+
+#[test]
+fn single_threaded_programs_restore_at_any_checkpoint() {
+    let s = seed();
+    // (program, base interval, at least this many checkpoints)
+    let progs = [
+        ("pipe", 3, 3),
+        ("eventfd", 3, 3),
+        ("mmap_brk", 3, 2),
+        ("sig_altstack", 3, 3),
+        ("clock_page", 3, 3),
+        ("sig_setitimer", 10, 3),
+        ("proc_state", 3, 4),
+        ("sig_signalfd", 3, 2),
+        ("sysbuf", 40, 1),
+    ];
+    for (name, base, min) in progs {
+        restores_from_checkpoints(name, base + s % base.max(2), 6, min);
+    }
+}
+
+#[test]
+fn threads_restore_parked_and_idle() {
+    let s = seed();
+    for (name, base, min) in
+        [("mutex_condvar", 7, 3), ("threads_join", 5, 2), ("racy_counter", 5, 2), ("spin_wait", 7, 1)]
+    {
+        restores_from_checkpoints(name, base + s % base, 5, min);
+    }
+}
+
+/// A child and a dead child's pids: after a restore, the next fork gets the pid it had (the
+/// namespace's last pid is set again).
+#[test]
+fn pids_after_a_restore_are_the_recordings() {
+    restores_from_checkpoints("pids", 5, 4, 2);
+    restores_from_checkpoints("spawn_vfork", 5, 4, 2);
+}
+
+/// redis-server with its background threads and a client: restored from checkpoints taken
+/// after the client's writes, it serves the rest of the log the same way.
+#[test]
+fn redis_restores_from_its_checkpoints() {
+    let Some(redis) = find_program("redis-server") else {
+        eprintln!("SKIP: redis-server is not installed (scripts/deps.sh installs it)");
+        return;
+    };
+    let dir = temp_dir("ckpt-redis");
+    let log = dir.path().join("redis.ftlog");
+    let port = free_port();
+    let port_s = port.to_string();
+    let args = ["--port", &port_s, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"];
+    let server = spawn(record_command(&log, None, &redis, &args));
+    let mut conn = connect_retry(port, std::time::Duration::from_secs(20));
+    use std::io::{Read, Write};
+    let reply = |conn: &mut std::net::TcpStream, cmd: &str| -> String {
+        conn.write_all(cmd.as_bytes()).expect("send");
+        let mut buf = [0u8; 256];
+        let n = conn.read(&mut buf).expect("reply");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    for i in 0..300 {
+        assert_eq!(reply(&mut conn, &format!("SET k{i} v{i}\r\n")), "+OK\r\n");
+    }
+    let _ = conn.write_all(b"SHUTDOWN NOSAVE\r\n");
+    let recorded = server.wait();
+    assert_eq!(recorded.status, 0, "redis recording\n{recorded}");
+    let mut cmd = replay_command(&log, None);
+    cmd.arg("--checkpoint-every").arg("150");
+    let full = run(cmd);
+    assert_same_output(&recorded, &full, "redis replay with checkpoints");
+    let all = checkpoints(&log);
+    assert!(all.len() >= 4, "redis: only {} checkpoints", all.len());
+    let late = &all[all.len() * 2 / 3];
+    let mid = &all[all.len() / 2];
+    for (event, file, head) in [mid, late] {
+        let tail = from_checkpoint(&log, file);
+        let before = head["stdout_bytes"].as_u64().unwrap_or(0) as usize;
+        assert_eq!(tail.status, full.status, "redis from event {event}\n{tail}");
+        assert_eq!(tail.stdout, full.stdout[before.min(full.stdout.len())..], "redis from event {event}\n{tail}");
+    }
+}
+
+/// A damaged, a truncated and a foreign checkpoint are refused by name, and nothing runs.
+#[test]
+fn bad_checkpoints_are_refused_by_name() {
+    let dir = temp_dir("ckpt-bad");
+    let log = dir.path().join("pipe.ftlog");
+    let other = dir.path().join("eventfd.ftlog");
+    assert_eq!(record(&log, None, &c_program("pipe"), &[]).status, 0);
+    assert_eq!(record(&other, None, &c_program("eventfd"), &[]).status, 0);
+    let mut cmd = replay_command(&log, None);
+    cmd.arg("--checkpoint-every").arg("5");
+    assert_eq!(run(cmd).status, 0);
+    let (_, file, _) = checkpoints(&log).into_iter().nth(1).expect("a second checkpoint");
+    let good = std::fs::read(&file).expect("read");
+    let flipped = dir.path().join("flipped.ftckpt");
+    let mut bytes = good.clone();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x20;
+    std::fs::write(&flipped, &bytes).expect("write");
+    let cut = dir.path().join("cut.ftckpt");
+    std::fs::write(&cut, &good[..good.len() * 2 / 3]).expect("write");
+    let not_one = dir.path().join("text.ftckpt");
+    std::fs::write(&not_one, b"just some text\n").expect("write");
+    let cases: [(&Path, &Path, &str); 4] = [
+        (&log, &flipped, "damaged: the checksum"),
+        (&log, &cut, "cut short"),
+        (&log, &not_one, "not an ftexec checkpoint"),
+        (&other, &file, "belongs to another recording"),
+    ];
+    for (l, f, want) in cases {
+        let r = from_checkpoint(l, f);
+        assert_ne!(r.status, 0, "{} was accepted\n{r}", f.display());
+        assert!(r.stdout.is_empty(), "the program ran from a bad checkpoint\n{r}");
+        assert!(r.stderr_text().contains(want), "{}: want {want:?}\n{r}", f.display());
+        assert!(!r.stderr_text().contains("panicked"), "{r}");
+    }
+    // ftdbg lists the good ones and says what is wrong with the others.
+    std::fs::copy(&flipped, file.with_file_name("event-999999.ftckpt")).expect("copy");
+    let out = Command::new(ftdbg()).arg("checkpoints").arg(&log).output().expect("ftdbg");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("{}", file.display())), "{text}");
+    assert!(text.contains("unusable"), "{text}");
+}
+
+fn ftdbg() -> PathBuf {
+    ftexec().with_file_name("ftdbg")
+}
