@@ -127,6 +127,37 @@ pub struct ClusterConfig {
     /// The replicated program (`ftexec run`); absent for a bare Raft cluster.
     #[serde(default)]
     pub service: Option<ServiceConfig>,
+    /// When followers checkpoint the program (`ftexec run`).
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+}
+
+/// The cluster file's `[snapshot]` section: a follower checkpoints the program at the first
+/// event boundary where it can after every `every_events` events, keeps the newest `keep`
+/// checkpoints, and a replica that starts restores the newest usable one instead of replaying
+/// the log from its start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// 0 turns checkpoints off.
+    #[serde(default = "default_every_events")]
+    pub every_events: u64,
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_every_events() -> u64 {
+    100_000
+}
+
+fn default_keep() -> usize {
+    2
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig { every_events: default_every_events(), keep: default_keep() }
+    }
 }
 
 impl ClusterConfig {
@@ -168,6 +199,9 @@ impl ClusterConfig {
         }
         if self.tick_ms == 0 {
             return Err(invalid("tick_ms", "must be at least 1"));
+        }
+        if self.snapshot.keep == 0 {
+            return Err(invalid("snapshot.keep", "must be at least 1 (the checkpoint a replica restores)"));
         }
         if self.heartbeat_ticks == 0 {
             return Err(invalid("heartbeat_ticks", "must be at least 1"));

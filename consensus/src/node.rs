@@ -138,6 +138,9 @@ pub struct NodeOptions {
     /// program on the partitioned machine: [`Node::isolate`] keeps the marker file
     /// `<data_dir>/isolated`, and a node started while it exists starts isolated.
     pub persist_isolation: bool,
+    /// Entries up to this index are already applied (a checkpoint of the program holds them):
+    /// the committed stream starts after it. Clamped to the log's commit index.
+    pub applied: u64,
     pub logger: Logger,
 }
 
@@ -147,6 +150,7 @@ impl Default for NodeOptions {
             join: false,
             max_entry_bytes: 1 << 20,
             persist_isolation: false,
+            applied: 0,
             logger: Logger::root(slog::Discard, o!()),
         }
     }
@@ -261,8 +265,13 @@ impl Node {
             let voters: Vec<u64> = cfg.nodes.iter().filter(|n| n.initial).map(|n| n.id).collect();
             store.bootstrap(&voters).map_err(|source| NodeError::Storage { field, source })?;
         }
+        // raft-rs refuses an applied index outside [first index - 1, commit].
+        let hs = store.hard_state();
+        let floor = raft::Storage::first_index(&store).unwrap_or(1).saturating_sub(1);
+        let applied = opts.applied.min(hs.commit).max(if opts.applied > 0 { floor } else { 0 });
         let rc = raft::Config {
             id,
+            applied,
             election_tick: cfg.election_ticks,
             heartbeat_tick: cfg.heartbeat_ticks,
             max_size_per_msg: 1 << 20,
@@ -312,7 +321,7 @@ impl Node {
             committed_tx,
             proposed: HashMap::new(),
             conf_applied,
-            applied: 0,
+            applied,
             tick: Duration::from_millis(cfg.tick_ms),
             max_entry_bytes: opts.max_entry_bytes.max(1),
             last_leader: (None, 0),

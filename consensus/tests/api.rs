@@ -28,6 +28,7 @@ fn cluster(name: &str) -> (ClusterConfig, std::path::PathBuf) {
         .collect();
     let cfg = ClusterConfig {
         service: None,
+        snapshot: Default::default(),
         cluster_name: name.into(),
         tick_ms: 10,
         election_ticks: 20,

@@ -180,8 +180,13 @@ pub fn read(path: &Path) -> Result<(Vec<u8>, Vec<Vec<u8>>), SnapshotError> {
     Ok((head, parts))
 }
 
-/// An archive of everything under `dir`: per entry, its relative path, type, permission bits
-/// and content (files) or target (symlinks), in sorted order.
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// An archive of everything under `dir`: per entry, its relative path, type, permission bits,
+/// owner and group, and content (files) or target (symlinks), in sorted order.
 pub fn pack_dir(dir: &Path) -> Result<Vec<u8>, SnapshotError> {
     let mut out = Vec::new();
     pack(dir, Path::new(""), &mut out)?;
@@ -217,6 +222,8 @@ fn pack(root: &Path, rel: &Path, out: &mut Vec<u8>) -> Result<(), SnapshotError>
         };
         out.push(kind);
         out.extend_from_slice(&(md.mode() & 0o7777).to_le_bytes());
+        out.extend_from_slice(&md.uid().to_le_bytes());
+        out.extend_from_slice(&md.gid().to_le_bytes());
         put(out, rel_child.as_os_str().as_encoded_bytes());
         put(out, &body);
         if kind == b'd' {
@@ -243,6 +250,8 @@ pub fn unpack_dir(archive: &[u8], dir: &Path) -> Result<(), SnapshotError> {
     while c.at < archive.len() {
         let kind = c.take(1, "entry").map_err(|_| bad("entry cut short"))?[0];
         let mode = c.u32("mode").map_err(|_| bad("mode cut short"))?;
+        let uid = c.u32("owner").map_err(|_| bad("owner cut short"))?;
+        let gid = c.u32("group").map_err(|_| bad("group cut short"))?;
         let n = c.u64("path").map_err(|_| bad("path cut short"))? as usize;
         let rel = c.take(n, "path").map_err(|_| bad("path cut short"))?;
         let n = c.u64("body").map_err(|_| bad("body cut short"))? as usize;
@@ -255,7 +264,7 @@ pub fn unpack_dir(archive: &[u8], dir: &Path) -> Result<(), SnapshotError> {
         match kind {
             b'd' => {
                 fs::create_dir_all(&path).map_err(io_err(&path))?;
-                dirs.push((path, mode));
+                dirs.push((path.clone(), mode));
             }
             b'f' => {
                 fs::write(&path, body).map_err(io_err(&path))?;
@@ -265,6 +274,11 @@ pub fn unpack_dir(archive: &[u8], dir: &Path) -> Result<(), SnapshotError> {
                 std::os::unix::fs::symlink(OsStr::from_bytes(body), &path).map_err(io_err(&path))?;
             }
             _ => return Err(bad("unknown entry type")),
+        }
+        // Owners as they were (a server that dropped to its own user owns its files); only
+        // root may give files away, and then it must.
+        if is_root() {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(io_err(&path))?;
         }
     }
     // Directories last: a read-only one must still take its entries first.

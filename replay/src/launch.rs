@@ -45,6 +45,8 @@ pub struct Checkpoints {
     /// One at the first event boundary where the program can be checkpointed at or after
     /// every multiple of this many events.
     pub every: u64,
+    /// Keep the newest this many, remove older ones (0: keep all).
+    pub keep: usize,
 }
 
 impl ReplayOptions {

@@ -77,6 +77,11 @@ impl EntryDecoder {
         Ok(out)
     }
 
+    /// Whether the parts of a large event are pending (its last part is in a later entry).
+    pub fn mid_event(&self) -> bool {
+        !self.partial.is_empty()
+    }
+
     /// Whether a header was among the entries decoded so far.
     pub fn header_seen(&self) -> bool {
         self.header_seen
@@ -212,7 +217,16 @@ pub struct RaftSource {
     live_at: Option<u64>,
     barrier_term: Option<u64>,
     progress: Arc<Progress>,
+    /// Per entry that gave events (recent ones): its first event's position, and where those
+    /// events can be read again from (see [`EventSource::entry_of`]).
+    origins: VecDeque<(u64, (u64, u64))>,
+    /// Entries below this index are skipped (a checkpoint holds them).
+    skip_below: u64,
 }
+
+/// How many entries [`RaftSource`] remembers the origin of: replay consumes an event soon after
+/// its entry arrives.
+const ORIGINS: usize = 4096;
 
 impl RaftSource {
     /// Reads the committed stream `rx` of `node` (from [`Node::take_committed`]).
@@ -227,7 +241,20 @@ impl RaftSource {
             live_at: None,
             barrier_term: None,
             progress,
+            origins: VecDeque::new(),
+            skip_below: 0,
         }
+    }
+
+    /// Reads on from a checkpoint's place in the log: entry `index` first, whose first event
+    /// has position `first_event`; the recording's `header` is the checkpoint's (the log may no
+    /// longer begin with it). Entries before `index` that the node still delivers are skipped.
+    pub fn resume_at(mut self, index: u64, first_event: u64, header: Header) -> Self {
+        self.skip_below = index;
+        self.pos = first_event;
+        self.header = Some(header);
+        self.decoder.header_seen = true;
+        self
     }
 
     fn at_end(&self) -> bool {
@@ -259,6 +286,19 @@ impl RaftSource {
             }
             Err(RecvTimeoutError::Disconnected) => return Err(repl_err("the Raft node stopped")),
         };
+        if entry.index < self.skip_below {
+            return Ok(());
+        }
+        let first = self.pos + self.queue.len() as u64;
+        // An event whose parts began in an earlier entry is read again from there.
+        let origin = match (self.decoder.mid_event(), self.origins.back()) {
+            (true, Some(&(_, o))) => o,
+            _ => (entry.index, first),
+        };
+        if self.origins.len() >= ORIGINS {
+            self.origins.pop_front();
+        }
+        self.origins.push_back((first, origin));
         for b in self.decoder.entry(entry.index, &entry.batches)? {
             match b {
                 Batch::Header(h) => self.header = Some(*h),
@@ -311,6 +351,9 @@ impl EventSource for RaftSource {
     }
     fn live(&self) -> bool {
         self.at_end()
+    }
+    fn entry_of(&self, pos: u64) -> Option<(u64, u64)> {
+        self.origins.iter().rev().find(|(first, _)| *first <= pos).map(|(_, o)| *o)
     }
 }
 

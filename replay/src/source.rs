@@ -19,6 +19,12 @@ pub trait EventSource {
     fn live(&self) -> bool {
         false
     }
+    /// Where event `pos` can be read again from (a checkpoint's place in the log): the Raft
+    /// index of the first entry needed, and the position of that entry's first event. None for
+    /// a log file (events are counted from its start).
+    fn entry_of(&self, _pos: u64) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Events from a log file.
@@ -71,6 +77,9 @@ impl EventSource for FileSource {
     }
     fn live(&self) -> bool {
         self.live_at_end
+    }
+    fn entry_of(&self, _pos: u64) -> Option<(u64, u64)> {
+        Some((0, 0))
     }
 }
 
@@ -125,5 +134,8 @@ impl EventSource for Noted<'_> {
     }
     fn live(&self) -> bool {
         self.ahead.is_empty() && self.inner.live()
+    }
+    fn entry_of(&self, pos: u64) -> Option<(u64, u64)> {
+        self.inner.entry_of(pos)
     }
 }

@@ -54,6 +54,7 @@ fn run_case(
     }
     let cfg = ClusterConfig {
         service: None,
+        snapshot: Default::default(),
         cluster_name: "bench".into(),
         tick_ms: 10,
         election_ticks: 20,

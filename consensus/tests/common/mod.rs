@@ -68,6 +68,7 @@ impl Cluster {
             .collect();
         let cfg = ClusterConfig {
             service: None,
+            snapshot: Default::default(),
             cluster_name: name.into(),
             tick_ms: 10,
             election_ticks: 20,

@@ -40,6 +40,12 @@ pub struct Head {
     /// Bytes of the program's stdout and stderr before it.
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
+    /// In a replicated log: the Raft index of the first entry a restore reads, and the position
+    /// of that entry's first event (0 and 0 for a log file).
+    #[serde(default)]
+    pub raft_index: u64,
+    #[serde(default)]
+    pub raft_first_event: u64,
 }
 
 /// A checkpoint written (its file and size), or why not.
@@ -58,6 +64,9 @@ pub(super) struct Plan {
     pub(super) data_dir: Option<PathBuf>,
     /// The recording's identity ([`log_id`]).
     pub(super) log_id: String,
+    /// The log's Start event, encoded.
+    pub(super) start: Vec<u8>,
+    pub(super) header: Vec<u8>,
     /// Reasons already logged for not taking one.
     said: HashSet<String>,
     pub(super) taken: u64,
@@ -66,7 +75,16 @@ pub(super) struct Plan {
 impl Plan {
     pub(super) fn new(opts: crate::launch::Checkpoints) -> Plan {
         let next_due = opts.every.max(1);
-        Plan { opts, next_due, data_dir: None, log_id: String::new(), said: HashSet::new(), taken: 0 }
+        Plan {
+            opts,
+            next_due,
+            data_dir: None,
+            log_id: String::new(),
+            start: Vec::new(),
+            header: Vec::new(),
+            said: HashSet::new(),
+            taken: 0,
+        }
     }
 }
 
@@ -141,6 +159,10 @@ struct State {
     /// The highest pid the program's namespace handed out.
     last_pid: i32,
     book: Book,
+    /// The recording's header and Start event, encoded: a replicated log may no longer
+    /// begin with them.
+    header: Vec<u8>,
+    start: Vec<u8>,
 }
 
 fn map_list<K: Copy + Ord, V: Clone>(m: &HashMap<K, V>) -> Vec<(K, V)> {
@@ -177,6 +199,9 @@ impl Replayer<'_> {
         match got {
             Ok((path, size)) => {
                 info!(self.log, "checkpoint"; "event" => index, "file" => %path.display(), "bytes" => size);
+                if let Some(p) = self.plan.as_ref().filter(|p| p.opts.keep > 0) {
+                    prune(&p.opts.dir, p.opts.keep, &self.log);
+                }
                 if let Some(p) = self.plan.as_mut() {
                     p.taken += 1;
                     p.next_due = (index / p.opts.every.max(1) + 1) * p.opts.every.max(1);
@@ -331,9 +356,13 @@ impl Replayer<'_> {
             proc_state: prost::Message::encode_to_vec(&proc_state),
             last_pid: self.ids.values().map(|i| i.0).max().unwrap_or(2),
             book: self.book(),
+            header: plan.header.clone(),
+            start: plan.start.clone(),
         };
-        let state = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
         let index = self.source.position();
+        let (raft_index, raft_first_event) =
+            self.source.entry_of(index).ok_or("its place in the replicated log is no longer known")?;
+        let state = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
         let head = Head {
             format: FORMAT.into(),
             ftexec_version: env!("CARGO_PKG_VERSION").into(),
@@ -347,6 +376,8 @@ impl Replayer<'_> {
             data_bytes: data.len() as u64,
             stdout_bytes: self.stdio_out[0],
             stderr_bytes: self.stdio_out[1],
+            raft_index,
+            raft_first_event,
         };
         let head = serde_json::to_vec(&head).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&plan.opts.dir).map_err(|e| format!("{}: {e}", plan.opts.dir.display()))?;
@@ -502,10 +533,16 @@ pub(super) fn restore_session<'a>(
         return Err(refuse(format!("it has {} parts, not 3", parts.len())));
     };
     let state: State = serde_json::from_slice(state).map_err(|e| refuse(format!("its state does not decode ({e})")))?;
-    let start = match source.next_event()? {
-        Some(Event { kind: Some(Kind::Start(s)) }) => s,
-        _ => return Err(refuse("the log does not begin with the program's start".into())),
+    let start = match <Event as prost::Message>::decode(state.start.as_slice()) {
+        Ok(Event { kind: Some(Kind::Start(s)) }) => s,
+        _ => return Err(refuse("its copy of the program's start does not decode".into())),
     };
+    if source.position() == 0 {
+        match source.next_event()? {
+            Some(Event { kind: Some(Kind::Start(s)) }) if s == start => {}
+            _ => return Err(refuse("the log does not begin with the program's start it has".into())),
+        }
+    }
     while source.position() < head.event {
         if source.next_event()?.is_none() {
             return Err(refuse(format!(
@@ -543,6 +580,8 @@ pub(super) fn restore_session<'a>(
     if let Some(p) = r.plan.as_mut() {
         p.data_dir = data_dir_view(h, opts);
         p.log_id = log_id(h);
+        p.header = prost::Message::encode_to_vec(h);
+        p.start.clone_from(&state.start);
         p.next_due = (head.event / p.opts.every.max(1) + 1) * p.opts.every.max(1);
     }
     // Kernel ids of pipes and eventfds are this process's now.
@@ -676,4 +715,81 @@ fn rebuild(
     let t = b.finish(&orig, &leader.state, leader.how == How::Parked).map_err(|e| (e, tids(&made)))?;
     made.insert(0, (leader.vtid, t));
     Ok(made)
+}
+
+/// The checkpoint files in `dir`, newest (highest event) first.
+fn files_newest_first(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter_map(|p| {
+                    let n = p.file_name()?.to_str()?.strip_prefix("event-")?.strip_suffix(".ftckpt")?.parse().ok()?;
+                    Some((n, p))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v
+}
+
+/// Removes all but the newest `keep` checkpoints of `dir`.
+fn prune(dir: &Path, keep: usize, log: &Logger) {
+    for (_, p) in files_newest_first(dir).into_iter().skip(keep) {
+        if let Err(e) = std::fs::remove_file(&p) {
+            slog::warn!(log, "cannot remove an old checkpoint"; "file" => %p.display(), "err" => %e);
+        }
+    }
+}
+
+/// A checkpoint a replica can start from: its file, head and the recording's header.
+pub struct Usable {
+    pub path: PathBuf,
+    pub head: Head,
+    pub header: Header,
+}
+
+/// The newest checkpoint in `dir` that is whole (every checksum), of this ftexec, and placed
+/// in a replicated log. A damaged one is renamed `*.bad` (kept for a look, never used again)
+/// and the next older one is tried.
+pub fn newest_usable(dir: &Path, log: &Logger) -> Option<Usable> {
+    for (_, path) in files_newest_first(dir) {
+        let checked = (|| -> Result<Usable> {
+            let head = read_head(&path)?;
+            if head.ftexec_version != env!("CARGO_PKG_VERSION") {
+                return Err(SessionError::Checkpoint {
+                    path: path.clone(),
+                    why: format!("made by ftexec {}", head.ftexec_version),
+                });
+            }
+            if head.raft_index == 0 {
+                return Err(SessionError::Checkpoint { path: path.clone(), why: "not of a replicated log".into() });
+            }
+            let (_, parts) = snapshot::read(&path)?;
+            let state: State = parts.first().and_then(|s| serde_json::from_slice(s).ok()).ok_or_else(|| {
+                SessionError::Checkpoint { path: path.clone(), why: "its state does not decode".into() }
+            })?;
+            let header = <Header as prost::Message>::decode(state.header.as_slice()).map_err(|_| {
+                SessionError::Checkpoint { path: path.clone(), why: "its header does not decode".into() }
+            })?;
+            Ok(Usable { path: path.clone(), head, header })
+        })();
+        match checked {
+            Ok(u) => return Some(u),
+            Err(e) => {
+                slog::warn!(log, "checkpoint unusable, trying an older one"; "file" => %path.display(), "why" => %e);
+                set_aside(&path, log);
+            }
+        }
+    }
+    None
+}
+
+/// Renames a checkpoint that failed to `*.bad`, so that the next start does not take it again.
+pub fn set_aside(path: &Path, log: &Logger) {
+    let bad = path.with_extension("bad");
+    if let Err(e) = std::fs::rename(path, &bad) {
+        slog::warn!(log, "cannot set a bad checkpoint aside"; "file" => %path.display(), "err" => %e);
+    }
 }

@@ -28,7 +28,10 @@ use crate::stop::{
     self, emulate, fcntl_writes, has_no_effect, is_synchronous, let_interrupt_in, tracer_can_run, Decided, Entry, Held,
 };
 use crate::Outcome;
-pub use checkpoint::{log_id, read_head as read_checkpoint_head, Head as CheckpointHead};
+pub use checkpoint::{
+    log_id, newest_usable as newest_usable_checkpoint, read_head as read_checkpoint_head,
+    set_aside as set_checkpoint_aside, Head as CheckpointHead, Usable as UsableCheckpoint,
+};
 use ft_interposer::clock::ClockPages;
 use ft_interposer::spin::{self, Probe};
 use ft_interposer::tracee::{send_signal, send_signal_to_thread, siginfo_from_bytes, wait_for};
@@ -125,6 +128,8 @@ fn session<'a>(
     if let Some(p) = r.plan.as_mut() {
         p.data_dir = checkpoint::data_dir_view(h, opts);
         p.log_id = checkpoint::log_id(h);
+        p.header = prost::Message::encode_to_vec(h);
+        p.start = prost::Message::encode_to_vec(&Event { kind: Some(Kind::Start(start.clone())) });
     }
     let ns_pid = ft_interposer::tracee::ns_pid_uid(pid).map_or(0, |(p, _)| p);
     r.ids.insert(0, (ns_pid, 0));

@@ -55,6 +55,7 @@ fn status_add_remove_and_check_config() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = ClusterConfig {
         service: None,
+        snapshot: Default::default(),
         cluster_name: "cli".into(),
         tick_ms: 10,
         election_ticks: 20,

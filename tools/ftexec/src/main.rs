@@ -128,6 +128,11 @@ enum Cmd {
         /// start with owners and modes, as `cp -a`): a database's initdb output, a site's files.
         #[arg(long, value_name = "SRC")]
         initial_data: Option<PathBuf>,
+        /// Followers checkpoint the program every N events; a replica that restarts restores the
+        /// newest checkpoint and replays only the log after it (the cluster file's [snapshot]
+        /// section; 0 turns checkpoints off).
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        snapshot_every: u64,
         /// The program and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
         command: Vec<OsString>,
@@ -345,6 +350,7 @@ fn main() -> ExitCode {
             opts.checkpoints = checkpoint_every.map(|every| ft_replay::Checkpoints {
                 dir: checkpoint_dir.clone().unwrap_or_else(|| default_checkpoint_dir(path)),
                 every,
+                keep: 0,
             });
             opts.from_checkpoint.clone_from(from_checkpoint);
             match out {
@@ -353,7 +359,8 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Run { config, node, command } => replica::run(config, *node, command, &log),
-        Cmd::Up { replicas, dir, fresh, fsync, initial_data, command } => up::up(up::UpOptions {
+        Cmd::Up { replicas, dir, fresh, fsync, initial_data, snapshot_every, command } => up::up(up::UpOptions {
+            snapshot_every: *snapshot_every,
             replicas: *replicas,
             dir: dir.clone(),
             fresh: *fresh,

@@ -115,8 +115,20 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
     let svc = cfg.service.clone();
     let data_dir = svc.as_ref().and_then(|s| s.data_dir.clone());
     let service_dir = me.service_dir.clone().unwrap_or_else(|| me.data_dir.join("service"));
-    // Every run replays from the start, so the replica's copy starts from the initial state.
-    if data_dir.is_some() {
+    // A replica restores its newest checkpoint (which holds the data directory's content at
+    // that point) and replays the log after it; without one, it replays from the start, so
+    // its data copy starts from the initial state.
+    let checkpoint_dir = me.data_dir.join("checkpoints");
+    let chosen = if cfg.snapshot.every_events > 0 {
+        ft_replay::replay::newest_usable_checkpoint(&checkpoint_dir, log)
+    } else {
+        None
+    };
+    if let Some(c) = &chosen {
+        info!(log, "restoring from a checkpoint instead of replaying the log from its start";
+            "file" => %c.path.display(), "event" => c.head.event, "raft_index" => c.head.raft_index);
+    }
+    if data_dir.is_some() && chosen.is_none() {
         if service_dir.exists() {
             std::fs::remove_dir_all(&service_dir)
                 .with_context(|| format!("clearing the replica's data copy {}", service_dir.display()))?;
@@ -154,7 +166,12 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
     let node = Arc::new(Node::start(
         &cfg,
         id,
-        NodeOptions { logger: log.clone(), persist_isolation: faults, ..Default::default() },
+        NodeOptions {
+            logger: log.clone(),
+            persist_isolation: faults,
+            applied: chosen.as_ref().map_or(0, |c| c.head.raft_index.saturating_sub(1)),
+            ..Default::default()
+        },
     )?);
     if let Some(addr) = &me.control_addr {
         let p = progress.clone();
@@ -190,6 +207,9 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
         unsafe { libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t) };
     }
     let mut source = RaftSource::new(node.clone(), rx, progress.clone());
+    if let Some(c) = &chosen {
+        source = source.resume_at(c.head.raft_index, c.head.raft_first_event, c.header.clone());
+    }
     let bind = match &data_dir {
         Some(d) => {
             let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).ok();
@@ -224,7 +244,15 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
             }
             info!(log, "following: replaying the committed log"; "node" => id);
             progress.set_mode(Mode::Replaying);
-            let ropts = ReplayOptions::new(data_dir.as_ref().map(|_| service_dir.clone()), false, false);
+            let mut ropts = ReplayOptions::new(data_dir.as_ref().map(|_| service_dir.clone()), false, false);
+            if cfg.snapshot.every_events > 0 {
+                ropts.checkpoints = Some(ft_replay::Checkpoints {
+                    dir: checkpoint_dir.clone(),
+                    every: cfg.snapshot.every_events,
+                    keep: cfg.snapshot.keep,
+                });
+            }
+            ropts.from_checkpoint = chosen.as_ref().map(|c| c.path.clone());
             let mut sink = RaftSink::new(node.clone(), progress.clone());
             let p2 = progress.clone();
             let live = GoLive {
@@ -236,6 +264,11 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
                 }),
             };
             let r = ft_replay::replay_then_live(&h, &mut source, &ropts, Some(live), log);
+            if let (Err(e @ ft_replay::SessionError::Checkpoint { .. }), Some(c)) = (&r, &chosen) {
+                // The next start takes an older checkpoint, or the log from its start.
+                warn!(log, "restoring the checkpoint failed: set aside"; "file" => %c.path.display(), "err" => %e);
+                ft_replay::replay::set_checkpoint_aside(&c.path, log);
+            }
             let r = r.and_then(|o| if RECORDING.load(Ordering::Relaxed) { sink.commit().map(|_| o) } else { Ok(o) });
             RECORDING.store(false, Ordering::Relaxed);
             r

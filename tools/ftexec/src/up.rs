@@ -60,6 +60,7 @@ fn generate(
     fsync: &str,
     command: &[OsString],
     initial_data: Option<&Path>,
+    snapshot_every: u64,
 ) -> anyhow::Result<PathBuf> {
     let data = dir.join("data");
     std::fs::create_dir_all(&data)?;
@@ -78,6 +79,7 @@ fn generate(
     if let Some(init) = initial_data {
         t.push_str(&format!("initial_data = {}\n", toml_str(&init.to_string_lossy())));
     }
+    t.push_str(&format!("\n[snapshot]\nevery_events = {snapshot_every}\n"));
     let mut held = Vec::new();
     for i in 1..=replicas {
         let nd = dir.join(format!("n{i}"));
@@ -123,6 +125,8 @@ pub struct UpOptions {
     pub verbose: u8,
     /// Copied into every replica's data directory at each start (cp -a: owners and modes kept).
     pub initial_data: Option<PathBuf>,
+    /// The [snapshot] section's every_events.
+    pub snapshot_every: u64,
 }
 
 /// Whether this process may make the private mount namespaces the replicas bind their data
@@ -198,7 +202,7 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
         if o.command.is_empty() {
             bail!("no program given: ftexec up --replicas 3 -- PROG ARGS...");
         }
-        generate(&dir, o.replicas, &o.fsync, &o.command, initial_data.as_deref())?
+        generate(&dir, o.replicas, &o.fsync, &o.command, initial_data.as_deref(), o.snapshot_every)?
     };
     let cfg = ClusterConfig::load(&config)?;
     if let Some(svc) = &cfg.service {
