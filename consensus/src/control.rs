@@ -78,12 +78,28 @@ pub fn serve(
     serve_with(node, addr, Access::test_mode(test_mode), None, logger)
 }
 
+/// Commands of the embedding program (its checkpoints): given the command and its arguments,
+/// a reply, or None for a command it does not know.
+pub type CommandHook = Arc<dyn Fn(&str, &[&str]) -> Option<Value> + Send + Sync>;
+
 /// [`serve`], with fields of the embedding program added to `status`.
 pub fn serve_with(
     node: Arc<Node>,
     addr: &str,
     access: Access,
     hook: Option<StatusHook>,
+    logger: Logger,
+) -> Result<std::net::SocketAddr, ControlError> {
+    serve_hooks(node, addr, access, hook, None, logger)
+}
+
+/// [`serve_with`], and the embedding program's own commands.
+pub fn serve_hooks(
+    node: Arc<Node>,
+    addr: &str,
+    access: Access,
+    hook: Option<StatusHook>,
+    commands: Option<CommandHook>,
     logger: Logger,
 ) -> Result<std::net::SocketAddr, ControlError> {
     let l = TcpListener::bind(addr).map_err(|source| ControlError::Bind { addr: addr.to_string(), source })?;
@@ -94,8 +110,9 @@ pub fn serve_with(
             for c in l.incoming() {
                 let Ok(c) = c else { continue };
                 let (node, logger, hook, access) = (node.clone(), logger.clone(), hook.clone(), access.clone());
+                let commands = commands.clone();
                 let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || {
-                    if let Err(e) = handle_conn(c, &node, &access, &logger, hook.as_ref()) {
+                    if let Err(e) = handle_conn(c, &node, &access, &logger, hook.as_ref(), commands.as_ref()) {
                         warn!(logger, "control connection error"; "err" => %e);
                     }
                 });
@@ -111,12 +128,20 @@ fn handle_conn(
     access: &Access,
     logger: &Logger,
     hook: Option<&StatusHook>,
+    commands: Option<&CommandHook>,
 ) -> std::io::Result<()> {
     let mut w = c.try_clone()?;
     let r = BufReader::new(c);
     for line in r.lines() {
         let line = line?;
-        let mut reply = handle_line(line.trim(), node, access, logger);
+        let mut words = line.split_whitespace();
+        let cmd = words.next().unwrap_or("");
+        let args: Vec<&str> = words.collect();
+        let own = commands.and_then(|h| h(cmd, &args));
+        let mut reply = match own {
+            Some(v) => v,
+            None => handle_line(line.trim(), node, access, logger),
+        };
         if let (Some(h), Some("status"), Value::Object(m)) = (hook, line.split_whitespace().next(), &mut reply) {
             if let Value::Object(extra) = h() {
                 m.extend(extra);

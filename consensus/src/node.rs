@@ -107,6 +107,10 @@ pub struct Status {
     /// On the leader: the highest index every voter is known to hold (the least `matched`);
     /// 0 on other nodes.
     pub held_by_all: u64,
+    /// The first index of the log on disk (entries before it are compacted away).
+    pub first_index: u64,
+    /// Bytes of the log file.
+    pub log_bytes: u64,
 }
 
 /// One committed Raft entry carrying proposals (group commit: several batches per entry).
@@ -116,6 +120,9 @@ pub struct CommittedEntry {
     pub term: u64,
     /// The proposed batches, in proposal order.
     pub batches: Vec<Vec<u8>>,
+    /// Not an entry: the log up to `index` was replaced by a snapshot from the leader (this
+    /// node was behind the leader's compacted log). The entries before are not delivered.
+    pub snapshot: bool,
 }
 
 /// Sent to subscribers whenever the known leader or the term changes.
@@ -170,6 +177,7 @@ enum Cmd {
     Propose(Vec<u8>, Sender<Result<EntryId>>),
     ConfChange(ConfChange, Sender<Result<EntryId>>),
     Campaign,
+    Compact(u64, Sender<Result<bool>>),
     Stop,
 }
 
@@ -502,6 +510,20 @@ impl Node {
         PendingProposal(rx).wait()
     }
 
+    /// Drops the log's entries through `index` (clamped to what this node applied): a
+    /// checkpoint of the program holds them. A node that later needs them gets a snapshot
+    /// (see [`CommittedEntry::snapshot`]). Returns whether anything was dropped.
+    pub fn compact(&self, index: u64) -> Result<bool> {
+        let (tx, rx) = bounded(1);
+        self.send(Cmd::Compact(index, tx))?;
+        rx.recv().map_err(|_| NodeError::Stopped("the raft driver stopped".into()))?
+    }
+
+    /// The first index of this node's log (entries before it are compacted away).
+    pub fn first_index(&self) -> u64 {
+        self.inner.shared.lock().status.first_index
+    }
+
     /// Starts an election on this node.
     pub fn campaign(&self) -> Result<()> {
         self.send(Cmd::Campaign)
@@ -573,6 +595,8 @@ fn status_of(raw: &RawNode<DiskStorage>, applied: u64, isolated: bool) -> Status
         commit: r.raft_log.committed,
         applied,
         last_index: r.raft_log.last_index(),
+        first_index: raft::Storage::first_index(r.raft_log.store()).unwrap_or(0),
+        log_bytes: r.raft_log.store().file_len(),
         held_by_all: if r.state == StateRole::Leader {
             cs.voters.iter().map(|v| r.prs().get(*v).map_or(0, |p| p.matched)).min().unwrap_or(0)
         } else {
@@ -694,6 +718,16 @@ impl Driver {
                     warn!(self.logger, "campaign failed"; "err" => %e);
                 }
             }
+            Cmd::Compact(index, tx) => {
+                let to = index.min(self.applied);
+                let before = self.store.file_len();
+                let r = self.store.compact(to).map_err(|e| self.store_err(e));
+                if let Ok(true) = r {
+                    info!(self.logger, "compacted the log"; "through" => to,
+                        "bytes_before" => before, "bytes_after" => self.store.file_len());
+                }
+                let _ = tx.send(r);
+            }
             Cmd::Stop => return true,
         }
         false
@@ -765,9 +799,17 @@ impl Driver {
             b.apply_snapshot(snap.get_metadata(), ci);
             self.store.write(b).map_err(|e| self.store_err(e))?;
             self.conf_applied = ci;
-            self.applied = self.applied.max(snap.get_metadata().index);
-            info!(self.logger, "applied bootstrap snapshot";
-                "index" => snap.get_metadata().index, "conf_index" => ci);
+            let index = snap.get_metadata().index;
+            if index > 1 {
+                let _ = self.committed_tx.send(CommittedEntry {
+                    index,
+                    term: snap.get_metadata().term,
+                    batches: Vec::new(),
+                    snapshot: true,
+                });
+            }
+            self.applied = self.applied.max(index);
+            info!(self.logger, "applied snapshot"; "index" => index, "conf_index" => ci);
         }
         // 3. Committed entries.
         self.apply(rd.take_committed_entries())?;
@@ -812,7 +854,12 @@ impl Driver {
                             warn!(self.logger, "entry without batch framing"; "index" => e.index);
                             vec![e.data.to_vec()]
                         });
-                        let _ = self.committed_tx.send(CommittedEntry { index: e.index, term: e.term, batches });
+                        let _ = self.committed_tx.send(CommittedEntry {
+                            index: e.index,
+                            term: e.term,
+                            batches,
+                            snapshot: false,
+                        });
                     }
                 }
                 EntryType::EntryConfChange => {

@@ -253,7 +253,7 @@ impl WriteBatch {
 pub struct DiskStorage {
     core: Arc<RwLock<Core>>,
     /// Separate read handle for entries no longer cached (positional reads).
-    reader: Arc<File>,
+    reader: Arc<RwLock<File>>,
     /// Fault injection: when set, writes fail with an I/O error.
     fail_writes: Arc<AtomicBool>,
     writer: Arc<parking_lot::Mutex<Writer>>,
@@ -440,7 +440,7 @@ impl DiskStorage {
         Ok((
             DiskStorage {
                 core: Arc::new(RwLock::new(core)),
-                reader: Arc::new(reader),
+                reader: Arc::new(RwLock::new(reader)),
                 fail_writes: Arc::new(AtomicBool::new(false)),
                 writer: Arc::new(parking_lot::Mutex::new(Writer { file, path, fsync, end: off })),
             },
@@ -531,7 +531,7 @@ impl DiskStorage {
         use std::os::unix::fs::FileExt;
         let path = || self.writer.lock().path.clone();
         let mut buf = vec![0u8; loc.len as usize];
-        self.reader.read_exact_at(&mut buf, loc.off).map_err(|source| StoreError::Io {
+        self.reader.read().read_exact_at(&mut buf, loc.off).map_err(|source| StoreError::Io {
             op: "read entry from",
             path: path(),
             source,
@@ -549,6 +549,86 @@ impl DiskStorage {
             return Err(bad(format!("expected entry {idx}, found {}", e.index)));
         }
         Ok(e)
+    }
+
+    /// Drops the entries up to `index` (they are in a checkpoint of the program): the file is
+    /// rewritten as a snapshot record at `index` (its term, the current configuration) and the
+    /// entries after it, under a temporary name, fsynced, locked and renamed over the log. A
+    /// crash leaves the old log or the new one whole. No-op if `index` is not after the current
+    /// snapshot; refused beyond the commit index.
+    pub fn compact(&self, index: u64) -> Result<bool, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let mut core = self.core.write();
+        let mut w = self.writer.lock();
+        let path = w.path.clone();
+        if index <= core.snap.index {
+            return Ok(false);
+        }
+        if index > core.hard_state.commit || index > core.last_index() {
+            return Err(StoreError::Corrupt {
+                path,
+                offset: 0,
+                reason: format!("compaction to {index} beyond the commit index {}", core.hard_state.commit),
+            });
+        }
+        let term = core.locs[(index - core.first_index()) as usize].term;
+        let mut meta = SnapshotMetadata { index, term, ..Default::default() };
+        meta.set_conf_state(core.conf_state.clone());
+        let mut head = WriteBatch::default();
+        head.apply_snapshot(&meta, core.conf_index);
+        put_record(&mut head.buf, KIND_HARD_STATE, &core.hard_state.write_to_bytes().unwrap_or_default());
+        head.set_conf_state(&core.conf_state.clone(), core.conf_index);
+        let tmp = path.with_extension("compact");
+        let mut out = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
+        // SAFETY: flock on a valid, owned file descriptor; no memory is passed.
+        if unsafe { libc::flock(out.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(StoreError::Locked { path: tmp });
+        }
+        let mut buf = MAGIC.to_vec();
+        buf.extend_from_slice(&head.buf);
+        let mut locs = Vec::with_capacity(core.locs.len());
+        {
+            let reader = self.reader.read();
+            for (i, loc) in core.locs.iter().enumerate() {
+                if core.first_index() + (i as u64) <= index {
+                    continue;
+                }
+                let mut rec = vec![0u8; loc.len as usize];
+                reader.read_exact_at(&mut rec, loc.off).map_err(io_err("read", &path))?;
+                locs.push(Loc { term: loc.term, off: buf.len() as u64, len: loc.len });
+                buf.extend_from_slice(&rec);
+            }
+        }
+        out.write_all(&buf).and_then(|()| out.sync_all()).map_err(io_err("write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        let reader = File::open(&path).map_err(io_err("open", &path))?;
+        out.seek(SeekFrom::End(0)).map_err(io_err("seek", &path))?;
+        w.end = buf.len() as u64;
+        w.file = out;
+        *self.reader.write() = reader;
+        core.snap = meta;
+        core.snap_conf_index = core.conf_index;
+        core.locs = locs;
+        while core.cache.front().is_some_and(|e| e.index <= index) {
+            if let Some(c) = core.cache.pop_front() {
+                core.cache_bytes -= c.data.len() + c.context.len();
+            }
+        }
+        Ok(true)
+    }
+
+    /// Bytes of the log file.
+    pub fn file_len(&self) -> u64 {
+        self.writer.lock().end
     }
 
     /// The switch that makes writes fail (fault injection for tests).

@@ -286,6 +286,15 @@ impl RaftSource {
             }
             Err(RecvTimeoutError::Disconnected) => return Err(repl_err("the Raft node stopped")),
         };
+        if entry.snapshot {
+            if entry.index < self.skip_below {
+                return Ok(());
+            }
+            return Err(repl_err(format!(
+                "the cluster compacted its log past this replica (the leader sent a snapshot at entry {}): it restarts from a checkpoint",
+                entry.index
+            )));
+        }
         if entry.index < self.skip_below {
             return Ok(());
         }

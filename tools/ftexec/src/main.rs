@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod replica;
+mod share;
 mod up;
 
 /// Exit statuses of ftexec itself (the program's own status is passed through otherwise).

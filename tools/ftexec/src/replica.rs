@@ -107,6 +107,37 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The checkpoint this replica starts from: its newest usable one that its log reaches back
+/// to (the log holds the entries from the checkpoint's on). A log compacted past every local
+/// checkpoint (the others compacted while this replica was down) needs one from a peer;
+/// without one, the replica cannot start and says why.
+fn choose_checkpoint(
+    cfg: &ClusterConfig,
+    id: u64,
+    raft_dir: &Path,
+    dir: &Path,
+    log: &Logger,
+) -> anyhow::Result<Option<ft_replay::replay::UsableCheckpoint>> {
+    let first = ft_consensus::storage::read_committed(raft_dir).map_or(1, |l| l.first_index);
+    let t0 = Instant::now();
+    loop {
+        let c = ft_replay::replay::newest_usable_checkpoint(dir, log).filter(|c| c.head.raft_index >= first);
+        if c.is_some() || first <= 2 {
+            return Ok(c);
+        }
+        if crate::share::fetch_newest(cfg, id, dir, 0, first, log).is_some() {
+            continue;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "this replica's Raft log begins at entry {first} (the entries before went into a checkpoint) and no peer could give a checkpoint at or after it within 60 s; start the other replicas, or remove {} to rejoin as a new replica",
+                raft_dir.display()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// Runs replica `id` of the cluster in `config`; returns the program's status.
 pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow::Result<i32> {
     let cfg = ClusterConfig::load(config)?;
@@ -120,7 +151,7 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
     // its data copy starts from the initial state.
     let checkpoint_dir = me.data_dir.join("checkpoints");
     let chosen = if cfg.snapshot.every_events > 0 {
-        ft_replay::replay::newest_usable_checkpoint(&checkpoint_dir, log)
+        choose_checkpoint(&cfg, id, &me.data_dir, &checkpoint_dir, log)?
     } else {
         None
     };
@@ -184,7 +215,18 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
             fault_injection: faults,
             enable_hint: format!("start its `ftexec run` with {FAULT_INJECTION_VAR}=1 in the environment"),
         };
-        ft_consensus::control::serve_with(node.clone(), addr, access, Some(hook), log.clone())?;
+        let commands = crate::share::commands(checkpoint_dir.clone());
+        ft_consensus::control::serve_hooks(node.clone(), addr, access, Some(hook), Some(commands), log.clone())?;
+    }
+    if cfg.snapshot.every_events > 0 {
+        crate::share::spawn_keeper(
+            node.clone(),
+            cfg.clone(),
+            id,
+            checkpoint_dir.clone(),
+            cfg.snapshot.keep,
+            log.clone(),
+        );
     }
     let rx = node.take_committed().context("the committed stream was taken twice")?;
     // A deposed leader stops its program at once: it is ahead of the committed log.

@@ -1,0 +1,189 @@
+//! Checkpoints shared between the replicas, and the log compaction they allow.
+//!
+//! Followers take the checkpoints (the leader never pauses for one). Every replica serves its
+//! checkpoints on its control endpoint (`checkpoints`, `checkpoint-chunk NAME OFFSET`); the
+//! leader fetches the newest one it lacks, so that it holds the state a lagging or new replica
+//! needs. Each replica drops the Raft log before the oldest checkpoint it keeps (the log keeps
+//! what a restore of any kept checkpoint replays). A replica whose log no longer reaches back
+//! far enough (it was down while the others compacted; raft-rs sent it a snapshot) fetches a
+//! checkpoint from a peer and restores that.
+
+use ft_consensus::control::{request, CommandHook};
+use ft_consensus::{ClusterConfig, Node};
+use serde_json::{json, Value};
+use slog::{info, warn, Logger};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes per `checkpoint-chunk` reply (hex: twice this on the wire).
+const CHUNK: usize = 1 << 20;
+
+/// (file name, event, raft index, bytes) of each checkpoint in `dir`, newest first.
+pub fn list(dir: &Path) -> Vec<(String, u64, u64, u64)> {
+    let mut v: Vec<(String, u64, u64, u64)> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "ftckpt"))
+        .filter_map(|p| {
+            let head = ft_replay::replay::read_checkpoint_head(&p).ok()?;
+            let bytes = std::fs::metadata(&p).ok()?.len();
+            Some((p.file_name()?.to_str()?.to_string(), head.event, head.raft_index, bytes))
+        })
+        .filter(|c| c.2 > 0)
+        .collect();
+    v.sort_by(|a, b| b.2.cmp(&a.2));
+    v
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The control commands a replica serves about its checkpoints.
+pub fn commands(dir: PathBuf) -> CommandHook {
+    Arc::new(move |cmd: &str, args: &[&str]| -> Option<Value> {
+        match cmd {
+            "checkpoints" => {
+                let l: Vec<Value> = list(&dir)
+                    .into_iter()
+                    .map(|(name, event, raft_index, bytes)| {
+                        json!({"name": name, "event": event, "raft_index": raft_index, "bytes": bytes})
+                    })
+                    .collect();
+                Some(json!({"ok": true, "checkpoints": l}))
+            }
+            "checkpoint-chunk" => {
+                let (Some(name), Some(off)) = (args.first(), args.get(1).and_then(|o| o.parse::<u64>().ok())) else {
+                    return Some(json!({"ok": false, "error": "usage: checkpoint-chunk NAME OFFSET"}));
+                };
+                if name.contains('/') || !name.ends_with(".ftckpt") {
+                    return Some(json!({"ok": false, "error": "not a checkpoint name"}));
+                }
+                let read = (|| -> std::io::Result<(Vec<u8>, bool)> {
+                    let mut f = std::fs::File::open(dir.join(name))?;
+                    let len = f.metadata()?.len();
+                    f.seek(SeekFrom::Start(off))?;
+                    let mut buf = vec![0u8; CHUNK.min(len.saturating_sub(off) as usize)];
+                    f.read_exact(&mut buf)?;
+                    Ok((buf, off + CHUNK as u64 >= len))
+                })();
+                Some(match read {
+                    Ok((b, eof)) => json!({"ok": true, "data": hex(&b), "eof": eof}),
+                    Err(e) => json!({"ok": false, "error": e.to_string()}),
+                })
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Raft index of the newest checkpoint kept here (0: none).
+pub fn newest_index(dir: &Path) -> u64 {
+    list(dir).first().map_or(0, |c| c.2)
+}
+
+/// Fetches from a peer the newest checkpoint with a Raft index above `have` and at least
+/// `at_least`; returns its raft index. The file is checked whole before it is renamed into
+/// `dir`.
+pub fn fetch_newest(cfg: &ClusterConfig, me: u64, dir: &Path, have: u64, at_least: u64, log: &Logger) -> Option<u64> {
+    let t = Duration::from_secs(5);
+    let mut best: Option<(String, String, u64, u64)> = None;
+    for n in cfg.nodes.iter().filter(|n| n.id != me) {
+        let Some(addr) = &n.control_addr else { continue };
+        let Ok(v) = request(addr, "checkpoints", t) else { continue };
+        for c in v["checkpoints"].as_array().into_iter().flatten() {
+            let (Some(name), Some(ri), Some(bytes)) =
+                (c["name"].as_str(), c["raft_index"].as_u64(), c["bytes"].as_u64())
+            else {
+                continue;
+            };
+            if ri > have && ri >= at_least && best.as_ref().is_none_or(|b| ri > b.2) {
+                best = Some((addr.clone(), name.to_string(), ri, bytes));
+            }
+        }
+    }
+    let (addr, name, ri, bytes) = best?;
+    let _ = std::fs::create_dir_all(dir);
+    let tmp = dir.join(format!("{name}.part"));
+    let fetched = (|| -> Result<(), String> {
+        let mut f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+        let mut off = 0u64;
+        loop {
+            let v = request(&addr, &format!("checkpoint-chunk {name} {off}"), Duration::from_secs(30))
+                .map_err(|e| e.to_string())?;
+            if v["ok"] != json!(true) {
+                return Err(v["error"].as_str().unwrap_or("refused").to_string());
+            }
+            let data = v["data"].as_str().and_then(unhex).ok_or("a chunk that does not decode")?;
+            f.write_all(&data).map_err(|e| e.to_string())?;
+            off += data.len() as u64;
+            if v["eof"] == json!(true) || data.is_empty() {
+                break;
+            }
+        }
+        f.sync_all().map_err(|e| e.to_string())?;
+        if off != bytes {
+            return Err(format!("{off} bytes arrived, the peer listed {bytes}"));
+        }
+        ft_libos::snapshot::read(&tmp).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, dir.join(&name)).map_err(|e| e.to_string())
+    })();
+    match fetched {
+        Ok(()) => {
+            info!(log, "fetched a checkpoint from a peer"; "file" => &name, "raft_index" => ri, "bytes" => bytes, "from" => &addr);
+            Some(ri)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            warn!(log, "fetching a checkpoint failed"; "file" => &name, "from" => &addr, "err" => e);
+            None
+        }
+    }
+}
+
+/// Removes all but the newest `keep` checkpoints of `dir` (by Raft index).
+fn prune(dir: &Path, keep: usize) {
+    for (name, ..) in list(dir).into_iter().skip(keep) {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+/// Drops the log before the oldest checkpoint kept here.
+fn compact(node: &Node, dir: &Path, keep: usize, log: &Logger) {
+    let kept = list(dir);
+    let Some(oldest) = kept.iter().take(keep).map(|c| c.2).min() else { return };
+    let through = oldest.saturating_sub(1);
+    if through >= node.first_index() {
+        if let Err(e) = node.compact(through) {
+            warn!(log, "compacting the log failed"; "through" => through, "err" => %e);
+        }
+    }
+}
+
+/// The keeper thread: every second, the leader fetches the newest checkpoint it lacks; every
+/// replica prunes to `keep` and compacts its log.
+pub fn spawn_keeper(node: Arc<Node>, cfg: ClusterConfig, me: u64, dir: PathBuf, keep: usize, log: Logger) {
+    let _ = std::thread::Builder::new().name("checkpoints".into()).spawn(move || {
+        let mut last_fetch = Instant::now() - Duration::from_secs(60);
+        while node.stopped().is_none() {
+            std::thread::sleep(Duration::from_secs(1));
+            if node.is_leader() && last_fetch.elapsed() >= Duration::from_secs(2) {
+                last_fetch = Instant::now();
+                let have = newest_index(&dir);
+                fetch_newest(&cfg, me, &dir, have, 0, &log);
+            }
+            prune(&dir, keep);
+            compact(&node, &dir, keep, &log);
+        }
+    });
+}
