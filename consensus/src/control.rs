@@ -299,6 +299,12 @@ pub struct NodeReport {
     pub events: Option<u64>,
     pub event_lag: Option<u64>,
     pub lag_ms: Option<u64>,
+    /// The first entry of the node's log on disk and the log file's size.
+    pub first_index: Option<u64>,
+    pub log_bytes: Option<u64>,
+    /// Set by `ftexec run`: the newest checkpoint the replica keeps (event, raft_index, bytes,
+    /// age_s).
+    pub checkpoint: Option<Value>,
 }
 
 /// Asks every node of the config for its status.
@@ -325,6 +331,9 @@ pub fn cluster_status(cfg: &crate::ClusterConfig, timeout: Duration) -> Vec<Node
                 events: None,
                 event_lag: None,
                 lag_ms: None,
+                first_index: None,
+                log_bytes: None,
+                checkpoint: None,
             };
             let Some(ca) = &n.control_addr else {
                 r.error = Some("no control_addr in the config".into());
@@ -347,6 +356,9 @@ pub fn cluster_status(cfg: &crate::ClusterConfig, timeout: Duration) -> Vec<Node
                     r.mode = v.get("mode").and_then(Value::as_str).map(str::to_owned);
                     r.events = u("events");
                     r.lag_ms = u("lag_ms");
+                    r.first_index = u("first_index");
+                    r.log_bytes = u("log_bytes");
+                    r.checkpoint = v.get("checkpoint").filter(|c| !c.is_null()).cloned();
                     r.voters = v
                         .get("voters")
                         .and_then(Value::as_array)

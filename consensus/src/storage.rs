@@ -910,6 +910,44 @@ mod tests {
     }
 
     #[test]
+    fn compaction_keeps_the_tail_and_survives_reopen() {
+        let d = tmp("compact");
+        {
+            let (s, _) = DiskStorage::open(&d, FsyncPolicy::Always, &logger()).expect("open");
+            s.bootstrap(&[1, 2, 3]).expect("bootstrap");
+            let mut b = WriteBatch::default();
+            let ents: Vec<Entry> = (2..=40).map(|i| ent(i, 2, &"x".repeat(1000))).collect();
+            b.append(&ents);
+            b.set_hard_state(&HardState { term: 2, vote: 1, commit: 30, ..Default::default() });
+            s.write(b).expect("write");
+            let before = s.file_len();
+            // Not beyond the commit index.
+            assert!(s.compact(35).is_err());
+            assert!(s.compact(25).expect("compact"));
+            assert!(!s.compact(20).expect("an older point is a no-op"));
+            assert!(s.file_len() < before / 2, "{} vs {before}", s.file_len());
+            assert_eq!(s.first_index().expect("fi"), 26);
+            assert_eq!(s.term(25).expect("snapshot term"), 2);
+            assert!(matches!(s.term(24), Err(raft::Error::Store(RaftStorageError::Compacted))));
+            let got = s.entries(26, 41, None, GetEntriesContext::empty(false)).expect("entries");
+            assert_eq!(got.iter().map(|e| e.index).collect::<Vec<_>>(), (26..=40).collect::<Vec<_>>());
+            // Appends go on after the rewrite, and the snapshot is the compaction point.
+            let mut b = WriteBatch::default();
+            b.append(&[ent(41, 3, "y")]);
+            s.write(b).expect("write");
+            assert_eq!(s.snapshot(0, 2).expect("snapshot").get_metadata().index, 25);
+        }
+        let (s, rec) = DiskStorage::open(&d, FsyncPolicy::Always, &logger()).expect("reopen");
+        assert_eq!(rec.truncated_bytes, 0);
+        assert_eq!((s.first_index().expect("fi"), s.last_index().expect("li")), (26, 41));
+        assert_eq!(s.entries(40, 42, None, GetEntriesContext::empty(false)).expect("entries")[1].data.as_ref(), b"y");
+        assert_eq!(s.hard_state().commit, 30);
+        // A second process still finds the log locked.
+        assert!(matches!(DiskStorage::open(&d, FsyncPolicy::Always, &logger()), Err(StoreError::Locked { .. })));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn torn_tail_is_truncated() {
         let d = tmp("torn");
         fill(&d);

@@ -128,6 +128,28 @@ impl Up {
         }
     }
 
+    /// kill -9 of `ftexec up` and every replica (one process group), as a power cut of the
+    /// machine would; the programs die with their tracers.
+    pub fn kill_all(mut self) {
+        // SAFETY: signals our own child's process group.
+        unsafe { libc::kill(-(self.up.id() as i32), libc::SIGKILL) };
+        let _ = self.up.wait();
+        let t0 = Instant::now();
+        let me = self.dir.join("cluster.toml");
+        // Until no replica of this cluster is left.
+        while t0.elapsed() < Duration::from_secs(10) {
+            let left = std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == me.as_os_str().as_encoded_bytes()))
+            });
+            if !left {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::mem::forget(self);
+    }
+
     /// Stops `ftexec up` with SIGINT (as Ctrl-C) and waits for it; its exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         // SAFETY: signals our own child's process group.

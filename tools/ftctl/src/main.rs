@@ -91,7 +91,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 
 fn print_table(rs: &[NodeReport]) {
     println!(
-        "{:>4}  {:<12} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<10} {:>10} {:>9} {:>8}  {:<5}  note",
+        "{:>4}  {:<12} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<10} {:>10} {:>9} {:>8}  {:<5} {:>9}  {:<28}  note",
         "id",
         "role",
         "pid",
@@ -104,11 +104,13 @@ fn print_table(rs: &[NodeReport]) {
         "events",
         "behind",
         "lag_ms",
-        "live"
+        "live",
+        "log_KiB",
+        "snapshot (event, KiB, age)"
     );
     for r in rs {
         println!(
-            "{:>4}  {:<12} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<10} {:>10} {:>9} {:>8}  {:<5}  {}",
+            "{:>4}  {:<12} {:>8} {:>6} {:>7} {:>10} {:>10} {:>8}  {:<10} {:>10} {:>9} {:>8}  {:<5} {:>9}  {:<28}  {}",
             r.id,
             r.role,
             opt(r.pid),
@@ -122,6 +124,16 @@ fn print_table(rs: &[NodeReport]) {
             opt(r.event_lag),
             opt(r.lag_ms),
             if r.live { "yes" } else { "no" },
+            opt(r.log_bytes.map(|b| b.div_ceil(1024))),
+            r.checkpoint.as_ref().map_or_else(
+                || "-".to_string(),
+                |c| format!(
+                    "{}, {}, {}s",
+                    c["event"].as_u64().unwrap_or(0),
+                    c["bytes"].as_u64().unwrap_or(0).div_ceil(1024),
+                    c["age_s"].as_u64().unwrap_or(0)
+                )
+            ),
             r.error.clone().unwrap_or_default()
         );
     }

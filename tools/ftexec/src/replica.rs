@@ -52,12 +52,21 @@ fn linger(node: &Node, log: &Logger) {
 pub const DEFAULT_ENV: &[&str] = &["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C"];
 
 /// What the replica is doing, for `ftctl status`.
-fn status_json(p: &Progress) -> serde_json::Value {
+fn status_json(p: &Progress, checkpoints: &Path) -> serde_json::Value {
+    let newest = crate::share::list(checkpoints).into_iter().next().map(|(name, event, raft_index, bytes)| {
+        let age = std::fs::metadata(checkpoints.join(name))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .map_or(0, |d| d.as_secs());
+        serde_json::json!({"event": event, "raft_index": raft_index, "bytes": bytes, "age_s": age})
+    });
     serde_json::json!({
         "pid": std::process::id(),
         "mode": p.mode().name(),
         "events": p.events(),
         "lag_ms": p.lag_ms(),
+        "checkpoint": newest,
     })
 }
 
@@ -206,7 +215,8 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
     )?);
     if let Some(addr) = &me.control_addr {
         let p = progress.clone();
-        let hook: ft_consensus::control::StatusHook = Arc::new(move || status_json(&p));
+        let dir = checkpoint_dir.clone();
+        let hook: ft_consensus::control::StatusHook = Arc::new(move || status_json(&p, &dir));
         if faults {
             warn!(log, "fault injection is enabled ({FAULT_INJECTION_VAR}=1): `ftctl fault` can partition this node");
         }

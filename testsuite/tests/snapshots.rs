@@ -1,0 +1,173 @@
+//! Snapshots under replication (issue 18): followers checkpoint the program, every replica
+//! compacts its Raft log before its checkpoints, a replica that the cluster compacted past is
+//! sent a snapshot and restores a checkpoint fetched from a peer, and a whole cluster killed
+//! with -9 comes back from its checkpoints with every acknowledged write.
+
+use ft_testsuite::cluster::Up;
+use ft_testsuite::*;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn reply(c: &mut BufReader<TcpStream>, cmd: &str) -> String {
+    c.get_mut().write_all(cmd.as_bytes()).expect("send");
+    let mut line = String::new();
+    c.read_line(&mut line).expect("reply");
+    if let Some(n) = line.strip_prefix('$').and_then(|n| n.trim().parse::<usize>().ok()) {
+        let mut v = String::new();
+        c.read_line(&mut v).expect("value");
+        assert_eq!(v.len(), n + 2);
+        return v.trim_end().to_string();
+    }
+    line.trim_end().to_string()
+}
+
+/// GET through a connection that is made again when the serving replica changes (a client
+/// reconnects after a failover).
+fn get(port: u16, conn: &mut Option<BufReader<TcpStream>>, key: &str) -> String {
+    let t0 = std::time::Instant::now();
+    loop {
+        let c = conn.get_or_insert_with(|| BufReader::new(connect_retry(port, Duration::from_secs(60))));
+        let sent = c.get_mut().write_all(format!("GET {key}\r\n").as_bytes());
+        let mut line = String::new();
+        if sent.is_ok() && c.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if let Some(n) = line.strip_prefix('$').and_then(|n| n.trim().parse::<i64>().ok()) {
+                if n < 0 {
+                    return "(nil)".into();
+                }
+                let mut v = String::new();
+                if c.read_line(&mut v).is_ok() {
+                    return v.trim_end().to_string();
+                }
+            } else {
+                return line.trim_end().to_string();
+            }
+        }
+        *conn = None;
+        assert!(t0.elapsed() < Duration::from_secs(60), "GET {key}: no replica answers");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn set_keys(port: u16, prefix: &str, n: usize) {
+    let mut c = BufReader::new(connect_retry(port, Duration::from_secs(30)));
+    for i in 0..n {
+        assert_eq!(reply(&mut c, &format!("SET {prefix}{i} v{i}\r\n")), "+OK", "SET {prefix}{i}");
+    }
+}
+
+fn node(up: &Up, id: u64) -> serde_json::Value {
+    up.status().into_iter().find(|n| n["id"] == id).unwrap_or_default()
+}
+
+fn pid_of(up: &Up, role: &str) -> (u64, u32) {
+    up.retry(Duration::from_secs(30), &format!("a {role}"), || {
+        up.status()
+            .iter()
+            .find(|n| n["role"] == role && n["pid"].is_u64())
+            .map(|n| (n["id"].as_u64().unwrap_or(0), n["pid"].as_u64().unwrap_or(0) as u32))
+    })
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: a signal to a replica of this test's cluster.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+fn replica_log_len(dir: &std::path::Path, id: u64) -> usize {
+    std::fs::metadata(dir.join(format!("n{id}/ftexec.log"))).map_or(0, |m| m.len() as usize)
+}
+
+fn replica_log(up: &Up, id: u64) -> String {
+    std::fs::read_to_string(up.dir.join(format!("n{id}/ftexec.log"))).unwrap_or_default()
+}
+
+#[test]
+fn redis_cluster_compacts_rejoins_from_a_snapshot_and_restarts_from_checkpoints() {
+    let Some(redis) = find_program("redis-server") else {
+        println!("SKIPPED: redis-server is not installed (scripts/deps.sh installs it)");
+        return;
+    };
+    let tmp = temp_dir("snapshots");
+    let dir = tmp.path().join("cluster");
+    let port = free_port();
+    let cmd: Vec<String> = [
+        redis.to_string_lossy().as_ref(),
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--bind",
+        "127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let env = [("FTEXEC_LOG", "")];
+    let up = Up::start(&dir, &cmd, &["--snapshot-every", "400", "-v"], &env[..0]);
+    set_keys(port, "a", 1500);
+
+    // Followers checkpoint, the leader fetches one, and every log is compacted.
+    up.retry(Duration::from_secs(60), "every replica with a checkpoint and a compacted log", || {
+        let st = up.status();
+        (st.len() == 3
+            && st.iter().all(|n| n["checkpoint"]["event"].as_u64().is_some() && n["first_index"].as_u64() > Some(2)))
+        .then_some(())
+    });
+
+    // A follower stopped while the others go on and compact past it: a snapshot, then a
+    // checkpoint from a peer, and it is back in lockstep.
+    let (fid, fpid) = pid_of(&up, "follower");
+    let applied_then = node(&up, fid)["applied"].as_u64().unwrap_or(0);
+    signal(fpid, libc::SIGSTOP);
+    set_keys(port, "b", 2500);
+    up.retry(Duration::from_secs(60), "the leader's log compacted past the stopped follower", || {
+        let st = up.status();
+        st.iter()
+            .find(|n| n["role"] == "leader")
+            .and_then(|l| l["first_index"].as_u64())
+            .filter(|f| *f > applied_then + 1)
+    });
+    signal(fpid, libc::SIGCONT);
+    up.retry(Duration::from_secs(90), "the stopped follower back in lockstep", || {
+        let st = up.status();
+        let top = st.iter().filter_map(|n| n["events"].as_u64()).max()?;
+        let f = st.iter().find(|n| n["id"] == fid)?;
+        (f["live"] == true && f["mode"] == "replaying" && f["events"].as_u64() == Some(top)).then_some(())
+    });
+    let flog = replica_log(&up, fid);
+    assert!(flog.contains("applied snapshot"), "the follower got no snapshot:\n{}", up.logs());
+    assert!(flog.contains("restoring from a checkpoint"), "the follower did not restore:\n{}", up.logs());
+
+    // Logs stay bounded: each holds less than what was written since the start.
+    for n in up.status() {
+        let bytes = n["log_bytes"].as_u64().unwrap_or(u64::MAX);
+        assert!(bytes < 3 << 20, "node {} keeps {bytes} bytes of log:\n{:?}", n["id"], up.status());
+    }
+
+    // kill -9 of everything, then a restart from the same directory: the replicas restore
+    // their checkpoints and every acknowledged write is served.
+    up.kill_all();
+    let before: Vec<usize> = (1..=3).map(|id| replica_log_len(&dir, id)).collect();
+    let up = Up::start(&dir, &cmd, &["-v"], &env[..0]);
+    let mut c = None;
+    for (prefix, n) in [("a", 1500), ("b", 2500)] {
+        for i in (0..n).step_by(97).chain([n - 1]) {
+            assert_eq!(get(port, &mut c, &format!("{prefix}{i}")), format!("v{i}"), "{prefix}{i} after the restart");
+        }
+    }
+    let restored = (1..=3u64)
+        .filter(|id| {
+            replica_log(&up, *id)
+                .get(before[*id as usize - 1]..)
+                .is_some_and(|l| l.contains("restoring from a checkpoint"))
+        })
+        .count();
+    assert!(restored >= 2, "fewer than two replicas restored a checkpoint after the restart:\n{}", up.logs());
+    // And it still fails over.
+    up.kill_leader();
+    let mut c = None;
+    assert_eq!(get(port, &mut c, "b2499"), "v2499");
+}
