@@ -308,7 +308,6 @@ pub fn memory(t: &Stopped, brk: u64) -> CResult<(Memory, Vec<u8>)> {
     let pm_path = format!("/proc/{pid}/pagemap");
     let pagemap = std::fs::File::open(&pm_path).map_err(io(&pm_path))?;
     let mut runs: Vec<Run> = Vec::new();
-    let mut data = Vec::new();
     let mut files: Vec<MappedFile> = Vec::new();
     for v in &vmas {
         if v.is_kernel() {
@@ -346,16 +345,25 @@ pub fn memory(t: &Stopped, brk: u64) -> CResult<(Memory, Vec<u8>)> {
                 continue;
             }
             let addr = v.start + i as u64 * PAGE;
-            let bytes = t.read_forced(addr, PAGE as usize)?;
-            if bytes.len() != PAGE as usize {
-                return Err(CheckpointError::Unsupported(format!("page {addr:#x} cannot be read")));
-            }
-            data.extend_from_slice(&bytes);
             match runs.last_mut() {
                 Some(r) if r.addr + r.len == addr => r.len += PAGE,
                 _ => runs.push(Run { addr, len: PAGE }),
             }
         }
+    }
+    // One read per run, through one open /proc/PID/mem (it also reads pages the program
+    // cannot: PROT_NONE guard pages that were written before).
+    let mem_path = format!("/proc/{pid}/mem");
+    let mem = std::fs::File::open(&mem_path).map_err(io(&mem_path))?;
+    let total: u64 = runs.iter().map(|r| r.len).sum();
+    let mut data = vec![0u8; total as usize];
+    let mut at = 0usize;
+    for r in &runs {
+        let end = at + r.len as usize;
+        mem.read_exact_at(&mut data[at..end], r.addr).map_err(|e| {
+            CheckpointError::Unsupported(format!("pages {:#x}+{:#x} cannot be read: {e}", r.addr, r.len))
+        })?;
+        at = end;
     }
     Ok((Memory { vmas, runs, files, brk }, data))
 }

@@ -37,6 +37,9 @@ pub enum SessionError {
     /// A committed Raft entry does not hold what a recording's log holds.
     #[error("replication: {0}")]
     Entry(#[from] EntryError),
+    /// The cluster compacted its log past this replica's position: it must restore a checkpoint.
+    #[error("the cluster compacted its log past this replica (the leader sent a snapshot at entry {index}): it restarts from a checkpoint")]
+    Compacted { index: u64 },
     /// A checkpoint that cannot be used (damaged, foreign, or its restore failed).
     #[error("checkpoint {path}: {why}")]
     Checkpoint { path: PathBuf, why: String },

@@ -290,10 +290,7 @@ impl RaftSource {
             if entry.index < self.skip_below {
                 return Ok(());
             }
-            return Err(repl_err(format!(
-                "the cluster compacted its log past this replica (the leader sent a snapshot at entry {}): it restarts from a checkpoint",
-                entry.index
-            )));
+            return Err(SessionError::Compacted { index: entry.index });
         }
         if entry.index < self.skip_below {
             return Ok(());

@@ -48,8 +48,45 @@ pub struct Head {
     pub raft_first_event: u64,
 }
 
-/// A checkpoint written (its file and size), or why not.
-type Taken = std::result::Result<(PathBuf, u64), String>;
+/// A checkpoint captured (to be written), or why not.
+type Taken = std::result::Result<Pending, String>;
+
+/// A captured checkpoint: compressed and written by a thread of its own while replay goes on
+/// (the program pauses only for the capture).
+pub(super) struct Pending {
+    path: PathBuf,
+    head: Vec<u8>,
+    parts: [Vec<u8>; 3],
+}
+
+/// The write of the last checkpoint, in the background.
+pub(super) struct Writing {
+    handle: std::thread::JoinHandle<std::result::Result<u64, String>>,
+    path: PathBuf,
+    event: u64,
+    pause_ms: f64,
+    t0: std::time::Instant,
+}
+
+impl Plan {
+    /// Waits for the checkpoint being written, says how it went, and prunes old ones.
+    pub(super) fn finish_write(&mut self, log: &Logger) {
+        let Some(w) = self.writing.take() else { return };
+        match w.handle.join() {
+            Ok(Ok(size)) => {
+                info!(log, "checkpoint"; "event" => w.event, "file" => %w.path.display(), "bytes" => size,
+                    "pause_ms" => format!("{:.1}", w.pause_ms),
+                    "written_ms" => format!("{:.1}", w.t0.elapsed().as_secs_f64() * 1e3));
+                self.taken += 1;
+                if self.opts.keep > 0 {
+                    prune(&self.opts.dir, self.opts.keep, log);
+                }
+            }
+            Ok(Err(why)) => slog::warn!(log, "checkpoint not written"; "event" => w.event, "why" => %why),
+            Err(_) => slog::warn!(log, "checkpoint not written: its writer failed"; "event" => w.event),
+        }
+    }
+}
 
 /// The identity of a recording: blake3 of its encoded header.
 pub fn log_id(h: &Header) -> String {
@@ -70,6 +107,7 @@ pub(super) struct Plan {
     /// Reasons already logged for not taking one.
     said: HashSet<String>,
     pub(super) taken: u64,
+    pub(super) writing: Option<Writing>,
 }
 
 impl Plan {
@@ -84,6 +122,7 @@ impl Plan {
             header: Vec::new(),
             said: HashSet::new(),
             taken: 0,
+            writing: None,
         }
     }
 }
@@ -195,15 +234,22 @@ impl Replayer<'_> {
             }
             return Ok(t);
         }
+        let log = self.log.clone();
+        if let Some(p) = self.plan.as_mut() {
+            p.finish_write(&log);
+        }
+        let t0 = std::time::Instant::now();
         let (t, got) = self.capture(vtid, t, orig, running)?;
         match got {
-            Ok((path, size)) => {
-                info!(self.log, "checkpoint"; "event" => index, "file" => %path.display(), "bytes" => size);
-                if let Some(p) = self.plan.as_ref().filter(|p| p.opts.keep > 0) {
-                    prune(&p.opts.dir, p.opts.keep, &self.log);
-                }
+            Ok(pending) => {
+                let pause_ms = t0.elapsed().as_secs_f64() * 1e3;
+                let path = pending.path.clone();
+                let handle = std::thread::spawn(move || {
+                    let Pending { path, head, parts: [a, b, c] } = pending;
+                    snapshot::write(&path, &head, &[&a, &b, &c]).map_err(|e| e.to_string())
+                });
                 if let Some(p) = self.plan.as_mut() {
-                    p.taken += 1;
+                    p.writing = Some(Writing { handle, path, event: index, pause_ms, t0: std::time::Instant::now() });
                     p.next_due = (index / p.opts.every.max(1) + 1) * p.opts.every.max(1);
                 }
             }
@@ -331,13 +377,7 @@ impl Replayer<'_> {
         Ok((t, result))
     }
 
-    fn write_checkpoint(
-        &self,
-        proc: u32,
-        t: &Stopped,
-        tasks: Vec<SavedTask>,
-        brk: u64,
-    ) -> std::result::Result<(PathBuf, u64), String> {
+    fn write_checkpoint(&self, proc: u32, t: &Stopped, tasks: Vec<SavedTask>, brk: u64) -> Taken {
         let pid = self.tasks.get(&proc).map_or(t.pid(), |t| t.tid).as_raw();
         let leader = Stopped::assume_stopped(nix::unistd::Pid::from_raw(pid));
         let (memory, pages) = kernel::memory(&leader, brk).map_err(|e| e.to_string())?;
@@ -382,8 +422,7 @@ impl Replayer<'_> {
         let head = serde_json::to_vec(&head).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&plan.opts.dir).map_err(|e| format!("{}: {e}", plan.opts.dir.display()))?;
         let path = plan.opts.dir.join(format!("event-{index}.ftckpt"));
-        let size = snapshot::write(&path, &head, &[&state, &pages, &data]).map_err(|e| e.to_string())?;
-        Ok((path, size))
+        Ok(Pending { path, head, parts: [state, pages, data] })
     }
 
     fn book(&self) -> Book {

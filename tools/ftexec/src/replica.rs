@@ -147,6 +147,16 @@ fn choose_checkpoint(
     }
 }
 
+/// The cluster compacted its log past this replica: starts `ftexec` over in this process (same
+/// arguments), whose start fetches a checkpoint the log reaches. Returns only on failure.
+fn restart_in_place(node: &Node, e: &ft_replay::SessionError, log: &Logger) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    warn!(log, "restarting"; "why" => %e);
+    node.shutdown();
+    let err = std::process::Command::new("/proc/self/exe").args(std::env::args_os().skip(1)).exec();
+    anyhow::anyhow!("{e}; restarting ftexec failed: {err}")
+}
+
 /// Runs replica `id` of the cluster in `config`; returns the program's status.
 pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow::Result<i32> {
     let cfg = ClusterConfig::load(config)?;
@@ -269,7 +279,11 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
         }
         None => None,
     };
-    let result = match source.wait_header()? {
+    let first = match source.wait_header() {
+        Err(e @ ft_replay::SessionError::Compacted { .. }) => return Err(restart_in_place(&node, &e, log)),
+        other => other?,
+    };
+    let result = match first {
         None => {
             info!(log, "leading a new cluster: starting the program"; "node" => id);
             let mut sink = RaftSink::new(node.clone(), progress.clone());
@@ -327,6 +341,9 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
         }
     };
     progress.set_mode(Mode::Ended);
+    if let Err(e @ ft_replay::SessionError::Compacted { .. }) = &result {
+        return Err(restart_in_place(&node, e, log));
+    }
     let outcome = result?;
     info!(log, "the program ended"; "status" => outcome.status, "events" => outcome.events);
     linger(&node, log);
