@@ -207,3 +207,34 @@ fn bad_checkpoints_are_refused_by_name() {
 fn ftdbg() -> PathBuf {
     ftexec().with_file_name("ftdbg")
 }
+
+/// A disk that fills during checkpoints (a 24 KiB tmpfs): the replay goes on to the same output,
+/// says why checkpoints were not written, and leaves no partial file behind.
+#[test]
+fn a_full_disk_loses_no_replay_and_leaves_no_partial_checkpoint() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    }
+    let dir = temp_dir("ckpt-full");
+    let log = dir.path().join("run.ftlog");
+    let recorded = record(&log, None, &c_program("clock_page"), &[]);
+    assert_eq!(recorded.status, 0, "{recorded}");
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).expect("mkdir");
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=24k", "tmpfs"]).arg(&small).status();
+    assert!(mounted.is_ok_and(|s| s.success()), "mount tmpfs failed");
+    let mut cmd = replay_command(&log, None);
+    cmd.arg("--checkpoint-every").arg("3").arg("--checkpoint-dir").arg(&small);
+    let full = run(cmd);
+    let left: Vec<_> = std::fs::read_dir(&small).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let whole: Vec<bool> = left.iter().map(|p| ft_libos::snapshot::read(p).is_ok()).collect();
+    let _ = Command::new("umount").arg(&small).status();
+    assert_same_output(&recorded, &full, "clock_page replayed with checkpoints onto a full disk");
+    assert!(full.stderr_text().contains("No space left"), "no word of the full disk:\n{full}");
+    assert!(
+        left.iter().zip(&whole).all(|(p, ok)| *ok && p.extension().is_some_and(|x| x == "ftckpt")),
+        "a partial checkpoint was left: {left:?} {whole:?}"
+    );
+}

@@ -56,9 +56,19 @@ pub fn serve(opts: &Options, announce: &mut dyn Write, log: &Logger) -> Result<(
     announce.flush()?;
     let (stream, _) = listener.accept().map_err(Error::Connection)?;
     let mut gdb = Gdb::new(stream, Arc::clone(&events), header.exe_path.clone(), opts.at).map_err(Error::Connection)?;
+    let mut use_checkpoints = true;
     loop {
         let mut source = Events { all: Arc::clone(&events), position: 0 };
+        // Going to event N starts from the nearest checkpoint before it, if the log has any.
+        let mut ropts = ReplayOptions::new(opts.data_dir.clone(), opts.allow_cpu_mismatch, true);
+        ropts.from_checkpoint =
+            gdb.target.filter(|_| use_checkpoints).and_then(|n| nearest_checkpoint(&opts.log, &header, n));
         match ft_replay::replay_debug(&header, &mut source, &ropts, &mut gdb, log) {
+            Err(SessionError::Checkpoint { path, why }) => {
+                slog::warn!(log, "a checkpoint could not be restored: replaying from the start";
+                    "file" => %path.display(), "why" => why);
+                use_checkpoints = false;
+            }
             Err(SessionError::Restart) if gdb.quit => return Ok(()),
             Err(SessionError::Restart) => gdb.breakpoints.clear(),
             Err(e) => {
@@ -73,6 +83,21 @@ pub fn serve(opts: &Options, announce: &mut dyn Write, log: &Logger) -> Result<(
             }
         }
     }
+}
+
+/// The checkpoint of `log` (in LOG.ckpt) with the highest event before `n`.
+fn nearest_checkpoint(log: &std::path::Path, header: &ft_libos::Header, n: u64) -> Option<std::path::PathBuf> {
+    let mut dir = log.as_os_str().to_owned();
+    dir.push(".ckpt");
+    let id = ft_replay::replay::log_id(header);
+    std::fs::read_dir(std::path::PathBuf::from(dir))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter_map(|p| ft_replay::replay::read_checkpoint_head(&p).ok().map(|h| (h, p)))
+        .filter(|(h, _)| h.log_id == id && h.event > 0 && h.event < n && h.ftexec_version == env!("CARGO_PKG_VERSION"))
+        .max_by_key(|(h, _)| h.event)
+        .map(|(_, p)| p)
 }
 
 fn session(e: SessionError) -> Error {
@@ -473,7 +498,7 @@ impl Gdb {
             _ => {
                 self.console(
                     "ftdbg monitor commands:\n  monitor event     the log position and the next event\n  \
-                     monitor goto N    replay to event N (backwards: re-executes from the start)\n\
+                     monitor goto N    replay to event N (backwards: from the nearest checkpoint in LOG.ckpt, or the start)\n\
                      After a goto, `maint flush register-cache` makes gdb read the new state.\n",
                 );
                 self.send_str("OK");

@@ -35,6 +35,12 @@ fn have_gdb() -> bool {
 
 /// Starts `ftdbg gdb LOG --port 0 ARGS`; returns it and the port it announced.
 fn start(log: &Path, args: &[&str]) -> (Child, u16) {
+    let (child, port, _) = start_keeping_stderr(log, args);
+    (child, port)
+}
+
+/// [`start`], and what ftdbg writes to stderr after its announcement.
+fn start_keeping_stderr(log: &Path, args: &[&str]) -> (Child, u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ftdbg"))
         .args(["gdb", s(log), "--port", "0"])
         .args(args)
@@ -50,8 +56,16 @@ fn start(log: &Path, args: &[&str]) -> (Child, u16) {
         .and_then(|(_, p)| p.trim().trim_end_matches('\'').parse().ok())
         .unwrap_or_else(|| panic!("no port in {line:?}"));
     // Keep draining stderr so ftdbg never blocks on it.
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    (child, port)
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let k = kept.clone();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut buf);
+        if let Ok(mut k) = k.lock() {
+            *k = buf;
+        }
+    });
+    (child, port, kept)
 }
 
 fn gdb(exe: Option<&Path>, port: u16, commands: &[&str]) -> String {
@@ -193,4 +207,55 @@ fn gdb_errors_name_the_cause() {
     // A log of another binary: the program at the recorded path changed since.
     std::fs::write(&exe, b"#!/bin/sh\necho not the recorded program\n").expect("replace the program");
     expect_error(&["gdb", s(&log), "--port", "0"], "differs from the recording");
+}
+
+/// With checkpoints of the log in LOG.ckpt, `monitor goto` backwards restores the nearest one
+/// before the target instead of replaying from the start, and gdb sees the same state.
+#[test]
+fn gdb_goto_backwards_restores_the_nearest_checkpoint() {
+    if !have_gdb() {
+        return;
+    }
+    let dir = tmpdir("goto-ckpt");
+    let exe = compile(&dir, "gdb_target");
+    let (log, printed) = record(&dir, &exe);
+    let values: Vec<&str> = printed.lines().map(|l| l.rsplit(' ').next().expect("value")).collect();
+    let ck =
+        Command::new(ftexec()).args(["-q", "replay", s(&log), "--checkpoint-every", "2"]).output().expect("ftexec");
+    assert!(ck.status.success(), "{}", String::from_utf8_lossy(&ck.stderr));
+    let events = Command::new(env!("CARGO_BIN_EXE_ftdbg")).args(["events", s(&log), "--syscall", "write"]).output();
+    let events = String::from_utf8_lossy(&events.expect("ftdbg events").stdout).into_owned();
+    let write1: u64 = events
+        .lines()
+        .find(|l| l.contains("round 1 value"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("round 1's write in {events}"));
+    let back = write1 + 1;
+    let (ftdbg, port, stderr) = start_keeping_stderr(&log, &["--verbose"]);
+    let out = gdb(
+        Some(&exe),
+        port,
+        &[
+            "break report",
+            "continue",
+            "continue",
+            "print value",
+            &format!("monitor goto {back}"),
+            "maint flush register-cache",
+            "maint flush dcache",
+            "print value",
+            "monitor event",
+            "kill",
+        ],
+    );
+    let got = printed_values(&out);
+    assert!(got.len() >= 2, "gdb printed {got:?}:\n{out}");
+    assert_eq!(got[0], values[1], "value at the second stop:\n{out}");
+    assert_eq!(got[1], values[0], "value after monitor goto {back} from a checkpoint:\n{out}");
+    assert!(out.contains(&format!("at event {back} of ")), "monitor event after goto:\n{out}");
+    let done = wait(ftdbg);
+    assert!(done.status.success(), "ftdbg gdb exit {:?}", done.status);
+    std::thread::sleep(Duration::from_millis(200));
+    let err = String::from_utf8_lossy(&stderr.lock().map(|v| v.clone()).unwrap_or_default()).into_owned();
+    assert!(err.contains("restoring"), "goto did not restore a checkpoint:\n{err}");
 }
