@@ -62,6 +62,9 @@ pub struct Vma {
     pub offset: u64,
     /// A path, `[heap]`, `[stack]`, `[vdso]`..., or empty (anonymous).
     pub name: String,
+    /// The inode of a file or shared anonymous mapping: the same object in two processes.
+    #[serde(default)]
+    pub inode: u64,
 }
 
 impl Vma {
@@ -69,14 +72,22 @@ impl Vma {
         self.end - self.start
     }
     fn is_file(&self) -> bool {
-        self.name.starts_with('/')
+        self.name.starts_with('/') && !self.is_shared_anon()
+    }
+    /// MAP_SHARED|MAP_ANONYMOUS memory (the kernel shows it as a deleted /dev/zero).
+    pub fn is_shared_anon(&self) -> bool {
+        self.shared && self.name.starts_with("/dev/zero")
     }
     /// Mapped by the kernel itself (the vDSO, its data, vsyscall): the same in a fresh process.
     fn is_kernel(&self) -> bool {
         matches!(self.name.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]")
     }
     fn is_anon(&self) -> bool {
-        self.name.is_empty() || self.name.starts_with("[anon:") || self.name == "[heap]" || self.name == "[stack]"
+        self.name.is_empty()
+            || self.name.starts_with("[anon:")
+            || self.name == "[heap]"
+            || self.name == "[stack]"
+            || self.is_shared_anon()
     }
 }
 
@@ -116,7 +127,7 @@ pub fn maps(pid: i32) -> CResult<Vec<Vma>> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut w = line.splitn(6, ' ');
-        let (Some(range), Some(perms), Some(off), Some(_dev), Some(_ino)) =
+        let (Some(range), Some(perms), Some(off), Some(_dev), Some(ino)) =
             (w.next(), w.next(), w.next(), w.next(), w.next())
         else {
             continue;
@@ -131,7 +142,8 @@ pub fn maps(pid: i32) -> CResult<Vec<Vma>> {
         let p = perms.as_bytes();
         let bit = |i: usize, c: u8, v: i32| if p.get(i) == Some(&c) { v } else { 0 };
         let prot = bit(0, b'r', libc::PROT_READ) | bit(1, b'w', libc::PROT_WRITE) | bit(2, b'x', libc::PROT_EXEC);
-        out.push(Vma { start, end, prot, shared: p.get(3) == Some(&b's'), offset, name });
+        let inode = ino.parse().unwrap_or(0);
+        out.push(Vma { start, end, prot, shared: p.get(3) == Some(&b's'), offset, name, inode });
     }
     Ok(out)
 }
@@ -161,7 +173,7 @@ pub struct Memory {
     pub brk: u64,
 }
 
-/// The one task's state outside memory.
+/// A task's state outside memory.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct TaskState {
     /// user_regs_struct, word by word.
@@ -200,6 +212,11 @@ pub enum Object {
     Epoll {
         regs: Vec<(i32, u32, u64)>,
     },
+    /// The same open file as the parent process's fd `from` (inherited over fork): taken from
+    /// the fork's copy of the parent's table.
+    Shared {
+        from: i32,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -235,8 +252,16 @@ fn fdinfo(pid: i32, fd: i32) -> CResult<HashMap<String, String>> {
 }
 
 /// The fds of `pid` and what is behind each. `inherited(fd)` says the fd model still knows it
-/// as the program's launch stdio.
-pub fn fds(pid: i32, inherited: &dyn Fn(i32) -> bool) -> CResult<Vec<Fd>> {
+/// as the program's launch stdio; with `parent`, an fd that is the same open file as one of the
+/// parent's (kcmp) is [`Object::Shared`].
+pub fn fds(pid: i32, inherited: &dyn Fn(i32) -> bool, parent: Option<i32>) -> CResult<Vec<Fd>> {
+    let parent_fds: Vec<i32> = parent.map_or_else(Vec::new, |pp| {
+        let mut v: Vec<i32> = std::fs::read_dir(format!("/proc/{pp}/fd"))
+            .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok())).collect())
+            .unwrap_or_default();
+        v.sort_unstable();
+        v
+    });
     let dir = format!("/proc/{pid}/fd");
     let mut nums: Vec<i32> = std::fs::read_dir(&dir)
         .map_err(io(&dir))?
@@ -251,7 +276,17 @@ pub fn fds(pid: i32, inherited: &dyn Fn(i32) -> bool) -> CResult<Vec<Fd>> {
         let flags = info.get("flags").and_then(|v| i32::from_str_radix(v, 8).ok()).unwrap_or(0);
         let pos = info.get("pos").and_then(|v| v.parse().ok()).unwrap_or(0);
         let link = read_link(&format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
-        let object = if inherited(fd) {
+        let shared_with = parent.and_then(|pp| {
+            parent_fds.iter().copied().find(|&pfd| {
+                // SAFETY: kcmp compares two fds of two processes; no memory is passed.
+                unsafe {
+                    libc::syscall(libc::SYS_kcmp, pid, pp, 0 /* KCMP_FILE */, fd, pfd) == 0
+                }
+            })
+        });
+        let object = if let Some(from) = shared_with {
+            Object::Shared { from }
+        } else if inherited(fd) {
             Object::Inherited
         } else if link == "anon_inode:[eventfd]" {
             let count = info.get("eventfd-count").and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
@@ -313,7 +348,9 @@ pub fn memory(t: &Stopped, brk: u64) -> CResult<(Memory, Vec<u8>)> {
         if v.is_kernel() {
             continue;
         }
-        if v.name.ends_with(" (deleted)") || v.name.starts_with("/memfd:") || v.name.starts_with("/SYSV") {
+        if !v.is_shared_anon()
+            && (v.name.ends_with(" (deleted)") || v.name.starts_with("/memfd:") || v.name.starts_with("/SYSV"))
+        {
             return Err(CheckpointError::Unsupported(format!(
                 "mapping {:#x}-{:#x} is of {}, which checkpoints cannot map again yet",
                 v.start, v.end, v.name
@@ -618,7 +655,10 @@ impl Rebuild {
     /// Replaces the fresh address space by the checkpoint's: every mapping but the kernel's
     /// and the scratch page goes, the break is set, each mapping is made again (files by path,
     /// their hash checked first) and the kept pages are written.
-    pub fn memory(&mut self, m: &Memory, pages: &[u8]) -> CResult<()> {
+    /// `kept`: address ranges of shared memory this process already has from its parent (the
+    /// fork copied the mapping of the same object): neither unmapped nor written.
+    pub fn memory(&mut self, m: &Memory, pages: &[u8], kept: &[(u64, u64)]) -> CResult<()> {
+        let is_kept = |a: u64, b: u64| kept.iter().any(|&(s, e)| s <= a && b <= e);
         for f in &m.files {
             let now = file_hash(&f.path).map_err(|e| restore_err(format!("mapped file {}", f.path), e.to_string()))?;
             if now.blake3 != f.blake3 {
@@ -629,9 +669,16 @@ impl Rebuild {
             }
         }
         let pid = self.r.task()?.pid().as_raw();
+        // The break first, while the fresh heap is there (the kernel shrinks the break only
+        // through a mapping: a child forked from a restored parent has the parent's).
+        let got = self.r.call(libc::SYS_brk, [m.brk, 0, 0, 0, 0, 0])? as u64;
+        if got != m.brk {
+            return Err(restore_err("the program break", format!("brk({:#x}) gave {got:#x}", m.brk)));
+        }
         let fresh = maps(pid)?;
         for v in &fresh {
-            if v.is_kernel() || (v.start >= self.scratch && v.end <= self.scratch + 4 * PAGE) {
+            if v.is_kernel() || (v.start >= self.scratch && v.end <= self.scratch + 4 * PAGE) || is_kept(v.start, v.end)
+            {
                 continue;
             }
             self.call("unmapping the fresh process", libc::SYS_munmap, [v.start, v.len(), 0, 0, 0, 0])?;
@@ -644,19 +691,11 @@ impl Rebuild {
                 ));
             }
         }
-        let got = self.r.call(libc::SYS_brk, [m.brk, 0, 0, 0, 0, 0])? as u64;
-        if got != m.brk {
-            return Err(restore_err("the program break", format!("brk({:#x}) gave {got:#x}", m.brk)));
-        }
         for v in &m.vmas {
-            if v.is_kernel() {
+            if v.is_kernel() || is_kept(v.start, v.end) {
                 continue;
             }
             let what = format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name);
-            if v.name == "[heap]" {
-                self.call(&what, libc::SYS_mprotect, [v.start, v.len(), v.prot as u64, 0, 0, 0])?;
-                continue;
-            }
             let share = if v.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
             let fixed = (share | libc::MAP_FIXED) as u64;
             let ret = if v.is_anon() {
@@ -693,7 +732,17 @@ impl Rebuild {
             let bytes = pages
                 .get(at..end)
                 .ok_or_else(|| restore_err("the checkpoint's pages", "shorter than its page list says"))?;
-            t.write_forced(run.addr, bytes)?;
+            // Page by page where a kept range may cut the run.
+            if kept.is_empty() {
+                t.write_forced(run.addr, bytes)?;
+            } else {
+                for (i, page) in bytes.chunks(PAGE as usize).enumerate() {
+                    let a = run.addr + i as u64 * PAGE;
+                    if !is_kept(a, a + PAGE) {
+                        t.write_forced(a, page)?;
+                    }
+                }
+            }
             at = end;
         }
         let now = normalized(&maps(pid)?);
@@ -730,19 +779,28 @@ impl Rebuild {
             .flatten()
             .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
             .collect();
+        // Objects are made above every target number (and every fresh one), then moved down.
+        let park = fds.iter().map(|f| f.fd).chain(fresh.iter().copied()).max().unwrap_or(0) + 1;
+        let mut parked: Vec<(i32, i64)> = Vec::new();
+        // Files shared with the parent come from the fork's copy of its table, before it goes.
+        for f in fds {
+            if let Object::Shared { from } = f.object {
+                let what = format!("fd {} (the parent's fd {from})", f.fd);
+                let dup =
+                    self.call(&what, libc::SYS_fcntl, [from as u64, libc::F_DUPFD as u64, park as u64, 0, 0, 0])?;
+                parked.push((f.fd, dup));
+            }
+        }
         for fd in fresh {
             if !fds.iter().any(|f| f.fd == fd && f.object == Object::Inherited) {
                 self.call("closing the fresh process's fds", libc::SYS_close, [fd as u64, 0, 0, 0, 0, 0])?;
             }
         }
-        // Objects are made above every target number, then moved down.
-        let park = fds.iter().map(|f| f.fd).max().unwrap_or(0) + 1;
-        let mut parked: Vec<(i32, i64)> = Vec::new();
         let mut pipes: HashMap<u64, (i64, i64)> = HashMap::new();
         for f in fds {
             let what = format!("fd {}", f.fd);
             let made = match &f.object {
-                Object::Inherited => continue,
+                Object::Inherited | Object::Shared { .. } => continue,
                 Object::Path(p) => {
                     let path = self.put_str(p)?;
                     let flags = f.flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_CLOEXEC);
@@ -849,6 +907,47 @@ impl Rebuild {
             crate::Waited::Stopped(s) => Ok(s),
             _ => Err(restore_err("a thread", "it died before its first stop")),
         }
+    }
+
+    /// A child process of this one, forked (no exit signal, as replay forks them) with the pid
+    /// `pid` (as the program sees it), at its first stop; it has this process's memory, fds and
+    /// scratch page until [`Rebuild::adopt`] rebuilds it.
+    pub fn fork_child(&mut self, program: nix::unistd::Pid, pid: i32) -> CResult<Stopped> {
+        set_last_pid(program, pid - 1)?;
+        let (ret, born) = self.r.call_creating(libc::SYS_clone, [0, 0, 0, 0, 0, 0])?;
+        let child = match born {
+            Some(c) if ret > 0 => c,
+            _ => return Err(restore_err(format!("process {pid}"), format!("fork gave {ret}"))),
+        };
+        match crate::tracee::wait_for(Some(child))?.1 {
+            crate::Waited::Stopped(s) => Ok(s),
+            _ => Err(restore_err(format!("process {pid}"), "it died before its first stop")),
+        }
+    }
+
+    /// Rebuilds a child made by [`Rebuild::fork_child`] of `parent`: injection from the same
+    /// scratch page, which the fork copied.
+    pub fn adopt(child: Stopped, parent: &Rebuild) -> CResult<Rebuild> {
+        let mut regs = child.regs()?;
+        regs.skip_with(TRAP_NR as i64);
+        regs.0.rip = parent.scratch;
+        child.set_regs(&regs)?;
+        let t = to_seccomp_stop(child)?;
+        Ok(Rebuild { r: Remote::new(t)?, scratch: parent.scratch })
+    }
+
+    /// Process group and session as in the checkpoint (pids as the program sees them): a new
+    /// session, or a group of its own or of another process of that session.
+    pub fn session(&mut self, own: i32, pgid: i32, sid: i32) -> CResult<()> {
+        let now = self.r.call(libc::SYS_getsid, [0; 6])?;
+        let group = self.r.call(libc::SYS_getpgid, [0; 6])?;
+        if sid == own && now != i64::from(own) {
+            self.call("a new session", libc::SYS_setsid, [0; 6])?;
+        } else if pgid != group as i32 && sid != own {
+            let target = if pgid == own { 0 } else { pgid as u64 };
+            self.call(&format!("process group {pgid}"), libc::SYS_setpgid, [0, target, 0, 0, 0, 0])?;
+        }
+        Ok(())
     }
 
     /// Puts thread `t` (a new one at its first stop) where the checkpoint has it: its per-thread
@@ -1048,7 +1147,8 @@ mod tests {
 
     #[test]
     fn gap_avoids_both_layouts() {
-        let v = |s: u64, e: u64| Vma { start: s, end: e, prot: 0, shared: false, offset: 0, name: String::new() };
+        let v =
+            |s: u64, e: u64| Vma { start: s, end: e, prot: 0, shared: false, offset: 0, name: String::new(), inode: 0 };
         let a = vec![v(0x1000_0000, 0x1000_4000)];
         let b = vec![v(0x1000_5000, 0x1000_9000)];
         let g = free_gap(&a, &b, 4 * PAGE).expect("a gap");
@@ -1074,4 +1174,13 @@ mod tests {
         assert_eq!((back.0.rip, back.0.fs_base, back.0.gs), (0x401000, 7, 3));
         assert!(regs_from_words(&[0; 3]).is_none());
     }
+}
+
+/// Process group and session of `pid` as the program sees them (NSpgid, NSsid).
+pub fn process_group(pid: i32) -> Option<(i32, i32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let last = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().last()?.parse().ok())
+    };
+    Some((last("NSpgid:")?, last("NSsid:")?))
 }

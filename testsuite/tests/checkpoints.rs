@@ -1,5 +1,5 @@
 //! Checkpoints (issue 18): `ftexec replay LOG --checkpoint-every N` writes the program's whole
-//! state at event boundaries; `--from-checkpoint FILE` restores one in a fresh process and
+//! state (every process and thread) at event boundaries; `--from-checkpoint FILE` restores one in a fresh process and
 //! replays the rest of the log. From every checkpoint, the program must print exactly what the
 //! full replay printed after that point, and end with the same status (the replay checks every
 //! event on the way: a wrong register, page, fd or handler diverges or changes the output).
@@ -114,6 +114,24 @@ fn threads_restore_parked_and_idle() {
 fn pids_after_a_restore_are_the_recordings() {
     restores_from_checkpoints("pids", 5, 4, 2);
     restores_from_checkpoints("spawn_vfork", 5, 4, 2);
+}
+
+/// Process trees: children forked again from their restored parents with their pids, fds
+/// shared with the parent taken from the fork, process groups and sessions, a child stopped and
+/// continued by its parent, waitid on children that are alive at the checkpoint.
+#[test]
+fn process_trees_restore_with_pids_fds_and_sessions() {
+    let s = seed();
+    for (name, base, min) in [
+        ("fork_wait", 3, 3),
+        ("fork_children", 3, 2),
+        ("pgrp_session", 5, 4),
+        ("waitid", 3, 3),
+        ("sig_stop_cont", 3, 4),
+        ("sigchld_wait", 3, 2),
+    ] {
+        restores_from_checkpoints(name, base + s % base, 6, min);
+    }
 }
 
 /// redis-server with its background threads and a client: restored from checkpoints taken

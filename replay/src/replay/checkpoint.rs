@@ -161,6 +161,9 @@ struct Book {
     clocks: Vec<(u32, Install)>,
     taken: Vec<(u64, u32, i32)>,
     stdio_out: [u64; 2],
+    /// Children forked at replay (all alive): task number, (pid, uid, parent process).
+    #[serde(default)]
+    born: Vec<(u32, (i32, u32, u32))>,
 }
 
 /// Where a task was when the checkpoint was taken. Every task is at a seccomp stop.
@@ -185,16 +188,35 @@ struct SavedTask {
     state: kernel::TaskState,
 }
 
-/// Everything a restore needs besides the page bytes and the data directory.
+/// One process of the program.
 #[derive(Serialize, Deserialize)]
-struct State {
-    /// The process (its leader's task number).
+struct SavedProc {
+    /// Its leader's task number.
     proc: u32,
+    ns_pid: i32,
+    /// The process it was forked from (None: the first one).
+    parent: Option<u32>,
+    /// Process group and session (pids as the program sees them).
+    pgid: i32,
+    sid: i32,
     /// Every task of the process, its leader first.
     tasks: Vec<SavedTask>,
     process: Process,
+    /// Its page bytes: this range of the checkpoint's page part.
+    pages_at: u64,
+    pages_len: u64,
+    /// Shared memory it has from its parent (the same object at the same place): the fork
+    /// of the restore gives it.
+    kept: Vec<(u64, u64)>,
     /// The process's ProcState (cwd, credentials, umask, limits), encoded.
     proc_state: Vec<u8>,
+}
+
+/// Everything a restore needs besides the page bytes and the data directory.
+#[derive(Serialize, Deserialize)]
+struct State {
+    /// Every process, parents before their children (by pid); the first is the program's.
+    procs: Vec<SavedProc>,
     /// The highest pid the program's namespace handed out.
     last_pid: i32,
     book: Book,
@@ -265,14 +287,31 @@ impl Replayer<'_> {
 
     /// Why the program cannot be checkpointed at this stop, if it cannot.
     fn why_not(&mut self, vtid: u32, t: &Stopped, orig: &ft_interposer::Regs) -> Result<Option<String>> {
-        let proc = self.tasks.get(&vtid).map_or(vtid, |t| t.proc);
-        if self.tasks.values().any(|t| t.proc != proc) || !self.born.is_empty() {
-            return Ok(Some(
-                "the program has several processes (checkpoints of process trees are not built yet)".into(),
-            ));
+        if !self.tasks.contains_key(&0) {
+            return Ok(Some("the program's first thread has ended".into()));
         }
-        if !self.tasks.contains_key(&proc) {
-            return Ok(Some("the process's leader thread has ended".into()));
+        for task in self.tasks.values() {
+            if !self.tasks.contains_key(&task.proc) {
+                return Ok(Some("a process's leader thread has ended".into()));
+            }
+            if task.proc != 0 && !self.born.get(&task.proc).is_some_and(|b| self.tasks.contains_key(&b.parent)) {
+                return Ok(Some("a process whose parent has ended".into()));
+            }
+        }
+        if self.born.values().any(|b| b.ended.is_some()) {
+            return Ok(Some("a child process has ended and is not reaped yet".into()));
+        }
+        let leaders: Vec<i32> = self.tasks.iter().filter(|(v, t)| **v == t.proc).map(|(_, t)| t.tid.as_raw()).collect();
+        for (i, a) in leaders.iter().enumerate() {
+            for b in &leaders[i + 1..] {
+                // SAFETY: kcmp compares two processes' address spaces; no memory is passed.
+                if unsafe {
+                    libc::syscall(libc::SYS_kcmp, *a, *b, 1 /* KCMP_VM */, 0, 0)
+                } == 0
+                {
+                    return Ok(Some("a vfork child shares its parent's memory".into()));
+                }
+            }
         }
         let pending = self.tasks.values().any(|t| !t.pending.is_empty());
         let busy = !self.arrived.is_empty()
@@ -308,12 +347,19 @@ impl Replayer<'_> {
                 return Ok(Some("another task is not stopped at a syscall".into()));
             }
         }
+        // An injected query would run into a signal the kernel holds for a task (a SIGSTOP the
+        // program sent, delivered when the task next runs).
+        for task in self.tasks.values() {
+            if Stopped::assume_stopped(task.tid).has_pending_signal()? {
+                return Ok(Some("a signal is pending in the kernel".into()));
+            }
+        }
         if let Some(Event { kind: Some(Kind::Signal(s)) }) = self.source.peek_event()? {
             if s.at_exit || s.at_syscall {
                 return Ok(Some("a signal is delivered at a syscall next".into()));
             }
         }
-        if self.ids.get(&proc).map(|i| i.0) != Some(2) {
+        if self.ids.get(&0).map(|i| i.0) != Some(2) {
             return Ok(Some("the program's process is not pid 2 of its namespace".into()));
         }
         Ok(None)
@@ -328,17 +374,15 @@ impl Replayer<'_> {
         orig: &ft_interposer::Regs,
         running: bool,
     ) -> Result<(Stopped, Taken)> {
-        let proc = self.tasks.get(&vtid).map_or(vtid, |t| t.proc);
-        let mut tasks = Vec::new();
-        let mut brk = 0;
+        let mut tasks: HashMap<u32, Vec<SavedTask>> = HashMap::new();
+        let mut brks: HashMap<u32, u64> = HashMap::new();
         let mut failed = None;
-        let mut order: Vec<u32> = self.tasks.keys().copied().collect();
-        order.sort_unstable_by_key(|v| (*v != proc, *v));
-        let mut t = Some(t);
-        for v in order {
+        let mut order: Vec<(u32, u32)> = self.tasks.iter().map(|(v, t)| (t.proc, *v)).collect();
+        // Per process, its leader first.
+        order.sort_unstable_by_key(|&(p, v)| (p, v != p, v));
+        for (proc, v) in order {
             let (st, how, orig_regs) = if v == vtid {
-                let Some(cur) = t.as_ref() else { continue };
-                (Stopped::assume_stopped(cur.pid()), if running { How::Running } else { How::Idle }, *orig)
+                (Stopped::assume_stopped(t.pid()), if running { How::Running } else { How::Idle }, *orig)
             } else {
                 match self.tasks.get(&v).map(|t| &t.state) {
                     Some(RState::Idle(s)) => (Stopped::assume_stopped(s.pid()), How::Idle, s.regs()?),
@@ -360,40 +404,82 @@ impl Replayer<'_> {
             match queried {
                 Ok((state, b)) => {
                     if v == proc {
-                        brk = b;
+                        brks.insert(proc, b);
                     }
                     let ns_tid = self.ids.get(&v).map_or(0, |i| i.0);
-                    tasks.push(SavedTask { vtid: v, ns_tid, how, orig_regs: kernel::regs_words(&orig_regs.0), state });
+                    let saved = SavedTask { vtid: v, ns_tid, how, orig_regs: kernel::regs_words(&orig_regs.0), state };
+                    tasks.entry(proc).or_default().push(saved);
                 }
                 Err(e) => failed = Some(e.to_string()),
             }
         }
-        let t =
-            t.take().ok_or_else(|| SessionError::Unsupported { what: "a checkpoint".into(), why: "no task".into() })?;
         let result = match failed {
             Some(why) => Err(why),
-            None => self.write_checkpoint(proc, &t, tasks, brk),
+            None => self.write_checkpoint(tasks, &brks),
         };
         Ok((t, result))
     }
 
-    fn write_checkpoint(&self, proc: u32, t: &Stopped, tasks: Vec<SavedTask>, brk: u64) -> Taken {
-        let pid = self.tasks.get(&proc).map_or(t.pid(), |t| t.tid).as_raw();
-        let leader = Stopped::assume_stopped(nix::unistd::Pid::from_raw(pid));
-        let (memory, pages) = kernel::memory(&leader, brk).map_err(|e| e.to_string())?;
-        let fdt = self.fds.get(&proc).cloned().unwrap_or_default();
-        let fds = kernel::fds(pid, &|fd| fdt.kind(i64::from(fd)) == FdKind::Stdio).map_err(|e| e.to_string())?;
-        let proc_state = ft_interposer::procfs::proc_state(pid)?;
+    fn write_checkpoint(&self, mut tasks: HashMap<u32, Vec<SavedTask>>, brks: &HashMap<u32, u64>) -> Taken {
+        let host = |proc: u32| self.tasks.get(&proc).map(|t| t.tid.as_raw());
+        let mut procs: Vec<u32> = tasks.keys().copied().collect();
+        procs.sort_unstable_by_key(|p| self.ids.get(p).map_or(i32::MAX, |i| i.0));
+        let mut saved = Vec::new();
+        let mut pages = Vec::new();
+        let mut proc_states = HashMap::new();
+        for proc in procs {
+            let pid = host(proc).ok_or("a process without its leader")?;
+            let parent = (proc != 0).then(|| self.born.get(&proc).map(|b| b.parent)).flatten();
+            let parent_pid = parent.and_then(host);
+            let leader = Stopped::assume_stopped(nix::unistd::Pid::from_raw(pid));
+            let (memory, mine) =
+                kernel::memory(&leader, brks.get(&proc).copied().unwrap_or(0)).map_err(|e| e.to_string())?;
+            // Shared memory the parent has too (same object, same place) comes with the fork.
+            let kept: Vec<(u64, u64)> = match parent_pid {
+                Some(pp) => {
+                    let theirs = kernel::maps(pp).map_err(|e| e.to_string())?;
+                    memory
+                        .vmas
+                        .iter()
+                        .filter(|v| {
+                            v.is_shared_anon()
+                                && theirs.iter().any(|o| o.start == v.start && o.end == v.end && o.inode == v.inode)
+                        })
+                        .map(|v| (v.start, v.end))
+                        .collect()
+                }
+                None => Vec::new(),
+            };
+            let fdt = self.fds.get(&proc).cloned().unwrap_or_default();
+            let fds = kernel::fds(pid, &|fd| proc == 0 && fdt.kind(i64::from(fd)) == FdKind::Stdio, parent_pid)
+                .map_err(|e| e.to_string())?;
+            let proc_state = ft_interposer::procfs::proc_state(pid)?;
+            let (pgid, sid) = kernel::process_group(pid).ok_or("the process group cannot be read")?;
+            let at = pages.len() as u64;
+            pages.extend_from_slice(&mine);
+            proc_states.insert(proc, proc_state.clone());
+            saved.push(SavedProc {
+                proc,
+                ns_pid: self.ids.get(&proc).map_or(0, |i| i.0),
+                parent,
+                pgid,
+                sid,
+                tasks: tasks.remove(&proc).unwrap_or_default(),
+                process: Process { memory, fds },
+                pages_at: at,
+                pages_len: mine.len() as u64,
+                kept,
+                proc_state: prost::Message::encode_to_vec(&proc_state),
+            });
+        }
+        let pid = host(0).ok_or("no first process")?;
         let plan = self.plan.as_ref().ok_or("no checkpoint plan")?;
         let data = match &plan.data_dir {
             Some(d) => snapshot::pack_dir(d).map_err(|e| e.to_string())?,
             None => Vec::new(),
         };
         let state = State {
-            proc,
-            tasks,
-            process: Process { memory, fds },
-            proc_state: prost::Message::encode_to_vec(&proc_state),
+            procs: saved,
             last_pid: self.ids.values().map(|i| i.0).max().unwrap_or(2),
             book: self.book(),
             header: plan.header.clone(),
@@ -467,6 +553,12 @@ impl Replayer<'_> {
             clocks: self.clocks.entries(),
             taken: self.source.taken.clone(),
             stdio_out: self.stdio_out,
+            born: {
+                let mut v: Vec<(u32, (i32, u32, u32))> =
+                    self.born.iter().map(|(v, b)| (*v, (b.ns_pid, b.uid, b.parent))).collect();
+                v.sort_unstable_by_key(|e| e.0);
+                v
+            },
         }
     }
 
@@ -525,6 +617,14 @@ impl Replayer<'_> {
         self.clocks = ClockPages::from_entries(&b.clocks);
         self.source.taken = b.taken;
         self.stdio_out = b.stdio_out;
+        // Their host tids are set once the processes are made again.
+        self.born = b
+            .born
+            .into_iter()
+            .map(|(v, (ns_pid, uid, parent))| {
+                (v, Born { tid: nix::unistd::Pid::from_raw(0), ns_pid, uid, parent, ended: None })
+            })
+            .collect();
         Ok(())
     }
 }
@@ -591,8 +691,15 @@ pub(super) fn restore_session<'a>(
             )));
         }
     }
-    let proc_state = <ProcState as prost::Message>::decode(state.proc_state.as_slice())
-        .map_err(|_| refuse("its process state does not decode".into()))?;
+    let decode_state = |b: &[u8]| {
+        <ProcState as prost::Message>::decode(b).map_err(|_| refuse("its process state does not decode".into()))
+    };
+    let first = state.procs.first().ok_or_else(|| refuse("it has no process".into()))?;
+    let proc_state = decode_state(&first.proc_state)?;
+    let mut states = HashMap::new();
+    for p in &state.procs {
+        states.insert(p.proc, decode_state(&p.proc_state)?);
+    }
     if !h.data_dir.is_empty() {
         let recorded = PathBuf::from(OsStr::from_bytes(&h.data_dir));
         let dir = opts.data_dir.clone().unwrap_or(recorded);
@@ -606,15 +713,16 @@ pub(super) fn restore_session<'a>(
     let pid = launched.tracee.pid();
     crate::set_current_tracee(pid.as_raw());
     info!(log, "restoring"; "checkpoint" => %file.display(), "event" => head.event, "pid" => pid.as_raw());
-    let rebuilt = rebuild(launched.tracee, &state, pages, &proc_state);
-    let stopped = match rebuilt {
-        Ok(t) => t,
-        Err((e, tids)) => {
-            ft_interposer::tracee::kill_and_reap_all(tids.into_iter().chain([pid]));
-            return Err(refuse(format!("restoring it failed: {e}")));
-        }
-    };
-    let all_tids: Vec<nix::unistd::Pid> = stopped.iter().map(|(_, t)| t.pid()).collect();
+    let mut made = Made::default();
+    let rebuilt = kernel::Rebuild::start(launched.tracee, &first.process.memory.vmas)
+        .and_then(|b| rebuild_proc(b, &state, 0, pages, &states, pid, &mut made));
+    if let Err(e) = rebuilt {
+        ft_interposer::tracee::kill_and_reap_all(made.created.iter().copied().chain([pid]));
+        return Err(refuse(format!("restoring it failed: {e}")));
+    }
+    let stopped = made.tasks;
+    let leaders = made.leaders;
+    let all_tids: Vec<nix::unistd::Pid> = made.created.clone();
     let mut r = Replayer::new(source, opts, debug, log);
     if let Some(p) = r.plan.as_mut() {
         p.data_dir = data_dir_view(h, opts);
@@ -626,46 +734,71 @@ pub(super) fn restore_session<'a>(
     // Kernel ids of pipes and eventfds are this process's now.
     let mut pipe_ino = HashMap::new();
     let mut event_id = HashMap::new();
-    for f in &state.process.fds {
-        match f.object {
-            kernel::Object::Pipe { ino } => {
-                if let Some((new, _)) = ft_interposer::procfs::pipe_of(pid.as_raw(), f.fd) {
-                    pipe_ino.insert(ino, new);
+    for p in &state.procs {
+        let Some(&host) = leaders.get(&p.proc) else { continue };
+        for f in &p.process.fds {
+            match f.object {
+                kernel::Object::Pipe { ino } => {
+                    if let Some((new, _)) = ft_interposer::procfs::pipe_of(host.as_raw(), f.fd) {
+                        pipe_ino.insert(ino, new);
+                    }
                 }
-            }
-            kernel::Object::EventFd { .. } => {
-                if let (Some(old), Some(new)) = (f.event_id, ft_interposer::procfs::eventfd_id(pid.as_raw(), f.fd)) {
-                    event_id.insert(old, new);
+                kernel::Object::EventFd { .. } => {
+                    if let (Some(old), Some(new)) = (f.event_id, ft_interposer::procfs::eventfd_id(host.as_raw(), f.fd))
+                    {
+                        event_id.insert(old, new);
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
     }
+    let saved_tasks: HashMap<u32, (&SavedTask, u32)> =
+        state.procs.iter().flat_map(|p| p.tasks.iter().map(move |t| (t.vtid, (t, p.proc)))).collect();
     let checked = r.load_book(state.book, &pipe_ino, &event_id).and_then(|()| {
-        for ((v, t), saved) in stopped.iter().zip(&state.tasks) {
+        for (v, t) in &stopped {
             let ns_tid = ft_interposer::tracee::ns_pid_uid(t.pid()).map_or(0, |(p, _)| p);
-            if ns_tid != saved.ns_tid || r.ids.get(v).map(|i| i.0) != Some(ns_tid) {
+            let want = saved_tasks.get(v).map_or(0, |s| s.0.ns_tid);
+            if ns_tid != want || r.ids.get(v).map(|i| i.0) != Some(ns_tid) {
                 return Err(refuse(format!(
-                    "task {v} was restored as tid {ns_tid} of its namespace, not the checkpoint's {}",
-                    saved.ns_tid
+                    "task {v} was restored as tid {ns_tid} of its namespace, not the checkpoint's {want}"
                 )));
             }
         }
-        let highest = state.tasks.iter().map(|t| t.ns_tid).max().unwrap_or(2);
+        let highest = saved_tasks.values().map(|t| t.0.ns_tid).max().unwrap_or(2);
         if state.last_pid > highest {
             kernel::set_last_pid(pid, state.last_pid).map_err(|e| refuse(e.to_string()))?;
         }
-        match state_differs(pid, &proc_state) {
-            Some(d) => Err(refuse(format!("the restored process state differs: {d}"))),
-            None => Ok(()),
+        for p in &state.procs {
+            let (Some(host), Some(want)) = (leaders.get(&p.proc), states.get(&p.proc)) else { continue };
+            if let Some(d) = state_differs(*host, want) {
+                return Err(refuse(format!("the restored state of process {} differs: {d}", p.ns_pid)));
+            }
+            if kernel::process_group(host.as_raw()) != Some((p.pgid, p.sid)) {
+                return Err(refuse(format!(
+                    "process {} is in process group {:?} (group, session), the checkpoint's is ({}, {})",
+                    p.ns_pid,
+                    kernel::process_group(host.as_raw()),
+                    p.pgid,
+                    p.sid
+                )));
+            }
         }
+        // Children forked at replay are the new processes now.
+        for (proc, b) in r.born.iter_mut() {
+            if let Some(&host) = leaders.get(proc) {
+                b.tid = host;
+            }
+        }
+        Ok(())
     });
     if let Err(e) = checked {
         ft_interposer::tracee::kill_and_reap_all(all_tids);
         return Err(e);
     }
     let mut resume = None;
-    for ((v, t), saved) in stopped.into_iter().zip(&state.tasks) {
+    for (v, t) in stopped {
+        let Some(&(saved, proc)) = saved_tasks.get(&v) else { continue };
         let tid = t.pid();
         let orig = kernel::regs_from_words(&saved.orig_regs);
         let st = match (saved.how, orig) {
@@ -687,7 +820,7 @@ pub(super) fn restore_session<'a>(
                 return Err(refuse("its registers are malformed".into()));
             }
         };
-        r.tasks.insert(v, RTask { tid, proc: state.proc, state: st, pending: Vec::new() });
+        r.tasks.insert(v, RTask { tid, proc, state: st, pending: Vec::new() });
     }
     if let Some((v, t)) = resume {
         if let Err(e) = r.resume(v, t) {
@@ -707,53 +840,66 @@ pub(super) fn data_dir_view(h: &Header, opts: &ReplayOptions) -> Option<PathBuf>
     Some(std::fs::canonicalize(&d).unwrap_or(d))
 }
 
-/// Rebuilds the checkpointed process in the fresh one at `t`: every task, in the checkpoint's
-/// order (its leader first), at its seccomp stop. On failure, also the tids made so far.
-#[allow(clippy::type_complexity)]
-fn rebuild(
-    t: Stopped,
+/// What a restore made: every task at its stop, each process's leader, and every task created
+/// (to end them if the restore fails).
+#[derive(Default)]
+struct Made {
+    tasks: Vec<(u32, Stopped)>,
+    leaders: HashMap<u32, nix::unistd::Pid>,
+    created: Vec<nix::unistd::Pid>,
+}
+
+/// Rebuilds process `s.procs[idx]` in the one `b` injects into (launched fresh, or forked from
+/// its parent's rebuild): memory, fds, actions and cwd, group and session, then its children
+/// (forked from it, each rebuilt the same way), its credentials, its other threads, and last
+/// its leader at its seccomp stop.
+fn rebuild_proc(
+    mut b: kernel::Rebuild,
     s: &State,
+    idx: usize,
     pages: &[u8],
-    ps: &ProcState,
-) -> std::result::Result<Vec<(u32, Stopped)>, (CheckpointError, Vec<nix::unistd::Pid>)> {
-    let program = t.pid();
-    let mut made: Vec<(u32, Stopped)> = Vec::new();
-    let tids = |made: &Vec<(u32, Stopped)>| made.iter().map(|(_, t)| t.pid()).collect::<Vec<_>>();
+    states: &HashMap<u32, ProcState>,
+    program: nix::unistd::Pid,
+    made: &mut Made,
+) -> std::result::Result<(), CheckpointError> {
+    let p = &s.procs[idx];
     let regs_of = |task: &SavedTask| {
         kernel::regs_from_words(&task.orig_regs)
             .ok_or_else(|| CheckpointError::Unsupported("its registers are malformed".into()))
     };
-    let Some((leader, others)) = s.tasks.split_first() else {
-        return Err((CheckpointError::Unsupported("it has no task".into()), Vec::new()));
+    let Some((leader, others)) = p.tasks.split_first() else {
+        return Err(CheckpointError::Unsupported(format!("process {} has no task", p.ns_pid)));
     };
-    let mut b = kernel::Rebuild::start(t, &s.process.memory.vmas).map_err(|e| (e, Vec::new()))?;
-    let setup = (|| {
-        b.memory(&s.process.memory, pages)?;
-        b.fds(&s.process.fds)?;
-        b.process(&leader.state.actions, &String::from_utf8_lossy(&ps.cwd))?;
-        b.creds(&ps.uids, &ps.gids, &ps.groups)
-    })();
-    setup.map_err(|e| (e, Vec::new()))?;
-    for task in others {
-        let placed = (|| {
-            let orig = regs_of(task)?;
-            let t = b.spawn_thread(program, Some(task.ns_tid))?;
-            made.push((task.vtid, Stopped::assume_stopped(t.pid())));
-            b.place_thread(t, &orig, &task.state, task.how == How::Parked)
-        })();
-        match placed {
-            Ok(t) => {
-                if let Some(last) = made.last_mut() {
-                    *last = (task.vtid, t);
-                }
-            }
-            Err(e) => return Err((e, tids(&made))),
-        }
+    let ps = states.get(&p.proc).ok_or_else(|| CheckpointError::Unsupported("no process state".into()))?;
+    let mine = pages
+        .get(p.pages_at as usize..(p.pages_at + p.pages_len) as usize)
+        .ok_or_else(|| CheckpointError::Unsupported("its page part is shorter than its processes say".into()))?;
+    b.memory(&p.process.memory, mine, &p.kept)?;
+    b.fds(&p.process.fds)?;
+    b.process(&leader.state.actions, &String::from_utf8_lossy(&ps.cwd))?;
+    b.session(p.ns_pid, p.pgid, p.sid)?;
+    for (ci, c) in s.procs.iter().enumerate().filter(|(_, c)| c.parent == Some(p.proc)) {
+        let child = b.fork_child(program, c.ns_pid)?;
+        made.created.push(child.pid());
+        let cb = kernel::Rebuild::adopt(child, &b)?;
+        rebuild_proc(cb, s, ci, pages, states, program, made)?;
     }
-    let orig = regs_of(leader).map_err(|e| (e, tids(&made)))?;
-    let t = b.finish(&orig, &leader.state, leader.how == How::Parked).map_err(|e| (e, tids(&made)))?;
-    made.insert(0, (leader.vtid, t));
-    Ok(made)
+    b.creds(&ps.uids, &ps.gids, &ps.groups)?;
+    for task in others {
+        let orig = regs_of(task)?;
+        let t = b.spawn_thread(program, Some(task.ns_tid))?;
+        made.created.push(t.pid());
+        let t = b.place_thread(t, &orig, &task.state, task.how == How::Parked)?;
+        made.tasks.push((task.vtid, t));
+    }
+    let orig = regs_of(leader)?;
+    let t = b.finish(&orig, &leader.state, leader.how == How::Parked)?;
+    made.leaders.insert(p.proc, t.pid());
+    if !made.created.contains(&t.pid()) {
+        made.created.push(t.pid());
+    }
+    made.tasks.push((leader.vtid, t));
+    Ok(())
 }
 
 /// The checkpoint files in `dir`, newest (highest event) first.
