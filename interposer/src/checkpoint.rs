@@ -103,6 +103,8 @@ fn normalized(vmas: &[Vma]) -> Vec<Vma> {
         if v.name == "[heap]" {
             v.name.clear();
         }
+        // The same content in a new object (shared memory made again has another inode).
+        v.inode = 0;
         let v = &v;
         if let Some(last) = out.last_mut() {
             let joins = last.end == v.start

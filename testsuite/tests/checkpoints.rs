@@ -256,3 +256,94 @@ fn a_full_disk_loses_no_replay_and_leaves_no_partial_checkpoint() {
         "a partial checkpoint was left: {left:?} {whole:?}"
     );
 }
+
+/// nginx with a master (root) and 2 workers (dropped to nobody), their socketpair channels and
+/// shared memory: restored from checkpoints taken while it serves, it replays the rest of the log.
+#[test]
+fn nginx_with_workers_restores_from_its_checkpoints() {
+    let nginx = find_program("nginx").or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.exists()));
+    let Some(nginx) = nginx else {
+        eprintln!("SKIP: nginx is not installed (scripts/deps.sh installs nginx-light)");
+        return;
+    };
+    let dir = temp_dir("ckpt-nginx");
+    let prefix = dir.path().join("nginx");
+    for d in ["conf", "html", "logs"] {
+        std::fs::create_dir_all(prefix.join(d)).expect("mkdir");
+    }
+    for d in [dir.path(), prefix.as_path(), prefix.join("html").as_path()] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::write(prefix.join("html/index.html"), "<h1>restored</h1>\n").expect("write");
+    let port = free_port();
+    std::fs::write(
+        prefix.join("conf/nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process on;\nworker_processes 2;\nerror_log logs/error.log notice;\npid {}/logs/nginx.pid;\n\
+             events {{ worker_connections 64; }}\nhttp {{ access_log off; server {{ listen 127.0.0.1:{port}; root {}/html; }} }}\n",
+            prefix.display(),
+            prefix.display()
+        ),
+    )
+    .expect("write conf");
+    let log = dir.path().join("nginx.ftlog");
+    let p = prefix.to_string_lossy().into_owned();
+    let server = spawn(record_command(&log, None, &nginx, &["-p", &p, "-c", "conf/nginx.conf"]));
+    use std::io::{Read, Write};
+    for i in 0..30 {
+        if i == 0 && std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                panic!("nginx does not listen: {}", String::from_utf8_lossy(&server.stdout_so_far()));
+            }
+        }
+        let mut c = connect_retry(port, std::time::Duration::from_secs(20));
+        c.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("send");
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).expect("reply");
+        assert!(reply.ends_with("<h1>restored</h1>\n"), "request {i}: {reply}");
+    }
+    let master = server.pid().expect("ftexec pid");
+    // SIGQUIT to ftexec's program: nginx's master is ftexec's only child's... the program; ask
+    // it to stop through its pid file.
+    let pid: i32 =
+        std::fs::read_to_string(prefix.join("logs/nginx.pid")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let host = ft_interposer_host_pid(master, pid);
+    // SAFETY: a signal to the recorded nginx master.
+    unsafe { libc::kill(host, libc::SIGQUIT) };
+    let recorded = server.wait();
+    assert_eq!(recorded.status, 0, "nginx recording\n{recorded}");
+    let mut cmd = replay_command(&log, None);
+    cmd.arg("--checkpoint-every").arg("60");
+    let full = run(cmd);
+    assert_eq!(full.status, 0, "nginx replay with checkpoints\n{full}");
+    let all = checkpoints(&log);
+    assert!(all.len() >= 5, "nginx: only {} checkpoints\n{full}", all.len());
+    for (event, file, head) in all.iter().skip(2).step_by(3) {
+        let tail = from_checkpoint(&log, file);
+        let before = head["stdout_bytes"].as_u64().unwrap_or(0) as usize;
+        assert_eq!(tail.status, full.status, "nginx from event {event}\n{tail}");
+        assert_eq!(tail.stdout, full.stdout[before.min(full.stdout.len())..], "nginx from event {event}\n{tail}");
+    }
+}
+
+/// The host pid of the program's process whose pid in its namespace is `ns_pid`, among the
+/// descendants of `root`.
+fn ft_interposer_host_pid(root: u32, ns_pid: i32) -> i32 {
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        let inner = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|v| v.split_whitespace().last()?.parse::<i32>().ok());
+        if inner == Some(ns_pid) && p != root {
+            return p as i32;
+        }
+        for t in std::fs::read_dir(format!("/proc/{p}/task")).into_iter().flatten().flatten() {
+            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            frontier.extend(kids.split_whitespace().filter_map(|k| k.parse::<u32>().ok()));
+        }
+    }
+    panic!("no process {ns_pid} under {root}");
+}

@@ -150,3 +150,19 @@ fn sh_builtins_only() {
     let recorded = assert_program_replays(&sh, &args, "sh");
     assert_eq!(recorded.stdout_text(), "a\n3\nhi\n", "{recorded}");
 }
+
+/// A program that opens /dev/stderr while ftexec's stderr is a pipe (nginx's `error_log
+/// /dev/stderr` under a test harness or a service manager): the recorder used to open that pipe
+/// itself to look for an ELF header and block for good.
+#[test]
+fn opening_dev_stderr_on_a_pipe_does_not_hang_the_recorder() {
+    let dir = temp_dir("stderr-pipe");
+    let log = dir.path().join("sh.ftlog");
+    let sh = std::path::Path::new("/bin/sh");
+    let recorded = run(record_command(&log, None, sh, &["-c", "echo to-stderr > /dev/stderr; echo done"]));
+    assert_eq!(recorded.status, 0, "{recorded}");
+    assert_eq!(recorded.stdout_text(), "done\n", "{recorded}");
+    assert!(recorded.stderr_text().contains("to-stderr"), "{recorded}");
+    let replayed = replay(&log, None);
+    assert_same_output(&recorded, &replayed, "sh writing to /dev/stderr");
+}

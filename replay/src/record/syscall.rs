@@ -330,12 +330,17 @@ impl Recorder<'_> {
         let Ok(md) = std::fs::metadata(&proc_path) else {
             return Ok(None);
         };
+        let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
+        // Only a read-only regular file can be Verified: anything else is never opened here (a
+        // pipe or FIFO, such as /dev/stderr on a pipe, would block the tracer in open or read).
+        if !(md.is_file() && read_only) {
+            return Ok(None);
+        }
         let mut magic = [0u8; 4];
         let elf = std::fs::File::open(&proc_path)
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
             .map(|()| &magic == b"\x7fELF")
             .unwrap_or(false);
-        let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
         if policy::opened_file_kind(false, md.is_file(), read_only, elf, md.len()) != FdKind::Verified {
             return Ok(None);
         }
