@@ -6,7 +6,7 @@
 //!
 //! Pages: a private mapping keeps only the pages the program wrote (/proc/PID/pagemap: present
 //! and not a file page, or swapped); a file's other pages come from the file again, which must
-//! have the same blake3. A shared anonymous mapping keeps every present page.
+//! have the same blake3. A shared anonymous mapping keeps every page of its object.
 
 use crate::inject::Remote;
 use crate::{Result, Stopped, TraceError};
@@ -300,11 +300,6 @@ pub fn fds(pid: i32, inherited: &dyn Fn(i32) -> bool, parent: Option<i32>) -> CR
         } else if let Some(ino) = link.strip_prefix("pipe:[").and_then(|s| s.strip_suffix(']')) {
             Object::Pipe { ino: ino.parse().unwrap_or(0) }
         } else if link.starts_with('/') && !link.ends_with(" (deleted)") && !link.starts_with("/memfd:") {
-            if link.starts_with(&*crate::launch::PRIVATE_SHM.to_string_lossy()) {
-                return Err(CheckpointError::Unsupported(format!(
-                    "fd {fd} is {link}, a file of the program's own /dev/shm (not kept in checkpoints yet)"
-                )));
-            }
             Object::Path(link)
         } else {
             return Err(CheckpointError::Unsupported(format!(
@@ -318,7 +313,11 @@ pub fn fds(pid: i32, inherited: &dyn Fn(i32) -> bool, parent: Option<i32>) -> CR
 }
 
 /// blake3 of a mapped file, cached by (device, inode, size, mtime): libraries are hashed once.
-fn file_hash(path: &str) -> CResult<MappedFile> {
+/// `path` is as the program sees it; the file is read through /proc/`pid`/root, in the
+/// program's mount namespace (its data directory bound at the recorded path, its own /dev/shm).
+fn file_hash(pid: i32, path: &str) -> CResult<MappedFile> {
+    let path_here = format!("/proc/{pid}/root{path}");
+    let (shown, path) = (path, path_here.as_str());
     /// (device, inode, size, mtime s, mtime ns) to blake3.
     type Key = (u64, u64, u64, i64, i64);
     static CACHE: Mutex<Option<HashMap<Key, Vec<u8>>>> = Mutex::new(None);
@@ -335,7 +334,7 @@ fn file_hash(path: &str) -> CResult<MappedFile> {
             h
         }
     };
-    Ok(MappedFile { path: path.to_string(), size: md.size(), blake3 })
+    Ok(MappedFile { path: shown.to_string(), size: md.size(), blake3 })
 }
 
 /// Reads the pages worth keeping of every mapping: (memory description, page bytes).
@@ -359,14 +358,12 @@ pub fn memory(t: &Stopped, brk: u64) -> CResult<(Memory, Vec<u8>)> {
             )));
         }
         if v.is_file() {
-            if v.name.starts_with(&*crate::launch::PRIVATE_SHM.to_string_lossy()) {
-                return Err(CheckpointError::Unsupported(format!(
-                    "mapping {:#x}-{:#x} is of {}, a file of the program's own /dev/shm (not kept in checkpoints yet)",
-                    v.start, v.end, v.name
-                )));
-            }
-            if !files.iter().any(|f| f.path == v.name) {
-                files.push(file_hash(&v.name)?);
+            // A file the program writes through a shared mapping is replicated state (the data
+            // directory, its own /dev/shm): the checkpoint's archive has its content. Others
+            // (libraries, read-only data) must be the same file at restore.
+            let written = vmas.iter().any(|o| o.name == v.name && o.shared && o.prot & libc::PROT_WRITE != 0);
+            if !written && !files.iter().any(|f| f.path == v.name) {
+                files.push(file_hash(pid, &v.name)?);
             }
             if v.shared {
                 // The file holds these pages (a data-directory file: in the checkpoint's copy).
@@ -379,7 +376,9 @@ pub fn memory(t: &Stopped, brk: u64) -> CResult<(Memory, Vec<u8>)> {
         for (i, e) in entries.chunks_exact(8).enumerate() {
             let e = u64::from_le_bytes(e.try_into().unwrap_or([0; 8]));
             let (present, swapped, file_page) = (e >> 63 & 1 == 1, e >> 62 & 1 == 1, e >> 61 & 1 == 1);
-            let keep = if v.shared { present || swapped } else { (present && !file_page) || swapped };
+            // Shared memory: every page of the object (another process may have written a page
+            // this one has not touched since: absent from its page table, present in the object).
+            let keep = if v.shared { true } else { (present && !file_page) || swapped };
             if !keep {
                 continue;
             }
@@ -662,7 +661,9 @@ impl Rebuild {
     pub fn memory(&mut self, m: &Memory, pages: &[u8], kept: &[(u64, u64)]) -> CResult<()> {
         let is_kept = |a: u64, b: u64| kept.iter().any(|&(s, e)| s <= a && b <= e);
         for f in &m.files {
-            let now = file_hash(&f.path).map_err(|e| restore_err(format!("mapped file {}", f.path), e.to_string()))?;
+            let here = self.r.task()?.pid().as_raw();
+            let now =
+                file_hash(here, &f.path).map_err(|e| restore_err(format!("mapped file {}", f.path), e.to_string()))?;
             if now.blake3 != f.blake3 {
                 return Err(restore_err(
                     format!("mapped file {}", f.path),

@@ -129,6 +129,8 @@ fn process_trees_restore_with_pids_fds_and_sessions() {
         ("waitid", 3, 3),
         ("sig_stop_cont", 3, 4),
         ("sigchld_wait", 3, 2),
+        // shm_open in the program's own /dev/shm and MAP_SHARED anonymous memory a child writes.
+        ("shm_posix", 3, 6),
     ] {
         restores_from_checkpoints(name, base + s % base, 6, min);
     }

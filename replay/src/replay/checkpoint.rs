@@ -56,7 +56,7 @@ type Taken = std::result::Result<Pending, String>;
 pub(super) struct Pending {
     path: PathBuf,
     head: Vec<u8>,
-    parts: [Vec<u8>; 3],
+    parts: [Vec<u8>; 4],
 }
 
 /// The write of the last checkpoint, in the background.
@@ -267,8 +267,8 @@ impl Replayer<'_> {
                 let pause_ms = t0.elapsed().as_secs_f64() * 1e3;
                 let path = pending.path.clone();
                 let handle = std::thread::spawn(move || {
-                    let Pending { path, head, parts: [a, b, c] } = pending;
-                    snapshot::write(&path, &head, &[&a, &b, &c]).map_err(|e| e.to_string())
+                    let Pending { path, head, parts: [a, b, c, d] } = pending;
+                    snapshot::write(&path, &head, &[&a, &b, &c, &d]).map_err(|e| e.to_string())
                 });
                 if let Some(p) = self.plan.as_mut() {
                     p.writing = Some(Writing { handle, path, event: index, pause_ms, t0: std::time::Instant::now() });
@@ -478,6 +478,13 @@ impl Replayer<'_> {
             Some(d) => snapshot::pack_dir(d).map_err(|e| e.to_string())?,
             None => Vec::new(),
         };
+        // The program's own /dev/shm (shm_open, PostgreSQL's dynamic shared memory).
+        let shm = if ft_interposer::procfs::private_shm(pid) {
+            let dir = format!("/proc/{pid}/root{}", ft_interposer::launch::PRIVATE_SHM.to_string_lossy());
+            snapshot::pack_dir(Path::new(&dir)).map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        };
         let state = State {
             procs: saved,
             last_pid: self.ids.values().map(|i| i.0).max().unwrap_or(2),
@@ -508,7 +515,7 @@ impl Replayer<'_> {
         let head = serde_json::to_vec(&head).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&plan.opts.dir).map_err(|e| format!("{}: {e}", plan.opts.dir.display()))?;
         let path = plan.opts.dir.join(format!("event-{index}.ftckpt"));
-        Ok(Pending { path, head, parts: [state, pages, data] })
+        Ok(Pending { path, head, parts: [state, pages, data, shm] })
     }
 
     fn book(&self) -> Book {
@@ -668,8 +675,8 @@ pub(super) fn restore_session<'a>(
         )));
     }
     let (_, parts) = snapshot::read(file)?;
-    let [state, pages, data] = parts.as_slice() else {
-        return Err(refuse(format!("it has {} parts, not 3", parts.len())));
+    let [state, pages, data, shm] = parts.as_slice() else {
+        return Err(refuse(format!("it has {} parts, not 4", parts.len())));
     };
     let state: State = serde_json::from_slice(state).map_err(|e| refuse(format!("its state does not decode ({e})")))?;
     let start = match <Event as prost::Message>::decode(state.start.as_slice()) {
@@ -713,6 +720,13 @@ pub(super) fn restore_session<'a>(
     let pid = launched.tracee.pid();
     crate::set_current_tracee(pid.as_raw());
     info!(log, "restoring"; "checkpoint" => %file.display(), "event" => head.event, "pid" => pid.as_raw());
+    if !shm.is_empty() {
+        let dir = format!("/proc/{}/root{}", pid, ft_interposer::launch::PRIVATE_SHM.to_string_lossy());
+        if let Err(e) = snapshot::unpack_dir(shm, Path::new(&dir)) {
+            ft_interposer::tracee::kill_and_reap_all([pid]);
+            return Err(refuse(format!("restoring the program's /dev/shm failed: {e}")));
+        }
+    }
     let mut made = Made::default();
     let rebuilt = kernel::Rebuild::start(launched.tracee, &first.process.memory.vmas)
         .and_then(|b| rebuild_proc(b, &state, 0, pages, &states, pid, &mut made));
