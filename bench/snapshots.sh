@@ -5,13 +5,17 @@
 # a replay of the whole log. Part 2: `ftexec up --replicas 3 --snapshot-every EVERY` under
 # redis-benchmark load: each node's Raft log size and newest checkpoint after LOAD1 and LOAD2
 # seconds of load, and how long a follower killed with -9 at that point takes to be back in
-# lockstep (its events at the leader's count at the kill).
+# lockstep (its events at the leader's count at the kill). Part 3: the leader's throughput
+# (redis-benchmark -t set,get -n N3 -P 1) with followers that never checkpoint and with followers
+# checkpointing every EVERY3 events. PARTS="1 2 3" selects the parts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p ftexec -p ftctl -p ftdbg
 FT=${FTEXEC:-$PWD/target/release/ftexec}
 CTL=$PWD/target/release/ftctl
 SIZES=${SIZES:-"10 100"}; EVERY=${EVERY:-20000}; LOAD1=${LOAD1:-30}; LOAD2=${LOAD2:-120}
+PARTS=${PARTS:-"1 2 3"}; N3=${N3:-100000}; EVERY3=${EVERY3:-5000}
+has() { [[ " $PARTS " == *" $1 "* ]]; }
 work=$(mktemp -d /tmp/ftexec-bench-snap.XXXXXX)
 wait_port() { for _ in $(seq 300); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 fill() { # port megabytes: random 1000-byte values (hex of 500 random bytes)
@@ -26,6 +30,7 @@ for i in range(n):
 EOF
 }
 
+if has 1; then
 echo "== part 1: capture and restore (redis under ftexec record, values of random bytes)"
 printf "%8s %10s %10s %10s %12s %12s %12s\n" "data_MB" "rss_MB" "pause_ms" "write_ms" "file_MB" "restore_s" "replay_s"
 for mb in $SIZES; do
@@ -53,6 +58,8 @@ for mb in $SIZES; do
     "$(echo "$r1-$r0" | bc -l)" "$(echo "$f1-$f0" | bc -l)"
 done
 
+fi
+if has 2; then
 echo "== part 2: ftexec up --replicas 3 --snapshot-every $EVERY under redis-benchmark load"
 p=$((7900 + RANDOM % 90))
 "$FT" up --replicas 3 --fsync never --dir "$work/up" --snapshot-every "$EVERY" -- \
@@ -87,4 +94,25 @@ for n in d["nodes"]:
 EOF
 done
 kill $load 2>/dev/null || true
+kill -INT $up 2>/dev/null || true; sleep 3; trap - EXIT
+fi
+if has 3; then
+echo "== part 3: the leader's throughput, followers without and with checkpoints"
+printf "%-22s %6s %12s %10s %10s\n" "followers" "test" "req/s" "p50_ms" "captures"
+for every in 0 "$EVERY3"; do
+  p=$((7990 + RANDOM % 9))
+  d="$work/up3-$every"
+  "$FT" -v up --replicas 3 --fsync never --dir "$d" --snapshot-every "$every" -- \
+    redis-server --port $p --save '' --appendonly no --bind 127.0.0.1 >"$d.out" 2>&1 & up=$!
+  wait_port $p
+  redis-benchmark -p $p -t set,get -n "$N3" -c 50 -P 1 -r 100000 -d 100 --csv 2>/dev/null | python3 -c '
+import csv, sys
+for r in list(csv.reader(sys.stdin))[1:]:
+    print(r[0].strip("\""), r[1], r[4])' > "$d.rps"
+  kill -INT $up; wait $up 2>/dev/null || true
+  caps=$(cat "$d"/n*/ftexec.log 2>/dev/null | grep -c "INFO checkpoint," || true)
+  label="never"; [ "$every" != 0 ] && label="every $every events"
+  while read -r t rps p50; do printf "%-22s %6s %12s %10s %10s\n" "$label" "$t" "$rps" "$p50" "$caps"; done < "$d.rps"
+done
+fi
 echo "(work files in $work)"

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// Bytes per `checkpoint-chunk` reply (hex: twice this on the wire).
 const CHUNK: usize = 1 << 20;
+/// How often the leader looks for a newer checkpoint (fetching one costs the leader CPU, and it
+/// needs one only to compact and to serve a replica that fell behind).
+const FETCH_EVERY: Duration = Duration::from_secs(10);
 
 /// (file name, event, raft index, bytes) of each checkpoint in `dir`, newest first.
 pub fn list(dir: &Path) -> Vec<(String, u64, u64, u64)> {
@@ -170,14 +173,14 @@ fn compact(node: &Node, dir: &Path, keep: usize, log: &Logger) {
     }
 }
 
-/// The keeper thread: every second, the leader fetches the newest checkpoint it lacks; every
-/// replica prunes to `keep` and compacts its log.
+/// The keeper thread: every [`FETCH_EVERY`] the leader fetches the newest checkpoint it lacks;
+/// every second each replica prunes to `keep` and compacts its log.
 pub fn spawn_keeper(node: Arc<Node>, cfg: ClusterConfig, me: u64, dir: PathBuf, keep: usize, log: Logger) {
     let _ = std::thread::Builder::new().name("checkpoints".into()).spawn(move || {
         let mut last_fetch = Instant::now() - Duration::from_secs(60);
         while node.stopped().is_none() {
             std::thread::sleep(Duration::from_secs(1));
-            if node.is_leader() && last_fetch.elapsed() >= Duration::from_secs(2) {
+            if node.is_leader() && last_fetch.elapsed() >= FETCH_EVERY {
                 last_fetch = Instant::now();
                 let have = newest_index(&dir);
                 fetch_newest(&cfg, me, &dir, have, 0, &log);
