@@ -127,13 +127,17 @@ impl Plan {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct SentS {
-    at: u64,
-    target: i32,
-    thread: bool,
-    sig: i32,
-    info: Option<Vec<u8>>,
+/// A siginfo_t in a checkpoint: its bytes.
+pub(super) mod siginfo_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<libc::siginfo_t>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(ft_interposer::tracee::siginfo_to_bytes).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<libc::siginfo_t>, D::Error> {
+        Ok(Option::<Vec<u8>>::deserialize(d)?.as_deref().and_then(ft_interposer::tracee::siginfo_from_bytes))
+    }
 }
 
 /// The replayer's bookkeeping (see the fields of [`Replayer`]), maps as lists.
@@ -153,7 +157,7 @@ struct Book {
     pidfds: Vec<((u32, i32), i32)>,
     unarmed_timers: Vec<String>,
     ids: Vec<(u32, (i32, u32))>,
-    sent: Vec<SentS>,
+    sent: Vec<SentSignal>,
     pipes: Vec<(u64, Flow)>,
     eventfds: Vec<(u64, crate::live::EventShadow)>,
     itimers: Vec<((u32, i32), Itimer)>,
@@ -542,17 +546,7 @@ impl Replayer<'_> {
             pidfds: map_list(&self.pidfds),
             unarmed_timers: self.unarmed_timers.iter().map(|s| s.to_string()).collect(),
             ids: map_list(&self.ids),
-            sent: self
-                .sent
-                .iter()
-                .map(|s| SentS {
-                    at: s.at,
-                    target: s.target,
-                    thread: s.thread,
-                    sig: s.sig,
-                    info: s.info.as_ref().map(ft_interposer::tracee::siginfo_to_bytes),
-                })
-                .collect(),
+            sent: self.sent.clone(),
             pipes: map_list(&self.pipes),
             eventfds: map_list(&self.eventfds),
             itimers: map_list(&self.itimers),
@@ -598,17 +592,7 @@ impl Replayer<'_> {
             .filter_map(|n| ft_libos::table::TABLE.iter().find(|s| s.name == n).map(|s| s.name))
             .collect();
         self.ids = b.ids.into_iter().collect();
-        self.sent = b
-            .sent
-            .into_iter()
-            .map(|s| SentSignal {
-                at: s.at,
-                target: s.target,
-                thread: s.thread,
-                sig: s.sig,
-                info: s.info.as_deref().and_then(ft_interposer::tracee::siginfo_from_bytes),
-            })
-            .collect();
+        self.sent = b.sent;
         self.pipes = b.pipes.into_iter().map(|(ino, f)| (pipe_ino.get(&ino).copied().unwrap_or(ino), f)).collect();
         self.eventfds = b.eventfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
         self.itimers = b.itimers.into_iter().collect();

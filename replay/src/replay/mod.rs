@@ -401,6 +401,7 @@ struct Itimer {
 /// A signal the program sent to one of its own tasks (at replay the syscall only returns its
 /// logged result). If no task of its target took it in the log since, it was still pending
 /// when the log ended: a replay that goes live sends it again ([`Replayer::resend_pending`]).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct SentSignal {
     at: u64,
     /// The target's pid or tid as the program sees it.
@@ -408,6 +409,7 @@ struct SentSignal {
     thread: bool,
     sig: i32,
     /// The siginfo of a sigqueue.
+    #[serde(with = "checkpoint::siginfo_bytes")]
     info: Option<libc::siginfo_t>,
 }
 

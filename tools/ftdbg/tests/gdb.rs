@@ -87,6 +87,22 @@ fn printed_values(out: &str) -> Vec<String> {
         .collect()
 }
 
+/// gdb_target compiled into a new directory NAME and recorded: the program, its log, what it
+/// printed, and the log index of its write of round 1's value.
+fn recorded_target(name: &str) -> (PathBuf, PathBuf, String, u64) {
+    let dir = tmpdir(name);
+    let exe = compile(&dir, "gdb_target");
+    let (log, printed) = record(&dir, &exe);
+    let events = Command::new(env!("CARGO_BIN_EXE_ftdbg")).args(["events", s(&log), "--syscall", "write"]).output();
+    let events = String::from_utf8_lossy(&events.expect("ftdbg events").stdout).into_owned();
+    let write1: u64 = events
+        .lines()
+        .find(|l| l.contains("round 1 value"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("round 1's write in {events}"));
+    (exe, log, printed, write1)
+}
+
 fn wait(mut child: Child) -> Output {
     let deadline = Instant::now() + Duration::from_secs(60);
     while child.try_wait().expect("wait ftdbg").is_none() {
@@ -101,20 +117,11 @@ fn gdb_breaks_prints_recorded_random_values_steps_and_goes_back() {
     if !have_gdb() {
         return;
     }
-    let dir = tmpdir("session");
-    let exe = compile(&dir, "gdb_target");
-    let (log, printed) = record(&dir, &exe);
+    let (exe, log, printed, write1) = recorded_target("session");
     let values: Vec<&str> = printed.lines().map(|l| l.rsplit(' ').next().expect("value")).collect();
     assert_eq!(values.len(), 2, "{printed}");
     assert_ne!(values[0], values[1]);
     // The event just after round 1's output: the value is still round 1's there.
-    let events = Command::new(env!("CARGO_BIN_EXE_ftdbg")).args(["events", s(&log), "--syscall", "write"]).output();
-    let events = String::from_utf8_lossy(&events.expect("ftdbg events").stdout).into_owned();
-    let write1: u64 = events
-        .lines()
-        .find(|l| l.contains("round 1 value"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("round 1's write in {events}"));
     let back = (write1 + 1).to_string();
     let goto = format!("monitor goto {back}");
 
@@ -216,20 +223,11 @@ fn gdb_goto_backwards_restores_the_nearest_checkpoint() {
     if !have_gdb() {
         return;
     }
-    let dir = tmpdir("goto-ckpt");
-    let exe = compile(&dir, "gdb_target");
-    let (log, printed) = record(&dir, &exe);
+    let (exe, log, printed, write1) = recorded_target("goto-ckpt");
     let values: Vec<&str> = printed.lines().map(|l| l.rsplit(' ').next().expect("value")).collect();
     let ck =
         Command::new(ftexec()).args(["-q", "replay", s(&log), "--checkpoint-every", "2"]).output().expect("ftexec");
     assert!(ck.status.success(), "{}", String::from_utf8_lossy(&ck.stderr));
-    let events = Command::new(env!("CARGO_BIN_EXE_ftdbg")).args(["events", s(&log), "--syscall", "write"]).output();
-    let events = String::from_utf8_lossy(&events.expect("ftdbg events").stdout).into_owned();
-    let write1: u64 = events
-        .lines()
-        .find(|l| l.contains("round 1 value"))
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("round 1's write in {events}"));
     let back = write1 + 1;
     let (ftdbg, port, stderr) = start_keeping_stderr(&log, &["--verbose"]);
     let out = gdb(
