@@ -32,7 +32,7 @@ EOF
 
 if has 1; then
 echo "== part 1: capture and restore (redis under ftexec record, values of random bytes)"
-printf "%8s %10s %10s %10s %12s %12s %12s\n" "data_MB" "rss_MB" "pause_ms" "write_ms" "file_MB" "restore_s" "replay_s"
+printf "%8s %10s %10s %10s %12s %12s %12s\n" "data_MB" "rss_MB" "capture_ms" "write_ms" "file_MB" "restore_s" "replay_s"
 for mb in $SIZES; do
   p=$((7600 + RANDOM % 300))
   log="$work/r$mb.ftlog"
@@ -48,7 +48,7 @@ for mb in $SIZES; do
   "$FT" -v replay "$log" --checkpoint-every $((events - 30)) >/dev/null 2>"$work/ck$mb.err"
   t1=$(date +%s.%N)
   line=$(grep "INFO checkpoint," "$work/ck$mb.err" | tail -1)
-  pause=$(sed -n 's/.*pause_ms: \([0-9.]*\).*/\1/p' <<<"$line")
+  pause=$(sed -n 's/.*capture_ms: \([0-9.]*\).*/\1/p' <<<"$line")
   wms=$(sed -n 's/.*written_ms: \([0-9.]*\).*/\1/p' <<<"$line")
   file=$(sed -n 's/.*file: \([^,]*\),.*/\1/p' <<<"$line")
   size=$(stat -c %s "$file")

@@ -4,7 +4,9 @@
 //! magic "FTCKPT\0\n" | format version u32 LE
 //! head length u32 LE | head (JSON, uncompressed: listed without reading the rest) | crc32c u32 LE
 //! part count u32 LE
-//! per part: raw length u64 LE | stored length u64 LE | crc32c of the stored bytes u32 LE | stored bytes (LZ4 block)
+//! per part: raw length u64 LE | stored length u64 LE (bit 63: stored uncompressed) |
+//!           crc32c of the stored bytes u32 LE | stored bytes (an LZ4 block, or the raw bytes when
+//!           a sample of them does not compress: random values, already compressed data)
 //! ```
 //! The parts are ft-replay's (replay state, page bytes, the data directory). A file is written
 //! under a temporary name, fsynced and renamed, so a crash or a full disk leaves either the whole
@@ -21,6 +23,14 @@ pub const MAGIC: &[u8; 8] = b"FTCKPT\0\n";
 pub const VERSION: u32 = 1;
 /// No part may claim more than this (a corrupt length must not make us allocate it).
 const MAX_PART: u64 = 64 << 30;
+/// The stored-length bit of a part kept uncompressed.
+const RAW: u64 = 1 << 63;
+
+/// Whether LZ4 is worth running on `p`: a 1 MiB sample must shrink by a tenth.
+fn compresses(p: &[u8]) -> bool {
+    let sample = &p[..p.len().min(1 << 20)];
+    sample.len() < 4096 || lz4_flex::block::compress(sample).len() * 10 < sample.len() * 9
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -44,9 +54,11 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> SnapshotError + '_ {
     move |source| SnapshotError::Io { path: path.to_path_buf(), source }
 }
 
-/// Writes a checkpoint file atomically (temporary name, fsync, rename, fsync of the directory).
+/// Writes a checkpoint file atomically (temporary name, rename); with `durable`, fsynced before
+/// the rename and its directory after. Without, a crash may leave a damaged file, which its
+/// checksums refuse: whoever relies on the file (log compaction) calls [`sync`] first.
 /// Returns its size.
-pub fn write(path: &Path, head: &[u8], parts: &[&[u8]]) -> Result<u64, SnapshotError> {
+pub fn write(path: &Path, head: &[u8], parts: &[&[u8]], durable: bool) -> Result<u64, SnapshotError> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
@@ -54,29 +66,56 @@ pub fn write(path: &Path, head: &[u8], parts: &[&[u8]]) -> Result<u64, SnapshotE
     out.extend_from_slice(head);
     out.extend_from_slice(&crc32c::crc32c(head).to_le_bytes());
     out.extend_from_slice(&(parts.len() as u32).to_le_bytes());
-    for p in parts {
-        let stored = lz4_flex::block::compress(p);
-        out.extend_from_slice(&(p.len() as u64).to_le_bytes());
-        out.extend_from_slice(&(stored.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32c::crc32c(&stored).to_le_bytes());
-        out.extend_from_slice(&stored);
-    }
     let tmp = path.with_extension("tmp");
     let e = io_err(&tmp);
-    let mut f = fs::File::create(&tmp).map_err(&e)?;
-    let written = f.write_all(&out).and_then(|()| f.sync_all());
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp).map_err(&e)?);
+    let mut total = out.len() as u64;
+    let mut written = f.write_all(&out);
+    for p in parts {
+        if written.is_err() {
+            break;
+        }
+        let packed;
+        let (stored, flag): (&[u8], u64) = if compresses(p) {
+            packed = lz4_flex::block::compress(p);
+            (&packed, 0)
+        } else {
+            (p, RAW)
+        };
+        let mut h = Vec::with_capacity(20);
+        h.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        h.extend_from_slice(&(stored.len() as u64 | flag).to_le_bytes());
+        h.extend_from_slice(&crc32c::crc32c(stored).to_le_bytes());
+        total += (h.len() + stored.len()) as u64;
+        written = f.write_all(&h).and_then(|()| f.write_all(stored));
+    }
+    let written = written.and_then(|()| f.into_inner().map_err(|e| e.into_error())).and_then(|f| {
+        if durable {
+            f.sync_all()
+        } else {
+            Ok(())
+        }
+    });
     if let Err(err) = written {
-        drop(f);
         let _ = fs::remove_file(&tmp);
         return Err(e(err));
     }
     fs::rename(&tmp, path).map_err(io_err(path))?;
+    if durable {
+        sync(path)?;
+    }
+    Ok(total)
+}
+
+/// Makes a checkpoint file and its name durable (fsync of the file and of its directory).
+pub fn sync(path: &Path) -> Result<(), SnapshotError> {
+    fs::File::open(path).and_then(|f| f.sync_all()).map_err(io_err(path))?;
     if let Some(dir) = path.parent() {
         if let Ok(d) = fs::File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
             let _ = d.sync_all();
         }
     }
-    Ok(out.len() as u64)
+    Ok(())
 }
 
 struct Cursor<'a> {
@@ -155,7 +194,8 @@ pub fn read(path: &Path) -> Result<(Vec<u8>, Vec<Vec<u8>>), SnapshotError> {
     for i in 0..count {
         let what = format!("part {i}");
         let raw = c.u64(&what)?;
-        let stored_len = c.u64(&what)?;
+        let stored_field = c.u64(&what)?;
+        let (stored_len, uncompressed) = (stored_field & !RAW, stored_field & RAW != 0);
         if raw > MAX_PART || stored_len > MAX_PART {
             return Err(SnapshotError::Truncated {
                 path: path.to_path_buf(),
@@ -167,11 +207,21 @@ pub fn read(path: &Path) -> Result<(Vec<u8>, Vec<Vec<u8>>), SnapshotError> {
         if crc32c::crc32c(stored) != crc {
             return Err(SnapshotError::Checksum { path: path.to_path_buf(), what });
         }
-        let part = lz4_flex::block::decompress(stored, raw as usize).map_err(|e| SnapshotError::Decompress {
-            path: path.to_path_buf(),
-            what: what.clone(),
-            why: e.to_string(),
-        })?;
+        let part = if uncompressed {
+            if stored_len != raw {
+                return Err(SnapshotError::Truncated {
+                    path: path.to_path_buf(),
+                    what: format!("{what} has an impossible length"),
+                });
+            }
+            stored.to_vec()
+        } else {
+            lz4_flex::block::decompress(stored, raw as usize).map_err(|e| SnapshotError::Decompress {
+                path: path.to_path_buf(),
+                what: what.clone(),
+                why: e.to_string(),
+            })?
+        };
         parts.push(part);
     }
     if c.at != data.len() {
@@ -304,11 +354,13 @@ mod tests {
         let d = tmp("rt");
         let f = d.join("a.ftckpt");
         let pages = vec![7u8; 100_000];
-        let size = write(&f, b"{\"event\":5}", &[b"state", &pages]).expect("write");
-        assert!(size < 10_000, "compressed: {size}");
+        // Bytes that do not compress are stored as they are.
+        let noise: Vec<u8> = (0..50_000u64).map(|i| (i.wrapping_mul(6364136223846793005) >> 56) as u8).collect();
+        let size = write(&f, b"{\"event\":5}", &[b"state", &pages, &noise], true).expect("write");
+        assert!(size < 62_000, "compressed: {size}");
         let (head, parts) = read(&f).expect("read");
         assert_eq!(head, b"{\"event\":5}");
-        assert_eq!(parts, vec![b"state".to_vec(), pages.clone()]);
+        assert_eq!(parts, vec![b"state".to_vec(), pages.clone(), noise.clone()]);
         assert_eq!(read_head(&f).expect("head"), b"{\"event\":5}");
         let good = fs::read(&f).expect("read");
         // Cut short anywhere: refused, never a panic.

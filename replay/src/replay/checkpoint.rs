@@ -239,7 +239,9 @@ impl Replayer<'_> {
                 // issue 18. The program pauses for the capture and the write.
                 let Pending { path, head, parts: [a, b, c, d] } = pending;
                 let t1 = std::time::Instant::now();
-                let written = snapshot::write(&path, &head, &[&a, &b, &c, &d]);
+                // Not fsynced here (that would pause the program for the disk): log compaction
+                // syncs a checkpoint before it relies on it.
+                let written = snapshot::write(&path, &head, &[&a, &b, &c, &d], false);
                 match written {
                     Ok(size) => {
                         info!(self.log, "checkpoint"; "event" => index, "file" => %path.display(), "bytes" => size,
@@ -440,7 +442,12 @@ impl Replayer<'_> {
             let proc_state = ft_interposer::procfs::proc_state(pid)?;
             let (pgid, sid) = kernel::process_group(pid).ok_or("the process group cannot be read")?;
             let at = pages.len() as u64;
-            pages.extend_from_slice(&mine);
+            let mine_len = mine.len() as u64;
+            if pages.is_empty() {
+                pages = mine;
+            } else {
+                pages.extend_from_slice(&mine);
+            }
             proc_states.insert(proc, proc_state.clone());
             saved.push(SavedProc {
                 proc,
@@ -451,7 +458,7 @@ impl Replayer<'_> {
                 tasks: tasks.remove(&proc).unwrap_or_default(),
                 process: Process { memory, fds },
                 pages_at: at,
-                pages_len: mine.len() as u64,
+                pages_len: mine_len,
                 kept,
                 proc_state: prost::Message::encode_to_vec(&proc_state),
             });

@@ -167,6 +167,13 @@ fn compact(node: &Node, dir: &Path, keep: usize, log: &Logger) {
     let Some(oldest) = kept.iter().take(keep).map(|c| c.2).min() else { return };
     let through = oldest.saturating_sub(1);
     if through >= node.first_index() {
+        // The checkpoints the log will no longer reach behind must be on disk first.
+        for (name, ..) in kept.iter().take(keep) {
+            if let Err(e) = ft_libos::snapshot::sync(&dir.join(name)) {
+                warn!(log, "cannot make a checkpoint durable: the log is not compacted"; "file" => name, "err" => %e);
+                return;
+            }
+        }
         if let Err(e) = node.compact(through) {
             warn!(log, "compacting the log failed"; "through" => through, "err" => %e);
         }
