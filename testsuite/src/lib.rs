@@ -545,3 +545,32 @@ pub fn dir_contents(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> 
     walk(dir, dir, &mut out);
     out
 }
+
+/// redis-server (if installed) started under `ftexec record` into `DIR/redis.ftlog` on a free
+/// port of 127.0.0.1, with `env` for ftexec, and a connection to it: (temp dir, log, the
+/// recording, the connection). None (said on stderr) when redis-server is not installed.
+pub fn record_redis(name: &str, env: &[(&str, &str)]) -> Option<(TempDir, PathBuf, Running, TcpStream)> {
+    let Some(redis) = find_program("redis-server") else {
+        eprintln!("SKIP: redis-server is not installed (scripts/deps.sh installs it)");
+        return None;
+    };
+    let dir = temp_dir(name);
+    let log = dir.path().join("redis.ftlog");
+    let port = free_port();
+    let port_s = port.to_string();
+    let args = ["--port", &port_s, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"];
+    let mut cmd = record_command(&log, None, &redis, &args);
+    cmd.envs(env.iter().copied());
+    let server = spawn(cmd);
+    let conn = connect_retry(port, Duration::from_secs(20));
+    Some((dir, log, server, conn))
+}
+
+/// Sends one redis command line and returns the reply (one read).
+pub fn redis_reply(conn: &mut TcpStream, cmd: &str) -> String {
+    use std::io::{Read, Write};
+    conn.write_all(cmd.as_bytes()).expect("send");
+    let mut buf = [0u8; 256];
+    let n = conn.read(&mut buf).expect("reply");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}

@@ -140,28 +140,12 @@ fn process_trees_restore_with_pids_fds_and_sessions() {
 /// after the client's writes, it serves the rest of the log the same way.
 #[test]
 fn redis_restores_from_its_checkpoints() {
-    let Some(redis) = find_program("redis-server") else {
-        eprintln!("SKIP: redis-server is not installed (scripts/deps.sh installs it)");
-        return;
-    };
-    let dir = temp_dir("ckpt-redis");
-    let log = dir.path().join("redis.ftlog");
-    let port = free_port();
-    let port_s = port.to_string();
-    let args = ["--port", &port_s, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"];
-    let server = spawn(record_command(&log, None, &redis, &args));
-    let mut conn = connect_retry(port, std::time::Duration::from_secs(20));
-    use std::io::{Read, Write};
-    let reply = |conn: &mut std::net::TcpStream, cmd: &str| -> String {
-        conn.write_all(cmd.as_bytes()).expect("send");
-        let mut buf = [0u8; 256];
-        let n = conn.read(&mut buf).expect("reply");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
+    let Some((_dir, log, server, mut conn)) = record_redis("ckpt-redis", &[]) else { return };
+    let reply = redis_reply;
     for i in 0..300 {
         assert_eq!(reply(&mut conn, &format!("SET k{i} v{i}\r\n")), "+OK\r\n");
     }
-    let _ = conn.write_all(b"SHUTDOWN NOSAVE\r\n");
+    let _ = std::io::Write::write_all(&mut conn, b"SHUTDOWN NOSAVE\r\n");
     let recorded = server.wait();
     assert_eq!(recorded.status, 0, "redis recording\n{recorded}");
     let mut cmd = replay_command(&log, None);

@@ -50,31 +50,15 @@ fn socket_families_replay_with_and_without_the_buffer() {
 /// buffered reads, writes and epoll_waits replay to the same output and exit.
 #[test]
 fn redis_with_the_buffer_replays() {
-    let Some(redis) = find_program("redis-server") else {
-        eprintln!("SKIP: redis-server is not installed (scripts/deps.sh installs it)");
+    let Some((_dir, log, server, mut conn)) = record_redis("sysbuf-redis", &[("FTEXEC_SYSCALL_BUFFER", "1")]) else {
         return;
     };
-    let dir = temp_dir("sysbuf-redis");
-    let log = dir.path().join("redis.ftlog");
-    let port = free_port();
-    let port_s = port.to_string();
-    let args = ["--port", &port_s, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"];
-    let mut cmd = record_command(&log, None, &redis, &args);
-    cmd.env("FTEXEC_SYSCALL_BUFFER", "1");
-    let server = spawn(cmd);
-    let mut conn = connect_retry(port, std::time::Duration::from_secs(20));
-    use std::io::{Read, Write};
-    let reply = |conn: &mut std::net::TcpStream, cmd: &str| -> String {
-        conn.write_all(cmd.as_bytes()).expect("send");
-        let mut buf = [0u8; 256];
-        let n = conn.read(&mut buf).expect("reply");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
+    let reply = redis_reply;
     for i in 0..200 {
         assert_eq!(reply(&mut conn, &format!("SET k{i} v{i}\r\n")), "+OK\r\n");
     }
     assert_eq!(reply(&mut conn, "GET k123\r\n"), "$4\r\nv123\r\n");
-    let _ = conn.write_all(b"SHUTDOWN NOSAVE\r\n");
+    let _ = std::io::Write::write_all(&mut conn, b"SHUTDOWN NOSAVE\r\n");
     let recorded = server.wait();
     assert_recorded_ok(&log, &recorded, "redis");
     let stats = ftdbg_stats(&log);
