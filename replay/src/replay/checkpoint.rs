@@ -900,7 +900,7 @@ fn files_newest_first(dir: &Path) -> Vec<(u64, PathBuf)> {
                 .collect()
         })
         .unwrap_or_default();
-    v.sort_by(|a, b| b.0.cmp(&a.0));
+    v.sort_by_key(|e| std::cmp::Reverse(e.0));
     v
 }
 

@@ -37,7 +37,7 @@ pub fn list(dir: &Path) -> Vec<(String, u64, u64, u64)> {
         })
         .filter(|c| c.2 > 0)
         .collect();
-    v.sort_by(|a, b| b.2.cmp(&a.2));
+    v.sort_by_key(|c| std::cmp::Reverse(c.2));
     v
 }
 
@@ -46,7 +46,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
