@@ -322,6 +322,12 @@ impl Replayer<'_> {
                     }
                 }
                 let regs = st.regs()?;
+                // The log rewrites this syscall site before the task's next event: its stop
+                // waits for that rewrite (a task running while another's exec or completion is
+                // applied may get here before the log does).
+                if self.patch_pending(vtid, regs.ip())? {
+                    return Ok(false);
+                }
                 let Some(spec) = lookup(regs.nr()) else { return Ok(true) };
                 let args = regs.args();
                 let action = policy::decide(spec, &args, self.fds_of(vtid), false);
@@ -343,6 +349,22 @@ impl Replayer<'_> {
             Stop::Exec => Ok(false),
             _ => Ok(true),
         }
+    }
+
+    /// Whether the log rewrites task `vtid`'s syscall site at `ip` before the task's next event
+    /// (looking at most 16 events ahead, without waiting for more).
+    fn patch_pending(&mut self, vtid: u32, ip: u64) -> Result<bool> {
+        for i in 0..16 {
+            match self.source.peek_nth(i)? {
+                Some(Event { kind: Some(Kind::Patch(p)) }) if p.task == vtid => {
+                    return Ok(p.site.wrapping_add(2) == ip)
+                }
+                Some(ev) if ev.task() == Some(vtid) => return Ok(false),
+                Some(_) => {}
+                None => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     /// Lets the running task reach its next stop and handles it.
