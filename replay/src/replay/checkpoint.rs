@@ -58,6 +58,35 @@ pub(super) struct Pending {
     parts: [Vec<u8>; 4],
 }
 
+/// The write of the last checkpoint, in the background (one at a time).
+pub(super) struct Writing {
+    handle: std::thread::JoinHandle<std::result::Result<u64, String>>,
+    path: PathBuf,
+    event: u64,
+    capture_ms: f64,
+    t0: std::time::Instant,
+}
+
+impl Plan {
+    /// Waits for the checkpoint being written, says how it went, and prunes old ones.
+    pub(super) fn finish_write(&mut self, log: &Logger) {
+        let Some(w) = self.writing.take() else { return };
+        match w.handle.join() {
+            Ok(Ok(size)) => {
+                info!(log, "checkpoint"; "event" => w.event, "file" => %w.path.display(), "bytes" => size,
+                    "capture_ms" => format!("{:.1}", w.capture_ms),
+                    "written_ms" => format!("{:.1}", w.t0.elapsed().as_secs_f64() * 1e3));
+                self.taken += 1;
+                if self.opts.keep > 0 {
+                    prune(&self.opts.dir, self.opts.keep, log);
+                }
+            }
+            Ok(Err(why)) => slog::warn!(log, "checkpoint not written"; "event" => w.event, "why" => %why),
+            Err(_) => slog::warn!(log, "checkpoint not written: its writer failed"; "event" => w.event),
+        }
+    }
+}
+
 /// The identity of a recording: blake3 of its encoded header.
 pub fn log_id(h: &Header) -> String {
     digest::hex(blake3::hash(&prost::Message::encode_to_vec(h)).as_bytes())
@@ -77,6 +106,7 @@ pub(super) struct Plan {
     /// Reasons already logged for not taking one.
     said: HashSet<String>,
     pub(super) taken: u64,
+    pub(super) writing: Option<Writing>,
 }
 
 impl Plan {
@@ -91,6 +121,7 @@ impl Plan {
             header: Vec::new(),
             said: HashSet::new(),
             taken: 0,
+            writing: None,
         }
     }
 }
@@ -228,36 +259,25 @@ impl Replayer<'_> {
             }
             return Ok(t);
         }
+        let log = self.log.clone();
+        if let Some(p) = self.plan.as_mut() {
+            p.finish_write(&log);
+        }
         let t0 = std::time::Instant::now();
         let (t, got) = self.capture(vtid, t, orig, running)?;
         match got {
             Ok(pending) => {
                 let pause_ms = t0.elapsed().as_secs_f64() * 1e3;
-                // Written here, before replay goes on. A write in a thread of its own while replay
-                // went on made spawn_vfork's replay diverge in about half the runs (a switch to a
-                // vfork parent that is not waiting), which is not understood yet: see the note on
-                // issue 18. The program pauses for the capture and the write.
-                let Pending { path, head, parts: [a, b, c, d] } = pending;
-                let t1 = std::time::Instant::now();
-                // Not fsynced here (that would pause the program for the disk): log compaction
-                // syncs a checkpoint before it relies on it.
-                let written = snapshot::write(&path, &head, &[&a, &b, &c, &d], false);
-                match written {
-                    Ok(size) => {
-                        info!(self.log, "checkpoint"; "event" => index, "file" => %path.display(), "bytes" => size,
-                            "capture_ms" => format!("{pause_ms:.1}"),
-                            "pause_ms" => format!("{:.1}", t0.elapsed().as_secs_f64() * 1e3),
-                            "written_ms" => format!("{:.1}", t1.elapsed().as_secs_f64() * 1e3));
-                        if let Some(p) = self.plan.as_mut() {
-                            p.taken += 1;
-                            if p.opts.keep > 0 {
-                                prune(&p.opts.dir, p.opts.keep, &self.log);
-                            }
-                        }
-                    }
-                    Err(e) => slog::warn!(self.log, "checkpoint not written"; "event" => index, "why" => %e),
-                }
+                // Compressed and written by a thread of its own while replay goes on (not fsynced:
+                // log compaction syncs a checkpoint before it relies on it).
+                let path = pending.path.clone();
+                let handle = std::thread::spawn(move || {
+                    let Pending { path, head, parts: [a, b, c, d] } = pending;
+                    snapshot::write(&path, &head, &[&a, &b, &c, &d], false).map_err(|e| e.to_string())
+                });
                 if let Some(p) = self.plan.as_mut() {
+                    let t0 = std::time::Instant::now();
+                    p.writing = Some(Writing { handle, path, event: index, capture_ms: pause_ms, t0 });
                     p.next_due = (index / p.opts.every.max(1) + 1) * p.opts.every.max(1);
                 }
             }

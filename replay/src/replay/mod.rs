@@ -237,6 +237,16 @@ impl<'a> Replayer<'a> {
     }
 }
 
+impl Drop for Replayer<'_> {
+    /// A checkpoint still being written is finished before the session ends.
+    fn drop(&mut self) {
+        let log = self.log.clone();
+        if let Some(p) = self.plan.as_mut() {
+            p.finish_write(&log);
+        }
+    }
+}
+
 /// What a task is doing at replay. Exactly one task runs at a time: the one the log names.
 enum RState {
     /// Created; its first stop (SIGSTOP) has not been collected.

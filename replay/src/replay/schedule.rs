@@ -356,9 +356,7 @@ impl Replayer<'_> {
     fn patch_pending(&mut self, vtid: u32, ip: u64) -> Result<bool> {
         for i in 0..16 {
             match self.source.peek_nth(i)? {
-                Some(Event { kind: Some(Kind::Patch(p)) }) if p.task == vtid => {
-                    return Ok(p.site.wrapping_add(2) == ip)
-                }
+                Some(Event { kind: Some(Kind::Patch(p)) }) if p.task == vtid => return Ok(p.site.wrapping_add(2) == ip),
                 Some(ev) if ev.task() == Some(vtid) => return Ok(false),
                 Some(_) => {}
                 None => return Ok(false),
