@@ -171,3 +171,99 @@ fn redis_cluster_compacts_rejoins_from_a_snapshot_and_restarts_from_checkpoints(
     let mut c = None;
     assert_eq!(get(port, &mut c, "b2499"), "v2499");
 }
+
+/// A fourth replica added with `ftctl add-node` to a cluster whose logs are compacted: the
+/// leader sends it a snapshot, it fetches a checkpoint from a peer and restores it, reaches the
+/// others' event count, and the cluster (now of four voters) serves every write after the old
+/// leader is killed.
+#[test]
+fn a_replica_added_later_starts_from_a_checkpoint() {
+    let Some(redis) = find_program("redis-server") else {
+        println!("SKIPPED: redis-server is not installed (scripts/deps.sh installs it)");
+        return;
+    };
+    let tmp = temp_dir("snapshots-join");
+    let dir = tmp.path().join("cluster");
+    let port = free_port();
+    let cmd: Vec<String> = [
+        redis.to_string_lossy().as_ref(),
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--bind",
+        "127.0.0.1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let up = Up::start(&dir, &cmd, &["--snapshot-every", "400", "-v"], &[]);
+    set_keys(port, "a", 2000);
+    up.retry(Duration::from_secs(60), "the leader's log compacted", || {
+        up.status().iter().find(|n| n["role"] == "leader").and_then(|l| l["first_index"].as_u64()).filter(|f| *f > 2)
+    });
+    // Node 4 in the cluster file, added through the leader, then started.
+    let (raft, control) = (free_port(), free_port());
+    let node4 = dir.join("n4");
+    let mut file = std::fs::read_to_string(up.config()).expect("config");
+    file += &format!(
+        "\n[[node]]\nid = 4\nraft_addr = \"127.0.0.1:{raft}\"\ncontrol_addr = \"127.0.0.1:{control}\"\ndata_dir = \"{}\"\nservice_dir = \"{}\"\ninitial = false\n",
+        node4.join("raft").display(),
+        node4.join("data").display()
+    );
+    std::fs::write(up.config(), file).expect("config");
+    let ftctl = ftexec().with_file_name("ftctl");
+    let added = std::process::Command::new(&ftctl)
+        .args(["add-node", "--id", "4", "--config"])
+        .arg(up.config())
+        .output()
+        .expect("ftctl");
+    assert!(
+        added.status.success(),
+        "add-node: {}{}",
+        String::from_utf8_lossy(&added.stdout),
+        String::from_utf8_lossy(&added.stderr)
+    );
+    std::fs::create_dir_all(&node4).expect("mkdir");
+    let log4 = std::fs::File::create(node4.join("ftexec.log")).expect("log");
+    let mut n4 = std::process::Command::new(ftexec())
+        .args(["-v", "run", "--node", "4", "--config"])
+        .arg(up.config())
+        .stdin(std::process::Stdio::null())
+        .stdout(log4.try_clone().expect("log"))
+        .stderr(log4)
+        .spawn()
+        .expect("ftexec run --node 4");
+    let caught_up = (|| {
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < Duration::from_secs(90) {
+            let st = up.status();
+            let top = st.iter().filter(|n| n["id"] != 4).filter_map(|n| n["events"].as_u64()).max();
+            let mine = st.iter().find(|n| n["id"] == 4).and_then(|n| n["events"].as_u64());
+            if top.is_some() && mine == top {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    })();
+    let log = std::fs::read_to_string(node4.join("ftexec.log")).unwrap_or_default();
+    if !caught_up {
+        let _ = n4.kill();
+        panic!("node 4 did not catch up:\n{log}\n{:?}\n{}", up.status(), up.logs());
+    }
+    assert!(log.contains("restoring from a checkpoint"), "node 4 did not restore a checkpoint:\n{log}");
+    assert!(log.contains("fetched a checkpoint"), "node 4 fetched no checkpoint:\n{log}");
+    let voters = up.status().iter().find(|n| n["role"] == "leader").map(|l| l["voters"].clone()).unwrap_or_default();
+    assert!(voters.as_array().is_some_and(|v| v.iter().any(|x| x == 4)), "node 4 is not a voter: {voters}");
+    // The old leader goes; four voters keep a quorum and every write is served.
+    up.kill_leader();
+    let mut c = None;
+    for i in (0..2000).step_by(199) {
+        assert_eq!(get(port, &mut c, &format!("a{i}")), format!("v{i}"), "a{i} after the leader's kill");
+    }
+    let _ = n4.kill();
+    let _ = n4.wait();
+}
