@@ -333,3 +333,24 @@ fn ft_interposer_host_pid(root: u32, ns_pid: i32) -> i32 {
     }
     panic!("no process {ns_pid} under {root}");
 }
+
+/// System V semaphores and message queues live in the kernel only: while the program has any,
+/// no checkpoint is taken (the reason is logged), and those taken before restore correctly.
+#[test]
+fn no_checkpoint_while_system_v_objects_exist() {
+    let dir = temp_dir("ckpt-sysv");
+    let log = dir.path().join("run.ftlog");
+    let recorded = record(&log, None, &c_program("sysv"), &[]);
+    assert_eq!(recorded.status, 0, "{recorded}");
+    let mut cmd = replay_command(&log, None);
+    cmd.args(["-v", "--checkpoint-every", "5"]);
+    let full = run(cmd);
+    assert_same_output(&recorded, &full, "sysv replayed with checkpoints");
+    assert!(full.stderr_text().contains("System V IPC objects exist"), "no word of the IPC objects:\n{full}");
+    for (event, file, head) in checkpoints(&log) {
+        let tail = from_checkpoint(&log, &file);
+        let before = head["stdout_bytes"].as_u64().unwrap_or(0) as usize;
+        assert_eq!(tail.status, full.status, "sysv from event {event}\n{tail}");
+        assert_eq!(tail.stdout, full.stdout[before.min(full.stdout.len())..], "sysv from event {event}\n{tail}");
+    }
+}

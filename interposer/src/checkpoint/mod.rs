@@ -614,6 +614,59 @@ pub fn set_last_pid(program: nix::unistd::Pid, last: i32) -> CResult<()> {
     Ok(())
 }
 
+/// How many System V IPC objects (shared memory segments, semaphore sets, message queues)
+/// exist in the IPC namespace of `program`: a helper process enters that namespace and counts
+/// the lines of /proc/sysvipc/{shm,sem,msg} (their content is the reader's namespace's).
+pub fn sysv_objects(program: nix::unistd::Pid) -> CResult<usize> {
+    use std::os::fd::AsRawFd;
+    let ns_path = format!("/proc/{program}/ns/ipc");
+    let ns = std::fs::File::open(&ns_path).map_err(io(&ns_path))?;
+    let ns_fd = ns.as_raw_fd();
+    let files = [c"/proc/sysvipc/shm", c"/proc/sysvipc/sem", c"/proc/sysvipc/msg"];
+    // SAFETY: fork in a multithreaded process: the child makes only raw syscalls (setns, open,
+    // read, close, _exit) on memory prepared before the fork, and takes no lock.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // SAFETY: raw syscalls on prepared data; the process ends with _exit.
+        unsafe {
+            if libc::setns(ns_fd, libc::CLONE_NEWIPC) != 0 {
+                libc::_exit(255);
+            }
+            let mut lines: i32 = 0;
+            let mut buf = [0u8; 4096];
+            for f in files {
+                let fd = libc::open(f.as_ptr(), libc::O_RDONLY);
+                if fd < 0 {
+                    libc::_exit(254);
+                }
+                loop {
+                    let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                    if n <= 0 {
+                        break;
+                    }
+                    lines += buf[..n as usize].iter().filter(|&&b| b == b'\n').count() as i32;
+                }
+                libc::close(fd);
+                // The first line of each file is its header.
+                lines -= 1;
+            }
+            libc::_exit(lines.clamp(0, 200));
+        }
+    }
+    if child < 0 {
+        return Err(CheckpointError::Unsupported(format!("fork failed: {}", std::io::Error::last_os_error())));
+    }
+    let mut st = 0;
+    // SAFETY: waits for the helper forked above.
+    let got = unsafe { libc::waitpid(child, &mut st, 0) };
+    if got != child || !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) >= 254 {
+        return Err(CheckpointError::Unsupported(
+            "the program's System V IPC objects cannot be counted (entering its IPC namespace needs root)".into(),
+        ));
+    }
+    Ok(libc::WEXITSTATUS(st) as usize)
+}
+
 /// Process group and session of `pid` as the program sees them (NSpgid, NSsid).
 pub fn process_group(pid: i32) -> Option<(i32, i32)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -368,6 +368,17 @@ impl Replayer<'_> {
         if self.ids.get(&0).map(|i| i.0) != Some(2) {
             return Ok(Some("the program's process is not pid 2 of its namespace".into()));
         }
+        // Semaphores and message queues live in the kernel only: a restore would not have them.
+        let first = self.tasks.get(&0).map(|t| t.tid).unwrap_or(t.pid());
+        match kernel::sysv_objects(first) {
+            Ok(0) => {}
+            Ok(n) => {
+                return Ok(Some(format!(
+                    "{n} System V IPC objects exist (shared memory, semaphores, message queues are not kept in checkpoints yet)"
+                )))
+            }
+            Err(e) => return Ok(Some(e.to_string())),
+        }
         Ok(None)
     }
 
