@@ -667,6 +667,14 @@ pub fn sysv_objects(program: nix::unistd::Pid) -> CResult<usize> {
     Ok(libc::WEXITSTATUS(st) as usize)
 }
 
+/// Whether processes `a` and `b` share one address space (a vfork child before its exec).
+pub fn same_memory(a: i32, b: i32) -> bool {
+    // SAFETY: kcmp compares two processes' address spaces; no memory is passed.
+    unsafe {
+        libc::syscall(libc::SYS_kcmp, a, b, 1 /* KCMP_VM */, 0, 0) == 0
+    }
+}
+
 /// Process group and session of `pid` as the program sees them (NSpgid, NSsid).
 pub fn process_group(pid: i32) -> Option<(i32, i32)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
