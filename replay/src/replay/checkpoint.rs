@@ -310,11 +310,7 @@ impl Replayer<'_> {
         let leaders: Vec<i32> = self.tasks.iter().filter(|(v, t)| **v == t.proc).map(|(_, t)| t.tid.as_raw()).collect();
         for (i, a) in leaders.iter().enumerate() {
             for b in &leaders[i + 1..] {
-                // SAFETY: kcmp compares two processes' address spaces; no memory is passed.
-                if unsafe {
-                    libc::syscall(libc::SYS_kcmp, *a, *b, 1 /* KCMP_VM */, 0, 0)
-                } == 0
-                {
+                if kernel::same_memory(*a, *b) {
                     return Ok(Some("a vfork child shares its parent's memory".into()));
                 }
             }
