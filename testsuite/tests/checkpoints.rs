@@ -38,6 +38,24 @@ fn from_checkpoint(log: &Path, file: &Path) -> Run {
     run(cmd)
 }
 
+/// Restores `file` (a checkpoint of `log` at `event`) and asserts that the program prints
+/// exactly what the full replay printed after that point and exits alike.
+fn assert_restores_tail(log: &Path, full: &Run, event: u64, file: &Path, head: &serde_json::Value, what: &str) {
+    let tail = from_checkpoint(log, file);
+    let before = head["stdout_bytes"].as_u64().expect("stdout_bytes") as usize;
+    let expected = &full.stdout[before.min(full.stdout.len())..];
+    assert!(
+        tail.stdout == expected && tail.status == full.status,
+        "{what}: from the checkpoint at event {event} ({}): status {} (want {}), stdout:\n{}\n----- want -----\n{}\n----- stderr -----\n{}",
+        file.display(),
+        tail.status,
+        full.status,
+        String::from_utf8_lossy(&tail.stdout),
+        String::from_utf8_lossy(expected),
+        tail.stderr_text()
+    );
+}
+
 /// Records `name`, replays it taking a checkpoint about every `every` events, and restores up
 /// to `samples` of them, each to the same output and status as the full replay's tail.
 fn restores_from_checkpoints(name: &str, every: u64, samples: usize, min: usize) {
@@ -61,19 +79,7 @@ fn restores_from_checkpoints(name: &str, every: u64, samples: usize, min: usize)
         (0..samples).map(|i| &all[i * (all.len() - 1) / (samples - 1).max(1)]).collect()
     };
     for (event, file, head) in picked {
-        let tail = from_checkpoint(&log, file);
-        let before = head["stdout_bytes"].as_u64().expect("stdout_bytes") as usize;
-        let expected = &full.stdout[before.min(full.stdout.len())..];
-        assert!(
-            tail.stdout == expected && tail.status == full.status,
-            "{name}: from the checkpoint at event {event} ({}): status {} (want {}), stdout:\n{}\n----- want -----\n{}\n----- stderr -----\n{}",
-            file.display(),
-            tail.status,
-            full.status,
-            String::from_utf8_lossy(&tail.stdout),
-            String::from_utf8_lossy(expected),
-            tail.stderr_text()
-        );
+        assert_restores_tail(&log, &full, *event, file, head, name);
         println!("{name}: restored from event {event} ({} bytes of memory): same tail", head["memory_bytes"]);
     }
 }
@@ -157,10 +163,7 @@ fn redis_restores_from_its_checkpoints() {
     let late = &all[all.len() * 2 / 3];
     let mid = &all[all.len() / 2];
     for (event, file, head) in [mid, late] {
-        let tail = from_checkpoint(&log, file);
-        let before = head["stdout_bytes"].as_u64().unwrap_or(0) as usize;
-        assert_eq!(tail.status, full.status, "redis from event {event}\n{tail}");
-        assert_eq!(tail.stdout, full.stdout[before.min(full.stdout.len())..], "redis from event {event}\n{tail}");
+        assert_restores_tail(&log, &full, *event, file, head, "redis");
     }
 }
 
@@ -306,10 +309,7 @@ fn nginx_with_workers_restores_from_its_checkpoints() {
     let all = checkpoints(&log);
     assert!(all.len() >= 5, "nginx: only {} checkpoints\n{full}", all.len());
     for (event, file, head) in all.iter().skip(2).step_by(3) {
-        let tail = from_checkpoint(&log, file);
-        let before = head["stdout_bytes"].as_u64().unwrap_or(0) as usize;
-        assert_eq!(tail.status, full.status, "nginx from event {event}\n{tail}");
-        assert_eq!(tail.stdout, full.stdout[before.min(full.stdout.len())..], "nginx from event {event}\n{tail}");
+        assert_restores_tail(&log, &full, *event, file, head, "nginx");
     }
 }
 
@@ -348,9 +348,6 @@ fn no_checkpoint_while_system_v_objects_exist() {
     assert_same_output(&recorded, &full, "sysv replayed with checkpoints");
     assert!(full.stderr_text().contains("System V IPC objects exist"), "no word of the IPC objects:\n{full}");
     for (event, file, head) in checkpoints(&log) {
-        let tail = from_checkpoint(&log, &file);
-        let before = head["stdout_bytes"].as_u64().unwrap_or(0) as usize;
-        assert_eq!(tail.status, full.status, "sysv from event {event}\n{tail}");
-        assert_eq!(tail.stdout, full.stdout[before.min(full.stdout.len())..], "sysv from event {event}\n{tail}");
+        assert_restores_tail(&log, &full, event, &file, &head, "sysv");
     }
 }

@@ -78,35 +78,30 @@ fn replica_log_len(dir: &std::path::Path, id: u64) -> usize {
     std::fs::metadata(dir.join(format!("n{id}/ftexec.log"))).map_or(0, |m| m.len() as usize)
 }
 
+/// A free port and the redis-server command line the clusters of these tests run (None, said,
+/// when redis-server is not installed).
+fn redis_command() -> Option<(u16, Vec<String>)> {
+    let Some(redis) = find_program("redis-server") else {
+        println!("SKIPPED: redis-server is not installed (scripts/deps.sh installs it)");
+        return None;
+    };
+    let port = free_port();
+    let port_s = port.to_string();
+    let exe = redis.to_string_lossy().into_owned();
+    let args = [exe.as_str(), "--port", &port_s, "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"];
+    Some((port, args.iter().map(|s| s.to_string()).collect()))
+}
+
 fn replica_log(up: &Up, id: u64) -> String {
     std::fs::read_to_string(up.dir.join(format!("n{id}/ftexec.log"))).unwrap_or_default()
 }
 
 #[test]
 fn redis_cluster_compacts_rejoins_from_a_snapshot_and_restarts_from_checkpoints() {
-    let Some(redis) = find_program("redis-server") else {
-        println!("SKIPPED: redis-server is not installed (scripts/deps.sh installs it)");
-        return;
-    };
+    let Some((port, cmd)) = redis_command() else { return };
     let tmp = temp_dir("snapshots");
     let dir = tmp.path().join("cluster");
-    let port = free_port();
-    let cmd: Vec<String> = [
-        redis.to_string_lossy().as_ref(),
-        "--port",
-        &port.to_string(),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--bind",
-        "127.0.0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let env = [("FTEXEC_LOG", "")];
-    let up = Up::start(&dir, &cmd, &["--snapshot-every", "400", "-v"], &env[..0]);
+    let up = Up::start(&dir, &cmd, &["--snapshot-every", "400", "-v"], &[]);
     set_keys(port, "a", 1500);
 
     // Followers checkpoint, the leader fetches one, and every log is compacted.
@@ -151,7 +146,7 @@ fn redis_cluster_compacts_rejoins_from_a_snapshot_and_restarts_from_checkpoints(
     // their checkpoints and every acknowledged write is served.
     up.kill_all();
     let before: Vec<usize> = (1..=3).map(|id| replica_log_len(&dir, id)).collect();
-    let up = Up::start(&dir, &cmd, &["-v"], &env[..0]);
+    let up = Up::start(&dir, &cmd, &["-v"], &[]);
     let mut c = None;
     for (prefix, n) in [("a", 1500), ("b", 2500)] {
         for i in (0..n).step_by(97).chain([n - 1]) {
@@ -178,27 +173,9 @@ fn redis_cluster_compacts_rejoins_from_a_snapshot_and_restarts_from_checkpoints(
 /// leader is killed.
 #[test]
 fn a_replica_added_later_starts_from_a_checkpoint() {
-    let Some(redis) = find_program("redis-server") else {
-        println!("SKIPPED: redis-server is not installed (scripts/deps.sh installs it)");
-        return;
-    };
+    let Some((port, cmd)) = redis_command() else { return };
     let tmp = temp_dir("snapshots-join");
     let dir = tmp.path().join("cluster");
-    let port = free_port();
-    let cmd: Vec<String> = [
-        redis.to_string_lossy().as_ref(),
-        "--port",
-        &port.to_string(),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--bind",
-        "127.0.0.1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
     let up = Up::start(&dir, &cmd, &["--snapshot-every", "400", "-v"], &[]);
     set_keys(port, "a", 2000);
     up.retry(Duration::from_secs(60), "the leader's log compacted", || {
