@@ -190,6 +190,13 @@ fn handle_line(line: &str, node: &Node, access: &Access, logger: &Logger) -> Val
             Some(id) => idx_json(node.remove_node(id)),
             None => json!({"ok": false, "error": "usage: remove-node <id>"}),
         },
+        ("transfer-leader", _) => match num(0) {
+            Some(to) => match node.transfer_leader(to) {
+                Ok(()) => json!({"ok": true, "to": to}),
+                Err(e) => err_json(&e),
+            },
+            None => json!({"ok": false, "error": "usage: transfer-leader <id>"}),
+        },
         ("propose", true) => idx_json(node.propose(args.join(" ").into_bytes())),
         ("propose-many", true) => {
             let (Some(prefix), Some(n)) = (args.first(), num(1)) else {

@@ -54,6 +54,8 @@ pub enum NodeError {
     Stopped(String),
     #[error("proposal of {size} bytes is larger than the maximum of {max} bytes")]
     TooLarge { size: usize, max: usize },
+    #[error("node {id} is not a voter of the cluster (voters: {voters:?})")]
+    NotVoter { id: u64, voters: Vec<u64> },
     #[error("cannot start node thread: {0}")]
     Spawn(#[source] std::io::Error),
     #[error("cannot record the isolation of this node in {path}: {source}")]
@@ -177,6 +179,7 @@ enum Cmd {
     Propose(Vec<u8>, Sender<Result<EntryId>>),
     ConfChange(ConfChange, Sender<Result<EntryId>>),
     Campaign,
+    TransferLeader(u64, Sender<Result<()>>),
     Compact(u64, Sender<Result<bool>>),
     Stop,
 }
@@ -529,6 +532,15 @@ impl Node {
         self.send(Cmd::Campaign)
     }
 
+    /// Hands leadership to voter `to` (raft-rs's leader transfer: the leader stops taking
+    /// proposals, brings `to` up to date and tells it to campaign at once). Must run on the
+    /// leader; returns when the transfer has started, not when `to` has won.
+    pub fn transfer_leader(&self, to: u64) -> Result<()> {
+        let (tx, rx) = bounded(1);
+        self.send(Cmd::TransferLeader(to, tx))?;
+        rx.recv().map_err(|_| NodeError::Stopped("the raft driver stopped".into()))?
+    }
+
     /// Disk fault injection: every later log write fails (as on a dead disk), which stops the
     /// node with a storage error.
     pub fn inject_disk_failure(&self, on: bool) {
@@ -717,6 +729,22 @@ impl Driver {
                 if let Err(e) = self.raw.campaign() {
                     warn!(self.logger, "campaign failed"; "err" => %e);
                 }
+            }
+            Cmd::TransferLeader(to, tx) => {
+                let r = &self.raw.raft;
+                let voters: Vec<u64> = r.prs().conf().to_conf_state().voters;
+                let res = if r.state != StateRole::Leader {
+                    Err(NodeError::NotLeader { leader: Some(r.leader_id).filter(|l| *l != 0) })
+                } else if !voters.contains(&to) {
+                    Err(NodeError::NotVoter { id: to, voters })
+                } else {
+                    if to != r.id {
+                        info!(self.logger, "transferring leadership"; "to" => to);
+                        self.raw.transfer_leader(to);
+                    }
+                    Ok(())
+                };
+                let _ = tx.send(res);
             }
             Cmd::Compact(index, tx) => {
                 let to = index.min(self.applied);

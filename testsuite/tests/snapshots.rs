@@ -170,7 +170,7 @@ fn redis_cluster_compacts_rejoins_from_a_snapshot_and_restarts_from_checkpoints(
 /// A fourth replica added with `ftctl add-node` to a cluster whose logs are compacted: the
 /// leader sends it a snapshot, it fetches a checkpoint from a peer and restores it, reaches the
 /// others' event count, and the cluster (now of four voters) serves every write after the old
-/// leader is killed.
+/// leader is killed; then leadership is handed to the new node, which serves old and new writes.
 #[test]
 fn a_replica_added_later_starts_from_a_checkpoint() {
     let Some((port, cmd)) = redis_command() else { return };
@@ -241,6 +241,30 @@ fn a_replica_added_later_starts_from_a_checkpoint() {
     for i in (0..2000).step_by(199) {
         assert_eq!(get(port, &mut c, &format!("a{i}")), format!("v{i}"), "a{i} after the leader's kill");
     }
+    // The new node can lead: leadership handed to it, it goes live and serves old and new writes.
+    let moved = std::process::Command::new(&ftctl)
+        .args(["move-leader", "--to", "4", "--timeout-ms", "30000", "--config"])
+        .arg(up.config())
+        .output()
+        .expect("ftctl");
+    let log = || std::fs::read_to_string(node4.join("ftexec.log")).unwrap_or_default();
+    assert!(
+        moved.status.success(),
+        "move-leader: {}{}\n{}",
+        String::from_utf8_lossy(&moved.stdout),
+        String::from_utf8_lossy(&moved.stderr),
+        log()
+    );
+    let leader = up.status().iter().find(|n| n["role"] == "leader").map(|n| n["id"].clone());
+    assert_eq!(leader, Some(serde_json::json!(4)), "node 4 does not lead: {:?}", up.status());
+    let mut c = None;
+    for i in (0..2000).step_by(199) {
+        assert_eq!(get(port, &mut c, &format!("a{i}")), format!("v{i}"), "a{i} with node 4 leading:\n{}", log());
+    }
+    set_keys(port, "n", 50);
+    let mut c = None;
+    assert_eq!(get(port, &mut c, "n49"), "v49", "a write with node 4 leading");
+    assert!(log().contains("live: recording from event"), "node 4 did not go live:\n{}", log());
     let _ = n4.kill();
     let _ = n4.wait();
 }

@@ -54,6 +54,17 @@ enum Cmd {
         #[arg(long)]
         id: u64,
     },
+    /// Hand leadership to voter ID (like `etcdctl move-leader`): the leader brings it up to
+    /// date and it campaigns at once. Waits until ID leads or the timeout passes.
+    MoveLeader {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        to: u64,
+        /// How long to wait for ID to lead, in milliseconds.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
+    },
     /// Run one node in the foreground.
     Serve {
         #[arg(long)]
@@ -164,6 +175,44 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::RemoveNode { config, id } => {
             let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
             conf_change(&cfg, &format!("remove-node {id}"))
+        }
+        Cmd::MoveLeader { config, to, timeout_ms } => {
+            let cfg = ClusterConfig::load(&config).map_err(|e| e.to_string())?;
+            cfg.node(to).map_err(|e| e.to_string())?;
+            let t0 = std::time::Instant::now();
+            let timeout = Duration::from_millis(timeout_ms);
+            // raft-rs abandons a transfer the transferee does not win within an election
+            // timeout: ask again after a while.
+            let mut asked: Option<std::time::Instant> = None;
+            loop {
+                let rs = cluster_status(&cfg, Duration::from_secs(1));
+                match find_leader(&rs) {
+                    Some(l) if l.id == to => {
+                        println!("node {to} leads");
+                        return Ok(());
+                    }
+                    Some(l) if asked.is_none_or(|a| a.elapsed() > Duration::from_secs(2)) => {
+                        let ca = l.control_addr.clone().ok_or("the leader has no control_addr")?;
+                        let v = request(&ca, &format!("transfer-leader {to}"), Duration::from_secs(5))
+                            .map_err(|e| e.to_string())?;
+                        if v.get("ok").and_then(|b| b.as_bool()) != Some(true) {
+                            return Err(format!(
+                                "leader {} refused to hand leadership to {to}: {}",
+                                l.id,
+                                v.get("error").cloned().unwrap_or_default()
+                            ));
+                        }
+                        asked = Some(std::time::Instant::now());
+                    }
+                    _ => {}
+                }
+                if t0.elapsed() > timeout {
+                    return Err(format!(
+                        "node {to} did not become leader within {timeout_ms} ms (it must be a live voter that is up to date; see `ftctl status`)"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         Cmd::Serve { config, id, join, test_mode } => ft_consensus::serve::serve(ft_consensus::serve::ServeOptions {
             config,

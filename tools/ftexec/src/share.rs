@@ -3,8 +3,8 @@
 //! Followers take the checkpoints (the leader never pauses for one). Every replica serves its
 //! checkpoints on its control endpoint (`checkpoints`, `checkpoint-chunk NAME OFFSET`); the
 //! leader fetches the newest one it lacks, so that it holds the state a lagging or new replica
-//! needs. Each replica drops the Raft log before the oldest checkpoint it keeps (the log keeps
-//! what a restore of any kept checkpoint replays). A replica whose log no longer reaches back
+//! needs. Each replica drops the Raft log before the newest checkpoint it keeps (the leader
+//! keeps more while a voter is behind: see [`compact`]). A replica whose log no longer reaches back
 //! far enough (it was down while the others compacted; raft-rs sent it a snapshot) fetches a
 //! checkpoint from a peer and restores that.
 
@@ -161,14 +161,22 @@ fn prune(dir: &Path, keep: usize) {
     }
 }
 
-/// Drops the log before the oldest checkpoint kept here.
+/// Drops the log before the newest checkpoint kept here: a restart restores that one and
+/// replays only the entries after it (a replica whose newest checkpoint turns out unusable
+/// fetches one from a peer). The leader alone keeps entries back to its older kept checkpoint
+/// while a voter still needs them, so that a follower a little behind is sent entries, not a
+/// snapshot and a restart.
 fn compact(node: &Node, dir: &Path, keep: usize, log: &Logger) {
-    let kept = list(dir);
-    let Some(oldest) = kept.iter().take(keep).map(|c| c.2).min() else { return };
-    let through = oldest.saturating_sub(1);
+    let kept: Vec<_> = list(dir).into_iter().take(keep).collect();
+    let (Some(newest), Some(oldest)) = (kept.first().map(|c| c.2), kept.last().map(|c| c.2)) else { return };
+    let mut through = newest.saturating_sub(1);
+    if node.is_leader() {
+        let held = node.status().held_by_all;
+        through = through.min(held.max(oldest.saturating_sub(1)));
+    }
     if through >= node.first_index() {
-        // The checkpoints the log will no longer reach behind must be on disk first.
-        for (name, ..) in kept.iter().take(keep) {
+        // The checkpoint a restart will need must be on disk first.
+        for (name, ..) in &kept {
             if let Err(e) = ft_libos::snapshot::sync(&dir.join(name)) {
                 warn!(log, "cannot make a checkpoint durable: the log is not compacted"; "file" => name, "err" => %e);
                 return;
