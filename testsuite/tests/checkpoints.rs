@@ -137,6 +137,8 @@ fn process_trees_restore_with_pids_fds_and_sessions() {
         ("sigchld_wait", 3, 2),
         // shm_open in the program's own /dev/shm and MAP_SHARED anonymous memory a child writes.
         ("shm_posix", 3, 6),
+        // System V segments: kept, removed while attached, inherited, and new ones' ids.
+        ("sysv_shm", 5, 6),
     ] {
         restores_from_checkpoints(name, base + s % base, 6, min);
     }
@@ -334,8 +336,8 @@ fn ft_interposer_host_pid(root: u32, ns_pid: i32) -> i32 {
     panic!("no process {ns_pid} under {root}");
 }
 
-/// System V semaphores and message queues live in the kernel only: while the program has any,
-/// no checkpoint is taken (the reason is logged), and those taken before restore correctly.
+/// System V semaphores and message queues are not kept in checkpoints: while the program has
+/// any, no checkpoint is taken (the reason is logged), and those taken before restore correctly.
 #[test]
 fn no_checkpoint_while_system_v_objects_exist() {
     let dir = temp_dir("ckpt-sysv");
@@ -346,7 +348,10 @@ fn no_checkpoint_while_system_v_objects_exist() {
     cmd.args(["-v", "--checkpoint-every", "5"]);
     let full = run(cmd);
     assert_same_output(&recorded, &full, "sysv replayed with checkpoints");
-    assert!(full.stderr_text().contains("System V IPC objects exist"), "no word of the IPC objects:\n{full}");
+    assert!(
+        full.stderr_text().contains("semaphore sets and 1 message queues exist"),
+        "no word of the IPC objects:\n{full}"
+    );
     for (event, file, head) in checkpoints(&log) {
         assert_restores_tail(&log, &full, event, &file, &head, "sysv");
     }

@@ -12,6 +12,7 @@ use crate::inject::Remote;
 use crate::{Result, Stopped, TraceError};
 
 mod rebuild;
+pub mod sysv;
 use rebuild::free_gap;
 pub use rebuild::Rebuild;
 use serde::{Deserialize, Serialize};
@@ -76,7 +77,12 @@ impl Vma {
         self.end - self.start
     }
     fn is_file(&self) -> bool {
-        self.name.starts_with('/') && !self.is_shared_anon()
+        self.name.starts_with('/') && !self.is_shared_anon() && !self.is_sysv()
+    }
+    /// A System V shared memory segment (its inode is the segment's id): the segment is kept
+    /// once in the checkpoint ([`sysv`]) and attached again at a restore.
+    pub fn is_sysv(&self) -> bool {
+        self.shared && self.name.starts_with("/SYSV")
     }
     /// MAP_SHARED|MAP_ANONYMOUS memory (the kernel shows it as a deleted /dev/zero).
     pub fn is_shared_anon(&self) -> bool {
@@ -353,6 +359,9 @@ pub fn memory(t: &Stopped, brk: u64) -> CResult<(Memory, Vec<u8>)> {
         if v.is_kernel() {
             continue;
         }
+        if v.is_sysv() {
+            continue;
+        }
         if !v.is_shared_anon()
             && (v.name.ends_with(" (deleted)") || v.name.starts_with("/memfd:") || v.name.starts_with("/SYSV"))
         {
@@ -612,59 +621,6 @@ pub fn set_last_pid(program: nix::unistd::Pid, last: i32) -> CResult<()> {
         return Err(restore_err("the next pid", format!("{step} failed")));
     }
     Ok(())
-}
-
-/// How many System V IPC objects (shared memory segments, semaphore sets, message queues)
-/// exist in the IPC namespace of `program`: a helper process enters that namespace and counts
-/// the lines of /proc/sysvipc/{shm,sem,msg} (their content is the reader's namespace's).
-pub fn sysv_objects(program: nix::unistd::Pid) -> CResult<usize> {
-    use std::os::fd::AsRawFd;
-    let ns_path = format!("/proc/{program}/ns/ipc");
-    let ns = std::fs::File::open(&ns_path).map_err(io(&ns_path))?;
-    let ns_fd = ns.as_raw_fd();
-    let files = [c"/proc/sysvipc/shm", c"/proc/sysvipc/sem", c"/proc/sysvipc/msg"];
-    // SAFETY: fork in a multithreaded process: the child makes only raw syscalls (setns, open,
-    // read, close, _exit) on memory prepared before the fork, and takes no lock.
-    let child = unsafe { libc::fork() };
-    if child == 0 {
-        // SAFETY: raw syscalls on prepared data; the process ends with _exit.
-        unsafe {
-            if libc::setns(ns_fd, libc::CLONE_NEWIPC) != 0 {
-                libc::_exit(255);
-            }
-            let mut lines: i32 = 0;
-            let mut buf = [0u8; 4096];
-            for f in files {
-                let fd = libc::open(f.as_ptr(), libc::O_RDONLY);
-                if fd < 0 {
-                    libc::_exit(254);
-                }
-                loop {
-                    let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-                    if n <= 0 {
-                        break;
-                    }
-                    lines += buf[..n as usize].iter().filter(|&&b| b == b'\n').count() as i32;
-                }
-                libc::close(fd);
-                // The first line of each file is its header.
-                lines -= 1;
-            }
-            libc::_exit(lines.clamp(0, 200));
-        }
-    }
-    if child < 0 {
-        return Err(CheckpointError::Unsupported(format!("fork failed: {}", std::io::Error::last_os_error())));
-    }
-    let mut st = 0;
-    // SAFETY: waits for the helper forked above.
-    let got = unsafe { libc::waitpid(child, &mut st, 0) };
-    if got != child || !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) >= 254 {
-        return Err(CheckpointError::Unsupported(
-            "the program's System V IPC objects cannot be counted (entering its IPC namespace needs root)".into(),
-        ));
-    }
-    Ok(libc::WEXITSTATUS(st) as usize)
 }
 
 /// Whether processes `a` and `b` share one address space (a vfork child before its exec).

@@ -143,7 +143,22 @@ impl Rebuild {
             let what = format!("mapping {:#x}-{:#x} {}", v.start, v.end, v.name);
             let share = if v.shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
             let fixed = (share | libc::MAP_FIXED) as u64;
-            let ret = if v.is_anon() {
+            let ret = if v.is_sysv() {
+                // The segment (made again before the processes) is attached whole at its first
+                // mapping; each mapping then gets its protection.
+                if v.offset == 0 {
+                    let mut flags = if v.prot & libc::PROT_WRITE == 0 { libc::SHM_RDONLY } else { 0 };
+                    if v.prot & libc::PROT_EXEC != 0 {
+                        flags |= libc::SHM_EXEC;
+                    }
+                    let at = self.call(&what, libc::SYS_shmat, [v.inode, v.start, flags as u64, 0, 0, 0])?;
+                    if at as u64 != v.start {
+                        return Err(restore_err(what, format!("shmat gave {at:#x}")));
+                    }
+                }
+                self.call(&what, libc::SYS_mprotect, [v.start, v.len(), v.prot as u64, 0, 0, 0])?;
+                v.start as i64
+            } else if v.is_anon() {
                 let grows = if v.name == "[stack]" { libc::MAP_GROWSDOWN } else { 0 };
                 self.call(
                     &what,

@@ -437,6 +437,9 @@ impl Replayer<'_> {
         }
         self.note_signal_syscall(&t, vtid, spec, args, s.ret);
         self.note_itimer(&t, vtid, spec, args, s.ret)?;
+        if i64::from(spec.nr) == libc::SYS_shmget {
+            self.note_shmget(s.ret);
+        }
         // Pipes and eventfds the program made (not its inherited stdio, not its sockets): see
         // `pipes` and `eventfds`.
         let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);

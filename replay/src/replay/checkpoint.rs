@@ -167,6 +167,10 @@ struct Book {
     /// Children forked at replay (all alive): task number, (pid, uid, parent process).
     #[serde(default)]
     born: Vec<(u32, (i32, u32, u32))>,
+    #[serde(default)]
+    shm_seen: Vec<i32>,
+    #[serde(default)]
+    shm_last: Option<i32>,
 }
 
 /// Where a task was when the checkpoint was taken. Every task is at a seccomp stop.
@@ -227,6 +231,9 @@ struct State {
     /// begin with them.
     header: Vec<u8>,
     start: Vec<u8>,
+    /// System V shared memory; its bytes follow the processes' pages.
+    #[serde(default)]
+    sysv: kernel::sysv::Sysv,
 }
 
 fn map_list<K: Copy + Ord, V: Clone>(m: &HashMap<K, V>) -> Vec<(K, V)> {
@@ -366,16 +373,10 @@ impl Replayer<'_> {
         }
         // Semaphores and message queues live in the kernel only: a restore would not have them.
         let first = self.tasks.get(&0).map(|t| t.tid).unwrap_or(t.pid());
-        match kernel::sysv_objects(first) {
-            Ok(0) => {}
-            Ok(n) => {
-                return Ok(Some(format!(
-                    "{n} System V IPC objects exist (shared memory, semaphores, message queues are not kept in checkpoints yet)"
-                )))
-            }
-            Err(e) => return Ok(Some(e.to_string())),
+        match kernel::sysv::refusal(first.as_raw(), self.shm_last) {
+            Ok(why) => Ok(why),
+            Err(e) => Ok(Some(e.to_string())),
         }
-        Ok(None)
     }
 
     /// Takes the checkpoint. The outer error loses a task (nothing can go on); the inner one
@@ -455,7 +456,7 @@ impl Replayer<'_> {
                         .vmas
                         .iter()
                         .filter(|v| {
-                            v.is_shared_anon()
+                            (v.is_shared_anon() || v.is_sysv())
                                 && theirs.iter().any(|o| o.start == v.start && o.end == v.end && o.inode == v.inode)
                         })
                         .map(|v| (v.start, v.end))
@@ -503,7 +504,13 @@ impl Replayer<'_> {
         } else {
             Vec::new()
         };
+        let (mut sysv, segments) = kernel::sysv::capture(pid, self.shm_last).map_err(|e| e.to_string())?;
+        for seg in &mut sysv.shm {
+            seg.at += pages.len() as u64;
+        }
+        pages.extend_from_slice(&segments);
         let state = State {
+            sysv,
             procs: saved,
             last_pid: self.ids.values().map(|i| i.0).max().unwrap_or(2),
             book: self.book(),
@@ -574,6 +581,25 @@ impl Replayer<'_> {
                 v.sort_unstable_by_key(|e| e.0);
                 v
             },
+            shm_seen: self.shm_seen.iter().copied().collect(),
+            shm_last: self.shm_last,
+        }
+    }
+
+    /// A shmget that gave `ret`: an id not given before is a segment the kernel created.
+    pub(super) fn note_shmget(&mut self, ret: i64) {
+        // Beyond this many, a restore could not give the next segment its id anyway.
+        const FOLLOWED: usize = 4096;
+        let Ok(id) = i32::try_from(ret) else { return };
+        if id < 0 || self.shm_last == Some(-1) {
+            return;
+        }
+        if self.shm_seen.insert(id) {
+            self.shm_last = Some(id);
+            if self.shm_seen.len() > FOLLOWED {
+                self.shm_seen.clear();
+                self.shm_last = Some(-1);
+            }
         }
     }
 
@@ -622,6 +648,8 @@ impl Replayer<'_> {
         self.clocks = ClockPages::from_entries(&b.clocks);
         self.source.taken = b.taken;
         self.stdio_out = b.stdio_out;
+        self.shm_seen = b.shm_seen.into_iter().collect();
+        self.shm_last = b.shm_last;
         // Their host tids are set once the processes are made again.
         self.born = b
             .born
@@ -726,8 +754,10 @@ pub(super) fn restore_session<'a>(
         }
     }
     let mut made = Made::default();
-    let rebuilt = kernel::Rebuild::start(launched.tracee, &first.process.memory.vmas)
-        .and_then(|b| rebuild_proc(b, &state, 0, pages, &states, pid, &mut made));
+    let rebuilt = kernel::sysv::restore(pid.as_raw(), &state.sysv, pages)
+        .and_then(|()| kernel::Rebuild::start(launched.tracee, &first.process.memory.vmas))
+        .and_then(|b| rebuild_proc(b, &state, 0, pages, &states, pid, &mut made))
+        .and_then(|()| kernel::sysv::remove_marked(pid.as_raw(), &state.sysv));
     if let Err(e) = rebuilt {
         ft_interposer::tracee::kill_and_reap_all(made.created.iter().copied().chain([pid]));
         return Err(refuse(format!("restoring it failed: {e}")));

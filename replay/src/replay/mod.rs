@@ -47,7 +47,7 @@ use ft_libos::table::{
 use ft_libos::{lookup, FdKind, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{info, Logger};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -222,6 +222,8 @@ impl<'a> Replayer<'a> {
             interrupter: spin::Interrupter::default(),
             yielded: None,
             born: HashMap::new(),
+            shm_seen: BTreeSet::new(),
+            shm_last: None,
             restarts: HashMap::new(),
             pidfds: HashMap::new(),
             unarmed_timers: HashSet::new(),
@@ -348,6 +350,11 @@ struct Replayer<'a> {
     yielded: Option<u32>,
     /// Child processes forked at replay and not reaped yet, by task number (see [`Born`]).
     born: HashMap<u32, Born>,
+    /// System V shared memory ids the program was given, and the last one the kernel created
+    /// (a checkpoint's restore continues the kernel's allocation after it; Some(-1): too many
+    /// to follow). See `checkpoint::note_shmget`.
+    shm_seen: BTreeSet<i32>,
+    shm_last: Option<i32>,
     /// Per task, the syscall (number, arguments) that the log's -ERESTART_RESTARTBLOCK
     /// interrupted, until a result other than that: the kernel continues it as
     /// restart_syscall, which a replay that goes live must run as that syscall again.
