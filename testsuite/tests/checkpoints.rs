@@ -139,6 +139,8 @@ fn process_trees_restore_with_pids_fds_and_sessions() {
         ("shm_posix", 3, 6),
         // System V segments: kept, removed while attached, inherited, and new ones' ids.
         ("sysv_shm", 5, 6),
+        // A child with its own umask and resource limits.
+        ("child_state", 3, 5),
     ] {
         restores_from_checkpoints(name, base + s % base, 6, min);
     }

@@ -335,14 +335,26 @@ impl Rebuild {
         Ok(())
     }
 
-    /// The process's signal actions and working directory.
-    pub fn process(&mut self, actions: &[(i32, Vec<u8>)], cwd: &str) -> CResult<()> {
+    /// The process's signal actions, working directory, umask and resource limits.
+    pub fn process(&mut self, actions: &[(i32, Vec<u8>)], cwd: &str, umask: u32, limits: &[u64]) -> CResult<()> {
         for (sig, act) in actions {
             let at = self.put(act)?;
             self.call(&format!("the action of signal {sig}"), libc::SYS_rt_sigaction, [*sig as u64, at, 0, 8, 0, 0])?;
         }
         let at = self.put_str(cwd)?;
         self.call(&format!("the working directory {cwd}"), libc::SYS_chdir, [at, 0, 0, 0, 0, 0])?;
+        // A child may have set its own (PostgreSQL's postmaster: umask 077), unlike the parent
+        // it is forked from here. Before the credentials: raising a limit needs root.
+        self.call("the umask", libc::SYS_umask, [u64::from(umask), 0, 0, 0, 0, 0])?;
+        let pid = self.r.task()?.pid().as_raw();
+        let now = crate::procfs::proc_state(pid).map_err(|why| restore_err("the fresh process's state", why))?;
+        for (res, pair) in limits.chunks_exact(2).enumerate() {
+            if now.limits.get(res * 2..res * 2 + 2) != Some(pair) {
+                let bytes: Vec<u8> = pair.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let at = self.put(&bytes)?;
+                self.call(&format!("resource limit {res}"), libc::SYS_prlimit64, [0, res as u64, at, 0, 0, 0])?;
+            }
+        }
         Ok(())
     }
 

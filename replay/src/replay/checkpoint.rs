@@ -918,7 +918,7 @@ fn rebuild_proc(
         .ok_or_else(|| CheckpointError::Unsupported("its page part is shorter than its processes say".into()))?;
     b.memory(&p.process.memory, mine, &p.kept)?;
     b.fds(&p.process.fds)?;
-    b.process(&leader.state.actions, &String::from_utf8_lossy(&ps.cwd))?;
+    b.process(&leader.state.actions, &String::from_utf8_lossy(&ps.cwd), ps.umask, &ps.limits)?;
     b.session(p.ns_pid, p.pgid, p.sid)?;
     for (ci, c) in s.procs.iter().enumerate().filter(|(_, c)| c.parent == Some(p.proc)) {
         let child = b.fork_child(program, c.ns_pid)?;

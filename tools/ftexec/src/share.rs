@@ -41,15 +41,24 @@ pub fn list(dir: &Path) -> Vec<(String, u64, u64, u64)> {
     v
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(HEX[usize::from(x >> 4)] as char);
+        s.push(HEX[usize::from(x & 15)] as char);
+    }
+    s
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    if !b.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    b.chunks_exact(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
 }
 
 /// The control commands a replica serves about its checkpoints.
@@ -204,4 +213,18 @@ pub fn spawn_keeper(node: Arc<Node>, cfg: ClusterConfig, me: u64, dir: PathBuf, 
             compact(&node, &dir, keep, &log);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{hex, unhex};
+
+    #[test]
+    fn chunks_survive_hex() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+        assert_eq!(unhex(&hex(&all)).as_deref(), Some(all.as_slice()));
+        assert_eq!(unhex("abc"), None, "odd length");
+        assert_eq!(unhex("zz"), None, "not a digit");
+    }
 }
