@@ -4,6 +4,7 @@
 //! directory) and the initial data given with `--initial-data`.
 
 use ft_testsuite::cluster::Up;
+use ft_testsuite::postgres::{uid_of, Postgres};
 use ft_testsuite::{find_program, free_port, temp_dir};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -51,15 +52,6 @@ fn busybox_httpd(port: u16, root: &Path) -> Option<Vec<String>> {
     };
     let args = ["httpd", "-f", "-p", &format!("127.0.0.1:{port}"), "-h", &root.to_string_lossy()].map(String::from);
     Some([vec![busybox.to_string_lossy().into_owned()], args.to_vec()].concat())
-}
-
-/// The uid of a user from /etc/passwd.
-fn uid_of(user: &str) -> Option<u32> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&user)).then(|| f.get(2)?.parse().ok()).flatten()
-    })
 }
 
 /// The real, effective, saved and fs uid of a process (the Uid: line of /proc/PID/status).
@@ -283,11 +275,6 @@ fn nginx_with_4_workers_serves_across_a_failover() {
     assert!(!up.logs().contains("cannot be opened again"), "{}", up.logs());
 }
 
-/// Runs `prog args` as the postgres user (runuser); its output.
-fn as_postgres(prog: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("runuser").args(["-u", "postgres", "--", prog]).args(args).output().expect("runuser")
-}
-
 /// PostgreSQL 15 under `up`: initdb's output as `--initial-data`, `postgres -D` started by root
 /// through `runuser -u postgres` (it drops to postgres; it refused to start while getuid said
 /// root). It uses System V shared memory and semaphores (in the program's own IPC namespace) and
@@ -296,89 +283,22 @@ fn as_postgres(prog: &str, args: &[&str]) -> std::process::Output {
 /// and the new leader takes more.
 #[test]
 fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
-    let bin = Path::new("/usr/lib/postgresql/15/bin");
-    if !bin.join("postgres").exists() || !bin.join("pgbench").exists() || uid_of("postgres").is_none() {
-        println!("SKIPPED: PostgreSQL 15 is not installed (scripts/deps.sh installs postgresql)");
-        return;
-    }
     let tmp = temp_dir("srv-postgres");
-    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let init = tmp.path().join("initdb");
-    let sockets = tmp.path().join("sockets");
-    std::fs::create_dir_all(&sockets).unwrap();
-    std::fs::set_permissions(&sockets, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
-    std::fs::create_dir_all(&init).unwrap();
-    let pg_uid = uid_of("postgres").unwrap_or(0);
-    std::os::unix::fs::chown(&init, Some(pg_uid), None).unwrap();
-    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let initdb = as_postgres(bin.join("initdb").to_str().unwrap(), &["-D", init.to_str().unwrap(), "-A", "trust"]);
-    assert!(initdb.status.success(), "initdb: {}", String::from_utf8_lossy(&initdb.stderr));
     let dir = tmp.path().join("cluster");
-    let port = free_port().to_string();
-    let cmd: Vec<String> = [
-        "runuser",
-        "-u",
-        "postgres",
-        "--",
-        bin.join("postgres").to_str().unwrap(),
-        "-D",
-        dir.join("data").to_str().unwrap(),
-        "-p",
-        &port,
-        "-k",
-        sockets.to_str().unwrap(),
-        "-c",
-        "listen_addresses=127.0.0.1",
-        // A parallel index build's workers wait for each other in a loop the spin prober cannot
-        // preempt without a PMU (issue #3): one process builds it.
-        "-c",
-        "max_parallel_maintenance_workers=0",
-    ]
-    .map(String::from)
-    .to_vec();
-    let up = Up::start(&dir, &cmd, &["--initial-data", init.to_str().unwrap()], &[]);
-    let sql = |q: &str| {
-        let o =
-            as_postgres(bin.join("psql").to_str().unwrap(), &["-h", "127.0.0.1", "-p", &port, "-tAc", q, "postgres"]);
-        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
+    let Some(pg) = Postgres::prepare(tmp.path(), &dir) else { return };
+    let up = Up::start(&dir, &pg.cmd, &["--initial-data", pg.init.to_str().unwrap()], &[]);
+    let sql = |q: &str| pg.sql(q);
     up.retry(Duration::from_secs(60), "postgres answering", || sql("select 1"));
-    let pgbench = bin.join("pgbench").to_string_lossy().into_owned();
-    let i = as_postgres(&pgbench, &["-h", "127.0.0.1", "-p", &port, "-i", "-s", "1", "postgres"]);
+    let i = pg.pgbench(&["-i", "-s", "1"]);
     assert!(i.status.success(), "pgbench -i: {}\n{}", String::from_utf8_lossy(&i.stderr), up.logs());
-    let t = std::thread::spawn({
-        let port = port.clone();
-        move || {
-            std::process::Command::new("runuser")
-                .args([
-                    "-u",
-                    "postgres",
-                    "--",
-                    &pgbench,
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port,
-                    "-c",
-                    "4",
-                    "-T",
-                    "8",
-                    "postgres",
-                ])
-                .output()
-                .expect("pgbench")
-        }
+    let out = std::thread::scope(|s| {
+        let t = s.spawn(|| pg.pgbench(&["-c", "4", "-T", "8"]));
+        std::thread::sleep(Duration::from_secs(3));
+        up.kill_leader();
+        t.join().expect("pgbench")
     });
-    std::thread::sleep(Duration::from_secs(3));
-    up.kill_leader();
-    let out = t.join().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let done: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-        .unwrap_or_else(|| panic!("pgbench said: {text}{}", String::from_utf8_lossy(&out.stderr)));
-    assert!(done > 0, "no transaction before the kill: {text}");
+    let done = Postgres::processed(&out);
+    assert!(done > 0, "no transaction before the kill: {}", String::from_utf8_lossy(&out.stdout));
     let history: u64 = up.retry(Duration::from_secs(60), "postgres answering after the failover", || {
         sql("select count(*) from pgbench_history")?.parse().ok()
     });

@@ -4,6 +4,7 @@
 //! with -9 comes back from its checkpoints with every acknowledged write.
 
 use ft_testsuite::cluster::Up;
+use ft_testsuite::postgres::Postgres;
 use ft_testsuite::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -267,4 +268,54 @@ fn a_replica_added_later_starts_from_a_checkpoint() {
     assert!(log().contains("live: recording from event"), "node 4 did not go live:\n{}", log());
     let _ = n4.kill();
     let _ = n4.wait();
+}
+
+/// PostgreSQL checkpointed by the followers under `up`: a tree of processes under a root
+/// `runuser` that dropped to postgres (each process with its own umask), System V and POSIX
+/// shared memory. After kill -9 of the whole cluster the replicas restore their checkpoints and
+/// serve every transaction pgbench saw committed; a failover follows.
+#[test]
+fn postgresql_restarts_from_checkpoints() {
+    let tmp = temp_dir("snapshots-postgres");
+    let dir = tmp.path().join("cluster");
+    let Some(pg) = Postgres::prepare(tmp.path(), &dir) else { return };
+    let init = pg.init.to_string_lossy().into_owned();
+    let args = ["--initial-data", init.as_str(), "--snapshot-every", "10000", "-v"];
+    let up = Up::start(&dir, &pg.cmd, &args, &[]);
+    up.retry(Duration::from_secs(60), "postgres answering", || pg.sql("select 1"));
+    let i = pg.pgbench(&["-i", "-s", "1"]);
+    assert!(i.status.success(), "pgbench -i: {}\n{}", String::from_utf8_lossy(&i.stderr), up.logs());
+    let done = Postgres::processed(&pg.pgbench(&["-c", "2", "-T", "4"]));
+    assert!(done > 0, "pgbench processed nothing");
+    up.retry(Duration::from_secs(120), "both followers with a checkpoint", || {
+        let st = up.status();
+        let with: Vec<_> =
+            st.iter().filter(|n| n["role"] == "follower" && n["checkpoint"]["event"].as_u64().is_some()).collect();
+        (with.len() == 2).then_some(())
+    });
+    up.kill_all();
+    let before: Vec<usize> = (1..=3).map(|id| replica_log_len(&dir, id)).collect();
+    let up = Up::start(&dir, &pg.cmd, &args, &[]);
+    let history: u64 = up.retry(Duration::from_secs(120), "postgres answering after the restart", || {
+        pg.sql("select count(*) from pgbench_history")?.parse().ok()
+    });
+    assert!(history >= done, "pgbench saw {done} committed, pgbench_history has {history} after the restart");
+    let restored = (1..=3u64)
+        .filter(|id| {
+            replica_log(&up, *id)
+                .get(before[*id as usize - 1]..)
+                .is_some_and(|l| l.contains("restoring from a checkpoint"))
+        })
+        .count();
+    assert!(restored >= 2, "fewer than two replicas restored a checkpoint after the restart:\n{}", up.logs());
+    up.retry(Duration::from_secs(60), "the replicas in lockstep", || {
+        let st = up.status();
+        let top = st.iter().filter_map(|n| n["events"].as_u64()).max()?;
+        (st.iter().filter(|n| n["events"].as_u64() == Some(top)).count() == 3).then_some(())
+    });
+    up.kill_leader();
+    let insert = "insert into pgbench_history (tid, bid, aid, delta) values (1, 1, 1, 1)";
+    up.retry(Duration::from_secs(60), "an insert after the failover", || pg.sql(insert).filter(|r| r == "INSERT 0 1"));
+    let after: u64 = pg.sql("select count(*) from pgbench_history").and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert_eq!(after, history + 1, "pgbench_history after the failover");
 }
