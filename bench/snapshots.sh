@@ -5,7 +5,8 @@
 # a replay of the whole log. Part 2: `ftexec up --replicas 3 --snapshot-every EVERY` under
 # redis-benchmark load: each node's Raft log size and newest checkpoint after LOAD1 and LOAD2
 # seconds of load, and how long a follower killed with -9 at that point takes to be back in
-# lockstep (its events at the leader's count at the kill). Part 3: the leader's throughput
+# lockstep (its events at the leader's count at the kill); FILL_MB=N first fills redis with N MB
+# (the state a rejoin restores). Part 3: the leader's throughput
 # (redis-benchmark -t set,get -n N3 -P 1) with followers that never checkpoint and with followers
 # checkpointing every EVERY3 events. PARTS="1 2 3" selects the parts.
 set -euo pipefail
@@ -66,9 +67,10 @@ p=$((7900 + RANDOM % 90))
   redis-server --port $p --save '' --appendonly no --bind 127.0.0.1 >"$work/up.out" 2>&1 & up=$!
 trap 'kill -INT $up 2>/dev/null; sleep 3; kill -9 -- -$up 2>/dev/null || true' EXIT
 wait_port $p
+if [ "${FILL_MB:-0}" -gt 0 ]; then fill $p "$FILL_MB"; fi
 redis-benchmark -p $p -t set,get -n 100000000 -c 20 -r 100000 -d 100 -P 1 >/dev/null 2>&1 & load=$!
 st() { "$CTL" status --json --config "$work/up/cluster.toml" --timeout-ms 2000; }
-printf "%6s %8s %10s %10s %10s %14s %10s\n" "load_s" "node" "role" "log_KiB" "first_idx" "ckpt_KiB(ev)" "rejoin_s"
+printf "%6s %5s %9s %10s %10s %9s %16s %10s\n" "load_s" "node" "role" "events" "log_KiB" "entries" "ckpt_KiB(ev)" "rejoin_s"
 start=$(date +%s)
 for at in $LOAD1 $LOAD2; do
   while [ $(( $(date +%s) - start )) -lt "$at" ]; do sleep 1; done
@@ -90,7 +92,8 @@ for n in d["nodes"]:
     c = n.get("checkpoint") or {}
     ck = "%d(%d)" % ((c.get("bytes") or 0) // 1024, c.get("event") or 0) if c else "-"
     rj = "%.2f" % float(sys.argv[2]) if str(n["id"]) == sys.argv[3] else ""
-    print("%6s %8s %10s %10s %10s %14s %10s" % (sys.argv[1], n["id"], n["role"], (n.get("log_bytes") or 0) // 1024, n.get("first_index"), ck, rj))
+    held = (n.get("commit") or 0) - (n.get("first_index") or 1) + 1
+    print("%6s %5s %9s %10s %10s %9s %16s %10s" % (sys.argv[1], n["id"], n["role"], n.get("events"), (n.get("log_bytes") or 0) // 1024, held, ck, rj))
 EOF
 done
 kill $load 2>/dev/null || true

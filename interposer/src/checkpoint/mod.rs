@@ -527,6 +527,16 @@ impl Scratch {
 /// `with_process`: also the process's signal actions and break (once per process).
 pub fn task_state(r: &mut Remote, fin: &crate::Regs, with_process: bool) -> CResult<(TaskState, u64)> {
     let pid = r.task()?.pid();
+    // The program cannot set debug registers (its ptrace and perf_event_open are refused): they
+    // are not kept, and a task that has one enabled (DR7) is not checkpointed rather than
+    // restored without it.
+    let dr7 = std::mem::offset_of!(libc::user, u_debugreg) + 7 * 8;
+    // SAFETY: PTRACE_PEEKUSER reads one word of the stopped tracee's user area; no memory of
+    // ours is written.
+    let enabled = unsafe { libc::ptrace(libc::PTRACE_PEEKUSER, pid.as_raw(), dr7, 0) };
+    if enabled != 0 && enabled != -1 {
+        return Err(CheckpointError::Unsupported(format!("task {pid} has debug registers enabled (DR7 {enabled:#x})")));
+    }
     let s = Scratch::map(r)?;
     let result = (|| -> CResult<(TaskState, u64)> {
         let a = s.0;
