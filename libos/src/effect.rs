@@ -143,10 +143,22 @@ pub struct Follow {
     pub timer: Timer,
     /// What a replica that goes live (failover) needs to know of it.
     pub live: Live,
+    /// A System V IPC id it returns.
+    pub ipc: Ipc,
 }
 
 impl Follow {
-    pub const NONE: Follow = Follow { stream: Stream::None, sends: None, timer: Timer::None, live: Live::None };
+    pub const NONE: Follow =
+        Follow { stream: Stream::None, sends: None, timer: Timer::None, live: Live::None, ipc: Ipc::None };
+}
+
+/// A System V IPC id a syscall returns, which checkpoints follow: a restore gives the kernel's
+/// id allocation back where the recording had it (interposer/src/checkpoint/sysv.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ipc {
+    None,
+    /// The id of a shared memory segment, new or existing (shmget).
+    ShmId,
 }
 
 /// The effect of a syscall on the stream of the fd in argument 0 (buffer in argument 1, count

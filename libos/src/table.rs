@@ -14,8 +14,8 @@
 
 pub use crate::arg::{Arg, Now, Returns};
 pub use crate::effect::{
-    Changes, CloneKind, Closes, FdEffect, FlagsArg, Follow, Interrupted, Live, MaskAt, NewFd, Object, Send, SigEffect,
-    Sleep, Stream, Target, TaskEffect, TempMask, Timer, Wait, Waits,
+    Changes, CloneKind, Closes, FdEffect, FlagsArg, Follow, Interrupted, Ipc, Live, MaskAt, NewFd, Object, Send,
+    SigEffect, Sleep, Stream, Target, TaskEffect, TempMask, Timer, Wait, Waits,
 };
 
 /// How a syscall is treated. See DESIGN.md, "The event model".
@@ -357,6 +357,10 @@ impl Spec {
         self.follow.sends = Some(Send { target, sig, info });
         self
     }
+    const fn ipc(mut self, i: Ipc) -> Self {
+        self.follow.ipc = i;
+        self
+    }
     const fn timer(mut self, t: Timer) -> Self {
         self.follow.timer = t;
         self
@@ -499,7 +503,7 @@ pub static TABLE: &[Spec] = &[
     // one with the PID namespace): with one task at a time its ids, values and shared memory are
     // as deterministic as threads' memory. IPC_STAT times are the replay's own.
     // int shmget(key_t key, size_t size, int flags)
-    loc(29, "shmget").check(A0 | A1 | A2).args(&[Hex, Uint, Hex]),
+    loc(29, "shmget").check(A0 | A1 | A2).ipc(Ipc::ShmId).args(&[Hex, Uint, Hex]),
     // void *shmat(int id, const void *addr, int flags)
     loc(30, "shmat").check(A0 | A1 | A2).args(&[Int, Hex, Hex]),
     // int shmctl(int id, int cmd, struct shmid_ds *buf)

@@ -437,7 +437,7 @@ impl Replayer<'_> {
         }
         self.note_signal_syscall(&t, vtid, spec, args, s.ret);
         self.note_itimer(&t, vtid, spec, args, s.ret)?;
-        if i64::from(spec.nr) == libc::SYS_shmget {
+        if spec.follow.ipc == ft_libos::table::Ipc::ShmId {
             self.note_shmget(s.ret);
         }
         // Pipes and eventfds the program made (not its inherited stdio, not its sockets): see
