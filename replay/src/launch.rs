@@ -47,6 +47,10 @@ pub struct Checkpoints {
     pub every: u64,
     /// Keep the newest this many, remove older ones (0: keep all).
     pub keep: usize,
+    /// A follower's: a checkpoint due while the last one is still being written waits for a
+    /// later boundary, so that replay never waits for a write (the boundaries then depend on
+    /// timing). Otherwise replay waits for the write and the boundaries depend on the log alone.
+    pub never_wait: bool,
 }
 
 impl ReplayOptions {

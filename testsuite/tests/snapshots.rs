@@ -97,6 +97,21 @@ fn replica_log(up: &Up, id: u64) -> String {
     std::fs::read_to_string(up.dir.join(format!("n{id}/ftexec.log"))).unwrap_or_default()
 }
 
+/// Waits until at least two replicas restored a checkpoint since their logs were `before`
+/// bytes long (the leader may answer before a follower has read its checkpoint).
+fn await_restores(up: &Up, before: &[usize]) {
+    up.retry(Duration::from_secs(60), "two replicas restored from a checkpoint after the restart", || {
+        let restored = (1..=3u64)
+            .filter(|id| {
+                replica_log(up, *id)
+                    .get(before[*id as usize - 1]..)
+                    .is_some_and(|l| l.contains("restoring from a checkpoint"))
+            })
+            .count();
+        (restored >= 2).then_some(())
+    });
+}
+
 #[test]
 fn redis_cluster_compacts_rejoins_from_a_snapshot_and_restarts_from_checkpoints() {
     let Some((port, cmd)) = redis_command() else { return };
@@ -154,14 +169,7 @@ fn redis_cluster_compacts_rejoins_from_a_snapshot_and_restarts_from_checkpoints(
             assert_eq!(get(port, &mut c, &format!("{prefix}{i}")), format!("v{i}"), "{prefix}{i} after the restart");
         }
     }
-    let restored = (1..=3u64)
-        .filter(|id| {
-            replica_log(&up, *id)
-                .get(before[*id as usize - 1]..)
-                .is_some_and(|l| l.contains("restoring from a checkpoint"))
-        })
-        .count();
-    assert!(restored >= 2, "fewer than two replicas restored a checkpoint after the restart:\n{}", up.logs());
+    await_restores(&up, &before);
     // And it still fails over.
     up.kill_leader();
     let mut c = None;
@@ -300,17 +308,7 @@ fn postgresql_restarts_from_checkpoints() {
         pg.sql("select count(*) from pgbench_history")?.parse().ok()
     });
     assert!(history >= done, "pgbench saw {done} committed, pgbench_history has {history} after the restart");
-    // The leader may answer before a follower has read its checkpoint.
-    up.retry(Duration::from_secs(60), "two replicas restored from a checkpoint after the restart", || {
-        let restored = (1..=3u64)
-            .filter(|id| {
-                replica_log(&up, *id)
-                    .get(before[*id as usize - 1]..)
-                    .is_some_and(|l| l.contains("restoring from a checkpoint"))
-            })
-            .count();
-        (restored >= 2).then_some(())
-    });
+    await_restores(&up, &before);
     up.retry(Duration::from_secs(60), "the replicas in lockstep", || {
         let st = up.status();
         let top = st.iter().filter_map(|n| n["events"].as_u64()).max()?;

@@ -258,6 +258,15 @@ impl Replayer<'_> {
         if !due {
             return Ok(t);
         }
+        // A follower never waits for a write: while the last checkpoint is still being written
+        // (a large program on a busy machine), the next one waits for a later boundary.
+        let busy = self
+            .plan
+            .as_ref()
+            .is_some_and(|p| p.opts.never_wait && p.writing.as_ref().is_some_and(|w| !w.handle.is_finished()));
+        if busy {
+            return Ok(t);
+        }
         if let Some(why) = self.why_not(vtid, &t, orig)? {
             if let Some(p) = self.plan.as_mut() {
                 if p.said.insert(why.clone()) {

@@ -352,6 +352,7 @@ fn main() -> ExitCode {
                 dir: checkpoint_dir.clone().unwrap_or_else(|| default_checkpoint_dir(path)),
                 every,
                 keep: 0,
+                never_wait: false,
             });
             opts.from_checkpoint.clone_from(from_checkpoint);
             match out {

@@ -316,6 +316,7 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
                     dir: checkpoint_dir.clone(),
                     every: cfg.snapshot.every_events,
                     keep: cfg.snapshot.keep,
+                    never_wait: true,
                 });
             }
             ropts.from_checkpoint = chosen.as_ref().map(|c| c.path.clone());
