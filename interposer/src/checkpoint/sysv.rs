@@ -86,9 +86,9 @@ fn table(name: &str) -> CResult<Vec<Vec<String>>> {
     Ok(text.lines().skip(1).map(|l| l.split_whitespace().map(str::to_string).collect()).collect())
 }
 
-fn field<T: std::str::FromStr>(row: &[String], i: usize, radix8: bool) -> CResult<T>
+fn field<T>(row: &[String], i: usize, radix8: bool) -> CResult<T>
 where
-    T: TryFrom<u64>,
+    T: std::str::FromStr + TryFrom<u64>,
 {
     let s = row.get(i).ok_or_else(|| CheckpointError::Unsupported("a short /proc/sysvipc/shm line".into()))?;
     let parsed = if radix8 { u64::from_str_radix(s, 8).ok().and_then(|v| T::try_from(v).ok()) } else { s.parse().ok() };
