@@ -37,6 +37,9 @@ pub enum SessionError {
     /// A committed Raft entry does not hold what a recording's log holds.
     #[error("replication: {0}")]
     Entry(#[from] EntryError),
+    /// A stopped replica's log given to replay cannot be read.
+    #[error(transparent)]
+    RaftLog(#[from] RaftLogError),
     /// The cluster compacted its log past this replica's position: it must restore a checkpoint.
     #[error("the cluster compacted its log past this replica (the leader sent a snapshot at entry {index}): it restarts from a checkpoint")]
     Compacted { index: u64 },

@@ -27,9 +27,9 @@ pub trait EventSource {
     }
 }
 
-/// Events from a log file.
+/// Events from a log file, or from a stopped replica's Raft log (its data directory or raft.log).
 pub struct FileSource {
-    reader: LogReader,
+    reader: Reader,
     peeked: Option<Event>,
     pos: u64,
     /// The end of the file is the end of what a leader committed: a replay goes live there.
@@ -39,9 +39,16 @@ pub struct FileSource {
 impl FileSource {
     /// Opens a log after checking every record's checksum, so a damaged log is refused before
     /// the program prints anything.
+    /// A replica's Raft log is read whole (its committed entries), with the same checks.
     pub fn open(path: &Path) -> Result<Self> {
-        LogReader::open(path)?.verify_rest()?;
-        Ok(FileSource { reader: LogReader::open(path)?, peeked: None, pos: 0, live_at_end: false })
+        let reader = if crate::raft::replica_log(path).is_some() {
+            let (header, events) = crate::raft::read_recording(path)?;
+            Reader::Replica { header, events: events.into_iter() }
+        } else {
+            LogReader::open(path)?.verify_rest()?;
+            Reader::File(Box::new(LogReader::open(path)?))
+        };
+        Ok(FileSource { reader, peeked: None, pos: 0, live_at_end: false })
     }
 
     /// Makes the end of the file the end of a committed log: [`replay_then_live`] goes live
@@ -51,7 +58,24 @@ impl FileSource {
         self
     }
     pub fn header(&self) -> &Header {
-        self.reader.header()
+        match &self.reader {
+            Reader::File(r) => r.header(),
+            Reader::Replica { header, .. } => header,
+        }
+    }
+}
+
+enum Reader {
+    File(Box<LogReader>),
+    Replica { header: Header, events: std::vec::IntoIter<Event> },
+}
+
+impl Reader {
+    fn next_event(&mut self) -> Result<Option<Event>> {
+        match self {
+            Reader::File(r) => Ok(r.next_event()?),
+            Reader::Replica { events, .. } => Ok(events.next()),
+        }
     }
 }
 

@@ -1,6 +1,4 @@
-/* Calls fork: ftexec does not support child processes yet and must refuse this
- * program with a clear "not supported" error instead of a wrong replay.
- * Natively the child exits 7 and the parent prints that status and exits 0. */
+/* fork and waitpid: the child exits 7 and the parent prints that status and exits 0. */
 #include <err.h>
 #include <stdio.h>
 #include <sys/wait.h>

@@ -133,6 +133,24 @@ fn ftdbg_reads_the_raft_logs_of_a_stopped_cluster() {
         let out = text(&d);
         assert!(out.contains("identical") || out.contains("is a prefix of"), "ftdbg diff {} {other}:\n{out}", logs[0]);
     }
+    // `ftexec replay` takes a stopped replica's directory as it takes a recording: it replays
+    // every committed event. The log ends without the program's exit, or with its death by
+    // the SIGINT that stopped the cluster if that was committed.
+    let events = {
+        let st = ftdbg(&["stats", &logs[0], "--json"]);
+        let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap_or_else(|_| panic!("{}", text(&st)));
+        j["events"].as_u64().unwrap_or(0)
+    };
+    let r =
+        Command::new(ftexec()).args(["-q", "replay", &logs[0]]).stdin(Stdio::null()).output().expect("ftexec replay");
+    let ended = format!("the log ends at event {events} without the program's exit");
+    assert!(
+        r.status.code() == Some(125) && text(&r).contains(&ended) || r.status.code() == Some(128 + libc::SIGINT),
+        "replaying {} ({events} events): {:?} {}",
+        logs[0],
+        r.status,
+        text(&r)
+    );
     // The debugger replays a replica's log too.
     if Command::new("gdb").arg("--version").output().is_ok_and(|o| o.status.success()) {
         let gport = free_port();

@@ -237,8 +237,9 @@ fn a_replica_added_later_starts_from_a_checkpoint() {
     })();
     let log = std::fs::read_to_string(node4.join("ftexec.log")).unwrap_or_default();
     if !caught_up {
+        let ended = n4.try_wait();
         let _ = n4.kill();
-        panic!("node 4 did not catch up:\n{log}\n{:?}\n{}", up.status(), up.logs());
+        panic!("node 4 did not catch up (its process: {ended:?}):\n{log}\n{:?}\n{}", up.status(), up.logs());
     }
     assert!(log.contains("restoring from a checkpoint"), "node 4 did not restore a checkpoint:\n{log}");
     assert!(log.contains("fetched a checkpoint"), "node 4 fetched no checkpoint:\n{log}");

@@ -33,6 +33,18 @@ fn fork_and_wait() {
     assert_eq!(stdout(&rec), "child exited 7\n");
 }
 
+/// A thread writes memory without syscalls while the main thread forks 30 times: each child
+/// prints the counter in its copy of the memory, and every replay prints the same values. A fork
+/// holds the token at record and replay, so no thread runs while the kernel copies the memory
+/// (before, the writer ran during the copy and replay diverged at a child's write).
+#[test]
+fn a_fork_copies_memory_no_other_thread_is_writing() {
+    let rec = replays_6_times(&c_program("fork_while_writing"), &[], "fork_while_writing");
+    let out = stdout(&rec);
+    assert_eq!(out.lines().filter(|l| l.starts_with("child ")).count(), 30, "{out}");
+    assert!(out.ends_with("parent saw the writer run\n"), "{out}");
+}
+
 /// The killer test: a racy counter (4 threads × 1,000,000 unlocked increments). Native totals
 /// differ from run to run; every replay prints exactly the recorded total.
 #[test]

@@ -73,7 +73,10 @@ impl Recorder<'_> {
             if let Some(w) = ft_interposer::tracee::try_wait_for(None)? {
                 return Ok(w);
             }
-            let due = self.holder.is_some() && self.progress.elapsed() >= self.probe_gap;
+            // A holder in the kernel (a fork copying its memory) is not probed.
+            let holder_runs =
+                self.holder.and_then(|h| self.tasks.get(&h)).is_some_and(|t| matches!(t.state, TState::Holding));
+            let due = holder_runs && self.progress.elapsed() >= self.probe_gap;
             if due && self.interrupter.target().is_none() {
                 self.probing_since.get_or_insert(self.progress);
             }
@@ -386,7 +389,14 @@ impl Recorder<'_> {
                 self.after_blocking(&s, &p)?;
                 self.complete(&s, &p)?;
                 self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
+                let forked_holding = p.action == Action::Clone && self.holder == Some(pid);
                 self.make_ready(s);
+                if forked_holding {
+                    // It gives up the token here, behind the tasks that were ready first (its
+                    // child): whoever gets it is named by a Run, even the parent (replay waits
+                    // for one after such a fork).
+                    self.last_run = u32::MAX;
+                }
             }
             Stop::NewTask(child) => {
                 let (vtid, proc) = (self.vtid(pid), self.tasks.get(&pid).map(|t| t.proc).unwrap_or(0));

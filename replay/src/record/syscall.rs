@@ -128,9 +128,17 @@ impl Recorder<'_> {
                     }
                     self.sink.before_output()?;
                 }
+                // A clone that copies the address space keeps the token: the copy must not race
+                // with another thread's writes (a bio thread's free while redis forks its AOF
+                // rewrite child would change the child's memory from run to run). Nothing it
+                // waits for needs another task of the program; vfork (which waits for the
+                // child's exec) and threads share the memory and release it as any syscall.
+                let copies = action == Action::Clone && copies_address_space(&t, spec, &args);
                 t.cont_to_exit()?;
                 self.set_state(pid, TState::InKernel(Pending { spec, args, input, action }));
-                self.release(pid);
+                if !copies {
+                    self.release(pid);
+                }
                 return Ok(());
             }
         }
@@ -465,17 +473,28 @@ impl Recorder<'_> {
     }
 }
 
-/// Whether a clone creates a thread (CLONE_THREAD) rather than a process. clone3 keeps its
-/// flags in struct clone_args, whose first field they are.
-pub(super) fn is_thread_clone(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
-    let flags = match spec.task.clone {
+/// A clone's flags. clone3 keeps them in struct clone_args, whose first field they are; vfork's
+/// are CLONE_VM | CLONE_VFORK and fork's none.
+fn clone_flags(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> u64 {
+    match spec.task.clone {
         CloneKind::Clone => args[0],
         CloneKind::Clone3 => {
             t.read(args[0], 8).ok().and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
         }
-        CloneKind::Fork | CloneKind::Vfork | CloneKind::None => 0,
-    };
-    flags & libc::CLONE_THREAD as u64 != 0
+        CloneKind::Vfork => (libc::CLONE_VM | libc::CLONE_VFORK) as u64,
+        CloneKind::Fork | CloneKind::None => 0,
+    }
+}
+
+/// Whether a clone creates a thread (CLONE_THREAD) rather than a process.
+pub(super) fn is_thread_clone(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
+    clone_flags(t, spec, args) & libc::CLONE_THREAD as u64 != 0
+}
+
+/// Whether a clone gives the child a copy of the caller's memory (no CLONE_VM): the kernel
+/// reads the whole address space while it runs.
+pub(super) fn copies_address_space(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
+    spec.task.clone != CloneKind::None && clone_flags(t, spec, args) & libc::CLONE_VM as u64 == 0
 }
 
 impl stop::Side for Recorder<'_> {

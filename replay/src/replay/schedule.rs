@@ -98,8 +98,19 @@ impl Replayer<'_> {
                         }
                         RState::Executing => {
                             self.source.next_event()?;
+                            // A fork held the token at record (no flag says that another task
+                            // ran meanwhile; see the recorder's `copies_address_space`): it gave
+                            // it up at its exit, and a Run says who got it.
+                            let forked_holding = !s.token_free
+                                && !s.token_released
+                                && s.holder_silent.is_none()
+                                && ft_libos::table::lookup(u64::from(s.nr))
+                                    .is_some_and(|sp| sp.special == Special::Clone);
                             let t = self.finish_executing(s, index)?;
                             self.set_state(task, RState::Idle(t));
+                            if forked_holding {
+                                self.yielded = Some(task);
+                            }
                         }
                         other => {
                             self.set_state(s.task, other);

@@ -71,7 +71,7 @@ enum Cmd {
     },
     /// Re-execute the program of a log, reproducing its output exactly.
     Replay {
-        /// A log written by `ftexec record`.
+        /// A log written by `ftexec record`, or a stopped replica's Raft data directory (its committed events).
         log: PathBuf,
         /// Replay into DIR, which must hold what the recorded data directory held before the
         /// recording (it is bind-mounted at the recorded path, which needs root).
@@ -308,8 +308,8 @@ fn continue_into(path: &Path, out: &Path, opts: ReplayOptions, log: &Logger) -> 
     let mut source = FileSource::open(path)?.live_at_end();
     let header = source.header().clone();
     let mut writer = LogWriter::create(out, &header)?;
-    let mut copy = ft_libos::log::LogReader::open(path)?;
-    while let Some(ev) = copy.next_event()? {
+    let mut copy = FileSource::open(path)?;
+    while let Some(ev) = ft_replay::EventSource::next_event(&mut copy)? {
         writer.append(&ev)?;
     }
     let recorded_dir =

@@ -79,9 +79,23 @@ extern "C" fn on_stop_signal(sig: libc::c_int) {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, sig) };
     } else {
-        // A follower just leaves (its tracee dies with it: PTRACE_O_EXITKILL).
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(128 + sig) };
+        // A follower just leaves (its tracee dies with it: PTRACE_O_EXITKILL), and says so.
+        let mut msg = *b"ftexec: stopped by signal NN\n";
+        let n = sig.clamp(0, 99) as u8;
+        let len = if n >= 10 {
+            msg[26] = b'0' + n / 10;
+            msg[27] = b'0' + n % 10;
+            msg.len()
+        } else {
+            msg[26] = b'0' + n;
+            msg[27] = b'\n';
+            msg.len() - 1
+        };
+        // SAFETY: write and _exit are async-signal-safe; msg is a local buffer of len bytes or more.
+        unsafe {
+            libc::write(2, msg.as_ptr().cast(), len);
+            libc::_exit(128 + sig)
+        };
     }
 }
 
