@@ -43,7 +43,7 @@ impl FileSource {
     pub fn open(path: &Path) -> Result<Self> {
         let reader = if crate::raft::replica_log(path).is_some() {
             let (header, events) = crate::raft::read_recording(path)?;
-            Reader::Replica { header, events: events.into_iter() }
+            Reader::Replica { header: Box::new(header), events: events.into_iter() }
         } else {
             LogReader::open(path)?.verify_rest()?;
             Reader::File(Box::new(LogReader::open(path)?))
@@ -67,7 +67,7 @@ impl FileSource {
 
 enum Reader {
     File(Box<LogReader>),
-    Replica { header: Header, events: std::vec::IntoIter<Event> },
+    Replica { header: Box<Header>, events: std::vec::IntoIter<Event> },
 }
 
 impl Reader {
