@@ -136,26 +136,52 @@ pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<
     if spec.pid_ns {
         // A fork-like clone whose child is the init (pid 1) of a new PID namespace, and of a new
         // IPC namespace (System V IPC and its ids are the program's own, the same in every run);
-        // the program will be its child, pid 2. Without the privilege, fall back to a plain fork below.
+        // the program will be its child, pid 2. A user without the privilege gets them inside a
+        // user namespace of its own (its uid and gid mapped to themselves, as rootless
+        // containers do); where that is not allowed either, a plain fork below.
+        let ns = libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::SIGCHLD;
         // SAFETY: clone without CLONE_VM and without a new stack behaves like fork.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::SIGCHLD) as libc::c_ulong,
-                0,
-                0,
-                0,
-                0,
-            )
-        };
+        let mut r = unsafe { libc::syscall(libc::SYS_clone, ns as libc::c_ulong, 0, 0, 0, 0) };
         if r == 0 {
             drop(rd);
             // SAFETY: as for fork below; `ns_init` never returns.
             unsafe { ns_init(&fresh, wr) }
         }
+        let mut go = None;
+        if r < 0 && nix::Error::last() == nix::Error::EPERM {
+            let (go_rd, go_wr) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| fail(format!("pipe2: {e}")))?;
+            // SAFETY: as above.
+            r = unsafe { libc::syscall(libc::SYS_clone, (ns | libc::CLONE_NEWUSER) as libc::c_ulong, 0, 0, 0, 0) };
+            if r == 0 {
+                drop(rd);
+                drop(go_wr);
+                // SAFETY: raw syscalls on a pipe of ours; then as for fork below.
+                unsafe {
+                    // The parent maps our ids first: until then, no mount or file operation.
+                    let mut b = 0u8;
+                    if libc::read(go_rd.as_raw_fd(), (&mut b as *mut u8).cast(), 1) != 1 {
+                        libc::_exit(127);
+                    }
+                    libc::close(go_rd.as_raw_fd());
+                    ns_init(&fresh, wr)
+                }
+            }
+            go = Some(go_wr);
+        }
         if r > 0 {
             drop(wr);
-            return parent(Pid::from_raw(r as i32), true, spec, rd).map_err(|e| match e {
+            let child = Pid::from_raw(r as i32);
+            if let Some(go) = go {
+                if let Err(why) = map_own_ids(child) {
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    return Err(fail(format!("mapping this user's ids in a user namespace: {why}")));
+                }
+                // SAFETY: one byte to the child from a local.
+                unsafe { libc::write(go.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+            }
+            return parent(child, true, spec, rd).map_err(|e| match e {
                 TraceError::Launch { why, .. } => fail(why),
                 other => other,
             });
@@ -177,6 +203,38 @@ pub fn launch(spec: &LaunchSpec, filter: &[seccompiler::sock_filter]) -> Result<
             })
         }
     }
+}
+
+/// The user namespace of `child` maps this process's uid and gid to themselves, so that the
+/// program sees the ids it would see natively (supplementary groups show as the overflow gid,
+/// and setgroups is denied, as in any user namespace made without privilege).
+fn map_own_ids(child: Pid) -> std::io::Result<()> {
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    std::fs::write(format!("/proc/{child}/uid_map"), format!("{uid} {uid} 1\n"))?;
+    std::fs::write(format!("/proc/{child}/setgroups"), "deny")?;
+    std::fs::write(format!("/proc/{child}/gid_map"), format!("{gid} {gid} 1\n"))
+}
+
+/// Whether this process can give a program PID, IPC and mount namespaces of its own: with the
+/// privilege (root), or inside a user namespace of its own (an unprivileged user, where the
+/// kernel allows them).
+pub fn can_make_namespaces() -> bool {
+    for flags in [libc::CLONE_NEWNS, libc::CLONE_NEWUSER | libc::CLONE_NEWNS] {
+        // SAFETY: a fork-like clone whose child exits at once, reaped below.
+        let r = unsafe { libc::syscall(libc::SYS_clone, (flags | libc::SIGCHLD) as libc::c_ulong, 0, 0, 0, 0) };
+        if r == 0 {
+            // SAFETY: the child only exits.
+            unsafe { libc::_exit(0) };
+        }
+        if r > 0 {
+            let mut st = 0;
+            // SAFETY: reaps the child made above.
+            unsafe { libc::waitpid(r as i32, &mut st, 0) };
+            return true;
+        }
+    }
+    false
 }
 
 /// What a freshly forked child works with: prepared before the fork.

@@ -31,6 +31,29 @@ impl Up {
         Up { up, dir: dir.to_path_buf() }
     }
 
+    /// [`Up::start`] by `user` instead of root (through runuser): ftexec runs the replicas in a
+    /// user namespace of that user's own. The user runs a copy of ftexec next to DIR (the build
+    /// directory may be closed to it), and owns DIR.
+    pub fn start_as(user: &str, dir: &Path, command: &[String], args: &[&str]) -> Up {
+        let uid = crate::postgres::uid_of(user).unwrap_or_else(|| panic!("no user {user}"));
+        let bin = dir.with_extension("bin");
+        let exe = bin.join("ftexec");
+        if !exe.exists() {
+            std::fs::create_dir_all(&bin).expect("mkdir");
+            std::fs::copy(ftexec(), &exe).expect("copying ftexec");
+        }
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::os::unix::fs::chown(dir, Some(uid), None).expect("chown");
+        let mut c = Command::new("runuser");
+        c.args(["-u", user, "--"]).arg(&exe);
+        c.args(["up", "--replicas", "3", "--fsync", "never", "--dir"]).arg(dir).args(args).arg("--");
+        c.args(command);
+        let log = std::fs::File::create(dir.with_extension("up.log")).expect("up log");
+        c.stdin(Stdio::null()).stdout(log.try_clone().expect("log")).stderr(log).process_group(0);
+        let up = c.spawn().expect("starting ftexec up");
+        Up { up, dir: dir.to_path_buf() }
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.join("cluster.toml")
     }

@@ -77,6 +77,12 @@ impl Postgres {
         Some(Postgres { bin, init, port, cmd })
     }
 
+    /// The server's command line without runuser, for an `ftexec up` run by the postgres user.
+    pub fn direct_cmd(&self) -> Vec<String> {
+        let at = self.cmd.iter().position(|a| a == "--").map_or(0, |i| i + 1);
+        self.cmd[at..].to_vec()
+    }
+
     /// `psql -tAc q`: its output, or None when it failed (the server does not answer yet).
     pub fn sql(&self, q: &str) -> Option<String> {
         let o = as_postgres(&self.bin.join("psql"), &["-h", "127.0.0.1", "-p", &self.port, "-tAc", q, "postgres"]);

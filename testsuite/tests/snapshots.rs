@@ -4,7 +4,7 @@
 //! with -9 comes back from its checkpoints with every acknowledged write.
 
 use ft_testsuite::cluster::Up;
-use ft_testsuite::postgres::Postgres;
+use ft_testsuite::postgres::{uid_of, Postgres};
 use ft_testsuite::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -99,6 +99,12 @@ fn replica_log(up: &Up, id: u64) -> String {
 
 /// Waits until at least two replicas restored a checkpoint since their logs were `before`
 /// bytes long (the leader may answer before a follower has read its checkpoint).
+/// The real uid of process `pid` (/proc/PID/status).
+fn proc_uid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+}
+
 fn await_restores(up: &Up, before: &[usize]) {
     up.retry(Duration::from_secs(60), "two replicas restored from a checkpoint after the restart", || {
         let restored = (1..=3u64)
@@ -290,7 +296,10 @@ fn postgresql_restarts_from_checkpoints() {
     let Some(pg) = Postgres::prepare(tmp.path(), &dir) else { return };
     let init = pg.init.to_string_lossy().into_owned();
     let args = ["--initial-data", init.as_str(), "--snapshot-every", "10000", "-v"];
-    let up = Up::start(&dir, &pg.cmd, &args, &[]);
+    // Started by the postgres user itself, as a DBA would, not by root: ftexec and postgres
+    // run as that user (the replicas in a user namespace of its own), and checkpoints, their
+    // System V segment among them, are taken and restored without privilege.
+    let up = Up::start_as("postgres", &dir, &pg.direct_cmd(), &args);
     up.retry(Duration::from_secs(60), "postgres answering", || pg.sql("select 1"));
     let i = pg.pgbench(&["-i", "-s", "1"]);
     assert!(i.status.success(), "pgbench -i: {}\n{}", String::from_utf8_lossy(&i.stderr), up.logs());
@@ -302,9 +311,17 @@ fn postgresql_restarts_from_checkpoints() {
             st.iter().filter(|n| n["role"] == "follower" && n["checkpoint"]["event"].as_u64().is_some()).collect();
         (with.len() == 2).then_some(())
     });
+    let postgres = uid_of("postgres");
+    for n in up.status() {
+        let pid = n["pid"].as_u64().unwrap_or(0);
+        assert_eq!(proc_uid(pid as u32), postgres, "replica {}'s ftexec (pid {pid}) does not run as postgres", n["id"]);
+    }
+    let servers = up.program_pids("postgres");
+    assert!(servers.len() >= 3, "postgres processes under the replicas: {servers:?}");
+    assert!(servers.iter().all(|p| proc_uid(*p) == postgres), "a postgres process not run as postgres: {servers:?}");
     up.kill_all();
     let before: Vec<usize> = (1..=3).map(|id| replica_log_len(&dir, id)).collect();
-    let up = Up::start(&dir, &pg.cmd, &args, &[]);
+    let up = Up::start_as("postgres", &dir, &pg.direct_cmd(), &args);
     let history: u64 = up.retry(Duration::from_secs(120), "postgres answering after the restart", || {
         pg.sql("select count(*) from pgbench_history")?.parse().ok()
     });

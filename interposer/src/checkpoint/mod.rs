@@ -586,11 +586,18 @@ pub fn task_state(r: &mut Remote, fin: &crate::Regs, with_process: bool) -> CRes
 
 /// Makes the next pid that the PID namespace of `program` hands out `last + 1`, as it was in
 /// the checkpointed run (its tasks and children so far took the pids up to `last`). A helper
-/// process enters the namespace (its child is in it) and writes ns_last_pid there; needs root.
+/// process enters the namespace (its child is in it) and writes ns_last_pid there: as root, or
+/// as the user who made the program's user namespace (an unprivileged `up`), after entering it.
 pub fn set_last_pid(program: nix::unistd::Pid, last: i32) -> CResult<()> {
     use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
     let ns_path = format!("/proc/{program}/ns/pid");
     let ns = std::fs::File::open(&ns_path).map_err(io(&ns_path))?;
+    let user_path = format!("/proc/{program}/ns/user");
+    let user = std::fs::File::open(&user_path).map_err(io(&user_path))?;
+    let own_user = std::fs::metadata("/proc/self/ns/user").map_err(io("/proc/self/ns/user"))?;
+    let other_user = user.metadata().map_err(io(&user_path))?.ino() != own_user.ino();
+    let user_fd = user.as_raw_fd();
     let text = last.to_string();
     let sysctl = c"/proc/sys/kernel/ns_last_pid";
     let ns_fd = ns.as_raw_fd();
@@ -600,6 +607,9 @@ pub fn set_last_pid(program: nix::unistd::Pid, last: i32) -> CResult<()> {
     if child == 0 {
         // SAFETY: raw syscalls on prepared data; the process ends with _exit.
         unsafe {
+            if other_user && libc::setns(user_fd, libc::CLONE_NEWUSER) != 0 {
+                libc::_exit(14);
+            }
             if libc::setns(ns_fd, libc::CLONE_NEWPID) != 0 {
                 libc::_exit(10);
             }
@@ -625,6 +635,7 @@ pub fn set_last_pid(program: nix::unistd::Pid, last: i32) -> CResult<()> {
     if got != child || !libc::WIFEXITED(st) || libc::WEXITSTATUS(st) != 0 {
         let step = match libc::WEXITSTATUS(st) {
             10 => "entering the program's PID namespace (needs root)",
+            14 => "entering the program's user namespace",
             11 => "writing ns_last_pid",
             _ => "a helper process",
         };

@@ -58,10 +58,20 @@ pub struct Sysv {
     pub shm_last: Option<i32>,
 }
 
-/// Runs `f` on a thread of this process that entered the IPC namespace of `program`.
-fn in_ipc_ns<T: Send>(program: i32, f: impl FnOnce() -> CResult<T> + Send) -> CResult<T> {
+/// Runs `f` inside the IPC namespace of `program`: on a thread of this process that enters it,
+/// or, when the program is in a user namespace of its own (an unprivileged `up`), in a helper
+/// process that enters that user namespace first (a thread cannot: a multithreaded process may
+/// not join a user namespace) and sends the result back through a pipe.
+fn in_ipc_ns<T: Send + Carry>(program: i32, f: impl FnOnce() -> CResult<T> + Send) -> CResult<T> {
     let ns_path = format!("/proc/{program}/ns/ipc");
     let ns = std::fs::File::open(&ns_path).map_err(io(&ns_path))?;
+    let user_path = format!("/proc/{program}/ns/user");
+    let user = std::fs::File::open(&user_path).map_err(io(&user_path))?;
+    let ino = |f: &std::fs::File| f.metadata().map(|m| std::os::unix::fs::MetadataExt::ino(&m)).map_err(io(&user_path));
+    let own = std::fs::File::open("/proc/self/ns/user").map_err(io("/proc/self/ns/user"))?;
+    if ino(&user)? != ino(&own)? {
+        return in_helper(&user, &ns, f);
+    }
     std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: setns on an fd this thread owns; it changes this thread's IPC namespace
@@ -77,6 +87,132 @@ fn in_ipc_ns<T: Send>(program: i32, f: impl FnOnce() -> CResult<T> + Send) -> CR
         .join()
         .unwrap_or_else(|_| Err(CheckpointError::Unsupported("the IPC namespace thread panicked".into())))
     })
+}
+
+/// What a helper process sends back: a few numbers or words, and bytes.
+trait Carry: Sized {
+    fn to_wire(self) -> (String, Vec<u8>);
+    fn from_wire(words: &str, bytes: Vec<u8>) -> Option<Self>;
+}
+
+impl Carry for () {
+    fn to_wire(self) -> (String, Vec<u8>) {
+        (String::new(), Vec::new())
+    }
+    fn from_wire(_: &str, _: Vec<u8>) -> Option<()> {
+        Some(())
+    }
+}
+
+/// A refusal's reason ("-" for none: a reason is never empty).
+impl Carry for Option<String> {
+    fn to_wire(self) -> (String, Vec<u8>) {
+        (self.unwrap_or_else(|| "-".into()), Vec::new())
+    }
+    fn from_wire(words: &str, _: Vec<u8>) -> Option<Self> {
+        Some((words != "-").then(|| words.to_string()))
+    }
+}
+
+/// The segment list as a line per segment, then the pages.
+impl Carry for (Sysv, Vec<u8>) {
+    fn to_wire(self) -> (String, Vec<u8>) {
+        let (s, data) = self;
+        let mut w = format!("{}\n", s.shm_last.map_or("-".into(), |l| l.to_string()));
+        for g in &s.shm {
+            w += &format!("{} {} {} {} {} {} {} {}\n", g.id, g.key, g.size, g.mode, g.uid, g.gid, g.at, g.len);
+        }
+        (w, data)
+    }
+    fn from_wire(words: &str, bytes: Vec<u8>) -> Option<Self> {
+        let mut lines = words.lines();
+        let shm_last = match lines.next()? {
+            "-" => None,
+            l => Some(l.parse().ok()?),
+        };
+        let mut shm = Vec::new();
+        for l in lines {
+            let f: Vec<&str> = l.split(' ').collect();
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
+            shm.push(Segment {
+                id: i32::try_from(n(0)?).ok()?,
+                key: i32::try_from(n(1)?).ok()?,
+                size: u64::try_from(n(2)?).ok()?,
+                mode: u32::try_from(n(3)?).ok()?,
+                uid: u32::try_from(n(4)?).ok()?,
+                gid: u32::try_from(n(5)?).ok()?,
+                at: u64::try_from(n(6)?).ok()?,
+                len: u64::try_from(n(7)?).ok()?,
+            });
+        }
+        Some((Sysv { shm, shm_last }, bytes))
+    }
+}
+
+/// Runs `f` in a forked helper that joins the user namespace `user`, then the IPC namespace
+/// `ipc`; its result comes back through a pipe as: a status byte (0 ok, 1 error), the length
+/// of the words, the words (or the error), then the bytes.
+fn in_helper<T: Carry>(user: &std::fs::File, ipc: &std::fs::File, f: impl FnOnce() -> CResult<T>) -> CResult<T> {
+    use std::io::{Read, Write};
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| CheckpointError::Unsupported(format!("a pipe for the IPC helper: {e}")))?;
+    // SAFETY: fork in a multithreaded process. The child enters the namespaces with raw
+    // syscalls, then runs `f`, which allocates: glibc's fork leaves malloc usable in the child
+    // (its atfork handlers), and the child takes no other lock another thread may hold. It
+    // ends with _exit.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        drop(rd);
+        let mut out = std::fs::File::from(wr);
+        // SAFETY: setns on fds of ours.
+        let entered = unsafe {
+            libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) == 0
+                && libc::setns(ipc.as_raw_fd(), libc::CLONE_NEWIPC) == 0
+        };
+        let (status, words, bytes) = if !entered {
+            (
+                1u8,
+                format!("entering the program's user and IPC namespaces failed: {}", std::io::Error::last_os_error()),
+                Vec::new(),
+            )
+        } else {
+            match f() {
+                Ok(v) => {
+                    let (w, b) = v.to_wire();
+                    (0, w, b)
+                }
+                Err(e) => (1, e.to_string(), Vec::new()),
+            }
+        };
+        let mut head = vec![status];
+        head.extend_from_slice(&(words.len() as u64).to_le_bytes());
+        head.extend_from_slice(words.as_bytes());
+        let ok = out.write_all(&head).and_then(|()| out.write_all(&bytes)).is_ok();
+        // SAFETY: ends the helper without running this process's exit handlers.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    drop(wr);
+    if child < 0 {
+        return Err(CheckpointError::Unsupported(format!(
+            "forking the IPC helper: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let mut got = Vec::new();
+    let read = std::fs::File::from(rd).read_to_end(&mut got);
+    let mut st = 0;
+    // SAFETY: reaps the helper forked above.
+    unsafe { libc::waitpid(child, &mut st, 0) };
+    let bad = || CheckpointError::Unsupported("the IPC helper ended without its answer".into());
+    read.map_err(|_| bad())?;
+    let n = got.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).ok_or_else(bad)? as usize;
+    let words = got.get(9..9 + n).map(|w| String::from_utf8_lossy(w).into_owned()).ok_or_else(bad)?;
+    let bytes = got.get(9 + n..).map(<[u8]>::to_vec).unwrap_or_default();
+    match got.first() {
+        Some(0) => T::from_wire(&words, bytes).ok_or_else(bad),
+        Some(_) => Err(CheckpointError::Unsupported(words)),
+        None => Err(bad()),
+    }
 }
 
 /// The entries of /proc/sysvipc/NAME (of the calling thread's namespace), split in fields.
@@ -151,10 +287,20 @@ fn read_segment(id: i32, size: u64) -> CResult<Vec<u8>> {
     let start = p as u64;
     let end = start + size.div_ceil(PAGE) * PAGE;
     let path = format!("/proc/self/map_files/{start:x}-{end:x}");
-    let read = std::fs::File::open(&path).and_then(|f| {
-        let mut buf = vec![0u8; size as usize];
-        f.read_exact_at(&mut buf, 0).map(|()| buf)
-    });
+    let read = std::fs::File::open(&path)
+        .and_then(|f| {
+            let mut buf = vec![0u8; size as usize];
+            f.read_exact_at(&mut buf, 0).map(|()| buf)
+        })
+        .or_else(|e| match e.raw_os_error() {
+            // map_files needs CAP_SYS_ADMIN of the first user namespace, which the helper of an
+            // unprivileged `up` lacks: read the attached memory instead (which fills its holes).
+            Some(libc::EPERM) => {
+                // SAFETY: the segment is attached read-only at p for at least `size` bytes.
+                Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), size as usize) }.to_vec())
+            }
+            _ => Err(e),
+        });
     // SAFETY: detaches what shmat attached above.
     unsafe { libc::shmdt(p) };
     read.map_err(io(path))

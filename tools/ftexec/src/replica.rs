@@ -202,9 +202,13 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
         if let Some(init) = svc.as_ref().and_then(|s| s.initial_data.as_ref()) {
             copy_dir(init, &service_dir)?;
             // The directory itself too (PostgreSQL wants its data directory its own, 0700).
+            // Ownership as `cp -a` keeps it: as root; a user's copy is that user's own.
             let md = std::fs::metadata(init).with_context(|| format!("reading {}", init.display()))?;
-            std::os::unix::fs::chown(&service_dir, Some(md.uid()), Some(md.gid()))
-                .with_context(|| format!("giving {} the owner of {}", service_dir.display(), init.display()))?;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            if unsafe { libc::geteuid() } == 0 {
+                std::os::unix::fs::chown(&service_dir, Some(md.uid()), Some(md.gid()))
+                    .with_context(|| format!("giving {} the owner of {}", service_dir.display(), init.display()))?;
+            }
             std::fs::set_permissions(&service_dir, md.permissions())
                 .with_context(|| format!("giving {} the mode of {}", service_dir.display(), init.display()))?;
         }

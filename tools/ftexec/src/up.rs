@@ -129,18 +129,6 @@ pub struct UpOptions {
     pub snapshot_every: u64,
 }
 
-/// Whether this process may make the private mount namespaces the replicas bind their data
-/// copies in (CAP_SYS_ADMIN in CapEff).
-fn can_mount() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .is_some_and(|caps| (caps >> CAP_SYS_ADMIN) & 1 == 1)
-}
-
 /// The last `n` lines of a replica's log, indented, for an error that stops `up`.
 fn log_tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -206,9 +194,9 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
     };
     let cfg = ClusterConfig::load(&config)?;
     if let Some(svc) = &cfg.service {
-        if svc.data_dir.is_some() && !can_mount() {
+        if !ft_interposer::launch::can_make_namespaces() {
             bail!(
-                "ftexec up needs root (CAP_SYS_ADMIN): each replica mounts its own copy of the data directory in a private mount namespace, which this user (uid {}) may not create; run it with sudo",
+                "ftexec up needs root, or user namespaces: each replica runs the program in PID, IPC and mount namespaces of its own (its pids the same on every replica, its own copy of the data directory), which this user (uid {}) may not create and this kernel does not let it create in a user namespace either (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0); run it with sudo",
                 // SAFETY: geteuid has no preconditions and cannot fail.
                 unsafe { libc::geteuid() }
             );
