@@ -29,7 +29,10 @@ pub(in crate::replay) fn restore_session<'a>(
             if head.program.is_empty() { "another program" } else { &head.program }
         )));
     }
-    let (_, parts) = snapshot::read(file)?;
+    let parts = match take_preloaded(file) {
+        Some(p) => p,
+        None => snapshot::read(file)?.1,
+    };
     let [state, pages, data, shm] = parts.as_slice() else {
         return Err(refuse(format!("it has {} parts, not 4", parts.len())));
     };
@@ -292,6 +295,7 @@ pub fn newest_usable(dir: &Path, log: &Logger) -> Option<Usable> {
             let header = <Header as prost::Message>::decode(state.header.as_slice()).map_err(|_| {
                 SessionError::Checkpoint { path: path.clone(), why: "its header does not decode".into() }
             })?;
+            *PRELOADED.lock().unwrap_or_else(|e| e.into_inner()) = Some((path.clone(), parts));
             Ok(Usable { path: path.clone(), head, header })
         })();
         match checked {
@@ -303,6 +307,20 @@ pub fn newest_usable(dir: &Path, log: &Logger) -> Option<Usable> {
         }
     }
     None
+}
+
+/// The parts of the checkpoint [`newest_usable`] chose, read and checked whole there: the restore
+/// that follows takes them instead of reading the file again (for a 100 MB program, a second
+/// read, decompression and checksum of every part).
+static PRELOADED: std::sync::Mutex<Option<(PathBuf, Vec<Vec<u8>>)>> = std::sync::Mutex::new(None);
+
+/// The preloaded parts if they are `file`'s (taken: the memory goes with the restore).
+fn take_preloaded(file: &Path) -> Option<Vec<Vec<u8>>> {
+    let mut slot = PRELOADED.lock().unwrap_or_else(|e| e.into_inner());
+    match slot.take() {
+        Some((path, parts)) if path == file => Some(parts),
+        _ => None,
+    }
 }
 
 /// Renames a checkpoint that failed to `*.bad`, so that the next start does not take it again.
