@@ -491,10 +491,12 @@ pub(super) fn is_thread_clone(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool
     clone_flags(t, spec, args) & libc::CLONE_THREAD as u64 != 0
 }
 
-/// Whether a clone gives the child a copy of the caller's memory (no CLONE_VM): the kernel
-/// reads the whole address space while it runs.
+/// Whether a clone gives the child a copy of the caller's memory (no CLONE_VM) and returns
+/// without waiting for it (no CLONE_VFORK, whose parent waits for the child's exec, which needs
+/// the token): the kernel reads the whole address space while it runs.
 pub(super) fn copies_address_space(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
-    spec.task.clone != CloneKind::None && clone_flags(t, spec, args) & libc::CLONE_VM as u64 == 0
+    let flags = clone_flags(t, spec, args);
+    spec.task.clone != CloneKind::None && flags & (libc::CLONE_VM | libc::CLONE_VFORK) as u64 == 0
 }
 
 impl stop::Side for Recorder<'_> {
