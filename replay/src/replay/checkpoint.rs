@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 mod restore;
 pub(super) use restore::restore_session;
-pub use restore::{newest_usable, set_aside, Usable};
+pub use restore::{forget_preloaded, newest_usable, set_aside, Usable};
 
 const FORMAT: &str = "ftexec checkpoint";
 

@@ -29,8 +29,9 @@ use crate::stop::{
 };
 use crate::Outcome;
 pub use checkpoint::{
-    log_id, newest_usable as newest_usable_checkpoint, read_head as read_checkpoint_head,
-    set_aside as set_checkpoint_aside, Head as CheckpointHead, Usable as UsableCheckpoint,
+    forget_preloaded as forget_preloaded_checkpoint, log_id, newest_usable as newest_usable_checkpoint,
+    read_head as read_checkpoint_head, set_aside as set_checkpoint_aside, Head as CheckpointHead,
+    Usable as UsableCheckpoint,
 };
 use ft_interposer::clock::ClockPages;
 use ft_interposer::spin::{self, Probe};

@@ -145,6 +145,10 @@ fn choose_checkpoint(
     let t0 = Instant::now();
     loop {
         let c = ft_replay::replay::newest_usable_checkpoint(dir, log).filter(|c| c.head.raft_index >= first);
+        if c.is_none() {
+            // Its parts were preloaded for a restore that will not come.
+            ft_replay::replay::forget_preloaded_checkpoint();
+        }
         if c.is_some() || first <= 2 {
             return Ok(c);
         }

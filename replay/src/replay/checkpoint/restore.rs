@@ -323,6 +323,12 @@ fn take_preloaded(file: &Path) -> Option<Vec<Vec<u8>>> {
     }
 }
 
+/// Drops the parts [`newest_usable`] preloaded, when its choice is not restored (the caller
+/// wanted a newer one, or none).
+pub fn forget_preloaded() {
+    *PRELOADED.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
 /// Renames a checkpoint that failed to `*.bad`, so that the next start does not take it again.
 pub fn set_aside(path: &Path, log: &Logger) {
     let bad = path.with_extension("bad");
