@@ -260,11 +260,15 @@ fn die(errfd: i32, step: u8) -> ! {
     }
 }
 
-/// The program's signal state, not ftexec's: default dispositions, an empty mask.
+/// The program's signal state, not ftexec's: default dispositions, an empty mask. The namespace's
+/// init thus ignores a stop signal sent to the replica's process group (an init gets only the
+/// signals it handles), rather than running ftexec's handler.
 fn reset_signals() {
     // SAFETY: plain syscalls on a local set.
     unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());

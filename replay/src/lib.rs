@@ -39,6 +39,71 @@ pub fn current_tracee() -> i32 {
     TRACEE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Set while ftexec signals a process group it is part of: the copy it gets itself is not
+/// passed on again.
+static OWN_COPY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Passes a stop signal (SIGINT, SIGTERM, ...) that ftexec got on to the program, as a terminal
+/// passes Ctrl-C to a job: to the program's whole process group (nginx's workers, redis's
+/// child), once. Returns false for ftexec's own copy of a signal it sent to its group, which
+/// the caller ignores. For a signal handler: async-signal-safe.
+/// - `from_terminal` (the signal's si_code is SI_KERNEL): the terminal sent it to its foreground
+///   group, which holds the program too when it shares ftexec's group; then nothing is sent (a
+///   second SIGINT makes redis exit unsaved).
+/// - The group is signalled only if it is ftexec's own (ftexec leads it: `ftexec up` gives each
+///   replica one) or the program's alone; a group that ftexec shares with whoever started it (a
+///   script) gets nothing but the program's first process signalled.
+pub fn pass_stop_signal(sig: i32, from_terminal: bool) -> bool {
+    use std::sync::atomic::Ordering;
+    if OWN_COPY.swap(false, Ordering::SeqCst) {
+        return false;
+    }
+    let pid = current_tracee();
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: getpgid, getpgrp, getpid and kill are async-signal-safe and take plain integers.
+    unsafe {
+        let group = libc::getpgid(pid);
+        let mine = libc::getpgrp();
+        if group == mine && from_terminal {
+            return true;
+        }
+        if group > 0 && group != mine {
+            libc::kill(-group, sig);
+        } else if group == mine && mine == libc::getpid() {
+            OWN_COPY.store(true, Ordering::SeqCst);
+            if libc::kill(-group, sig) != 0 {
+                OWN_COPY.store(false, Ordering::SeqCst);
+            }
+        } else {
+            libc::kill(pid, sig);
+        }
+    }
+    true
+}
+
+/// Installs `handler` for `signals` with its siginfo (SA_SIGINFO, SA_RESTART): a tool's stop
+/// handler tells a terminal's signal (si_code SI_KERNEL) from a kill.
+pub fn on_signals(signals: &[i32], handler: extern "C" fn(i32, *mut libc::siginfo_t, *mut libc::c_void)) {
+    for &sig in signals {
+        // SAFETY: a zeroed sigaction is valid; the handler is an extern "C" function that
+        // lives as long as the process.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Whether a signal handler's siginfo says the kernel sent the signal (a terminal's Ctrl-C).
+pub fn from_kernel(info: *const libc::siginfo_t) -> bool {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; null is checked.
+    !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL
+}
+
 pub(crate) fn set_current_tracee(pid: i32) {
     TRACEE.store(pid, std::sync::atomic::Ordering::Relaxed);
 }

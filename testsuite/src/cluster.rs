@@ -173,12 +173,22 @@ impl Up {
         std::mem::forget(self);
     }
 
-    /// Stops `ftexec up` with SIGINT (as Ctrl-C) and waits for it; its exit status.
+    /// Stops `ftexec up` with SIGINT, as a terminal's Ctrl-C does (to its process group: `up`
+    /// alone, the replicas have groups of their own), and waits for it; its exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        self.stop_within(Duration::from_secs(8))
+    }
+
+    fn stop_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         // SAFETY: signals our own child's process group.
         unsafe { libc::kill(-(self.up.id() as i32), libc::SIGINT) };
+        self.wait_within(within)
+    }
+
+    /// `up`'s exit status if it ends within `within`.
+    fn wait_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(8) {
+        while t0.elapsed() < within {
             if let Ok(Some(st)) = self.up.try_wait() {
                 return Some(st);
             }
@@ -186,6 +196,126 @@ impl Up {
         }
         None
     }
+}
+
+impl Up {
+    /// Ctrl-C, and a clean stop: `up` passes it to the program through the leader, every
+    /// replica replays the program to its end, and `up` exits with the program's status, which
+    /// it returns. Panics (with the logs) if `up` takes over 60 s or says that a replica did
+    /// not reach the program's end.
+    pub fn stop_cleanly(&mut self) -> std::process::ExitStatus {
+        // A replica restarted after a kill must have caught up: one that is down at the stop
+        // does not reach the program's end.
+        self.wait_lockstep();
+        // The program's processes as they are 10 s into the stop: where a slow stop waits.
+        let runs: Vec<u32> = self.status().iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect();
+        let mut states = String::new();
+        let st = self.stop_within(Duration::from_secs(10)).or_else(|| {
+            states = process_states(&runs);
+            self.wait_within(Duration::from_secs(50))
+        });
+        let st = st.unwrap_or_else(|| {
+            panic!("ftexec up did not stop within 60 s of Ctrl-C; at 10 s:\n{states}\n{}", self.logs())
+        });
+        assert!(
+            self.up_log().contains("every replica replayed the program to its end"),
+            "not a clean stop ({st}); at 10 s:\n{states}\n{}",
+            self.logs()
+        );
+        st
+    }
+
+    /// Waits (30 s at most, then panics) until the 3 replicas are live at the leader's event,
+    /// with the same commit index.
+    pub fn wait_lockstep(&self) {
+        let t0 = Instant::now();
+        loop {
+            let st = self.status();
+            let events: Vec<u64> = st.iter().filter_map(|n| n["events"].as_u64()).collect();
+            let leader = st.iter().find(|n| n["role"] == "leader").and_then(|n| n["events"].as_u64());
+            if let (3, 3, true, Some(l)) = (st.len(), events.len(), st.iter().all(|n| n["live"] == true), leader) {
+                // The commit index reaches a follower with the next message after the leader's:
+                // equal events and, within the wait, equal commit indexes.
+                let commits: Vec<u64> = st.iter().filter_map(|n| n["commit"].as_u64()).collect();
+                if events.iter().all(|e| *e == l) && commits.windows(2).all(|w| w[0] == w[1]) {
+                    println!("lockstep: every replica at event {l}");
+                    return;
+                }
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "replicas did not reach the leader's position (events and commit index): {st:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// How the replicas' data directories (DIR/nN/data) differ from replica 1's, one line per
+    /// difference (a file missing, or another kind, mode, owner, size or content); empty when
+    /// they are identical.
+    pub fn data_differences(&self) -> Vec<String> {
+        let trees: Vec<_> = (1..=3).map(|n| tree(&self.dir.join(format!("n{n}/data")))).collect();
+        let mut out = Vec::new();
+        for (i, t) in trees.iter().enumerate().skip(1) {
+            let keys: std::collections::BTreeSet<_> = trees[0].keys().chain(t.keys()).collect();
+            for k in keys {
+                if trees[0].get(k) != t.get(k) {
+                    out.push(format!("{k}: replica 1 has {:?}, replica {} has {:?}", trees[0].get(k), i + 1, t.get(k)));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every entry under `root` by relative path: its kind, mode, owner, size and a hash of its
+/// content (a symlink's target).
+fn tree(root: &Path) -> std::collections::BTreeMap<String, (String, u32, u32, u32, u64, u64)> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            let kind = if md.is_dir() {
+                todo.push(p.clone());
+                "dir"
+            } else if md.file_type().is_symlink() {
+                std::fs::read_link(&p).ok().hash(&mut h);
+                "symlink"
+            } else {
+                std::fs::read(&p).ok().hash(&mut h);
+                "file"
+            };
+            let size = if md.is_dir() { 0 } else { md.size() };
+            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+            out.insert(rel, (kind.to_string(), md.mode(), md.uid(), md.gid(), size, h.finish()));
+        }
+    }
+    out
+}
+
+/// Each process under `roots` (recursively): pid, name, state, wait channel and syscall, one
+/// per line.
+fn process_states(roots: &[u32]) -> String {
+    let mut out = String::new();
+    let mut todo = roots.to_vec();
+    while let Some(p) = todo.pop() {
+        let read = |f: &str| std::fs::read_to_string(format!("/proc/{p}/{f}")).unwrap_or_default();
+        let state = read("status").lines().find(|l| l.starts_with("State:")).unwrap_or("").to_string();
+        out += &format!(
+            "{p} {} {state} wchan={} syscall={}\n",
+            read("comm").trim(),
+            read("wchan"),
+            read("syscall").trim()
+        );
+        todo.extend(children(p));
+    }
+    out
 }
 
 /// The children of process `pid` (/proc/PID/task/*/children).

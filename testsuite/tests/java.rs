@@ -70,7 +70,7 @@ fn java_http_server_keeps_every_put_across_a_failover() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("java/Server.java");
     let port = free_port();
     let cmd = vec![java.to_string_lossy().into_owned(), src.to_string_lossy().into_owned(), port.to_string()];
-    let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
+    let mut up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
     let connect = |up: &Up, what: &str| {
         up.retry(Duration::from_secs(120), what, || {
             let mut c = Conn::open(port)?;
@@ -92,4 +92,7 @@ fn java_http_server_keeps_every_put_across_a_failover() {
     }
     let log = std::fs::read_to_string(up.dir.join("n1/ftexec.log")).unwrap_or_default();
     assert!(!log.contains("divergence"), "{}", up.logs());
+    // Ctrl-C: the JVM runs its shutdown and exits with 128 + SIGINT, on every replica.
+    drop(c);
+    assert_eq!(up.stop_cleanly().code(), Some(130), "{}", up.logs());
 }

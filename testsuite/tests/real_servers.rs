@@ -98,7 +98,7 @@ fn memcached_runs_as_its_user_on_every_replica_and_after_failover() {
         "-l".into(),
         "127.0.0.1".into(),
     ];
-    let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
+    let mut up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
     up.retry(Duration::from_secs(30), "memcached answering", || memcached(port, "version\r\n", "\r\n"));
     let before = all_run_as(&up, "memcached", uid);
     // A connection per command: the main thread accepts while the workers close connections,
@@ -122,6 +122,8 @@ fn memcached_runs_as_its_user_on_every_replica_and_after_failover() {
     let after = all_run_as(&up, "memcached", uid);
     assert_ne!(before, after, "the killed replica's memcached is replaced by a restarted one");
     println!("memcached pids {before:?} then {after:?}, all as uid {uid}");
+    // Ctrl-C: memcached exits on SIGINT, on every replica.
+    assert_eq!(up.stop_cleanly().code(), Some(0), "{}", up.logs());
 }
 
 /// `busybox httpd -f -h SITE`, SITE outside the data directory: httpd chdirs there at start and
@@ -136,7 +138,7 @@ fn busybox_httpd_serves_the_same_files_after_failover() {
     std::fs::write(site.join("docs/a.txt"), "replicated, not copied\n").unwrap();
     let port = free_port();
     let Some(cmd) = busybox_httpd(port, &site) else { return };
-    let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
+    let mut up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
     let pages = |up: &Up| {
         ["/index.html", "/docs/a.txt", "/missing.html"]
             .map(|p| up.retry(Duration::from_secs(30), &format!("httpd answering {p}"), || http_get(port, p)))
@@ -153,6 +155,8 @@ fn busybox_httpd_serves_the_same_files_after_failover() {
         before.map(|(s, b)| (s.split_whitespace().nth(1).map(String::from), b)),
         "the pages after the failover"
     );
+    // Ctrl-C: httpd dies of the SIGINT on every replica, and `up` says so (128 + 2).
+    assert_eq!(up.stop_cleanly().code(), Some(130), "{}", up.logs());
 }
 
 /// `ftexec up --initial-data SRC`: every replica's data directory starts as a copy of SRC
@@ -169,7 +173,7 @@ fn up_with_initial_data_starts_every_replica_from_it() {
     let dir = tmp.path().join("cluster");
     let port = free_port();
     let Some(cmd) = busybox_httpd(port, &dir.join("data")) else { return };
-    let up = Up::start(&dir, &cmd, &["--initial-data", src.to_str().unwrap()], &[]);
+    let mut up = Up::start(&dir, &cmd, &["--initial-data", src.to_str().unwrap()], &[]);
     let get = |up: &Up| up.retry(Duration::from_secs(30), "httpd answering", || http_get(port, "/page.txt"));
     assert_eq!(get(&up).1, "from --initial-data\n");
     let config = std::fs::read_to_string(up.config()).unwrap();
@@ -182,8 +186,10 @@ fn up_with_initial_data_starts_every_replica_from_it() {
     up.kill_leader();
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(get(&up).1, "from --initial-data\n");
-    // The same cluster directory with other initial data is refused, naming --fresh.
+    up.stop_cleanly();
+    assert_eq!(up.data_differences(), Vec::<String>::new(), "the replicas' data directories after Ctrl-C");
     drop(up);
+    // The same cluster directory with other initial data is refused, naming --fresh.
     let other = tmp.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
     let r = std::process::Command::new(ft_testsuite::ftexec())
@@ -241,7 +247,7 @@ fn nginx_with_4_workers_serves_across_a_failover() {
         "-c".into(),
         "conf/nginx.conf".into(),
     ];
-    let up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
+    let mut up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
     let serve = |up: &Up, what: &str| {
         for i in 0..100 {
             let (status, body) =
@@ -273,6 +279,8 @@ fn nginx_with_4_workers_serves_across_a_failover() {
     );
     // The error log opened as /dev/stderr is the new leader's own stderr, not /dev/null.
     assert!(!up.logs().contains("cannot be opened again"), "{}", up.logs());
+    // Ctrl-C: the master's fast shutdown (it stops its workers, then exits 0) on every replica.
+    assert_eq!(up.stop_cleanly().code(), Some(0), "{}", up.logs());
 }
 
 /// PostgreSQL 15 under `up`: initdb's output as `--initial-data`, `postgres -D` started by root
@@ -286,7 +294,7 @@ fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
     let tmp = temp_dir("srv-postgres");
     let dir = tmp.path().join("cluster");
     let Some(pg) = Postgres::prepare(tmp.path(), &dir) else { return };
-    let up = Up::start(&dir, &pg.cmd, &["--initial-data", pg.init.to_str().unwrap()], &[]);
+    let mut up = Up::start(&dir, &pg.cmd, &["--initial-data", pg.init.to_str().unwrap()], &[]);
     let sql = |q: &str| pg.sql(q);
     up.retry(Duration::from_secs(60), "postgres answering", || sql("select 1"));
     let i = pg.pgbench(&["-i", "-s", "1"]);
@@ -309,6 +317,10 @@ fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
         Some("INSERT 0 1")
     );
     assert_eq!(sql("select count(*) from pgbench_history").and_then(|v| v.parse::<u64>().ok()), Some(history + 1));
+    // Ctrl-C: a fast shutdown (its shutdown checkpoint written) on every replica, the killed
+    // one included, and the same cluster files on each.
+    assert_eq!(up.stop_cleanly().code(), Some(0), "{}", up.logs());
+    assert_eq!(up.data_differences(), Vec::<String>::new(), "the replicas' data directories after Ctrl-C");
 }
 
 /// One event larger than a Raft entry may be (16 MiB): a server that reads a 20 MiB file

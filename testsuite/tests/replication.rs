@@ -182,28 +182,7 @@ fn failover_rounds(cl: &Cluster, rounds: usize) -> Vec<u64> {
 
 /// Waits until every replica's event count equals the leader's, with nobody failed.
 fn assert_lockstep(cl: &Cluster) {
-    let t0 = Instant::now();
-    loop {
-        let st = cl.status();
-        let events: Vec<u64> = st.iter().filter_map(|n| n["events"].as_u64()).collect();
-        let leader = st.iter().find(|n| n["role"] == "leader").and_then(|n| n["events"].as_u64());
-        if st.len() == 3 && events.len() == 3 && st.iter().all(|n| n["live"] == true) {
-            if let Some(l) = leader {
-                // The commit index reaches a follower with the next message after the leader's:
-                // equal events and, within the wait, equal commit indexes.
-                let commits: Vec<u64> = st.iter().filter_map(|n| n["commit"].as_u64()).collect();
-                if events.iter().all(|e| *e == l) && commits.windows(2).all(|w| w[0] == w[1]) {
-                    println!("lockstep: every replica at event {l}");
-                    return;
-                }
-            }
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "replicas did not reach the leader's position (events and commit index): {st:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    cl.wait_lockstep();
 }
 
 fn kvserver_cluster(name: &str) -> (ft_testsuite::TempDir, Cluster) {
@@ -384,7 +363,7 @@ fn redis_bgsave_in_flight_survives_failover() {
 /// fails, they end in lockstep, and every write is there.
 #[test]
 fn redis_aof_rewrites_under_load_keep_the_followers_in_lockstep() {
-    let Some((_tmp, cl)) = redis_cluster_with("repl-aof", &["--appendonly", "yes"]) else { return };
+    let Some((_tmp, mut cl)) = redis_cluster_with("repl-aof", &["--appendonly", "yes"]) else { return };
     let mut c = cl.client(Duration::from_secs(10));
     let writer_cl_port = cl.port;
     let writer = std::thread::spawn(move || {
@@ -412,6 +391,9 @@ fn redis_aof_rewrites_under_load_keep_the_followers_in_lockstep() {
     assert!(!cl.up_log().contains("died"), "a replica failed during the rewrites: {st:?}\n{}", cl.logs());
     assert_eq!(c.cmd("DBSIZE").as_deref(), Some("2020"));
     assert_lockstep(&cl);
+    // Ctrl-C: redis shuts down (its AOF flushed), and every replica's AOF files are the same.
+    assert_eq!(cl.up.stop_cleanly().code(), Some(0), "{}", cl.logs());
+    assert_eq!(cl.data_differences(), Vec::<String>::new(), "the replicas' data directories after Ctrl-C");
 }
 
 #[test]

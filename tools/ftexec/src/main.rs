@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 mod replica;
 mod share;
@@ -134,6 +135,12 @@ enum Cmd {
         /// section; 0 turns checkpoints off).
         #[arg(long, value_name = "N", default_value_t = 100_000)]
         snapshot_every: u64,
+        /// On Ctrl-C (or SIGTERM, SIGHUP), how long the program may take to end: the signal goes to
+        /// the leader's program, and every replica replays up to its exit, so that their data
+        /// directories end identical. After this (or a second Ctrl-C) the replicas are stopped
+        /// wherever they are.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        stop_timeout: u64,
         /// The program and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROG [ARGS]...")]
         command: Vec<OsString>,
@@ -152,21 +159,14 @@ fn logger(verbose: u8, quiet: bool) -> Logger {
     Logger::root(drain, o!())
 }
 
-extern "C" fn forward_signal(sig: libc::c_int) {
-    let pid = ft_replay::current_tracee();
-    if pid > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, sig) };
-    }
+extern "C" fn forward_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    ft_replay::pass_stop_signal(sig, ft_replay::from_kernel(info));
 }
 
-/// SIGINT, SIGTERM, SIGHUP and SIGQUIT go to the program, so the session ends with the
-/// program and the log is complete.
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT go to the program (`ft_replay::pass_stop_signal`), so
+/// the session ends with the program and the log is complete.
 fn forward_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-        // SAFETY: installing a handler that only calls kill.
-        unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
-    }
+    ft_replay::on_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT], forward_signal);
 }
 
 /// The signal that interrupted a replay (0: none).
@@ -361,16 +361,19 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Run { config, node, command } => replica::run(config, *node, command, &log),
-        Cmd::Up { replicas, dir, fresh, fsync, initial_data, snapshot_every, command } => up::up(up::UpOptions {
-            snapshot_every: *snapshot_every,
-            replicas: *replicas,
-            dir: dir.clone(),
-            fresh: *fresh,
-            fsync: fsync.clone(),
-            command: command.clone(),
-            verbose: cli.verbose,
-            initial_data: initial_data.clone(),
-        }),
+        Cmd::Up { replicas, dir, fresh, fsync, initial_data, snapshot_every, stop_timeout, command } => {
+            up::up(up::UpOptions {
+                snapshot_every: *snapshot_every,
+                stop_timeout: Duration::from_secs(*stop_timeout),
+                replicas: *replicas,
+                dir: dir.clone(),
+                fresh: *fresh,
+                fsync: fsync.clone(),
+                command: command.clone(),
+                verbose: cli.verbose,
+                initial_data: initial_data.clone(),
+            })
+        }
     };
     match r {
         Ok(status) => exit_code(status),

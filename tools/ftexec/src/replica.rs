@@ -72,12 +72,11 @@ fn status_json(p: &Progress, checkpoints: &Path) -> serde_json::Value {
 
 static RECORDING: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_stop_signal(sig: libc::c_int) {
+extern "C" fn on_stop_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     let pid = ft_replay::current_tracee();
     if RECORDING.load(Ordering::Relaxed) && pid > 0 {
         // The leader stops the program; its exit is logged and every replica ends with it.
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(pid, sig) };
+        ft_replay::pass_stop_signal(sig, ft_replay::from_kernel(info));
     } else {
         // A follower just leaves (its tracee dies with it: PTRACE_O_EXITKILL), and says so.
         let mut msg = *b"ftexec: stopped by signal NN\n";
@@ -286,10 +285,8 @@ pub fn run(config: &Path, id: u64, command: &[OsString], log: &Logger) -> anyhow
             }
         }
     });
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only calls async-signal-safe functions.
-        unsafe { libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t) };
-    }
+    // The handler only calls async-signal-safe functions.
+    ft_replay::on_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP], on_stop_signal);
     let mut source = RaftSource::new(node.clone(), rx, progress.clone());
     if let Some(c) = &chosen {
         source = source.resume_at(c.head.raft_index, c.head.raft_first_event, c.header.clone());

@@ -10,13 +10,16 @@ use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-static STOP: AtomicBool = AtomicBool::new(false);
+/// How many stop signals (Ctrl-C, SIGTERM, SIGHUP) `up` got, and the last one.
+static STOPS: AtomicU32 = AtomicU32::new(0);
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_stop(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+extern "C" fn on_stop(sig: libc::c_int) {
+    STOP_SIGNAL.store(sig, Ordering::Relaxed);
+    STOPS.fetch_add(1, Ordering::Relaxed);
 }
 
 /// How long a dead replica stays down before `up` restarts it.
@@ -106,6 +109,10 @@ fn spawn(exe: &Path, config: &Path, id: u64, dir: &Path, verbose: u8) -> anyhow:
         c.arg(format!("-{}", "v".repeat(verbose as usize)));
     }
     c.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out);
+    // A process group of its own: a terminal's Ctrl-C reaches `up` alone, which stops the program
+    // once, through the leader (a program such as redis exits at once, unsaved, on a second
+    // SIGINT), and lets the followers finish the log.
+    c.process_group(0);
     // SAFETY: prctl in the child before exec; replicas die with `up`.
     unsafe {
         c.pre_exec(|| {
@@ -127,6 +134,8 @@ pub struct UpOptions {
     pub initial_data: Option<PathBuf>,
     /// The [snapshot] section's every_events.
     pub snapshot_every: u64,
+    /// How long the program may take to end after a stop signal.
+    pub stop_timeout: Duration,
 }
 
 /// The last `n` lines of a replica's log, indented, for an error that stops `up`.
@@ -212,11 +221,14 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
     }
     let exe = std::env::current_exe().context("finding ftexec's own path")?;
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores an atomic.
+        // SAFETY: the handler only stores atomics.
         unsafe { libc::signal(sig, on_stop as *const () as libc::sighandler_t) };
     }
     eprintln!("ftexec up: {} replicas, config {}", cfg.nodes.len(), config.display());
-    eprintln!("ftexec up: each replica logs to {}/nN/ftexec.log; Ctrl-C stops all", dir.display());
+    eprintln!(
+        "ftexec up: each replica logs to {}/nN/ftexec.log; Ctrl-C stops the program, then every replica at its end",
+        dir.display()
+    );
     let mut children: Vec<(u64, Option<Child>, Option<Instant>)> = Vec::new();
     // Per replica: when it was last started, and how many times in a row it died soon after.
     let mut starts: std::collections::HashMap<u64, (Instant, u32)> = std::collections::HashMap::new();
@@ -229,13 +241,30 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
     let mut leader: Option<(u64, u64)> = None;
     let mut last_poll = Instant::now() - Duration::from_secs(1);
     let mut status = 0;
-    while !STOP.load(Ordering::Relaxed) {
+    // From the first stop signal: no replica is restarted, and each one's end is awaited.
+    let mut stopping: Option<Instant> = None;
+    // The program's status as each replica that ended during the stop reported it.
+    let mut ended: Vec<(u64, Option<i32>)> = Vec::new();
+    loop {
         std::thread::sleep(Duration::from_millis(100));
+        let stops = STOPS.load(Ordering::Relaxed);
+        if stops > 0 && stopping.is_none() {
+            stopping = Some(Instant::now());
+            begin_stop(&cfg, &children, STOP_SIGNAL.load(Ordering::Relaxed), o.stop_timeout);
+        }
+        if stopping.is_some_and(|t| stops > 1 || t.elapsed() >= o.stop_timeout) {
+            break;
+        }
         let mut running = 0;
         for (id, child, died) in &mut children {
             if let Some(c) = child {
                 if let Ok(Some(st)) = c.try_wait() {
                     *child = None;
+                    if stopping.is_some() {
+                        eprintln!("ftexec up: replica {id} ended ({st})");
+                        ended.push((*id, st.code()));
+                        continue;
+                    }
                     // Killed, or ftexec itself failed: restart. Otherwise the program ended
                     // (on every replica alike) with this status.
                     if st.code().is_none_or(|c| c == i32::from(crate::EXIT_FTEXEC_FAILED)) {
@@ -267,7 +296,7 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
                     running += 1;
                 }
             }
-            if child.is_none() && died.is_some_and(|d| d.elapsed() >= RESTART_DELAY) {
+            if stopping.is_none() && child.is_none() && died.is_some_and(|d| d.elapsed() >= RESTART_DELAY) {
                 *child = Some(spawn(&exe, &config, *id, &dir, o.verbose)?);
                 starts.entry(*id).or_insert((Instant::now(), 0)).0 = Instant::now();
                 *died = None;
@@ -277,11 +306,14 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
         if given_up.len() == children.len() {
             break;
         }
+        if let (Some(t), 0) = (stopping, running) {
+            return Ok(stopped(&ended, children.len(), t));
+        }
         if running == 0 && children.iter().all(|(_, c, d)| c.is_none() && d.is_none()) {
             eprintln!("ftexec up: the program exited; every replica ended");
             return Ok(status);
         }
-        if last_poll.elapsed() >= Duration::from_millis(500) {
+        if stopping.is_none() && last_poll.elapsed() >= Duration::from_millis(500) {
             last_poll = Instant::now();
             let rs = cluster_status(&cfg, Duration::from_millis(300));
             let now = ft_consensus::control::find_leader(&rs).and_then(|r| r.term.map(|t| (r.id, t)));
@@ -295,7 +327,19 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
             }
         }
     }
-    eprintln!("ftexec up: stopping every replica");
+    let left: Vec<u64> = children.iter().filter(|(_, c, _)| c.is_some()).map(|(id, _, _)| *id).collect();
+    if let Some(t) = stopping {
+        let why = if STOPS.load(Ordering::Relaxed) > 1 {
+            "a second stop signal".to_string()
+        } else {
+            format!("the program had not ended after {} s (--stop-timeout)", t.elapsed().as_secs())
+        };
+        eprintln!(
+            "ftexec up: stopping replica(s) {left:?} where they are, on {why}: their data directories may be behind the log"
+        );
+    } else if !left.is_empty() {
+        eprintln!("ftexec up: stopping every replica");
+    }
     for (_, child, _) in &mut children {
         if let Some(c) = child {
             // SAFETY: plain kill of our own child.
@@ -318,7 +362,68 @@ pub fn up(o: UpOptions) -> anyhow::Result<i32> {
     if given_up.len() == children.len() {
         bail!("no replica could start (each failed {QUICK_DEATHS} times in a row; see above)");
     }
-    Ok(0)
+    let program = ended.iter().filter_map(|(_, c)| *c).find(|c| *c != i32::from(crate::EXIT_FTEXEC_FAILED));
+    Ok(program.unwrap_or(128 + STOP_SIGNAL.load(Ordering::Relaxed)))
+}
+
+/// The first stop signal: it goes to the leader's replica, which passes it to the program (its
+/// delivery is logged like any signal); the followers replay up to the program's exit and end
+/// with its status, so every data directory holds what the whole log wrote. Without a leader
+/// there is no log to finish: the replicas stop where they are.
+fn begin_stop(cfg: &ClusterConfig, children: &[(u64, Option<Child>, Option<Instant>)], sig: i32, within: Duration) {
+    let rs = cluster_status(cfg, Duration::from_millis(500));
+    let lead = ft_consensus::control::find_leader(&rs).map(|r| r.id);
+    let child = lead.and_then(|id| children.iter().find(|(c, _, _)| *c == id)).and_then(|(_, c, _)| c.as_ref());
+    let name = signal_name(sig);
+    match (lead, child) {
+        (Some(id), Some(c)) => {
+            eprintln!(
+                "ftexec up: stopping: {name} to the program through the leader (replica {id}); every replica replays it to its end (at most {} s; Ctrl-C again stops them where they are)",
+                within.as_secs()
+            );
+            // SAFETY: plain kill of our own child.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+        _ => {
+            eprintln!("ftexec up: stopping: no replica leads, so the program cannot be stopped through the log; every replica stops where it is");
+            for c in children.iter().filter_map(|(_, c, _)| c.as_ref()) {
+                // SAFETY: plain kill of our own child.
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            }
+        }
+    }
+}
+
+/// Every running replica ended after a stop signal: the program's status, and whether they all
+/// reached it (a replica that was down at the stop, waiting for its restart, did not: its data
+/// directory is behind until it replays the log at the next start).
+fn stopped(ended: &[(u64, Option<i32>)], replicas: usize, since: Instant) -> i32 {
+    let program: Vec<i32> =
+        ended.iter().filter_map(|(_, c)| *c).filter(|c| *c != i32::from(crate::EXIT_FTEXEC_FAILED)).collect();
+    let status = program.first().copied().unwrap_or(128 + STOP_SIGNAL.load(Ordering::Relaxed));
+    if ended.len() < replicas {
+        eprintln!(
+            "ftexec up: stopped; {} of {replicas} replicas were down at the stop and did not reach the program's end (they replay the log at the next start): {ended:?} (replica, status)",
+            replicas - ended.len()
+        );
+    } else if program.len() == ended.len() && program.iter().all(|c| *c == status) {
+        eprintln!(
+            "ftexec up: stopped in {} ms: every replica replayed the program to its end (status {status})",
+            since.elapsed().as_millis()
+        );
+    } else {
+        eprintln!("ftexec up: stopped; not every replica reached the program's end: {ended:?} (replica, status)");
+    }
+    status
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        n => format!("signal {n}"),
+    }
 }
 
 #[cfg(test)]
