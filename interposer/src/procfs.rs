@@ -56,6 +56,12 @@ pub fn pipe_of(pid: i32, fd: i32) -> Option<(u64, bool)> {
     Some((ino, fd_flags(pid, fd) & libc::O_ACCMODE != libc::O_RDONLY))
 }
 
+/// The inode of the socket at `fd` of process `pid`, if it is one.
+pub fn socket_of(pid: i32, fd: i32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
+    link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
 /// The directory a path argument of task `pid` is relative to: "/" for an absolute path, else
 /// what `dirfd` names (its target) or the task's cwd. None if /proc cannot tell.
 pub fn path_base(pid: i32, dirfd: Option<i32>, path: &std::path::Path) -> Option<std::path::PathBuf> {

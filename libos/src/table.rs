@@ -533,9 +533,9 @@ pub static TABLE: &[Spec] = &[
     // int accept(int fd, struct sockaddr *addr, socklen_t *len)
     rec(43, "accept").check(A0).creates(NewFd::Ret).object(Object::Connection).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]).args(&[Fd, Ptr, Ptr]),
     // ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)
-    out(44, "sendto").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)).copy(CopyOp::Send { flags: Some(3), addr: Some(4) }).args(&[Fd, InBuf, Uint, Hex, Ptr, Uint]),
+    out(44, "sendto").fd(0).check(A0 | A2 | A3).input(Input::Buf(1, 2)).copy(CopyOp::Send { flags: Some(3), addr: Some(4) }).stream(Stream::Write { vectored: false }).args(&[Fd, InBuf, Uint, Hex, Ptr, Uint]),
     // ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
-    rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]).copy(CopyOp::Recv { flags: Some(3), addr: Some(4) }).args(&[Fd, OutBuf, Uint, Hex, Ptr, Ptr]),
+    rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]).copy(CopyOp::Recv { flags: Some(3), addr: Some(4) }).stream(Stream::Read { vectored: false }).args(&[Fd, OutBuf, Uint, Hex, Ptr, Ptr]),
     // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     out(46, "sendmsg").fd(0).check(A0 | A2).input(Input::Msghdr(1)).args(&[Fd, Ptr, Hex]),
     // ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
@@ -1351,7 +1351,7 @@ mod tests {
         const SLEEPS: &[&str] = &["nanosleep", "clock_nanosleep"];
         const CLONES: &[&str] = &["clone", "fork", "vfork", "clone3"];
         const WAITS: &[&str] = &["wait4", "waitid"];
-        const STREAMS: &[&str] = &["read", "write", "readv", "writev", "lseek", "shutdown"];
+        const STREAMS: &[&str] = &["read", "write", "readv", "writev", "sendto", "recvfrom", "lseek", "shutdown"];
         // chroot and the namespace and mount calls are refused.
         const PROCESS_STATE: &[&str] = &[
             "chdir",

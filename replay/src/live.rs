@@ -14,6 +14,10 @@
 //! - bytes written into a pipe of the program's own and not read when the log ends (replay
 //!   runs neither the write nor the read: both are logged) are written into that pipe by the
 //!   tracer (replay.rs `refill_pipes`);
+//! - a socketpair of the program's (both ends in its processes: nginx's master-worker channels,
+//!   a python parent and its forked child; a pipe stands in for it at replay) becomes a real
+//!   socketpair of the same type, each process getting the end its fds stood for, with the
+//!   bytes in flight each way written in (`Pair`);
 //! - a stand-in that several processes share (inherited over fork: a server's listening socket
 //!   in a BGSAVE child) is made real once, in the first of them; the others take that socket
 //!   with pidfd_getfd, so they share it as they did at record (and the address is bound once).
@@ -87,6 +91,8 @@ enum Stand<'a> {
     Event(&'a EventShadow),
     /// A pidfd of this pid (as the program sees it).
     PidFd(i32),
+    /// An end of one of the program's socketpairs: its stand-in pipe's inode, and which end.
+    PairEnd(u64, usize),
 }
 
 impl<'a> Stand<'a> {
@@ -104,9 +110,94 @@ impl SockShadow {
     }
 }
 
-/// The real sockets made so far in this go-live, by the eventfd id of the stand-in they
-/// replaced: the process (its pid as the program sees it) and fd that hold one.
-pub(crate) type MadeReal = HashMap<u64, (i32, i32)>;
+/// What this go-live made real so far, for the processes made real after.
+#[derive(Default)]
+pub(crate) struct MadeReal {
+    /// The real sockets, by the eventfd id of the stand-in they replaced: the process (its pid
+    /// as the program sees it) and fd that hold one.
+    shared: HashMap<u64, (i32, i32)>,
+    /// The program's socketpairs, by the inode of their stand-in pipe.
+    pub pairs: HashMap<u64, Pair>,
+    /// The socket inodes of the program's socketpairs (made real here, or by the program at
+    /// record): the syscall buffer leaves their calls traced, so that a replica that replays
+    /// them follows their bytes in flight (`Replayer::follow_pipes`).
+    pub pair_sockets: std::collections::HashSet<u64>,
+}
+
+impl MadeReal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every process holding a socketpair end has its own now: the tracer lets its copies go
+    /// (held on, they would keep a peer from seeing the other end closed).
+    pub fn pairs_done(&mut self) {
+        self.pairs.clear();
+    }
+}
+
+/// One of the program's socketpairs going live: made once, in the tracer, on the first fd that
+/// stands for one of its ends; each process then gets a duplicate of the end it held
+/// ([`send_fd`]), so the processes share the two ends as they did at record.
+pub(crate) struct Pair {
+    pub domain: i32,
+    pub ty: i32,
+    /// The bytes in flight toward each end (0: sv[0], the end the stand-in pipe reads from).
+    pub toward: [Vec<u8>; 2],
+    ends: Option<[std::os::fd::OwnedFd; 2]>,
+}
+
+impl Pair {
+    pub fn new(domain: i32, ty: i32, toward: [Vec<u8>; 2]) -> Self {
+        Pair { domain, ty, toward, ends: None }
+    }
+
+    /// The tracer's copy of end `end`, the pair made (and its bytes in flight written) first.
+    fn end(&mut self, end: usize, log: &Logger) -> std::io::Result<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+        if self.ends.is_none() {
+            let mut sv = [0i32; 2];
+            let ty = (self.ty & !libc::SOCK_NONBLOCK) | libc::SOCK_CLOEXEC;
+            // SAFETY: sv has room for the two fds socketpair writes.
+            if unsafe { libc::socketpair(self.domain, ty, 0, sv.as_mut_ptr()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: socketpair succeeded: both fds are new and ours.
+            let ends = unsafe { [OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])] };
+            for (to, bytes) in self.toward.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+                // Written into the other end, to be read at this one; without waiting: what
+                // does not fit the socket's buffer is lost, with a warning.
+                let from = &ends[1 - to];
+                let mut done = 0;
+                while done < bytes.len() {
+                    // SAFETY: a send from a live buffer of the given length.
+                    let n = unsafe {
+                        libc::send(
+                            std::os::fd::AsRawFd::as_raw_fd(from),
+                            bytes[done..].as_ptr().cast(),
+                            bytes.len() - done,
+                            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                        )
+                    };
+                    if n <= 0 {
+                        break;
+                    }
+                    done += n as usize;
+                }
+                if done < bytes.len() {
+                    warn!(log, "going live: bytes in flight in a socketpair are lost"; "bytes" => bytes.len() - done);
+                } else {
+                    info!(log, "going live: bytes in flight written into a socketpair"; "bytes" => done);
+                }
+            }
+            self.ends = Some(ends);
+        }
+        match &self.ends {
+            Some(e) => Ok(e[end].as_fd()),
+            None => Err(std::io::Error::other("no socketpair")),
+        }
+    }
+}
 
 /// How long to retry binding an address the old leader's socket may still hold.
 const BIND_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -146,6 +237,16 @@ pub(crate) fn make_real(
             }
         }
     }
+    if !made.pairs.is_empty() {
+        let fds = std::fs::read_dir(format!("/proc/{tgid}/fd")).into_iter().flatten().flatten();
+        for fd in fds.filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
+            if let Some((ino, write_end)) = ft_interposer::procfs::pipe_of(tgid, fd) {
+                if made.pairs.contains_key(&ino) {
+                    todo.push((fd, Stand::PairEnd(ino, usize::from(write_end)), None));
+                }
+            }
+        }
+    }
     if todo.is_empty() && work.is_empty() {
         return Ok(t);
     }
@@ -172,7 +273,7 @@ pub(crate) fn make_real(
         .map(|done| {
             if let Some(ns_pid) = ns_pid {
                 for (id, fd) in done {
-                    made.entry(id).or_insert((ns_pid, fd));
+                    made.shared.entry(id).or_insert((ns_pid, fd));
                 }
             }
         })
@@ -375,7 +476,7 @@ fn rebuild_all(
     tgid: i32,
     todo: &[(i32, Stand, Option<u64>)],
     regs: &[(i32, i32, u32, u64)],
-    made: &MadeReal,
+    made: &mut MadeReal,
     log: &Logger,
 ) -> Result<Vec<(u64, i32)>> {
     let fail = |what: String| unexpected(t_pid(tgid), what);
@@ -385,7 +486,7 @@ fn rebuild_all(
     for (fd, stand, id) in todo {
         let fd = *fd;
         let flags = fd_flags(tgid, fd);
-        let shared = id.and_then(|id| made.get(&id)).copied();
+        let shared = id.and_then(|id| made.shared.get(&id)).copied();
         let dup_of = id.and_then(|id| here.get(&id)).copied();
         let new = if let Some(first) = dup_of {
             let d = r.call(libc::SYS_dup, [first as u64, 0, 0, 0, 0, 0])?;
@@ -398,6 +499,11 @@ fn rebuild_all(
             take_shared(r, scratch, tgid, owner, owner_fd)?
         } else if let Stand::File(f) = stand {
             reopen(r, scratch, tgid, fd, f, log)?
+        } else if let Stand::PairEnd(ino, end) = stand {
+            let pair = made.pairs.get_mut(ino).ok_or_else(|| fail(format!("socketpair {ino} unknown")))?;
+            let mine = pair.end(*end, log).map_err(|e| fail(format!("making the socketpair for fd {fd}: {e}")))?;
+            debug!(log, "going live: socketpair end made real"; "fd" => fd, "end" => end);
+            send_fd(r, scratch, tgid, mine)?
         } else if let Stand::PidFd(pid) = stand {
             let new = r.call(libc::SYS_pidfd_open, [*pid as u64, 0, 0, 0, 0, 0])?;
             if new < 0 {
@@ -492,6 +598,9 @@ fn rebuild_all(
         r.call(libc::SYS_close, [new as u64, 0, 0, 0, 0, 0])?;
         if d != i64::from(fd) {
             return Err(fail(format!("dup3 onto fd {fd} failed with {d}")));
+        }
+        if let Stand::PairEnd(..) = stand {
+            made.pair_sockets.extend(ft_interposer::procfs::socket_of(tgid, fd));
         }
         for (epfd, _, events, data) in regs.iter().filter(|(_, t, _, _)| *t == fd) {
             let mut ev = events.to_ne_bytes().to_vec();

@@ -721,3 +721,42 @@ fn kvserver_with_data_dir_survives_leader_kills_with_identical_aof() {
         logged.len()
     );
 }
+
+/// One request line to pairserver and its answer line, or None while it does not answer.
+fn pair_ask(port: u16, line: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("{line}\n").as_bytes()).ok()?;
+    let mut out = String::new();
+    BufReader::new(s).read_line(&mut out).ok()?;
+    (!out.is_empty()).then(|| out.trim_end().to_string())
+}
+
+/// A server whose forked child does the work over socketpairs (nginx's channels, python's
+/// multiprocessing). A socketpair's stand-in at replay is a pipe; before, going live left it a
+/// pipe and both processes died at their next recv ("Socket operation on non-socket"). Now it
+/// becomes a real socketpair shared by the two processes, with the bytes in flight each way:
+/// the child's notices written before a kill -9 of the leader and not read yet are read after
+/// it, the child's request count goes on, and again after a second failover (to the replica
+/// that replayed the first new leader's log).
+#[test]
+fn a_socketpair_between_the_programs_processes_works_across_failovers() {
+    let tmp = temp_dir("repl-pair");
+    let port = free_port();
+    let cmd = vec![c_program("pairserver").to_string_lossy().into_owned(), port.to_string()];
+    let mut up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
+    let ask = |up: &Up, line: &str| {
+        up.retry(Duration::from_secs(30), &format!("pairserver answering {line}"), || pair_ask(port, line))
+    };
+    for (i, w) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(ask(&up, w), format!("child#{}:{w}", i + 1));
+    }
+    up.kill_leader();
+    assert_eq!(ask(&up, "d"), "child#4:d", "the child's count after the first failover\n{}", up.logs());
+    assert_eq!(ask(&up, "TICKS"), "t1,t2,t3,t4,", "the notices in flight at the failover, then the new one");
+    up.wait_lockstep();
+    up.kill_leader();
+    assert_eq!(ask(&up, "e"), "child#5:e", "after the second failover\n{}", up.logs());
+    assert_eq!(ask(&up, "TICKS"), "t5,");
+    assert_eq!(up.stop_cleanly().code(), Some(128 + libc::SIGINT), "{}", up.logs());
+}

@@ -288,6 +288,9 @@ impl Recorder<'_> {
                 self.fds_of(pid).set(fd, kind);
                 let cloexec = ft_interposer::procfs::fd_flags(pid.as_raw(), fd) & libc::O_CLOEXEC != 0;
                 ev.new_fds.push(NewFd { fd, kind: kind as i32, cloexec });
+                if spec.fds.object == Object::SocketPair {
+                    self.made_real.pair_sockets.extend(ft_interposer::procfs::socket_of(pid.as_raw(), fd));
+                }
             }
         }
         if spec.fds.creates == NewFdEffect::Rights && ret >= 0 {
@@ -516,6 +519,9 @@ impl stop::Side for Recorder<'_> {
         let Some(d) = self.deferred_real.remove(&self.proc_of(pid)) else { return Ok(Some((t, regs))) };
         let t =
             crate::live::make_real(t, &d.sockets, &d.files, &d.work, &self.eventfds, &mut self.made_real, &self.log)?;
+        if self.deferred_real.is_empty() {
+            self.made_real.pairs_done();
+        }
         let regs = t.regs()?;
         Ok(Some((t, regs)))
     }

@@ -440,8 +440,8 @@ impl Replayer<'_> {
         if spec.follow.ipc == ft_libos::table::Ipc::ShmId {
             self.note_shmget(s.ret);
         }
-        // Pipes and eventfds the program made (not its inherited stdio, not its sockets): see
-        // `pipes` and `eventfds`.
+        // Pipes, socketpairs and eventfds the program made (not its inherited stdio, not its
+        // sockets): see `pipes`, `socketpairs` and `eventfds`.
         let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
         let socket = self.sockets.get(&proc).is_some_and(|m| m.contains_key(&(args[0] as i32)));
         if s.disposition() == Disposition::Inject
@@ -449,7 +449,7 @@ impl Replayer<'_> {
             && !socket
             && self.fds_of(vtid).kind(args[0] as i64) == FdKind::External
         {
-            if !self.pipes.is_empty() {
+            if !self.pipes.is_empty() || !self.socketpairs.is_empty() {
                 self.follow_pipes(&t, spec, args, s.ret as usize)?;
             }
             self.follow_eventfd(&t, spec, args, s.ret)?;

@@ -168,6 +168,9 @@ struct Book {
     /// Children forked at replay (all alive): task number, (pid, uid, parent process).
     #[serde(default)]
     born: Vec<(u32, (i32, u32, u32))>,
+    /// The program's socketpairs by stand-in pipe inode (`Replayer::socketpairs`).
+    #[serde(default)]
+    socketpairs: Vec<(u64, PairFlows)>,
     #[serde(default)]
     shm_seen: Vec<i32>,
     #[serde(default)]
@@ -579,6 +582,7 @@ impl Replayer<'_> {
             ids: map_list(&self.ids),
             sent: self.sent.clone(),
             pipes: map_list(&self.pipes),
+            socketpairs: map_list(&self.socketpairs),
             eventfds: map_list(&self.eventfds),
             itimers: map_list(&self.itimers),
             states: self.states.iter().map(|(v, s)| (*v, prost::Message::encode_to_vec(s))).collect(),
@@ -644,6 +648,8 @@ impl Replayer<'_> {
         self.ids = b.ids.into_iter().collect();
         self.sent = b.sent;
         self.pipes = b.pipes.into_iter().map(|(ino, f)| (pipe_ino.get(&ino).copied().unwrap_or(ino), f)).collect();
+        self.socketpairs =
+            b.socketpairs.into_iter().map(|(ino, f)| (pipe_ino.get(&ino).copied().unwrap_or(ino), f)).collect();
         self.eventfds = b.eventfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
         self.itimers = b.itimers.into_iter().collect();
         self.states = b

@@ -10,11 +10,19 @@ impl Replayer<'_> {
     /// Registers the pipes and eventfds the program makes (see `pipes`, `eventfds`), and forgets
     /// an eventfd whose stand-in id another stand-in takes.
     pub(super) fn follow_new_pipes_and_eventfds(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], s: &Syscall) {
+        let pipe = || s.new_fds.first().and_then(|nf| ft_interposer::procfs::pipe_of(t.pid().as_raw(), nf.fd));
         if spec.fds.object == Object::Pipe && s.ret == 0 {
-            if let Some((ino, _)) =
-                s.new_fds.first().and_then(|nf| ft_interposer::procfs::pipe_of(t.pid().as_raw(), nf.fd))
-            {
+            if let Some((ino, _)) = pipe() {
+                // An inode freed by a closed socketpair may come back.
+                self.socketpairs.remove(&ino);
                 self.pipes.insert(ino, Flow::default());
+            }
+        }
+        if spec.fds.object == Object::SocketPair && s.ret == 0 {
+            if let Some((ino, _)) = pipe() {
+                self.pipes.remove(&ino);
+                let pair = PairFlows { domain: args[0] as i32, ty: args[1] as i32, ..Default::default() };
+                self.socketpairs.insert(ino, pair);
             }
         }
         if spec.fds.object == Object::EventFd && s.ret >= 0 {
@@ -166,9 +174,25 @@ impl Replayer<'_> {
             Stream::Read { vectored } => (false, vectored),
             Stream::None | Stream::Seek | Stream::Shutdown => return Ok(()),
         };
-        let Some((ino, _)) = ft_interposer::procfs::pipe_of(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
-        // Only pipes the program made with pipe/pipe2 (a socketpair's stand-in is a pipe too).
-        let Some(flow) = self.pipes.get_mut(&ino) else { return Ok(()) };
+        let Some((ino, end)) = ft_interposer::procfs::pipe_of(t.pid().as_raw(), args[0] as i32) else {
+            return Ok(());
+        };
+        // A recv that only peeks takes nothing.
+        if let Exec::Copy(CopyOp::Recv { flags: Some(i), .. }) = spec.exec {
+            if args[usize::from(i)] as i32 & libc::MSG_PEEK != 0 {
+                return Ok(());
+            }
+        }
+        // Pipes the program made with pipe/pipe2, and its socketpairs (their stand-ins are
+        // pipes: the read end stands for sv[0], the write end for sv[1]): what one end writes
+        // goes toward the other.
+        let flow = match self.socketpairs.get_mut(&ino) {
+            Some(pair) => &mut pair.toward[usize::from(end != writes)],
+            None => match self.pipes.get_mut(&ino) {
+                Some(flow) => flow,
+                None => return Ok(()),
+            },
+        };
         if !writes {
             let had = flow.queue.len();
             flow.queue.drain(..n.min(had));

@@ -14,6 +14,11 @@ impl Replayer<'_> {
         procs.dedup();
         let mut made = crate::live::MadeReal::new();
         self.refill_pipes(&procs);
+        for (ino, p) in self.socketpairs.drain() {
+            let bytes = |f: Flow| Vec::from(f.queue);
+            let [a, b] = p.toward;
+            made.pairs.insert(ino, crate::live::Pair::new(p.domain, p.ty, [bytes(a), bytes(b)]));
+        }
         let mut timers = self.itimers_to_arm();
         if !self.unarmed_timers.is_empty() {
             let mut calls: Vec<&str> = self.unarmed_timers.iter().copied().collect();
@@ -32,6 +37,7 @@ impl Replayer<'_> {
                 && work.timers.is_empty()
                 && work.pidfds.is_empty()
                 && self.eventfds.is_empty()
+                && made.pairs.is_empty()
             {
                 continue;
             }
@@ -68,6 +74,9 @@ impl Replayer<'_> {
                 other => other,
             };
             self.set_state(v, state);
+        }
+        if deferred.is_empty() {
+            made.pairs_done();
         }
         // The clock pages record from now on.
         for proc in self.clocks.ready_procs() {

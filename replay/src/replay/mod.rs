@@ -43,7 +43,7 @@ use ft_libos::proto::{
     event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, ProcState, Spawn, Syscall,
 };
 use ft_libos::table::{
-    CloneKind, Exec, FlagsArg, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer,
+    CloneKind, CopyOp, Exec, FlagsArg, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer,
 };
 use ft_libos::{lookup, FdKind, FdTable, Sig};
 use nix::unistd::Pid;
@@ -231,6 +231,7 @@ impl<'a> Replayer<'a> {
             ids: HashMap::new(),
             sent: Vec::new(),
             pipes: HashMap::new(),
+            socketpairs: HashMap::new(),
             eventfds: HashMap::new(),
             itimers: HashMap::new(),
             states: HashMap::new(),
@@ -373,6 +374,9 @@ struct Replayer<'a> {
     /// Per pipe (inode), the bytes the program wrote into it and has not read: replay runs
     /// neither (their results are logged), so a replay that goes live writes them in.
     pipes: HashMap<u64, Flow>,
+    /// The program's socketpairs (their stand-ins are pipes), by the stand-in pipe's inode: how
+    /// they were made and the bytes in flight each way, made real going live (`live::Pair`).
+    socketpairs: HashMap<u64, PairFlows>,
     /// The program's eventfds, by the eventfd id of their stand-ins: their counters as the log's
     /// writes and reads leave them (replay runs neither), made again when going live.
     eventfds: HashMap<u64, crate::live::EventShadow>,
@@ -387,6 +391,15 @@ struct Replayer<'a> {
     plan: Option<checkpoint::Plan>,
     /// Bytes of the program's stdout and stderr replayed so far.
     stdio_out: [u64; 2],
+}
+
+/// One of the program's socketpairs (see `Replayer::socketpairs`): socketpair's domain and type,
+/// and the bytes in flight toward each end (0: the end the stand-in pipe reads from, sv[0]).
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
+struct PairFlows {
+    domain: i32,
+    ty: i32,
+    toward: [Flow; 2],
 }
 
 /// The bytes in flight in one of the program's pipes (see `Replayer::pipes`).
