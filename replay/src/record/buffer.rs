@@ -172,21 +172,23 @@ impl Recorder<'_> {
             CopyOp::EpollWait { .. } => FD_EPOLL,
         };
         let proc = self.proc_of_pid(t.pid());
-        // A socketpair between the program's processes stays traced: its stand-in at replay
-        // is a pipe whose bytes in flight replay follows at each logged call.
-        let pairs = &self.made_real.pair_sockets;
-        let pair = ok
-            && !pairs.is_empty()
-            && ft_interposer::procfs::socket_of(t.pid().as_raw(), fd as i32).is_some_and(|i| pairs.contains(&i));
         let Some(b) = self.buf_proc(proc) else { return Ok(()) };
         let old = b.fds[fd as usize];
         let new = if ok { old | bit } else { old & !bit };
         if new == old {
             return Ok(());
         }
-        if pair {
+        // A socketpair between the program's processes stays traced: its stand-in at replay
+        // is a pipe whose bytes in flight replay follows at each logged call. Looked up only
+        // when the fd would be approved (once per fd), not at every traced call.
+        let pairs = &self.made_real.pair_sockets;
+        if ok
+            && !pairs.is_empty()
+            && ft_interposer::procfs::socket_of(t.pid().as_raw(), fd as i32).is_some_and(|i| pairs.contains(&i))
+        {
             return Ok(());
         }
+        let Some(b) = self.buf_proc(proc) else { return Ok(()) };
         b.fds[fd as usize] = new;
         let turn_on = !b.on;
         b.on = true;
