@@ -346,10 +346,14 @@ unsafe fn ns_init(f: &Fresh<'_>, errfd: OwnedFd) -> ! {
             die(fd, 11);
         }
         libc::close(fd);
+        // It reaps until no process is left in the namespace. It does not end with the program's
+        // first process: that would make the kernel SIGKILL the others at a moment of its own,
+        // racing with what they do at record and not at the same point at replay. The tracer
+        // kills them itself and logs it (`Recorder::take_down`).
         loop {
             let mut status = 0;
             let r = libc::syscall(libc::SYS_wait4, -1, &mut status as *mut i32, libc::__WALL, 0);
-            if r == program || (r < 0 && *libc::__errno_location() == libc::ECHILD) {
+            if r < 0 && *libc::__errno_location() == libc::ECHILD {
                 libc::_exit(0);
             }
         }

@@ -348,10 +348,34 @@ impl Recorder<'_> {
         if task.vtid == task.proc {
             self.quiet_ended(pid, &exit);
         }
-        if task.vtid == 0 {
+        let first = task.vtid == 0;
+        if first {
             self.status0 = Some(exit.status());
         }
-        self.emit(Kind::Exit(exit))
+        self.emit(Kind::Exit(exit))?;
+        if first {
+            self.take_down();
+        }
+        Ok(())
+    }
+
+    /// The program's first process ended: in a PID namespace of its own, its end takes the
+    /// namespace down. The tracer kills the others (SIGKILL) instead of the namespace's init, so
+    /// that their deaths come after the first one's in the log, at a point the log fixes, and
+    /// replay kills them at the same point (a death the kernel timed would race with what they do).
+    pub(super) fn take_down(&mut self) {
+        let Some(any) = self.tasks.keys().next().copied() else { return };
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        let theirs = ns(&any.as_raw().to_string());
+        if theirs.is_none() || theirs == ns("self") {
+            // Not in a namespace of its own (the launch fell back to a plain fork): the other
+            // processes go on, as they would natively.
+            return;
+        }
+        debug!(self.log, "the program's first process ended: killing the rest of its namespace"; "tasks" => self.tasks.len());
+        for pid in self.tasks.keys() {
+            let _ = send_signal(*pid, Sig::SIGKILL);
+        }
     }
 
     pub(super) fn on_holder_stop(&mut self, s: Stopped) -> Result<()> {

@@ -108,5 +108,9 @@ pub(crate) fn continue_live(
     for (pid, w) in h.waited {
         rec.on_wait(pid, w)?;
     }
+    if rec.status0.is_some() {
+        // The log ended between the first process's death and the others'.
+        rec.take_down();
+    }
     rec.finish(first)
 }
