@@ -258,19 +258,32 @@ fn a_replica_added_later_starts_from_a_checkpoint() {
         assert_eq!(get(port, &mut c, &format!("a{i}")), format!("v{i}"), "a{i} after the leader's kill");
     }
     // The new node can lead: leadership handed to it, it goes live and serves old and new writes.
-    let moved = std::process::Command::new(&ftctl)
-        .args(["move-leader", "--to", "4", "--timeout-ms", "30000", "--config"])
-        .arg(up.config())
-        .output()
-        .expect("ftctl");
+    // On 2 CPUs shared by four replicas and the other tests, a new leader can lose its quorum
+    // (no answer from both other voters within the 400 ms election timeout) before it goes live,
+    // and another node leads: Raft's check-quorum, as designed. The handover is then asked again.
     let log = || std::fs::read_to_string(node4.join("ftexec.log")).unwrap_or_default();
-    assert!(
-        moved.status.success(),
-        "move-leader: {}{}\n{}",
-        String::from_utf8_lossy(&moved.stdout),
-        String::from_utf8_lossy(&moved.stderr),
-        log()
-    );
+    let mut moves = Vec::new();
+    let t0 = std::time::Instant::now();
+    while !log().contains("live: recording from event") {
+        assert!(t0.elapsed() < Duration::from_secs(90), "node 4 did not go live after {moves:?}:\n{}", log());
+        let leader = up.status().iter().find(|n| n["role"] == "leader").map(|n| n["id"].clone());
+        if leader != Some(serde_json::json!(4)) {
+            let moved = std::process::Command::new(&ftctl)
+                .args(["move-leader", "--to", "4", "--timeout-ms", "30000", "--config"])
+                .arg(up.config())
+                .output()
+                .expect("ftctl");
+            moves.push((leader, moved.status.code()));
+            assert!(
+                moved.status.success() || moves.len() < 3,
+                "move-leader: {}{}\n{}",
+                String::from_utf8_lossy(&moved.stdout),
+                String::from_utf8_lossy(&moved.stderr),
+                log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let leader = up.status().iter().find(|n| n["role"] == "leader").map(|n| n["id"].clone());
     assert_eq!(leader, Some(serde_json::json!(4)), "node 4 does not lead: {:?}", up.status());
     let mut c = None;
@@ -280,7 +293,6 @@ fn a_replica_added_later_starts_from_a_checkpoint() {
     set_keys(port, "n", 50);
     let mut c = None;
     assert_eq!(get(port, &mut c, "n49"), "v49", "a write with node 4 leading");
-    assert!(log().contains("live: recording from event"), "node 4 did not go live:\n{}", log());
     let _ = n4.kill();
     let _ = n4.wait();
 }
