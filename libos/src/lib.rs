@@ -10,6 +10,7 @@
 //! - [`clock`]: the layout of the clock page (vDSO clock reads without a ptrace stop);
 //! - [`sysbuf`]: the layout of the syscall buffer (socket syscalls without a ptrace stop);
 //! - [`signal`]: signal numbers 1..=64 ([`Sig`]), real-time signals included;
+//! - [`ioctl`]: what an ioctl request writes and changes (the requests before `_IOC` too);
 //! - [`wait`]: which child a logged wait4/waitid reaped, and a child's SIGCHLD siginfo.
 //!
 //! This crate never touches ptrace, sockets or Raft.
@@ -21,6 +22,7 @@ pub mod digest;
 pub mod effect;
 pub mod event;
 pub mod fd;
+pub mod ioctl;
 pub mod log;
 pub mod policy;
 pub mod process;

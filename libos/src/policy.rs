@@ -50,6 +50,12 @@ pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> 
                 _ => Action::Record { exec: Exec::Tracee },
             };
         }
+        Special::Ioctl => match crate::ioctl::effect(args[1]) {
+            crate::ioctl::Effect::FdFlags => return Action::Execute,
+            // The stand-in carries the flag to the real fd of go-live, as with F_SETFL.
+            crate::ioctl::Effect::StatusFlags => return Action::ExecuteInject,
+            _ => {}
+        },
         Special::Prctl => {
             return if args[0] == PR_SET_TSC {
                 Action::Emulate(Emulation::Errno(libc::EPERM))

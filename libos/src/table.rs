@@ -113,8 +113,9 @@ pub enum Len {
     Msghdr,
     /// A struct mmsghdr array (recvmmsg): the return value says how many messages.
     Mmsghdr,
-    /// _IOC_READ ioctls: the size encoded in the request number (argument 1).
-    IocRead,
+    /// ioctl: what request argument 1 writes ([`crate::ioctl::effect`]): the size of an
+    /// _IOC_READ request, a listed one for the requests before _IOC, struct ifconf's array.
+    Ioctl,
 }
 
 /// One region of tracee memory a syscall writes: pointer in argument `ptr`, size `len`.
@@ -168,6 +169,9 @@ pub enum Special {
     /// SIG_BLOCK and `set` is not NULL): a caught signal pending while blocked (raise() blocks
     /// every signal around its tgkill) is delivered at its exit, a point replay must find.
     SigMask,
+    /// ioctl: FIOCLEX/FIONCLEX act on the fd table (Local, as F_SETFD), FIONBIO/FIOASYNC on the
+    /// open file's flags (as F_SETFL); the rest are recorded (see [`crate::ioctl`]).
+    Ioctl,
     /// restart_syscall: continues the syscall a signal interrupted with
     /// -ERESTART_RESTARTBLOCK; what it writes and how it runs again are that syscall's.
     RestartSyscall,
@@ -474,7 +478,7 @@ pub static TABLE: &[Spec] = &[
     // int rt_sigreturn(void)
     det(15, "rt_sigreturn"),
     // int ioctl(int fd, unsigned long req, ...)
-    rec(16, "ioctl").check(A0 | A1).w(&[w(2, IocRead)]).args(&[Fd, Hex, Hex]),
+    rec(16, "ioctl").check(A0 | A1).special(Special::Ioctl).w(&[w(2, Ioctl)]).args(&[Fd, Hex, Hex]),
     // ssize_t pread64(int fd, void *buf, size_t count, off_t off)
     rec(17, "pread64").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret)]).args(&[Fd, OutBuf, Uint, Int]),
     // ssize_t pwrite64(int fd, const void *buf, size_t count, off_t off)

@@ -131,15 +131,22 @@ pub fn regions(t: &Stopped, writes: &[Write], args: &[u64; 6], ret: i64) -> Resu
             },
             Len::FdSet(i) => a(i).min(1 << 20).div_ceil(64) * 8,
             Len::Pages(i) => a(i).div_ceil(4096),
-            Len::IocRead => {
-                let req = a(1);
-                let dir = (req >> 30) & 3;
-                if dir & 2 != 0 {
-                    (req >> 16) & 0x3fff
-                } else {
-                    0
+            Len::Ioctl => match ft_libos::ioctl::effect(a(1)) {
+                ft_libos::ioctl::Effect::Writes(n) => u64::from(n),
+                ft_libos::ioctl::Effect::IfConf => {
+                    if ret == 0 {
+                        // ifc_len, then ifc_len bytes at ifc_buf (if not NULL).
+                        out.push((ptr, 4));
+                        let len = u64::from(u32_at(t, ptr)?);
+                        let buf = u64::from_le_bytes(t.read(ptr + 8, 8)?.try_into().unwrap_or_default());
+                        if buf != 0 && len > 0 {
+                            out.push((buf, len.min(MAX_REGION)));
+                        }
+                    }
+                    continue;
                 }
-            }
+                ft_libos::ioctl::Effect::FdFlags | ft_libos::ioctl::Effect::StatusFlags => 0,
+            },
             Len::Iov(cnt) => {
                 if ret > 0 {
                     out.extend(iovecs(t, ptr, a(cnt), Some(nonneg))?);

@@ -176,12 +176,12 @@ impl Up {
     /// Stops `ftexec up` with SIGINT, as a terminal's Ctrl-C does (to its process group: `up`
     /// alone, the replicas have groups of their own), and waits for it; its exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        self.stop_within(Duration::from_secs(8))
+        self.stop_within(libc::SIGINT, Duration::from_secs(8))
     }
 
-    fn stop_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+    fn stop_within(&mut self, sig: i32, within: Duration) -> Option<std::process::ExitStatus> {
         // SAFETY: signals our own child's process group.
-        unsafe { libc::kill(-(self.up.id() as i32), libc::SIGINT) };
+        unsafe { libc::kill(-(self.up.id() as i32), sig) };
         self.wait_within(within)
     }
 
@@ -204,13 +204,19 @@ impl Up {
     /// it returns. Panics (with the logs) if `up` takes over 60 s or says that a replica did
     /// not reach the program's end.
     pub fn stop_cleanly(&mut self) -> std::process::ExitStatus {
+        self.stop_cleanly_with(libc::SIGINT)
+    }
+
+    /// [`Up::stop_cleanly`] with another stop signal than Ctrl-C's (SIGTERM, as systemd stops a
+    /// service: MariaDB ignores SIGINT).
+    pub fn stop_cleanly_with(&mut self, sig: i32) -> std::process::ExitStatus {
         // A replica restarted after a kill must have caught up: one that is down at the stop
         // does not reach the program's end.
         self.wait_lockstep();
         // The program's processes as they are 10 s into the stop: where a slow stop waits.
         let runs: Vec<u32> = self.status().iter().filter_map(|n| n["pid"].as_u64()).map(|p| p as u32).collect();
         let mut states = String::new();
-        let st = self.stop_within(Duration::from_secs(10)).or_else(|| {
+        let st = self.stop_within(sig, Duration::from_secs(10)).or_else(|| {
             states = process_states(&runs);
             self.wait_within(Duration::from_secs(50))
         });

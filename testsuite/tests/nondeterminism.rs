@@ -437,3 +437,17 @@ fn socket_syscalls_answered_in_one_stop() {
     assert_eq!(n("epoll_wait", "one_stop"), 2, "{j}");
     assert_eq!(n("epoll_wait", "calls"), 3, "{j}");
 }
+
+/// ioctl requests older than the _IOC encoding write memory their number does not announce:
+/// SIOCGIFCONF's array (MariaDB reads its MAC address so; replay gave it nothing and it took
+/// another path), struct ifreq, FIONREAD's int. Each value is the native one at record and at
+/// every replay; FIONBIO and FIOCLEX change the fd as fcntl does, also across an exec.
+#[test]
+fn ioctls_before_ioc_replay_what_they_wrote() {
+    let rec = check("ioctls", false);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert!(out.contains("  lo hwaddr 00:00:00:00:00:00 index 1 up 1\n"), "{out}");
+    assert!(out.contains("FIONREAD 5 TIOCOUTQ "), "{out}");
+    assert!(out.contains("read of an empty pipe after FIONBIO: -1 EAGAIN\n"), "{out}");
+    assert!(out.ends_with("after exec: fd 7 closed, fd 8 open\n"), "{out}");
+}

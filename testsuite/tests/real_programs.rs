@@ -166,3 +166,34 @@ fn opening_dev_stderr_on_a_pipe_does_not_hang_the_recorder() {
     let replayed = replay(&log, None);
     assert_same_output(&recorded, &replayed, "sh writing to /dev/stderr");
 }
+
+/// A unix socket bound in the data directory leaves its file there. Replay binds nothing: it
+/// makes the file (a socket inode with the program's umask), so a later stat or unlink of it
+/// has the recorded result (MariaDB's unlink of its socket at shutdown diverged before) and
+/// the replica's data directory has the file the leader's has.
+#[test]
+fn a_unix_socket_bound_in_the_data_dir_leaves_its_file_at_replay() {
+    let tmp = temp_dir("unix-socket-file");
+    let (a, b) = (tmp.path().join("data-a"), tmp.path().join("data-b"));
+    for dir in [&a, &b] {
+        fs::create_dir(dir).expect("mkdir data dir");
+    }
+    let log = tmp.path().join("run.ftlog");
+    let prog = c_program("unix_socket_file");
+    let recorded = record(&log, Some(&a), &prog, &[path_str(&a)]);
+    assert_recorded_ok(&log, &recorded, "unix_socket_file");
+    assert_eq!(
+        recorded.stdout_text(),
+        "stat srv.sock: 0 socket 1 mode 750\nunlink srv.sock: 0\nunlink srv.sock again: -1\n",
+        "{recorded}"
+    );
+    let replayed = replay(&log, Some(&b));
+    assert_same_output(&recorded, &replayed, "unix_socket_file (replay)");
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    for dir in [&a, &b] {
+        let m = fs::symlink_metadata(dir.join("kept.sock")).expect("kept.sock");
+        assert!(m.file_type().is_socket(), "{}: kept.sock is a {:?}", dir.display(), m.file_type());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o750, "{}", dir.display());
+        assert!(!dir.join("srv.sock").exists(), "{}", dir.display());
+    }
+}

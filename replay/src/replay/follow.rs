@@ -471,8 +471,11 @@ impl Replayer<'_> {
         match spec.follow.live {
             Live::None => {}
             Live::Bind => {
+                let addr = read(args[1], args[2], 128)?;
+                self.make_socket_file(t, &addr);
+                let socks = self.sockets.entry(proc).or_default();
                 if let Some(sh) = socks.get_mut(&fd) {
-                    sh.addr = read(args[1], args[2], 128)?;
+                    sh.addr = addr;
                 }
             }
             Live::Listen => {
@@ -487,6 +490,62 @@ impl Replayer<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Replayer<'_> {
+    /// A bind of a unix socket to a path in the data directory made a file there at record (a
+    /// socket inode: mode 0777 less the umask, owned by the caller). Replay binds nothing, so it
+    /// makes that file, and the data directory stays the recording's: a later unlink or stat
+    /// of it has the recorded result, and the replicas' directories stay identical. Going live
+    /// removes it and binds for real (`remove_stale_unix_socket`). Paths outside the data
+    /// directory are the host's, left alone as any host file.
+    fn make_socket_file(&self, t: &Stopped, addr: &[u8]) {
+        let Some(dir) = &self.program_data_dir else { return };
+        let family = addr.get(..2).map(|f| u16::from_ne_bytes([f[0], f[1]]));
+        let Some(raw) = addr.get(2..).filter(|_| family == Some(libc::AF_UNIX as u16)) else { return };
+        let Some(end) = raw.iter().position(|&c| c == 0) else { return };
+        if end == 0 {
+            // Abstract (or unnamed): no file.
+            return;
+        }
+        let pid = t.pid().as_raw();
+        let path = Path::new(OsStr::from_bytes(&raw[..end]));
+        let Some(base) = ft_interposer::procfs::path_base(pid, None, path) else { return };
+        if !policy::inside(&base, path, dir) {
+            return;
+        }
+        let full = policy::normalize(&base, path);
+        let Ok(rel) = full.strip_prefix("/") else { return };
+        let file = PathBuf::from(format!("/proc/{pid}/root")).join(rel);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |name: &str, i: usize| -> Option<u32> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            line.split_whitespace().nth(i)?.parse().ok()
+        };
+        let umask = status
+            .lines()
+            .find(|l| l.starts_with("Umask:"))
+            .and_then(|l| u32::from_str_radix(l.split_whitespace().nth(1)?, 8).ok())
+            .unwrap_or(0o022);
+        let Ok(c) = std::ffi::CString::new(file.as_os_str().as_bytes()) else { return };
+        let mode = 0o777 & !umask;
+        // SAFETY: mknod, chmod and lchown read a NUL-terminated path of ours.
+        let made = unsafe { libc::mknod(c.as_ptr(), libc::S_IFSOCK | mode, 0) } == 0;
+        if !made {
+            slog::warn!(self.log, "replay: making the file of a unix socket bound in the data directory failed";
+                "path" => full.display().to_string(), "error" => std::io::Error::last_os_error().to_string());
+            return;
+        }
+        // SAFETY: as above.
+        unsafe {
+            // mknod applied the tracer's umask; the program's is the one that counts.
+            libc::chmod(c.as_ptr(), mode);
+            // Fourth field of Uid:/Gid: is the filesystem id, the one that owns new files.
+            if let (Some(uid), Some(gid)) = (field("Uid:", 4), field("Gid:", 4)) {
+                libc::lchown(c.as_ptr(), uid, gid);
+            }
+        }
     }
 }
 

@@ -126,6 +126,7 @@ fn session<'a>(
     crate::set_current_tracee(pid.as_raw());
     info!(log, "replaying"; "pid" => pid.as_raw());
     let mut r = Replayer::new(source, opts, debug, log);
+    r.program_data_dir = (!h.data_dir.is_empty()).then(|| PathBuf::from(OsStr::from_bytes(&h.data_dir)));
     if let Some(p) = r.plan.as_mut() {
         p.data_dir = checkpoint::data_dir_view(h, opts);
         p.log_id = checkpoint::log_id(h);
@@ -232,6 +233,7 @@ impl<'a> Replayer<'a> {
             sent: Vec::new(),
             pipes: HashMap::new(),
             socketpairs: HashMap::new(),
+            program_data_dir: None,
             eventfds: HashMap::new(),
             itimers: HashMap::new(),
             states: HashMap::new(),
@@ -377,6 +379,9 @@ struct Replayer<'a> {
     /// The program's socketpairs (their stand-ins are pipes), by the stand-in pipe's inode: how
     /// they were made and the bytes in flight each way, made real going live (`live::Pair`).
     socketpairs: HashMap<u64, PairFlows>,
+    /// The data directory as the program sees it (the header's): a unix socket bound there
+    /// leaves its file there (see `follow::make_socket_file`).
+    program_data_dir: Option<PathBuf>,
     /// The program's eventfds, by the eventfd id of their stand-ins: their counters as the log's
     /// writes and reads leave them (replay runs neither), made again when going live.
     eventfds: HashMap<u64, crate::live::EventShadow>,

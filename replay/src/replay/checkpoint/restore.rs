@@ -98,6 +98,8 @@ pub(in crate::replay) fn restore_session<'a>(
     let leaders = made.leaders;
     let all_tids: Vec<nix::unistd::Pid> = made.created.clone();
     let mut r = Replayer::new(source, opts, debug, log);
+    r.program_data_dir =
+        (!h.data_dir.is_empty()).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&h.data_dir)));
     if let Some(p) = r.plan.as_mut() {
         p.data_dir = data_dir_view(h, opts);
         p.log_id = log_id(h);
