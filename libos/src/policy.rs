@@ -56,6 +56,15 @@ pub fn decide(spec: &Spec, args: &[u64; 6], fds: &FdTable, path_local: bool) -> 
             crate::ioctl::Effect::StatusFlags => return Action::ExecuteInject,
             _ => {}
         },
+        Special::FdToFd { input, .. } => {
+            let input_real = fds.is_replicated(args[usize::from(input)] as i32 as i64);
+            return match (fd_replicated, input_real) {
+                (true, true) => Action::Execute,
+                (true, false) => Action::Emulate(Emulation::Errno(libc::EINVAL)),
+                // Not to stdout's capture: replay has no bytes of it to print.
+                (false, _) => Action::Output { stdio: None },
+            };
+        }
         Special::Prctl => {
             return if args[0] == PR_SET_TSC {
                 Action::Emulate(Emulation::Errno(libc::EPERM))

@@ -172,6 +172,17 @@ pub enum Special {
     /// ioctl: FIOCLEX/FIONCLEX act on the fd table (Local, as F_SETFD), FIONBIO/FIOASYNC on the
     /// open file's flags (as F_SETFL); the rest are recorded (see [`crate::ioctl`]).
     Ioctl,
+    /// sendfile, copy_file_range: bytes from the fd in argument `input` (at the offset `offset`
+    /// points to, or its file position when NULL) to the fd in `.fd()`. To an fd that is not
+    /// replicated (a socket: nginx's default `sendfile on`) it is an Output: it runs at record
+    /// after the commit of the log before it, and replay gives its result and offset; to a file
+    /// of the data directory it runs at replay too when its input is real there, and fails with
+    /// EINVAL otherwise (its bytes would not be there at replay; programs fall back to
+    /// read/write then).
+    FdToFd {
+        input: u8,
+        offset: u8,
+    },
     /// restart_syscall: continues the syscall a signal interrupted with
     /// -ERESTART_RESTARTBLOCK; what it writes and how it runs again are that syscall's.
     RestartSyscall,
@@ -529,7 +540,7 @@ pub static TABLE: &[Spec] = &[
     // pid_t getpid(void)
     rec(39, "getpid"),
     // ssize_t sendfile(int out, int in, off_t *off, size_t count)
-    no(40, "sendfile", ENOSYS, "copies between two fds in the kernel; programs fall back to read/write"),
+    out(40, "sendfile").fd(0).special(Special::FdToFd { input: 1, offset: 2 }).check(A0 | A1 | A3).w(&[w(2, Fixed(8))]).args(&[Fd, Fd, Ptr, Uint]),
     // int socket(int domain, int type, int protocol)
     rec(41, "socket").check(A0 | A1 | A2).creates(NewFd::Ret).object(Object::Socket).flags(FlagsArg::Arg(1)).args(&[SockDomain, SockType, Int]),
     // int connect(int fd, const struct sockaddr *addr, socklen_t len)
@@ -1028,7 +1039,8 @@ pub static TABLE: &[Spec] = &[
     det(324, "membarrier"),
     // int mlock2(const void *addr, size_t len, unsigned flags)
     rec(325, "mlock2"),
-    no(326, "copy_file_range", ENOSYS, "copies between two fds in the kernel; programs fall back to read/write"),
+    // ssize_t copy_file_range(int in, loff_t *off_in, int out, loff_t *off_out, size_t len, unsigned flags)
+    out(326, "copy_file_range").fd(2).special(Special::FdToFd { input: 0, offset: 1 }).check(A0 | A2 | A4 | A5).w(&[w(1, Fixed(8)), w(3, Fixed(8))]).args(&[Fd, Ptr, Fd, Ptr, Uint, Hex]),
     // ssize_t preadv2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
     rec(327, "preadv2").fd(0).check(A0 | A2 | A3 | A4).w(&[w(1, Iov(2))]),
     // ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)

@@ -197,3 +197,38 @@ fn a_unix_socket_bound_in_the_data_dir_leaves_its_file_at_replay() {
         assert!(!dir.join("srv.sock").exists(), "{}", dir.display());
     }
 }
+
+/// sendfile and copy_file_range (nginx's default `sendfile on`; they were refused with ENOSYS):
+/// to a socket they are outputs whose result and offset replay gives, and the file position a
+/// sendfile without offset moved moves at replay too (the next read of the data file runs for
+/// real there); between data files they run at replay; from a host file into the data
+/// directory they fail with EINVAL (replay would not have the bytes).
+#[test]
+fn sendfile_and_copy_file_range_replay_in_and_out_of_the_data_dir() {
+    let tmp = temp_dir("sendfile");
+    let (a, b) = (tmp.path().join("data-a"), tmp.path().join("data-b"));
+    for dir in [&a, &b] {
+        fs::create_dir(dir).expect("mkdir data dir");
+        fs::write(dir.join("src.txt"), "0123456789abcdefghij").expect("write");
+    }
+    let log = tmp.path().join("run.ftlog");
+    let prog = c_program("sendfile");
+    let native_dir = tmp.path().join("native");
+    fs::create_dir(&native_dir).expect("mkdir");
+    fs::write(native_dir.join("src.txt"), "0123456789abcdefghij").expect("write");
+    let native_run = native(&prog, &[path_str(&native_dir)]);
+    let recorded = record(&log, Some(&a), &prog, &[path_str(&a)]);
+    assert_recorded_ok(&log, &recorded, "sendfile");
+    let text = recorded.stdout_text();
+    let expected = "sendfile without offset: 10\nthe socket got 10: 0123456789\nread after it: abcde\n\
+                    sendfile at offset 2: 4, offset now 6\nthe socket got 4: 2345\nsendfile data to data: 5\n\
+                    copy_file_range data to data: 6, offset now 6\nsendfile host file to data: -1 EINVAL\n\
+                    dst.txt: fghij012345\n";
+    assert_eq!(text, expected, "{recorded}");
+    // Natively the host file's bytes are copied: the only difference is that refusal.
+    let native_text = String::from_utf8_lossy(&native_run.stdout);
+    assert!(native_text.contains("sendfile host file to data: 4 ?"), "{native_text}");
+    let replayed = replay(&log, Some(&b));
+    assert_same_output(&recorded, &replayed, "sendfile (replay)");
+    assert_eq!(fs::read(b.join("dst.txt")).ok(), fs::read(a.join("dst.txt")).ok());
+}

@@ -210,7 +210,8 @@ fn up_with_initial_data_starts_every_replica_from_it() {
 /// recording has new fd(s) [8], but the program now does a placeholder at 4") and the cluster
 /// lost its quorum; going live could not share the listening socket with a worker that had
 /// dropped its privileges (pidfd_getfd EPERM), and its error log, opened as /dev/stderr, went
-/// to /dev/null. 100 requests, a kill -9 of the leader, 100 more.
+/// to /dev/null. 100 requests, a kill -9 of the leader, 100 more; with Debian's `sendfile on`,
+/// a 300 KB file every 10th request.
 #[test]
 fn nginx_with_4_workers_serves_across_a_failover() {
     let Some(nginx) =
@@ -229,12 +230,16 @@ fn nginx_with_4_workers_serves_across_a_failover() {
         std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     std::fs::write(prefix.join("html/index.html"), "<h1>nginx under ftexec</h1>\n").unwrap();
+    // Larger than a socket's buffer: nginx sends it with several sendfile calls (Debian's
+    // default `sendfile on`; sendfile was refused with ENOSYS and nginx failed every request).
+    let big: String = (0..300_000u32).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+    std::fs::write(prefix.join("html/big.txt"), &big).unwrap();
     let port = free_port();
     std::fs::write(
         prefix.join("conf/nginx.conf"),
         format!(
             "daemon off;\nmaster_process on;\nworker_processes 4;\nerror_log /dev/stderr notice;\npid {}/logs/nginx.pid;\n\
-             events {{ worker_connections 64; }}\nhttp {{ access_log off; server {{ listen 127.0.0.1:{port}; root {}/html; }} }}\n",
+             events {{ worker_connections 64; }}\nhttp {{ access_log off; sendfile on; server {{ listen 127.0.0.1:{port}; root {}/html; }} }}\n",
             prefix.display(),
             prefix.display()
         ),
@@ -258,6 +263,11 @@ fn nginx_with_4_workers_serves_across_a_failover() {
                 status.contains("200") && body == "<h1>nginx under ftexec</h1>\n",
                 "{what}, request {i}: {status} {body:?}"
             );
+            if i % 10 == 0 {
+                let (status, body) =
+                    up.retry(Duration::from_secs(30), &format!("big.txt {i} {what}"), || http_get(port, "/big.txt"));
+                assert!(status.contains("200") && body == big, "{what}, big.txt {i}: {status}, {} bytes", body.len());
+            }
         }
     };
     serve(&up, "before the failover");

@@ -247,6 +247,8 @@ impl Recorder<'_> {
                     ev.stdio_fd = fd;
                     ev.stdio = input[..(ret.max(0) as usize).min(input.len())].to_vec();
                 }
+                // What an output writes back into the program (sendfile's offset).
+                ev.mem = capture::read_regions(t, &regions)?;
                 Disposition::Inject
             }
             _ => {

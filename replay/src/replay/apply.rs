@@ -485,6 +485,7 @@ impl Replayer<'_> {
                 } else {
                     t
                 };
+                let t = self.advance_input(t, regs, vtid, spec, args, s.ret, index)?;
                 regs.skip_with(s.ret);
                 t.set_regs(&regs)?;
                 self.put_mem(&t, &s, false)?;
@@ -707,6 +708,41 @@ impl Replayer<'_> {
             ));
         }
         self.born.remove(&child);
+        Ok(t)
+    }
+
+    /// A sendfile or copy_file_range that read its input at the input's file position (no
+    /// offset pointer) moved that position at record. Where the input is real at replay (a
+    /// data directory or verified file), later reads of it run for real: the position moves
+    /// here too, with an lseek in the syscall's place.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn advance_input(
+        &mut self,
+        t: Stopped,
+        regs: ft_interposer::Regs,
+        vtid: u32,
+        spec: &Spec,
+        args: &[u64; 6],
+        ret: i64,
+        index: u64,
+    ) -> Result<Stopped> {
+        let Special::FdToFd { input, offset } = spec.special else { return Ok(t) };
+        let fd = args[usize::from(input)];
+        if ret <= 0 || args[usize::from(offset)] != 0 || !self.fds_of(vtid).is_replicated(fd as i32 as i64) {
+            return Ok(t);
+        }
+        let mut r = regs;
+        r.rewrite(libc::SYS_lseek as u64, &[fd, ret as u64, libc::SEEK_CUR as u64, 0, 0, 0]);
+        t.set_regs(&r)?;
+        let t = self.run_to_exit(t, index)?;
+        let got = t.regs()?.ret();
+        if got < 0 {
+            return Err(self.diverge(
+                index,
+                format!("{} moving fd {fd}'s position by {ret}", spec.name),
+                format!("lseek = {got}"),
+            ));
+        }
         Ok(t)
     }
 
