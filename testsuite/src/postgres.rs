@@ -67,10 +67,6 @@ impl Postgres {
             &sockets,
             "-c",
             "listen_addresses=127.0.0.1",
-            // A parallel index build's workers wait for each other in a loop the spin prober
-            // cannot preempt without a PMU (issue #3): one process builds it.
-            "-c",
-            "max_parallel_maintenance_workers=0",
         ]
         .map(String::from)
         .to_vec();

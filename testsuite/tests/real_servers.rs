@@ -296,9 +296,9 @@ fn nginx_with_4_workers_serves_across_a_failover() {
 /// PostgreSQL 15 under `up`: initdb's output as `--initial-data`, `postgres -D` started by root
 /// through `runuser -u postgres` (it drops to postgres; it refused to start while getuid said
 /// root). It uses System V shared memory and semaphores (in the program's own IPC namespace) and
-/// POSIX shared memory (its own /dev/shm). `pgbench -i`, then `pgbench -c 4` with the leader
-/// killed mid-run: every transaction pgbench saw committed is in pgbench_history afterwards,
-/// and the new leader takes more.
+/// POSIX shared memory (its own /dev/shm). `pgbench -i`, a parallel index build, then `pgbench
+/// -c 4` with the leader killed mid-run: every transaction pgbench saw committed is in
+/// pgbench_history afterwards, and the new leader takes more.
 #[test]
 fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
     let tmp = temp_dir("srv-postgres");
@@ -309,6 +309,14 @@ fn postgresql_keeps_every_committed_pgbench_transaction_across_a_failover() {
     up.retry(Duration::from_secs(60), "postgres answering", || sql("select 1"));
     let i = pg.pgbench(&["-i", "-s", "1"]);
     assert!(i.status.success(), "pgbench -i: {}\n{}", String::from_utf8_lossy(&i.stderr), up.logs());
+    // A parallel index build with the default settings: the leader waits for its workers to
+    // attach in a 200-instruction loop without a syscall, preempted at its fixpoint (the
+    // probe's limit was 128 instructions, and the build failed after 10 s).
+    assert_eq!(
+        sql("create table big as select g as id, md5(g::text) as v from generate_series(1, 300000) g").as_deref(),
+        Some("SELECT 300000")
+    );
+    assert_eq!(sql("create index big_v on big (v)").as_deref(), Some("CREATE INDEX"), "{}", up.logs());
     let out = std::thread::scope(|s| {
         let t = s.spawn(|| pg.pgbench(&["-c", "4", "-T", "8"]));
         std::thread::sleep(Duration::from_secs(3));
