@@ -451,3 +451,18 @@ fn ioctls_before_ioc_replay_what_they_wrote() {
     assert!(out.contains("read of an empty pipe after FIONBIO: -1 EAGAIN\n"), "{out}");
     assert!(out.ends_with("after exec: fd 7 closed, fd 8 open\n"), "{out}");
 }
+
+/// A semop that waited and failed at record (interrupted by a signal, a semtimedop whose
+/// timeout ran out) did nothing; replay gives its failure where the log has it instead of
+/// running it there, where an increment logged before that point would let it succeed.
+#[test]
+fn a_semop_that_waited_and_failed_fails_at_replay() {
+    // Natively the signal may come before the child waits (then it takes the increment): the
+    // recording is compared with its replays, not with a native run.
+    let rec = assert_replays_times("sem_interrupted", &[], 4);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert_eq!(
+        out, "child: semop = -1 EINTR\nchild: semtimedop(-2) = -1 EAGAIN\nparent: value 1, child exited 0\n",
+        "{rec}"
+    );
+}

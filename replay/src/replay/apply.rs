@@ -584,6 +584,17 @@ impl Replayer<'_> {
                 self.put_mem(&t, &s, false)?;
                 t
             }
+            Disposition::Execute
+                if s.ret < 0 && !ft_libos::signal::is_restart(s.ret) && crate::stop::may_wait(&t, spec, args) =>
+            {
+                // A semop or msgrcv that waited at record and failed (its timeout ran out, a
+                // signal came, the set went away) did nothing. Run here, where the program's
+                // other tasks are not where they were when it gave up (replay does not wait
+                // for a timeout), it could succeed: its failure is given instead.
+                regs.skip_with(s.ret);
+                t.set_regs(&regs)?;
+                t
+            }
             Disposition::Execute => {
                 let entry = regs;
                 let t = self.run_to_exit(t, index)?;
