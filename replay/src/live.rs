@@ -144,12 +144,14 @@ pub(crate) struct Pair {
     pub ty: i32,
     /// The bytes in flight toward each end (0: sv[0], the end the stand-in pipe reads from).
     pub toward: [Vec<u8>; 2],
+    /// For a datagram pair, the lengths of the messages in `toward` (each sent by itself).
+    pub messages: [Vec<usize>; 2],
     ends: Option<[std::os::fd::OwnedFd; 2]>,
 }
 
 impl Pair {
-    pub fn new(domain: i32, ty: i32, toward: [Vec<u8>; 2]) -> Self {
-        Pair { domain, ty, toward, ends: None }
+    pub fn new(domain: i32, ty: i32, toward: [Vec<u8>; 2], messages: [Vec<usize>; 2]) -> Self {
+        Pair { domain, ty, toward, messages, ends: None }
     }
 
     /// The tracer's copy of end `end`, the pair made (and its bytes in flight written) first.
@@ -168,21 +170,34 @@ impl Pair {
                 // Written into the other end, to be read at this one; without waiting: what
                 // does not fit the socket's buffer is lost, with a warning.
                 let from = &ends[1 - to];
+                // A stream's bytes as they fit; a datagram pair's messages one send each.
+                let sizes = match self.messages[to].as_slice() {
+                    [] => vec![bytes.len()],
+                    m => m.to_vec(),
+                };
                 let mut done = 0;
-                while done < bytes.len() {
-                    // SAFETY: a send from a live buffer of the given length.
-                    let n = unsafe {
-                        libc::send(
-                            std::os::fd::AsRawFd::as_raw_fd(from),
-                            bytes[done..].as_ptr().cast(),
-                            bytes.len() - done,
-                            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                        )
-                    };
-                    if n <= 0 {
+                for size in sizes {
+                    let end = (done + size).min(bytes.len());
+                    let mut at = done;
+                    while at < end {
+                        // SAFETY: a send from a live buffer of the given length.
+                        let n = unsafe {
+                            libc::send(
+                                std::os::fd::AsRawFd::as_raw_fd(from),
+                                bytes[at..end].as_ptr().cast(),
+                                end - at,
+                                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                            )
+                        };
+                        if n <= 0 {
+                            break;
+                        }
+                        at += n as usize;
+                    }
+                    if at < end {
                         break;
                     }
-                    done += n as usize;
+                    done = end;
                 }
                 if done < bytes.len() {
                     warn!(log, "going live: bytes in flight in a socketpair are lost"; "bytes" => bytes.len() - done);

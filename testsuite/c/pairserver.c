@@ -7,7 +7,10 @@
  *   socketpair, across a failover too.
  * - any other line L: forwarded to the child over the request pair (SOCK_STREAM); the child
  *   answers "child#N:L" (N counts its requests) and writes "tN," on the notice pair
- *   (SOCK_SEQPACKET would keep boundaries; a stream is what the parent reads here). */
+ *   (SOCK_SEQPACKET would keep boundaries; a stream is what the parent reads here), and the
+ *   same on a SOCK_SEQPACKET pair.
+ * - "DTICKS": the messages waiting on the SOCK_SEQPACKET pair, each followed by '|': their
+ *   boundaries, across a failover too. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -46,8 +49,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: pairserver PORT\n");
         return 2;
     }
-    int req[2], notice[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, req) || socketpair(AF_UNIX, SOCK_STREAM, 0, notice)) {
+    int req[2], notice[2], dnotice[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, req) || socketpair(AF_UNIX, SOCK_STREAM, 0, notice) ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET, 0, dnotice)) {
         perror("socketpair");
         return 1;
     }
@@ -59,6 +63,7 @@ int main(int argc, char **argv) {
     if (child == 0) {
         close(req[0]);
         close(notice[0]);
+        close(dnotice[0]);
         char line[256], out[300];
         for (int n = 1;; n++) {
             int len = read_line(req[1], line, sizeof line);
@@ -68,10 +73,13 @@ int main(int argc, char **argv) {
             write_all(req[1], out, (size_t)m);
             m = snprintf(out, sizeof out, "t%d,", n);
             write_all(notice[1], out, (size_t)m);
+            if (send(dnotice[1], out, (size_t)m, 0) != m)
+                _exit(4);
         }
     }
     close(req[1]);
     close(notice[1]);
+    close(dnotice[1]);
     int s = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -95,6 +103,19 @@ int main(int argc, char **argv) {
                 n = snprintf(out, sizeof out, "none");
             out[n++] = '\n';
             write_all(c, out, (size_t)n);
+        } else if (len > 0 && strcmp(line, "DTICKS") == 0) {
+            size_t n = 0;
+            for (;;) {
+                ssize_t r = recv(dnotice[0], out + n, 64, MSG_DONTWAIT);
+                if (r <= 0 || n + (size_t)r + 66 > sizeof out)
+                    break;
+                n += (size_t)r;
+                out[n++] = '|';
+            }
+            if (n == 0)
+                n = (size_t)snprintf(out, sizeof out, "none");
+            out[n++] = '\n';
+            write_all(c, out, n);
         } else if (len > 0) {
             write_all(req[0], line, (size_t)len);
             write_all(req[0], "\n", 1);

@@ -754,9 +754,12 @@ fn a_socketpair_between_the_programs_processes_works_across_failovers() {
     up.kill_leader();
     assert_eq!(ask(&up, "d"), "child#4:d", "the child's count after the first failover\n{}", up.logs());
     assert_eq!(ask(&up, "TICKS"), "t1,t2,t3,t4,", "the notices in flight at the failover, then the new one");
+    // The same on a SOCK_SEQPACKET pair: each message whole (the stand-in pipe had merged them).
+    assert_eq!(ask(&up, "DTICKS"), "t1,|t2,|t3,|t4,|", "the messages in flight at the failover, then the new one");
     up.wait_lockstep();
     up.kill_leader();
     assert_eq!(ask(&up, "e"), "child#5:e", "after the second failover\n{}", up.logs());
     assert_eq!(ask(&up, "TICKS"), "t5,");
+    assert_eq!(ask(&up, "DTICKS"), "t5,|");
     assert_eq!(up.stop_cleanly().code(), Some(128 + libc::SIGINT), "{}", up.logs());
 }

@@ -186,13 +186,43 @@ impl Replayer<'_> {
         // Pipes the program made with pipe/pipe2, and its socketpairs (their stand-ins are
         // pipes: the read end stands for sv[0], the write end for sv[1]): what one end writes
         // goes toward the other.
-        let flow = match self.socketpairs.get_mut(&ino) {
-            Some(pair) => &mut pair.toward[usize::from(end != writes)],
+        let (flow, datagrams) = match self.socketpairs.get_mut(&ino) {
+            Some(pair) => {
+                let datagrams = matches!(pair.ty & 0xf, libc::SOCK_DGRAM | libc::SOCK_SEQPACKET);
+                (&mut pair.toward[usize::from(end != writes)], datagrams)
+            }
             None => match self.pipes.get_mut(&ino) {
-                Some(flow) => flow,
+                Some(flow) => (flow, false),
                 None => return Ok(()),
             },
         };
+        if datagrams {
+            // One message a call: a read takes a whole one (what does not fit is dropped, as
+            // the kernel truncates it), a write adds one.
+            if !writes {
+                let m = flow.messages.pop_front().unwrap_or(n);
+                let had = flow.queue.len();
+                flow.queue.drain(..m.min(had));
+                return Ok(());
+            }
+            let bytes = if vectored {
+                let iov = t.read(args[1], 16 * (args[2] as usize).min(1024))?;
+                let mut all = Vec::with_capacity(n);
+                for c in iov.chunks_exact(16) {
+                    let word = |b: &[u8]| b.try_into().map(u64::from_le_bytes).unwrap_or(0);
+                    let take = (word(&c[8..]) as usize).min(n - all.len());
+                    if take > 0 {
+                        all.extend(t.read(word(&c[..8]), take)?);
+                    }
+                }
+                all
+            } else {
+                t.read(args[1], n)?
+            };
+            flow.messages.push_back(bytes.len());
+            flow.queue.extend(bytes);
+            return Ok(());
+        }
         if !writes {
             let had = flow.queue.len();
             flow.queue.drain(..n.min(had));

@@ -15,9 +15,10 @@ impl Replayer<'_> {
         let mut made = crate::live::MadeReal::new();
         self.refill_pipes(&procs);
         for (ino, p) in self.socketpairs.drain() {
-            let bytes = |f: Flow| Vec::from(f.queue);
             let [a, b] = p.toward;
-            made.pairs.insert(ino, crate::live::Pair::new(p.domain, p.ty, [bytes(a), bytes(b)]));
+            let messages = [Vec::from(a.messages), Vec::from(b.messages)];
+            let bytes = [Vec::from(a.queue), Vec::from(b.queue)];
+            made.pairs.insert(ino, crate::live::Pair::new(p.domain, p.ty, bytes, messages));
         }
         let mut timers = self.itimers_to_arm();
         if !self.unarmed_timers.is_empty() {

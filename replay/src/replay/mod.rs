@@ -411,6 +411,10 @@ struct PairFlows {
 #[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 struct Flow {
     queue: VecDeque<u8>,
+    /// A datagram socketpair's (SOCK_DGRAM, SOCK_SEQPACKET) messages in `queue`, by length: a
+    /// read takes one whole message, and going live writes each with a send of its own.
+    #[serde(default)]
+    messages: VecDeque<usize>,
     /// Bytes read before the write that brought them was logged (a blocking write bigger
     /// than the pipe's room completes after its reader took part of it): taken off that write.
     debt: usize,
