@@ -175,6 +175,11 @@ pub enum Stream {
     Write {
         vectored: bool,
     },
+    /// Adds the return value's bytes from the iovecs of the struct msghdr at argument 1
+    /// (sendmsg): followed in the program's socketpairs, whose bytes in flight go live.
+    SendMsg,
+    /// Consumes the return value's bytes (recvmsg), as `SendMsg`.
+    RecvMsg,
     /// Sets the offset to the return value (lseek).
     Seek,
     /// Ends a socket's stream (shutdown): replies queued for it go first.

@@ -552,9 +552,9 @@ pub static TABLE: &[Spec] = &[
     // ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
     rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]).copy(CopyOp::Recv { flags: Some(3), addr: Some(4) }).stream(Stream::Read { vectored: false }).args(&[Fd, OutBuf, Uint, Hex, Ptr, Ptr]),
     // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
-    out(46, "sendmsg").fd(0).check(A0 | A2).input(Input::Msghdr(1)).args(&[Fd, Ptr, Hex]),
+    out(46, "sendmsg").fd(0).check(A0 | A2).input(Input::Msghdr(1)).stream(Stream::SendMsg).args(&[Fd, Ptr, Hex]),
     // ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
-    rec(47, "recvmsg").fd(0).check(A0 | A2).w(&[w(1, Msghdr)]).creates(NewFd::Rights).args(&[Fd, Ptr, Hex]),
+    rec(47, "recvmsg").fd(0).check(A0 | A2).w(&[w(1, Msghdr)]).creates(NewFd::Rights).stream(Stream::RecvMsg).args(&[Fd, Ptr, Hex]),
     // int shutdown(int fd, int how)
     out(48, "shutdown").check(A0 | A1).stream(Stream::Shutdown).args(&[Fd, Int]),
     // int bind(int fd, const struct sockaddr *addr, socklen_t len)
@@ -1367,7 +1367,8 @@ mod tests {
         const SLEEPS: &[&str] = &["nanosleep", "clock_nanosleep"];
         const CLONES: &[&str] = &["clone", "fork", "vfork", "clone3"];
         const WAITS: &[&str] = &["wait4", "waitid"];
-        const STREAMS: &[&str] = &["read", "write", "readv", "writev", "sendto", "recvfrom", "lseek", "shutdown"];
+        const STREAMS: &[&str] =
+            &["read", "write", "readv", "writev", "sendto", "recvfrom", "sendmsg", "recvmsg", "lseek", "shutdown"];
         // chroot and the namespace and mount calls are refused.
         const PROCESS_STATE: &[&str] = &[
             "chdir",

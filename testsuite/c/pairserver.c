@@ -9,14 +9,15 @@
  *   answers "child#N:L" (N counts its requests) and writes "tN," on the notice pair
  *   (SOCK_SEQPACKET would keep boundaries; a stream is what the parent reads here), and the
  *   same on a SOCK_SEQPACKET pair.
- * - "DTICKS": the messages waiting on the SOCK_SEQPACKET pair, each followed by '|': their
- *   boundaries, across a failover too. */
+ * - "DTICKS": the messages waiting on the SOCK_SEQPACKET pair (sendmsg, recvmsg), each followed
+ *   by '|': their boundaries, across a failover too. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static int read_line(int fd, char *buf, int cap) {
@@ -73,7 +74,10 @@ int main(int argc, char **argv) {
             write_all(req[1], out, (size_t)m);
             m = snprintf(out, sizeof out, "t%d,", n);
             write_all(notice[1], out, (size_t)m);
-            if (send(dnotice[1], out, (size_t)m, 0) != m)
+            /* sendmsg with two iovecs ("t", "N,"): one message. */
+            struct iovec iov[2] = {{out, 1}, {out + 1, (size_t)m - 1}};
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+            if (sendmsg(dnotice[1], &mh, 0) != m)
                 _exit(4);
         }
     }
@@ -106,7 +110,9 @@ int main(int argc, char **argv) {
         } else if (len > 0 && strcmp(line, "DTICKS") == 0) {
             size_t n = 0;
             for (;;) {
-                ssize_t r = recv(dnotice[0], out + n, 64, MSG_DONTWAIT);
+                struct iovec iov = {out + n, 64};
+                struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+                ssize_t r = recvmsg(dnotice[0], &mh, MSG_DONTWAIT);
                 if (r <= 0 || n + (size_t)r + 66 > sizeof out)
                     break;
                 n += (size_t)r;

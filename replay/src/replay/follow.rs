@@ -101,7 +101,7 @@ impl Replayer<'_> {
                     f.offset = s.ret as u64;
                 }
             }
-            Stream::None | Stream::Shutdown => {}
+            Stream::None | Stream::Shutdown | Stream::SendMsg | Stream::RecvMsg => {}
         }
         Ok(())
     }
@@ -169,9 +169,16 @@ impl Replayer<'_> {
     /// Follows the bytes in flight in the program's pipes (see `pipes`): a logged write adds
     /// what the program wrote (read from its memory), a logged read takes as many away.
     pub(super) fn follow_pipes(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], n: usize) -> Result<()> {
-        let (writes, vectored) = match spec.follow.stream {
-            Stream::Write { vectored } => (true, vectored),
-            Stream::Read { vectored } => (false, vectored),
+        // The iovecs of a vectored call: at argument 1 with their count at 2 (writev), or in
+        // the struct msghdr at argument 1 (msg_iov at offset 16, msg_iovlen at 24).
+        let (writes, iovecs) = match spec.follow.stream {
+            Stream::Write { vectored } => (true, vectored.then_some((args[1], args[2]))),
+            Stream::Read { vectored } => (false, vectored.then_some((args[1], args[2]))),
+            Stream::SendMsg | Stream::RecvMsg => {
+                let h = t.read(args[1], 32)?;
+                let word = |i: usize| h.get(i..i + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+                (spec.follow.stream == Stream::SendMsg, Some((word(16), word(24))))
+            }
             Stream::None | Stream::Seek | Stream::Shutdown => return Ok(()),
         };
         let Some((ino, end)) = ft_interposer::procfs::pipe_of(t.pid().as_raw(), args[0] as i32) else {
@@ -205,8 +212,8 @@ impl Replayer<'_> {
                 flow.queue.drain(..m.min(had));
                 return Ok(());
             }
-            let bytes = if vectored {
-                let iov = t.read(args[1], 16 * (args[2] as usize).min(1024))?;
+            let bytes = if let Some((iov, count)) = iovecs {
+                let iov = t.read(iov, 16 * (count as usize).min(1024))?;
                 let mut all = Vec::with_capacity(n);
                 for c in iov.chunks_exact(16) {
                     let word = |b: &[u8]| b.try_into().map(u64::from_le_bytes).unwrap_or(0);
@@ -229,8 +236,8 @@ impl Replayer<'_> {
             flow.debt += n.saturating_sub(had);
             return Ok(());
         }
-        let pieces: Vec<(u64, usize)> = if vectored {
-            let iov = t.read(args[1], 16 * (args[2] as usize).min(1024))?;
+        let pieces: Vec<(u64, usize)> = if let Some((iov, count)) = iovecs {
+            let iov = t.read(iov, 16 * (count as usize).min(1024))?;
             iov.chunks_exact(16)
                 .map(|c| {
                     let word = |b: &[u8]| b.try_into().map(u64::from_le_bytes).unwrap_or(0);
