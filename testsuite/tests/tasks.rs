@@ -333,3 +333,15 @@ fn waitid_p_pid_wexited() {
          killed: returned 0, si_pid is the child 1, si_signo SIGCHLD, si_code CLD_KILLED, si_status 15\n";
     assert!(out.starts_with("child ") && out.ends_with(expected), "{out}");
 }
+
+/// A program whose first process forks into the background and exits (a daemon) ends there:
+/// its PID namespace ends with that process, the recorder kills the child at a point the log
+/// fixes, replay kills it at the same point, and ftexec says how to run such a server.
+#[test]
+fn a_daemon_that_forks_into_the_background_ends_with_its_first_process_and_ftexec_says_why() {
+    let rec = replays_6_times(&c_program("daemonize"), &[], "daemonize");
+    assert_eq!(rec.status, 0);
+    assert_eq!(stdout(&rec), "parent: forked the background child, exiting\n");
+    let err = String::from_utf8_lossy(&rec.stderr);
+    assert!(err.contains("must run in the foreground under ftexec"), "{err}");
+}

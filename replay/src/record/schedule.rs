@@ -373,6 +373,22 @@ impl Recorder<'_> {
             return;
         }
         debug!(self.log, "the program's first process ended: killing the rest of its namespace"; "tasks" => self.tasks.len());
+        // Processes that go on with no signal on its way: the program forked into the
+        // background and its first process exited (a daemon), which ends it here.
+        let running_on: std::collections::BTreeSet<u32> = self
+            .tasks
+            .iter()
+            .filter(|(pid, t)| {
+                t.proc != 0 && {
+                    let m = crate::stop::status_masks(**pid);
+                    (m("SigPnd:") | m("ShdPnd:")) == 0
+                }
+            })
+            .map(|(_, t)| t.proc)
+            .collect();
+        if self.status0 == Some(0) && !running_on.is_empty() {
+            warn!(self.log, "the program's first process exited (status 0) while {} other process(es) of it ran on: they end with it, as in a container. A server that forks into the background and exits must run in the foreground under ftexec (nginx: daemon off; redis: --daemonize no; apache2: -DFOREGROUND)", running_on.len());
+        }
         for pid in self.tasks.keys() {
             let _ = send_signal(*pid, Sig::SIGKILL);
         }
