@@ -99,8 +99,11 @@ pub fn on_signals(signals: &[i32], handler: extern "C" fn(i32, *mut libc::siginf
 }
 
 /// Whether a signal handler's siginfo says the kernel sent the signal (a terminal's Ctrl-C).
-pub fn from_kernel(info: *const libc::siginfo_t) -> bool {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; null is checked.
+///
+/// # Safety
+/// `info` is null or the siginfo the kernel passed to an SA_SIGINFO handler.
+pub unsafe fn from_kernel(info: *const libc::siginfo_t) -> bool {
+    // SAFETY: the caller passes the handler's siginfo (valid) or null, which is checked.
     !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL
 }
 

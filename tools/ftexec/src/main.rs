@@ -160,7 +160,8 @@ fn logger(verbose: u8, quiet: bool) -> Logger {
 }
 
 extern "C" fn forward_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    ft_replay::pass_stop_signal(sig, ft_replay::from_kernel(info));
+    // SAFETY: `info` is the siginfo the kernel passed to this SA_SIGINFO handler.
+    ft_replay::pass_stop_signal(sig, unsafe { ft_replay::from_kernel(info) });
 }
 
 /// SIGINT, SIGTERM, SIGHUP and SIGQUIT go to the program (`ft_replay::pass_stop_signal`), so

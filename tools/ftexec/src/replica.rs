@@ -76,7 +76,8 @@ extern "C" fn on_stop_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *m
     let pid = ft_replay::current_tracee();
     if RECORDING.load(Ordering::Relaxed) && pid > 0 {
         // The leader stops the program; its exit is logged and every replica ends with it.
-        ft_replay::pass_stop_signal(sig, ft_replay::from_kernel(info));
+        // SAFETY: `info` is the siginfo the kernel passed to this SA_SIGINFO handler.
+        ft_replay::pass_stop_signal(sig, unsafe { ft_replay::from_kernel(info) });
     } else {
         // A follower just leaves (its tracee dies with it: PTRACE_O_EXITKILL), and says so.
         let mut msg = *b"ftexec: stopped by signal NN\n";
