@@ -387,4 +387,11 @@ pub enum Waits {
     UnlessNoWait {
         arg: u8,
     },
+    /// Runs holding the token, made non-blocking at record with IPC_NOWAIT in argument `arg`
+    /// (msgsnd: a receiver must find the message where the log has it). Where it would wait (a
+    /// full queue) and the program did not ask for IPC_NOWAIT, the recording stops with a clear
+    /// error: holding the token it would wait forever for a receiver that cannot run.
+    Holding {
+        arg: u8,
+    },
 }

@@ -599,7 +599,7 @@ pub static TABLE: &[Spec] = &[
     loc(68, "msgget").check(A0 | A1).args(&[Hex, Hex]),
     // int msgsnd(int id, const void *msg, size_t size, int flags): runs holding the token, so
     // that a receiver finds the message where the log has it (a full queue would wait with it)
-    loc(69, "msgsnd").check(A0 | A2 | A3).args(&[Int, Ptr, Uint, Hex]),
+    loc(69, "msgsnd").check(A0 | A2 | A3).waits(Waits::Holding { arg: 3 }).args(&[Int, Ptr, Uint, Hex]),
     // ssize_t msgrcv(int id, void *msg, size_t size, long type, int flags): may wait for one
     loc(70, "msgrcv").check(A0 | A2 | A3 | A4).waits(Waits::UnlessNoWait { arg: 4 }).args(&[Int, Ptr, Uint, Int, Hex]),
     // int msgctl(int id, int cmd, struct msqid_ds *buf)

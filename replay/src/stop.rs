@@ -255,7 +255,7 @@ pub(crate) fn emulate(t: &Stopped, regs: &mut Regs, e: Emulation) -> Result<()> 
 /// `Waits`): then it runs without the token at record, and at replay where the log completes it.
 pub(crate) fn may_wait(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
     match spec.waits {
-        Waits::Never => false,
+        Waits::Never | Waits::Holding { .. } => false,
         Waits::UnlessNoWait { arg } => args[usize::from(arg)] & libc::IPC_NOWAIT as u64 == 0,
         Waits::SemOps { ops, count } => {
             let n = args[usize::from(count)].min(1024) as usize;

@@ -41,3 +41,21 @@ fn two_runs_at_once_do_not_share_ipc_keys() {
     assert_ne!(second.status, 0, "natively both runs got the key: {second}");
     assert_eq!(first.wait().status, 0);
 }
+
+/// msgsnd runs holding the token (a receiver must find the message where the log has it). To
+/// a full queue it would wait for a receiver that cannot run: the recording stopped there
+/// forever. Now it is made non-blocking at record, and a send that would wait stops the
+/// recording with an error naming the cause and the fix; one with room in the queue replays.
+#[test]
+fn msgsnd_to_a_full_queue_is_a_clear_error_not_a_hang() {
+    let native_run = native(&c_program("msg_full"), &[]);
+    assert_eq!(String::from_utf8_lossy(&native_run.stdout), "sent 3 messages of 6000 bytes, child exited 0\n");
+    let tmp = temp_dir("msg-full");
+    let log = tmp.path().join("full.ftlog");
+    let r = run(record_command(&log, None, &c_program("msg_full"), &[]));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status, 125, "{r}");
+    assert!(err.contains("msgsnd to a full System V message queue") && err.contains("IPC_NOWAIT"), "{err}");
+    let rec = assert_replays_times("msg_full", &["room"], 2);
+    assert_eq!(String::from_utf8_lossy(&rec.stdout), "sent 3 messages of 100 bytes, child exited 0\n");
+}

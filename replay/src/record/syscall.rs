@@ -94,9 +94,35 @@ impl Recorder<'_> {
                     self.sink.before_output()?;
                 }
                 let p = Pending { spec, args, input: capture::input(&t, spec.input, &args)?, action };
+                // Made non-blocking (msgsnd): it must not wait holding the token.
+                let nowait = match spec.waits {
+                    ft_libos::table::Waits::Holding { arg }
+                        if args[usize::from(arg)] & libc::IPC_NOWAIT as u64 == 0 =>
+                    {
+                        let mut a = args;
+                        a[usize::from(arg)] |= libc::IPC_NOWAIT as u64;
+                        let mut r = regs;
+                        r.set_args(&a);
+                        t.set_regs(&r)?;
+                        Some(arg)
+                    }
+                    _ => None,
+                };
                 t.cont_to_exit()?;
                 return match wait_for(Some(pid))? {
                     (_, Waited::Stopped(s)) if s.stop == Stop::SyscallExit => {
+                        if nowait.is_some() {
+                            let mut r = s.regs()?;
+                            let ret = r.ret();
+                            r.set_args(&args);
+                            s.set_regs(&r)?;
+                            if ret == -i64::from(libc::EAGAIN) {
+                                return Err(SessionError::Unsupported {
+                                    what: format!("{} to a full System V message queue, which would wait for a receiver", spec.name),
+                                    why: "it runs holding the token (a receiver must find the message where the log has it), so no receiver could run; make the queue larger (msgctl IPC_SET msg_qbytes) or send with IPC_NOWAIT".into(),
+                                });
+                            }
+                        }
                         self.complete(&s, &p)?;
                         self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
                         let waiting = signal_waiting(&s)?;
