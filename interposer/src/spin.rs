@@ -50,12 +50,28 @@ pub enum Probe {
 /// attach (`WaitForParallelWorkersToAttach`: an LWLock taken and released, a spinlock, per
 /// worker, with no syscall) takes several hundred; at 128 no probe found its fixpoint, and a
 /// default `CREATE INDEX` on a large table failed after SPIN_LIMIT. A probe of a thread that
-/// computes steps this many instructions at most (a few ms), once per probe gap (up to 1 s).
+/// computes steps this many instructions at most, once per probe gap (up to 1 s); the recorder
+/// starts with [`FIRST_STEPS`] and doubles the budget at each probe that found no fixpoint, as
+/// it doubles the gap, so a thread that computes pays in proportion (a step costs ~25 µs).
 pub const MAX_STEPS: u32 = 4096;
+
+/// The budget of the first probe of a thread since its last stop (see [`MAX_STEPS`]).
+pub const FIRST_STEPS: u32 = 128;
+
+/// Returns to its start in another state after which a probe gives up: a loop that passes its
+/// start once per element it looks at does so a few times per iteration; a loop that counts or
+/// computes passes it in a new state every time.
+pub const MAX_RETURNS: u32 = 16;
 
 /// Steps `t` until it is at `ip` (at most [`MAX_STEPS`]), then probes from there; with `ip`
 /// None, probes from where `t` is.
 pub fn probe(t: Stopped, ip: Option<u64>) -> Result<Probe> {
+    probe_within(t, ip, MAX_STEPS)
+}
+
+/// [`probe`] with an iteration of at most `budget` instructions (at most [`MAX_STEPS`]).
+pub fn probe_within(t: Stopped, ip: Option<u64>, budget: u32) -> Result<Probe> {
+    let budget = budget.clamp(1, MAX_STEPS);
     let mut d = Stepper { info: InstructionInfoFactory::new(), writes: Vec::new() };
     let t = match ip {
         Some(target) => match d.step_to(t, target, 0, MAX_STEPS, false, "the recorded instruction is not reached")? {
@@ -70,9 +86,9 @@ pub fn probe(t: Stopped, ip: Option<u64>) -> Result<Probe> {
     // The iteration ends at the first return to `start` in the same state: a loop that passes
     // there more than once per iteration (a function it calls for each of its workers) passes
     // it in other states in between.
-    let (mut t, mut steps) = (t, 0);
+    let (mut t, mut steps, mut returns) = (t, 0, 0);
     loop {
-        let (s, n) = match d.step_to(t, start, 1, MAX_STEPS - steps, true, "the iteration is too long")? {
+        let (s, n) = match d.step_to(t, start, 1, budget - steps, true, "the iteration is too long")? {
             Ok(v) => v,
             Err(p) => return Ok(p),
         };
@@ -81,7 +97,8 @@ pub fn probe(t: Stopped, ip: Option<u64>) -> Result<Probe> {
         if same_regs(&before, &t.regs()?) && fp_bytes(&t)? == fp_before {
             break;
         }
-        if steps >= MAX_STEPS {
+        returns += 1;
+        if steps >= budget || returns >= MAX_RETURNS {
             return Ok(Probe::Moving("the registers changed", t));
         }
     }

@@ -144,6 +144,8 @@ struct Recorder<'a> {
     /// How long the holder runs without a stop before the next probe (doubles while probes
     /// find it computing, up to PROBE_GAP_MAX).
     probe_gap: std::time::Duration,
+    /// The next probe's budget of instructions (see `spin::MAX_STEPS`).
+    probe_steps: u32,
     /// The last stop handled was a probe's.
     probed: bool,
     /// Caught signals held back until the task's next syscall where they are not blocked.
@@ -236,6 +238,7 @@ impl<'a> Recorder<'a> {
             interrupter: spin::Interrupter::default(),
             probing_since: None,
             probe_gap: PROBE_GAP,
+            probe_steps: spin::FIRST_STEPS,
             probed: false,
             held: HashMap::new(),
             bouncing: HashMap::new(),

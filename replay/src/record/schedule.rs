@@ -45,6 +45,7 @@ impl Recorder<'_> {
             if !self.probed {
                 self.probing_since = None;
                 self.probe_gap = PROBE_GAP;
+                self.probe_steps = spin::FIRST_STEPS;
             }
             match r {
                 Ok(()) => {}
@@ -111,11 +112,12 @@ impl Recorder<'_> {
             s.cont(None)?;
             return Ok(());
         }
-        let (point, t) = match spin::probe(s, None)? {
+        let (point, t) = match spin::probe_within(s, None, self.probe_steps)? {
             Probe::Fixpoint(point, t) => (point, t),
             Probe::Moving(why, t) => {
-                debug!(self.log, "probe: not at a fixpoint"; "task" => self.vtid(pid), "why" => why);
+                debug!(self.log, "probe: not at a fixpoint"; "task" => self.vtid(pid), "why" => why, "steps" => self.probe_steps);
                 self.probe_gap = (self.probe_gap * 2).min(PROBE_GAP_MAX);
+                self.probe_steps = (self.probe_steps * 2).min(spin::MAX_STEPS);
                 t.cont(None)?;
                 return Ok(());
             }
