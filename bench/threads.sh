@@ -6,7 +6,10 @@
 #   - mutex_counter: 4 threads x 200,000 pthread_mutex lock/increment/unlock (bench/c);
 #   - spin_wait: 2 threads hand a turn back and forth 100 times, each spinning on an atomic
 #     (testsuite/c/spin_wait.c): every handoff is a preemption at a fixpoint of the spin
-#     (interposer/src/spin.rs), taken after 10 ms of spin at record, 1 ms at replay.
+#     (interposer/src/spin.rs), taken after 10 ms of spin at record, 1 ms at replay;
+#   - compute_waited: one thread computes ~1.7 s without a syscall while another wakes every
+#     millisecond and waits for the token (bench/c): the probes of a thread that is not at a
+#     fixpoint, at doubling gaps and budgets.
 # Then the cost of one preemption probe itself (interposer/examples/probe_cost.rs), and whether
 # this machine has a hardware PMU (ftexec does not need one for the preemptions above).
 # Usage: bench/threads.sh   (FTEXEC=path/to/ftexec to skip the release build). Prints a table.
@@ -25,6 +28,7 @@ gcc -O1 -o "$work/racy_counter" testsuite/c/racy_counter.c -lpthread
 gcc -O2 -o "$work/mutex_counter" bench/c/mutex_counter.c -lpthread
 gcc -O2 -o "$work/spin_wait" testsuite/c/spin_wait.c -lpthread
 gcc -O2 -o "$work/pmu_probe" bench/c/pmu_probe.c
+gcc -O1 -o "$work/compute_waited" bench/c/compute_waited.c -lpthread
 
 # Median wall-clock time in milliseconds over $RUNS runs; the last run's stdout is kept in
 # $work/out (the totals are printed below the table).
@@ -42,7 +46,7 @@ ms() {
 
 printf '%-44s %10s %10s %10s\n' "workload (median of $RUNS, wall ms)" "native" "record" "replay"
 totals=""
-for prog in racy_counter mutex_counter spin_wait; do
+for prog in racy_counter mutex_counter spin_wait compute_waited; do
   args=()
   [ "$prog" = spin_wait ] && args=(100)
   nat=$(ms "$work/$prog" "${args[@]}")
@@ -55,7 +59,8 @@ for prog in racy_counter mutex_counter spin_wait; do
   case $prog in
     racy_counter) label="racy_counter: 4 threads x 1e6 unlocked ++" ;;
     mutex_counter) label="mutex_counter: 4 threads x 200k lock/++/unlock" ;;
-    *) label="spin_wait: 100 spin-wait handoffs" ;;
+    spin_wait) label="spin_wait: 100 spin-wait handoffs" ;;
+    *) label="compute_waited: 1.5e9-step loop, a waiter" ;;
   esac
   printf '%-44s %10s %10s %10s\n' "$label" "$nat" "$rec" "$rep"
   totals="$totals$prog: native (last run) $native_total, recorded $recorded_total, replayed $replayed_total; "
