@@ -442,24 +442,16 @@ fn mariadb_keeps_every_row_across_a_failover_and_stops_cleanly() {
     };
     up.retry(Duration::from_secs(90), "mariadb answering", || sql("select 1"));
     assert_eq!(sql("create database t; create table t.kv (k int primary key, v varchar(20))").as_deref(), Some(""));
-    for i in 1..=30 {
-        assert_eq!(
-            sql(&format!("insert into t.kv values ({i}, 'v{i}')")).as_deref(),
-            Some(""),
-            "row {i}\n{}",
-            up.logs()
-        );
-    }
+    let insert = |rows: std::ops::RangeInclusive<u32>| {
+        for i in rows {
+            let q = format!("insert into t.kv values ({i}, 'v{i}')");
+            assert_eq!(sql(&q).as_deref(), Some(""), "row {i}\n{}", up.logs());
+        }
+    };
+    insert(1..=30);
     up.kill_leader();
     up.retry(Duration::from_secs(60), "mariadb answering after the failover", || sql("select count(*) from t.kv"));
-    for i in 31..=60 {
-        assert_eq!(
-            sql(&format!("insert into t.kv values ({i}, 'v{i}')")).as_deref(),
-            Some(""),
-            "row {i}\n{}",
-            up.logs()
-        );
-    }
+    insert(31..=60);
     assert_eq!(sql("select count(*), sum(k) from t.kv").as_deref(), Some("60\t1830"), "{}", up.logs());
     assert_eq!(up.stop_cleanly_with(libc::SIGTERM).code(), Some(0), "{}", up.logs());
     assert_eq!(up.data_differences(), Vec::<String>::new(), "the replicas' data directories after SIGTERM");
