@@ -203,39 +203,21 @@ impl Replayer<'_> {
                 None => return Ok(()),
             },
         };
-        if datagrams {
-            // One message a call: a read takes a whole one (what does not fit is dropped, as
-            // the kernel truncates it), a write adds one.
-            if !writes {
+        if !writes {
+            if datagrams {
+                // A read takes one whole message (what does not fit is dropped, as the kernel
+                // truncates it).
                 let m = flow.messages.pop_front().unwrap_or(n);
                 let had = flow.queue.len();
                 flow.queue.drain(..m.min(had));
-                return Ok(());
-            }
-            let bytes = if let Some((iov, count)) = iovecs {
-                let iov = t.read(iov, 16 * (count as usize).min(1024))?;
-                let mut all = Vec::with_capacity(n);
-                for c in iov.chunks_exact(16) {
-                    let word = |b: &[u8]| b.try_into().map(u64::from_le_bytes).unwrap_or(0);
-                    let take = (word(&c[8..]) as usize).min(n - all.len());
-                    if take > 0 {
-                        all.extend(t.read(word(&c[..8]), take)?);
-                    }
-                }
-                all
             } else {
-                t.read(args[1], n)?
-            };
-            flow.messages.push_back(bytes.len());
-            flow.queue.extend(bytes);
+                let had = flow.queue.len();
+                flow.queue.drain(..n.min(had));
+                flow.debt += n.saturating_sub(had);
+            }
             return Ok(());
         }
-        if !writes {
-            let had = flow.queue.len();
-            flow.queue.drain(..n.min(had));
-            flow.debt += n.saturating_sub(had);
-            return Ok(());
-        }
+        // What the write took from the program's memory: its n bytes, from the iovecs in order.
         let pieces: Vec<(u64, usize)> = if let Some((iov, count)) = iovecs {
             let iov = t.read(iov, 16 * (count as usize).min(1024))?;
             iov.chunks_exact(16)
@@ -247,17 +229,22 @@ impl Replayer<'_> {
         } else {
             vec![(args[1], n)]
         };
-        let mut left = n;
+        let mut bytes = Vec::with_capacity(n);
         for (base, len) in pieces {
-            let take = len.min(left);
+            let take = len.min(n - bytes.len());
             if take == 0 {
                 break;
             }
-            let bytes = t.read(base, take)?;
+            bytes.extend(t.read(base, take)?);
+        }
+        if datagrams {
+            // A write adds one message.
+            flow.messages.push_back(bytes.len());
+            flow.queue.extend(bytes);
+        } else {
             let paid = flow.debt.min(bytes.len());
             flow.debt -= paid;
             flow.queue.extend(&bytes[paid..]);
-            left -= take;
         }
         Ok(())
     }
