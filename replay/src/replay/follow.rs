@@ -542,16 +542,9 @@ impl Replayer<'_> {
         let full = policy::normalize(&base, path);
         let Ok(rel) = full.strip_prefix("/") else { return };
         let file = PathBuf::from(format!("/proc/{pid}/root")).join(rel);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |name: &str, i: usize| -> Option<u32> {
-            let line = status.lines().find(|l| l.starts_with(name))?;
-            line.split_whitespace().nth(i)?.parse().ok()
-        };
-        let umask = status
-            .lines()
-            .find(|l| l.starts_with("Umask:"))
-            .and_then(|l| u32::from_str_radix(l.split_whitespace().nth(1)?, 8).ok())
-            .unwrap_or(0o022);
+        // The program's umask and filesystem ids (the fourth of each) make the file, as its bind did.
+        let Ok(st) = ft_interposer::procfs::proc_state(pid) else { return };
+        let umask = st.umask;
         let Ok(c) = std::ffi::CString::new(file.as_os_str().as_bytes()) else { return };
         let mode = 0o777 & !umask;
         // SAFETY: mknod, chmod and lchown read a NUL-terminated path of ours.
@@ -565,8 +558,7 @@ impl Replayer<'_> {
         unsafe {
             // mknod applied the tracer's umask; the program's is the one that counts.
             libc::chmod(c.as_ptr(), mode);
-            // Fourth field of Uid:/Gid: is the filesystem id, the one that owns new files.
-            if let (Some(uid), Some(gid)) = (field("Uid:", 4), field("Gid:", 4)) {
+            if let (Some(&uid), Some(&gid)) = (st.uids.get(3), st.gids.get(3)) {
                 libc::lchown(c.as_ptr(), uid, gid);
             }
         }
