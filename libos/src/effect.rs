@@ -219,10 +219,30 @@ pub enum Timer {
         which: u8,
         new: u8,
     },
-    /// A POSIX timer (timer_settime): not armed again at go-live (its id is the recording's).
-    Posix,
-    /// A timerfd (timerfd_settime): its stand-in is not armed at go-live.
-    Fd,
+    /// timer_create(clock, sigevent, id out): a POSIX timer, made again with the same id, the
+    /// same clock and the same sigevent at go-live (replay does not run timer_create).
+    PosixCreate {
+        clock: u8,
+        event: u8,
+        id: u8,
+    },
+    /// timer_settime(id, flags, new, old): armed again at go-live.
+    Posix {
+        id: u8,
+        flags: u8,
+        new: u8,
+    },
+    /// timer_delete(id).
+    PosixDelete {
+        id: u8,
+    },
+    /// timerfd_settime(fd, flags, new, old): the timerfd (a stand-in at replay) is made real
+    /// and armed at go-live.
+    Fd {
+        fd: u8,
+        flags: u8,
+        new: u8,
+    },
 }
 
 /// Going live turns a follower's stand-ins for sockets into real ones: these syscalls tell how.

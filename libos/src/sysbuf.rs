@@ -105,7 +105,7 @@ pub fn parse(ring: &[u8]) -> Option<Vec<Entry>> {
         let e = ring.get(at..)?;
         let len = u32_at(e, E_LEN)? as usize;
         let data_len = u32_at(e, E_DATA_LEN)? as usize;
-        if len < ENTRY_HEADER || len % 8 != 0 || len > e.len() || ENTRY_HEADER + data_len > len {
+        if len < ENTRY_HEADER || !len.is_multiple_of(8) || len > e.len() || ENTRY_HEADER + data_len > len {
             return None;
         }
         let mut args = [0u64; 6];

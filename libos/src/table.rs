@@ -860,15 +860,15 @@ pub static TABLE: &[Spec] = &[
     // int fadvise64(int fd, off_t off, off_t len, int advice)
     rec(221, "fadvise64").check(A0 | A3),
     // int timer_create(clockid_t clk, struct sigevent *sev, timer_t *id)
-    rec(222, "timer_create").check(A0).w(&[w(2, Fixed(4))]),
+    rec(222, "timer_create").check(A0).w(&[w(2, Fixed(4))]).timer(Timer::PosixCreate { clock: 0, event: 1, id: 2 }),
     // int timer_settime(timer_t id, int flags, const struct itimerspec *new, struct itimerspec *old)
-    rec(223, "timer_settime").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_ITIMERSPEC))]).timer(Timer::Posix),
+    rec(223, "timer_settime").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_ITIMERSPEC))]).timer(Timer::Posix { id: 0, flags: 1, new: 2 }),
     // int timer_gettime(timer_t id, struct itimerspec *cur)
     rec(224, "timer_gettime").check(A0).w(&[w(1, Fixed(SIZEOF_ITIMERSPEC))]),
     // int timer_getoverrun(timer_t id)
     rec(225, "timer_getoverrun").check(A0),
     // int timer_delete(timer_t id)
-    rec(226, "timer_delete").check(A0),
+    rec(226, "timer_delete").check(A0).timer(Timer::PosixDelete { id: 0 }),
     no(227, "clock_settime", EPERM, ADMIN),
     // int clock_gettime(clockid_t clk, struct timespec *tp)
     rec(228, "clock_gettime").tracer().check(A0).w(&[w(1, Fixed(SIZEOF_TIMESPEC))]).args(&[ClockId, Timespec]).now(Now::At { at: 1, clock: Some(0) }),
@@ -972,7 +972,7 @@ pub static TABLE: &[Spec] = &[
     // int fallocate(int fd, int mode, off_t off, off_t len)
     out(285, "fallocate").fd(0).check(A0 | A1 | A2 | A3),
     // int timerfd_settime(int fd, int flags, const struct itimerspec *new, struct itimerspec *old)
-    rec(286, "timerfd_settime").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_ITIMERSPEC))]).timer(Timer::Fd),
+    rec(286, "timerfd_settime").check(A0 | A1).w(&[w(3, Fixed(SIZEOF_ITIMERSPEC))]).timer(Timer::Fd { fd: 0, flags: 1, new: 2 }),
     // int timerfd_gettime(int fd, struct itimerspec *cur)
     rec(287, "timerfd_gettime").check(A0).w(&[w(1, Fixed(SIZEOF_ITIMERSPEC))]),
     // int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
@@ -1362,7 +1362,8 @@ mod tests {
         const CLOSE_FDS: &[&str] = &["close", "close_range", "dup2", "dup3"];
         const SEND_SIGNALS: &[&str] =
             &["kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal"];
-        const ARM_TIMERS: &[&str] = &["alarm", "setitimer", "timer_settime", "timerfd_settime"];
+        const ARM_TIMERS: &[&str] =
+            &["alarm", "setitimer", "timer_create", "timer_settime", "timer_delete", "timerfd_settime"];
         const TEMPORARY_MASK: &[&str] = &["rt_sigsuspend", "ppoll", "pselect6", "epoll_pwait", "epoll_pwait2"];
         const SLEEPS: &[&str] = &["nanosleep", "clock_nanosleep"];
         const CLONES: &[&str] = &["clone", "fork", "vfork", "clone3"];
@@ -1392,7 +1393,7 @@ mod tests {
             ("creates fds", CREATE_FDS, |s| s.fds.creates != NewFd::None),
             ("closes fds", CLOSE_FDS, |s| s.fds.closes != Closes::None),
             ("sends a signal", SEND_SIGNALS, |s| s.follow.sends.is_some()),
-            ("arms a timer", ARM_TIMERS, |s| s.follow.timer != Timer::None),
+            ("makes, arms or ends a timer", ARM_TIMERS, |s| s.follow.timer != Timer::None),
             ("waits with a temporary mask", TEMPORARY_MASK, |s| s.signals.mask.is_some()),
             ("restarts as a sleep", SLEEPS, |s| s.signals.restart.is_some()),
             ("creates a task", CLONES, |s| s.task.clone != CloneKind::None && s.special == Special::Clone),

@@ -74,6 +74,9 @@ pub(crate) struct Handover {
     pub made: crate::live::MadeReal,
     /// The program's eventfds, by the eventfd id of their stand-ins (for deferred processes).
     pub eventfds: HashMap<u64, crate::live::EventShadow>,
+    /// The program's timerfds, likewise.
+    pub timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
+    pub signalfds: HashMap<u64, crate::live::SignalShadow>,
     /// Sigqueues replay sent again (process, signal, siginfo): see [`Recorder::incoming_info`].
     pub resent: Vec<(u32, i32, libc::siginfo_t)>,
 }

@@ -17,6 +17,7 @@ pub mod replay;
 mod sink;
 mod source;
 mod stop;
+mod timers;
 
 pub use error::{Result, SessionError};
 pub use record::{record, EventSink, RecordOptions};

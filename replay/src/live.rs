@@ -67,11 +67,36 @@ pub(crate) struct ProcWork {
     pub timers: Vec<(i32, [i64; 4])>,
     /// Pidfds that pidfd_open made (stand-ins at replay): (fd, pid as the program sees it).
     pub pidfds: Vec<(i32, i32)>,
+    /// POSIX timers to make and arm.
+    pub posix: crate::timers::PosixWork,
 }
 
 impl ProcWork {
-    fn is_empty(&self) -> bool {
-        self.timers.is_empty() && self.pidfds.is_empty()
+    pub fn is_empty(&self) -> bool {
+        self.timers.is_empty() && self.pidfds.is_empty() && self.posix.is_empty()
+    }
+}
+
+/// A signalfd the program made (a stand-in at replay: its reads are logged): the signals it
+/// takes (a sigset, signal n at bit n-1) and its flags.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SignalShadow {
+    pub mask: u64,
+    pub flags: i32,
+}
+
+/// The program's eventfds, timerfds and signalfds, stand-ins at replay, by the eventfd id of
+/// their stand-ins: what they are made again as.
+#[derive(Clone, Copy)]
+pub(crate) struct Shadows<'a> {
+    pub events: &'a HashMap<u64, EventShadow>,
+    pub timers: &'a HashMap<u64, crate::timers::TimerFdShadow>,
+    pub signals: &'a HashMap<u64, SignalShadow>,
+}
+
+impl Shadows<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.timers.is_empty() && self.signals.is_empty()
     }
 }
 
@@ -89,6 +114,8 @@ enum Stand<'a> {
     Sock(&'a SockShadow),
     File(&'a FileShadow),
     Event(&'a EventShadow),
+    Timer(&'a crate::timers::TimerFdShadow),
+    Signal(&'a SignalShadow),
     /// A pidfd of this pid (as the program sees it).
     PidFd(i32),
     /// An end of one of the program's socketpairs: its stand-in pipe's inode, and which end.
@@ -224,7 +251,7 @@ pub(crate) fn make_real(
     sockets: &HashMap<i32, SockShadow>,
     files: &HashMap<i32, FileShadow>,
     work: &ProcWork,
-    eventfds: &HashMap<u64, EventShadow>,
+    shadows: Shadows<'_>,
     made: &mut MadeReal,
     log: &Logger,
 ) -> Result<Stopped> {
@@ -241,14 +268,19 @@ pub(crate) fn make_real(
     let stands = stands.chain(pidfds.map(|(fd, pid)| (*fd, Stand::PidFd(*pid))));
     let mut todo: Vec<(i32, Stand, Option<u64>)> =
         stands.filter(|(fd, _)| is_stand_in(tgid, *fd)).map(|(fd, s)| (fd, s, eventfd_id(tgid, fd))).collect();
-    if !eventfds.is_empty() {
+    if !shadows.is_empty() {
         let fds = std::fs::read_dir(format!("/proc/{tgid}/fd")).into_iter().flatten().flatten();
         for fd in fds.filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
             if sockets.contains_key(&fd) || files.contains_key(&fd) {
                 continue;
             }
-            if let Some((id, ev)) = eventfd_id(tgid, fd).and_then(|id| Some((id, eventfds.get(&id)?))) {
+            let Some(id) = eventfd_id(tgid, fd) else { continue };
+            if let Some(ev) = shadows.events.get(&id) {
                 todo.push((fd, Stand::Event(ev), Some(id)));
+            } else if let Some(tf) = shadows.timers.get(&id) {
+                todo.push((fd, Stand::Timer(tf), Some(id)));
+            } else if let Some(sf) = shadows.signals.get(&id) {
+                todo.push((fd, Stand::Signal(sf), Some(id)));
             }
         }
     }
@@ -292,7 +324,8 @@ pub(crate) fn make_real(
                 }
             }
         })
-        .and_then(|()| arm_timers(&mut r, scratch, tgid, &work.timers, log));
+        .and_then(|()| arm_timers(&mut r, scratch, tgid, &work.timers, log))
+        .and_then(|()| work.posix.make(&mut r, scratch, log));
     let unmapped = r.call(libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
     result?;
     unmapped?;
@@ -546,6 +579,17 @@ fn rebuild_all(
                 }
             }
             debug!(log, "going live: eventfd made again"; "fd" => fd, "count" => ev.count);
+            new
+        } else if let Stand::Timer(tf) = stand {
+            tf.make(r, scratch, fd, log)?
+        } else if let Stand::Signal(sf) = stand {
+            r.write(scratch, &sf.mask.to_le_bytes())?;
+            let new =
+                r.call(libc::SYS_signalfd4, [u64::MAX, scratch, 8, (sf.flags & libc::SFD_NONBLOCK) as u64, 0, 0])?;
+            if new < 0 {
+                return Err(fail(format!("signalfd4 for fd {fd} failed with {new}")));
+            }
+            info!(log, "going live: signalfd made again"; "fd" => fd, "mask" => format!("{:#x}", sf.mask));
             new
         } else if let Some(sh) = stand.listening() {
             let (domain, ty, proto) = sh.made.unwrap_or_default();

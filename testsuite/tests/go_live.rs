@@ -64,6 +64,25 @@ fn continue_then_replay(cut: &Path, out: &Path) -> (Run, Run) {
     (continued, replayed)
 }
 
+/// Records `name`, then for every event `pick` accepts (at least `min` of them) cuts the log
+/// after it and continues the cut live: the continued run prints the recording's lines (in any
+/// order; exactly where no pid, time or count is printed) and OUT replays to its bytes.
+fn continue_after_every(tmp: &Path, name: &str, args: &[&str], min: usize, pick: impl Fn(&Event) -> bool) {
+    let log = tmp.join(format!("{name}.ftlog"));
+    let recorded = record(&log, None, &c_program(name), args);
+    assert_eq!(recorded.status, 0, "recording {name} failed: {}", String::from_utf8_lossy(&recorded.stderr));
+    let mut n = 1;
+    while let Some(kept) = cut_after(&log, &tmp.join("cut.ftlog"), n, &pick) {
+        let (continued, replayed) = continue_then_replay(&tmp.join("cut.ftlog"), &tmp.join("out.ftlog"));
+        println!("{name} cut after pick {n} (event {kept}):\n{}", String::from_utf8_lossy(&continued.stdout));
+        assert_eq!(sorted_lines(&continued), sorted_lines(&recorded), "{name} continued after pick {n}");
+        assert_eq!(exact_lines(&continued), exact_lines(&recorded), "{name} after pick {n}: values");
+        assert_same_output(&continued, &replayed, &format!("OUT of {name} continued after {n}"));
+        n += 1;
+    }
+    assert!(n > min, "{name}: {} events to cut after, fewer than {min}", n - 1);
+}
+
 /// A caught signal whose event is the last of the log: replay has sent it and the kernel has
 /// not delivered it yet when the replay goes live. The recorder must deliver it as the one the
 /// log has, not take it for a new one (which it would log a second time, and OUT's replay
@@ -233,29 +252,55 @@ fn interval_timers_fire_after_going_live() {
         Some(EventKind::Syscall(sc)) => matches!(i64::from(sc.nr), libc::SYS_alarm | libc::SYS_setitimer),
         _ => false,
     };
-    for name in ["sig_setitimer", "sig_alarm"] {
-        let log = tmp.path().join(format!("{name}.ftlog"));
-        let recorded = record(&log, None, &c_program(name), &[]);
-        assert_eq!(recorded.status, 0, "recording {name} failed: {}", String::from_utf8_lossy(&recorded.stderr));
-        let mut n = 1;
-        while let Some(kept) = cut_after(&log, &tmp.path().join("cut.ftlog"), n, cut_point) {
-            let (continued, replayed) =
-                continue_then_replay(&tmp.path().join("cut.ftlog"), &tmp.path().join("out.ftlog"));
-            println!(
-                "{name} cut after arming or SIGALRM {n} (event {kept}):\n{}",
-                String::from_utf8_lossy(&continued.stdout)
-            );
-            assert_eq!(
-                sorted_lines(&continued),
-                sorted_lines(&recorded),
-                "{name} continued after arming or SIGALRM {n}"
-            );
-            assert_eq!(exact_lines(&continued), exact_lines(&recorded), "{name} after arming or SIGALRM {n}: values");
-            assert_same_output(&continued, &replayed, &format!("OUT of {name} continued after {n}"));
-            n += 1;
+    continue_after_every(tmp.path(), "sig_setitimer", &[], 1, cut_point);
+    continue_after_every(tmp.path(), "sig_alarm", &[], 1, cut_point);
+}
+
+/// POSIX timers and timerfds (issue 16): replay runs none of their syscalls, so a replay that
+/// goes live makes them again: timerfds at their numbers (registered again in epoll), POSIX
+/// timers with their ids (and the kernel's next id the recording's), each armed as it would
+/// be now. Before, none was armed: `timers_live` printed "silent" after 5 s and `sig_posix_timer`
+/// waited forever. Cut after every syscall that makes, arms or waits on one and after every
+/// timer signal: the continued run prints the recording's lines (the ids exactly) and OUT
+/// replays to its bytes.
+#[test]
+fn posix_timers_and_timerfds_fire_after_going_live() {
+    let tmp = temp_dir("live-posix-timers");
+    let timer_calls = [
+        libc::SYS_timerfd_settime,
+        libc::SYS_timer_create,
+        libc::SYS_timer_settime,
+        libc::SYS_timer_delete,
+        libc::SYS_epoll_wait,
+        libc::SYS_read,
+        libc::SYS_poll,
+        libc::SYS_rt_sigtimedwait,
+    ];
+    let cut_point = |ev: &Event| match &ev.kind {
+        Some(EventKind::Signal(s)) => s.signo == libc::SIGUSR2,
+        Some(EventKind::Syscall(sc)) => timer_calls.contains(&i64::from(sc.nr)),
+        _ => false,
+    };
+    continue_after_every(tmp.path(), "timers_live", &[], 20, cut_point);
+    continue_after_every(tmp.path(), "sig_posix_timer", &["usr2"], 5, cut_point);
+}
+
+/// A signalfd (issue 16) is a stand-in at replay (its reads are logged), so a replica that
+/// went live kept an eventfd that never became readable: `signalfd_live` printed "signalfd
+/// silent" after 5 s. Going live makes a signalfd with the same mask and flags at its number,
+/// watched by the same epoll instance; a signal a signalfd read took counts as taken, so going
+/// live does not send it again (none is pending at the end). Cut after every kill, epoll_wait
+/// and read.
+#[test]
+fn a_signalfd_works_after_going_live() {
+    let tmp = temp_dir("live-signalfd");
+    let cut_point = |ev: &Event| match &ev.kind {
+        Some(EventKind::Syscall(sc)) => {
+            matches!(i64::from(sc.nr), libc::SYS_kill | libc::SYS_epoll_wait | libc::SYS_read | libc::SYS_signalfd4)
         }
-        assert!(n > 2, "{name}: no timer in the recording");
-    }
+        _ => false,
+    };
+    continue_after_every(tmp.path(), "signalfd_live", &[], 15, cut_point);
 }
 
 /// Process state outside memory (issue 16): `proc_state` sets a umask, a lower RLIMIT_NOFILE and

@@ -204,6 +204,11 @@ struct Recorder<'a> {
     deferred_real: HashMap<u32, crate::live::Deferred>,
     made_real: crate::live::MadeReal,
     eventfds: HashMap<u64, crate::live::EventShadow>,
+    timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
+    signalfds: HashMap<u64, crate::live::SignalShadow>,
+    /// The program made a signalfd: its epoll instances are not polled by the tracer (see
+    /// `on_copy`).
+    signalfd_made: bool,
     /// Per (process, signal), the siginfo of the sigqueues a replay going live sent again.
     resent_info: HashMap<(u32, i32), VecDeque<libc::siginfo_t>>,
     /// Per process, the siginfo of the SIGCHLD sent by [`Recorder::quiet_ended`], given to its
@@ -262,6 +267,9 @@ impl<'a> Recorder<'a> {
             deferred_real: HashMap::new(),
             made_real: crate::live::MadeReal::new(),
             eventfds: HashMap::new(),
+            timerfds: HashMap::new(),
+            signalfds: HashMap::new(),
+            signalfd_made: false,
             resent_info: HashMap::new(),
             chld_info: HashMap::new(),
         }

@@ -85,8 +85,11 @@ impl Recorder<'_> {
             }
             CopyOp::EpollWait { mask } => {
                 // Up to 4096 events at a time (epoll_wait may return fewer than are ready).
+                // A signalfd is ready for the task that polls it: polled by the tracer, it
+                // is not, and epoll drops it from its ready list, so the program's own
+                // epoll_wait after would wait for the next signal.
                 let max = args[2] as i32;
-                if max < 1 || arg(mask) != 0 {
+                if max < 1 || arg(mask) != 0 || self.signalfd_made {
                     return Ok(false);
                 }
             }

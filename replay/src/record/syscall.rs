@@ -252,6 +252,9 @@ impl Recorder<'_> {
         let extra = fcntl_writes(spec, &args);
         let regions =
             if extra.is_empty() { regions } else { [regions, capture::regions(t, extra, &args, ret)?].concat() };
+        if spec.fds.object == Object::SignalFd && ret >= 0 {
+            self.signalfd_made = true;
+        }
         let mut fresh = FdKind::External;
         let mut disposition = match action {
             Action::Execute => {
@@ -545,8 +548,11 @@ impl stop::Side for Recorder<'_> {
     /// Once the program went live, a process's first stop makes its stand-ins real.
     fn before_signals(&mut self, pid: Pid, t: Stopped, regs: Regs) -> Result<Option<(Stopped, Regs)>> {
         let Some(d) = self.deferred_real.remove(&self.proc_of(pid)) else { return Ok(Some((t, regs))) };
-        let t =
-            crate::live::make_real(t, &d.sockets, &d.files, &d.work, &self.eventfds, &mut self.made_real, &self.log)?;
+        let t = {
+            let shadows =
+                crate::live::Shadows { events: &self.eventfds, timers: &self.timerfds, signals: &self.signalfds };
+            crate::live::make_real(t, &d.sockets, &d.files, &d.work, shadows, &mut self.made_real, &self.log)?
+        };
         if self.deferred_real.is_empty() {
             self.made_real.pairs_done();
         }

@@ -25,6 +25,9 @@ pub(crate) fn continue_live(
     rec.deferred_real = h.deferred;
     rec.made_real = h.made;
     rec.eventfds = h.eventfds;
+    rec.timerfds = h.timerfds;
+    rec.signalfd_made = !h.signalfds.is_empty();
+    rec.signalfds = h.signalfds;
     for (proc, sig, info) in h.resent {
         rec.resent_info.entry((proc, sig)).or_default().push_back(info);
     }

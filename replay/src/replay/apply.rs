@@ -337,6 +337,8 @@ impl Replayer<'_> {
             ));
         }
         self.source.next_event()?;
+        // An execve deletes the process's POSIX timers.
+        self.posix_timers.retain(|(p, _), _| *p != proc);
         let mut vtid = ex.task;
         if proc != ex.task {
             // A thread other than the leader: as at record, it becomes the leader (its tid and
@@ -689,6 +691,8 @@ impl Replayer<'_> {
         self.follow_sockets(&t, vtid, spec, args, &s)?;
         self.follow_files(&t, vtid, spec, args, &s)?;
         self.follow_new_pipes_and_eventfds(&t, spec, args, &s);
+        self.follow_timers(&t, vtid, spec, args, s.ret)?;
+        self.follow_signalfd_read(&t, vtid, spec, args, s.ret);
         Ok(t)
     }
 

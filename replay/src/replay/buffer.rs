@@ -48,8 +48,7 @@ impl Replayer<'_> {
         let mut fill = Fill { used: 0, entries: Vec::new(), writes: Vec::new() };
         let mut ended = false;
         let mut events = 0usize;
-        loop {
-            let Some(ev) = self.source.peek_nth(events)? else { break };
+        while let Some(ev) = self.source.peek_nth(events)? {
             match &ev.kind {
                 // The reads after the drain's last call are the clock stub's to load: a stop
                 // that logs nothing may separate them from the next drain's.

@@ -155,7 +155,15 @@ struct Book {
     silent: Vec<(u32, u32)>,
     restarts: Vec<(u32, (u32, [u64; 6]))>,
     pidfds: Vec<((u32, i32), i32)>,
-    unarmed_timers: Vec<String>,
+    /// `Replayer::timerfds`, `posix_timers`, `posix_last`.
+    #[serde(default)]
+    timerfds: Vec<(u64, crate::timers::TimerFdShadow)>,
+    #[serde(default)]
+    signalfds: Vec<(u64, crate::live::SignalShadow)>,
+    #[serde(default)]
+    posix_timers: Vec<((u32, i32), crate::timers::PosixTimer)>,
+    #[serde(default)]
+    posix_last: Vec<(u32, i32)>,
     ids: Vec<(u32, (i32, u32))>,
     sent: Vec<SentSignal>,
     pipes: Vec<(u64, Flow)>,
@@ -578,7 +586,10 @@ impl Replayer<'_> {
             silent: map_list(&self.silent),
             restarts: map_list(&self.restarts),
             pidfds: map_list(&self.pidfds),
-            unarmed_timers: self.unarmed_timers.iter().map(|s| s.to_string()).collect(),
+            timerfds: map_list(&self.timerfds),
+            signalfds: map_list(&self.signalfds),
+            posix_timers: self.posix_timers.iter().map(|(k, t)| (*k, t.clone())).collect(),
+            posix_last: map_list(&self.posix_last),
             ids: map_list(&self.ids),
             sent: self.sent.clone(),
             pipes: map_list(&self.pipes),
@@ -640,17 +651,16 @@ impl Replayer<'_> {
         self.silent = b.silent.into_iter().collect();
         self.restarts = b.restarts.into_iter().collect();
         self.pidfds = b.pidfds.into_iter().collect();
-        self.unarmed_timers = b
-            .unarmed_timers
-            .iter()
-            .filter_map(|n| ft_libos::table::TABLE.iter().find(|s| s.name == n).map(|s| s.name))
-            .collect();
+        self.posix_timers = b.posix_timers.into_iter().collect();
+        self.posix_last = b.posix_last.into_iter().collect();
         self.ids = b.ids.into_iter().collect();
         self.sent = b.sent;
         self.pipes = b.pipes.into_iter().map(|(ino, f)| (pipe_ino.get(&ino).copied().unwrap_or(ino), f)).collect();
         self.socketpairs =
             b.socketpairs.into_iter().map(|(ino, f)| (pipe_ino.get(&ino).copied().unwrap_or(ino), f)).collect();
         self.eventfds = b.eventfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
+        self.timerfds = b.timerfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
+        self.signalfds = b.signalfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
         self.itimers = b.itimers.into_iter().collect();
         self.states = b
             .states

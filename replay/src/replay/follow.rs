@@ -25,17 +25,45 @@ impl Replayer<'_> {
                 self.socketpairs.insert(ino, pair);
             }
         }
-        if spec.fds.object == Object::EventFd && s.ret >= 0 {
-            let flags = spec.fds.open_flags(args, |_| None).unwrap_or(0);
-            if let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), s.ret as i32) {
-                self.eventfds.insert(id, crate::live::EventShadow { count: args[0] & 0xffff_ffff, flags });
+        let made = matches!(spec.fds.object, Object::EventFd | Object::TimerFd | Object::SignalFd) && s.ret >= 0;
+        let stand_in = |fd: i32| ft_interposer::procfs::eventfd_id(t.pid().as_raw(), fd);
+        // signalfd on a signalfd of the program's changes its mask (its flags stay).
+        let signalfd_flags = match spec.fds.object {
+            Object::SignalFd if s.ret >= 0 && args[0] as i32 != -1 => {
+                stand_in(args[0] as i32).and_then(|id| self.signalfds.get(&id)).map(|sf| sf.flags)
             }
-        } else if s.disposition() == Disposition::Placeholder && !self.eventfds.is_empty() {
-            // Another stand-in (all are eventfds) may take the id of a closed eventfd of the
-            // program's: that one is gone.
+            _ => None,
+        };
+        let shadowed = !(self.eventfds.is_empty() && self.timerfds.is_empty() && self.signalfds.is_empty());
+        if made || (s.disposition() == Disposition::Placeholder && shadowed) {
+            // A new stand-in (all are eventfds) may take the id of a closed eventfd, timerfd or
+            // signalfd of the program's: that one is gone.
             for nf in &s.new_fds {
-                if let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), nf.fd) {
+                if let Some(id) = stand_in(nf.fd) {
                     self.eventfds.remove(&id);
+                    self.timerfds.remove(&id);
+                    self.signalfds.remove(&id);
+                }
+            }
+        }
+        if made {
+            let flags = spec.fds.open_flags(args, |_| None).unwrap_or(0);
+            if let Some(id) = stand_in(s.ret as i32) {
+                match spec.fds.object {
+                    Object::EventFd => {
+                        self.eventfds.insert(id, crate::live::EventShadow { count: args[0] & 0xffff_ffff, flags });
+                    }
+                    Object::TimerFd => {
+                        let tf = crate::timers::TimerFdShadow { clock: args[0] as i32, flags, set: None, fired: false };
+                        self.timerfds.insert(id, tf);
+                    }
+                    _ => {
+                        // signalfd(fd, mask, size[, flags]): a sigset of up to 64 signals.
+                        let mask =
+                            t.read(args[1], 8).ok().and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+                        let flags = signalfd_flags.unwrap_or(flags);
+                        self.signalfds.insert(id, crate::live::SignalShadow { mask, flags });
+                    }
                 }
             }
         }
@@ -147,13 +175,18 @@ impl Replayer<'_> {
         }
     }
 
-    /// Follows the counter of one of the program's eventfds (see `eventfds`).
+    /// Follows the counter of one of the program's eventfds (see `eventfds`), and the
+    /// expirations read from its timerfds (`timerfds`).
     pub(super) fn follow_eventfd(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
         let plain = matches!(spec.follow.stream, Stream::Read { vectored: false } | Stream::Write { vectored: false });
-        if ret != 8 || !plain || self.eventfds.is_empty() {
+        if ret != 8 || !plain || (self.eventfds.is_empty() && self.timerfds.is_empty()) {
             return Ok(());
         }
         let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
+        if let Some(tf) = self.timerfds.get_mut(&id) {
+            tf.fired |= matches!(spec.follow.stream, Stream::Read { .. });
+            return Ok(());
+        }
         let Some(ev) = self.eventfds.get_mut(&id) else { return Ok(()) };
         if matches!(spec.follow.stream, Stream::Write { .. }) {
             let v = t.read(args[1], 8)?.try_into().map(u64::from_le_bytes).unwrap_or(0);
@@ -259,13 +292,7 @@ impl Replayer<'_> {
                     |i: usize| b.get(i * 8..i * 8 + 8).and_then(|w| w.try_into().ok()).map_or(0, i64::from_le_bytes);
                 (args[usize::from(which)] as i32, [word(0), word(1), word(2), word(3)])
             }
-            Timer::Alarm { .. } | Timer::Itimer { .. } | Timer::None => return Ok(()),
-            Timer::Posix | Timer::Fd => {
-                if ret >= 0 {
-                    self.unarmed_timers.insert(spec.name);
-                }
-                return Ok(());
-            }
+            _ => return Ok(()),
         };
         let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
         if itv[2] == 0 && itv[3] == 0 {
@@ -275,6 +302,94 @@ impl Replayer<'_> {
             self.itimers.insert((proc, which), Itimer { itv, at });
         }
         Ok(())
+    }
+
+    /// Follows the program's POSIX timers and timerfds (see `crate::timers`), after the log's
+    /// writes are in place (timer_create's id is one).
+    pub(super) fn follow_timers(
+        &mut self,
+        t: &Stopped,
+        vtid: u32,
+        spec: &Spec,
+        args: &[u64; 6],
+        ret: i64,
+    ) -> Result<()> {
+        if ret < 0 {
+            return Ok(());
+        }
+        let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);
+        let arg = |i: u8| args[usize::from(i)];
+        let at = self.source.position();
+        match spec.follow.timer {
+            Timer::PosixCreate { clock, event, id } => {
+                let timer = crate::timers::PosixTimer::read(t, arg(clock), arg(event))?;
+                let id = t.read(arg(id), 4)?.try_into().map(i32::from_le_bytes).unwrap_or(-1);
+                self.posix_timers.insert((proc, id), timer);
+                self.posix_last.insert(proc, id);
+            }
+            Timer::Posix { id, flags, new } => {
+                let set = crate::timers::TimerSet::read(t, arg(flags), arg(new), at)?;
+                if let Some(timer) = self.posix_timers.get_mut(&(proc, arg(id) as i32)) {
+                    timer.set = (!set.disarms()).then_some(set);
+                }
+            }
+            Timer::PosixDelete { id } => {
+                self.posix_timers.remove(&(proc, arg(id) as i32));
+            }
+            Timer::Fd { fd, flags, new } if !self.timerfds.is_empty() => {
+                let set = crate::timers::TimerSet::read(t, arg(flags), arg(new), at)?;
+                let stand_in = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), arg(fd) as i32);
+                if let Some(tf) = stand_in.and_then(|id| self.timerfds.get_mut(&id)) {
+                    tf.set = (!set.disarms()).then_some(set);
+                    tf.fired = false;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A read of one of the program's signalfds took signals (struct signalfd_siginfo, 128
+    /// bytes each, ssi_signo first): they count as taken (see `SentSignal`), as a delivery or
+    /// a sigtimedwait does, so that going live does not send them again.
+    pub(super) fn follow_signalfd_read(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) {
+        const INFO: usize = 128;
+        if self.signalfds.is_empty() || ret < INFO as i64 || spec.follow.stream != (Stream::Read { vectored: false }) {
+            return;
+        }
+        let is_signalfd = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), args[0] as i32)
+            .is_some_and(|id| self.signalfds.contains_key(&id));
+        if !is_signalfd {
+            return;
+        }
+        let Ok(infos) = t.read(args[1], ret as usize / INFO * INFO) else { return };
+        let at = self.source.position();
+        for info in infos.chunks_exact(INFO) {
+            let signo = u32::from_le_bytes([info[0], info[1], info[2], info[3]]);
+            self.source.taken.push((at, vtid, signo as i32));
+        }
+    }
+
+    /// Going live: the POSIX timers to make per process, each with how to arm it (see
+    /// `crate::timers::TimerSet::to_arm`): a one-shot one has fired if a task of its process
+    /// took its signal since it was set.
+    pub(super) fn posix_timers_to_make(&self) -> HashMap<u32, crate::timers::PosixWork> {
+        let mut out: HashMap<u32, crate::timers::PosixWork> = HashMap::new();
+        for (&proc, &last) in &self.posix_last {
+            out.entry(proc).or_default().last = Some(last);
+        }
+        for (&(proc, id), timer) in &self.posix_timers {
+            let arm = timer.set.and_then(|set| {
+                let fired = timer.signal().is_some_and(|sig| {
+                    self.source.taken.iter().any(|(pos, task, signo)| {
+                        *signo == sig && *pos > set.at && self.ids.get(task).map(|i| i.1) == Some(proc)
+                    })
+                });
+                set.to_arm(timer.clock, fired)
+            });
+            out.entry(proc).or_default().timers.push((id, timer.clone(), arm));
+        }
+        out
     }
 
     /// Going live: the interval timers to arm per process. A periodic one is armed for its
@@ -348,9 +463,10 @@ impl Replayer<'_> {
                 _ => true,
             }
         };
+        let from = self.tasks.get(&vtid).map_or(0, |t| t.proc);
         if target > 0 {
             if effect(self, target) {
-                self.sent.push(SentSignal { at, target, thread, sig, info });
+                self.sent.push(SentSignal { at, target, thread, sig, info, from });
             }
             return;
         }
@@ -377,7 +493,7 @@ impl Replayer<'_> {
             .collect();
         for target in members {
             if effect(self, target) {
-                self.sent.push(SentSignal { at, target, thread: false, sig, info });
+                self.sent.push(SentSignal { at, target, thread: false, sig, info, from });
             }
         }
     }
@@ -385,7 +501,10 @@ impl Replayer<'_> {
     /// Going live: sends again each signal the program sent that no task of its target took in
     /// the log since (a standard signal is taken by any later delivery of its number, as the
     /// kernel merges them; a real-time one by one delivery each), if its target still runs. A
-    /// sigqueue goes with its siginfo; a kill is a kill from outside the program's namespace
+    /// sigqueue goes with its siginfo; a kill or tgkill is made again by the process that
+    /// sent it (injected at a syscall stop of one of its tasks), so that its siginfo names that
+    /// process and its uid, as a handler, sigtimedwait or signalfd read sees it; if no task of
+    /// that process is at a syscall stop, it is a kill from outside the program's namespace
     /// (si_pid 0). SIGKILL and SIGSTOP are left out (the log shows their effect).
     /// Returns (process, signal, siginfo) of each sigqueue sent again: the kernel zeroes si_pid
     /// for a sender outside the program's PID namespace, so the recorder gives the signal its
@@ -424,7 +543,8 @@ impl Replayer<'_> {
                 resend.push(s);
             }
         }
-        for s in resend {
+        let resend: Vec<SentSignal> = resend.into_iter().cloned().collect();
+        for s in &resend {
             let target = self.tasks.iter().find(|(v, _)| {
                 let (tid, proc) = self.ids.get(v).copied().unwrap_or((0, u32::MAX));
                 if s.thread {
@@ -435,7 +555,11 @@ impl Replayer<'_> {
             });
             let Some((v, t)) = target else { continue };
             let tgid = self.tasks.get(&t.proc).map_or(t.tid, |l| l.tid);
+            let (v, proc, tid) = (*v, t.proc, t.tid);
             slog::info!(self.log, "going live: a signal the program sent is still pending"; "signal" => s.sig, "task" => v);
+            if s.info.is_none_or(|i| i.si_code >= 0) && self.send_from_sender(s, v, proc)? {
+                continue;
+            }
             let sig = Sig::new(s.sig).ok_or_else(|| SessionError::Mismatch {
                 what: "the log".into(),
                 detail: format!("signal number {}", s.sig),
@@ -449,21 +573,44 @@ impl Replayer<'_> {
                     (Some(info), true) if info.si_code < 0 => libc::syscall(
                         libc::SYS_rt_tgsigqueueinfo,
                         tgid.as_raw(),
-                        t.tid.as_raw(),
+                        tid.as_raw(),
                         s.sig,
                         info as *const libc::siginfo_t,
                     ),
-                    (_, true) => libc::syscall(libc::SYS_tgkill, tgid.as_raw(), t.tid.as_raw(), s.sig),
+                    (_, true) => libc::syscall(libc::SYS_tgkill, tgid.as_raw(), tid.as_raw(), s.sig),
                     (_, false) => i64::from(send_signal(tgid, sig).map_or(-1, |()| 0)),
                 }
             };
             if r != 0 {
                 slog::warn!(self.log, "going live: could not send a pending signal again"; "signal" => s.sig, "task" => v);
             } else if let Some(info) = s.info.filter(|i| i.si_code < 0) {
-                queued.push((t.proc, s.sig, info));
+                queued.push((proc, s.sig, info));
             }
         }
         Ok(queued)
+    }
+
+    /// Sends `s` again from its sender, to task `v` of process `proc`: kill (or tgkill for a
+    /// thread) injected into a task of the sending process at a syscall stop. Whether it was.
+    fn send_from_sender(&mut self, s: &SentSignal, v: u32, proc: u32) -> Result<bool> {
+        let Some(by) = self.at_seccomp_stop(s.from) else { return Ok(false) };
+        let ns = |task: u32| self.ids.get(&task).map(|i| i.0 as u64);
+        let (Some(tgid), Some(tid)) = (ns(proc), ns(v)) else { return Ok(false) };
+        let call = if s.thread {
+            (libc::SYS_tgkill, [tgid, tid, s.sig as u64, 0, 0, 0])
+        } else {
+            (libc::SYS_kill, [tgid, s.sig as u64, 0, 0, 0, 0])
+        };
+        let mut ret = 0;
+        self.in_task(by, |t| {
+            let mut r = ft_interposer::inject::Remote::new(t)?;
+            ret = r.call(call.0, call.1)?;
+            r.into_stopped().ok_or_else(|| SessionError::Unsupported {
+                what: "going live: sending a pending signal again".into(),
+                why: "the sending task was lost".into(),
+            })
+        })?;
+        Ok(ret == 0)
     }
 
     /// Learns how the program made and configured its sockets, to rebuild them if it goes live.

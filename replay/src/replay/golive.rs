@@ -21,38 +21,23 @@ impl Replayer<'_> {
             made.pairs.insert(ino, crate::live::Pair::new(p.domain, p.ty, bytes, messages));
         }
         let mut timers = self.itimers_to_arm();
-        if !self.unarmed_timers.is_empty() {
-            let mut calls: Vec<&str> = self.unarmed_timers.iter().copied().collect();
-            calls.sort_unstable();
-            slog::warn!(self.log, "going live: timers the program armed are not armed again (not supported yet): a program that waits for them will wait longer or forever"; "armed by" => calls.join(", "));
-        }
+        let mut posix = self.posix_timers_to_make();
         let mut deferred = HashMap::new();
         for proc in procs {
             let socks = self.sockets.get(&proc).cloned().unwrap_or_default();
             let files = self.files.get(&proc).cloned().unwrap_or_default();
             let pidfds =
                 self.pidfds.iter().filter(|((p, _), _)| *p == proc).map(|((_, fd), pid)| (*fd, *pid)).collect();
-            let work = crate::live::ProcWork { timers: timers.remove(&proc).unwrap_or_default(), pidfds };
-            if socks.is_empty()
-                && files.is_empty()
-                && work.timers.is_empty()
-                && work.pidfds.is_empty()
-                && self.eventfds.is_empty()
-                && made.pairs.is_empty()
-            {
+            let work = crate::live::ProcWork {
+                timers: timers.remove(&proc).unwrap_or_default(),
+                pidfds,
+                posix: posix.remove(&proc).unwrap_or_default(),
+            };
+            let no_shadows = self.eventfds.is_empty() && self.timerfds.is_empty() && self.signalfds.is_empty();
+            if socks.is_empty() && files.is_empty() && work.is_empty() && no_shadows && made.pairs.is_empty() {
                 continue;
             }
-            let candidate = self.tasks.iter().find_map(|(v, t)| {
-                let at_seccomp = match &t.state {
-                    RState::Parked(_) | RState::CloneParked(_) | RState::ExecParked(_) => true,
-                    RState::Fresh(s) | RState::Idle(s) => s.stop == Stop::Seccomp,
-                    _ => false,
-                };
-                (t.proc == proc && at_seccomp).then_some(*v)
-            });
-            // A process whose execve runs (released by the log) is losing its other threads.
-            let candidate = candidate.filter(|_| !self.exec_running.contains(&proc));
-            let Some(v) = candidate else {
+            let Some(v) = self.at_seccomp_stop(proc) else {
                 // Its tasks run user code or are inside a clone: the recorder makes its fds real
                 // at its first syscall stop, before that syscall runs.
                 slog::debug!(
@@ -62,19 +47,16 @@ impl Replayer<'_> {
                 deferred.insert(proc, crate::live::Deferred { sockets: socks, files, work });
                 continue;
             };
-            let taken = self.take_state(v);
             let log = self.log.clone();
-            let evs = &self.eventfds;
-            let mut real = |t: Stopped| crate::live::make_real(t, &socks, &files, &work, evs, &mut made, &log);
-            let state = match taken {
-                RState::Parked(p) => RState::Parked(Parked { t: real(p.t)?, ..p }),
-                RState::CloneParked(p) => RState::CloneParked(Parked { t: real(p.t)?, ..p }),
-                RState::ExecParked(p) => RState::ExecParked(Parked { t: real(p.t)?, ..p }),
-                RState::Fresh(s) => RState::Fresh(real(s)?),
-                RState::Idle(s) => RState::Idle(real(s)?),
-                other => other,
-            };
-            self.set_state(v, state);
+            let (events, timers, signals) = (
+                std::mem::take(&mut self.eventfds),
+                std::mem::take(&mut self.timerfds),
+                std::mem::take(&mut self.signalfds),
+            );
+            let shadows = crate::live::Shadows { events: &events, timers: &timers, signals: &signals };
+            let done = self.in_task(v, |t| crate::live::make_real(t, &socks, &files, &work, shadows, &mut made, &log));
+            (self.eventfds, self.timerfds, self.signalfds) = (events, timers, signals);
+            done?;
         }
         if deferred.is_empty() {
             made.pairs_done();
@@ -184,8 +166,46 @@ impl Replayer<'_> {
             deferred,
             made,
             eventfds: std::mem::take(&mut self.eventfds),
+            timerfds: std::mem::take(&mut self.timerfds),
+            signalfds: std::mem::take(&mut self.signalfds),
             resent,
         })
+    }
+
+    /// A task of process `proc` at a seccomp stop, where syscalls can be injected (none in a
+    /// process whose execve runs: it is losing its other threads).
+    pub(super) fn at_seccomp_stop(&self, proc: u32) -> Option<u32> {
+        if self.exec_running.contains(&proc) {
+            return None;
+        }
+        self.tasks.iter().find_map(|(v, t)| {
+            let at_seccomp = match &t.state {
+                RState::Parked(_) | RState::CloneParked(_) | RState::ExecParked(_) => true,
+                RState::Fresh(s) | RState::Idle(s) => s.stop == Stop::Seccomp,
+                _ => false,
+            };
+            (t.proc == proc && at_seccomp).then_some(*v)
+        })
+    }
+
+    /// Runs `f` on task `v` (one [`Self::at_seccomp_stop`] gave), which it returns at the same
+    /// stop; the task keeps its state.
+    pub(super) fn in_task(&mut self, v: u32, f: impl FnOnce(Stopped) -> Result<Stopped>) -> Result<()> {
+        let mut f = Some(f);
+        let mut run = |t: Stopped| match f.take() {
+            Some(f) => f(t),
+            None => Ok(t),
+        };
+        let state = match self.take_state(v) {
+            RState::Parked(p) => run(p.t).map(|t| RState::Parked(Parked { t, ..p })),
+            RState::CloneParked(p) => run(p.t).map(|t| RState::CloneParked(Parked { t, ..p })),
+            RState::ExecParked(p) => run(p.t).map(|t| RState::ExecParked(Parked { t, ..p })),
+            RState::Fresh(s) => run(s).map(RState::Fresh),
+            RState::Idle(s) => run(s).map(RState::Idle),
+            other => Ok(other),
+        }?;
+        self.set_state(v, state);
+        Ok(())
     }
 
     /// Before a replica goes live: every task's process state (cwd, credentials, umask, limits,

@@ -48,7 +48,7 @@ use ft_libos::table::{
 use ft_libos::{lookup, FdKind, FdTable, Sig};
 use nix::unistd::Pid;
 use slog::{info, Logger};
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -228,7 +228,10 @@ impl<'a> Replayer<'a> {
             shm_last: None,
             restarts: HashMap::new(),
             pidfds: HashMap::new(),
-            unarmed_timers: HashSet::new(),
+            timerfds: HashMap::new(),
+            signalfds: HashMap::new(),
+            posix_timers: BTreeMap::new(),
+            posix_last: HashMap::new(),
             ids: HashMap::new(),
             sent: Vec::new(),
             pipes: HashMap::new(),
@@ -366,9 +369,14 @@ struct Replayer<'a> {
     /// The pid (as the program sees it) of each pidfd that pidfd_open made, by (process, fd):
     /// at replay they are stand-ins, so a pidfd_send_signal's target is known from here.
     pidfds: HashMap<(u32, i32), i32>,
-    /// The syscalls that armed timers going live cannot arm again (POSIX timers, timerfds),
-    /// named in a warning when it does.
-    unarmed_timers: HashSet<&'static str>,
+    /// The program's timerfds, by the eventfd id of their stand-ins, and its POSIX timers by
+    /// (process, id), with the last id the kernel gave per process: replay runs none of their
+    /// syscalls, a replay that goes live makes and arms them (see `crate::timers`).
+    timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
+    /// The program's signalfds, by the eventfd id of their stand-ins (made again going live).
+    signalfds: HashMap<u64, crate::live::SignalShadow>,
+    posix_timers: BTreeMap<(u32, i32), crate::timers::PosixTimer>,
+    posix_last: HashMap<u32, i32>,
     /// Every task's (tid as the program sees it, process), dead ones too.
     ids: HashMap<u32, (i32, u32)>,
     /// Signals the program sent (kill, tgkill, sigqueue...), in log order (see [`SentSignal`]).
@@ -441,6 +449,9 @@ struct SentSignal {
     /// The siginfo of a sigqueue.
     #[serde(with = "checkpoint::siginfo_bytes")]
     info: Option<libc::siginfo_t>,
+    /// The sending process (its task number).
+    #[serde(default)]
+    from: u32,
 }
 
 /// A child process forked at replay. Its exit signal is 0 ([`quiet_clone`]), so the kernel
