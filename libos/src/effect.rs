@@ -159,6 +159,10 @@ pub enum Ipc {
     None,
     /// The id of a shared memory segment, new or existing (shmget).
     ShmId,
+    /// The id of a semaphore set (semget).
+    SemId,
+    /// The id of a message queue (msgget).
+    MsgId,
 }
 
 /// The effect of a syscall on the stream of the fd in argument 0 (buffer in argument 1, count

@@ -588,7 +588,7 @@ pub static TABLE: &[Spec] = &[
     // int uname(struct utsname *buf)
     rec(63, "uname").tracer().w(&[w(0, Fixed(SIZEOF_UTSNAME))]).args(&[Utsname]),
     // int semget(key_t key, int nsems, int flags)
-    loc(64, "semget").check(A0 | A1 | A2).args(&[Hex, Int, Hex]),
+    loc(64, "semget").check(A0 | A1 | A2).ipc(Ipc::SemId).args(&[Hex, Int, Hex]),
     // int semop(int id, struct sembuf *sops, size_t nsops): may wait for another process
     loc(65, "semop").check(A0 | A2).waits(Waits::SemOps { ops: 1, count: 2 }).args(&[Int, Ptr, Uint]),
     // int semctl(int id, int num, int cmd, ...)
@@ -596,7 +596,7 @@ pub static TABLE: &[Spec] = &[
     // int shmdt(const void *addr)
     loc(67, "shmdt").check(A0).args(&[Hex]),
     // int msgget(key_t key, int flags)
-    loc(68, "msgget").check(A0 | A1).args(&[Hex, Hex]),
+    loc(68, "msgget").check(A0 | A1).ipc(Ipc::MsgId).args(&[Hex, Hex]),
     // int msgsnd(int id, const void *msg, size_t size, int flags): runs holding the token, so
     // that a receiver finds the message where the log has it (a full queue would wait with it)
     loc(69, "msgsnd").check(A0 | A2 | A3).waits(Waits::Holding { arg: 3 }).args(&[Int, Ptr, Uint, Hex]),

@@ -5,7 +5,8 @@
  * (blocking semop, contended) and send a message; the parent receives the 3 messages (blocking
  * msgrcv), reaps the children, prints the counter, the messages in order of arrival, and what
  * IPC_STAT says, then removes everything. argv[1] = seconds to sleep while holding the objects
- * (default 0), so that a test can run two at once. */
+ * (default 0), so that a test can run two at once; argv[2] = "undo": the lock's semops have
+ * SEM_UNDO. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +28,11 @@ static void die(const char *what)
     exit(1);
 }
 
+static short sem_flags;
+
 static void sem(int id, int delta)
 {
-    struct sembuf op = { 0, (short)delta, 0 };
+    struct sembuf op = { 0, (short)delta, sem_flags };
     if (semop(id, &op, 1) != 0)
         die("semop");
 }
@@ -37,6 +40,8 @@ static void sem(int id, int delta)
 int main(int argc, char **argv)
 {
     int hold = argc > 1 ? atoi(argv[1]) : 0;
+    if (argc > 2 && strcmp(argv[2], "undo") == 0)
+        sem_flags = SEM_UNDO;
     key_t key = 0x46544558; /* "FTEX" */
     int shm = shmget(key, 4096, IPC_CREAT | IPC_EXCL | 0600);
     if (shm < 0)

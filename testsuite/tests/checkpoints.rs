@@ -338,23 +338,62 @@ fn ft_interposer_host_pid(root: u32, ns_pid: i32) -> i32 {
     panic!("no process {ns_pid} under {root}");
 }
 
-/// System V semaphores and message queues are not kept in checkpoints: while the program has
-/// any, no checkpoint is taken (the reason is logged), and those taken before restore correctly.
+/// System V semaphore sets and message queues are kept in checkpoints with their ids, values,
+/// messages in order, and the kernel's next ids: `sysv`'s checkpoints, taken while three
+/// children contend for its semaphore and send their messages, restore to the full replay's
+/// tail (before, no checkpoint was taken while they existed); so do all of `sysv_ckpt`'s (three
+/// messages queued, a set of three semaphores, the next ids after a removed queue). A semop with SEM_UNDO leaves the
+/// kernel adjustments that a checkpoint cannot read: after the first, none is taken, with the
+/// reason logged, and those taken before restore.
 #[test]
-fn no_checkpoint_while_system_v_objects_exist() {
-    let dir = temp_dir("ckpt-sysv");
+fn system_v_semaphores_and_queues_are_kept_in_checkpoints() {
+    restores_from_checkpoints("sysv", 40 + seed() % 20, 6, 10);
+    // sysv_ckpt's checkpoints from its first msgsnd to its last msgrcv: messages queued,
+    // values changed, ids moved.
+    let dir = temp_dir("ckpt-sysv-queue");
     let log = dir.path().join("run.ftlog");
-    let recorded = record(&log, None, &c_program("sysv"), &[]);
+    let recorded = record(&log, None, &c_program("sysv_ckpt"), &[]);
+    assert_eq!(recorded.status, 0, "{recorded}");
+    let mut cmd = replay_command(&log, None);
+    cmd.args(["--checkpoint-every", &(1 + seed() % 2).to_string()]);
+    let full = run(cmd);
+    assert_same_output(&recorded, &full, "sysv_ckpt replayed with checkpoints");
+    let (mut index, mut window) = (0u64, (u64::MAX, 0u64));
+    rewrite_log(&log, &dir.path().join("copy.ftlog"), |ev| {
+        index += 1;
+        if let Some(ft_libos::EventKind::Syscall(sc)) = &ev.kind {
+            match i64::from(sc.nr) {
+                libc::SYS_msgsnd => window.0 = window.0.min(index),
+                libc::SYS_msgrcv => window.1 = index,
+                _ => {}
+            }
+        }
+        vec![ev]
+    });
+    let inside: Vec<_> = checkpoints(&log).into_iter().filter(|c| c.0 >= window.0 && c.0 < window.1).collect();
+    assert!(inside.len() >= 5, "{} checkpoints while messages were queued (events {window:?})", inside.len());
+    for (event, file, head) in inside {
+        assert_restores_tail(&log, &full, event, &file, &head, "sysv_ckpt");
+    }
+    let dir = temp_dir("ckpt-sysv-undo");
+    let log = dir.path().join("run.ftlog");
+    let recorded = record(&log, None, &c_program("sysv"), &["0", "undo"]);
     assert_eq!(recorded.status, 0, "{recorded}");
     let mut cmd = replay_command(&log, None);
     cmd.args(["-v", "--checkpoint-every", "5"]);
     let full = run(cmd);
-    assert_same_output(&recorded, &full, "sysv replayed with checkpoints");
-    assert!(
-        full.stderr_text().contains("semaphore sets and 1 message queues exist"),
-        "no word of the IPC objects:\n{full}"
-    );
-    for (event, file, head) in checkpoints(&log) {
-        assert_restores_tail(&log, &full, event, &file, &head, "sysv");
+    assert_same_output(&recorded, &full, "sysv with SEM_UNDO replayed with checkpoints");
+    let stderr = full.stderr_text();
+    let refused_at = stderr
+        .lines()
+        .find(|l| l.contains("semop with SEM_UNDO"))
+        .and_then(|l| l.rsplit("event: ").next()?.trim().parse::<u64>().ok());
+    let Some(refused_at) = refused_at else { panic!("no word of SEM_UNDO:\n{full}") };
+    let taken = checkpoints(&log);
+    let events: Vec<u64> = taken.iter().map(|c| c.0).collect();
+    assert!(events.iter().all(|e| *e < refused_at), "checkpoints at events {events:?}, SEM_UNDO at {refused_at}");
+    // The last ones, nearest the semaphore's use.
+    for (event, file, head) in taken.into_iter().rev().take(3) {
+        assert_restores_tail(&log, &full, event, &file, &head, "sysv with SEM_UNDO");
     }
 }

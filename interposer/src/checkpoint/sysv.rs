@@ -1,18 +1,26 @@
-//! System V shared memory segments in a checkpoint: their ids, keys, sizes, owners, modes and
-//! bytes, read and made again inside the program's IPC namespace by a thread of the tracer that
-//! enters it (setns moves only the calling thread; the thread ends after).
+//! System V IPC objects in a checkpoint, read and made again inside the program's IPC namespace
+//! by a thread of the tracer that enters it (setns moves only the calling thread; the thread
+//! ends after):
+//! - shared memory segments: ids, keys, sizes, owners, modes and bytes;
+//! - semaphore sets: ids, keys, owners, modes and values (semctl GETALL, SETALL). Adjustments
+//!   of semops with SEM_UNDO are the kernel's per process and cannot be read: once the program
+//!   made one, no checkpoint is taken (replay follows the flag, see `refusal`). Which process
+//!   last operated on a semaphore (GETPID) is not kept;
+//! - message queues: ids, keys, owners, modes, their byte limit and their messages in order
+//!   (read with MSG_COPY, which leaves them queued; sent again in order).
 //!
-//! A segment must come back at its id (the program holds the number), and the next segment the
-//! program creates must get the id it got at record. The kernel allocates an id's index
-//! cyclically after the index of the last segment it created, with a sequence number that grows
-//! when that cycle wraps (`ipc_idr_alloc`). A restore writes `shm_next_id` for each kept
-//! segment (an explicit id moves neither the cycle nor the sequence), fills the indexes below
-//! the last created one with placeholders, and creates the last one (or a placeholder) the
-//! ordinary way: the cycle is then where the recording's was. That holds while the sequence is
-//! still 0 (fewer than 64 segments were created in the program's life, or more with fewer alive
-//! at any time); beyond, no checkpoint is taken and the reason says so.
+//! Replay takes a checkpoint only where no task waits inside the kernel (every task is at a
+//! seccomp stop), so no semop or msgrcv is waiting in one.
 //!
-//! Semaphore sets and message queues are not kept: while one exists, no checkpoint is taken.
+//! An object must come back at its id (the program holds the number), and the next object of
+//! its kind the program creates must get the id it got at record. The kernel allocates an id's
+//! index cyclically after the index of the last object of the kind it created, with a sequence
+//! number that grows when that cycle wraps (`ipc_idr_alloc`). A restore writes `*_next_id` for
+//! each kept object (an explicit id moves neither the cycle nor the sequence), fills the
+//! indexes below the last created one with placeholders, and creates the last one (or a
+//! placeholder) the ordinary way: the cycle is then where the recording's was. That holds while
+//! the sequence is still 0 (fewer than 64 objects of the kind were created in the program's life,
+//! or more with fewer alive at any time); beyond, no checkpoint is taken and the reason says so.
 
 use super::{io, restore_err, CResult, CheckpointError, PAGE};
 use serde::{Deserialize, Serialize};
@@ -24,7 +32,13 @@ const SHM_DEST: u32 = 0o1000;
 /// An id is its sequence number shifted by this, plus its index (IPCMNI 32768: the kernel's
 /// default without ipcmni_extend).
 const SEQ_SHIFT: u32 = 15;
-const NEXT_ID: &str = "/proc/sys/kernel/shm_next_id";
+const SHM_NEXT_ID: &str = "/proc/sys/kernel/shm_next_id";
+const SEM_NEXT_ID: &str = "/proc/sys/kernel/sem_next_id";
+const MSG_NEXT_ID: &str = "/proc/sys/kernel/msg_next_id";
+/// msgrcv: copy the message at index `msgtyp`, leaving it queued (linux/msg.h).
+const MSG_COPY: i32 = 0o40000;
+/// The largest message read from a queue (the kernel's msgmax cannot exceed this).
+const MSG_MAX: usize = 1 << 20;
 
 /// One segment.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -49,13 +63,63 @@ impl Segment {
     }
 }
 
-/// The program's System V shared memory.
+/// One semaphore set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SemSet {
+    pub id: i32,
+    pub key: i32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub values: Vec<u16>,
+}
+
+/// One message queue: its byte limit and its messages in order, each (type, its bytes: this
+/// range of the checkpoint's page part).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Queue {
+    pub id: i32,
+    pub key: i32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub qbytes: u64,
+    pub messages: Vec<(i64, u64, u64)>,
+}
+
+/// The id of the last object of each kind the program created (replay's bookkeeping knows
+/// them: the kernel's allocation cycles continue after them). -1: too many to follow.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lasts {
+    pub shm: Option<i32>,
+    #[serde(default)]
+    pub sem: Option<i32>,
+    #[serde(default)]
+    pub msg: Option<i32>,
+}
+
+/// The program's System V IPC objects.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sysv {
     pub shm: Vec<Segment>,
-    /// The id of the last segment the program created (replay's bookkeeping knows it: the
-    /// kernel's allocation cycle continues after it).
-    pub shm_last: Option<i32>,
+    #[serde(default)]
+    pub sem: Vec<SemSet>,
+    #[serde(default)]
+    pub msg: Vec<Queue>,
+    #[serde(default)]
+    pub lasts: Lasts,
+}
+
+impl Sysv {
+    /// Moves every byte range by `by` (the part is appended after `by` bytes of pages).
+    pub fn shift(&mut self, by: u64) {
+        for seg in &mut self.shm {
+            seg.at += by;
+        }
+        for m in self.msg.iter_mut().flat_map(|q| q.messages.iter_mut()) {
+            m.1 += by;
+        }
+    }
 }
 
 /// Runs `f` inside the IPC namespace of `program`: on a thread of this process that enters it,
@@ -114,38 +178,78 @@ impl Carry for Option<String> {
     }
 }
 
-/// The segment list as a line per segment, then the pages.
+/// A line of the last ids, a line per segment (`g`), semaphore set (`s`, its values after)
+/// and queue (`q`), each queue's messages after it (`m`); then the bytes.
 impl Carry for (Sysv, Vec<u8>) {
     fn to_wire(self) -> (String, Vec<u8>) {
         let (s, data) = self;
-        let mut w = format!("{}\n", s.shm_last.map_or("-".into(), |l| l.to_string()));
+        let last = |l: Option<i32>| l.map_or("-".into(), |l| l.to_string());
+        let mut w = format!("{} {} {}\n", last(s.lasts.shm), last(s.lasts.sem), last(s.lasts.msg));
         for g in &s.shm {
-            w += &format!("{} {} {} {} {} {} {} {}\n", g.id, g.key, g.size, g.mode, g.uid, g.gid, g.at, g.len);
+            w += &format!("g {} {} {} {} {} {} {} {}\n", g.id, g.key, g.size, g.mode, g.uid, g.gid, g.at, g.len);
+        }
+        for m in &s.sem {
+            let values: Vec<String> = m.values.iter().map(u16::to_string).collect();
+            w += &format!("s {} {} {} {} {} {}\n", m.id, m.key, m.mode, m.uid, m.gid, values.join(" "));
+        }
+        for q in &s.msg {
+            w += &format!("q {} {} {} {} {} {}\n", q.id, q.key, q.mode, q.uid, q.gid, q.qbytes);
+            for (ty, at, len) in &q.messages {
+                w += &format!("m {ty} {at} {len}\n");
+            }
         }
         (w, data)
     }
     fn from_wire(words: &str, bytes: Vec<u8>) -> Option<Self> {
         let mut lines = words.lines();
-        let shm_last = match lines.next()? {
-            "-" => None,
-            l => Some(l.parse().ok()?),
+        let last = |w: Option<&str>| -> Option<Option<i32>> {
+            match w? {
+                "-" => Some(None),
+                l => Some(Some(l.parse().ok()?)),
+            }
         };
-        let mut shm = Vec::new();
+        let mut head = lines.next()?.split(' ');
+        let lasts = Lasts { shm: last(head.next())?, sem: last(head.next())?, msg: last(head.next())? };
+        let mut s = Sysv { lasts, ..Default::default() };
         for l in lines {
             let f: Vec<&str> = l.split(' ').collect();
             let n = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
-            shm.push(Segment {
-                id: i32::try_from(n(0)?).ok()?,
-                key: i32::try_from(n(1)?).ok()?,
-                size: u64::try_from(n(2)?).ok()?,
-                mode: u32::try_from(n(3)?).ok()?,
-                uid: u32::try_from(n(4)?).ok()?,
-                gid: u32::try_from(n(5)?).ok()?,
-                at: u64::try_from(n(6)?).ok()?,
-                len: u64::try_from(n(7)?).ok()?,
-            });
+            let id = |i: usize| n(i).and_then(|v| i32::try_from(v).ok());
+            let u32_at = |i: usize| n(i).and_then(|v| u32::try_from(v).ok());
+            let u64_at = |i: usize| n(i).and_then(|v| u64::try_from(v).ok());
+            match *f.first()? {
+                "g" => s.shm.push(Segment {
+                    id: id(1)?,
+                    key: id(2)?,
+                    size: u64_at(3)?,
+                    mode: u32_at(4)?,
+                    uid: u32_at(5)?,
+                    gid: u32_at(6)?,
+                    at: u64_at(7)?,
+                    len: u64_at(8)?,
+                }),
+                "s" => s.sem.push(SemSet {
+                    id: id(1)?,
+                    key: id(2)?,
+                    mode: u32_at(3)?,
+                    uid: u32_at(4)?,
+                    gid: u32_at(5)?,
+                    values: f[6..].iter().filter(|v| !v.is_empty()).map(|v| v.parse().ok()).collect::<Option<_>>()?,
+                }),
+                "q" => s.msg.push(Queue {
+                    id: id(1)?,
+                    key: id(2)?,
+                    mode: u32_at(3)?,
+                    uid: u32_at(4)?,
+                    gid: u32_at(5)?,
+                    qbytes: u64_at(6)?,
+                    messages: Vec::new(),
+                }),
+                "m" => s.msg.last_mut()?.messages.push((n(1)?, u64_at(2)?, u64_at(3)?)),
+                _ => return None,
+            }
         }
-        Some((Sysv { shm, shm_last }, bytes))
+        Some((s, bytes))
     }
 }
 
@@ -231,36 +335,33 @@ where
     parsed.ok_or_else(|| CheckpointError::Unsupported(format!("a /proc/sysvipc/shm field that does not parse: {s}")))
 }
 
-/// Why no checkpoint can be taken now, if one cannot: semaphores or message queues exist, or
-/// the segments' ids could not be made again.
-pub fn refusal(program: i32, shm_last: Option<i32>) -> CResult<Option<String>> {
-    in_ipc_ns(program, || {
-        let (sem, msg) = (table("sem")?.len(), table("msg")?.len());
-        if sem + msg > 0 {
-            return Ok(Some(format!(
-                "{sem} System V semaphore sets and {msg} message queues exist (only System V shared memory is kept in checkpoints)"
-            )));
+/// Why no checkpoint can be taken now, if one cannot: a semop with SEM_UNDO ran (`sem_undo`),
+/// or the objects' ids could not be made again.
+pub fn refusal(lasts: Lasts, sem_undo: bool) -> Option<String> {
+    if sem_undo {
+        return Some(
+            "the program made a semop with SEM_UNDO (the kernel's adjustments of its processes are not kept in checkpoints)"
+                .into(),
+        );
+    }
+    let kinds = [("shared memory segments", lasts.shm), ("semaphore sets", lasts.sem), ("message queues", lasts.msg)];
+    for (what, last) in kinds {
+        if last.is_some_and(|l| l < 0 || l >> SEQ_SHIFT != 0) {
+            return Some(format!("the program created more System V {what} than a restore can give the same ids to"));
         }
-        if shm_last.is_some_and(|l| l < 0 || l >> SEQ_SHIFT != 0) {
-            return Ok(Some(
-                "the program created more System V shared memory segments than a restore can give the same ids to"
-                    .into(),
-            ));
-        }
-        Ok(None)
-    })
+    }
+    None
 }
 
-/// Reads every segment of the program's IPC namespace: (description, bytes).
-pub fn capture(program: i32, shm_last: Option<i32>) -> CResult<(Sysv, Vec<u8>)> {
+/// Reads every System V object of the program's IPC namespace: (description, bytes).
+pub fn capture(program: i32, lasts: Lasts) -> CResult<(Sysv, Vec<u8>)> {
     in_ipc_ns(program, || {
-        let mut out = Sysv { shm: Vec::new(), shm_last };
+        let mut out = Sysv { lasts, ..Default::default() };
         let mut data = Vec::new();
         // key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap
         for row in table("shm")? {
             let key = row.first().and_then(|k| k.parse::<i32>().ok()).unwrap_or(0);
-            let id: u64 = field(&row, 1, false)?;
-            let id = i32::try_from(id).map_err(|_| CheckpointError::Unsupported(format!("segment id {id}")))?;
+            let id = object_id(&row)?;
             let mode: u32 = field(&row, 2, true)?;
             let size: u64 = field(&row, 3, false)?;
             let (uid, gid): (u32, u32) = (field(&row, 7, false)?, field(&row, 8, false)?);
@@ -268,9 +369,65 @@ pub fn capture(program: i32, shm_last: Option<i32>) -> CResult<(Sysv, Vec<u8>)> 
             out.shm.push(Segment { id, key, size, mode, uid, gid, at: data.len() as u64, len: bytes.len() as u64 });
             data.extend_from_slice(&bytes);
         }
+        // key semid perms nsems uid gid cuid cgid otime ctime
+        for row in table("sem")? {
+            let key = row.first().and_then(|k| k.parse::<i32>().ok()).unwrap_or(0);
+            let id = object_id(&row)?;
+            let mode: u32 = field(&row, 2, true)?;
+            let nsems: usize = field(&row, 3, false)?;
+            let (uid, gid): (u32, u32) = (field(&row, 4, false)?, field(&row, 5, false)?);
+            let mut values = vec![0u16; nsems];
+            // SAFETY: GETALL writes nsems values into the array, which has room for them.
+            if unsafe { libc::semctl(id, 0, libc::GETALL, values.as_mut_ptr()) } != 0 {
+                return Err(unreadable("semaphore set", id));
+            }
+            out.sem.push(SemSet { id, key, mode, uid, gid, values });
+        }
+        // key msqid perms cbytes qnum lspid lrpid uid gid cuid cgid stime rtime ctime
+        for row in table("msg")? {
+            let key = row.first().and_then(|k| k.parse::<i32>().ok()).unwrap_or(0);
+            let id = object_id(&row)?;
+            let mode: u32 = field(&row, 2, true)?;
+            let qnum: usize = field(&row, 4, false)?;
+            let (uid, gid): (u32, u32) = (field(&row, 7, false)?, field(&row, 8, false)?);
+            // SAFETY: msqid_ds is plain data, filled by IPC_STAT.
+            let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
+            // SAFETY: as above, on a valid, owned struct.
+            if unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) } != 0 {
+                return Err(unreadable("message queue", id));
+            }
+            let mut q = Queue { id, key, mode, uid, gid, qbytes: ds.msg_qbytes, messages: Vec::new() };
+            let mut buf = vec![0u8; 8 + MSG_MAX];
+            for index in 0..qnum {
+                // SAFETY: msgrcv writes a long and at most MSG_MAX bytes into buf, which has
+                // room for both; MSG_COPY leaves the message queued.
+                let n = unsafe {
+                    libc::msgrcv(id, buf.as_mut_ptr().cast(), MSG_MAX, index as i64, libc::IPC_NOWAIT | MSG_COPY)
+                };
+                if n < 0 {
+                    return Err(unreadable("message queue", id));
+                }
+                let ty = i64::from_ne_bytes(buf[..8].try_into().unwrap_or_default());
+                q.messages.push((ty, data.len() as u64, n as u64));
+                data.extend_from_slice(&buf[8..8 + n as usize]);
+            }
+            out.msg.push(q);
+        }
         out.shm.sort_by_key(|s| s.id);
+        out.sem.sort_by_key(|s| s.id);
+        out.msg.sort_by_key(|s| s.id);
         Ok((out, data))
     })
+}
+
+/// The id in a /proc/sysvipc line (its second field).
+fn object_id(row: &[String]) -> CResult<i32> {
+    let id: u64 = field(row, 1, false)?;
+    i32::try_from(id).map_err(|_| CheckpointError::Unsupported(format!("System V id {id}")))
+}
+
+fn unreadable(what: &str, id: i32) -> CheckpointError {
+    CheckpointError::Unsupported(format!("System V {what} {id} cannot be read: {}", std::io::Error::last_os_error()))
 }
 
 /// Maps segment `id` read-only in this process and reads it through its file (holes read as
@@ -306,26 +463,168 @@ fn read_segment(id: i32, size: u64) -> CResult<Vec<u8>> {
     read.map_err(io(path))
 }
 
-fn shmget(next_id: Option<i32>, key: i32, size: u64, mode: u32) -> CResult<i32> {
-    if let Some(n) = next_id {
-        std::fs::write(NEXT_ID, n.to_string())
-            .map_err(|e| restore_err(format!("System V segment {n}"), format!("writing {NEXT_ID} failed: {e}")))?;
+/// Makes the next object of a kind (`next` the path of its `*_next_id`) at id `at`, or where the
+/// kernel's cycle is if None, with `make`.
+fn made_at(next: &str, what: &str, at: Option<i32>, make: impl FnOnce() -> i32) -> CResult<i32> {
+    if let Some(n) = at {
+        std::fs::write(next, n.to_string())
+            .map_err(|e| restore_err(format!("System V {what} {n}"), format!("writing {next} failed: {e}")))?;
     }
-    let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32;
-    // SAFETY: creates a segment; no memory is passed.
-    let id = unsafe { libc::shmget(key, size as usize, flags) };
+    let id = make();
     if id < 0 {
         return Err(restore_err(
-            format!("System V segment {}", next_id.unwrap_or(-1)),
-            format!("shmget(key {key:#x}, {size} bytes) failed: {}", std::io::Error::last_os_error()),
+            format!("System V {what} {}", at.unwrap_or(-1)),
+            format!("making it failed: {}", std::io::Error::last_os_error()),
         ));
     }
     Ok(id)
 }
 
+/// How one kind of object is made again.
+struct Kind<'a, T> {
+    what: &'static str,
+    next: &'static str,
+    items: &'a [T],
+    last: Option<i32>,
+    id: fn(&T) -> i32,
+    /// Makes the item (None: a placeholder) where the kernel's next id says.
+    make: &'a dyn Fn(Option<&T>) -> i32,
+    /// Gives a made item its owner, mode and content.
+    fill: &'a dyn Fn(i32, &T) -> CResult<()>,
+    remove: fn(i32),
+}
+
+/// Makes a kind's items at their ids, with the kernel's allocation cycle where the recording
+/// had it: placeholders at the indexes below the last created id that no item holds (removed
+/// after), the last created one (or a placeholder) made the ordinary way.
+fn recreate<T>(k: Kind<'_, T>) -> CResult<()> {
+    let idx = |id: i32| id & ((1 << SEQ_SHIFT) - 1);
+    let mut placeholders = Vec::new();
+    let result = (|| {
+        let last = k.last.filter(|l| *l >= 0);
+        if let Some(l) = last {
+            for i in 0..idx(l) {
+                if !k.items.iter().any(|it| idx((k.id)(it)) == i) {
+                    placeholders.push(made_at(k.next, k.what, Some(i), || (k.make)(None))?);
+                }
+            }
+        }
+        for it in k.items.iter().filter(|it| Some((k.id)(it)) != last) {
+            let want = (k.id)(it);
+            let id = made_at(k.next, k.what, Some(want), || (k.make)(Some(it)))?;
+            if id != want {
+                return Err(restore_err(format!("System V {} {want}", k.what), format!("it was made as {id}")));
+            }
+            (k.fill)(id, it)?;
+        }
+        if let Some(l) = last {
+            let it = k.items.iter().find(|it| (k.id)(it) == l);
+            let id = made_at(k.next, k.what, None, || (k.make)(it))?;
+            if id != l {
+                return Err(restore_err(
+                    format!("System V {}", k.what),
+                    format!("the kernel's next id is {id}, the recording's was {l}"),
+                ));
+            }
+            match it {
+                Some(it) => (k.fill)(id, it)?,
+                None => placeholders.push(id),
+            }
+        }
+        Ok(())
+    })();
+    for p in placeholders {
+        (k.remove)(p);
+    }
+    result
+}
+
+fn make_segment(seg: Option<&Segment>) -> i32 {
+    let (key, size, mode) = seg.map_or((libc::IPC_PRIVATE, PAGE, 0o600), |s| (s.key, s.size, s.mode));
+    // SAFETY: creates a segment; no memory is passed.
+    unsafe { libc::shmget(key, size as usize, libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32) }
+}
+
 fn remove(id: i32) {
     // SAFETY: IPC_RMID takes no buffer.
     unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+}
+
+fn make_semset(set: Option<&SemSet>) -> i32 {
+    let (key, n, mode) = set.map_or((libc::IPC_PRIVATE, 1, 0o600), |s| (s.key, s.values.len() as i32, s.mode));
+    // SAFETY: creates a semaphore set; no memory is passed.
+    unsafe { libc::semget(key, n, libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32) }
+}
+
+fn remove_semset(id: i32) {
+    // SAFETY: IPC_RMID takes no argument.
+    unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
+}
+
+/// Gives a made semaphore set its owner, mode and values.
+fn fill_semset(id: i32, set: &SemSet) -> CResult<()> {
+    let what = || format!("System V semaphore set {}", set.id);
+    // SAFETY: semid_ds is plain data; IPC_STAT fills it, IPC_SET reads it.
+    let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, on a valid, owned struct passed as semun's buf.
+    if unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) } != 0 {
+        return Err(restore_err(what(), format!("IPC_STAT failed: {}", std::io::Error::last_os_error())));
+    }
+    ds.sem_perm.uid = set.uid;
+    ds.sem_perm.gid = set.gid;
+    ds.sem_perm.mode = (set.mode & 0o777) as u16;
+    let mut values = set.values.clone();
+    // SAFETY: as above; SETALL reads nsems values from the array, which has them.
+    let ok = unsafe {
+        libc::semctl(id, 0, libc::IPC_SET, &mut ds as *mut libc::semid_ds) == 0
+            && libc::semctl(id, 0, libc::SETALL, values.as_mut_ptr()) == 0
+    };
+    if !ok {
+        return Err(restore_err(what(), format!("IPC_SET or SETALL failed: {}", std::io::Error::last_os_error())));
+    }
+    Ok(())
+}
+
+fn make_queue(q: Option<&Queue>) -> i32 {
+    let (key, mode) = q.map_or((libc::IPC_PRIVATE, 0o600), |q| (q.key, q.mode));
+    // SAFETY: creates a message queue; no memory is passed.
+    unsafe { libc::msgget(key, libc::IPC_CREAT | libc::IPC_EXCL | (mode & 0o777) as i32) }
+}
+
+fn remove_queue(id: i32) {
+    // SAFETY: IPC_RMID takes no buffer.
+    unsafe { libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+}
+
+/// Gives a made queue its owner, mode and byte limit, and sends its messages in order.
+fn fill_queue(id: i32, q: &Queue, data: &[u8]) -> CResult<()> {
+    let what = || format!("System V message queue {}", q.id);
+    // SAFETY: msqid_ds is plain data; IPC_STAT fills it, IPC_SET reads it.
+    let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, on a valid, owned struct.
+    if unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) } != 0 {
+        return Err(restore_err(what(), format!("IPC_STAT failed: {}", std::io::Error::last_os_error())));
+    }
+    ds.msg_perm.uid = q.uid;
+    ds.msg_perm.gid = q.gid;
+    ds.msg_perm.mode = (q.mode & 0o777) as u16;
+    ds.msg_qbytes = q.qbytes;
+    // SAFETY: as above.
+    if unsafe { libc::msgctl(id, libc::IPC_SET, &mut ds) } != 0 {
+        return Err(restore_err(what(), format!("IPC_SET failed: {}", std::io::Error::last_os_error())));
+    }
+    for (ty, at, len) in &q.messages {
+        let text = data
+            .get(*at as usize..(*at + *len) as usize)
+            .ok_or_else(|| restore_err("the checkpoint's pages", "shorter than its message list says"))?;
+        let mut buf = ty.to_ne_bytes().to_vec();
+        buf.extend_from_slice(text);
+        // SAFETY: msgsnd reads a long and `len` bytes from buf, which holds them.
+        if unsafe { libc::msgsnd(id, buf.as_ptr().cast(), text.len(), libc::IPC_NOWAIT) } != 0 {
+            return Err(restore_err(what(), format!("msgsnd failed: {}", std::io::Error::last_os_error())));
+        }
+    }
+    Ok(())
 }
 
 /// Gives a made segment its owner and mode, and its bytes (pages of zeros stay holes).
@@ -364,62 +663,52 @@ fn fill(id: i32, seg: &Segment, bytes: &[u8]) -> CResult<()> {
     Ok(())
 }
 
-/// Makes the segments of `s` again in the (fresh) IPC namespace of `program`, at their ids,
-/// with the kernel's allocation cycle where the recording had it. `data` is the checkpoint's
-/// page part.
+/// Makes the objects of `s` again in the (fresh) IPC namespace of `program`, at their ids,
+/// with the kernel's allocation cycles where the recording had them. `data` is the
+/// checkpoint's page part.
 pub fn restore(program: i32, s: &Sysv, data: &[u8]) -> CResult<()> {
-    if s.shm.is_empty() && s.shm_last.is_none() {
+    let lasts = s.lasts;
+    if s.shm.is_empty() && s.sem.is_empty() && s.msg.is_empty() && lasts == Lasts::default() {
         return Ok(());
     }
     in_ipc_ns(program, || {
-        if !table("shm")?.is_empty() {
-            return Err(restore_err("System V shared memory", "the program's new IPC namespace is not empty"));
+        if ["shm", "sem", "msg"].iter().any(|t| table(t).map(|rows| !rows.is_empty()).unwrap_or(true)) {
+            return Err(restore_err("System V IPC", "the program's new IPC namespace is not empty"));
         }
-        let idx = |id: i32| id & ((1 << SEQ_SHIFT) - 1);
         let bytes = |seg: &Segment| {
             data.get(seg.at as usize..(seg.at + seg.len) as usize)
                 .ok_or_else(|| restore_err("the checkpoint's pages", "shorter than its segment list says"))
         };
-        let mut placeholders = Vec::new();
-        let result = (|| {
-            let last = s.shm_last.filter(|l| *l >= 0);
-            if let Some(l) = last {
-                for i in 0..idx(l) {
-                    if !s.shm.iter().any(|seg| idx(seg.id) == i) {
-                        placeholders.push(shmget(Some(i), libc::IPC_PRIVATE, PAGE, 0o600)?);
-                    }
-                }
-            }
-            for seg in s.shm.iter().filter(|seg| Some(seg.id) != last) {
-                let id = shmget(Some(seg.id), seg.key, seg.size, seg.mode)?;
-                if id != seg.id {
-                    return Err(restore_err(format!("System V segment {}", seg.id), format!("it was made as {id}")));
-                }
-                fill(id, seg, bytes(seg)?)?;
-            }
-            if let Some(l) = last {
-                let seg = s.shm.iter().find(|seg| seg.id == l);
-                let id = match seg {
-                    Some(seg) => shmget(None, seg.key, seg.size, seg.mode)?,
-                    None => shmget(None, libc::IPC_PRIVATE, PAGE, 0o600)?,
-                };
-                if id != l {
-                    return Err(restore_err(
-                        "System V shared memory",
-                        format!("the kernel's next id is {id}, the recording's was {l}"),
-                    ));
-                }
-                match seg {
-                    Some(seg) => fill(id, seg, bytes(seg)?)?,
-                    None => placeholders.push(id),
-                }
-            }
-            Ok(())
-        })();
-        for p in placeholders {
-            remove(p);
-        }
-        result
+        recreate(Kind {
+            what: "shared memory segment",
+            next: SHM_NEXT_ID,
+            items: &s.shm,
+            last: lasts.shm,
+            id: |g| g.id,
+            make: &make_segment,
+            fill: &|id, g| fill(id, g, bytes(g)?),
+            remove,
+        })?;
+        recreate(Kind {
+            what: "semaphore set",
+            next: SEM_NEXT_ID,
+            items: &s.sem,
+            last: lasts.sem,
+            id: |m| m.id,
+            make: &make_semset,
+            fill: &fill_semset,
+            remove: remove_semset,
+        })?;
+        recreate(Kind {
+            what: "message queue",
+            next: MSG_NEXT_ID,
+            items: &s.msg,
+            last: lasts.msg,
+            id: |q| q.id,
+            make: &make_queue,
+            fill: &|id, q| fill_queue(id, q, data),
+            remove: remove_queue,
+        })
     })
 }
 

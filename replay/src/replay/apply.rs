@@ -439,9 +439,7 @@ impl Replayer<'_> {
         }
         self.note_signal_syscall(&t, vtid, spec, args, s.ret);
         self.note_itimer(&t, vtid, spec, args, s.ret)?;
-        if spec.follow.ipc == ft_libos::table::Ipc::ShmId {
-            self.note_shmget(s.ret);
-        }
+        self.ipc.note(&t, spec, args, s.ret);
         // Pipes, socketpairs and eventfds the program made (not its inherited stdio, not its
         // sockets): see `pipes`, `socketpairs` and `eventfds`.
         let proc = self.tasks.get(&vtid).map_or(0, |t| t.proc);

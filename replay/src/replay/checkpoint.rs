@@ -15,6 +15,7 @@ use ft_interposer::checkpoint::{self as kernel, CheckpointError, Process, TRAP_N
 use ft_interposer::clock::Install;
 use ft_interposer::inject::Remote;
 use ft_libos::snapshot;
+use ft_libos::table::Ipc;
 use serde::{Deserialize, Serialize};
 
 mod restore;
@@ -140,6 +141,52 @@ pub(super) mod siginfo_bytes {
     }
 }
 
+/// The System V ids the program was given, per kind (shared memory, semaphore sets, message
+/// queues), and the last one the kernel created of each: a checkpoint's restore continues the
+/// kernel's allocation after it (-1: too many to follow); and whether a semop with SEM_UNDO ran
+/// (its adjustments are the kernel's, not kept: no checkpoint after).
+#[derive(Serialize, Deserialize, Clone, Default)]
+pub(super) struct IpcIds {
+    seen: [BTreeSet<i32>; 3],
+    lasts: kernel::sysv::Lasts,
+    sem_undo: bool,
+}
+
+impl IpcIds {
+    /// Follows a syscall of the table's `Ipc` kinds that returned `ret`: an id not given
+    /// before is an object the kernel created. And a semop's SEM_UNDO.
+    pub(super) fn note(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], ret: i64) {
+        // Beyond this many, a restore could not give the next object its id anyway.
+        const FOLLOWED: usize = 4096;
+        if let ft_libos::table::Waits::SemOps { ops, count } = spec.waits {
+            if ret == 0 && !self.sem_undo {
+                let n = args[usize::from(count)].min(1024) as usize;
+                let flags = t.read(args[usize::from(ops)], 6 * n).unwrap_or_default();
+                self.sem_undo =
+                    flags.chunks_exact(6).any(|op| i16::from_le_bytes([op[4], op[5]]) as i32 & libc::SEM_UNDO != 0);
+            }
+            return;
+        }
+        let (seen, last) = match spec.follow.ipc {
+            Ipc::ShmId => (&mut self.seen[0], &mut self.lasts.shm),
+            Ipc::SemId => (&mut self.seen[1], &mut self.lasts.sem),
+            Ipc::MsgId => (&mut self.seen[2], &mut self.lasts.msg),
+            Ipc::None => return,
+        };
+        let Ok(id) = i32::try_from(ret) else { return };
+        if id < 0 || *last == Some(-1) {
+            return;
+        }
+        if seen.insert(id) {
+            *last = Some(id);
+            if seen.len() > FOLLOWED {
+                seen.clear();
+                *last = Some(-1);
+            }
+        }
+    }
+}
+
 /// The replayer's bookkeeping (see the fields of [`Replayer`]), maps as lists.
 #[derive(Serialize, Deserialize)]
 struct Book {
@@ -179,10 +226,9 @@ struct Book {
     /// The program's socketpairs by stand-in pipe inode (`Replayer::socketpairs`).
     #[serde(default)]
     socketpairs: Vec<(u64, PairFlows)>,
+    /// `Replayer::ipc`.
     #[serde(default)]
-    shm_seen: Vec<i32>,
-    #[serde(default)]
-    shm_last: Option<i32>,
+    ipc: IpcIds,
 }
 
 /// Where a task was when the checkpoint was taken. Every task is at a seccomp stop.
@@ -392,12 +438,8 @@ impl Replayer<'_> {
         if self.ids.get(&0).map(|i| i.0) != Some(2) {
             return Ok(Some("the program's process is not pid 2 of its namespace".into()));
         }
-        // Semaphores and message queues live in the kernel only: a restore would not have them.
-        let first = self.tasks.get(&0).map(|t| t.tid).unwrap_or(t.pid());
-        match kernel::sysv::refusal(first.as_raw(), self.shm_last) {
-            Ok(why) => Ok(why),
-            Err(e) => Ok(Some(e.to_string())),
-        }
+        // System V objects a restore could not give back as they are.
+        Ok(kernel::sysv::refusal(self.ipc.lasts, self.ipc.sem_undo))
     }
 
     /// Takes the checkpoint. The outer error loses a task (nothing can go on); the inner one
@@ -525,10 +567,8 @@ impl Replayer<'_> {
         } else {
             Vec::new()
         };
-        let (mut sysv, segments) = kernel::sysv::capture(pid, self.shm_last).map_err(|e| e.to_string())?;
-        for seg in &mut sysv.shm {
-            seg.at += pages.len() as u64;
-        }
+        let (mut sysv, segments) = kernel::sysv::capture(pid, self.ipc.lasts).map_err(|e| e.to_string())?;
+        sysv.shift(pages.len() as u64);
         pages.extend_from_slice(&segments);
         let state = State {
             sysv,
@@ -606,25 +646,7 @@ impl Replayer<'_> {
                 v.sort_unstable_by_key(|e| e.0);
                 v
             },
-            shm_seen: self.shm_seen.iter().copied().collect(),
-            shm_last: self.shm_last,
-        }
-    }
-
-    /// A shmget that gave `ret`: an id not given before is a segment the kernel created.
-    pub(super) fn note_shmget(&mut self, ret: i64) {
-        // Beyond this many, a restore could not give the next segment its id anyway.
-        const FOLLOWED: usize = 4096;
-        let Ok(id) = i32::try_from(ret) else { return };
-        if id < 0 || self.shm_last == Some(-1) {
-            return;
-        }
-        if self.shm_seen.insert(id) {
-            self.shm_last = Some(id);
-            if self.shm_seen.len() > FOLLOWED {
-                self.shm_seen.clear();
-                self.shm_last = Some(-1);
-            }
+            ipc: self.ipc.clone(),
         }
     }
 
@@ -674,8 +696,7 @@ impl Replayer<'_> {
         self.clocks = ClockPages::from_entries(&b.clocks);
         self.source.taken = b.taken;
         self.stdio_out = b.stdio_out;
-        self.shm_seen = b.shm_seen.into_iter().collect();
-        self.shm_last = b.shm_last;
+        self.ipc = b.ipc;
         // Their host tids are set once the processes are made again.
         self.born = b
             .born

@@ -224,8 +224,7 @@ impl<'a> Replayer<'a> {
             interrupter: spin::Interrupter::default(),
             yielded: None,
             born: HashMap::new(),
-            shm_seen: BTreeSet::new(),
-            shm_last: None,
+            ipc: checkpoint::IpcIds::default(),
             restarts: HashMap::new(),
             pidfds: HashMap::new(),
             timerfds: HashMap::new(),
@@ -357,11 +356,8 @@ struct Replayer<'a> {
     yielded: Option<u32>,
     /// Child processes forked at replay and not reaped yet, by task number (see [`Born`]).
     born: HashMap<u32, Born>,
-    /// System V shared memory ids the program was given, and the last one the kernel created
-    /// (a checkpoint's restore continues the kernel's allocation after it; Some(-1): too many
-    /// to follow). See `checkpoint::note_shmget`.
-    shm_seen: BTreeSet<i32>,
-    shm_last: Option<i32>,
+    /// System V ids the program was given (see `checkpoint::IpcIds`).
+    ipc: checkpoint::IpcIds,
     /// Per task, the syscall (number, arguments) that the log's -ERESTART_RESTARTBLOCK
     /// interrupted, until a result other than that: the kernel continues it as
     /// restart_syscall, which a replay that goes live must run as that syscall again.
