@@ -77,6 +77,8 @@ pub(crate) struct Handover {
     /// The program's timerfds, likewise.
     pub timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
     pub signalfds: HashMap<u64, crate::live::SignalShadow>,
+    /// The task that gave up the token and gets it back only by a switch (`Replayer::yielded`).
+    pub yielded: Option<u32>,
     /// Sigqueues replay sent again (process, signal, siginfo): see [`Recorder::incoming_info`].
     pub resent: Vec<(u32, i32, libc::siginfo_t)>,
 }

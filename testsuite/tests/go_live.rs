@@ -61,6 +61,10 @@ fn continue_then_replay(cut: &Path, out: &Path) -> (Run, Run) {
     }
     assert_eq!(continued.status, 0, "the continued run failed: {}", String::from_utf8_lossy(&continued.stderr));
     let replayed = replay(out, None);
+    if replayed.status != continued.status && std::env::var_os("FT_CUT_KEEP").is_some() {
+        let _ = std::fs::copy(cut, "/tmp/failed-cut.ftlog");
+        let _ = std::fs::copy(out, "/tmp/failed-out.ftlog");
+    }
     (continued, replayed)
 }
 

@@ -96,6 +96,12 @@ pub(crate) fn continue_live(
                 rec.ready.remove(i);
                 rec.ready.push_front(pid);
             }
+            // Unless it gave the token up (a parent back from a clone made holding it, whose
+            // result ends the log): the followers give it back only at a switch, which the
+            // recorder must then log.
+            if h.yielded == Some(h.last_run) {
+                rec.last_run = u32::MAX;
+            }
         }
     }
     for s in parked {

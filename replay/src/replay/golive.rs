@@ -168,6 +168,7 @@ impl Replayer<'_> {
             eventfds: std::mem::take(&mut self.eventfds),
             timerfds: std::mem::take(&mut self.timerfds),
             signalfds: std::mem::take(&mut self.signalfds),
+            yielded: self.yielded,
             resent,
         })
     }
