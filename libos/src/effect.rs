@@ -31,9 +31,16 @@ impl FdEffect {
     /// same bit): a stand-in carries it to the real fd of go-live.
     pub fn nonblocking(&self, args: &[u64; 6]) -> bool {
         match (self.object, self.flags) {
-            (Object::Socket | Object::Connection | Object::EventFd, FlagsArg::Arg(i)) => {
-                args[usize::from(i)] & libc::O_NONBLOCK as u64 != 0
-            }
+            // TFD_NONBLOCK, SFD_NONBLOCK and IN_NONBLOCK are O_NONBLOCK.
+            (
+                Object::Socket
+                | Object::Connection
+                | Object::EventFd
+                | Object::TimerFd
+                | Object::SignalFd
+                | Object::Inotify,
+                FlagsArg::Arg(i),
+            ) => args[usize::from(i)] & libc::O_NONBLOCK as u64 != 0,
             _ => false,
         }
     }
@@ -253,6 +260,15 @@ pub enum Timer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Live {
     None,
+    /// inotify_add_watch(fd, path, mask): added again, in order, on the remade inotify instance.
+    Watch {
+        path: u8,
+        mask: u8,
+    },
+    /// inotify_rm_watch(fd, wd).
+    Unwatch {
+        wd: u8,
+    },
     /// setsockopt(fd, level, name, value, len): replayed on the rebuilt socket.
     SockOpt,
     /// bind(fd, addr, len): the address the rebuilt socket binds.

@@ -912,9 +912,9 @@ pub static TABLE: &[Spec] = &[
     // int inotify_init(void)
     rec(253, "inotify_init").creates(NewFd::Ret).object(Object::Inotify),
     // int inotify_add_watch(int fd, const char *path, u32 mask)
-    rec(254, "inotify_add_watch").input(Input::Path(1)).check(A0 | A2),
+    rec(254, "inotify_add_watch").input(Input::Path(1)).check(A0 | A2).live(Live::Watch { path: 1, mask: 2 }),
     // int inotify_rm_watch(int fd, int wd)
-    rec(255, "inotify_rm_watch").check(A0 | A1),
+    rec(255, "inotify_rm_watch").check(A0 | A1).live(Live::Unwatch { wd: 1 }),
     // long migrate_pages(int pid, unsigned long maxnode, ...)
     rec(256, "migrate_pages"),
     // int openat(int dirfd, const char *path, int flags, mode_t mode)

@@ -77,6 +77,7 @@ pub(crate) struct Handover {
     /// The program's timerfds, likewise.
     pub timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
     pub signalfds: HashMap<u64, crate::live::SignalShadow>,
+    pub inotify: HashMap<u64, crate::live::InotifyShadow>,
     /// The task that gave up the token and gets it back only by a switch (`Replayer::yielded`).
     pub yielded: Option<u32>,
     /// Sigqueues replay sent again (process, signal, siginfo): see [`Recorder::incoming_info`].

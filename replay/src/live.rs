@@ -85,18 +85,42 @@ pub(crate) struct SignalShadow {
     pub flags: i32,
 }
 
-/// The program's eventfds, timerfds and signalfds, stand-ins at replay, by the eventfd id of
-/// their stand-ins: what they are made again as.
+/// An inotify instance the program made (a stand-in at replay: its reads are logged): its
+/// flags, and the watches added and removed, in order, with the descriptors the kernel gave
+/// (made again in the same order, a fresh instance numbers them alike).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct InotifyShadow {
+    pub flags: i32,
+    pub ops: Vec<WatchOp>,
+    /// More operations than kept (`WatchOp::KEPT`): descriptors may differ after going live.
+    pub overflowed: bool,
+}
+
+/// A watch added (the path absolute, as resolved when it was added) or removed.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum WatchOp {
+    Add { path: std::path::PathBuf, mask: u32, wd: i32 },
+    Rm { wd: i32 },
+}
+
+impl WatchOp {
+    /// The operations kept per instance.
+    pub const KEPT: usize = 4096;
+}
+
+/// The program's eventfds, timerfds, signalfds and inotify instances, stand-ins at replay, by
+/// the eventfd id of their stand-ins: what they are made again as.
 #[derive(Clone, Copy)]
 pub(crate) struct Shadows<'a> {
     pub events: &'a HashMap<u64, EventShadow>,
     pub timers: &'a HashMap<u64, crate::timers::TimerFdShadow>,
     pub signals: &'a HashMap<u64, SignalShadow>,
+    pub inotify: &'a HashMap<u64, InotifyShadow>,
 }
 
 impl Shadows<'_> {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.timers.is_empty() && self.signals.is_empty()
+        self.events.is_empty() && self.timers.is_empty() && self.signals.is_empty() && self.inotify.is_empty()
     }
 }
 
@@ -116,6 +140,7 @@ enum Stand<'a> {
     Event(&'a EventShadow),
     Timer(&'a crate::timers::TimerFdShadow),
     Signal(&'a SignalShadow),
+    Inotify(&'a InotifyShadow),
     /// A pidfd of this pid (as the program sees it).
     PidFd(i32),
     /// An end of one of the program's socketpairs: its stand-in pipe's inode, and which end.
@@ -281,6 +306,8 @@ pub(crate) fn make_real(
                 todo.push((fd, Stand::Timer(tf), Some(id)));
             } else if let Some(sf) = shadows.signals.get(&id) {
                 todo.push((fd, Stand::Signal(sf), Some(id)));
+            } else if let Some(sh) = shadows.inotify.get(&id) {
+                todo.push((fd, Stand::Inotify(sh), Some(id)));
             }
         }
     }
@@ -394,6 +421,57 @@ fn arm_timers(r: &mut Remote, scratch: u64, tgid: i32, timers: &[(i32, [i64; 4])
         info!(log, "going live: interval timer armed"; "which" => which, "value_s" => itv[2], "interval_s" => itv[0]);
     }
     Ok(())
+}
+
+/// Makes an inotify instance again in the process of `r` and adds and removes its watches in
+/// the program's order; returns its fd. A watch whose path cannot be watched now, or that gets
+/// another descriptor than at record, is named in a warning.
+fn make_inotify(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, sh: &InotifyShadow, log: &Logger) -> Result<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let new = r.call(libc::SYS_inotify_init1, [(sh.flags & libc::IN_NONBLOCK) as u64, 0, 0, 0, 0, 0])?;
+    if new < 0 {
+        return Err(unexpected(t_pid(tgid), format!("inotify_init1 for fd {fd} failed with {new}")));
+    }
+    let mut differ = 0;
+    for op in &sh.ops {
+        match op {
+            WatchOp::Add { path, mask, wd } => {
+                let mut p = path.as_os_str().as_bytes().to_vec();
+                p.push(0);
+                let got = if p.len() <= 4096 {
+                    r.write(scratch, &p)?;
+                    r.call(libc::SYS_inotify_add_watch, [new as u64, scratch, u64::from(*mask), 0, 0, 0])?
+                } else {
+                    -i64::from(libc::ENAMETOOLONG)
+                };
+                if got != i64::from(*wd) {
+                    differ += 1;
+                    warn!(log, "going live: an inotify watch is not what it was"; "fd" => fd, "path" => path.display().to_string(), "wd" => wd, "now" => got);
+                }
+            }
+            WatchOp::Rm { wd } => {
+                r.call(libc::SYS_inotify_rm_watch, [new as u64, *wd as u64, 0, 0, 0, 0])?;
+            }
+        }
+    }
+    // Removing a watch queued an IN_IGNORED event: the program's events at record were read from
+    // another instance. What FIONREAD counts is read away (the instance may block).
+    loop {
+        r.write(scratch, &0i32.to_ne_bytes())?;
+        if r.call(libc::SYS_ioctl, [new as u64, libc::FIONREAD, scratch, 0, 0, 0])? != 0 {
+            break;
+        }
+        let queued = r.read(scratch, 4)?;
+        let queued = i32::from_ne_bytes([queued[0], queued[1], queued[2], queued[3]]);
+        if queued <= 0 || r.call(libc::SYS_read, [new as u64, scratch, (queued as u64).min(4096), 0, 0, 0])? <= 0 {
+            break;
+        }
+    }
+    if sh.overflowed {
+        warn!(log, "going live: an inotify instance had more watch operations than followed; its descriptors may differ"; "fd" => fd);
+    }
+    info!(log, "going live: inotify instance made again"; "fd" => fd, "operations" => sh.ops.len(), "differing" => differ);
+    Ok(new)
 }
 
 /// Takes the socket at `fd` of process `owner` (pid as the program sees it) into the process
@@ -582,6 +660,8 @@ fn rebuild_all(
             new
         } else if let Stand::Timer(tf) = stand {
             tf.make(r, scratch, fd, log)?
+        } else if let Stand::Inotify(sh) = stand {
+            make_inotify(r, scratch, tgid, fd, sh, log)?
         } else if let Stand::Signal(sf) = stand {
             r.write(scratch, &sf.mask.to_le_bytes())?;
             let new =

@@ -373,3 +373,26 @@ fn a_process_state_that_differs_from_the_log_stops_the_replay() {
         "the error must name the working directory: {err}"
     );
 }
+
+/// An inotify instance (issue 16) is a stand-in at replay (its reads are logged), so a replica
+/// that went live kept an eventfd that never became readable: `inotify_live` printed "inotify
+/// silent" after 5 s. Going live makes an instance with the same flags at its number and adds
+/// and removes its watches in the program's order, so the kernel gives them the descriptors it
+/// gave at record (the next watch's too). Cut after every syscall that makes or changes the
+/// instance and every read. (Events queued and not read when the log ends are lost: the
+/// remade instance did not see them. A cut between an append and its poll would wait 5 s.)
+#[test]
+fn an_inotify_instance_works_after_going_live() {
+    let tmp = temp_dir("live-inotify");
+    let watched = tmp.path().join("watched");
+    std::fs::create_dir(&watched).expect("a directory to watch");
+    let cut_point = |ev: &Event| match &ev.kind {
+        Some(EventKind::Syscall(sc)) => matches!(
+            i64::from(sc.nr),
+            libc::SYS_inotify_init1 | libc::SYS_inotify_add_watch | libc::SYS_inotify_rm_watch | libc::SYS_read
+        ),
+        _ => false,
+    };
+    let dir = watched.to_string_lossy().into_owned();
+    continue_after_every(tmp.path(), "inotify_live", &[&dir], 8, cut_point);
+}

@@ -206,6 +206,7 @@ struct Recorder<'a> {
     eventfds: HashMap<u64, crate::live::EventShadow>,
     timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
     signalfds: HashMap<u64, crate::live::SignalShadow>,
+    inotify: HashMap<u64, crate::live::InotifyShadow>,
     /// The program made a signalfd: its epoll instances are not polled by the tracer (see
     /// `on_copy`).
     signalfd_made: bool,
@@ -269,6 +270,7 @@ impl<'a> Recorder<'a> {
             eventfds: HashMap::new(),
             timerfds: HashMap::new(),
             signalfds: HashMap::new(),
+            inotify: HashMap::new(),
             signalfd_made: false,
             resent_info: HashMap::new(),
             chld_info: HashMap::new(),

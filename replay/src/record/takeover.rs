@@ -28,6 +28,7 @@ pub(crate) fn continue_live(
     rec.timerfds = h.timerfds;
     rec.signalfd_made = !h.signalfds.is_empty();
     rec.signalfds = h.signalfds;
+    rec.inotify = h.inotify;
     for (proc, sig, info) in h.resent {
         rec.resent_info.entry((proc, sig)).or_default().push_back(info);
     }

@@ -691,6 +691,7 @@ impl Replayer<'_> {
         self.follow_new_pipes_and_eventfds(&t, spec, args, &s);
         self.follow_timers(&t, vtid, spec, args, s.ret)?;
         self.follow_signalfd_read(&t, vtid, spec, args, s.ret);
+        self.follow_watches(&t, spec, args, s.ret)?;
         Ok(t)
     }
 

@@ -208,6 +208,8 @@ struct Book {
     #[serde(default)]
     signalfds: Vec<(u64, crate::live::SignalShadow)>,
     #[serde(default)]
+    inotify: Vec<(u64, crate::live::InotifyShadow)>,
+    #[serde(default)]
     posix_timers: Vec<((u32, i32), crate::timers::PosixTimer)>,
     #[serde(default)]
     posix_last: Vec<(u32, i32)>,
@@ -628,6 +630,7 @@ impl Replayer<'_> {
             pidfds: map_list(&self.pidfds),
             timerfds: map_list(&self.timerfds),
             signalfds: map_list(&self.signalfds),
+            inotify: map_list(&self.inotify),
             posix_timers: self.posix_timers.iter().map(|(k, t)| (*k, t.clone())).collect(),
             posix_last: map_list(&self.posix_last),
             ids: map_list(&self.ids),
@@ -683,6 +686,7 @@ impl Replayer<'_> {
         self.eventfds = b.eventfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
         self.timerfds = b.timerfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
         self.signalfds = b.signalfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
+        self.inotify = b.inotify.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
         self.itimers = b.itimers.into_iter().collect();
         self.states = b
             .states

@@ -25,7 +25,8 @@ impl Replayer<'_> {
                 self.socketpairs.insert(ino, pair);
             }
         }
-        let made = matches!(spec.fds.object, Object::EventFd | Object::TimerFd | Object::SignalFd) && s.ret >= 0;
+        let made = matches!(spec.fds.object, Object::EventFd | Object::TimerFd | Object::SignalFd | Object::Inotify)
+            && s.ret >= 0;
         let stand_in = |fd: i32| ft_interposer::procfs::eventfd_id(t.pid().as_raw(), fd);
         // signalfd on a signalfd of the program's changes its mask (its flags stay).
         let signalfd_flags = match spec.fds.object {
@@ -34,7 +35,10 @@ impl Replayer<'_> {
             }
             _ => None,
         };
-        let shadowed = !(self.eventfds.is_empty() && self.timerfds.is_empty() && self.signalfds.is_empty());
+        let shadowed = !(self.eventfds.is_empty()
+            && self.timerfds.is_empty()
+            && self.signalfds.is_empty()
+            && self.inotify.is_empty());
         if made || (s.disposition() == Disposition::Placeholder && shadowed) {
             // A new stand-in (all are eventfds) may take the id of a closed eventfd, timerfd or
             // signalfd of the program's: that one is gone.
@@ -43,6 +47,7 @@ impl Replayer<'_> {
                     self.eventfds.remove(&id);
                     self.timerfds.remove(&id);
                     self.signalfds.remove(&id);
+                    self.inotify.remove(&id);
                 }
             }
         }
@@ -56,6 +61,9 @@ impl Replayer<'_> {
                     Object::TimerFd => {
                         let tf = crate::timers::TimerFdShadow { clock: args[0] as i32, flags, set: None, fired: false };
                         self.timerfds.insert(id, tf);
+                    }
+                    Object::Inotify => {
+                        self.inotify.insert(id, crate::live::InotifyShadow { flags, ..Default::default() });
                     }
                     _ => {
                         // signalfd(fd, mask, size[, flags]): a sigset of up to 64 signals.
@@ -345,6 +353,33 @@ impl Replayer<'_> {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Follows the watches added to and removed from the program's inotify instances (see
+    /// `inotify`): a path as resolved when it was added (the program's working directory).
+    pub(super) fn follow_watches(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
+        let op = match spec.follow.live {
+            Live::Watch { .. } | Live::Unwatch { .. } if ret < 0 || self.inotify.is_empty() => return Ok(()),
+            Live::Watch { path, mask } => {
+                let raw = t.read_cstr(args[usize::from(path)], 4095)?;
+                let rel = PathBuf::from(OsStr::from_bytes(&raw));
+                let Some(base) = ft_interposer::procfs::path_base(t.pid().as_raw(), None, &rel) else {
+                    return Ok(());
+                };
+                crate::live::WatchOp::Add { path: base.join(rel), mask: args[usize::from(mask)] as u32, wd: ret as i32 }
+            }
+            Live::Unwatch { wd } => crate::live::WatchOp::Rm { wd: args[usize::from(wd)] as i32 },
+            _ => return Ok(()),
+        };
+        let stand_in = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), args[0] as i32);
+        if let Some(sh) = stand_in.and_then(|id| self.inotify.get_mut(&id)) {
+            if sh.ops.len() < crate::live::WatchOp::KEPT {
+                sh.ops.push(op);
+            } else {
+                sh.overflowed = true;
+            }
         }
         Ok(())
     }
@@ -640,7 +675,8 @@ impl Replayer<'_> {
             _ => {}
         }
         match spec.follow.live {
-            Live::None => {}
+            // Not sockets: see `follow_watches`.
+            Live::None | Live::Watch { .. } | Live::Unwatch { .. } => {}
             Live::Bind => {
                 let addr = read(args[1], args[2], 128)?;
                 self.make_socket_file(t, &addr);

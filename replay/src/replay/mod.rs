@@ -229,6 +229,7 @@ impl<'a> Replayer<'a> {
             pidfds: HashMap::new(),
             timerfds: HashMap::new(),
             signalfds: HashMap::new(),
+            inotify: HashMap::new(),
             posix_timers: BTreeMap::new(),
             posix_last: HashMap::new(),
             ids: HashMap::new(),
@@ -371,6 +372,9 @@ struct Replayer<'a> {
     timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
     /// The program's signalfds, by the eventfd id of their stand-ins (made again going live).
     signalfds: HashMap<u64, crate::live::SignalShadow>,
+    /// The program's inotify instances, by the eventfd id of their stand-ins (made again, their
+    /// watches added again in order, going live).
+    inotify: HashMap<u64, crate::live::InotifyShadow>,
     posix_timers: BTreeMap<(u32, i32), crate::timers::PosixTimer>,
     posix_last: HashMap<u32, i32>,
     /// Every task's (tid as the program sees it, process), dead ones too.
