@@ -176,3 +176,14 @@ mod tests {
         assert!(c.copy(me, 1_000_000).is_none());
     }
 }
+
+/// Whether a send to the POSIX message queue `fd` would wait: the queue is full and its open
+/// file has no O_NONBLOCK (mq_getsetattr reads both).
+pub fn mq_would_wait(fd: &OwnedFd) -> bool {
+    // struct mq_attr: flags, maxmsg, msgsize, curmsgs (longs), then reserved.
+    let mut attr = [0i64; 8];
+    // SAFETY: mq_getsetattr writes one struct mq_attr (64 bytes) into `attr`; no new attributes.
+    let r =
+        unsafe { libc::syscall(libc::SYS_mq_getsetattr, fd.as_raw_fd(), std::ptr::null::<u8>(), attr.as_mut_ptr()) };
+    r == 0 && attr[0] & i64::from(libc::O_NONBLOCK) == 0 && attr[3] >= attr[1]
+}

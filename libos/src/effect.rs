@@ -125,6 +125,9 @@ pub enum Object {
     TimerFd,
     SignalFd,
     Inotify,
+    /// A POSIX message queue (mq_open): a queue of the program's own IPC namespace, made and
+    /// used for real at replay as at record, private to the program.
+    MqDesc,
 }
 
 /// Where a new fd's flags are.
@@ -433,5 +436,15 @@ pub enum Waits {
     /// error: holding the token it would wait forever for a receiver that cannot run.
     Holding {
         arg: u8,
+    },
+    /// Runs holding the token, like `Holding`, on the POSIX message queue at fd argument `fd`
+    /// (mq_timedsend). Where it would wait (a full queue without O_NONBLOCK), the recording
+    /// stops with a clear error.
+    HoldingQueue {
+        fd: u8,
+    },
+    /// Waits unless the fd at argument `fd` has O_NONBLOCK (mq_timedreceive).
+    UnlessNonblockFd {
+        fd: u8,
     },
 }

@@ -443,7 +443,7 @@ const SIZEOF_UTSNAME: u32 = 390;
 const SIZEOF_SYSINFO: u32 = 112;
 const SIZEOF_TMS: u32 = 32;
 
-const SYSV: &str = "POSIX message queues are not replayed yet";
+const MQ_NOTIFY: &str = "a message queue's notification (a signal or a thread at an arrival the program does not wait for) is not replayed yet";
 const ADMIN: &str = "administrative syscall that a replicated service must not make";
 const AIO: &str = "asynchronous I/O completes outside any syscall stop, so it cannot be ordered";
 const URING: &str = "io_uring bypasses syscall interposition (rr #2613); programs fall back to plain syscalls";
@@ -893,12 +893,22 @@ pub static TABLE: &[Spec] = &[
     rec(238, "set_mempolicy"),
     // long get_mempolicy(int *mode, unsigned long *mask, unsigned long maxnode, void *addr, unsigned long flags)
     rec(239, "get_mempolicy").w(&[w(0, Fixed(4)), w(1, Fixed(8))]),
-    no(240, "mq_open", ENOSYS, SYSV),
-    no(241, "mq_unlink", ENOSYS, SYSV),
-    no(242, "mq_timedsend", ENOSYS, SYSV),
-    no(243, "mq_timedreceive", ENOSYS, SYSV),
-    no(244, "mq_notify", ENOSYS, SYSV),
-    no(245, "mq_getsetattr", ENOSYS, SYSV),
+    // POSIX message queues live in the program's own IPC namespace and are as deterministic
+    // among its processes, one task running at a time, as System V queues: made and used for
+    // real at replay as at record.
+    // mqd_t mq_open(const char *name, int oflag, mode_t mode, struct mq_attr *attr)
+    loc(240, "mq_open").check(A1 | A2).creates(NewFd::Ret).object(Object::MqDesc).flags(FlagsArg::Arg(1)).args(&[Ptr, OpenFlags, Mode, Ptr]),
+    // int mq_unlink(const char *name)
+    loc(241, "mq_unlink").args(&[Ptr]),
+    // int mq_timedsend(mqd_t q, const char *msg, size_t len, unsigned prio, const struct timespec *abs):
+    // runs holding the token, so that a receiver finds the message where the log has it
+    loc(242, "mq_timedsend").check(A0 | A2 | A3).waits(Waits::HoldingQueue { fd: 0 }).args(&[Fd, Ptr, Uint, Uint, Ptr]),
+    // ssize_t mq_timedreceive(mqd_t q, char *msg, size_t len, unsigned *prio, const struct timespec *abs):
+    // may wait for a message
+    loc(243, "mq_timedreceive").check(A0 | A2).waits(Waits::UnlessNonblockFd { fd: 0 }).args(&[Fd, Ptr, Uint, Ptr, Ptr]),
+    no(244, "mq_notify", ENOSYS, MQ_NOTIFY),
+    // int mq_getsetattr(mqd_t q, const struct mq_attr *new, struct mq_attr *old)
+    loc(245, "mq_getsetattr").check(A0).args(&[Fd, Ptr, Ptr]),
     no(246, "kexec_load", EPERM, ADMIN),
     // int waitid(idtype_t type, id_t id, siginfo_t *info, int options, struct rusage *ru)
     rec(247, "waitid").check(A0 | A3).w(&[w(2, Fixed(SIZEOF_SIGINFO)), w(4, Fixed(SIZEOF_RUSAGE))]).wait(Wait::Waitid),

@@ -255,8 +255,11 @@ pub(crate) fn emulate(t: &Stopped, regs: &mut Regs, e: Emulation) -> Result<()> 
 /// `Waits`): then it runs without the token at record, and at replay where the log completes it.
 pub(crate) fn may_wait(t: &Stopped, spec: &Spec, args: &[u64; 6]) -> bool {
     match spec.waits {
-        Waits::Never | Waits::Holding { .. } => false,
+        Waits::Never | Waits::Holding { .. } | Waits::HoldingQueue { .. } => false,
         Waits::UnlessNoWait { arg } => args[usize::from(arg)] & libc::IPC_NOWAIT as u64 == 0,
+        Waits::UnlessNonblockFd { fd } => {
+            ft_interposer::procfs::fd_flags(t.pid().as_raw(), args[usize::from(fd)] as i32) & libc::O_NONBLOCK == 0
+        }
         Waits::SemOps { ops, count } => {
             let n = args[usize::from(count)].min(1024) as usize;
             let Ok(b) = t.read(args[usize::from(ops)], 6 * n) else { return true };

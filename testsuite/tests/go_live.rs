@@ -214,8 +214,8 @@ fn a_log_cut_anywhere_goes_live() {
     let offset = std::env::var("FT_CUT_OFFSET").ok().and_then(|v| v.parse().ok()).unwrap_or(seed % STRIDE);
     println!("cutting every {STRIDE}th event from offset {offset} (FT_CUT_OFFSET={offset} repeats it)");
     // FT_CUT_PROGRAMS="name[:arg],..." tries other programs of testsuite/c.
-    let chosen =
-        std::env::var("FT_CUT_PROGRAMS").unwrap_or_else(|_| "threads_join,pipe,sig_kill:child,mutex_condvar".into());
+    let chosen = std::env::var("FT_CUT_PROGRAMS")
+        .unwrap_or_else(|_| "threads_join,pipe,sig_kill:child,mutex_condvar,mqueue".into());
     let programs: Vec<(&str, &str)> = chosen.split(',').map(|p| p.split_once(':').unwrap_or((p, ""))).collect();
     for (name, args) in programs {
         let log = tmp.path().join(format!("{name}.ftlog"));

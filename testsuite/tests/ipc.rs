@@ -59,3 +59,37 @@ fn msgsnd_to_a_full_queue_is_a_clear_error_not_a_hang() {
     let rec = assert_replays_times("msg_full", &["room"], 2);
     assert_eq!(String::from_utf8_lossy(&rec.stdout), "sent 3 messages of 100 bytes, child exited 0\n");
 }
+
+/// POSIX message queues (issue 16; mq_open was refused with ENOSYS) live in the program's IPC
+/// namespace and run for real in record and replay like System V queues: `mqueue`'s child takes
+/// six messages with blocking receives (it waits for most) while its parent sends them with
+/// priorities; every replay prints the recording's lines, and one with checkpoints refuses them
+/// by name while the queue is open (a checkpoint cannot make it again yet). A blocking send on a
+/// full queue would wait holding the token: the recording stops with an error naming the cause
+/// and the fix.
+#[test]
+fn posix_message_queues_replay_and_a_full_one_is_a_clear_error() {
+    let rec = assert_replays_times("mqueue", &[], 3);
+    let out = String::from_utf8_lossy(&rec.stdout);
+    assert_eq!(out.matches("child took \"message").count(), 6, "{out}");
+    assert!(
+        out.contains(
+            "child status 0; non-blocking receive on the empty queue: -1 (EAGAIN); maxmsg 4, msgsize 32, now 0"
+        ),
+        "{out}"
+    );
+    let tmp = temp_dir("mqueue");
+    let log = tmp.path().join("mq.ftlog");
+    let recorded = record(&log, None, &c_program("mqueue"), &[]);
+    assert_eq!(recorded.status, 0, "{recorded}");
+    let mut cmd = replay_command(&log, None);
+    cmd.args(["-v", "--checkpoint-every", "3"]);
+    let with_checkpoints = run(cmd);
+    assert_same_output(&recorded, &with_checkpoints, "mqueue replayed with checkpoints");
+    assert!(with_checkpoints.stderr_text().contains("POSIX message queue"), "{with_checkpoints}");
+    let r = run(record_command(&tmp.path().join("full.ftlog"), None, &c_program("mqueue"), &["full"]));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status, 125, "{r}");
+    assert!(err.contains("mq_timedsend to a full POSIX message queue") && err.contains("O_NONBLOCK"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "sent 0\nsent 1\nsent 2\nsent 3\n");
+}

@@ -309,6 +309,10 @@ pub fn fds(pid: i32, inherited: &dyn Fn(i32) -> bool, parent: Option<i32>) -> CR
             Object::Epoll { regs }
         } else if let Some(ino) = link.strip_prefix("pipe:[").and_then(|s| s.strip_suffix(']')) {
             Object::Pipe { ino: ino.parse().unwrap_or(0) }
+        } else if is_mqueue(pid, fd) {
+            return Err(CheckpointError::Unsupported(format!(
+                "fd {fd} is the POSIX message queue {link:?}, which checkpoints cannot make again yet"
+            )));
         } else if link.starts_with('/') && !link.ends_with(" (deleted)") && !link.starts_with("/memfd:") {
             Object::Path(link)
         } else {
@@ -320,6 +324,16 @@ pub fn fds(pid: i32, inherited: &dyn Fn(i32) -> bool, parent: Option<i32>) -> CR
         out.push(Fd { fd, flags, pos, object, event_id });
     }
     Ok(out)
+}
+
+/// Whether fd `fd` of `pid` is a POSIX message queue (its link reads like a path: "/name").
+fn is_mqueue(pid: i32, fd: i32) -> bool {
+    const MQUEUE_MAGIC: i64 = 0x1980_0202;
+    let Ok(path) = std::ffi::CString::new(format!("/proc/{pid}/fd/{fd}")) else { return false };
+    // SAFETY: statfs fills the zeroed struct from a NUL-terminated path that lives across the call.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::statfs(path.as_ptr(), &mut st) == 0 && st.f_type as i64 == MQUEUE_MAGIC }
 }
 
 /// blake3 of a mapped file, cached by (device, inode, size, mtime): libraries are hashed once.

@@ -94,6 +94,15 @@ impl Recorder<'_> {
                     self.sink.before_output()?;
                 }
                 let p = Pending { spec, args, input: capture::input(&t, spec.input, &args)?, action };
+                if let ft_libos::table::Waits::HoldingQueue { fd } = spec.waits {
+                    let copy = self.copier.copy(pid, args[usize::from(fd)] as i32);
+                    if copy.as_ref().is_some_and(ft_interposer::fdcopy::mq_would_wait) {
+                        return Err(SessionError::Unsupported {
+                            what: format!("{} to a full POSIX message queue, which would wait for a receiver", spec.name),
+                            why: "it runs holding the token (a receiver must find the message where the log has it), so no receiver could run; make the queue larger (mq_maxmsg) or open it with O_NONBLOCK".into(),
+                        });
+                    }
+                }
                 // Made non-blocking (msgsnd): it must not wait holding the token.
                 let nowait = match spec.waits {
                     ft_libos::table::Waits::Holding { arg }
@@ -260,7 +269,11 @@ impl Recorder<'_> {
             Action::Execute => {
                 ev.out_digest = capture::digest_writes(&capture::read_regions(t, &regions)?);
                 if spec.path.is_some() || spec.fds.creates != NewFdEffect::None {
-                    fresh = if spec.fds.object == Object::Memfd { FdKind::Private } else { FdKind::Data };
+                    fresh = if matches!(spec.fds.object, Object::Memfd | Object::MqDesc) {
+                        FdKind::Private
+                    } else {
+                        FdKind::Data
+                    };
                 }
                 Disposition::Execute
             }
