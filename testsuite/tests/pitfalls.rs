@@ -26,16 +26,17 @@ fn rseq_is_refused_and_getcpu_is_emulated() {
     assert!(!stdout(&native_run).contains("ENOSYS"), "{native_run}");
 }
 
-/// io_uring bypasses interposition (rr #2613), ptrace by the tracee cannot work, POSIX message
-/// queues are not replayed yet: each fails with an errno the program can handle. (System V IPC
-/// runs, in the program's own IPC namespace: testsuite/tests/ipc.rs.)
+/// io_uring bypasses interposition (rr #2613), ptrace by the tracee cannot work, a message
+/// queue's notification is not replayed yet: each fails with an errno the program can handle.
+/// (System V IPC and POSIX message queues run, in the program's own IPC namespace:
+/// testsuite/tests/ipc.rs.)
 #[test]
-fn io_uring_ptrace_and_posix_mqueues_are_refused_with_errnos() {
+fn io_uring_ptrace_and_mq_notify_are_refused_with_errnos() {
     let rec = assert_replays("pitfall_refused", &[]);
     let out = stdout(&rec);
     assert!(out.contains("io_uring_setup -1 ENOSYS"), "{out}");
     assert!(out.contains("ptrace_traceme -1 EPERM"), "{out}");
-    assert!(out.contains("mq_open -1 ENOSYS"), "{out}");
+    assert!(out.contains("mq_notify -1 ENOSYS"), "{out}");
     assert!(stderr(&rec).contains("io_uring_setup refused"), "a warning names the syscall: {rec}");
 }
 
