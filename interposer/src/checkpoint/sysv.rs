@@ -561,26 +561,39 @@ fn remove_semset(id: i32) {
     unsafe { libc::semctl(id, 0, libc::IPC_RMID) };
 }
 
+/// Gives a made object its owner and mode: IPC_STAT into `ds` (its kind's struct, zeroed),
+/// `perm` edits it (and returns its ipc_perm), IPC_SET. `ctl` is the kind's *ctl on the object.
+fn set_owner<T>(
+    what: &str,
+    mut ds: T,
+    ctl: impl Fn(i32, &mut T) -> i32,
+    owner: (u32, u32, u32),
+    perm: impl FnOnce(&mut T) -> &mut libc::ipc_perm,
+) -> CResult<()> {
+    let failed = |cmd: &str| restore_err(what, format!("{cmd} failed: {}", std::io::Error::last_os_error()));
+    if ctl(libc::IPC_STAT, &mut ds) != 0 {
+        return Err(failed("IPC_STAT"));
+    }
+    let p = perm(&mut ds);
+    (p.uid, p.gid, p.mode) = (owner.0, owner.1, (owner.2 & 0o777) as u16);
+    if ctl(libc::IPC_SET, &mut ds) != 0 {
+        return Err(failed("IPC_SET"));
+    }
+    Ok(())
+}
+
 /// Gives a made semaphore set its owner, mode and values.
 fn fill_semset(id: i32, set: &SemSet) -> CResult<()> {
-    let what = || format!("System V semaphore set {}", set.id);
-    // SAFETY: semid_ds is plain data; IPC_STAT fills it, IPC_SET reads it.
-    let mut ds: libc::semid_ds = unsafe { std::mem::zeroed() };
-    // SAFETY: as above, on a valid, owned struct passed as semun's buf.
-    if unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut libc::semid_ds) } != 0 {
-        return Err(restore_err(what(), format!("IPC_STAT failed: {}", std::io::Error::last_os_error())));
-    }
-    ds.sem_perm.uid = set.uid;
-    ds.sem_perm.gid = set.gid;
-    ds.sem_perm.mode = (set.mode & 0o777) as u16;
+    let what = format!("System V semaphore set {}", set.id);
+    // SAFETY: semid_ds is plain data, which zeros make valid.
+    let ds = unsafe { std::mem::zeroed::<libc::semid_ds>() };
+    // SAFETY: semctl fills or reads the owned struct, passed as semun's buf.
+    let ctl = |cmd, ds: &mut libc::semid_ds| unsafe { libc::semctl(id, 0, cmd, ds as *mut libc::semid_ds) };
+    set_owner(&what, ds, ctl, (set.uid, set.gid, set.mode), |ds| &mut ds.sem_perm)?;
     let mut values = set.values.clone();
-    // SAFETY: as above; SETALL reads nsems values from the array, which has them.
-    let ok = unsafe {
-        libc::semctl(id, 0, libc::IPC_SET, &mut ds as *mut libc::semid_ds) == 0
-            && libc::semctl(id, 0, libc::SETALL, values.as_mut_ptr()) == 0
-    };
-    if !ok {
-        return Err(restore_err(what(), format!("IPC_SET or SETALL failed: {}", std::io::Error::last_os_error())));
+    // SAFETY: SETALL reads nsems values from the array, which has them.
+    if unsafe { libc::semctl(id, 0, libc::SETALL, values.as_mut_ptr()) } != 0 {
+        return Err(restore_err(what, format!("SETALL failed: {}", std::io::Error::last_os_error())));
     }
     Ok(())
 }
@@ -599,20 +612,14 @@ fn remove_queue(id: i32) {
 /// Gives a made queue its owner, mode and byte limit, and sends its messages in order.
 fn fill_queue(id: i32, q: &Queue, data: &[u8]) -> CResult<()> {
     let what = || format!("System V message queue {}", q.id);
-    // SAFETY: msqid_ds is plain data; IPC_STAT fills it, IPC_SET reads it.
-    let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
-    // SAFETY: as above, on a valid, owned struct.
-    if unsafe { libc::msgctl(id, libc::IPC_STAT, &mut ds) } != 0 {
-        return Err(restore_err(what(), format!("IPC_STAT failed: {}", std::io::Error::last_os_error())));
-    }
-    ds.msg_perm.uid = q.uid;
-    ds.msg_perm.gid = q.gid;
-    ds.msg_perm.mode = (q.mode & 0o777) as u16;
-    ds.msg_qbytes = q.qbytes;
-    // SAFETY: as above.
-    if unsafe { libc::msgctl(id, libc::IPC_SET, &mut ds) } != 0 {
-        return Err(restore_err(what(), format!("IPC_SET failed: {}", std::io::Error::last_os_error())));
-    }
+    // SAFETY: msqid_ds is plain data, which zeros make valid.
+    let ds = unsafe { std::mem::zeroed::<libc::msqid_ds>() };
+    // SAFETY: msgctl fills or reads the owned struct.
+    let ctl = |cmd, ds: &mut libc::msqid_ds| unsafe { libc::msgctl(id, cmd, ds) };
+    set_owner(&what(), ds, ctl, (q.uid, q.gid, q.mode), |ds| {
+        ds.msg_qbytes = q.qbytes;
+        &mut ds.msg_perm
+    })?;
     for (ty, at, len) in &q.messages {
         let text = data
             .get(*at as usize..(*at + *len) as usize)
@@ -630,19 +637,11 @@ fn fill_queue(id: i32, q: &Queue, data: &[u8]) -> CResult<()> {
 /// Gives a made segment its owner and mode, and its bytes (pages of zeros stay holes).
 fn fill(id: i32, seg: &Segment, bytes: &[u8]) -> CResult<()> {
     let what = || format!("System V segment {}", seg.id);
-    // SAFETY: shmid_ds is plain data; IPC_STAT fills it, IPC_SET reads it.
-    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
-    // SAFETY: as above, on a valid, owned struct.
-    if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } != 0 {
-        return Err(restore_err(what(), format!("IPC_STAT failed: {}", std::io::Error::last_os_error())));
-    }
-    ds.shm_perm.uid = seg.uid;
-    ds.shm_perm.gid = seg.gid;
-    ds.shm_perm.mode = (seg.mode & 0o777) as u16;
-    // SAFETY: as above.
-    if unsafe { libc::shmctl(id, libc::IPC_SET, &mut ds) } != 0 {
-        return Err(restore_err(what(), format!("IPC_SET failed: {}", std::io::Error::last_os_error())));
-    }
+    // SAFETY: shmid_ds is plain data, which zeros make valid.
+    let ds = unsafe { std::mem::zeroed::<libc::shmid_ds>() };
+    // SAFETY: shmctl fills or reads the owned struct.
+    let ctl = |cmd, ds: &mut libc::shmid_ds| unsafe { libc::shmctl(id, cmd, ds) };
+    set_owner(&what(), ds, ctl, (seg.uid, seg.gid, seg.mode), |ds| &mut ds.shm_perm)?;
     if bytes.iter().all(|b| *b == 0) {
         return Ok(());
     }

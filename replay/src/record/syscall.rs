@@ -95,6 +95,7 @@ impl Recorder<'_> {
                 }
                 let p = Pending { spec, args, input: capture::input(&t, spec.input, &args)?, action };
                 if let ft_libos::table::Waits::HoldingQueue { fd } = spec.waits {
+                    self.settle_receivers(pid, args[usize::from(fd)] as i32)?;
                     let copy = self.copier.copy(pid, args[usize::from(fd)] as i32);
                     if copy.as_ref().is_some_and(ft_interposer::fdcopy::mq_would_wait) {
                         return Err(SessionError::Unsupported {
@@ -133,6 +134,11 @@ impl Recorder<'_> {
                             }
                         }
                         self.complete(&s, &p)?;
+                        if let ft_libos::table::Waits::HoldingQueue { fd } = spec.waits {
+                            if s.regs()?.ret() >= 0 {
+                                self.await_woken_receiver(pid, args[usize::from(fd)] as i32)?;
+                            }
+                        }
                         self.exits.insert(pid, ExitPoint { regs: s.regs()?, silent: 0, events: self.events });
                         let waiting = signal_waiting(&s)?;
                         s.cont(None)?;
@@ -635,4 +641,71 @@ fn received_fds(t: &Stopped, args: &[u64; 6]) -> Vec<i32> {
         return Vec::new();
     }
     t.read(control, len as usize).map(|c| policy::scm_rights(&c)).unwrap_or_default()
+}
+
+impl Recorder<'_> {
+    /// The tasks whose receive from the POSIX message queue at `fd` of `pid` runs in the kernel
+    /// (without the token).
+    fn receivers(&self, pid: Pid, fd: i32) -> Vec<Pid> {
+        let ino = |p: Pid, fd: u64| std::fs::metadata(format!("/proc/{p}/fd/{fd}")).ok().map(|m| m.ino());
+        let Some(queue) = ino(pid, fd as u64) else { return Vec::new() };
+        self.tasks
+            .iter()
+            .filter(|(p, t)| match &t.state {
+                TState::InKernel(k) => match k.spec.waits {
+                    ft_libos::table::Waits::UnlessNonblockFd { fd } => ino(**p, k.args[usize::from(fd)]) == Some(queue),
+                    _ => false,
+                },
+                _ => false,
+            })
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Before a send to a POSIX message queue: a receive of the same queue that has returned
+    /// took a message that was there before this send, so its completion is logged first; one
+    /// still on its way into the kernel is let reach its end or its sleep (up to 200 ms), so
+    /// that it does not take a message the log has it wait for.
+    fn settle_receivers(&mut self, pid: Pid, fd: i32) -> Result<()> {
+        for r in self.receivers(pid, fd) {
+            let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+            while std::time::Instant::now() < until {
+                if let Some((r, w)) = ft_interposer::tracee::try_wait_for(Some(r))? {
+                    self.on_wait(r, w)?;
+                    break;
+                }
+                let stat = std::fs::read_to_string(format!("/proc/{r}/stat")).unwrap_or_default();
+                let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+                if state != Some("R") {
+                    // Asleep in the kernel: waiting for a message (or gone).
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// A send to a POSIX message queue on which receivers wait (their receive runs without the
+    /// token) hands its message to one of them at once. That receive's completion is logged
+    /// now, before the sender goes on: replay runs it where the log completes it, and there the
+    /// queue holds that message alone, as at record; logged after a later send of another
+    /// priority, it would take that one. Waits up to 200 ms for a receiver of the same queue
+    /// (`fd` of the sender `pid`) to stop.
+    fn await_woken_receiver(&mut self, pid: Pid, fd: i32) -> Result<()> {
+        let waiting = self.receivers(pid, fd);
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        while std::time::Instant::now() < until {
+            for &r in &waiting {
+                if let Some((r, w)) = ft_interposer::tracee::try_wait_for(Some(r))? {
+                    return self.on_wait(r, w);
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_micros(20));
+        }
+        Ok(())
+    }
 }
