@@ -11,16 +11,23 @@ fn unexpected(pid: Pid, what: String) -> TraceError {
 }
 
 /// Syscalls injected into a task stopped at the seccomp stop of one of its own syscalls; after
-/// each, the task is brought back to that same stop.
+/// each, the task is brought back to that same stop. Every signal is blocked in the task while
+/// it runs them (a timer made due at once, a kill of its own process): one delivered on the way
+/// back would stop it elsewhere. Its mask is given back with the task ([`Remote::into_stopped`],
+/// or when the Remote is dropped), and a signal that came meanwhile stays pending for the
+/// program.
 pub struct Remote {
     t: Option<Stopped>,
     orig: Regs,
+    mask: u64,
 }
 
 impl Remote {
     pub fn new(t: Stopped) -> Result<Remote> {
         let orig = t.regs()?;
-        Ok(Remote { t: Some(t), orig })
+        let mask = t.sigmask()?;
+        t.set_sigmask(u64::MAX)?;
+        Ok(Remote { t: Some(t), orig, mask })
     }
 
     /// Runs syscall `nr` with `args` in the task; its result (a negative errno on failure).
@@ -84,8 +91,20 @@ impl Remote {
         self.task()?.read(addr, len)
     }
 
-    /// The task back, at its own seccomp stop.
+    /// The task back, at its own seccomp stop, with its own signal mask.
     pub fn into_stopped(mut self) -> Option<Stopped> {
-        self.t.take()
+        let t = self.t.take()?;
+        t.set_sigmask(self.mask).ok()?;
+        Some(t)
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        if let Some(t) = &self.t {
+            // A task kept after a failed injection gets its mask back too (if it is gone,
+            // there is nothing to give back).
+            let _ = t.set_sigmask(self.mask);
+        }
     }
 }

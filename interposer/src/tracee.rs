@@ -279,6 +279,20 @@ impl Stopped {
         Ok(mask)
     }
 
+    /// Sets the task's blocked-signal mask (PTRACE_SETSIGMASK; SIGKILL and SIGSTOP stay
+    /// unblockable).
+    pub fn set_sigmask(&self, mask: u64) -> Result<()> {
+        // SAFETY: PTRACE_SETSIGMASK reads the 8-byte kernel sigset_t (its size is the address
+        // argument) at the data pointer, which points at a live u64.
+        let r = unsafe {
+            libc::ptrace(libc::PTRACE_SETSIGMASK, self.pid.as_raw(), std::mem::size_of::<u64>(), &mask as *const u64)
+        };
+        if r < 0 {
+            return Err(self.err("PTRACE_SETSIGMASK")(nix::Error::last()));
+        }
+        Ok(())
+    }
+
     /// Whether any signal is pending for this task, in its own queue or its process's
     /// (PTRACE_PEEKSIGINFO; blocked ones included).
     pub fn has_pending_signal(&self) -> Result<bool> {

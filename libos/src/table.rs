@@ -905,10 +905,10 @@ pub static TABLE: &[Spec] = &[
     loc(242, "mq_timedsend").check(A0 | A2 | A3).waits(Waits::HoldingQueue { fd: 0 }).args(&[Fd, Ptr, Uint, Uint, Ptr]),
     // ssize_t mq_timedreceive(mqd_t q, char *msg, size_t len, unsigned *prio, const struct timespec *abs):
     // may wait for a message
-    loc(243, "mq_timedreceive").check(A0 | A2).waits(Waits::UnlessNonblockFd { fd: 0 }).args(&[Fd, Ptr, Uint, Ptr, Ptr]),
+    loc(243, "mq_timedreceive").check(A0 | A2).w(&[w(1, Ret), w(3, Fixed(4))]).waits(Waits::UnlessNonblockFd { fd: 0 }).args(&[Fd, OutBuf, Uint, Ptr, Ptr]),
     no(244, "mq_notify", ENOSYS, MQ_NOTIFY),
     // int mq_getsetattr(mqd_t q, const struct mq_attr *new, struct mq_attr *old)
-    loc(245, "mq_getsetattr").check(A0).args(&[Fd, Ptr, Ptr]),
+    loc(245, "mq_getsetattr").check(A0).w(&[w(2, Fixed(64))]).args(&[Fd, Ptr, Ptr]),
     no(246, "kexec_load", EPERM, ADMIN),
     // int waitid(idtype_t type, id_t id, siginfo_t *info, int options, struct rusage *ru)
     rec(247, "waitid").check(A0 | A3).w(&[w(2, Fixed(SIZEOF_SIGINFO)), w(4, Fixed(SIZEOF_RUSAGE))]).wait(Wait::Waitid),

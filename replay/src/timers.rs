@@ -75,8 +75,19 @@ impl TimerSet {
                     // A clock the tracer cannot read (a CPU-time clock): one interval from now.
                     return Some((self.flags & !libc::TIMER_ABSTIME, [is, ins, is, ins]));
                 };
-                let next = if now < value { value } else { value + ((now - value) / interval + 1) * interval };
-                Some((self.flags, [is, ins, next / NS, next % NS]))
+                let next = if now < value {
+                    Some(value)
+                } else {
+                    ((now - value) / interval)
+                        .checked_add(1)
+                        .and_then(|k| k.checked_mul(interval))
+                        .and_then(|d| value.checked_add(d))
+                };
+                match next {
+                    Some(next) => Some((self.flags, [is, ins, next / NS, next % NS])),
+                    // Periods too long to count: as the program armed it.
+                    None => Some((self.flags, self.its)),
+                }
             }
         }
     }

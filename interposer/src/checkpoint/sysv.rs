@@ -616,8 +616,11 @@ fn fill_queue(id: i32, q: &Queue, data: &[u8]) -> CResult<()> {
     let ds = unsafe { std::mem::zeroed::<libc::msqid_ds>() };
     // SAFETY: msgctl fills or reads the owned struct.
     let ctl = |cmd, ds: &mut libc::msqid_ds| unsafe { libc::msgctl(id, cmd, ds) };
+    // Room for every message first (the program may have lowered the limit below what its
+    // queue holds), the program's limit after.
+    let queued: u64 = q.messages.iter().map(|m| m.2).sum();
     set_owner(&what(), ds, ctl, (q.uid, q.gid, q.mode), |ds| {
-        ds.msg_qbytes = q.qbytes;
+        ds.msg_qbytes = q.qbytes.max(queued);
         &mut ds.msg_perm
     })?;
     for (ty, at, len) in &q.messages {
@@ -630,6 +633,14 @@ fn fill_queue(id: i32, q: &Queue, data: &[u8]) -> CResult<()> {
         if unsafe { libc::msgsnd(id, buf.as_ptr().cast(), text.len(), libc::IPC_NOWAIT) } != 0 {
             return Err(restore_err(what(), format!("msgsnd failed: {}", std::io::Error::last_os_error())));
         }
+    }
+    if queued > q.qbytes {
+        // SAFETY: msqid_ds is plain data, which zeros make valid.
+        let ds = unsafe { std::mem::zeroed::<libc::msqid_ds>() };
+        set_owner(&what(), ds, ctl, (q.uid, q.gid, q.mode), |ds| {
+            ds.msg_qbytes = q.qbytes;
+            &mut ds.msg_perm
+        })?;
     }
     Ok(())
 }

@@ -520,6 +520,11 @@ impl Recorder<'_> {
         let proc = self.tasks.get(&pid).map(|t| t.proc).unwrap_or(task);
         self.clocks.exec(proc, a.clock_page);
         self.bufs.remove(&proc);
+        // The kernel deleted the process's POSIX timers: a go-live deferred to this process's
+        // first stop does not make them again (the next id stays).
+        if let Some(d) = self.deferred_real.get_mut(&proc) {
+            d.work.posix.timers.clear();
+        }
         self.emit(Kind::Exec(ExecEvent {
             task,
             exe_path: exe.into_os_string().into_vec(),

@@ -94,8 +94,14 @@ impl Recorder<'_> {
                     self.sink.before_output()?;
                 }
                 let p = Pending { spec, args, input: capture::input(&t, spec.input, &args)?, action };
-                if let ft_libos::table::Waits::HoldingQueue { fd } = spec.waits {
+                // A POSIX message queue's send, or a receive that cannot wait: after the receives
+                // that have returned.
+                if let ft_libos::table::Waits::HoldingQueue { fd } | ft_libos::table::Waits::UnlessNonblockFd { fd } =
+                    spec.waits
+                {
                     self.settle_receivers(pid, args[usize::from(fd)] as i32)?;
+                }
+                if let ft_libos::table::Waits::HoldingQueue { fd } = spec.waits {
                     let copy = self.copier.copy(pid, args[usize::from(fd)] as i32);
                     if copy.as_ref().is_some_and(ft_interposer::fdcopy::mq_would_wait) {
                         return Err(SessionError::Unsupported {
@@ -706,6 +712,7 @@ impl Recorder<'_> {
             }
             std::thread::sleep(std::time::Duration::from_micros(20));
         }
+        warn!(self.log, "a receiver of a POSIX message queue did not return within 200 ms of the send that should have woken it: its receive may be logged after a later send, and replay would then stop at it"; "receivers" => waiting.len());
         Ok(())
     }
 }
