@@ -11,23 +11,31 @@ fn unexpected(pid: Pid, what: String) -> TraceError {
 }
 
 /// Syscalls injected into a task stopped at the seccomp stop of one of its own syscalls; after
-/// each, the task is brought back to that same stop. Every signal is blocked in the task while
-/// it runs them (a timer made due at once, a kill of its own process): one delivered on the way
-/// back would stop it elsewhere. Its mask is given back with the task ([`Remote::into_stopped`],
-/// or when the Remote is dropped), and a signal that came meanwhile stays pending for the
-/// program.
+/// each, the task is brought back to that same stop.
 pub struct Remote {
     t: Option<Stopped>,
     orig: Regs,
-    mask: u64,
+    /// The task's own signal mask, while every signal is blocked ([`Remote::signals_blocked`]).
+    mask: Option<u64>,
 }
 
 impl Remote {
     pub fn new(t: Stopped) -> Result<Remote> {
         let orig = t.regs()?;
+        Ok(Remote { t: Some(t), orig, mask: None })
+    }
+
+    /// Like [`Remote::new`], with every signal blocked in the task while it runs the injected
+    /// syscalls (going live makes timers that may be due at once, and sends signals within the
+    /// program): one delivered on the way back would stop it elsewhere. The injected syscalls
+    /// must not change the mask: it is given back with the task ([`Remote::into_stopped`], or
+    /// when the Remote is dropped), and a signal that came meanwhile stays pending for the
+    /// program.
+    pub fn signals_blocked(t: Stopped) -> Result<Remote> {
+        let orig = t.regs()?;
         let mask = t.sigmask()?;
         t.set_sigmask(u64::MAX)?;
-        Ok(Remote { t: Some(t), orig, mask })
+        Ok(Remote { t: Some(t), orig, mask: Some(mask) })
     }
 
     /// Runs syscall `nr` with `args` in the task; its result (a negative errno on failure).
@@ -94,17 +102,19 @@ impl Remote {
     /// The task back, at its own seccomp stop, with its own signal mask.
     pub fn into_stopped(mut self) -> Option<Stopped> {
         let t = self.t.take()?;
-        t.set_sigmask(self.mask).ok()?;
+        if let Some(mask) = self.mask {
+            t.set_sigmask(mask).ok()?;
+        }
         Some(t)
     }
 }
 
 impl Drop for Remote {
     fn drop(&mut self) {
-        if let Some(t) = &self.t {
+        if let (Some(t), Some(mask)) = (&self.t, self.mask) {
             // A task kept after a failed injection gets its mask back too (if it is gone,
             // there is nothing to give back).
-            let _ = t.set_sigmask(self.mask);
+            let _ = t.set_sigmask(mask);
         }
     }
 }

@@ -327,7 +327,7 @@ pub(crate) fn make_real(
     todo.sort_by_key(|(fd, _, _)| *fd);
     let ns_pid = ft_interposer::tracee::ns_pid_uid(t_pid(tgid)).map(|(p, _)| p);
     let regs = epoll_registrations(tgid);
-    let mut r = Remote::new(t)?;
+    let mut r = Remote::signals_blocked(t)?;
     let page = r.call(
         libc::SYS_mmap,
         [

@@ -638,7 +638,7 @@ impl Replayer<'_> {
         };
         let mut ret = 0;
         self.in_task(by, |t| {
-            let mut r = ft_interposer::inject::Remote::new(t)?;
+            let mut r = ft_interposer::inject::Remote::signals_blocked(t)?;
             ret = r.call(call.0, call.1)?;
             r.into_stopped().ok_or_else(|| SessionError::Unsupported {
                 what: "going live: sending a pending signal again".into(),
