@@ -173,6 +173,16 @@ pub enum Ipc {
     SemId,
     /// The id of a message queue (msgget).
     MsgId,
+    /// mq_open: the POSIX message queue named at argument `name` exists after it if the flags at
+    /// argument `flags` have O_CREAT and it succeeded.
+    MqOpen {
+        name: u8,
+        flags: u8,
+    },
+    /// mq_unlink: the queue named at argument `name` is gone.
+    MqUnlink {
+        name: u8,
+    },
 }
 
 /// The effect of a syscall on the stream of the fd in argument 0 (buffer in argument 1, count

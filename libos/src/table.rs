@@ -897,9 +897,9 @@ pub static TABLE: &[Spec] = &[
     // among its processes, one task running at a time, as System V queues: made and used for
     // real at replay as at record.
     // mqd_t mq_open(const char *name, int oflag, mode_t mode, struct mq_attr *attr)
-    loc(240, "mq_open").check(A1 | A2).creates(NewFd::Ret).object(Object::MqDesc).flags(FlagsArg::Arg(1)).args(&[Ptr, OpenFlags, Mode, Ptr]),
+    loc(240, "mq_open").check(A1 | A2).ipc(Ipc::MqOpen { name: 0, flags: 1 }).creates(NewFd::Ret).object(Object::MqDesc).flags(FlagsArg::Arg(1)).args(&[Ptr, OpenFlags, Mode, Ptr]),
     // int mq_unlink(const char *name)
-    loc(241, "mq_unlink").args(&[Ptr]),
+    loc(241, "mq_unlink").ipc(Ipc::MqUnlink { name: 0 }).args(&[Ptr]),
     // int mq_timedsend(mqd_t q, const char *msg, size_t len, unsigned prio, const struct timespec *abs):
     // runs holding the token, so that a receiver finds the message where the log has it
     loc(242, "mq_timedsend").check(A0 | A2 | A3).waits(Waits::HoldingQueue { fd: 0 }).args(&[Fd, Ptr, Uint, Uint, Ptr]),

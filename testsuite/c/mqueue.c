@@ -2,8 +2,9 @@
  * (O_EXCL: two runs at once must not share it; each has its own IPC namespace under ftexec),
  * forks a child that takes 6 messages with blocking receives (it waits for most), and sends 6
  * with priorities 1..3 and a pause every other one; then a non-blocking receive on the empty
- * queue (EAGAIN), the attributes, and the unlink. argv[1] = "full": the parent fills the queue
- * and sends one more (a blocking send on a full queue, which ftexec refuses by name). */
+ * queue (EAGAIN), the attributes, a pause with the queue closed, and the unlink. argv[1] =
+ * "full": the parent fills the queue and sends one more (a blocking send on a full queue, which
+ * ftexec refuses by name). */
 #include <errno.h>
 #include <fcntl.h>
 #include <mqueue.h>
@@ -76,6 +77,9 @@ int main(int argc, char **argv)
            now.mq_curmsgs);
     mq_close(nb);
     mq_close(q);
+    // The queue outlives its fds for a while: a checkpoint must not lose it.
+    struct timespec pause = { 0, 1000000 };
+    nanosleep(&pause, NULL);
     if (mq_unlink(name) != 0)
         die("mq_unlink");
     return 0;

@@ -83,10 +83,37 @@ fn posix_message_queues_replay_and_a_full_one_is_a_clear_error() {
     let recorded = record(&log, None, &c_program("mqueue"), &[]);
     assert_eq!(recorded.status, 0, "{recorded}");
     let mut cmd = replay_command(&log, None);
-    cmd.args(["-v", "--checkpoint-every", "3"]);
+    cmd.args(["-v", "--checkpoint-every", "1"]);
     let with_checkpoints = run(cmd);
     assert_same_output(&recorded, &with_checkpoints, "mqueue replayed with checkpoints");
     assert!(with_checkpoints.stderr_text().contains("POSIX message queue"), "{with_checkpoints}");
+    // None from the queue's making to its unlinking, after its fds are closed too (a queue no
+    // fd holds would not be in the checkpoint).
+    let (mut index, mut made, mut gone) = (0u64, u64::MAX, 0u64);
+    rewrite_log(&log, &tmp.path().join("copy.ftlog"), |ev| {
+        index += 1;
+        if let Some(ft_libos::EventKind::Syscall(sc)) = &ev.kind {
+            match i64::from(sc.nr) {
+                libc::SYS_mq_open => made = made.min(index),
+                libc::SYS_mq_unlink => gone = index,
+                _ => {}
+            }
+        }
+        vec![ev]
+    });
+    let mut dir = log.as_os_str().to_owned();
+    dir.push(".ckpt");
+    let taken: Vec<u64> = std::fs::read_dir(std::path::PathBuf::from(dir))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix("event-")?.strip_suffix(".ftckpt")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        gone > made && taken.iter().all(|e| *e < made || *e >= gone),
+        "checkpoints at {taken:?}, the queue lived from event {made} to {gone}"
+    );
     let r = run(record_command(&tmp.path().join("full.ftlog"), None, &c_program("mqueue"), &["full"]));
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status, 125, "{r}");

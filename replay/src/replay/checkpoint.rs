@@ -150,6 +150,11 @@ pub(super) struct IpcIds {
     seen: [BTreeSet<i32>; 3],
     lasts: kernel::sysv::Lasts,
     sem_undo: bool,
+    /// The POSIX message queues the program made and has not unlinked, by name: a checkpoint
+    /// cannot keep them yet (one no fd holds would be lost silently), so none is taken while
+    /// one exists.
+    #[serde(default)]
+    mq_names: BTreeSet<Vec<u8>>,
 }
 
 impl IpcIds {
@@ -171,6 +176,18 @@ impl IpcIds {
             Ipc::ShmId => (&mut self.seen[0], &mut self.lasts.shm),
             Ipc::SemId => (&mut self.seen[1], &mut self.lasts.sem),
             Ipc::MsgId => (&mut self.seen[2], &mut self.lasts.msg),
+            Ipc::MqOpen { name, flags } => {
+                if ret >= 0 && args[usize::from(flags)] & libc::O_CREAT as u64 != 0 {
+                    self.mq_names.insert(t.read_cstr(args[usize::from(name)], 255).unwrap_or_default());
+                }
+                return;
+            }
+            Ipc::MqUnlink { name } => {
+                if ret == 0 {
+                    self.mq_names.remove(&t.read_cstr(args[usize::from(name)], 255).unwrap_or_default());
+                }
+                return;
+            }
             Ipc::None => return,
         };
         let Ok(id) = i32::try_from(ret) else { return };
@@ -439,6 +456,12 @@ impl Replayer<'_> {
         }
         if self.ids.get(&0).map(|i| i.0) != Some(2) {
             return Ok(Some("the program's process is not pid 2 of its namespace".into()));
+        }
+        if let Some(name) = self.ipc.mq_names.iter().next() {
+            return Ok(Some(format!(
+                "the POSIX message queue {:?} exists, which checkpoints cannot keep yet",
+                String::from_utf8_lossy(name)
+            )));
         }
         // System V objects a restore could not give back as they are.
         Ok(kernel::sysv::refusal(self.ipc.lasts, self.ipc.sem_undo))
