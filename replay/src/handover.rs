@@ -72,12 +72,9 @@ pub(crate) struct Handover {
     pub deferred: HashMap<u32, crate::live::Deferred>,
     /// The real sockets made at go-live (a deferred process may share one).
     pub made: crate::live::MadeReal,
-    /// The program's eventfds, by the eventfd id of their stand-ins (for deferred processes).
-    pub eventfds: HashMap<u64, crate::live::EventShadow>,
-    /// The program's timerfds, likewise.
-    pub timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
-    pub signalfds: HashMap<u64, crate::live::SignalShadow>,
-    pub inotify: HashMap<u64, crate::live::InotifyShadow>,
+    /// The program's eventfds, timerfds, signalfds and inotify instances (for deferred
+    /// processes).
+    pub shadows: crate::live::Shadows,
     /// The task that gave up the token and gets it back only by a switch (`Replayer::yielded`).
     pub yielded: Option<u32>,
     /// Sigqueues replay sent again (process, signal, siginfo): see [`Recorder::incoming_info`].

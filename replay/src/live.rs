@@ -109,18 +109,41 @@ impl WatchOp {
 }
 
 /// The program's eventfds, timerfds, signalfds and inotify instances, stand-ins at replay, by
-/// the eventfd id of their stand-ins: what they are made again as.
-#[derive(Clone, Copy)]
-pub(crate) struct Shadows<'a> {
-    pub events: &'a HashMap<u64, EventShadow>,
-    pub timers: &'a HashMap<u64, crate::timers::TimerFdShadow>,
-    pub signals: &'a HashMap<u64, SignalShadow>,
-    pub inotify: &'a HashMap<u64, InotifyShadow>,
+/// the eventfd id of their stand-ins: what they are made again as. Followed by replay, handed
+/// over to the recorder for the processes made real at their first stop.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Shadows {
+    pub events: HashMap<u64, EventShadow>,
+    pub timers: HashMap<u64, crate::timers::TimerFdShadow>,
+    pub signals: HashMap<u64, SignalShadow>,
+    pub inotify: HashMap<u64, InotifyShadow>,
 }
 
-impl Shadows<'_> {
+impl Shadows {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty() && self.timers.is_empty() && self.signals.is_empty() && self.inotify.is_empty()
+    }
+
+    /// Forgets whatever stood at stand-in id `id` (another stand-in took it).
+    pub fn forget(&mut self, id: u64) {
+        self.events.remove(&id);
+        self.timers.remove(&id);
+        self.signals.remove(&id);
+        self.inotify.remove(&id);
+    }
+
+    /// The same, its ids renamed by `id` (old to new: a checkpoint's restore made the stand-ins
+    /// again).
+    pub fn renamed(self, id: &HashMap<u64, u64>) -> Shadows {
+        fn re<V>(m: HashMap<u64, V>, id: &HashMap<u64, u64>) -> HashMap<u64, V> {
+            m.into_iter().map(|(k, v)| (id.get(&k).copied().unwrap_or(k), v)).collect()
+        }
+        Shadows {
+            events: re(self.events, id),
+            timers: re(self.timers, id),
+            signals: re(self.signals, id),
+            inotify: re(self.inotify, id),
+        }
     }
 }
 
@@ -276,7 +299,7 @@ pub(crate) fn make_real(
     sockets: &HashMap<i32, SockShadow>,
     files: &HashMap<i32, FileShadow>,
     work: &ProcWork,
-    shadows: Shadows<'_>,
+    shadows: &Shadows,
     made: &mut MadeReal,
     log: &Logger,
 ) -> Result<Stopped> {

@@ -203,10 +203,7 @@ struct Recorder<'a> {
     /// Handed-over processes whose stand-ins become real at their first syscall stop.
     deferred_real: HashMap<u32, crate::live::Deferred>,
     made_real: crate::live::MadeReal,
-    eventfds: HashMap<u64, crate::live::EventShadow>,
-    timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
-    signalfds: HashMap<u64, crate::live::SignalShadow>,
-    inotify: HashMap<u64, crate::live::InotifyShadow>,
+    shadows: crate::live::Shadows,
     /// The program made a signalfd: its epoll instances are not polled by the tracer (see
     /// `on_copy`).
     signalfd_made: bool,
@@ -267,10 +264,7 @@ impl<'a> Recorder<'a> {
             first_args: HashMap::new(),
             deferred_real: HashMap::new(),
             made_real: crate::live::MadeReal::new(),
-            eventfds: HashMap::new(),
-            timerfds: HashMap::new(),
-            signalfds: HashMap::new(),
-            inotify: HashMap::new(),
+            shadows: crate::live::Shadows::default(),
             signalfd_made: false,
             resent_info: HashMap::new(),
             chld_info: HashMap::new(),

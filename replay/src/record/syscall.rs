@@ -573,15 +573,8 @@ impl stop::Side for Recorder<'_> {
     /// Once the program went live, a process's first stop makes its stand-ins real.
     fn before_signals(&mut self, pid: Pid, t: Stopped, regs: Regs) -> Result<Option<(Stopped, Regs)>> {
         let Some(d) = self.deferred_real.remove(&self.proc_of(pid)) else { return Ok(Some((t, regs))) };
-        let t = {
-            let shadows = crate::live::Shadows {
-                events: &self.eventfds,
-                timers: &self.timerfds,
-                signals: &self.signalfds,
-                inotify: &self.inotify,
-            };
-            crate::live::make_real(t, &d.sockets, &d.files, &d.work, shadows, &mut self.made_real, &self.log)?
-        };
+        let t =
+            crate::live::make_real(t, &d.sockets, &d.files, &d.work, &self.shadows, &mut self.made_real, &self.log)?;
         if self.deferred_real.is_empty() {
             self.made_real.pairs_done();
         }

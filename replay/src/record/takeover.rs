@@ -24,11 +24,8 @@ pub(crate) fn continue_live(
     rec.quiet = h.quiet.into_iter().map(|(c, q, _)| (c, q)).collect();
     rec.deferred_real = h.deferred;
     rec.made_real = h.made;
-    rec.eventfds = h.eventfds;
-    rec.timerfds = h.timerfds;
-    rec.signalfd_made = !h.signalfds.is_empty();
-    rec.signalfds = h.signalfds;
-    rec.inotify = h.inotify;
+    rec.signalfd_made = !h.shadows.signals.is_empty();
+    rec.shadows = h.shadows;
     for (proc, sig, info) in h.resent {
         rec.resent_info.entry((proc, sig)).or_default().push_back(info);
     }

@@ -219,13 +219,9 @@ struct Book {
     silent: Vec<(u32, u32)>,
     restarts: Vec<(u32, (u32, [u64; 6]))>,
     pidfds: Vec<((u32, i32), i32)>,
-    /// `Replayer::timerfds`, `posix_timers`, `posix_last`.
+    /// `Replayer::shadows`, `posix_timers`, `posix_last`.
     #[serde(default)]
-    timerfds: Vec<(u64, crate::timers::TimerFdShadow)>,
-    #[serde(default)]
-    signalfds: Vec<(u64, crate::live::SignalShadow)>,
-    #[serde(default)]
-    inotify: Vec<(u64, crate::live::InotifyShadow)>,
+    shadows: crate::live::Shadows,
     #[serde(default)]
     posix_timers: Vec<((u32, i32), crate::timers::PosixTimer)>,
     #[serde(default)]
@@ -233,7 +229,6 @@ struct Book {
     ids: Vec<(u32, (i32, u32))>,
     sent: Vec<SentSignal>,
     pipes: Vec<(u64, Flow)>,
-    eventfds: Vec<(u64, crate::live::EventShadow)>,
     itimers: Vec<((u32, i32), Itimer)>,
     states: Vec<(u32, Vec<u8>)>,
     clocks: Vec<(u32, Install)>,
@@ -651,16 +646,13 @@ impl Replayer<'_> {
             silent: map_list(&self.silent),
             restarts: map_list(&self.restarts),
             pidfds: map_list(&self.pidfds),
-            timerfds: map_list(&self.timerfds),
-            signalfds: map_list(&self.signalfds),
-            inotify: map_list(&self.inotify),
+            shadows: self.shadows.clone(),
             posix_timers: self.posix_timers.iter().map(|(k, t)| (*k, t.clone())).collect(),
             posix_last: map_list(&self.posix_last),
             ids: map_list(&self.ids),
             sent: self.sent.clone(),
             pipes: map_list(&self.pipes),
             socketpairs: map_list(&self.socketpairs),
-            eventfds: map_list(&self.eventfds),
             itimers: map_list(&self.itimers),
             states: self.states.iter().map(|(v, s)| (*v, prost::Message::encode_to_vec(s))).collect(),
             clocks: self.clocks.entries(),
@@ -676,7 +668,7 @@ impl Replayer<'_> {
         }
     }
 
-    /// Takes `book` over; `pipes` and `eventfds` are keyed by kernel ids of the checkpointed
+    /// Takes `book` over; `pipes` and `shadows` are keyed by kernel ids of the checkpointed
     /// process, renamed here by `pipe_ino` and `event_id` (old id to new).
     fn load_book(&mut self, b: Book, pipe_ino: &HashMap<u64, u64>, event_id: &HashMap<u64, u64>) -> Result<()> {
         let bad = |what: &str| SessionError::Mismatch { what: "the checkpoint".into(), detail: format!("bad {what}") };
@@ -706,10 +698,7 @@ impl Replayer<'_> {
         self.pipes = b.pipes.into_iter().map(|(ino, f)| (pipe_ino.get(&ino).copied().unwrap_or(ino), f)).collect();
         self.socketpairs =
             b.socketpairs.into_iter().map(|(ino, f)| (pipe_ino.get(&ino).copied().unwrap_or(ino), f)).collect();
-        self.eventfds = b.eventfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
-        self.timerfds = b.timerfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
-        self.signalfds = b.signalfds.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
-        self.inotify = b.inotify.into_iter().map(|(id, e)| (event_id.get(&id).copied().unwrap_or(id), e)).collect();
+        self.shadows = b.shadows.renamed(event_id);
         self.itimers = b.itimers.into_iter().collect();
         self.states = b
             .states

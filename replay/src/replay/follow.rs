@@ -7,7 +7,7 @@
 use super::*;
 
 impl Replayer<'_> {
-    /// Registers the pipes and eventfds the program makes (see `pipes`, `eventfds`), and forgets
+    /// Registers the pipes and eventfds the program makes (see `pipes`, `shadows`), and forgets
     /// an eventfd whose stand-in id another stand-in takes.
     pub(super) fn follow_new_pipes_and_eventfds(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], s: &Syscall) {
         let pipe = || s.new_fds.first().and_then(|nf| ft_interposer::procfs::pipe_of(t.pid().as_raw(), nf.fd));
@@ -31,23 +31,16 @@ impl Replayer<'_> {
         // signalfd on a signalfd of the program's changes its mask (its flags stay).
         let signalfd_flags = match spec.fds.object {
             Object::SignalFd if s.ret >= 0 && args[0] as i32 != -1 => {
-                stand_in(args[0] as i32).and_then(|id| self.signalfds.get(&id)).map(|sf| sf.flags)
+                stand_in(args[0] as i32).and_then(|id| self.shadows.signals.get(&id)).map(|sf| sf.flags)
             }
             _ => None,
         };
-        let shadowed = !(self.eventfds.is_empty()
-            && self.timerfds.is_empty()
-            && self.signalfds.is_empty()
-            && self.inotify.is_empty());
-        if made || (s.disposition() == Disposition::Placeholder && shadowed) {
+        if made || (s.disposition() == Disposition::Placeholder && !self.shadows.is_empty()) {
             // A new stand-in (all are eventfds) may take the id of a closed eventfd, timerfd or
             // signalfd of the program's: that one is gone.
             for nf in &s.new_fds {
                 if let Some(id) = stand_in(nf.fd) {
-                    self.eventfds.remove(&id);
-                    self.timerfds.remove(&id);
-                    self.signalfds.remove(&id);
-                    self.inotify.remove(&id);
+                    self.shadows.forget(id);
                 }
             }
         }
@@ -56,21 +49,23 @@ impl Replayer<'_> {
             if let Some(id) = stand_in(s.ret as i32) {
                 match spec.fds.object {
                     Object::EventFd => {
-                        self.eventfds.insert(id, crate::live::EventShadow { count: args[0] & 0xffff_ffff, flags });
+                        self.shadows
+                            .events
+                            .insert(id, crate::live::EventShadow { count: args[0] & 0xffff_ffff, flags });
                     }
                     Object::TimerFd => {
                         let tf = crate::timers::TimerFdShadow { clock: args[0] as i32, flags, set: None, fired: false };
-                        self.timerfds.insert(id, tf);
+                        self.shadows.timers.insert(id, tf);
                     }
                     Object::Inotify => {
-                        self.inotify.insert(id, crate::live::InotifyShadow { flags, ..Default::default() });
+                        self.shadows.inotify.insert(id, crate::live::InotifyShadow { flags, ..Default::default() });
                     }
                     _ => {
                         // signalfd(fd, mask, size[, flags]): a sigset of up to 64 signals.
                         let mask =
                             t.read(args[1], 8).ok().and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
                         let flags = signalfd_flags.unwrap_or(flags);
-                        self.signalfds.insert(id, crate::live::SignalShadow { mask, flags });
+                        self.shadows.signals.insert(id, crate::live::SignalShadow { mask, flags });
                     }
                 }
             }
@@ -183,19 +178,19 @@ impl Replayer<'_> {
         }
     }
 
-    /// Follows the counter of one of the program's eventfds (see `eventfds`), and the
-    /// expirations read from its timerfds (`timerfds`).
+    /// Follows the counter of one of the program's eventfds (see `shadows`), and the
+    /// expirations read from its timerfds.
     pub(super) fn follow_eventfd(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
         let plain = matches!(spec.follow.stream, Stream::Read { vectored: false } | Stream::Write { vectored: false });
-        if ret != 8 || !plain || (self.eventfds.is_empty() && self.timerfds.is_empty()) {
+        if ret != 8 || !plain || (self.shadows.events.is_empty() && self.shadows.timers.is_empty()) {
             return Ok(());
         }
         let Some(id) = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), args[0] as i32) else { return Ok(()) };
-        if let Some(tf) = self.timerfds.get_mut(&id) {
+        if let Some(tf) = self.shadows.timers.get_mut(&id) {
             tf.fired |= matches!(spec.follow.stream, Stream::Read { .. });
             return Ok(());
         }
-        let Some(ev) = self.eventfds.get_mut(&id) else { return Ok(()) };
+        let Some(ev) = self.shadows.events.get_mut(&id) else { return Ok(()) };
         if matches!(spec.follow.stream, Stream::Write { .. }) {
             let v = t.read(args[1], 8)?.try_into().map(u64::from_le_bytes).unwrap_or(0);
             ev.count = ev.count.saturating_add(v);
@@ -344,10 +339,10 @@ impl Replayer<'_> {
             Timer::PosixDelete { id } => {
                 self.posix_timers.remove(&(proc, arg(id) as i32));
             }
-            Timer::Fd { fd, flags, new } if !self.timerfds.is_empty() => {
+            Timer::Fd { fd, flags, new } if !self.shadows.timers.is_empty() => {
                 let set = crate::timers::TimerSet::read(t, arg(flags), arg(new), at)?;
                 let stand_in = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), arg(fd) as i32);
-                if let Some(tf) = stand_in.and_then(|id| self.timerfds.get_mut(&id)) {
+                if let Some(tf) = stand_in.and_then(|id| self.shadows.timers.get_mut(&id)) {
                     tf.set = (!set.disarms()).then_some(set);
                     tf.fired = false;
                 }
@@ -358,10 +353,10 @@ impl Replayer<'_> {
     }
 
     /// Follows the watches added to and removed from the program's inotify instances (see
-    /// `inotify`): a path as resolved when it was added (the program's working directory).
+    /// `shadows.inotify`): a path as resolved when it was added (the program's working directory).
     pub(super) fn follow_watches(&mut self, t: &Stopped, spec: &Spec, args: &[u64; 6], ret: i64) -> Result<()> {
         let op = match spec.follow.live {
-            Live::Watch { .. } | Live::Unwatch { .. } if ret < 0 || self.inotify.is_empty() => return Ok(()),
+            Live::Watch { .. } | Live::Unwatch { .. } if ret < 0 || self.shadows.inotify.is_empty() => return Ok(()),
             Live::Watch { path, mask } => {
                 let raw = t.read_cstr(args[usize::from(path)], 4095)?;
                 let rel = PathBuf::from(OsStr::from_bytes(&raw));
@@ -374,7 +369,7 @@ impl Replayer<'_> {
             _ => return Ok(()),
         };
         let stand_in = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), args[0] as i32);
-        if let Some(sh) = stand_in.and_then(|id| self.inotify.get_mut(&id)) {
+        if let Some(sh) = stand_in.and_then(|id| self.shadows.inotify.get_mut(&id)) {
             if sh.ops.len() < crate::live::WatchOp::KEPT {
                 sh.ops.push(op);
             } else {
@@ -389,11 +384,14 @@ impl Replayer<'_> {
     /// a sigtimedwait does, so that going live does not send them again.
     pub(super) fn follow_signalfd_read(&mut self, t: &Stopped, vtid: u32, spec: &Spec, args: &[u64; 6], ret: i64) {
         const INFO: usize = 128;
-        if self.signalfds.is_empty() || ret < INFO as i64 || spec.follow.stream != (Stream::Read { vectored: false }) {
+        if self.shadows.signals.is_empty()
+            || ret < INFO as i64
+            || spec.follow.stream != (Stream::Read { vectored: false })
+        {
             return;
         }
         let is_signalfd = ft_interposer::procfs::eventfd_id(t.pid().as_raw(), args[0] as i32)
-            .is_some_and(|id| self.signalfds.contains_key(&id));
+            .is_some_and(|id| self.shadows.signals.contains_key(&id));
         if !is_signalfd {
             return;
         }

@@ -33,11 +33,12 @@ impl Replayer<'_> {
                 pidfds,
                 posix: posix.remove(&proc).unwrap_or_default(),
             };
-            let no_shadows = self.eventfds.is_empty()
-                && self.timerfds.is_empty()
-                && self.signalfds.is_empty()
-                && self.inotify.is_empty();
-            if socks.is_empty() && files.is_empty() && work.is_empty() && no_shadows && made.pairs.is_empty() {
+            if socks.is_empty()
+                && files.is_empty()
+                && work.is_empty()
+                && self.shadows.is_empty()
+                && made.pairs.is_empty()
+            {
                 continue;
             }
             let Some(v) = self.at_seccomp_stop(proc) else {
@@ -51,16 +52,9 @@ impl Replayer<'_> {
                 continue;
             };
             let log = self.log.clone();
-            let (events, timers, signals, inotify) = (
-                std::mem::take(&mut self.eventfds),
-                std::mem::take(&mut self.timerfds),
-                std::mem::take(&mut self.signalfds),
-                std::mem::take(&mut self.inotify),
-            );
-            let shadows =
-                crate::live::Shadows { events: &events, timers: &timers, signals: &signals, inotify: &inotify };
-            let done = self.in_task(v, |t| crate::live::make_real(t, &socks, &files, &work, shadows, &mut made, &log));
-            (self.eventfds, self.timerfds, self.signalfds, self.inotify) = (events, timers, signals, inotify);
+            let shadows = std::mem::take(&mut self.shadows);
+            let done = self.in_task(v, |t| crate::live::make_real(t, &socks, &files, &work, &shadows, &mut made, &log));
+            self.shadows = shadows;
             done?;
         }
         if deferred.is_empty() {
@@ -170,10 +164,7 @@ impl Replayer<'_> {
             quiet,
             deferred,
             made,
-            eventfds: std::mem::take(&mut self.eventfds),
-            timerfds: std::mem::take(&mut self.timerfds),
-            signalfds: std::mem::take(&mut self.signalfds),
-            inotify: std::mem::take(&mut self.inotify),
+            shadows: std::mem::take(&mut self.shadows),
             yielded: self.yielded,
             resent,
         })

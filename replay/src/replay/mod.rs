@@ -227,9 +227,7 @@ impl<'a> Replayer<'a> {
             ipc: checkpoint::IpcIds::default(),
             restarts: HashMap::new(),
             pidfds: HashMap::new(),
-            timerfds: HashMap::new(),
-            signalfds: HashMap::new(),
-            inotify: HashMap::new(),
+            shadows: crate::live::Shadows::default(),
             posix_timers: BTreeMap::new(),
             posix_last: HashMap::new(),
             ids: HashMap::new(),
@@ -237,7 +235,6 @@ impl<'a> Replayer<'a> {
             pipes: HashMap::new(),
             socketpairs: HashMap::new(),
             program_data_dir: None,
-            eventfds: HashMap::new(),
             itimers: HashMap::new(),
             states: HashMap::new(),
             plan: opts.checkpoints.clone().map(checkpoint::Plan::new),
@@ -366,15 +363,13 @@ struct Replayer<'a> {
     /// The pid (as the program sees it) of each pidfd that pidfd_open made, by (process, fd):
     /// at replay they are stand-ins, so a pidfd_send_signal's target is known from here.
     pidfds: HashMap<(u32, i32), i32>,
-    /// The program's timerfds, by the eventfd id of their stand-ins, and its POSIX timers by
-    /// (process, id), with the last id the kernel gave per process: replay runs none of their
-    /// syscalls, a replay that goes live makes and arms them (see `crate::timers`).
-    timerfds: HashMap<u64, crate::timers::TimerFdShadow>,
-    /// The program's signalfds, by the eventfd id of their stand-ins (made again going live).
-    signalfds: HashMap<u64, crate::live::SignalShadow>,
-    /// The program's inotify instances, by the eventfd id of their stand-ins (made again, their
-    /// watches added again in order, going live).
-    inotify: HashMap<u64, crate::live::InotifyShadow>,
+    /// The program's eventfds (their counters as the log's writes and reads leave them),
+    /// timerfds, signalfds and inotify instances (their watches in order), by the eventfd id of
+    /// their stand-ins: replay runs none of their syscalls, a replay that goes live makes them
+    /// again (see `crate::live::Shadows`).
+    shadows: crate::live::Shadows,
+    /// The program's POSIX timers by (process, id), with the last id the kernel gave per
+    /// process: made and armed going live (see `crate::timers`).
     posix_timers: BTreeMap<(u32, i32), crate::timers::PosixTimer>,
     posix_last: HashMap<u32, i32>,
     /// Every task's (tid as the program sees it, process), dead ones too.
@@ -390,9 +385,6 @@ struct Replayer<'a> {
     /// The data directory as the program sees it (the header's): a unix socket bound there
     /// leaves its file there (see `follow::make_socket_file`).
     program_data_dir: Option<PathBuf>,
-    /// The program's eventfds, by the eventfd id of their stand-ins: their counters as the log's
-    /// writes and reads leave them (replay runs neither), made again when going live.
-    eventfds: HashMap<u64, crate::live::EventShadow>,
     /// Interval timers armed by the program (alarm, setitimer), by (process, which): replay
     /// arms none (the log has their signals), a replay that goes live arms them.
     itimers: HashMap<(u32, i32), Itimer>,
