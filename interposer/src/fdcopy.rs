@@ -187,3 +187,15 @@ pub fn mq_would_wait(fd: &OwnedFd) -> bool {
         unsafe { libc::syscall(libc::SYS_mq_getsetattr, fd.as_raw_fd(), std::ptr::null::<u8>(), attr.as_mut_ptr()) };
     r == 0 && attr[0] & i64::from(libc::O_NONBLOCK) == 0 && attr[3] >= attr[1]
 }
+
+/// A copy in the tracer of `fd` of process `pid` (a pid of the tracer's namespace).
+pub fn take(pid: Pid, fd: i32) -> std::io::Result<OwnedFd> {
+    let pidfd = open_pidfd(pid).ok_or_else(std::io::Error::last_os_error)?;
+    // SAFETY: plain syscall on a pidfd we own; the result is a new fd we take ownership of.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pidfd_getfd returned a fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+}

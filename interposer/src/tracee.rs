@@ -195,6 +195,31 @@ pub fn send_signal_to_thread(tid: Pid, sig: Sig) -> Result<()> {
     Ok(())
 }
 
+/// Sends `sig` to process `tgid`, or to its thread `tid`, from the tracer: with `info` (a
+/// siginfo whose si_code a process may send, below 0) by rt_(tg)sigqueueinfo, which keeps it;
+/// without, by kill or tgkill.
+pub fn queue_signal(tgid: Pid, tid: Option<Pid>, sig: Sig, info: Option<&libc::siginfo_t>) -> Result<()> {
+    let (tgid_, signo) = (tgid.as_raw(), sig.raw());
+    // SAFETY: rt_(tg)sigqueueinfo read the siginfo_t we borrow for the call; kill and tgkill
+    // take integers.
+    let r = unsafe {
+        match (info, tid) {
+            (Some(info), None) => {
+                libc::syscall(libc::SYS_rt_sigqueueinfo, tgid_, signo, info as *const libc::siginfo_t)
+            }
+            (Some(info), Some(tid)) => {
+                libc::syscall(libc::SYS_rt_tgsigqueueinfo, tgid_, tid.as_raw(), signo, info as *const libc::siginfo_t)
+            }
+            (None, Some(tid)) => libc::syscall(libc::SYS_tgkill, tgid_, tid.as_raw(), signo),
+            (None, None) => i64::from(libc::kill(tgid_, signo)),
+        }
+    };
+    if r < 0 {
+        return Err(TraceError::ptrace(tid.unwrap_or(tgid), "sending a signal", nix::Error::last()));
+    }
+    Ok(())
+}
+
 /// The size of the kernel's siginfo_t.
 pub const SIGINFO_SIZE: usize = std::mem::size_of::<libc::siginfo_t>();
 

@@ -45,6 +45,37 @@ impl FdEffect {
         }
     }
 
+    /// The syscall replay makes in place of this one to create its stand-in (number and
+    /// arguments), `args` being the program's: a pipe for a pair (at the program's array), an
+    /// epoll instance for an epoll instance, an eventfd for anything else (with the non-blocking
+    /// flag of what it stands for: a replica that goes live gives it to the real fd); for a
+    /// directory, the program's own call read-only (see `FdKind::Directory`).
+    pub fn stand_in(&self, nr: u32, args: &[u64; 6], cloexec: bool, directory: bool) -> (i64, [u64; 6]) {
+        let mut a = [0u64; 6];
+        let flag = |bit: i32| if cloexec { bit as u64 } else { 0 };
+        match (self.creates, self.flags) {
+            (_, FlagsArg::Arg(i)) if directory => {
+                a = *args;
+                a[usize::from(i)] = (libc::O_RDONLY | libc::O_DIRECTORY) as u64 | flag(libc::O_CLOEXEC);
+                (i64::from(nr), a)
+            }
+            (NewFd::Pair(p), _) => {
+                a[0] = args[usize::from(p)];
+                a[1] = flag(libc::O_CLOEXEC);
+                (libc::SYS_pipe2, a)
+            }
+            _ if self.object == Object::Epoll => {
+                a[0] = flag(libc::EPOLL_CLOEXEC);
+                (libc::SYS_epoll_create1, a)
+            }
+            _ => {
+                let nonblock = if self.nonblocking(args) { libc::EFD_NONBLOCK as u64 } else { 0 };
+                a[1] = flag(libc::EFD_CLOEXEC) | nonblock;
+                (libc::SYS_eventfd2, a)
+            }
+        }
+    }
+
     /// The flags the new fd was opened with; `read_u64` reads a word of the caller's memory
     /// (openat2 keeps them in its struct open_how). None where the table declares none.
     pub fn open_flags(&self, args: &[u64; 6], read_u64: impl FnOnce(u64) -> Option<u64>) -> Option<i32> {

@@ -139,6 +139,16 @@ pub fn is_restart(ret: i64) -> bool {
     (-516..=-512).contains(&ret) && restart_name(-ret as i32).is_some()
 }
 
+/// The syscall the kernel runs again after a handler when syscall `nr` was interrupted with
+/// the restart code `ret`: restart_syscall after ERESTART_RESTARTBLOCK, else `nr` itself.
+pub fn restarted_nr(ret: i64, nr: u32) -> i64 {
+    if ret == ERESTART_RESTARTBLOCK {
+        libc::SYS_restart_syscall
+    } else {
+        i64::from(nr)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,34 +351,14 @@ pub(crate) fn make_real(
     let ns_pid = ft_interposer::tracee::ns_pid_uid(t_pid(tgid)).map(|(p, _)| p);
     let regs = epoll_registrations(tgid);
     let mut r = Remote::signals_blocked(t)?;
-    let page = r.call(
-        libc::SYS_mmap,
-        [
-            0,
-            4096,
-            (libc::PROT_READ | libc::PROT_WRITE) as u64,
-            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-            u64::MAX,
-            0,
-        ],
-    )?;
-    if page < 0 {
-        return Err(unexpected(t_pid(tgid), format!("scratch mmap failed with {page}")));
+    let done = rebuild_all(&mut r, tgid, &todo, &regs, made, log)?;
+    if let Some(ns_pid) = ns_pid {
+        for (id, fd) in done {
+            made.shared.entry(id).or_insert((ns_pid, fd));
+        }
     }
-    let scratch = page as u64;
-    let result = rebuild_all(&mut r, scratch, tgid, &todo, &regs, made, log)
-        .map(|done| {
-            if let Some(ns_pid) = ns_pid {
-                for (id, fd) in done {
-                    made.shared.entry(id).or_insert((ns_pid, fd));
-                }
-            }
-        })
-        .and_then(|()| arm_timers(&mut r, scratch, tgid, &work.timers, log))
-        .and_then(|()| work.posix.make(&mut r, scratch, log));
-    let unmapped = r.call(libc::SYS_munmap, [scratch, 4096, 0, 0, 0, 0]);
-    result?;
-    unmapped?;
+    arm_timers(&mut r, tgid, &work.timers, log)?;
+    work.posix.make(&mut r, log)?;
     r.into_stopped().ok_or_else(|| unexpected(t_pid(tgid), "lost the task".into()))
 }
 
@@ -392,40 +372,35 @@ fn t_pid(p: i32) -> nix::unistd::Pid {
 
 /// Opens a file outside the data directory again, at its offset, in the process of `r`:
 /// returns its new fd there (/dev/null if the file cannot be opened).
-fn reopen(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, f: &FileShadow, log: &Logger) -> Result<i64> {
+fn reopen(r: &mut Remote, tgid: i32, fd: i32, f: &FileShadow, log: &Logger) -> Result<i64> {
     use std::os::unix::ffi::OsStrExt;
     let flags = f.flags & !(libc::O_CREAT | libc::O_TRUNC | libc::O_EXCL);
     let is_fifo = std::fs::metadata(&f.path).map(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()));
-    let mut path = f.path.as_os_str().as_bytes().to_vec();
-    path.push(0);
     if let Some(std_fd) = stdio_alias(&f.path) {
         // The program's own stdin/stdout/stderr, which are this replica's (its fd may have been
         // replaced since: nginx dup2s its error log over 2): the tracer's own, passed over.
         // SAFETY: 0, 1 and 2 stay open for the tracer's whole life.
         let own = unsafe { std::os::fd::BorrowedFd::borrow_raw(std_fd) };
-        let got = send_fd(r, scratch, tgid, own)?;
+        let got = r.give_fd(own)?;
         info!(log, "going live: a standard stream opened by path is this replica's"; "fd" => fd, "path" => f.path.display().to_string());
         return Ok(got);
     }
-    let opened = if path.len() <= 4096 && !matches!(is_fifo, Ok(true)) {
-        r.write(scratch, &path)?;
-        r.call(libc::SYS_openat, [libc::AT_FDCWD as i64 as u64, scratch, flags as u64, 0, 0, 0])?
-    } else {
+    let opened = if matches!(is_fifo, Ok(true)) {
         -i64::from(libc::ENXIO)
+    } else {
+        r.open(f.path.as_os_str().as_bytes(), flags)?
     };
     if opened >= 0 {
         if f.offset > 0 && flags & libc::O_APPEND == 0 {
             // Devices and /proc files may refuse; their offset matters little.
-            r.call(libc::SYS_lseek, [opened as u64, f.offset, libc::SEEK_SET as u64, 0, 0, 0])?;
+            r.seek(opened, f.offset)?;
         }
         info!(log, "going live: file reopened"; "fd" => fd, "path" => f.path.display().to_string(), "offset" => f.offset);
         return Ok(opened);
     }
     warn!(log, "going live: a file the program has open cannot be opened again; /dev/null takes its place";
         "fd" => fd, "path" => f.path.display().to_string(), "errno" => -opened);
-    r.write(scratch, b"/dev/null\0")?;
-    let null =
-        r.call(libc::SYS_openat, [libc::AT_FDCWD as i64 as u64, scratch, (flags & libc::O_ACCMODE) as u64, 0, 0, 0])?;
+    let null = r.open(b"/dev/null", flags & libc::O_ACCMODE)?;
     if null < 0 {
         return Err(unexpected(t_pid(tgid), format!("opening /dev/null for fd {fd} failed with {null}")));
     }
@@ -433,11 +408,9 @@ fn reopen(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, f: &FileShadow, log:
 }
 
 /// Arms the interval timers the program had armed when the log ended (replay arms none).
-fn arm_timers(r: &mut Remote, scratch: u64, tgid: i32, timers: &[(i32, [i64; 4])], log: &Logger) -> Result<()> {
+fn arm_timers(r: &mut Remote, tgid: i32, timers: &[(i32, [i64; 4])], log: &Logger) -> Result<()> {
     for (which, itv) in timers {
-        let bytes: Vec<u8> = itv.iter().flat_map(|v| v.to_le_bytes()).collect();
-        r.write(scratch, &bytes)?;
-        let ret = r.call(libc::SYS_setitimer, [*which as u64, scratch, 0, 0, 0, 0])?;
+        let ret = r.setitimer(*which, *itv)?;
         if ret != 0 {
             return Err(unexpected(t_pid(tgid), format!("setitimer({which}) failed with {ret}")));
         }
@@ -449,9 +422,9 @@ fn arm_timers(r: &mut Remote, scratch: u64, tgid: i32, timers: &[(i32, [i64; 4])
 /// Makes an inotify instance again in the process of `r` and adds and removes its watches in
 /// the program's order; returns its fd. A watch whose path cannot be watched now, or that gets
 /// another descriptor than at record, is named in a warning.
-fn make_inotify(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, sh: &InotifyShadow, log: &Logger) -> Result<i64> {
+fn make_inotify(r: &mut Remote, tgid: i32, fd: i32, sh: &InotifyShadow, log: &Logger) -> Result<i64> {
     use std::os::unix::ffi::OsStrExt;
-    let new = r.call(libc::SYS_inotify_init1, [(sh.flags & libc::IN_NONBLOCK) as u64, 0, 0, 0, 0, 0])?;
+    let new = r.inotify_init(sh.flags & libc::IN_NONBLOCK)?;
     if new < 0 {
         return Err(unexpected(t_pid(tgid), format!("inotify_init1 for fd {fd} failed with {new}")));
     }
@@ -459,37 +432,20 @@ fn make_inotify(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, sh: &InotifySh
     for op in &sh.ops {
         match op {
             WatchOp::Add { path, mask, wd } => {
-                let mut p = path.as_os_str().as_bytes().to_vec();
-                p.push(0);
-                let got = if p.len() <= 4096 {
-                    r.write(scratch, &p)?;
-                    r.call(libc::SYS_inotify_add_watch, [new as u64, scratch, u64::from(*mask), 0, 0, 0])?
-                } else {
-                    -i64::from(libc::ENAMETOOLONG)
-                };
+                let got = r.inotify_add_watch(new, path.as_os_str().as_bytes(), *mask)?;
                 if got != i64::from(*wd) {
                     differ += 1;
                     warn!(log, "going live: an inotify watch is not what it was"; "fd" => fd, "path" => path.display().to_string(), "wd" => wd, "now" => got);
                 }
             }
             WatchOp::Rm { wd } => {
-                r.call(libc::SYS_inotify_rm_watch, [new as u64, *wd as u64, 0, 0, 0, 0])?;
+                r.inotify_rm_watch(new, *wd)?;
             }
         }
     }
     // Removing a watch queued an IN_IGNORED event: the program's events at record were read from
-    // another instance. What FIONREAD counts is read away (the instance may block).
-    loop {
-        r.write(scratch, &0i32.to_ne_bytes())?;
-        if r.call(libc::SYS_ioctl, [new as u64, libc::FIONREAD, scratch, 0, 0, 0])? != 0 {
-            break;
-        }
-        let queued = r.read(scratch, 4)?;
-        let queued = i32::from_ne_bytes([queued[0], queued[1], queued[2], queued[3]]);
-        if queued <= 0 || r.call(libc::SYS_read, [new as u64, scratch, (queued as u64).min(4096), 0, 0, 0])? <= 0 {
-            break;
-        }
-    }
+    // another instance: read away.
+    r.read_away(new)?;
     if sh.overflowed {
         warn!(log, "going live: an inotify instance had more watch operations than followed; its descriptors may differ"; "fd" => fd);
     }
@@ -499,110 +455,28 @@ fn make_inotify(r: &mut Remote, scratch: u64, tgid: i32, fd: i32, sh: &InotifySh
 
 /// Takes the socket at `fd` of process `owner` (pid as the program sees it) into the process
 /// of `r`: returns its new fd there.
-fn take_shared(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
-    let pidfd = r.call(libc::SYS_pidfd_open, [owner as u64, 0, 0, 0, 0, 0])?;
-    if pidfd < 0 {
-        return Err(unexpected(t_pid(tgid), format!("pidfd_open({owner}) to share its fd {fd} failed with {pidfd}")));
-    }
-    let new = r.call(libc::SYS_pidfd_getfd, [pidfd as u64, fd as u64, 0, 0, 0, 0])?;
-    r.call(libc::SYS_close, [pidfd as u64, 0, 0, 0, 0, 0])?;
+fn take_shared(r: &mut Remote, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
+    let new = r.take_fd(owner, fd)?;
     if new == -i64::from(libc::EPERM) {
         // This process may not take from that one (a worker that dropped its privileges, the
         // owner still root): the tracer takes the socket and passes it over.
-        return pass_over(r, scratch, tgid, owner, fd);
+        let host = ft_interposer::procfs::host_pid(owner, tgid).ok_or_else(|| {
+            unexpected(t_pid(tgid), format!("process {owner}, which has the socket at fd {fd}, is not found"))
+        })?;
+        let taken = ft_interposer::fdcopy::take(t_pid(host), fd)
+            .map_err(|e| unexpected(t_pid(tgid), format!("pidfd_getfd({host}, {fd}) in the tracer: {e}")))?;
+        return Ok(r.give_fd(std::os::fd::AsFd::as_fd(&taken))?);
     }
     if new < 0 {
         return Err(SessionError::Unsupported {
             what: format!("going live: taking the socket at fd {fd} of process {owner} into a process that shares it"),
-            why: format!("pidfd_getfd failed with errno {} (it needs ptrace access between the two)", -new),
+            why: format!(
+                "pidfd_open or pidfd_getfd failed with errno {} (it needs ptrace access between the two)",
+                -new
+            ),
         });
     }
     Ok(new)
-}
-
-/// Takes the socket at `fd` of process `owner` (pid in the program's namespace) in the tracer,
-/// which may (pidfd_getfd with the tracer's privileges), and passes it to the process of `r`
-/// (see [`send_fd`]). Returns its new fd there.
-fn pass_over(r: &mut Remote, scratch: u64, tgid: i32, owner: i32, fd: i32) -> Result<i64> {
-    use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-    let fail = |what: String| unexpected(t_pid(tgid), what);
-    let host = ft_interposer::procfs::host_pid(owner, tgid)
-        .ok_or_else(|| fail(format!("process {owner}, which has the socket at fd {fd}, is not found")))?;
-    // SAFETY: pidfd_open and pidfd_getfd take plain integers; each result is checked and owned.
-    let taken = unsafe {
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, host, 0);
-        if pidfd < 0 {
-            return Err(fail(format!("pidfd_open({host}): {}", std::io::Error::last_os_error())));
-        }
-        let pidfd = OwnedFd::from_raw_fd(pidfd as i32);
-        let got = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0);
-        if got < 0 {
-            return Err(fail(format!("pidfd_getfd({host}, {fd}) in the tracer: {}", std::io::Error::last_os_error())));
-        }
-        OwnedFd::from_raw_fd(got as i32)
-    };
-    send_fd(r, scratch, tgid, taken.as_fd())
-}
-
-/// Gives the process of `r` a duplicate of the tracer's `fd`, over a unix socket of the abstract
-/// namespace that `r` connects to: SCM_RIGHTS, received by an injected recvmsg (close-on-exec).
-/// Returns its new fd there.
-fn send_fd(r: &mut Remote, scratch: u64, tgid: i32, fd: std::os::fd::BorrowedFd<'_>) -> Result<i64> {
-    use std::os::fd::AsRawFd;
-    use std::os::linux::net::SocketAddrExt;
-    let fail = |what: String| unexpected(t_pid(tgid), what);
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let name = format!("ftexec-pass-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-        .map_err(|e| fail(format!("abstract socket name: {e}")))?;
-    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)
-        .map_err(|e| fail(format!("binding the hand-over socket: {e}")))?;
-    // In the process: socket, connect (queued in the backlog), recvmsg.
-    let s =
-        r.call(libc::SYS_socket, [libc::AF_UNIX as u64, (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64, 0, 0, 0, 0])?;
-    if s < 0 {
-        return Err(fail(format!("socket for the hand-over failed with {s}")));
-    }
-    let mut sun = (libc::AF_UNIX as u16).to_le_bytes().to_vec();
-    sun.push(0);
-    sun.extend_from_slice(name.as_bytes());
-    r.write(scratch, &sun)?;
-    let c = r.call(libc::SYS_connect, [s as u64, scratch, sun.len() as u64, 0, 0, 0])?;
-    let result = (|| {
-        if c < 0 {
-            return Err(fail(format!("connect to the hand-over socket failed with {c}")));
-        }
-        let (conn, _) = listener.accept().map_err(|e| fail(format!("accepting the hand-over: {e}")))?;
-        let fds = [fd.as_raw_fd()];
-        let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
-        let iov = [std::io::IoSlice::new(b"F")];
-        nix::sys::socket::sendmsg::<()>(conn.as_raw_fd(), &iov, &cmsg, nix::sys::socket::MsgFlags::empty(), None)
-            .map_err(|e| fail(format!("sending the fd over: {e}")))?;
-        // struct msghdr at +256 (iov at +384, one byte at +400), control buffer at +512.
-        let (msg, iov_at, byte, control) = (scratch + 256, scratch + 384, scratch + 400, scratch + 512);
-        let mut iovec = byte.to_le_bytes().to_vec();
-        iovec.extend_from_slice(&1u64.to_le_bytes());
-        r.write(iov_at, &iovec)?;
-        let mut hdr = vec![0u8; 56];
-        hdr[16..24].copy_from_slice(&iov_at.to_le_bytes());
-        hdr[24..32].copy_from_slice(&1u64.to_le_bytes());
-        hdr[32..40].copy_from_slice(&control.to_le_bytes());
-        hdr[40..48].copy_from_slice(&64u64.to_le_bytes());
-        r.write(msg, &hdr)?;
-        let n = r.call(libc::SYS_recvmsg, [s as u64, msg, libc::MSG_CMSG_CLOEXEC as u64, 0, 0, 0])?;
-        if n != 1 {
-            return Err(fail(format!("recvmsg of the handed-over fd returned {n}")));
-        }
-        // struct cmsghdr: len (8), level (4), type (4), then the fd.
-        let got = r.read(control, 20)?;
-        let word = |i: usize| i32::from_le_bytes([got[i], got[i + 1], got[i + 2], got[i + 3]]);
-        if word(8) != libc::SOL_SOCKET || word(12) != libc::SCM_RIGHTS {
-            return Err(fail("the hand-over message carried no fd".into()));
-        }
-        Ok(i64::from(word(16)))
-    })();
-    r.call(libc::SYS_close, [s as u64, 0, 0, 0, 0, 0])?;
-    result
 }
 
 /// The standard fd that `path` names in the process that opens it (/dev/stderr is 2), if any.
@@ -621,7 +495,6 @@ fn stdio_alias(path: &std::path::Path) -> Option<i32> {
 /// ones it took from another process).
 fn rebuild_all(
     r: &mut Remote,
-    scratch: u64,
     tgid: i32,
     todo: &[(i32, Stand, Option<u64>)],
     regs: &[(i32, i32, u32, u64)],
@@ -638,43 +511,41 @@ fn rebuild_all(
         let shared = id.and_then(|id| made.shared.get(&id)).copied();
         let dup_of = id.and_then(|id| here.get(&id)).copied();
         let new = if let Some(first) = dup_of {
-            let d = r.call(libc::SYS_dup, [first as u64, 0, 0, 0, 0, 0])?;
+            let d = r.dup(i64::from(first))?;
             if d < 0 {
                 return Err(fail(format!("dup of the rebuilt fd {first} for fd {fd} failed with {d}")));
             }
             d
         } else if let Some((owner, owner_fd)) = shared {
             debug!(log, "going live: an fd shared with another process"; "fd" => fd, "from" => owner);
-            take_shared(r, scratch, tgid, owner, owner_fd)?
+            take_shared(r, tgid, owner, owner_fd)?
         } else if let Stand::File(f) = stand {
-            reopen(r, scratch, tgid, fd, f, log)?
+            reopen(r, tgid, fd, f, log)?
         } else if let Stand::PairEnd(ino, end) = stand {
             let pair = made.pairs.get_mut(ino).ok_or_else(|| fail(format!("socketpair {ino} unknown")))?;
             let mine = pair.end(*end, log).map_err(|e| fail(format!("making the socketpair for fd {fd}: {e}")))?;
             debug!(log, "going live: socketpair end made real"; "fd" => fd, "end" => end);
-            send_fd(r, scratch, tgid, mine)?
+            r.give_fd(mine)?
         } else if let Stand::PidFd(pid) = stand {
-            let new = r.call(libc::SYS_pidfd_open, [*pid as u64, 0, 0, 0, 0, 0])?;
+            let new = r.pidfd_open(*pid)?;
             if new < 0 {
                 // Natively the pidfd outlives its process; here a process that is gone
                 // cannot be named again.
                 warn!(log, "going live: a pidfd of a process that has ended cannot be made again; /dev/null takes its place"; "fd" => fd, "pid" => *pid);
-                r.write(scratch, b"/dev/null\0")?;
-                r.call(libc::SYS_openat, [libc::AT_FDCWD as i64 as u64, scratch, libc::O_RDONLY as u64, 0, 0, 0])?
+                r.open(b"/dev/null", libc::O_RDONLY)?
             } else {
                 debug!(log, "going live: pidfd made again"; "fd" => fd, "pid" => *pid);
                 new
             }
         } else if let Stand::Event(ev) = stand {
             let keep = libc::EFD_SEMAPHORE | libc::EFD_NONBLOCK;
-            let new = r.call(libc::SYS_eventfd2, [0, (ev.flags & keep) as u64, 0, 0, 0, 0])?;
+            let new = r.eventfd(ev.flags & keep)?;
             if new < 0 {
                 return Err(fail(format!("eventfd2 for fd {fd} failed with {new}")));
             }
             if ev.count > 0 {
                 // A write, not eventfd2's initval: the counter is 64 bits, initval 32.
-                r.write(scratch, &ev.count.to_le_bytes())?;
-                let w = r.call(libc::SYS_write, [new as u64, scratch, 8, 0, 0, 0])?;
+                let w = r.write_fd(new, &ev.count.to_le_bytes())?;
                 if w != 8 {
                     return Err(fail(format!("setting the counter of the eventfd at fd {fd} failed with {w}")));
                 }
@@ -682,13 +553,11 @@ fn rebuild_all(
             debug!(log, "going live: eventfd made again"; "fd" => fd, "count" => ev.count);
             new
         } else if let Stand::Timer(tf) = stand {
-            tf.make(r, scratch, fd, log)?
+            tf.make(r, fd, log)?
         } else if let Stand::Inotify(sh) = stand {
-            make_inotify(r, scratch, tgid, fd, sh, log)?
+            make_inotify(r, tgid, fd, sh, log)?
         } else if let Stand::Signal(sf) = stand {
-            r.write(scratch, &sf.mask.to_le_bytes())?;
-            let new =
-                r.call(libc::SYS_signalfd4, [u64::MAX, scratch, 8, (sf.flags & libc::SFD_NONBLOCK) as u64, 0, 0])?;
+            let new = r.signalfd(sf.mask, sf.flags & libc::SFD_NONBLOCK)?;
             if new < 0 {
                 return Err(fail(format!("signalfd4 for fd {fd} failed with {new}")));
             }
@@ -697,23 +566,17 @@ fn rebuild_all(
         } else if let Some(sh) = stand.listening() {
             let (domain, ty, proto) = sh.made.unwrap_or_default();
             let ty = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
-            let s = r.call(libc::SYS_socket, [domain as u64, ty as u64, proto as u64, 0, 0, 0])?;
+            let s = r.socket(domain, ty, proto)?;
             if s < 0 {
                 return Err(fail(format!("socket({domain}, {ty}, {proto}) for fd {fd} failed with {s}")));
             }
             for (level, name, val) in &sh.opts {
-                r.write(scratch, val)?;
-                r.call(libc::SYS_setsockopt, [s as u64, *level as u64, *name as u64, scratch, val.len() as u64, 0])?;
+                r.setsockopt(s, *level, *name, val)?;
             }
-            r.write(scratch, &1i32.to_ne_bytes())?;
-            r.call(
-                libc::SYS_setsockopt,
-                [s as u64, libc::SOL_SOCKET as u64, libc::SO_REUSEADDR as u64, scratch, 4, 0],
-            )?;
-            r.write(scratch, &sh.addr)?;
+            r.setsockopt(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1i32.to_ne_bytes())?;
             let started = std::time::Instant::now();
             loop {
-                let b = r.call(libc::SYS_bind, [s as u64, scratch, sh.addr.len() as u64, 0, 0, 0])?;
+                let b = r.bind(s, &sh.addr)?;
                 if b == 0 {
                     break;
                 }
@@ -732,22 +595,16 @@ fn rebuild_all(
                 }
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            let l = r.call(libc::SYS_listen, [s as u64, sh.backlog.unwrap_or(128) as u64, 0, 0, 0, 0])?;
+            let l = r.listen(s, sh.backlog.unwrap_or(128))?;
             if l < 0 {
                 return Err(fail(format!("listen on the rebuilt fd {fd} failed with {l}")));
             }
             info!(log, "going live: listening socket rebuilt"; "fd" => fd);
             s
         } else {
-            let p = r.call(libc::SYS_socketpair, [libc::AF_UNIX as u64, libc::SOCK_STREAM as u64, 0, scratch, 0, 0])?;
-            if p < 0 {
-                return Err(fail(format!("socketpair for fd {fd} failed with {p}")));
-            }
-            let b = r.read(scratch, 8)?;
-            let (a, peer) =
-                (i32::from_ne_bytes([b[0], b[1], b[2], b[3]]), i32::from_ne_bytes([b[4], b[5], b[6], b[7]]));
-            r.call(libc::SYS_close, [peer as u64, 0, 0, 0, 0, 0])?;
-            i64::from(a)
+            let [a, peer] = r.socketpair()?.map_err(|e| fail(format!("socketpair for fd {fd} failed with {e}")))?;
+            r.close(peer)?;
+            a
         };
         if let Some(id) = id {
             here.entry(*id).or_insert(fd);
@@ -755,9 +612,8 @@ fn rebuild_all(
                 done.push((*id, fd));
             }
         }
-        r.call(libc::SYS_fcntl, [new as u64, libc::F_SETFL as u64, (flags & libc::O_NONBLOCK) as u64, 0, 0, 0])?;
-        let d = r.call(libc::SYS_dup3, [new as u64, fd as u64, (flags & libc::O_CLOEXEC) as u64, 0, 0, 0])?;
-        r.call(libc::SYS_close, [new as u64, 0, 0, 0, 0, 0])?;
+        r.set_status_flags(new, flags & libc::O_NONBLOCK)?;
+        let d = r.move_fd(new, i64::from(fd), flags & libc::O_CLOEXEC != 0)?;
         if d != i64::from(fd) {
             return Err(fail(format!("dup3 onto fd {fd} failed with {d}")));
         }
@@ -765,11 +621,7 @@ fn rebuild_all(
             made.pair_sockets.extend(ft_interposer::procfs::socket_of(tgid, fd));
         }
         for (epfd, _, events, data) in regs.iter().filter(|(_, t, _, _)| *t == fd) {
-            let mut ev = events.to_ne_bytes().to_vec();
-            ev.extend_from_slice(&data.to_ne_bytes());
-            r.write(scratch, &ev)?;
-            let e =
-                r.call(libc::SYS_epoll_ctl, [*epfd as u64, libc::EPOLL_CTL_ADD as u64, fd as u64, scratch, 0, 0])?;
+            let e = r.epoll_add(*epfd, fd, *events, *data)?;
             // EEXIST: an epoll instance shared with a process made real before this one has
             // the socket already.
             if e < 0 && e != -i64::from(libc::EEXIST) {

@@ -120,18 +120,14 @@ pub(crate) struct TimerFdShadow {
 
 impl TimerFdShadow {
     /// Makes the timerfd in the process of `r` (at a syscall stop) and arms it; returns its fd.
-    pub fn make(&self, r: &mut Remote, scratch: u64, fd: i32, log: &Logger) -> Result<i64> {
-        let new = r.call(
-            libc::SYS_timerfd_create,
-            [self.clock as u64, (self.flags & libc::TFD_NONBLOCK) as u64, 0, 0, 0, 0],
-        )?;
+    pub fn make(&self, r: &mut Remote, fd: i32, log: &Logger) -> Result<i64> {
+        let new = r.timerfd_create(self.clock, self.flags & libc::TFD_NONBLOCK)?;
         if new < 0 {
             return Err(unsupported(format!("making the timerfd at fd {fd} again (clock {})", self.clock), new));
         }
         let arm = self.set.and_then(|s| s.to_arm(self.clock, self.fired));
         if let Some((flags, its)) = arm {
-            r.write(scratch, &itimerspec(its))?;
-            let s = r.call(libc::SYS_timerfd_settime, [new as u64, flags as u64, scratch, 0, 0, 0])?;
+            let s = r.timerfd_settime(new, flags, &itimerspec(its))?;
             if s < 0 {
                 return Err(unsupported(format!("arming the timerfd at fd {fd} again"), s));
             }
@@ -183,11 +179,11 @@ impl PosixWork {
 
     /// Makes the timers in the process of `r` (at a syscall stop), each with its id, and leaves
     /// the kernel's next id where the recording's was.
-    pub fn make(&self, r: &mut Remote, scratch: u64, log: &Logger) -> Result<()> {
+    pub fn make(&self, r: &mut Remote, log: &Logger) -> Result<()> {
         if self.is_empty() {
             return Ok(());
         }
-        let on = r.call(libc::SYS_prctl, [PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_ON, 0, 0, 0, 0])?;
+        let on = r.prctl(PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_ON)?;
         if on < 0 {
             if !self.timers.is_empty() {
                 warn!(log, "going live: the program's POSIX timers cannot be made again with their ids: this kernel has no prctl PR_TIMER_CREATE_RESTORE_IDS; a program that waits for them will wait forever"; "timers" => self.timers.len());
@@ -204,22 +200,13 @@ impl PosixWork {
         }
         let result = (|| {
             for (id, timer, arm) in order {
-                // struct sigevent at +0 (a placeholder's: SIGEV_NONE), the id at +128, the
-                // itimerspec at +256.
+                // A placeholder's sigevent: SIGEV_NONE.
                 let event = match timer {
                     Some(t) => t.event.clone(),
                     None => Some(sigev_none()),
                 };
-                let event_at = match &event {
-                    Some(ev) => {
-                        r.write(scratch, ev)?;
-                        scratch
-                    }
-                    None => 0,
-                };
-                r.write(scratch + 128, &id.to_le_bytes())?;
                 let clock = timer.map_or(libc::CLOCK_MONOTONIC, |t| t.clock);
-                let c = r.call(libc::SYS_timer_create, [clock as u64, event_at, scratch + 128, 0, 0, 0])?;
+                let c = r.timer_create(clock, event.as_deref(), id)?;
                 if c < 0 {
                     // A SIGEV_THREAD_ID timer whose thread has ended, say: natively it would
                     // not fire either once its thread is gone.
@@ -227,12 +214,11 @@ impl PosixWork {
                     continue;
                 }
                 if timer.is_none() {
-                    r.call(libc::SYS_timer_delete, [id as u64, 0, 0, 0, 0, 0])?;
+                    r.timer_delete(id)?;
                     continue;
                 }
                 if let Some((flags, its)) = arm {
-                    r.write(scratch + 256, &itimerspec(its))?;
-                    let s = r.call(libc::SYS_timer_settime, [id as u64, flags as u64, scratch + 256, 0, 0, 0])?;
+                    let s = r.timer_settime(id, flags, &itimerspec(its))?;
                     if s < 0 {
                         return Err(unsupported(format!("arming POSIX timer {id} again"), s));
                     }
@@ -241,7 +227,7 @@ impl PosixWork {
             }
             Ok(())
         })();
-        r.call(libc::SYS_prctl, [PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_OFF, 0, 0, 0, 0])?;
+        r.prctl(PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_OFF)?;
         if result.is_ok() {
             info!(log, "going live: POSIX timers made again"; "timers" => self.timers.len());
         }

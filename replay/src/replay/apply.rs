@@ -459,12 +459,7 @@ impl Replayer<'_> {
                 // At record the kernel restarted this syscall after a signal (the program never
                 // saw the code): rewind to the syscall instruction; the next event is the restart.
                 // What the kernel wrote before it stopped (nanosleep's time left) is the program's.
-                let nr = if s.ret == ft_libos::signal::ERESTART_RESTARTBLOCK {
-                    libc::SYS_restart_syscall as u64
-                } else {
-                    u64::from(spec.nr)
-                };
-                regs.skip_with(nr as i64);
+                regs.skip_with(ft_libos::signal::restarted_nr(s.ret, spec.nr));
                 regs.rewind();
                 t.set_regs(&regs)?;
                 self.put_mem(&t, &s, false)?;
@@ -498,36 +493,10 @@ impl Replayer<'_> {
                 t
             }
             Disposition::Placeholder => {
-                let mut a = [0u64; 6];
                 let cloexec = s.new_fds.first().is_some_and(|f| f.cloexec);
+                // A directory outside the data directory is opened for real, read-only.
                 let directory = s.new_fds.first().is_some_and(|f| f.kind() == FdKind::Directory);
-                let nr = match (spec.fds.creates, spec.fds.flags) {
-                    // A directory outside the data directory: opened for real by the program's
-                    // own path, read-only (see FdKind::Directory).
-                    (_, FlagsArg::Arg(i)) if directory => {
-                        a = *args;
-                        a[usize::from(i)] = (libc::O_RDONLY | libc::O_DIRECTORY) as u64
-                            | if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
-                        u64::from(spec.nr) as i64
-                    }
-                    (NewFd::Pair(p), _) => {
-                        a[0] = args[p as usize];
-                        a[1] = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
-                        libc::SYS_pipe2
-                    }
-                    _ if spec.fds.object == Object::Epoll => {
-                        a[0] = if cloexec { libc::EPOLL_CLOEXEC as u64 } else { 0 };
-                        libc::SYS_epoll_create1
-                    }
-                    _ => {
-                        // A stand-in carries the status flags of what it stands for: a replica
-                        // that goes live gives them to the real socket.
-                        let nonblock = spec.fds.nonblocking(args);
-                        a[1] = if cloexec { libc::EFD_CLOEXEC as u64 } else { 0 }
-                            | if nonblock { libc::EFD_NONBLOCK as u64 } else { 0 };
-                        libc::SYS_eventfd2
-                    }
-                };
+                let (nr, a) = spec.fds.stand_in(spec.nr, args, cloexec, directory);
                 let entry = regs;
                 regs.rewrite(nr as u64, &a);
                 t.set_regs(&regs)?;

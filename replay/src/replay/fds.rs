@@ -56,13 +56,12 @@ impl Replayer<'_> {
         let mut order: Vec<&(i32, i32, bool)> = moves.iter().filter(|m| m.0 != m.1).collect();
         order.sort_by_key(|m| moves.iter().any(|o| o.0 == m.1));
         for &&(got, want, cloexec) in &order {
-            let flags = if cloexec { libc::O_CLOEXEC as u64 } else { 0 };
-            let r = remote.call(libc::SYS_dup3, [got as u64, want as u64, flags, 0, 0, 0])?;
+            let r = remote.dup3(i64::from(got), i64::from(want), cloexec)?;
             if r != i64::from(want) {
                 return Err(self.diverge(index, format!("fd {want}"), format!("dup3 to it failed ({r})")));
             }
             if !moves.iter().any(|m| m.1 == got) {
-                remote.call(libc::SYS_close, [got as u64, 0, 0, 0, 0, 0])?;
+                remote.close(i64::from(got))?;
             }
         }
         slog::debug!(self.log, "fds moved to the recording's numbers"; "moves" => format!("{moves:?}"), "at" => index);
@@ -97,8 +96,7 @@ impl Replayer<'_> {
         }
         let mut remote = ft_interposer::inject::Remote::new(t)?;
         for f in &s.new_fds {
-            let flags = if f.cloexec { libc::EFD_CLOEXEC as u64 } else { 0 };
-            let got = remote.call(libc::SYS_eventfd2, [0, flags, 0, 0, 0, 0])?;
+            let got = remote.eventfd(if f.cloexec { libc::EFD_CLOEXEC } else { 0 })?;
             if got < 0 {
                 return Err(self.diverge(
                     index,
@@ -107,9 +105,7 @@ impl Replayer<'_> {
                 ));
             }
             if got != i64::from(f.fd) {
-                let dup_flags = if f.cloexec { libc::O_CLOEXEC as u64 } else { 0 };
-                let r = remote.call(libc::SYS_dup3, [got as u64, f.fd as u64, dup_flags, 0, 0, 0])?;
-                remote.call(libc::SYS_close, [got as u64, 0, 0, 0, 0, 0])?;
+                let r = remote.move_fd(got, i64::from(f.fd), f.cloexec)?;
                 if r != i64::from(f.fd) {
                     return Err(self.diverge(
                         index,

@@ -597,24 +597,9 @@ impl Replayer<'_> {
                 what: "the log".into(),
                 detail: format!("signal number {}", s.sig),
             })?;
-            // SAFETY: rt_(tg)sigqueueinfo read a siginfo_t of ours; kill and tgkill take integers.
-            let r = unsafe {
-                match (&s.info, s.thread) {
-                    (Some(info), false) if info.si_code < 0 => {
-                        libc::syscall(libc::SYS_rt_sigqueueinfo, tgid.as_raw(), s.sig, info as *const libc::siginfo_t)
-                    }
-                    (Some(info), true) if info.si_code < 0 => libc::syscall(
-                        libc::SYS_rt_tgsigqueueinfo,
-                        tgid.as_raw(),
-                        tid.as_raw(),
-                        s.sig,
-                        info as *const libc::siginfo_t,
-                    ),
-                    (_, true) => libc::syscall(libc::SYS_tgkill, tgid.as_raw(), tid.as_raw(), s.sig),
-                    (_, false) => i64::from(send_signal(tgid, sig).map_or(-1, |()| 0)),
-                }
-            };
-            if r != 0 {
+            let info = s.info.as_ref().filter(|i| i.si_code < 0);
+            let sent = ft_interposer::tracee::queue_signal(tgid, s.thread.then_some(tid), sig, info);
+            if sent.is_err() {
                 slog::warn!(self.log, "going live: could not send a pending signal again"; "signal" => s.sig, "task" => v);
             } else if let Some(info) = s.info.filter(|i| i.si_code < 0) {
                 queued.push((proc, s.sig, info));
@@ -627,17 +612,13 @@ impl Replayer<'_> {
     /// thread) injected into a task of the sending process at a syscall stop. Whether it was.
     fn send_from_sender(&mut self, s: &SentSignal, v: u32, proc: u32) -> Result<bool> {
         let Some(by) = self.at_seccomp_stop(s.from) else { return Ok(false) };
-        let ns = |task: u32| self.ids.get(&task).map(|i| i.0 as u64);
+        let ns = |task: u32| self.ids.get(&task).map(|i| i.0);
         let (Some(tgid), Some(tid)) = (ns(proc), ns(v)) else { return Ok(false) };
-        let call = if s.thread {
-            (libc::SYS_tgkill, [tgid, tid, s.sig as u64, 0, 0, 0])
-        } else {
-            (libc::SYS_kill, [tgid, s.sig as u64, 0, 0, 0, 0])
-        };
+        let tid = s.thread.then_some(tid);
         let mut ret = 0;
         self.in_task(by, |t| {
             let mut r = ft_interposer::inject::Remote::signals_blocked(t)?;
-            ret = r.call(call.0, call.1)?;
+            ret = r.kill(tgid, tid, s.sig)?;
             r.into_stopped().ok_or_else(|| SessionError::Unsupported {
                 what: "going live: sending a pending signal again".into(),
                 why: "the sending task was lost".into(),

@@ -43,7 +43,7 @@ use ft_libos::proto::{
     event::Kind, Disposition, Event, Exec as ExecEvent, Exit, Header, Preempt, ProcState, Spawn, Syscall,
 };
 use ft_libos::table::{
-    CloneKind, CopyOp, Exec, FlagsArg, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer,
+    CloneKind, CopyOp, Exec, Live, MaskAt, NewFd, Object, Refusal, Spec, Special, Stream, Target, Timer,
 };
 use ft_libos::{lookup, FdKind, FdTable, Sig};
 use nix::unistd::Pid;

@@ -2,6 +2,10 @@
 //! of one of its own syscalls run others first (going live makes a follower's stand-ins real
 //! this way), then brings it back to that same stop with its registers as they were.
 
+mod calls;
+
+pub use calls::SCRATCH_LEN;
+
 use crate::tracee::wait_for;
 use crate::{Regs, Result, Stop, Stopped, TraceError, Waited};
 use nix::unistd::Pid;
@@ -17,12 +21,14 @@ pub struct Remote {
     orig: Regs,
     /// The task's own signal mask, while every signal is blocked ([`Remote::signals_blocked`]).
     mask: Option<u64>,
+    /// The scratch page of the typed calls ([`calls`]), once mapped.
+    scratch: Option<u64>,
 }
 
 impl Remote {
     pub fn new(t: Stopped) -> Result<Remote> {
         let orig = t.regs()?;
-        Ok(Remote { t: Some(t), orig, mask: None })
+        Ok(Remote { t: Some(t), orig, mask: None, scratch: None })
     }
 
     /// Like [`Remote::new`], with every signal blocked in the task while it runs the injected
@@ -35,7 +41,7 @@ impl Remote {
         let orig = t.regs()?;
         let mask = t.sigmask()?;
         t.set_sigmask(u64::MAX)?;
-        Ok(Remote { t: Some(t), orig, mask: Some(mask) })
+        Ok(Remote { t: Some(t), orig, mask: Some(mask), scratch: None })
     }
 
     /// Runs syscall `nr` with `args` in the task; its result (a negative errno on failure).
@@ -99,8 +105,15 @@ impl Remote {
         self.task()?.read(addr, len)
     }
 
-    /// The task back, at its own seccomp stop, with its own signal mask.
+    /// An error naming the task, for an injected syscall that failed where nothing may go on.
+    pub fn failed(&self, what: String) -> TraceError {
+        unexpected(self.t.as_ref().map_or(Pid::from_raw(0), |t| t.pid()), what)
+    }
+
+    /// The task back, at its own seccomp stop, with its own signal mask (and its scratch page
+    /// unmapped).
     pub fn into_stopped(mut self) -> Option<Stopped> {
+        self.release_scratch().ok()?;
         let t = self.t.take()?;
         if let Some(mask) = self.mask {
             t.set_sigmask(mask).ok()?;
@@ -111,6 +124,7 @@ impl Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
+        let _ = self.release_scratch();
         if let (Some(t), Some(mask)) = (&self.t, self.mask) {
             // A task kept after a failed injection gets its mask back too (if it is gone,
             // there is nothing to give back).
