@@ -16,7 +16,9 @@ pub const MAGIC: &[u8; 8] = b"FTEXECLG";
 /// 2: process state (`ProcState`) in Start, Exec and state-changing Syscall events; those
 /// syscalls (chdir, setuid, umask, setrlimit...) run at replay.
 /// 3: the syscall buffer (`Patch` events, `Syscall.buffered`).
-pub const VERSION: u32 = 3;
+/// 4: a file mapping that replay makes anonymous (`Disposition::AnonMap`) runs holding the token
+/// at record, so its completion is the next event of its task.
+pub const VERSION: u32 = 4;
 /// A record larger than this is taken as a corrupt length, not an allocation request.
 pub const MAX_RECORD: u32 = 256 << 20;
 

@@ -33,6 +33,18 @@ pub enum Action {
     Exec,
 }
 
+impl Action {
+    /// Whether the syscall runs in the tracee holding the token, unless it may wait for another
+    /// task (then it releases it as any blocking syscall): replicated state, a mapping whose
+    /// address the kernel chooses (another thread's munmap, which makes no stop, must not race
+    /// with the choice: apache's worker threads mapped and unmapped the file they served, and
+    /// a follower got another address), ftexec's own stdout/stderr (whose byte order must be
+    /// the log's). Its completion is then the next event of its task, at record and replay.
+    pub fn holds_token(&self) -> bool {
+        matches!(self, Action::Execute | Action::AnonMap | Action::Output { stdio: Some(_) })
+    }
+}
+
 const PR_SET_TSC: u64 = 26;
 
 /// Decides what to do with `spec` called with `args`. `path_local` says whether its path argument

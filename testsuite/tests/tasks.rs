@@ -69,6 +69,16 @@ fn mutex_condvar_rwlock_barrier() {
     assert!(out.ends_with("total 20100\n"), "{out}");
 }
 
+/// Threads that map and unmap a file outside the data directory: the kernel chooses each
+/// address (replay maps an anonymous copy and compares), so at record it must choose in log
+/// order, never while another thread runs on to its unlogged munmap (apache's event MPM diverged
+/// this way under load).
+#[test]
+fn threads_mapping_and_unmapping_files_replay_every_address() {
+    let rec = replays_6_times(&c_program("mmap_threads"), &[], "mmap_threads");
+    assert!(stdout(&rec).starts_with("sum "), "{rec}");
+}
+
 /// 50 children, each printing its pid and the time; the parent reaps them all.
 #[test]
 fn fifty_children_print_the_time() {

@@ -87,9 +87,7 @@ impl Recorder<'_> {
             Action::Record { exec: Exec::Tracer } if tracer_can_run(spec, &args) => {
                 return self.in_tracer(t, regs, spec, args).map(drop)
             }
-            Action::Execute | Action::Output { stdio: Some(_) } if !stop::may_wait(&t, spec, &args) => {
-                // Replicated state, or ftexec's own stdout/stderr (whose byte order must be the
-                // log's): done while holding the token.
+            _ if action.holds_token() && !stop::may_wait(&t, spec, &args) => {
                 if matches!(action, Action::Output { .. }) {
                     self.sink.before_output()?;
                 }
@@ -428,7 +426,8 @@ impl Recorder<'_> {
     pub(super) fn capture_mapping(&self, t: &Stopped, args: &[u64; 6], addr: i64) -> Result<Vec<MemWrite>> {
         let fd = args[4] as i32;
         let size = std::fs::metadata(format!("/proc/{}/fd/{fd}", t.pid())).map(|m| m.len()).unwrap_or(0);
-        let len = args[1].min(size.saturating_sub(args[5]));
+        // The program sees whole pages: a mapping of 1 byte shows the file's first page.
+        let len = args[1].div_ceil(4096).saturating_mul(4096).min(size.saturating_sub(args[5]));
         if len == 0 {
             return Ok(Vec::new());
         }

@@ -83,7 +83,7 @@ impl Replayer<'_> {
                 let t = self.at_boundary(vtid, t, &regs, true)?;
                 return self.resume(vtid, t);
             }
-            Action::Execute | Action::Output { stdio: Some(_) } if !stop::may_wait(&t, spec, &args) => {
+            _ if action.holds_token() && !stop::may_wait(&t, spec, &args) => {
                 let (index, ev) = self.next_for(vtid)?;
                 let s = self.check_syscall(&t, spec, &args, index, ev)?;
                 let t = self.apply(Parked { t, regs, spec, args }, index, s)?;

@@ -347,7 +347,7 @@ impl Replayer<'_> {
                 }
                 Ok(match action {
                     Action::Record { exec: Exec::Tracer } => !tracer_can_run(spec, &args),
-                    Action::Execute | Action::Output { stdio: Some(_) } => false,
+                    _ if action.holds_token() => false,
                     Action::Refuse(Refusal::Unsupported(_)) => false,
                     _ => true,
                 })
