@@ -319,6 +319,8 @@ pub enum Live {
     Bind,
     /// listen(fd, backlog).
     Listen,
+    /// connect(fd, addr, len): the peer a rebuilt datagram socket is connected to again.
+    Connect,
 }
 
 /// What a syscall does with signals besides sending them.

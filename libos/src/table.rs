@@ -544,7 +544,7 @@ pub static TABLE: &[Spec] = &[
     // int socket(int domain, int type, int protocol)
     rec(41, "socket").check(A0 | A1 | A2).creates(NewFd::Ret).object(Object::Socket).flags(FlagsArg::Arg(1)).args(&[SockDomain, SockType, Int]),
     // int connect(int fd, const struct sockaddr *addr, socklen_t len)
-    rec(42, "connect").check(A0 | A2).input(Input::Buf(1, 2)).args(&[Fd, Ptr, Uint]),
+    rec(42, "connect").check(A0 | A2).input(Input::Buf(1, 2)).live(Live::Connect).args(&[Fd, Ptr, Uint]),
     // int accept(int fd, struct sockaddr *addr, socklen_t *len)
     rec(43, "accept").check(A0).creates(NewFd::Ret).object(Object::Connection).w(&[w(1, DerefU32(2)), w(2, Fixed(4))]).args(&[Fd, Ptr, Ptr]),
     // ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *to, socklen_t tolen)

@@ -2,7 +2,8 @@
 //! stand-ins for outside-world fds (eventfds at the numbers of sockets) become real kernel
 //! objects, made by syscalls injected into a task parked at a syscall stop:
 //! - a socket that was bound and listening is rebuilt (same options, address, backlog, status
-//!   flags), so clients reconnect to the same address;
+//!   flags), so clients reconnect to the same address; so is a datagram socket (UDP, unix), with
+//!   its address and the peer it was connected to;
 //! - any other socket (a client connection, an outgoing connection) becomes a socket whose peer
 //!   has closed: the program reads EOF and closes it, as if the client had gone away;
 //! - epoll registrations of the replaced fds are re-added (the epoll instances are real at
@@ -41,6 +42,9 @@ pub(crate) struct SockShadow {
     pub backlog: Option<i32>,
     /// setsockopt (level, name, value), in order.
     pub opts: Vec<(i32, i32, Vec<u8>)>,
+    /// The address connect gave it.
+    #[serde(default)]
+    pub peer: Vec<u8>,
 }
 
 /// What replay learned of a file outside the data directory from the syscalls on it.
@@ -171,9 +175,10 @@ enum Stand<'a> {
 }
 
 impl<'a> Stand<'a> {
-    fn listening(self) -> Option<&'a SockShadow> {
+    /// A socket made again as it was, not one whose peer has gone.
+    fn rebuilt(self) -> Option<&'a SockShadow> {
         match self {
-            Stand::Sock(sh) if sh.listening() => Some(sh),
+            Stand::Sock(sh) if sh.listening() || sh.datagram() => Some(sh),
             _ => None,
         }
     }
@@ -182,6 +187,12 @@ impl<'a> Stand<'a> {
 impl SockShadow {
     fn listening(&self) -> bool {
         self.made.is_some() && !self.addr.is_empty() && self.backlog.is_some()
+    }
+
+    /// A datagram socket the program made (UDP, a unix datagram socket to /dev/log): it has no
+    /// connection to lose; it is made again with its address and its peer.
+    fn datagram(&self) -> bool {
+        self.made.is_some_and(|(_, ty, _)| ty & 0xf == libc::SOCK_DGRAM)
     }
 }
 
@@ -563,44 +574,8 @@ fn rebuild_all(
             }
             info!(log, "going live: signalfd made again"; "fd" => fd, "mask" => format!("{:#x}", sf.mask));
             new
-        } else if let Some(sh) = stand.listening() {
-            let (domain, ty, proto) = sh.made.unwrap_or_default();
-            let ty = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
-            let s = r.socket(domain, ty, proto)?;
-            if s < 0 {
-                return Err(fail(format!("socket({domain}, {ty}, {proto}) for fd {fd} failed with {s}")));
-            }
-            for (level, name, val) in &sh.opts {
-                r.setsockopt(s, *level, *name, val)?;
-            }
-            r.setsockopt(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1i32.to_ne_bytes())?;
-            let started = std::time::Instant::now();
-            loop {
-                let b = r.bind(s, &sh.addr)?;
-                if b == 0 {
-                    break;
-                }
-                if b == -i64::from(libc::EADDRINUSE) && remove_stale_unix_socket(tgid, &sh.addr, log) {
-                    continue;
-                }
-                if b != -i64::from(libc::EADDRINUSE) || started.elapsed() > BIND_PATIENCE {
-                    return Err(SessionError::Unsupported {
-                        what: format!(
-                            "going live: binding the program's listening socket (fd {fd}) failed with errno {}",
-                            -b
-                        ),
-                        why: "the address is still in use (is the old leader's process still alive on this machine?)"
-                            .into(),
-                    });
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            let l = r.listen(s, sh.backlog.unwrap_or(128))?;
-            if l < 0 {
-                return Err(fail(format!("listen on the rebuilt fd {fd} failed with {l}")));
-            }
-            info!(log, "going live: listening socket rebuilt"; "fd" => fd);
-            s
+        } else if let Some(sh) = stand.rebuilt() {
+            rebuild_socket(r, tgid, fd, sh, log)?
         } else {
             let [a, peer] = r.socketpair()?.map_err(|e| fail(format!("socketpair for fd {fd} failed with {e}")))?;
             r.close(peer)?;
@@ -630,6 +605,58 @@ fn rebuild_all(
         }
     }
     Ok(done)
+}
+
+/// Makes a socket of the program again (see [`Stand::rebuilt`]): the same domain, type and
+/// protocol, its options, its address (retried while the old leader's socket may hold it), its
+/// backlog if it listened, its peer if it was connected. Its fd in the process of `r`.
+fn rebuild_socket(r: &mut Remote, tgid: i32, fd: i32, sh: &SockShadow, log: &Logger) -> Result<i64> {
+    let fail = |what: String| unexpected(t_pid(tgid), what);
+    let (domain, ty, proto) = sh.made.unwrap_or_default();
+    let ty = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
+    let s = r.socket(domain, ty, proto)?;
+    if s < 0 {
+        return Err(fail(format!("socket({domain}, {ty}, {proto}) for fd {fd} failed with {s}")));
+    }
+    for (level, name, val) in &sh.opts {
+        r.setsockopt(s, *level, *name, val)?;
+    }
+    if !sh.addr.is_empty() {
+        r.setsockopt(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, &1i32.to_ne_bytes())?;
+        let started = std::time::Instant::now();
+        loop {
+            let b = r.bind(s, &sh.addr)?;
+            if b == 0 {
+                break;
+            }
+            if b == -i64::from(libc::EADDRINUSE) && remove_stale_unix_socket(tgid, &sh.addr, log) {
+                continue;
+            }
+            if b != -i64::from(libc::EADDRINUSE) || started.elapsed() > BIND_PATIENCE {
+                return Err(SessionError::Unsupported {
+                    what: format!("going live: binding the program's socket (fd {fd}) failed with errno {}", -b),
+                    why: "the address is still in use (is the old leader's process still alive on this machine?)"
+                        .into(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    if let Some(backlog) = sh.backlog {
+        let l = r.listen(s, backlog)?;
+        if l < 0 {
+            return Err(fail(format!("listen on the rebuilt fd {fd} failed with {l}")));
+        }
+    }
+    if !sh.peer.is_empty() {
+        let c = r.connect(s, &sh.peer)?;
+        if c < 0 {
+            // A unix datagram peer that is gone (natively, sends would fail the same way).
+            warn!(log, "going live: a rebuilt socket cannot be connected to its peer again"; "fd" => fd, "errno" => -c);
+        }
+    }
+    info!(log, "going live: socket rebuilt"; "fd" => fd, "listening" => sh.backlog.is_some(), "connected" => !sh.peer.is_empty());
+    Ok(s)
 }
 
 /// A unix socket address whose file the dead leader's program left behind (nobody listens:

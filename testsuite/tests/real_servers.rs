@@ -377,6 +377,92 @@ fn apache2_event_mpm_serves_concurrent_clients_across_a_failover() {
     assert_eq!(up.stop_cleanly().code(), Some(0), "{}", up.logs());
 }
 
+/// A UDP key-value server (python3) that also logs each write to a unix datagram socket it
+/// connected to (as a program logs to /dev/log). Going live made every socket that was not
+/// listening a socket whose peer had gone: after a failover the UDP socket read EOF (the
+/// server died on an empty datagram) and the log socket would have given EPIPE. Now datagram
+/// sockets are made again with their address and peer: the keys set before the failover are
+/// read after it, and the log receives the new leader's writes.
+#[test]
+fn a_udp_server_and_its_log_socket_work_across_a_failover() {
+    use std::net::UdpSocket;
+    use std::os::unix::net::UnixDatagram;
+    let tmp = temp_dir("srv-udp");
+    let sink_path = tmp.path().join("log.sock");
+    let sink = UnixDatagram::bind(&sink_path).unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let port = free_port();
+    let script = tmp.path().join("udp_kv.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('127.0.0.1', {port}))\n\
+             log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+             log.connect('{}')\n\
+             kv = {{}}\n\
+             while True:\n\
+             \x20   data, addr = s.recvfrom(65536)\n\
+             \x20   op, key, *val = data.decode().split()\n\
+             \x20   if op == 'set':\n\
+             \x20       kv[key] = val[0]\n\
+             \x20       log.send(('set ' + key).encode())\n\
+             \x20       s.sendto(b'ok', addr)\n\
+             \x20   else:\n\
+             \x20       s.sendto(kv.get(key, '-').encode(), addr)\n",
+            sink_path.display()
+        ),
+    )
+    .unwrap();
+    let Some(python) = find_program("python3") else {
+        println!("SKIPPED: python3 is not installed");
+        return;
+    };
+    let cmd = vec![python.to_string_lossy().into_owned(), script.to_string_lossy().into_owned()];
+    let mut up = Up::start(&tmp.path().join("cluster"), &cmd, &[], &[]);
+    let ask = |line: &str| -> Option<String> {
+        let c = UdpSocket::bind("127.0.0.1:0").ok()?;
+        c.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        c.send_to(line.as_bytes(), ("127.0.0.1", port)).ok()?;
+        let mut buf = [0u8; 512];
+        let n = c.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let logged = |want: &str| {
+        let mut buf = [0u8; 512];
+        loop {
+            let n =
+                sink.recv(&mut buf).unwrap_or_else(|e| panic!("the log socket got no {want:?}: {e}\n{}", up.logs()));
+            if &buf[..n] == want.as_bytes() {
+                return;
+            }
+        }
+    };
+    for i in 0..10 {
+        let r = up.retry(Duration::from_secs(60), "the UDP server answering a set", || ask(&format!("set k{i} v{i}")));
+        assert_eq!(r, "ok");
+        logged(&format!("set k{i}"));
+    }
+    up.kill_leader();
+    for i in 0..10 {
+        let r = up.retry(Duration::from_secs(30), "the UDP server answering after the failover", || {
+            ask(&format!("get k{i}"))
+        });
+        assert_eq!(r, format!("v{i}"), "key k{i} after the failover\n{}", up.logs());
+    }
+    let r = up.retry(Duration::from_secs(30), "a set after the failover", || ask("set after yes"));
+    assert_eq!(r, "ok");
+    logged("set after");
+    let st = up.status();
+    assert!(
+        st.iter().filter(|n| n["live"] == true).count() >= 2 && up.up_log().matches("died").count() == 1,
+        "only the killed replica may die: {st:?}\n{}",
+        up.logs()
+    );
+    up.stop_cleanly();
+}
+
 /// PostgreSQL 15 under `up`: initdb's output as `--initial-data`, `postgres -D` started by root
 /// through `runuser -u postgres` (it drops to postgres; it refused to start while getuid said
 /// root). It uses System V shared memory and semaphores (in the program's own IPC namespace) and

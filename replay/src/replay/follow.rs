@@ -669,6 +669,11 @@ impl Replayer<'_> {
                     sh.backlog = Some(args[1] as i32);
                 }
             }
+            Live::Connect => {
+                if let Some(sh) = socks.get_mut(&fd) {
+                    sh.peer = read(args[1], args[2], 128)?;
+                }
+            }
             Live::SockOpt => {
                 if let Some(sh) = socks.get_mut(&fd) {
                     sh.opts.push((args[1] as i32, args[2] as i32, read(args[3], args[4], 256)?));
