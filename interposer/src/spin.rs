@@ -474,7 +474,13 @@ impl Backoff {
     }
 
     pub fn sleep(&mut self) {
-        std::thread::sleep(self.nap);
+        std::thread::sleep(self.next());
+    }
+
+    /// The next nap, doubled up to the most each time.
+    pub fn next(&mut self) -> std::time::Duration {
+        let nap = self.nap;
         self.nap = (self.nap * 2).min(self.most);
+        nap
     }
 }

@@ -108,6 +108,39 @@ pub fn wait_for(pid: Option<Pid>) -> Result<(Pid, Waited)> {
     }
 }
 
+/// Blocks SIGCHLD in the calling thread, and in the threads it starts after (they inherit the
+/// mask; the program's launch and std's Command give their children an empty one): the
+/// SIGCHLD the kernel sends the tracer at every stop and end of a tracee then stays pending, and
+/// [`wait_for_within`] wakes at once instead of sleeping out its nap. Call it before any thread
+/// is started (a thread that does not block it takes the signal, and the wait sleeps its nap).
+pub fn hold_child_signals() {
+    // SAFETY: plain calls on a local sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Like [`try_wait_for`], but waits up to `most` for something to report: until the next
+/// SIGCHLD (see [`hold_child_signals`]; without it, for `most`). None if nothing came.
+pub fn wait_for_within(pid: Option<Pid>, most: std::time::Duration) -> Result<Option<(Pid, Waited)>> {
+    if let Some(w) = try_wait_for(pid)? {
+        return Ok(Some(w));
+    }
+    let ts = libc::timespec { tv_sec: most.as_secs() as libc::time_t, tv_nsec: most.subsec_nanos() as libc::c_long };
+    // SAFETY: sigtimedwait reads a local sigset_t and timespec; no siginfo is asked for. Its
+    // result does not matter: a timeout, an interruption or the signal all mean "look again".
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigtimedwait(&set, std::ptr::null_mut(), &ts);
+    }
+    try_wait_for(pid)
+}
+
 /// Like [`wait_for`], but returns None at once when nothing is to report (WNOHANG).
 pub fn try_wait_for(pid: Option<Pid>) -> Result<Option<(Pid, Waited)>> {
     wait_opt(pid, true)

@@ -70,8 +70,11 @@ impl Recorder<'_> {
             return Err(e);
         }
         let mut backoff = spin::Backoff::new(std::time::Duration::from_micros(50), std::time::Duration::from_millis(2));
+        let mut nap = std::time::Duration::ZERO;
         loop {
-            if let Some(w) = ft_interposer::tracee::try_wait_for(None)? {
+            // Woken by the SIGCHLD of the next stop: with several tasks waiting for the token
+            // (nginx's workers), a stop that waited out a sleep here cost up to 2 ms.
+            if let Some(w) = ft_interposer::tracee::wait_for_within(None, nap)? {
                 return Ok(w);
             }
             // A holder in the kernel (a fork copying its memory) is not probed.
@@ -90,7 +93,7 @@ impl Recorder<'_> {
                     what: "spinning".into(),
                 });
             }
-            backoff.sleep();
+            nap = backoff.next();
         }
     }
 
@@ -218,9 +221,10 @@ impl Recorder<'_> {
     /// SPIN_LIMIT (the holder then runs user code; the main loop collects its stop).
     pub(super) fn wait_own_stop(&mut self, pid: Pid) -> Result<()> {
         let start = std::time::Instant::now();
-        let mut nap = std::time::Duration::from_micros(10);
+        let mut backoff = spin::Backoff::new(std::time::Duration::from_micros(10), std::time::Duration::from_millis(2));
+        let mut nap = std::time::Duration::ZERO;
         loop {
-            if let Some((p, w)) = ft_interposer::tracee::try_wait_for(Some(pid))? {
+            if let Some((p, w)) = ft_interposer::tracee::wait_for_within(Some(pid), nap)? {
                 self.progress = std::time::Instant::now();
                 return match self.on_wait(p, w) {
                     Err(SessionError::Trace(e)) if e.is_gone() => {
@@ -233,8 +237,7 @@ impl Recorder<'_> {
             if start.elapsed() > SPIN_LIMIT || self.holder != Some(pid) {
                 return Ok(());
             }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(std::time::Duration::from_millis(2));
+            nap = backoff.next();
         }
     }
 

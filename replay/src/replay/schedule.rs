@@ -447,18 +447,19 @@ impl Replayer<'_> {
     ) -> Result<Option<Waited>> {
         let start = std::time::Instant::now();
         let mut backoff = spin::Backoff::new(std::time::Duration::from_micros(20), std::time::Duration::from_millis(1));
+        let mut nap = std::time::Duration::ZERO;
         loop {
             if let Some(w) = self.arrived.remove(&tid) {
                 return Ok(Some(w));
             }
-            if let Some((_, w)) = ft_interposer::tracee::try_wait_for(Some(tid))? {
+            if let Some((_, w)) = ft_interposer::tracee::wait_for_within(Some(tid), nap)? {
                 return Ok(Some(w));
             }
             if limit.is_some_and(|l| start.elapsed() > l) {
                 return Ok(None);
             }
             self.interrupter.tend(Some(tid), start.elapsed() >= gap)?;
-            backoff.sleep();
+            nap = backoff.next();
         }
     }
 

@@ -137,6 +137,8 @@ fn logger(verbose: bool) -> slog::Logger {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: the replay wakes on its tracees' SIGCHLD.
+    ft_interposer::tracee::hold_child_signals();
     let cli = Cli::parse();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());

@@ -328,6 +328,8 @@ fn continue_into(path: &Path, out: &Path, opts: ReplayOptions, log: &Logger) -> 
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: the tracer wakes on its tracees' SIGCHLD.
+    ft_interposer::tracee::hold_child_signals();
     let cli = Cli::parse();
     let log = logger(cli.verbose, cli.quiet);
     // The replicas `up` starts inherit the choice through the environment.
