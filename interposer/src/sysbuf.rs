@@ -519,7 +519,7 @@ pub const HANDLER_SYSCALLS: [i64; 5] =
 
 /// The syscalls the handler buffers: the table's `Exec::Copy` ones.
 pub fn buffers(nr: u64) -> bool {
-    ft_libos::lookup(nr).is_some_and(|s| matches!(s.exec, ft_libos::table::Exec::Copy(_)))
+    ft_libos::lookup(nr).is_some_and(|s| matches!(s.exec, ft_libos::table::Exec::Copy(op) if op.buffered()))
 }
 
 /// A site rewrite: the trampoline's bytes (at `tramp`), the site's new bytes (at `site`), and

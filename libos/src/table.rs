@@ -85,6 +85,23 @@ pub enum CopyOp {
     /// epoll_wait with events ready now; with none ready and a timeout, it waits in the tracee.
     /// `mask`: the argument of epoll_pwait's signal mask (a call with one is left to the tracee).
     EpollWait { mask: Option<u8> },
+    /// sendmsg of a socket without a destination or control data (its struct msghdr at argument
+    /// 1, its flags at `flags`): as `Send`, with the bytes of its iovecs. Not in the syscall
+    /// buffer's handler.
+    SendMsg { flags: u8 },
+}
+
+impl CopyOp {
+    /// Whether the syscall buffer's handler makes the call in the program (see
+    /// `ft_interposer::sysbuf`): its sites are rewritten.
+    pub fn buffered(&self) -> bool {
+        !matches!(self, CopyOp::SendMsg { .. })
+    }
+
+    /// Whether it sends: its event is an output's, and its bytes wait for their commit.
+    pub fn sends(&self) -> bool {
+        matches!(self, CopyOp::Send { .. } | CopyOp::SendMsg { .. })
+    }
 }
 
 /// How many bytes a memory write covers.
@@ -552,7 +569,7 @@ pub static TABLE: &[Spec] = &[
     // ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *from, socklen_t *fromlen)
     rec(45, "recvfrom").fd(0).check(A0 | A2 | A3).w(&[w(1, Ret), w(4, DerefU32(5)), w(5, Fixed(4))]).copy(CopyOp::Recv { flags: Some(3), addr: Some(4) }).stream(Stream::Read { vectored: false }).args(&[Fd, OutBuf, Uint, Hex, Ptr, Ptr]),
     // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
-    out(46, "sendmsg").fd(0).check(A0 | A2).input(Input::Msghdr(1)).stream(Stream::SendMsg).args(&[Fd, Ptr, Hex]),
+    out(46, "sendmsg").fd(0).check(A0 | A2).input(Input::Msghdr(1)).copy(CopyOp::SendMsg { flags: 2 }).stream(Stream::SendMsg).args(&[Fd, Ptr, Hex]),
     // ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     rec(47, "recvmsg").fd(0).check(A0 | A2).w(&[w(1, Msghdr)]).creates(NewFd::Rights).stream(Stream::RecvMsg).args(&[Fd, Ptr, Hex]),
     // int shutdown(int fd, int how)

@@ -62,15 +62,34 @@ fn msghdr(t: &Stopped, msg: u64, ret: u64, out: &mut Vec<(u64, u64)>) -> Result<
     Ok(())
 }
 
-/// The bytes a write-like syscall hands to the kernel (`Input::Buf` or `Input::Iov`), only if
+/// Whether the struct msghdr at `msg` names no destination and carries no control data (a
+/// sendmsg that only sends bytes).
+pub fn plain_msghdr(t: &Stopped, msg: u64) -> bool {
+    let Ok(h) = t.read(msg, 48) else { return false };
+    let word = |i: usize| h.get(i..i + 8).and_then(|w| w.try_into().ok()).map_or(u64::MAX, u64::from_le_bytes);
+    let namelen = h.get(8..12).and_then(|w| w.try_into().ok()).map_or(u32::MAX, u32::from_le_bytes);
+    (word(0) == 0 || namelen == 0) && word(40) == 0
+}
+
+/// The bytes a write-like syscall hands to the kernel (`Input::Buf`, `Input::Iov` or the iovecs
+/// of `Input::Msghdr`), only if
 /// every byte is readable and the request is of a sane size; None otherwise (the tracee then
 /// makes the syscall itself and the kernel decides: EFAULT, EINVAL, a partial write).
 pub fn input_exact(t: &Stopped, input: Input, args: &[u64; 6]) -> Result<Option<Vec<u8>>> {
     let mut parts = Vec::new();
     match input {
         Input::Buf(p, l) => parts.push((args[p as usize], args[l as usize])),
-        Input::Iov(p, c) => {
-            let (iov, cnt) = (args[p as usize], args[c as usize]);
+        Input::Iov(..) | Input::Msghdr(_) => {
+            let (iov, cnt) = match input {
+                // struct msghdr: msg_iov at +16, msg_iovlen at +24.
+                Input::Msghdr(p) => match (word(t, args[p as usize] + 16), word(t, args[p as usize] + 24)) {
+                    (Ok(iov), Ok(n)) => (iov, n),
+                    (Err(e), _) | (_, Err(e)) if e.is_gone() => return Err(e),
+                    _ => return Ok(None),
+                },
+                Input::Iov(p, c) => (args[p as usize], args[c as usize]),
+                _ => (0, 0),
+            };
             if cnt > IOV_MAX || (iov == 0 && cnt > 0) {
                 return Ok(None);
             }

@@ -56,11 +56,20 @@ impl Cluster {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir test dir");
+        // Each port's listener is held until every port is chosen: a port just closed may be
+        // handed out again (a node's Raft and control addresses came out equal).
+        let mut held = Vec::new();
+        let mut port_on = |ip: &str| {
+            let l = TcpListener::bind(format!("{ip}:0")).expect("bind a free port");
+            let port = l.local_addr().expect("local addr").port();
+            held.push(l);
+            port
+        };
         let nodes = (1..=n + extra)
             .map(|id| NodeConfig {
                 id,
-                raft_addr: format!("{}:{}", node_ip(id), free_port_on(&node_ip(id))),
-                control_addr: Some(format!("{}:{}", node_ip(id), free_port_on(&node_ip(id)))),
+                raft_addr: format!("{}:{}", node_ip(id), port_on(&node_ip(id))),
+                control_addr: Some(format!("{}:{}", node_ip(id), port_on(&node_ip(id)))),
                 data_dir: PathBuf::from(format!("node{id}")),
                 initial: id <= n,
                 service_dir: None,

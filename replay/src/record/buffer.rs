@@ -55,8 +55,9 @@ impl Recorder<'_> {
     /// rewrites the site (logging a `Patch` before the syscall's own event) when it is safe,
     /// and moves the task's return into the trampoline; or asks for a trampoline page first.
     pub(super) fn try_patch(&mut self, t: &Stopped, regs: &mut Regs, spec: &Spec, silent: u32) -> Result<PatchStep> {
-        // The table's Copy syscalls are the buffered ones (`ft_interposer::sysbuf::buffers`).
-        if !enabled() || !matches!(spec.exec, Exec::Copy(_)) || ft_interposer::clock::in_stub(regs.ip()) {
+        // The table's buffered Copy syscalls (`ft_interposer::sysbuf::buffers`).
+        if !enabled() || !ft_interposer::sysbuf::buffers(u64::from(spec.nr)) || ft_interposer::clock::in_stub(regs.ip())
+        {
             return Ok(PatchStep::Go);
         }
         let pid = t.pid();
@@ -167,8 +168,8 @@ impl Recorder<'_> {
         }
         let bit = match op {
             CopyOp::Recv { .. } => FD_RECV,
-            CopyOp::Send { .. } if self.sink.commits_outputs() => FD_QUEUE,
-            CopyOp::Send { .. } => FD_SEND,
+            CopyOp::Send { .. } | CopyOp::SendMsg { .. } if self.sink.commits_outputs() => FD_QUEUE,
+            CopyOp::Send { .. } | CopyOp::SendMsg { .. } => FD_SEND,
             CopyOp::EpollWait { .. } => FD_EPOLL,
         };
         let proc = self.proc_of_pid(t.pid());

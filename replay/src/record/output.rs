@@ -67,6 +67,7 @@ impl Recorder<'_> {
         let arg = |i: Option<u8>| i.map_or(0, |i| args[usize::from(i)]);
         let flags = match op {
             CopyOp::Recv { flags, .. } | CopyOp::Send { flags, .. } => arg(flags) as i32,
+            CopyOp::SendMsg { flags } => args[usize::from(flags)] as i32,
             CopyOp::EpollWait { .. } => 0,
         };
         match op {
@@ -80,6 +81,12 @@ impl Recorder<'_> {
             CopyOp::Send { addr, .. } => {
                 let plain = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE;
                 if flags & !plain != 0 || arg(addr) != 0 {
+                    return Ok(false);
+                }
+            }
+            CopyOp::SendMsg { .. } => {
+                let plain = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | libc::MSG_MORE;
+                if flags & !plain != 0 || !capture::plain_msghdr(t, args[1]) {
                     return Ok(false);
                 }
             }
@@ -131,7 +138,7 @@ impl Recorder<'_> {
                 }
                 self.copy_out(t, args[1], &buf[..(r.max(0) as usize * 12).min(buf.len())], r, &mut ev)?
             }
-            CopyOp::Send { .. } => {
+            CopyOp::Send { .. } | CopyOp::SendMsg { .. } => {
                 // Datagram sockets keep their boundaries and errors in the program.
                 let Some(f) = fdcopy::facts(&fd).filter(|f| f.socket) else { return Ok(false) };
                 if fdcopy::sockopt(&fd, libc::SO_TYPE) != Some(libc::SOCK_STREAM) {
@@ -186,7 +193,7 @@ impl Recorder<'_> {
             }
         };
         // A write's event is an output's (the next output need not wait for it).
-        self.answer(t, regs, ev, ret, matches!(op, CopyOp::Send { .. }))?;
+        self.answer(t, regs, ev, ret, op.sends())?;
         Ok(true)
     }
 

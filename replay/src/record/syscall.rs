@@ -52,7 +52,7 @@ impl Recorder<'_> {
         if let Exec::Copy(op) = spec.exec {
             if matches!(action, Action::Record { .. } | Action::Output { stdio: None }) {
                 let ok = self.on_copy(&t, &mut regs, spec, &args, op)?;
-                if ok || matches!(op, CopyOp::Send { .. }) {
+                if ok || op.sends() {
                     self.approve(&t, args[0], op, ok)?;
                 }
                 if ok {
