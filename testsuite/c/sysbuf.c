@@ -2,8 +2,8 @@
 // socketpair, and the parent multiplexes with epoll. Covered: full and partial reads, EAGAIN on
 // a non-blocking socket, recv with MSG_DONTWAIT and MSG_PEEK, write/send/sendto, epoll_wait
 // with events and with a zero timeout, a signal arriving while the parent sits in a read, a
-// blocking read that has to wait, a fork with replies in flight, writev, and EOF when the peer
-// closes.
+// blocking read that has to wait, a fork with replies in flight, writev, sendmsg (plain, and
+// with SCM_RIGHTS control data, which the tracee makes itself), and EOF when the peer closes.
 // Every value that differs between native runs (the pids, clock readings, a hash of what was
 // read) is printed, so a wrong replay changes the output.
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/un.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -44,7 +45,28 @@ static void child(int s, int rounds) {
         char out[128];
         int len = snprintf(out, sizeof out, "%d:%d:%ld:%016llx\n", i, (int)getpid(), now_ns() % 1000003,
                            (unsigned long long)fnv(buf, (size_t)n, 1469598103934665603ULL));
-        if (i % 3 == 1) {
+        if (i % 4 == 3) {
+            // sendmsg of two iovecs; every other time with an fd in its control data (the
+            // parent's read() drops it).
+            struct iovec iov[2] = {{out, 6}, {out + 6, (size_t)len - 6}};
+            char control[CMSG_SPACE(sizeof(int))];
+            struct msghdr msg;
+            memset(&msg, 0, sizeof msg);
+            msg.msg_iov = iov;
+            msg.msg_iovlen = 2;
+            if (i % 8 == 7) {
+                memset(control, 0, sizeof control);
+                msg.msg_control = control;
+                msg.msg_controllen = sizeof control;
+                struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &s, sizeof(int));
+            }
+            // MSG_DONTWAIT: the tracer may send it from its copy of the fd (the socket blocks).
+            if (sendmsg(s, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != len) _exit(4);
+        } else if (i % 3 == 1) {
             if (write(s, out, 5) != 5 || send(s, out + 5, (size_t)len - 5, 0) != len - 5) _exit(4);
         } else if (i % 3 == 2) {
             struct iovec iov[3] = {{out, 3}, {out + 3, 4}, {out + 7, (size_t)len - 7}};

@@ -44,6 +44,12 @@ fn socket_families_replay_with_and_without_the_buffer() {
     assert!(count(&on_stats, "buffered") >= 50, "the buffer recorded too little: {on_stats}");
     assert_eq!(count(&off_stats, "patched_sites"), 0, "{off_stats}");
     assert_eq!(count(&off_stats, "buffered"), 0, "{off_stats}");
+    // The plain sendmsgs (5 of 10) are answered on a copy of the fd (one stop); the ones with
+    // an fd in their control data run in the tracee.
+    for stats in [&on_stats, &off_stats] {
+        let sendmsg = &stats["by_syscall"]["sendmsg"];
+        assert_eq!((sendmsg["calls"].as_u64(), sendmsg["one_stop"].as_u64()), (Some(10), Some(5)), "{stats}");
+    }
 }
 
 /// redis-server under record with the buffer, a client's commands, then replay: the log's
