@@ -217,6 +217,9 @@ struct Recorder<'a> {
 /// How long the token holder may run without a stop while others wait (see wait_watchdog).
 const SPIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 const PROBE_GAP_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the holder may make buffered calls without a stop while others wait for the token
+/// (a tenth of the first probe's gap), see wait_watchdog.
+const PAUSE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl<'a> Recorder<'a> {
     fn new(sink: &'a mut dyn EventSink, log: &Logger, data_dir: Option<&Path>, events: u64) -> Self {

@@ -66,12 +66,21 @@ impl Recorder<'_> {
     /// preempted (see [`Recorder::on_interrupt`]). One that runs for SPIN_LIMIT without reaching
     /// one while others wait would starve them (hermit #33): fail with a clear error instead.
     pub(super) fn wait_watchdog(&mut self) -> ft_interposer::Result<(Pid, Waited)> {
-        if let Err(SessionError::Trace(e)) = self.pause_holder() {
-            return Err(e);
-        }
+        // The syscall buffer's holder is told to stop at its next buffered call (PAUSE) at once
+        // for a signal held for it; for tasks waiting for the token, only once it has run
+        // PAUSE_AFTER without a stop: the stop does not hand the token over (a blocking call
+        // does), it gives the watchdog a point of progress, and at once it made nearly every
+        // read of memcached's worker threads a stop.
+        let mut paused = false;
         let mut backoff = spin::Backoff::new(std::time::Duration::from_micros(50), std::time::Duration::from_millis(2));
         let mut nap = std::time::Duration::ZERO;
         loop {
+            if !paused && (self.holder_has_held() || self.progress.elapsed() >= PAUSE_AFTER) {
+                paused = true;
+                if let Err(SessionError::Trace(e)) = self.pause_holder() {
+                    return Err(e);
+                }
+            }
             // Woken by the SIGCHLD of the next stop: with several tasks waiting for the token
             // (nginx's workers), a stop that waited out a sleep here cost up to 2 ms.
             if let Some(w) = ft_interposer::tracee::wait_for_within(None, nap)? {
