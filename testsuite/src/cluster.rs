@@ -110,6 +110,17 @@ impl Up {
         }
     }
 
+    /// After one kill of the leader: at least two replicas live, and `up` saw one replica die
+    /// (the killed one: a follower that diverged would die too).
+    pub fn assert_only_the_killed_replica_died(&self) {
+        let st = self.status();
+        assert!(
+            st.iter().filter(|n| n["live"] == true).count() >= 2 && self.up_log().matches("died").count() == 1,
+            "only the killed replica may die: {st:?}\n{}",
+            self.logs()
+        );
+    }
+
     /// kill -9 of the recording leader's ftexec process, as a machine death would; returns when
     /// the kill was.
     pub fn kill_leader(&self) -> Instant {
