@@ -574,8 +574,11 @@ fn rebuild_all(
             }
             info!(log, "going live: signalfd made again"; "fd" => fd, "mask" => format!("{:#x}", sf.mask));
             new
-        } else if let Some(sh) = stand.rebuilt() {
-            rebuild_socket(r, tgid, fd, sh, log)?
+        } else if let Some(new) = match stand.rebuilt() {
+            Some(sh) => rebuild_socket(r, tgid, fd, sh, log)?,
+            None => None,
+        } {
+            new
         } else {
             let [a, peer] = r.socketpair()?.map_err(|e| fail(format!("socketpair for fd {fd} failed with {e}")))?;
             r.close(peer)?;
@@ -609,12 +612,17 @@ fn rebuild_all(
 
 /// Makes a socket of the program again (see [`Stand::rebuilt`]): the same domain, type and
 /// protocol, its options, its address (retried while the old leader's socket may hold it), its
-/// backlog if it listened, its peer if it was connected. Its fd in the process of `r`.
-fn rebuild_socket(r: &mut Remote, tgid: i32, fd: i32, sh: &SockShadow, log: &Logger) -> Result<i64> {
+/// backlog if it listened, its peer if it was connected. Its fd in the process of `r`; None for
+/// a datagram socket this process may not make (it becomes one whose peer has gone, as before).
+fn rebuild_socket(r: &mut Remote, tgid: i32, fd: i32, sh: &SockShadow, log: &Logger) -> Result<Option<i64>> {
     let fail = |what: String| unexpected(t_pid(tgid), what);
     let (domain, ty, proto) = sh.made.unwrap_or_default();
     let ty = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
     let s = r.socket(domain, ty, proto)?;
+    if s < 0 && sh.backlog.is_none() {
+        warn!(log, "going live: a datagram socket cannot be made again; reads on it see its end"; "fd" => fd, "domain" => domain, "errno" => -s);
+        return Ok(None);
+    }
     if s < 0 {
         return Err(fail(format!("socket({domain}, {ty}, {proto}) for fd {fd} failed with {s}")));
     }
@@ -632,7 +640,14 @@ fn rebuild_socket(r: &mut Remote, tgid: i32, fd: i32, sh: &SockShadow, log: &Log
             if b == -i64::from(libc::EADDRINUSE) && remove_stale_unix_socket(tgid, &sh.addr, log) {
                 continue;
             }
-            if b != -i64::from(libc::EADDRINUSE) || started.elapsed() > BIND_PATIENCE {
+            let gave_up = b != -i64::from(libc::EADDRINUSE) || started.elapsed() > BIND_PATIENCE;
+            if gave_up && sh.backlog.is_none() {
+                // A datagram socket: the program goes on with it unbound (clients of a listening
+                // socket need its address; going live fails without it).
+                warn!(log, "going live: a datagram socket cannot be bound to its address again; it stays unbound"; "fd" => fd, "errno" => -b);
+                break;
+            }
+            if gave_up {
                 return Err(SessionError::Unsupported {
                     what: format!("going live: binding the program's socket (fd {fd}) failed with errno {}", -b),
                     why: "the address is still in use (is the old leader's process still alive on this machine?)"
@@ -656,7 +671,7 @@ fn rebuild_socket(r: &mut Remote, tgid: i32, fd: i32, sh: &SockShadow, log: &Log
         }
     }
     info!(log, "going live: socket rebuilt"; "fd" => fd, "listening" => sh.backlog.is_some(), "connected" => !sh.peer.is_empty());
-    Ok(s)
+    Ok(Some(s))
 }
 
 /// A unix socket address whose file the dead leader's program left behind (nobody listens:
