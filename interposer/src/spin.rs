@@ -461,7 +461,8 @@ impl Interrupter {
     }
 }
 
-/// The watchdog's sleep between polls: doubling from `first` up to `most`.
+/// The watchdog's longest wait between polls (`tracee::wait_for_within` returns earlier at the
+/// next SIGCHLD): doubling from `first` up to `most`.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
     nap: std::time::Duration,
@@ -473,12 +474,8 @@ impl Backoff {
         Backoff { nap: first, most }
     }
 
-    pub fn sleep(&mut self) {
-        std::thread::sleep(self.next());
-    }
-
     /// The next nap, doubled up to the most each time.
-    pub fn next(&mut self) -> std::time::Duration {
+    pub fn nap(&mut self) -> std::time::Duration {
         let nap = self.nap;
         self.nap = (self.nap * 2).min(self.most);
         nap

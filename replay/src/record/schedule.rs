@@ -102,7 +102,7 @@ impl Recorder<'_> {
                     what: "spinning".into(),
                 });
             }
-            nap = backoff.next();
+            nap = backoff.nap();
         }
     }
 
@@ -246,7 +246,7 @@ impl Recorder<'_> {
             if start.elapsed() > SPIN_LIMIT || self.holder != Some(pid) {
                 return Ok(());
             }
-            nap = backoff.next();
+            nap = backoff.nap();
         }
     }
 

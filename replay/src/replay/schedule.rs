@@ -459,7 +459,7 @@ impl Replayer<'_> {
                 return Ok(None);
             }
             self.interrupter.tend(Some(tid), start.elapsed() >= gap)?;
-            nap = backoff.next();
+            nap = backoff.nap();
         }
     }
 
