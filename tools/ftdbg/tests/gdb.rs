@@ -206,10 +206,12 @@ fn gdb_errors_name_the_cause() {
     expect_error(&["gdb", s(&log), "--port", &port], "choose another port with --port");
     // No such event.
     expect_error(&["gdb", s(&log), "--at", "100000", "--port", "0"], "there is no event 100000");
-    // A truncated log.
+    // A truncated log: its last record (the Exit) cut 3 bytes short. (Cut at half its size, it
+    // ended on a record boundary about once in 370 runs: a shorter log, served, and the test
+    // waited for a gdb that never came.)
     let bytes = std::fs::read(&log).expect("read log");
     let cut = dir.join("cut.ftlog");
-    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    std::fs::write(&cut, &bytes[..bytes.len() - 3]).expect("write");
     expect_error(&["gdb", s(&cut), "--port", "0"], "cut.ftlog");
     // A log of another binary: the program at the recorded path changed since.
     std::fs::write(&exe, b"#!/bin/sh\necho not the recorded program\n").expect("replace the program");
