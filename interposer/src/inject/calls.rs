@@ -45,6 +45,10 @@ impl Remote {
 
     /// Writes `data` at `offset` in the scratch page; its address.
     fn put(&mut self, offset: u64, data: &[u8]) -> Result<u64> {
+        // Past the page is the program's memory, which nothing injected may write.
+        if offset + data.len() as u64 > SCRATCH_LEN {
+            return Err(self.failed(format!("{} bytes at +{offset} do not fit the scratch page", data.len())));
+        }
         let at = self.scratch()? + offset;
         self.write(at, data)?;
         Ok(at)
@@ -93,9 +97,10 @@ impl Remote {
         self.call(libc::SYS_lseek, [fd as u64, offset, libc::SEEK_SET as u64, 0, 0, 0])
     }
 
-    /// write(2) of `data` (at most a page).
+    /// write(2) of `data`, at most a page of it (a longer one is a short write).
     pub fn write_fd(&mut self, fd: i64, data: &[u8]) -> Result<i64> {
-        let at = self.put(0, &data[..data.len().min(SCRATCH_LEN as usize)])?;
+        let data = &data[..data.len().min(SCRATCH_LEN as usize)];
+        let at = self.put(0, data)?;
         self.call(libc::SYS_write, [fd as u64, at, data.len() as u64, 0, 0, 0])
     }
 
