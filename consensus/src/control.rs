@@ -108,7 +108,11 @@ pub fn serve_hooks(
         .name("control".into())
         .spawn(move || {
             for c in l.incoming() {
-                let Ok(c) = c else { continue };
+                // Out of fds or memory: waits instead of spinning on the error.
+                let Ok(c) = c else {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                };
                 let (node, logger, hook, access) = (node.clone(), logger.clone(), hook.clone(), access.clone());
                 let commands = commands.clone();
                 let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || {

@@ -818,7 +818,8 @@ impl Driver {
         }
         let mut rd = self.raw.ready();
         // 1. Messages that do not depend on our own persistence (leader appends).
-        self.transport.send(rd.take_messages());
+        let mut snapshots_sent = Vec::new();
+        self.send(rd.take_messages(), &mut snapshots_sent);
         // 2. Snapshot (only ever the bootstrap snapshot for a joining node).
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
@@ -852,16 +853,31 @@ impl Driver {
         b.set_must_sync(rd.must_sync());
         self.store.write(b).map_err(|e| self.store_err(e))?;
         // 5. Messages that must wait for persistence.
-        self.transport.send(rd.take_persisted_messages());
+        self.send(rd.take_persisted_messages(), &mut snapshots_sent);
         // 6. Advance.
         let mut light = self.raw.advance(rd);
         if let Some(c) = light.commit_index() {
             self.store.set_commit(c);
         }
-        self.transport.send(light.take_messages());
+        self.send(light.take_messages(), &mut snapshots_sent);
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        // 7. A leader keeps a peer it sent a snapshot to paused until told how the sending went;
+        // a snapshot lost on the way (the peer restarting, a dropped connection or a full queue)
+        // would leave that peer waiting for entries forever. Reported as sent: the leader then
+        // probes the peer, and one that did not get it answers with its old index, which makes
+        // the leader send a snapshot again.
+        for to in snapshots_sent {
+            self.raw.report_snapshot(to, raft::SnapshotStatus::Finish);
+        }
         Ok(())
+    }
+
+    /// Hands `msgs` to the transport, noting the peers that get a snapshot.
+    fn send(&self, msgs: Vec<Message>, snapshots_sent: &mut Vec<u64>) {
+        snapshots_sent
+            .extend(msgs.iter().filter(|m| m.get_msg_type() == raft::prelude::MessageType::MsgSnapshot).map(|m| m.to));
+        self.transport.send(msgs);
     }
 
     fn store_err(&self, source: StoreError) -> NodeError {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
 use protobuf::Message as _;
-use raft::prelude::Message;
+use raft::prelude::{Message, MessageType};
 use slog::{debug, info, warn, Logger};
 
 /// Largest accepted frame.
@@ -45,6 +45,8 @@ pub enum TransportError {
 pub struct Faults {
     isolated: AtomicBool,
     blocked: RwLock<HashSet<u64>>,
+    lose_snapshots: AtomicBool,
+    snapshots_lost: AtomicU64,
 }
 
 impl Faults {
@@ -66,6 +68,22 @@ impl Faults {
     }
     fn drops(&self, peer: u64) -> bool {
         self.is_isolated() || self.blocked.read().contains(&peer)
+    }
+    /// Loses every snapshot this node sends (as a peer restarting or a dropped connection
+    /// loses one), and nothing else.
+    pub fn lose_snapshots(&self, on: bool) {
+        self.lose_snapshots.store(on, Ordering::SeqCst);
+    }
+    /// How many snapshots [`Faults::lose_snapshots`] lost.
+    pub fn snapshots_lost(&self) -> u64 {
+        self.snapshots_lost.load(Ordering::SeqCst)
+    }
+    fn loses(&self, m: &Message) -> bool {
+        let lost = m.get_msg_type() == MessageType::MsgSnapshot && self.lose_snapshots.load(Ordering::SeqCst);
+        if lost {
+            self.snapshots_lost.fetch_add(1, Ordering::SeqCst);
+        }
+        lost
     }
 }
 
@@ -189,7 +207,7 @@ impl Transport {
         }
         let peers = self.peers.lock();
         for m in msgs {
-            if self.faults.drops(m.to) {
+            if self.faults.drops(m.to) || self.faults.loses(&m) {
                 self.stats.dropped_fault.fetch_add(1, Ordering::Relaxed);
                 continue;
             }

@@ -156,6 +156,59 @@ fn restarted_node_redelivers_the_log_from_the_start() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A snapshot the leader sends is lost (as when the peer restarts or its connection drops):
+/// the leader sends it again instead of keeping that peer paused, waiting for a reply that
+/// never comes, forever. (It did: a replica added to a compacted cluster waited for entries.)
+#[test]
+fn a_lost_snapshot_is_sent_again() {
+    let (cfg, dir) = cluster("lostsnap");
+    let mut nodes: Vec<Arc<Node>> =
+        (1..=3).map(|id| Arc::new(Node::start(&cfg, id, NodeOptions::default()).unwrap())).collect();
+    let leader = wait_leader(&nodes);
+    let victim = nodes.iter().position(|n| n.id() != leader.id()).unwrap();
+    let vid = nodes[victim].id();
+    nodes[victim].shutdown();
+    let mut last = 0;
+    for i in 0..30 {
+        last = leader.propose(format!("e{i}").into_bytes()).unwrap();
+    }
+    // The live nodes drop what they applied: the victim can only catch up from a snapshot.
+    for n in nodes.iter().filter(|n| n.id() != vid) {
+        n.await_commit(last, Some(T)).unwrap();
+        let t0 = Instant::now();
+        while n.first_index() < last {
+            n.compact(last).unwrap();
+            assert!(t0.elapsed() < T, "node {} did not compact to {last}: first index {}", n.id(), n.first_index());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    leader.faults().lose_snapshots(true);
+    nodes[victim] = Arc::new(Node::start(&cfg, vid, NodeOptions::default()).unwrap());
+    let rx = nodes[victim].take_committed().unwrap();
+    let t0 = Instant::now();
+    while leader.faults().snapshots_lost() == 0 {
+        assert!(t0.elapsed() < T, "the leader sent the restarted node no snapshot");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    leader.faults().lose_snapshots(false);
+    let more = leader.propose(b"after".to_vec()).unwrap();
+    let mut got = Vec::new();
+    let mut snapshot_at = None;
+    while !got.iter().any(|b: &Vec<u8>| b == b"after") {
+        let e = rx.recv_timeout(T).unwrap_or_else(|_| {
+            panic!("the restarted node got nothing more (snapshot at {snapshot_at:?}, got {got:?})")
+        });
+        if e.snapshot {
+            snapshot_at = Some(e.index);
+        }
+        got.extend(e.batches);
+    }
+    assert!(snapshot_at.is_some_and(|i| i + 1 >= last), "no snapshot through {last}: {snapshot_at:?}");
+    nodes[victim].await_commit(more, Some(T)).unwrap();
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn oversized_proposal_is_refused() {
     let (cfg, dir) = cluster("big");
