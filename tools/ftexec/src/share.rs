@@ -1,12 +1,14 @@
 //! Checkpoints shared between the replicas, and the log compaction they allow.
 //!
 //! Followers take the checkpoints (the leader never pauses for one). Every replica serves its
-//! checkpoints on its control endpoint (`checkpoints`, `checkpoint-chunk NAME OFFSET`); the
-//! leader fetches the newest one it lacks, so that it holds the state a lagging or new replica
-//! needs. Each replica drops the Raft log before the newest checkpoint it keeps (the leader
-//! keeps more while a voter is behind: see [`compact`]). A replica whose log no longer reaches back
-//! far enough (it was down while the others compacted; raft-rs sent it a snapshot) fetches a
-//! checkpoint from a peer and restores that.
+//! checkpoints on its control endpoint (`checkpoints`, `checkpoint-chunk NAME OFFSET`). Each
+//! follower drops the Raft log before the newest checkpoint it keeps. The leader, which takes
+//! none, drops the log before the newest checkpoint that a majority of the cluster holds (it
+//! asks its peers every second; see [`compact`]): any majority that survives then has a replica
+//! with that state, which a lagging, restarted or new replica fetches. Only when its peers do not
+//! make such a majority (one is down) does the leader fetch checkpoints itself. A replica whose
+//! log no longer reaches back far enough (it was down while the others compacted; raft-rs sent
+//! it a snapshot) fetches a checkpoint from a peer and restores that.
 
 use ft_consensus::control::{request, CommandHook};
 use ft_consensus::{ClusterConfig, Node};
@@ -19,8 +21,8 @@ use std::time::{Duration, Instant};
 
 /// Bytes per `checkpoint-chunk` reply (hex: twice this on the wire).
 const CHUNK: usize = 1 << 20;
-/// How often the leader looks for a newer checkpoint (fetching one costs the leader CPU, and it
-/// needs one only to compact and to serve a replica that fell behind).
+/// How often a leader whose peers do not hold a majority of checkpoints fetches a newer one
+/// (fetching costs the leader CPU).
 const FETCH_EVERY: Duration = Duration::from_secs(10);
 
 /// (file name, event, raft index, bytes) of each checkpoint in `dir`, newest first.
@@ -66,8 +68,10 @@ pub fn commands(dir: PathBuf) -> CommandHook {
     Arc::new(move |cmd: &str, args: &[&str]| -> Option<Value> {
         match cmd {
             "checkpoints" => {
+                // Listed only once durable: the leader drops its log on the strength of them.
                 let l: Vec<Value> = list(&dir)
                     .into_iter()
+                    .filter(|c| ft_libos::snapshot::sync(&dir.join(&c.0)).is_ok())
                     .map(|(name, event, raft_index, bytes)| {
                         json!({"name": name, "event": event, "raft_index": raft_index, "bytes": bytes})
                     })
@@ -170,21 +174,57 @@ fn prune(dir: &Path, keep: usize) {
     }
 }
 
-/// Drops the log before the newest checkpoint kept here: a restart restores that one and
-/// replays only the entries after it (a replica whose newest checkpoint turns out unusable
-/// fetches one from a peer). The leader alone keeps entries back to its older kept checkpoint
-/// while a voter still needs them, so that a follower a little behind is sent entries, not a
-/// snapshot and a restart.
-fn compact(node: &Node, dir: &Path, keep: usize, log: &Logger) {
+/// The Raft index at or after which at least a majority of the cluster's nodes hold a
+/// checkpoint, given one index per node (0: none, or not reachable).
+fn majority_index(mut per_node: Vec<u64>) -> u64 {
+    per_node.sort_unstable_by(|a, b| b.cmp(a));
+    per_node.get(per_node.len() / 2).copied().unwrap_or(0)
+}
+
+/// (newest, oldest) Raft index of the checkpoints each other node of the cluster keeps, as its
+/// control endpoint lists them ((0, 0): none, or it does not answer).
+fn peer_holdings(cfg: &ClusterConfig, me: u64) -> Vec<(u64, u64)> {
+    cfg.nodes
+        .iter()
+        .filter(|n| n.id != me)
+        .map(|n| {
+            let Some(v) = n.control_addr.as_ref().and_then(|a| request(a, "checkpoints", Duration::from_secs(2)).ok())
+            else {
+                return (0, 0);
+            };
+            let idx: Vec<u64> =
+                v["checkpoints"].as_array().into_iter().flatten().filter_map(|c| c["raft_index"].as_u64()).collect();
+            (idx.iter().copied().max().unwrap_or(0), idx.iter().copied().min().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// How far a replica drops its log, from the (newest, oldest) checkpoint of every node, its own
+/// first: through the entry before the newest checkpoint that a majority of the cluster holds
+/// (for a follower, its own: it takes them). The leader keeps entries back to the older kept
+/// checkpoint while a voter still needs them (`held_by_all`: what every voter has), so that a
+/// follower a little behind is sent entries, not a snapshot and a restart. 0: nothing to drop.
+fn compaction_point(holdings: &[(u64, u64)], leader: Option<u64>) -> u64 {
+    let Some(held_by_all) = leader else {
+        return holdings.first().map_or(0, |h| h.0.saturating_sub(1));
+    };
+    let newest = majority_index(holdings.iter().map(|h| h.0).collect());
+    let oldest = majority_index(holdings.iter().map(|h| h.1).collect());
+    newest.saturating_sub(1).min(held_by_all.max(oldest.saturating_sub(1)))
+}
+
+/// Drops the log before the newest checkpoint a majority holds (see [`compaction_point`]): a
+/// restart restores the newest checkpoint it has or can fetch and replays only the entries
+/// after it. `peers`: the other nodes' holdings, asked for on the leader only.
+fn compact(node: &Node, dir: &Path, keep: usize, peers: &[(u64, u64)], log: &Logger) {
     let kept: Vec<_> = list(dir).into_iter().take(keep).collect();
-    let (Some(newest), Some(oldest)) = (kept.first().map(|c| c.2), kept.last().map(|c| c.2)) else { return };
-    let mut through = newest.saturating_sub(1);
-    if node.is_leader() {
-        let held = node.status().held_by_all;
-        through = through.min(held.max(oldest.saturating_sub(1)));
-    }
-    if through >= node.first_index() {
-        // The checkpoint a restart will need must be on disk first.
+    let own = (kept.first().map_or(0, |c| c.2), kept.last().map_or(0, |c| c.2));
+    let holdings: Vec<(u64, u64)> = std::iter::once(own).chain(peers.iter().copied()).collect();
+    let leader = node.is_leader().then(|| node.status().held_by_all);
+    let through = compaction_point(&holdings, leader);
+    if through > 0 && through >= node.first_index() {
+        // The checkpoint a restart of this replica needs must be on disk first (the peers
+        // list only durable ones).
         for (name, ..) in &kept {
             if let Err(e) = ft_libos::snapshot::sync(&dir.join(name)) {
                 warn!(log, "cannot make a checkpoint durable: the log is not compacted"; "file" => name, "err" => %e);
@@ -197,27 +237,48 @@ fn compact(node: &Node, dir: &Path, keep: usize, log: &Logger) {
     }
 }
 
-/// The keeper thread: every [`FETCH_EVERY`] the leader fetches the newest checkpoint it lacks;
-/// every second each replica prunes to `keep` and compacts its log.
+/// The keeper thread: every second each replica prunes to `keep` and compacts its log; the
+/// leader asks its peers what they hold, and every [`FETCH_EVERY`] fetches the newest checkpoint
+/// it lacks while they do not make a majority without it.
 pub fn spawn_keeper(node: Arc<Node>, cfg: ClusterConfig, me: u64, dir: PathBuf, keep: usize, log: Logger) {
     let _ = std::thread::Builder::new().name("checkpoints".into()).spawn(move || {
         let mut last_fetch = Instant::now() - Duration::from_secs(60);
         while node.stopped().is_none() {
             std::thread::sleep(Duration::from_secs(1));
-            if node.is_leader() && last_fetch.elapsed() >= FETCH_EVERY {
+            let peers = if node.is_leader() { peer_holdings(&cfg, me) } else { Vec::new() };
+            let without_me = std::iter::once(0).chain(peers.iter().map(|h| h.0)).collect();
+            if node.is_leader() && majority_index(without_me) == 0 && last_fetch.elapsed() >= FETCH_EVERY {
                 last_fetch = Instant::now();
                 let have = newest_index(&dir);
                 fetch_newest(&cfg, me, &dir, have, 0, &log);
             }
             prune(&dir, keep);
-            compact(&node, &dir, keep, &log);
+            compact(&node, &dir, keep, &peers, &log);
         }
     });
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{hex, unhex};
+    use super::{compaction_point, hex, majority_index, unhex};
+
+    #[test]
+    fn the_leader_compacts_to_what_a_majority_holds() {
+        // Three nodes: the leader holds none, the followers theirs.
+        assert_eq!(majority_index(vec![0, 500, 700]), 500);
+        assert_eq!(majority_index(vec![0, 0, 700]), 0, "one holder of three is no majority");
+        assert_eq!(majority_index(vec![300, 0, 700]), 300, "the leader's fetched one counts");
+        assert_eq!(majority_index(vec![0, 400, 500, 600, 0]), 400, "three of five");
+        // Followers: their own newest.
+        assert_eq!(compaction_point(&[(700, 300), (0, 0), (0, 0)], None), 699);
+        assert_eq!(compaction_point(&[(0, 0), (0, 0)], None), 0);
+        // The leader: the majority's newest, back to the majority's older one while a voter
+        // still needs entries before it.
+        assert_eq!(compaction_point(&[(0, 0), (500, 200), (700, 400)], Some(10_000)), 499);
+        assert_eq!(compaction_point(&[(0, 0), (500, 200), (700, 400)], Some(250)), 250);
+        assert_eq!(compaction_point(&[(0, 0), (500, 200), (700, 400)], Some(100)), 199);
+        assert_eq!(compaction_point(&[(0, 0), (0, 0), (700, 400)], Some(10_000)), 0);
+    }
 
     #[test]
     fn chunks_survive_hex() {
