@@ -85,6 +85,18 @@ std::arch::global_asm!(
     "    mov dword ptr [rdi + {e_data_len}], r14d",
     "    add rdi, {entry_header}",
     ".endm",
+    // The iovecs of a writev or sendmsg (its struct msghdr: msg_iov at +16, msg_iovlen at
+    // +24): their address into \ptr, their count into \cnt. Expands where the 13 saves are at
+    // rsp.
+    ".macro ftexec_sb_iov ptr, cnt",
+    "    mov \\ptr, qword ptr [rsp + 72]",
+    "    mov \\cnt, qword ptr [rsp + 64]",
+    "    cmp dword ptr [rsp + 88], {nr_sendmsg}",
+    "    jne 2f",
+    "    mov \\cnt, qword ptr [\\ptr + 24]",
+    "    mov \\ptr, qword ptr [\\ptr + 16]",
+    "2:",
+    ".endm",
     ".pushsection .text.ftexec_sysbuf,\"ax\",@progbits",
     ".p2align 4",
     ".globl ftexec_sysbuf_start",
@@ -128,6 +140,8 @@ std::arch::global_asm!(
     "    je .Lsb_epoll_pwait",
     "    cmp rax, {nr_writev}",
     "    je .Lsb_writev",
+    "    cmp rax, {nr_sendmsg}",
+    "    je .Lsb_sendmsg",
     "    jmp .Lsb_fallback",
     // read / recvfrom without a source address: recvfrom with MSG_DONTWAIT.
     ".Lsb_recvfrom:",
@@ -214,12 +228,24 @@ std::arch::global_asm!(
     "    mov r13, rsi",
     "    mov r14, rdx",
     "    jmp .Lsb_append",
-    // writev of 1 to 64 buffers: gathered into the entry; sent with sendmsg (MSG_DONTWAIT |
-    // MSG_NOSIGNAL) on a non-blocking socket, or kept for release. r8-r10 are scratch here:
-    // the exit restores them.
+    // sendmsg without a destination or control data, of the flags send takes: as writev,
+    // over its iovecs, with its flags.
+    ".Lsb_sendmsg:",
+    "    test rdx, {send_other}",
+    "    jnz .Lsb_fallback",
+    "    cmp qword ptr [rsi + 40], 0",
+    "    jne .Lsb_fallback",
+    "    cmp qword ptr [rsi], 0",
+    "    je .Lsb_writev",
+    "    cmp dword ptr [rsi + 8], 0",
+    "    jne .Lsb_fallback",
+    // writev (or sendmsg) of 1 to 64 buffers: gathered into the entry; sent with sendmsg
+    // (MSG_DONTWAIT | MSG_NOSIGNAL and sendmsg's flags) on a non-blocking socket, or kept for
+    // release. r8-r10 are scratch here: the exit restores them.
     ".Lsb_writev:",
     "    test r13b, {fd_queue} | {fd_send}",
     "    jz .Lsb_fallback",
+    "    ftexec_sb_iov r8, rdx",
     "    lea rcx, [rdx - 1]",
     "    cmp rcx, 63",
     "    ja .Lsb_fallback",
@@ -228,7 +254,7 @@ std::arch::global_asm!(
     ".Lwv_sum:",
     "    mov r10, r9",
     "    shl r10, 4",
-    "    add r14, qword ptr [rsi + r10 + 8]",
+    "    add r14, qword ptr [r8 + r10 + 8]",
     "    jc .Lsb_fallback",
     "    inc r9d",
     "    cmp r9d, edx",
@@ -237,20 +263,26 @@ std::arch::global_asm!(
     "    mov rdx, r14",
     "    ftexec_sb_room",
     "    mov r14, r15",
-    "    mov rdx, qword ptr [rsp + 64]",
     "    test r13b, {fd_queue}",
     "    jnz .Lwv_gather",
     "    call .Lsb_nonblocking",
+    "    xor r10d, r10d",
+    "    cmp dword ptr [rsp + 88], {nr_sendmsg}",
+    "    jne 2f",
+    "    mov r10, qword ptr [rsp + 64]",
+    "2:",
+    "    ftexec_sb_iov r8, r9",
     "    sub rsp, 64",
     "    mov qword ptr [rsp], 0",
     "    mov qword ptr [rsp + 8], 0",
-    "    mov qword ptr [rsp + 16], rsi",
-    "    mov qword ptr [rsp + 24], rdx",
+    "    mov qword ptr [rsp + 16], r8",
+    "    mov qword ptr [rsp + 24], r9",
     "    mov qword ptr [rsp + 32], 0",
     "    mov qword ptr [rsp + 40], 0",
     "    mov qword ptr [rsp + 48], 0",
     "    mov rsi, rsp",
-    "    mov edx, {dontwait_nosignal}",
+    "    mov rdx, r10",
+    "    or edx, {dontwait_nosignal}",
     "    mov eax, {nr_sendmsg}",
     "    movabs rcx, {sys}",
     "    call rcx",
@@ -264,7 +296,7 @@ std::arch::global_asm!(
     "    mov r15, rax",
     ".Lwv_gather:",
     "    ftexec_sb_header",
-    "    mov r8, qword ptr [rsp + 72]",
+    "    ftexec_sb_iov r8, rdx",
     "    xor r9d, r9d",
     ".Lwv_copy:",
     "    mov r10, r9",
@@ -273,7 +305,7 @@ std::arch::global_asm!(
     "    mov rcx, qword ptr [r8 + r10 + 8]",
     "    rep movsb",
     "    inc r9d",
-    "    cmp r9d, dword ptr [rsp + 64]",
+    "    cmp r9d, edx",
     "    jb .Lwv_copy",
     "    jmp .Lsb_commit",
     // epoll_wait / epoll_pwait without a signal mask: with timeout 0; nothing ready and a
@@ -377,6 +409,8 @@ std::arch::global_asm!(
     "    je .Lsb_replay_match",
     "    cmp rax, {nr_writev}",
     "    je .Lsb_replay_match",
+    "    cmp rax, {nr_sendmsg}",
+    "    je .Lsb_replay_match",
     "    cmp r10, qword ptr [r13 + {e_args} + 24]",
     "    jne .Lsb_fallback",
     "    cmp rax, {nr_epoll_wait}",
@@ -392,6 +426,8 @@ std::arch::global_asm!(
     "    je .Lsb_replay_write",
     "    cmp rax, {nr_writev}",
     "    je .Lsb_replay_writev",
+    "    cmp rax, {nr_sendmsg}",
+    "    je .Lsb_replay_sendmsg",
     "    mov rdi, rsi",
     "    mov rsi, r14",
     "    rep movsb",
@@ -400,6 +436,20 @@ std::arch::global_asm!(
     "    mov rdi, r14",
     "    rep movsb",
     "    jmp .Lsb_replay_done",
+    // sendmsg: still without a destination or control data; then as writev, over its iovecs.
+    ".Lsb_replay_sendmsg:",
+    "    cmp qword ptr [rsi + 40], 0",
+    "    jne .Lsb_fallback",
+    "    cmp qword ptr [rsi], 0",
+    "    je 2f",
+    "    cmp dword ptr [rsi + 8], 0",
+    "    jne .Lsb_fallback",
+    "2:",
+    "    mov rdx, qword ptr [rsi + 24]",
+    "    mov rsi, qword ptr [rsi + 16]",
+    "    lea r9, [rdx - 1]",
+    "    cmp r9, 63",
+    "    ja .Lsb_fallback",
     // writev: the buffers must hold as many bytes as the recording's; gathered into the entry.
     ".Lsb_replay_writev:",
     "    xor r9d, r9d",
@@ -519,7 +569,7 @@ pub const HANDLER_SYSCALLS: [i64; 5] =
 
 /// The syscalls the handler buffers: the table's `Exec::Copy` ones.
 pub fn buffers(nr: u64) -> bool {
-    ft_libos::lookup(nr).is_some_and(|s| matches!(s.exec, ft_libos::table::Exec::Copy(op) if op.buffered()))
+    ft_libos::lookup(nr).is_some_and(|s| matches!(s.exec, ft_libos::table::Exec::Copy(_)))
 }
 
 /// A site rewrite: the trampoline's bytes (at `tramp`), the site's new bytes (at `site`), and

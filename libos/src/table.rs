@@ -86,18 +86,11 @@ pub enum CopyOp {
     /// `mask`: the argument of epoll_pwait's signal mask (a call with one is left to the tracee).
     EpollWait { mask: Option<u8> },
     /// sendmsg of a socket without a destination or control data (its struct msghdr at argument
-    /// 1, its flags at `flags`): as `Send`, with the bytes of its iovecs. Not in the syscall
-    /// buffer's handler.
+    /// 1, its flags at `flags`): as `Send`, with the bytes of its iovecs.
     SendMsg { flags: u8 },
 }
 
 impl CopyOp {
-    /// Whether the syscall buffer's handler makes the call in the program (see
-    /// `ft_interposer::sysbuf`): its sites are rewritten.
-    pub fn buffered(&self) -> bool {
-        !matches!(self, CopyOp::SendMsg { .. })
-    }
-
     /// Whether it sends: its event is an output's, and its bytes wait for their commit.
     pub fn sends(&self) -> bool {
         matches!(self, CopyOp::Send { .. } | CopyOp::SendMsg { .. })

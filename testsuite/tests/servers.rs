@@ -116,6 +116,14 @@ fn memcached_with_4_threads_replays_every_command_it_logged() {
     for _ in 0..3 {
         assert_same_lines(&lines_with(&replay_stderr(&log), " "), &all, "the replayed -vv log");
     }
+    // Its replies are sendmsg: with the syscall buffer on (the default), most of them are
+    // recorded in the program, without a stop, and replayed from the ring above.
+    if std::env::var("FTEXEC_SYSCALL_BUFFER").as_deref() != Ok("0") {
+        let stats = ftdbg_stats(&log);
+        let sendmsg = &stats["by_syscall"]["sendmsg"];
+        let (calls, buffered) = (sendmsg["calls"].as_u64().unwrap_or(0), sendmsg["buffered"].as_u64().unwrap_or(0));
+        assert!(calls >= 400 && buffered * 2 >= calls, "{buffered} of {calls} sendmsg buffered: {stats}");
+    }
 }
 
 /// One RESP reply as text: a status, error or integer line, a bulk string's content (or

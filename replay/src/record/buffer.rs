@@ -304,7 +304,7 @@ impl Recorder<'_> {
             drain_end,
             ..Default::default()
         };
-        let send = lookup(u64::from(e.nr)).is_some_and(|sp| matches!(sp.exec, Exec::Copy(CopyOp::Send { .. })));
+        let send = lookup(u64::from(e.nr)).is_some_and(|sp| matches!(sp.exec, Exec::Copy(op) if op.sends()));
         self.one_stop += 1;
         if !send {
             if !e.data.is_empty() {

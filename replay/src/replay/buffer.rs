@@ -142,7 +142,7 @@ impl Replayer<'_> {
 }
 
 fn is_write(nr: u32) -> bool {
-    lookup(u64::from(nr)).is_some_and(|sp| matches!(sp.exec, Exec::Copy(ft_libos::table::CopyOp::Send { .. })))
+    lookup(u64::from(nr)).is_some_and(|sp| matches!(sp.exec, Exec::Copy(op) if op.sends()))
 }
 
 /// The ring entry that serves a buffered syscall event: a read's bytes, or room for a write's.

@@ -19,8 +19,11 @@ pub struct Count {
     pub executed: u64,
     /// Calls that returned an error.
     pub errors: u64,
-    /// Calls the recorder answered at their seccomp stop on a copy of the fd (one ptrace stop).
+    /// Calls the recorder answered at their seccomp stop on a copy of the fd (one ptrace stop),
+    /// or that the syscall buffer recorded in the program (no stop: also in `buffered`).
     pub one_stop: u64,
+    /// Calls the syscall buffer recorded in the program.
+    pub buffered: u64,
 }
 
 /// First and last reading of one clock.
@@ -98,6 +101,7 @@ impl Stats {
                         c.executed += u64::from(executed);
                         c.errors += u64::from(error);
                         c.one_stop += u64::from(s.in_tracer);
+                        c.buffered += u64::from(s.buffered);
                     }
                     *st.by_disposition.entry(disposition_name(s.disposition)).or_default() += 1;
                     *st.tasks.entry(s.task).or_default() += 1;
@@ -201,14 +205,18 @@ impl Stats {
         for (k, n) in &self.by_disposition {
             writeln!(out, "  {k:<20} {n:>9}")?;
         }
-        writeln!(out, "by syscall:                calls   executed   errors  one-stop  class")?;
+        writeln!(out, "by syscall:                calls   executed   errors  one-stop  buffered  class")?;
         let mut rows: Vec<(&u32, &Count)> = self.by_syscall.iter().collect();
         rows.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then(a.0.cmp(b.0)));
         for (nr, c) in rows {
             let class = table::lookup(u64::from(*nr)).map(|sp| class_name(sp.class)).unwrap_or("unknown");
             let name = table::name(u64::from(*nr));
             let one = c.one_stop;
-            writeln!(out, "  {name:<20} {:>9} {:>10} {:>8} {one:>9}  {class}", c.calls, c.executed, c.errors)?;
+            writeln!(
+                out,
+                "  {name:<20} {:>9} {:>10} {:>8} {one:>9} {:>9}  {class}",
+                c.calls, c.executed, c.errors, c.buffered
+            )?;
         }
         out.flush()?;
         Ok(())
@@ -217,8 +225,7 @@ impl Stats {
     pub fn json(&self) -> Value {
         let h = &self.header;
         let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let count =
-            |c: &Count| json!({"calls": c.calls, "executed": c.executed, "errors": c.errors, "one_stop": c.one_stop});
+        let count = |c: &Count| json!({"calls": c.calls, "executed": c.executed, "errors": c.errors, "one_stop": c.one_stop, "buffered": c.buffered});
         json!({
             "path": self.path.display().to_string(),
             "file_bytes": self.file_bytes,
