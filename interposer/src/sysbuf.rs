@@ -847,6 +847,7 @@ mod tests {
             libc::SYS_writev,
             libc::SYS_sendto,
             libc::SYS_recvfrom,
+            libc::SYS_sendmsg,
             libc::SYS_epoll_wait,
             libc::SYS_epoll_pwait,
         ];

@@ -135,8 +135,8 @@ fn stats_count_what_events_show() {
     assert!(text.contains("duration: unknown"), "sh reads no clock: {text}");
     assert!(text.contains("end: +++ exited with 0 +++"), "{text}");
     let row = text.lines().find(|l| l.trim_start().starts_with("write ")).expect("write row");
-    // calls, executed, errors, one-stop (stdout is a pipe, not a socket), class
-    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), vec!["write", "1", "0", "0", "0", "Output"]);
+    // calls, executed, errors, one-stop (stdout is a pipe, not a socket), buffered, class
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), vec!["write", "1", "0", "0", "0", "0", "Output"]);
 
     let j: serde_json::Value = serde_json::from_str(&run_ok(&["stats", s(&log), "--json"], 0)).expect("json");
     assert_eq!(j["events"], n as u64);
