@@ -2,7 +2,7 @@
 # Installs what ftexec's build, tests and demos need on Debian 12 (idempotent). Needs root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(build-essential gcc libc6-dev linux-libc-dev sqlite3 python3 redis-server redis-tools memcached iproute2 gdb busybox-static nginx-light postgresql openjdk-17-jdk-headless mariadb-server apache2 wrk libmemcached-tools)
+pkgs=(build-essential gcc libc6-dev linux-libc-dev sqlite3 python3 redis-server redis-tools memcached iproute2 gdb busybox-static nginx-light postgresql openjdk-17-jdk-headless mariadb-server apache2 wrk libmemcached-tools gunicorn)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -409,6 +409,26 @@ fn reopen(r: &mut Remote, tgid: i32, fd: i32, f: &FileShadow, log: &Logger) -> R
         info!(log, "going live: file reopened"; "fd" => fd, "path" => f.path.display().to_string(), "offset" => f.offset);
         return Ok(opened);
     }
+    if opened == -i64::from(libc::ENOENT) && flags & libc::O_DIRECTORY == 0 {
+        // Gone (the program unlinked it, as a temporary file is; or it is only on the old
+        // leader's machine): an unnamed file in its directory, or in /tmp, takes its place, so
+        // that the program's writes, fchmod and fstat act on a file of its own (gunicorn's
+        // workers tell their master they live by the ctime of such a file), not on /dev/null.
+        // What the old file held is not in the log.
+        let tmp_flags = (flags & !libc::O_ACCMODE) | libc::O_RDWR | libc::O_TMPFILE;
+        let dirs = [f.path.parent().map(|d| d.as_os_str().as_bytes()).unwrap_or(b"/tmp"), b"/tmp"];
+        for dir in dirs {
+            let made = r.open_mode(dir, tmp_flags, 0o600)?;
+            if made >= 0 {
+                if f.offset > 0 && flags & libc::O_APPEND == 0 {
+                    r.seek(made, f.offset)?;
+                }
+                warn!(log, "going live: a file the program has open is gone; an empty unnamed file takes its place (what it held is lost)";
+                    "fd" => fd, "path" => f.path.display().to_string(), "in" => String::from_utf8_lossy(dir).into_owned());
+                return Ok(made);
+            }
+        }
+    }
     warn!(log, "going live: a file the program has open cannot be opened again; /dev/null takes its place";
         "fd" => fd, "path" => f.path.display().to_string(), "errno" => -opened);
     let null = r.open(b"/dev/null", flags & libc::O_ACCMODE)?;

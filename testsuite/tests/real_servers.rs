@@ -611,3 +611,105 @@ fn mariadb_keeps_every_row_across_a_failover_and_stops_cleanly() {
     assert_eq!(up.stop_cleanly_with(libc::SIGTERM).code(), Some(0), "{}", up.logs());
     assert_eq!(up.data_differences(), Vec::<String>::new(), "the replicas' data directories after SIGTERM");
 }
+
+/// gunicorn (a master and 2 prefork workers, a WSGI app that appends to a file of its data
+/// directory): every write acknowledged before a kill -9 of the leader is read back after it,
+/// by the same workers. Each worker tells the master it lives by fchmod of an unlinked file
+/// in /tmp, which the master fstats; going live gave the program /dev/null for that file (it is
+/// gone): the workers' fchmod then set the machine's /dev/null to mode 0 or 1, and where that
+/// failed the master, seeing /dev/null's old ctime, killed both workers as timed out ("WORKER
+/// TIMEOUT") within a second of the failover.
+#[test]
+fn gunicorn_workers_live_on_across_a_failover() {
+    // A Python script, not an ELF file: found on PATH as it is.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(gunicorn) = std::env::split_paths(&path).map(|d| d.join("gunicorn")).find(|p| p.is_file()) else {
+        println!("SKIPPED: gunicorn is not installed (scripts/deps.sh installs it)");
+        return;
+    };
+    let Some(python) = find_program("python3") else { return };
+    let tmp = temp_dir("srv-gunicorn");
+    let src = tmp.path().join("app");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("app.py"),
+        r#"import os
+def app(environ, start):
+    key = environ["PATH_INFO"].strip("/")
+    if environ["REQUEST_METHOD"] == "PUT":
+        value = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)).decode()
+        with open("kv.txt", "a") as f:
+            f.write(key + " " + value + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        body = "stored"
+    else:
+        kv = dict(l.split(" ", 1) for l in open("kv.txt").read().splitlines()) if os.path.exists("kv.txt") else {}
+        body = kv.get(key, "(none)")
+    body = ("%s by %d\n" % (body, os.getpid())).encode()
+    start("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#,
+    )
+    .unwrap();
+    let port = free_port();
+    let cmd: Vec<String> = [
+        python.to_string_lossy().as_ref(),
+        gunicorn.to_string_lossy().as_ref(),
+        "-w",
+        "2",
+        "-b",
+        &format!("127.0.0.1:{port}"),
+        "app:app",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut up = Up::start(&tmp.path().join("cluster"), &cmd, &["--initial-data", src.to_str().unwrap()], &[]);
+    // "VALUE by PID": the value, and the worker that answered.
+    let split = |(status, body): (String, String)| {
+        assert!(status.contains("200"), "{status} {body}");
+        let (v, pid) = body.trim_end().rsplit_once(" by ").unwrap_or_else(|| panic!("{body}"));
+        (v.to_string(), pid.parse::<u32>().unwrap_or_else(|_| panic!("{body}")))
+    };
+    let mut answered = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let r = up.retry(Duration::from_secs(30), "gunicorn storing", || {
+            request(port, "PUT", &format!("/k{i}"), &format!("v{i}"))
+        });
+        assert_eq!(split(r).0, "stored");
+    }
+    up.kill_leader();
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..20 {
+        let r = up.retry(Duration::from_secs(30), "gunicorn reading", || http_get(port, &format!("/k{i}")));
+        let (v, pid) = split(r);
+        assert_eq!(v, format!("v{i}"), "k{i} after the failover");
+        answered.insert(pid);
+    }
+    // Past the master's checks of its workers (every second), they still answer.
+    std::thread::sleep(Duration::from_secs(3));
+    let (v, pid) = split(up.retry(Duration::from_secs(30), "gunicorn reading", || http_get(port, "/k7")));
+    assert_eq!(v, "v7");
+    answered.insert(pid);
+    // The program's stderr, as the leader of each moment printed it (the replicas' logs): its
+    // master booted two workers, once, and they answered every request.
+    let dir = up.config().parent().expect("cluster dir").to_path_buf();
+    let log: String =
+        (1..=3).map(|n| std::fs::read_to_string(dir.join(format!("n{n}/ftexec.log"))).unwrap_or_default()).collect();
+    let booted: std::collections::BTreeSet<u32> =
+        log.lines().filter_map(|l| l.split_once("Booting worker with pid: ")?.1.trim().parse().ok()).collect();
+    // A stand-in for the gone file that is not the program's own lets the workers' fchmod
+    // change the machine's /dev/null (it did: to mode 0 and 1, which breaks every program that
+    // opens it). Put back before the assertion, so that a failure does not break the machine.
+    let null_mode =
+        std::fs::metadata("/dev/null").map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
+    if null_mode.as_ref().is_ok_and(|m| *m != 0o666) {
+        let _ = std::fs::set_permissions("/dev/null", std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    }
+    assert_eq!(null_mode.ok(), Some(0o666), "the program changed /dev/null's mode");
+    assert!(!log.contains("WORKER TIMEOUT"), "the master timed its workers out after the failover:\n{log}");
+    assert_eq!(booted.len(), 2, "workers booted: {booted:?}\n{log}");
+    assert!(answered.is_subset(&booted), "{answered:?} answered, {booted:?} were booted");
+    up.stop_cleanly();
+    assert_eq!(up.data_differences(), Vec::<String>::new(), "the replicas' data directories after Ctrl-C");
+}

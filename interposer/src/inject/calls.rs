@@ -87,9 +87,14 @@ impl Remote {
 
     /// openat(AT_FDCWD, path, flags) (mode 0: nothing is created).
     pub fn open(&mut self, path: &[u8], flags: i32) -> Result<i64> {
+        self.open_mode(path, flags, 0)
+    }
+
+    /// openat(AT_FDCWD, path, flags, mode): for flags that create a file.
+    pub fn open_mode(&mut self, path: &[u8], flags: i32, mode: u32) -> Result<i64> {
         let Some(p) = c_string(path) else { return Ok(enametoolong()) };
         let at = self.put(0, &p)?;
-        self.call(libc::SYS_openat, [libc::AT_FDCWD as i64 as u64, at, flags as u64, 0, 0, 0])
+        self.call(libc::SYS_openat, [libc::AT_FDCWD as i64 as u64, at, flags as u64, u64::from(mode), 0, 0])
     }
 
     /// lseek to `offset` from the start.
