@@ -123,6 +123,8 @@ std::arch::global_asm!(
     "    cmp dword ptr [rbx + {pause}], 0",
     "    jne .Lsb_fallback",
     "    mov r12d, dword ptr [rbx + {used}]",
+    "    cmp rax, {nr_poll}",
+    "    je .Lsb_poll",
     "    cmp rdi, {fd_limit}",
     "    jae .Lsb_fallback",
     "    movzx r13d, byte ptr [rbx + rdi + {fds}]",
@@ -308,6 +310,30 @@ std::arch::global_asm!(
     "    cmp r9d, edx",
     "    jb .Lwv_copy",
     "    jmp .Lsb_commit",
+    // poll of 1 to 64 fds (no fd approval: its result is the revents it writes and its
+    // count): with timeout 0; nothing ready and a program that would wait: its own syscall.
+    ".Lsb_poll:",
+    "    lea rcx, [rsi - 1]",
+    "    cmp rcx, 63",
+    "    ja .Lsb_fallback",
+    "    lea rdx, [rsi * 8]",
+    "    ftexec_sb_room",
+    "    mov rdx, qword ptr [rsp + 64]",
+    "    mov eax, {nr_poll}",
+    "    xor edx, edx",
+    "    movabs rcx, {sys}",
+    "    call rcx",
+    "    mov rdx, qword ptr [rsp + 64]",
+    "    test rax, rax",
+    "    js .Lsb_fallback",
+    "    jnz .Lsb_poll_got",
+    "    test edx, edx",
+    "    jnz .Lsb_fallback",
+    ".Lsb_poll_got:",
+    "    mov r15, rax",
+    "    mov r13, rdi",
+    "    lea r14, [rsi * 8]",
+    "    jmp .Lsb_append",
     // epoll_wait / epoll_pwait without a signal mask: with timeout 0; nothing ready and a
     // program that would wait: its own syscall.
     ".Lsb_epoll_pwait:",
@@ -411,6 +437,8 @@ std::arch::global_asm!(
     "    je .Lsb_replay_match",
     "    cmp rax, {nr_sendmsg}",
     "    je .Lsb_replay_match",
+    "    cmp rax, {nr_poll}",
+    "    je .Lsb_replay_match",
     "    cmp r10, qword ptr [r13 + {e_args} + 24]",
     "    jne .Lsb_fallback",
     "    cmp rax, {nr_epoll_wait}",
@@ -428,12 +456,33 @@ std::arch::global_asm!(
     "    je .Lsb_replay_writev",
     "    cmp rax, {nr_sendmsg}",
     "    je .Lsb_replay_sendmsg",
+    "    cmp rax, {nr_poll}",
+    "    je .Lsb_replay_poll",
     "    mov rdi, rsi",
     "    mov rsi, r14",
     "    rep movsb",
     "    jmp .Lsb_replay_done",
     ".Lsb_replay_write:",
     "    mov rdi, r14",
+    "    rep movsb",
+    "    jmp .Lsb_replay_done",
+    // poll: the program asks about the same fds and events as at record; their revents.
+    ".Lsb_replay_poll:",
+    "    lea r9, [rsi * 8]",
+    "    cmp r9, rcx",
+    "    jne .Lsb_fallback",
+    "    xor r9d, r9d",
+    ".Lrp_check:",
+    "    mov r10d, dword ptr [rdi + r9]",
+    "    cmp r10d, dword ptr [r14 + r9]",
+    "    jne .Lsb_fallback",
+    "    mov r10w, word ptr [rdi + r9 + 4]",
+    "    cmp r10w, word ptr [r14 + r9 + 4]",
+    "    jne .Lsb_fallback",
+    "    add r9, 8",
+    "    cmp r9, rcx",
+    "    jb .Lrp_check",
+    "    mov rsi, r14",
     "    rep movsb",
     "    jmp .Lsb_replay_done",
     // sendmsg: still without a destination or control data; then as writev, over its iovecs.
@@ -541,6 +590,7 @@ std::arch::global_asm!(
     nr_fcntl = const libc::SYS_fcntl,
     nr_writev = const libc::SYS_writev,
     nr_sendmsg = const libc::SYS_sendmsg,
+    nr_poll = const libc::SYS_poll,
 );
 
 unsafe extern "C" {
@@ -564,12 +614,12 @@ pub fn handler() -> &'static [u8] {
 }
 
 /// The syscalls the handler itself makes, untraced (see `crate::filter`).
-pub const HANDLER_SYSCALLS: [i64; 5] =
-    [libc::SYS_recvfrom, libc::SYS_sendto, libc::SYS_sendmsg, libc::SYS_epoll_wait, libc::SYS_fcntl];
+pub const HANDLER_SYSCALLS: [i64; 6] =
+    [libc::SYS_recvfrom, libc::SYS_sendto, libc::SYS_sendmsg, libc::SYS_epoll_wait, libc::SYS_fcntl, libc::SYS_poll];
 
-/// The syscalls the handler buffers: the table's `Exec::Copy` ones.
+/// The syscalls the handler buffers: the table's `buffered` ones.
 pub fn buffers(nr: u64) -> bool {
-    ft_libos::lookup(nr).is_some_and(|s| matches!(s.exec, ft_libos::table::Exec::Copy(_)))
+    ft_libos::lookup(nr).is_some_and(|s| s.buffered)
 }
 
 /// A site rewrite: the trampoline's bytes (at `tramp`), the site's new bytes (at `site`), and
@@ -844,6 +894,7 @@ mod tests {
         let handled = [
             libc::SYS_read,
             libc::SYS_write,
+            libc::SYS_poll,
             libc::SYS_writev,
             libc::SYS_sendto,
             libc::SYS_recvfrom,

@@ -248,6 +248,10 @@ pub struct Spec {
     pub process: Changes,
     /// Whether it may wait in the kernel for another task of the program (semop, msgrcv).
     pub waits: Waits,
+    /// Whether the syscall buffer's handler may make it in the program, without a stop (see
+    /// `ft_interposer::sysbuf`; its call sites are rewritten): the `Copy` syscalls, on the fds
+    /// the recorder approved, and poll, whose result is all in what it writes.
+    pub buffered: bool,
 }
 
 const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
@@ -272,6 +276,7 @@ const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
         now: None,
         process: Changes::None,
         waits: Waits::Never,
+        buffered: false,
     }
 }
 
@@ -334,6 +339,11 @@ impl Spec {
     }
     const fn copy(mut self, op: CopyOp) -> Self {
         self.exec = Exec::Copy(op);
+        self.buffered = true;
+        self
+    }
+    const fn buffered(mut self) -> Self {
+        self.buffered = true;
         self
     }
     const fn special(mut self, s: Special) -> Self {
@@ -480,7 +490,7 @@ pub static TABLE: &[Spec] = &[
     // int lstat(const char *path, struct stat *st)
     rec(6, "lstat").input(Input::Path(0)).w(&[w(1, Fixed(SIZEOF_STAT))]).args(&[Path, Stat]),
     // int poll(struct pollfd *fds, nfds_t nfds, int timeout)
-    rec(7, "poll").check(A1).w(&[w(0, ArgTimes(1, 8))]).args(&[Ptr, Uint, Int]),
+    rec(7, "poll").check(A1).w(&[w(0, ArgTimes(1, 8))]).buffered().args(&[Ptr, Uint, Int]),
     // off_t lseek(int fd, off_t offset, int whence)
     rec(8, "lseek").fd(0).check(A0 | A1 | A2).stream(Stream::Seek).args(&[Fd, Int, Whence]),
     // void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)

@@ -3,7 +3,8 @@
 // a non-blocking socket, recv with MSG_DONTWAIT and MSG_PEEK, write/send/sendto, epoll_wait
 // with events and with a zero timeout, a signal arriving while the parent sits in a read, a
 // blocking read that has to wait, a fork with replies in flight, writev, sendmsg (plain, and
-// with SCM_RIGHTS control data, which the tracee makes itself), and EOF when the peer closes.
+// with SCM_RIGHTS control data, which the tracee makes itself), poll (of the socket and the
+// epoll fd, with a zero timeout and with one), and EOF when the peer closes.
 // Every value that differs between native runs (the pids, clock readings, a hash of what was
 // read) is printed, so a wrong replay changes the output.
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/un.h>
 #include <sys/socket.h>
@@ -103,6 +105,7 @@ int main(void) {
     char buf[512];
     uint64_t h = 1469598103934665603ULL;
     int eagain = 0, partial = 0, polls = 0;
+    uint64_t pollsum = 0;
     for (int i = 0; i < rounds; i++) {
         char req[64];
         int len = snprintf(req, sizeof req, "request %d at %ld\n", i, now_ns() % 1000003);
@@ -112,6 +115,11 @@ int main(void) {
         } else if (write(s, req, (size_t)len) != len) {
             return 5;
         }
+        // poll: whether the reply is there yet (timing: the replay must give the same answers).
+        struct pollfd pf[2] = {{.fd = s, .events = POLLIN}, {.fd = ep, .events = POLLIN | POLLOUT}};
+        int pn = poll(pf, 2, i % 2 ? 0 : 50);
+        if (pn < 0 && errno != EINTR) return 11;
+        pollsum = pollsum * 31 + (uint64_t)(pn + 1) * 7 + (uint64_t)pf[0].revents * 3 + (uint64_t)pf[1].revents;
         size_t got = 0;
         while (got == 0 || buf[got - 1] != '\n') {
             struct epoll_event out[4];
@@ -152,6 +160,7 @@ int main(void) {
     printf("child %d exit %d\n", (int)pid, WEXITSTATUS(status));
     printf("eof read %zd\n", r);
     printf("hash %016llx\n", (unsigned long long)h);
+    printf("poll %016llx\n", (unsigned long long)pollsum);
     printf("partial reads %d\npolls %d\neagain %d\nalarms %d\n", partial, polls, eagain, (int)alarms);
     return 0;
 }

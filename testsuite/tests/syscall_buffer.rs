@@ -43,6 +43,11 @@ fn socket_families_replay_with_and_without_the_buffer() {
     assert!(count(&on_stats, "patched_sites") >= 3, "the buffer rewrote no sites: {on_stats}");
     assert!(count(&on_stats, "buffered") >= 50, "the buffer recorded too little: {on_stats}");
     assert_eq!(count(&off_stats, "patched_sites"), 0, "{off_stats}");
+    // poll, of 2 fds, once per round: most of its calls recorded in the program (the ones
+    // that would wait are traced).
+    let poll = &on_stats["by_syscall"]["poll"];
+    assert_eq!(poll["calls"].as_u64(), Some(40), "{on_stats}");
+    assert!(poll["buffered"].as_u64() >= Some(10), "too few polls buffered: {on_stats}");
     assert_eq!(count(&off_stats, "buffered"), 0, "{off_stats}");
     // The plain sendmsgs (5 of 10) are answered on a copy of the fd (one stop); the ones with
     // an fd in their control data run in the tracee.

@@ -157,9 +157,11 @@ fn entry_of(s: &Syscall) -> Option<Entry> {
         }
         vec![0u8; s.input_len as usize]
     } else {
+        // Where the handler writes them: the table's first write (as the recorder logged it).
+        let at = lookup(u64::from(s.nr)).and_then(|sp| sp.writes.first()).map_or(1, |w| usize::from(w.ptr));
         match s.mem.as_slice() {
             [] => Vec::new(),
-            [m] if m.addr == args[1] => m.data.clone(),
+            [m] if m.addr == args[at] => m.data.clone(),
             _ => return None,
         }
     };

@@ -43,7 +43,7 @@ struct Cli {
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// Record the hot socket syscalls (read, recvfrom, write, writev, sendto, sendmsg, epoll_wait) in the program,
+    /// Record the hot socket syscalls (read, recvfrom, write, writev, sendto, sendmsg, epoll_wait, poll) in the program,
     /// without a ptrace stop each: their call sites are rewritten into jumps to ftexec's
     /// handler (the default; see docs/ARCHITECTURE.md). Replay follows the log either way.
     #[arg(long, global = true, conflicts_with = "no_syscall_buffer")]
