@@ -27,6 +27,49 @@ use slog::{debug, info, warn, Logger};
 pub const MAX_FRAME: usize = 64 << 20;
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE: usize = 4096;
+/// Entry bytes above which an append is sent as several (see [`split_append`]).
+const APPEND_PART: usize = 8 << 20;
+
+/// An append whose entries hold more than `max` bytes, as consecutive appends of at most `max`
+/// bytes each (or one entry): raft-rs merges the appends to one follower within a ready without
+/// a bound (`batch_append`), and the parts of one 80 MiB event (varnish maps its 80 MiB shared
+/// log) made an 84 MiB frame, over [`MAX_FRAME`], which the follower refused by closing the
+/// connection, at every retry. Each part names the entry before it (index and term), as raft
+/// does, and carries the commit index; a follower applies them in order.
+fn split_append(mut m: Message, max: usize) -> Vec<Message> {
+    let bytes = |e: &raft::prelude::Entry| e.data.len() + e.context.len() + 32;
+    if m.get_msg_type() != MessageType::MsgAppend
+        || m.entries.len() < 2
+        || m.entries.iter().map(bytes).sum::<usize>() <= max
+    {
+        return vec![m];
+    }
+    let entries: Vec<raft::prelude::Entry> = m.take_entries().into();
+    let mut out = Vec::new();
+    let (mut index, mut log_term) = (m.index, m.log_term);
+    let mut part: Vec<raft::prelude::Entry> = Vec::new();
+    let mut size = 0;
+    let mut flush = |part: &mut Vec<raft::prelude::Entry>, index: &mut u64, log_term: &mut u64| {
+        let mut p = m.clone();
+        p.index = *index;
+        p.log_term = *log_term;
+        if let Some(last) = part.last() {
+            (*index, *log_term) = (last.index, last.term);
+        }
+        p.set_entries(std::mem::take(part).into());
+        out.push(p);
+    };
+    for e in entries {
+        if !part.is_empty() && size + bytes(&e) > max {
+            flush(&mut part, &mut index, &mut log_term);
+            size = 0;
+        }
+        size += bytes(&e);
+        part.push(e);
+    }
+    flush(&mut part, &mut index, &mut log_term);
+    out
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -206,7 +249,7 @@ impl Transport {
             return;
         }
         let peers = self.peers.lock();
-        for m in msgs {
+        for m in msgs.into_iter().flat_map(|m| split_append(m, APPEND_PART)) {
             if self.faults.drops(m.to) || self.faults.loses(&m) {
                 self.stats.dropped_fault.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -395,6 +438,44 @@ mod tests {
         let mut m = Message { to, from: 1, ..Default::default() };
         m.context = vec![7u8; bytes].into();
         m
+    }
+
+    /// An append of five 5 MiB entries goes as five appends, each naming the entry before it;
+    /// a small one goes whole.
+    #[test]
+    fn large_appends_are_sent_in_parts() {
+        let entry = |index: u64, len: usize| raft::prelude::Entry {
+            index,
+            term: 3,
+            data: vec![index as u8; len].into(),
+            ..Default::default()
+        };
+        let mut m = Message { to: 2, from: 1, index: 10, log_term: 2, commit: 12, ..Default::default() };
+        m.set_msg_type(MessageType::MsgAppend);
+        m.set_entries((11..=15).map(|i| entry(i, 5 << 20)).collect::<Vec<_>>().into());
+        let parts = split_append(m.clone(), APPEND_PART);
+        assert_eq!(parts.len(), 5);
+        let mut prev = (10, 2);
+        for (p, i) in parts.iter().zip(11..) {
+            assert_eq!((p.index, p.log_term, p.commit, p.to), (prev.0, prev.1, 12, 2));
+            assert_eq!(p.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![i]);
+            assert_eq!(p.entries[0].data.len(), 5 << 20);
+            prev = (i, 3);
+        }
+        // Small entries share parts; none is lost or reordered.
+        m.set_entries((11..=60).map(|i| entry(i, 1 << 20)).collect::<Vec<_>>().into());
+        let parts = split_append(m.clone(), APPEND_PART);
+        let all: Vec<u64> = parts.iter().flat_map(|p| p.entries.iter().map(|e| e.index)).collect();
+        assert_eq!(all, (11..=60).collect::<Vec<_>>());
+        assert!(parts.iter().all(|p| write_len(p) < MAX_FRAME && p.entries.len() <= 8), "{}", parts.len());
+        m.set_entries(vec![entry(11, 100), entry(12, 100)].into());
+        assert_eq!(split_append(m.clone(), APPEND_PART), vec![m]);
+    }
+
+    fn write_len(m: &Message) -> usize {
+        let mut b = Vec::new();
+        write_frame(&mut b, m);
+        b.len()
     }
 
     /// A dead peer and a peer that accepts but never reads: `send` never blocks, the excess is

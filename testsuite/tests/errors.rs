@@ -151,6 +151,25 @@ fn an_executable_opened_by_openat2_or_creat_is_verified() {
     assert!(stderr(&out).contains("missing or different"), "{out}");
 }
 
+/// A file the program itself writes outside the data directory and reads back, which starts
+/// with the ELF magic (a compiler's object file in /tmp): the program's own work, recorded, not
+/// verified by hash as an executable would be. It was, and the replay of a program that had
+/// removed it refused ("the file ... is missing or changed here"): varnish, which compiles its
+/// configuration at start, could not run replicated.
+#[test]
+fn an_elf_file_the_program_wrote_itself_is_recorded() {
+    let dir = temp_dir("own-elf");
+    let log = dir.path().join("own.ftlog");
+    let tmp = dir.path().to_str().expect("utf-8 path").to_owned();
+    let run = record(&log, None, &c_program("own_elf"), &[&tmp]);
+    assert_eq!(run.status, 0, "{run}");
+    assert!(run.stdout_text().starts_with("read back ") && run.stdout_text().ends_with("(same)\n"), "{run}");
+    for _ in 0..2 {
+        let again = replay(&log, None);
+        assert_eq!((again.status, again.stdout_text()), (0, run.stdout_text()), "{again}");
+    }
+}
+
 #[test]
 fn data_dir_must_match_the_recorded_start() {
     let Some(sqlite3) = find_program("sqlite3") else {

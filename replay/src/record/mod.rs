@@ -122,6 +122,9 @@ struct Recorder<'a> {
     events: u64,
     /// blake3 of verified files by (dev, ino, size, mtime).
     hashes: HashMap<(u64, u64, u64, i64), Vec<u8>>,
+    /// When this recorder started (ns since the epoch): a file changed since is the program's
+    /// own work, never verified by hash (see `verified_file`).
+    started_ns: i128,
     tasks: HashMap<Pid, Task>,
     /// First stops of new tasks that arrived before their parent's clone event.
     early: HashMap<Pid, Stopped>,
@@ -232,6 +235,9 @@ impl<'a> Recorder<'a> {
             warned: HashSet::new(),
             events,
             hashes: HashMap::new(),
+            started_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i128),
             tasks: HashMap::new(),
             early: HashMap::new(),
             ready: VecDeque::new(),

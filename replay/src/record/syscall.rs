@@ -409,6 +409,12 @@ impl Recorder<'_> {
         if policy::opened_file_kind(false, md.is_file(), read_only, elf, md.len()) != FdKind::Verified {
             return Ok(None);
         }
+        // Made or changed since the recording began (a compiler's object file in /tmp that the
+        // linker reads back: varnish compiles its VCL at start): the program's own work, which
+        // no other replica has. Recorded, as any other file outside the data directory.
+        if i128::from(md.ctime()) * 1_000_000_000 + i128::from(md.ctime_nsec()) >= self.started_ns {
+            return Ok(None);
+        }
         let key = (md.dev(), md.ino(), md.size(), md.mtime_nsec() + md.mtime() * 1_000_000_000);
         let hash = match self.hashes.get(&key) {
             Some(h) => h.clone(),
