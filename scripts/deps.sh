@@ -2,7 +2,7 @@
 # Installs what ftexec's build, tests and demos need on Debian 12 (idempotent). Needs root.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(build-essential gcc libc6-dev linux-libc-dev sqlite3 python3 redis-server redis-tools memcached iproute2 gdb busybox-static nginx-light postgresql openjdk-17-jdk-headless mariadb-server apache2 wrk libmemcached-tools gunicorn)
+pkgs=(build-essential gcc libc6-dev linux-libc-dev sqlite3 python3 redis-server redis-tools memcached iproute2 gdb busybox-static nginx-light postgresql openjdk-17-jdk-headless mariadb-server apache2 wrk libmemcached-tools gunicorn varnish)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,7 +13,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 # Debian starts redis-server and memcached as services; the tests start their own.
-for svc in redis-server memcached nginx postgresql mariadb apache2; do
+for svc in redis-server memcached nginx postgresql mariadb apache2 varnish; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then systemctl stop "$svc" || true; fi
 done
 export PATH="$HOME/.cargo/bin:$PATH"

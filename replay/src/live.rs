@@ -45,6 +45,13 @@ pub(crate) struct SockShadow {
     /// The address connect gave it.
     #[serde(default)]
     pub peer: Vec<u8>,
+    /// Its address family and whether it is a stream (socket's arguments; an accepted
+    /// connection's are its listener's): a connection that does not survive going live is
+    /// made dead in the same family (0: not known).
+    #[serde(default)]
+    pub family: i32,
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// What replay learned of a file outside the data directory from the syscalls on it.
@@ -175,10 +182,12 @@ enum Stand<'a> {
 }
 
 impl<'a> Stand<'a> {
-    /// A socket made again as it was, not one whose peer has gone.
+    /// A socket made again as it was, not one whose peer has gone: a listening socket, a
+    /// datagram socket, and a stream socket bound but not connected (varnish's manager binds
+    /// the socket its child listens on).
     fn rebuilt(self) -> Option<&'a SockShadow> {
         match self {
-            Stand::Sock(sh) if sh.listening() || sh.datagram() => Some(sh),
+            Stand::Sock(sh) if sh.listening() || sh.datagram() || sh.bound_only() => Some(sh),
             _ => None,
         }
     }
@@ -193,6 +202,11 @@ impl SockShadow {
     /// connection to lose; it is made again with its address and its peer.
     fn datagram(&self) -> bool {
         self.made.is_some_and(|(_, ty, _)| ty & 0xf == libc::SOCK_DGRAM)
+    }
+
+    /// A socket this process made and bound, and did not connect (nor listen on).
+    fn bound_only(&self) -> bool {
+        self.made.is_some() && !self.addr.is_empty() && self.peer.is_empty()
     }
 }
 
@@ -549,7 +563,16 @@ fn rebuild_all(
             d
         } else if let Some((owner, owner_fd)) = shared {
             debug!(log, "going live: an fd shared with another process"; "fd" => fd, "from" => owner);
-            take_shared(r, tgid, owner, owner_fd)?
+            let got = take_shared(r, tgid, owner, owner_fd)?;
+            // This process listened on it (varnish's child, on what its manager bound): the
+            // process that made it real knew only the bind.
+            if let Stand::Sock(SockShadow { backlog: Some(backlog), .. }) = stand {
+                let l = r.listen(got, *backlog)?;
+                if l < 0 {
+                    warn!(log, "going live: listening on a shared socket failed"; "fd" => fd, "errno" => -l);
+                }
+            }
+            got
         } else if let Stand::File(f) = stand {
             reopen(r, tgid, fd, f, log)?
         } else if let Stand::PairEnd(ino, end) = stand {
@@ -599,6 +622,11 @@ fn rebuild_all(
             None => None,
         } {
             new
+        } else if let Some(dead) = match stand {
+            Stand::Sock(sh) => dead_connection(r, sh, fd, log)?,
+            _ => None,
+        } {
+            dead
         } else {
             let [a, peer] = r.socketpair()?.map_err(|e| fail(format!("socketpair for fd {fd} failed with {e}")))?;
             r.close(peer)?;
@@ -628,6 +656,41 @@ fn rebuild_all(
         }
     }
     Ok(done)
+}
+
+/// A TCP connection of the program, which does not survive going live: a TCP socket of the same
+/// family whose peer has closed (made on loopback by the tracer and handed over), so that the
+/// program reads its end and its getsockname names an IPv4 or IPv6 address, as natively. (A unix
+/// socketpair stood for it before: varnish asserts on the address of its sessions and its child
+/// aborted after every failover.) None for other sockets, or if loopback has no such family.
+fn dead_connection(r: &mut Remote, sh: &SockShadow, fd: i32, log: &Logger) -> Result<Option<i64>> {
+    // A socket that listened here (made in another process: varnish's child listens on what its
+    // manager made) is no connection: not made dead as one.
+    if sh.backlog.is_some() {
+        return Ok(None);
+    }
+    let here = match sh.family {
+        libc::AF_INET if sh.stream => "127.0.0.1:0",
+        libc::AF_INET6 if sh.stream => "[::1]:0",
+        _ => return Ok(None),
+    };
+    let made = (|| -> std::io::Result<std::net::TcpStream> {
+        let l = std::net::TcpListener::bind(here)?;
+        let c = std::net::TcpStream::connect(l.local_addr()?)?;
+        drop(l.accept()?);
+        Ok(c)
+    })();
+    match made {
+        Ok(c) => {
+            let got = r.give_fd(std::os::fd::AsFd::as_fd(&c))?;
+            debug!(log, "going live: a connection that ends here is a TCP socket whose peer closed"; "fd" => fd, "family" => sh.family);
+            Ok(Some(got))
+        }
+        Err(e) => {
+            debug!(log, "going live: no loopback TCP socket for a connection that ends here"; "fd" => fd, "err" => %e);
+            Ok(None)
+        }
+    }
 }
 
 /// Makes a socket of the program again (see [`Stand::rebuilt`]): the same domain, type and

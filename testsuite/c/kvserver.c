@@ -12,6 +12,8 @@
  *   INCR key       -> the new integer value (a missing key counts as 0)
  *   COUNT          -> number of keys
  *   PING           -> PONG
+ *   FAMILIES       -> inet N unix M other K: the address families of the
+ *                     connections closed so far
  *   TIME           -> CLOCK_REALTIME seconds (nondeterministic input)
  *   BG ms code     -> STARTED; forks a child that sleeps ms milliseconds and
  *                     exits with code plus the number of times its sleep
@@ -186,8 +188,21 @@ static void reply(struct client *c, const char *s)
     out_append(c, "\n", 1);
 }
 
+/* The address families of the connections closed so far (FAMILIES): a connection that a
+ * failover ended must still be the program's kind of socket. */
+static long closed_inet, closed_unix, closed_other;
+
 static void close_client(struct client *c)
 {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int family = getsockname(c->fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family : -1;
+    if (family == AF_INET || family == AF_INET6)
+        closed_inet++;
+    else if (family == AF_UNIX)
+        closed_unix++;
+    else
+        closed_other++;
     epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
     clients[c->fd] = NULL;
     close(c->fd);
@@ -365,6 +380,9 @@ static void execute(struct client *c, char *line)
         reply(c, buf);
     } else if (strcmp(cmd, "PING") == 0 && ntok == 1) {
         reply(c, "PONG");
+    } else if (strcmp(cmd, "FAMILIES") == 0 && ntok == 1) {
+        snprintf(buf, sizeof buf, "inet %ld unix %ld other %ld", closed_inet, closed_unix, closed_other);
+        reply(c, buf);
     } else if (strcmp(cmd, "TIME") == 0 && ntok == 1) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -501,6 +501,41 @@ fn a_file_open_across_failover_reads_on_from_its_offset() {
     assert_lockstep(&cl);
 }
 
+/// Connections open when the leader dies end on the new leader as TCP sockets whose peer has
+/// closed: the program reads their end and closes them, and getsockname still names an IPv4
+/// address. They were unix socketpairs, and varnish, which asserts on its sessions' addresses,
+/// lost its child process at every failover.
+#[test]
+fn connections_a_failover_ends_are_still_tcp_sockets() {
+    let (_tmp, cl) = kvserver_cluster("repl-dead-conns");
+    let mut a = cl.client(Duration::from_secs(10));
+    let mut b = cl.client(Duration::from_secs(10));
+    assert_eq!(a.cmd("PING").as_deref(), Some("PONG"));
+    assert_eq!(b.cmd("PING").as_deref(), Some("PONG"));
+    let (mut c, _) = cl.fail_over();
+    let count = |reply: &str, what: &str| {
+        let words: Vec<&str> = reply.split_whitespace().collect();
+        words.iter().position(|w| *w == what).and_then(|i| words.get(i + 1)?.parse::<u64>().ok()).unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    let families = loop {
+        let f = c.cmd("FAMILIES").unwrap_or_default();
+        if count(&f, "inet") + count(&f, "unix") + count(&f, "other") >= 2 {
+            break f;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the new leader's program closed too few connections: {f}\n{}",
+            cl.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(count(&families, "inet") >= 2, "{families}");
+    assert_eq!((count(&families, "unix"), count(&families, "other")), (0, 0), "{families}");
+    drop((a, b));
+    assert_lockstep(&cl);
+}
+
 #[test]
 fn a_node_with_another_command_refuses_to_join() {
     let (_tmp, cl) = kvserver_cluster("repl-refuse");

@@ -646,10 +646,13 @@ impl Replayer<'_> {
         match spec.fds.object {
             Object::Socket => {
                 let made = Some((args[0] as i32, args[1] as i32, args[2] as i32));
-                socks.insert(s.ret as i32, SockShadow { made, ..Default::default() });
+                let (family, stream) = (args[0] as i32, args[1] as i32 & 0xf == libc::SOCK_STREAM);
+                socks.insert(s.ret as i32, SockShadow { made, family, stream, ..Default::default() });
             }
             Object::Connection => {
-                socks.insert(s.ret as i32, SockShadow::default());
+                // Accepted from the listener at argument 0: its family.
+                let (family, stream) = socks.get(&fd).map_or((0, false), |l| (l.family, l.stream));
+                socks.insert(s.ret as i32, SockShadow { family, stream, ..Default::default() });
             }
             _ => {}
         }
