@@ -703,7 +703,7 @@ fn rebuild_socket(r: &mut Remote, tgid: i32, fd: i32, sh: &SockShadow, log: &Log
     let ty = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
     let s = r.socket(domain, ty, proto)?;
     if s < 0 && sh.backlog.is_none() {
-        warn!(log, "going live: a datagram socket cannot be made again; reads on it see its end"; "fd" => fd, "domain" => domain, "errno" => -s);
+        warn!(log, "going live: a socket that does not listen (datagram, or bound only) cannot be made again; reads on it see its end"; "fd" => fd, "domain" => domain, "errno" => -s);
         return Ok(None);
     }
     if s < 0 {
@@ -725,9 +725,9 @@ fn rebuild_socket(r: &mut Remote, tgid: i32, fd: i32, sh: &SockShadow, log: &Log
             }
             let gave_up = b != -i64::from(libc::EADDRINUSE) || started.elapsed() > BIND_PATIENCE;
             if gave_up && sh.backlog.is_none() {
-                // A datagram socket: the program goes on with it unbound (clients of a listening
-                // socket need its address; going live fails without it).
-                warn!(log, "going live: a datagram socket cannot be bound to its address again; it stays unbound"; "fd" => fd, "errno" => -b);
+                // A datagram socket, or one bound only: the program goes on with it unbound
+                // (clients of a listening socket need its address; going live fails without it).
+                warn!(log, "going live: a socket that does not listen cannot be bound to its address again; it stays unbound"; "fd" => fd, "errno" => -b);
                 break;
             }
             if gave_up {
