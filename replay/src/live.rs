@@ -410,11 +410,28 @@ fn reopen(r: &mut Remote, tgid: i32, fd: i32, f: &FileShadow, log: &Logger) -> R
         info!(log, "going live: a standard stream opened by path is this replica's"; "fd" => fd, "path" => f.path.display().to_string());
         return Ok(got);
     }
-    let opened = if matches!(is_fifo, Ok(true)) {
+    let mut opened = if matches!(is_fifo, Ok(true)) {
         -i64::from(libc::ENXIO)
     } else {
         r.open(f.path.as_os_str().as_bytes(), flags)?
     };
+    if opened == -i64::from(libc::EACCES) || opened == -i64::from(libc::EPERM) {
+        // The program had it open before it dropped privileges (varnish's manager keeps its pid
+        // file, made as root, while it runs as user varnish): opened by the tracer, in the
+        // program's root, and handed over, as the fd it held natively.
+        use std::os::unix::fs::OpenOptionsExt;
+        let in_root =
+            std::path::Path::new(&format!("/proc/{tgid}/root")).join(f.path.strip_prefix("/").unwrap_or(&f.path));
+        let acc = flags & libc::O_ACCMODE;
+        let own = std::fs::OpenOptions::new()
+            .read(acc != libc::O_WRONLY)
+            .write(acc != libc::O_RDONLY)
+            .custom_flags(flags & !(libc::O_ACCMODE | libc::O_CLOEXEC))
+            .open(&in_root);
+        if let Ok(file) = own {
+            opened = r.give_fd(std::os::fd::AsFd::as_fd(&file))?;
+        }
+    }
     if opened >= 0 {
         if f.offset > 0 && flags & libc::O_APPEND == 0 {
             // Devices and /proc files may refuse; their offset matters little.
