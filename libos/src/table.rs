@@ -254,6 +254,20 @@ pub struct Spec {
     pub buffered: bool,
 }
 
+impl Spec {
+    /// Whether it is a `Copy` syscall that sends (its event is an output's; the syscall buffer
+    /// keeps a copy of its bytes, not a result to write back).
+    pub fn copy_sends(&self) -> bool {
+        matches!(self.exec, Exec::Copy(op) if op.sends())
+    }
+
+    /// The argument holding the address its first memory write goes to (a read's buffer,
+    /// epoll's events, poll's array): where a buffered call's bytes land. 1 when it writes none.
+    pub fn out_arg(&self) -> usize {
+        self.writes.first().map_or(1, |w| usize::from(w.ptr))
+    }
+}
+
 const fn base(nr: u32, name: &'static str, class: Class) -> Spec {
     Spec {
         nr,

@@ -45,9 +45,8 @@ pub(crate) struct SockShadow {
     /// The address connect gave it.
     #[serde(default)]
     pub peer: Vec<u8>,
-    /// Its address family and whether it is a stream (socket's arguments; an accepted
-    /// connection's are its listener's): a connection that does not survive going live is
-    /// made dead in the same family (0: not known).
+    /// An accepted connection's address family and whether it is a stream: its listener's
+    /// (a socket made here has them in `made`; see [`SockShadow::kind`]).
     #[serde(default)]
     pub family: i32,
     #[serde(default)]
@@ -202,6 +201,15 @@ impl SockShadow {
     /// connection to lose; it is made again with its address and its peer.
     fn datagram(&self) -> bool {
         self.made.is_some_and(|(_, ty, _)| ty & 0xf == libc::SOCK_DGRAM)
+    }
+
+    /// Its address family (0: not known) and whether it is a stream: a connection that does not
+    /// survive going live is made dead in the same family.
+    pub fn kind(&self) -> (i32, bool) {
+        match self.made {
+            Some((domain, ty, _)) => (domain, ty & 0xf == libc::SOCK_STREAM),
+            None => (self.family, self.stream),
+        }
     }
 
     /// A socket this process made and bound, and did not connect (nor listen on).
@@ -686,9 +694,10 @@ fn dead_connection(r: &mut Remote, sh: &SockShadow, fd: i32, log: &Logger) -> Re
     if sh.backlog.is_some() {
         return Ok(None);
     }
-    let here = match sh.family {
-        libc::AF_INET if sh.stream => "127.0.0.1:0",
-        libc::AF_INET6 if sh.stream => "[::1]:0",
+    let (family, stream) = sh.kind();
+    let here = match family {
+        libc::AF_INET if stream => "127.0.0.1:0",
+        libc::AF_INET6 if stream => "[::1]:0",
         _ => return Ok(None),
     };
     let made = (|| -> std::io::Result<std::net::TcpStream> {
@@ -700,7 +709,7 @@ fn dead_connection(r: &mut Remote, sh: &SockShadow, fd: i32, log: &Logger) -> Re
     match made {
         Ok(c) => {
             let got = r.give_fd(std::os::fd::AsFd::as_fd(&c))?;
-            debug!(log, "going live: a connection that ends here is a TCP socket whose peer closed"; "fd" => fd, "family" => sh.family);
+            debug!(log, "going live: a connection that ends here is a TCP socket whose peer closed"; "fd" => fd, "family" => family);
             Ok(Some(got))
         }
         Err(e) => {

@@ -305,12 +305,9 @@ impl Recorder<'_> {
             ..Default::default()
         };
         let spec = lookup(u64::from(e.nr));
-        let send = spec.is_some_and(|sp| matches!(sp.exec, Exec::Copy(op) if op.sends()));
         self.one_stop += 1;
-        if !send {
-            // Where the kernel wrote the bytes: the table's first write (the buffer of a read,
-            // epoll's events, poll's array).
-            let at = spec.and_then(|sp| sp.writes.first()).map_or(1, |w| usize::from(w.ptr));
+        if !spec.is_some_and(|sp| sp.copy_sends()) {
+            let at = spec.map_or(1, |sp| sp.out_arg());
             if !e.data.is_empty() {
                 ev.mem.push(MemWrite { addr: e.args[at], data: e.data });
             }

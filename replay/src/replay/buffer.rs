@@ -142,7 +142,7 @@ impl Replayer<'_> {
 }
 
 fn is_write(nr: u32) -> bool {
-    lookup(u64::from(nr)).is_some_and(|sp| matches!(sp.exec, Exec::Copy(op) if op.sends()))
+    lookup(u64::from(nr)).is_some_and(|sp| sp.copy_sends())
 }
 
 /// The ring entry that serves a buffered syscall event: a read's bytes, or room for a write's.
@@ -157,8 +157,7 @@ fn entry_of(s: &Syscall) -> Option<Entry> {
         }
         vec![0u8; s.input_len as usize]
     } else {
-        // Where the handler writes them: the table's first write (as the recorder logged it).
-        let at = lookup(u64::from(s.nr)).and_then(|sp| sp.writes.first()).map_or(1, |w| usize::from(w.ptr));
+        let at = lookup(u64::from(s.nr)).map_or(1, |sp| sp.out_arg());
         match s.mem.as_slice() {
             [] => Vec::new(),
             [m] if m.addr == args[at] => m.data.clone(),

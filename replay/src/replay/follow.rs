@@ -646,12 +646,11 @@ impl Replayer<'_> {
         match spec.fds.object {
             Object::Socket => {
                 let made = Some((args[0] as i32, args[1] as i32, args[2] as i32));
-                let (family, stream) = (args[0] as i32, args[1] as i32 & 0xf == libc::SOCK_STREAM);
-                socks.insert(s.ret as i32, SockShadow { made, family, stream, ..Default::default() });
+                socks.insert(s.ret as i32, SockShadow { made, ..Default::default() });
             }
             Object::Connection => {
                 // Accepted from the listener at argument 0: its family.
-                let (family, stream) = socks.get(&fd).map_or((0, false), |l| (l.family, l.stream));
+                let (family, stream) = socks.get(&fd).map_or((0, false), |l| l.kind());
                 socks.insert(s.ret as i32, SockShadow { family, stream, ..Default::default() });
             }
             _ => {}
